@@ -1,1 +1,45 @@
-fn main() {}
+//! `dynapviz`: the command-line front of the dynapviz crates.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+/// Watch spiking neural networks run on DYNAP-CNN / Speck chips, simulated or real.
+#[derive(Parser)]
+#[command(name = "dynapviz", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log level filter (error, warn, info, debug, trace), as for RUST_LOG.
+    #[arg(long, global = true, default_value = "warn")]
+    log: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Inspect(commands::inspect::Args),
+    Convert(commands::convert::Args),
+    Model(commands::model::Args),
+    Simulate(commands::simulate::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Inspect(a) => commands::inspect::run(a),
+        Command::Convert(a) => commands::convert::run(a),
+        Command::Model(a) => commands::model::run(a),
+        Command::Simulate(a) => commands::simulate::run(a),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -138,19 +138,17 @@ impl Source {
         Ok(Some(line))
     }
 
-    /// Reads the text header lines that start with `prefix` (like `%` or `#`), stopping at the
-    /// first byte that is not the prefix, or after the line equal to `end` when given.
-    pub(crate) fn header_lines(&mut self, prefix: u8, end: Option<&str>) -> Result<Vec<String>> {
+    /// Reads the text header lines that start with `prefix` (like `%` or `#`). The header ends
+    /// after a line equal to `end` (binary data may itself start with the prefix byte, so a
+    /// terminator wins when the format has one), or else at the first byte that is not the
+    /// prefix; with `end_required` a missing terminator is an error.
+    pub(crate) fn header_lines(&mut self, prefix: u8, end: &str, end_required: bool) -> Result<Vec<String>> {
         let mut lines = Vec::new();
         while self.peek()? == Some(prefix) {
             let start = self.offset;
-            let Some(raw) = self.read_line(1 << 16)? else {
-                break;
-            };
-            let text = String::from_utf8_lossy(&raw)
-                .trim_end_matches(['\r', '\n'])
-                .to_string();
-            let done = end.is_some_and(|e| text == e);
+            let Some(raw) = self.read_line(1 << 16)? else { break };
+            let text = String::from_utf8_lossy(&raw).trim_end_matches(['\r', '\n']).to_string();
+            let done = text.trim_end() == end;
             lines.push(text);
             if done {
                 return Ok(lines);
@@ -159,7 +157,7 @@ impl Source {
                 return Err(self.error_at(start, "more than 100000 header lines: not a header"));
             }
         }
-        if let Some(end) = end {
+        if end_required {
             return Err(self.error(format!("header has no line `{end}`")));
         }
         Ok(lines)

@@ -25,7 +25,7 @@ pub struct Reader {
 
 impl Reader {
     pub(crate) fn new(mut src: Source) -> Result<Self> {
-        let lines = src.header_lines(b'#', None)?;
+        let lines = src.header_lines(b'#', "#!END-HEADER", false)?;
         let davis = lines.iter().find_map(|l| {
             let l = l.to_ascii_lowercase();
             (l.contains("davis")

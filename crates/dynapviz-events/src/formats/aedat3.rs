@@ -26,7 +26,7 @@ pub struct Reader {
 
 impl Reader {
     pub(crate) fn new(mut src: Source) -> Result<Self> {
-        let lines = src.header_lines(b'#', Some("#!END-HEADER"))?;
+        let lines = src.header_lines(b'#', "#!END-HEADER", true)?;
         let geometry = lines.iter().find_map(|l| {
             let l = l.to_ascii_lowercase();
             (l.starts_with("#source") || l.contains("sizex"))

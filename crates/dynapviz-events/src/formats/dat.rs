@@ -17,7 +17,7 @@ pub struct Reader {
 
 impl Reader {
     pub(crate) fn new(mut src: Source) -> Result<Self> {
-        let lines = src.header_lines(b'%', None)?;
+        let lines = src.header_lines(b'%', "% end", false)?;
         let num = |k: &str| header_value(&lines, k).and_then(|v| v.parse::<u16>().ok());
         let geometry = match (num("Width"), num("Height")) {
             (Some(w), Some(h)) => Some(Geometry::new(w, h)),

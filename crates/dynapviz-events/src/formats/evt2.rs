@@ -67,7 +67,7 @@ pub struct Reader {
 
 impl Reader {
     pub(crate) fn new(mut src: Source) -> Result<Self> {
-        let lines = src.header_lines(b'%', None)?;
+        let lines = src.header_lines(b'%', "% end", false)?;
         let geometry = header_geometry(&lines);
         Ok(Self {
             src,
