@@ -1,1 +1,6 @@
-use anyhow::Result; #[derive(clap::Args)] pub struct Args {} pub fn run(_a: Args) -> Result<()> { Ok(()) }
+use anyhow::Result;
+#[derive(clap::Args)]
+pub struct Args {}
+pub fn run(_a: Args) -> Result<()> {
+    Ok(())
+}

@@ -142,12 +142,21 @@ impl Source {
     /// after a line equal to `end` (binary data may itself start with the prefix byte, so a
     /// terminator wins when the format has one), or else at the first byte that is not the
     /// prefix; with `end_required` a missing terminator is an error.
-    pub(crate) fn header_lines(&mut self, prefix: u8, end: &str, end_required: bool) -> Result<Vec<String>> {
+    pub(crate) fn header_lines(
+        &mut self,
+        prefix: u8,
+        end: &str,
+        end_required: bool,
+    ) -> Result<Vec<String>> {
         let mut lines = Vec::new();
         while self.peek()? == Some(prefix) {
             let start = self.offset;
-            let Some(raw) = self.read_line(1 << 16)? else { break };
-            let text = String::from_utf8_lossy(&raw).trim_end_matches(['\r', '\n']).to_string();
+            let Some(raw) = self.read_line(1 << 16)? else {
+                break;
+            };
+            let text = String::from_utf8_lossy(&raw)
+                .trim_end_matches(['\r', '\n'])
+                .to_string();
             let done = text.trim_end() == end;
             lines.push(text);
             if done {

@@ -1,0 +1,89 @@
+//! Importers: each turns a file into the common [`Ann`](crate::Ann).
+
+pub mod arch;
+pub mod onnx;
+pub mod safetensors;
+pub mod torch;
+
+use std::path::Path;
+
+use crate::ann::{Ann, AnnLayer};
+use crate::error::{ModelError, Result, file_error};
+
+/// Eval-mode batch norm as a per-channel affine map `y = x * scale + shift`, computed in f32
+/// like PyTorch.
+pub(crate) fn batch_norm(
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    eps: f32,
+) -> AnnLayer {
+    let scale: Vec<f32> = gamma
+        .iter()
+        .zip(var)
+        .map(|(g, v)| g / (v + eps).sqrt())
+        .collect();
+    let shift = beta
+        .iter()
+        .zip(mean)
+        .zip(&scale)
+        .map(|((b, m), s)| b - m * s)
+        .collect();
+    AnnLayer::BatchNorm { scale, shift }
+}
+
+/// What an input file holds, chosen by extension.
+fn kind(path: &Path) -> &'static str {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("onnx") => "onnx",
+        Some("safetensors") => "safetensors",
+        _ => "torch",
+    }
+}
+
+/// Loads a model: an ONNX file on its own, or a state_dict (`.pt`/`.pth`/`.safetensors`)
+/// with its architecture file. Returns the ANN and the input shape the architecture names.
+pub fn load(model: &Path, arch: Option<&Path>) -> Result<(Ann, Option<[usize; 3]>)> {
+    match (kind(model), arch) {
+        ("onnx", _) => Ok((onnx::load(model)?, None)),
+        (k, Some(arch_path)) => {
+            let arch = arch::Arch::load(arch_path)?;
+            let state = if k == "safetensors" {
+                safetensors::load(model)?
+            } else {
+                torch::load_state_dict(model)?
+            };
+            Ok((arch.build(arch_path, model, state)?, arch.input_shape))
+        }
+        (_, None) => Err(file_error(
+            model,
+            "a state_dict holds weights only: pass --arch ARCH.toml describing the layers",
+        )),
+    }
+}
+
+/// Checks that every weight is finite: a NaN or infinity would poison the discretization scale.
+pub fn check_finite(ann: &Ann) -> Result<()> {
+    for l in &ann.layers {
+        let values: Box<dyn Iterator<Item = &f32>> = match &l.layer {
+            AnnLayer::Conv { weight, bias, .. } | AnnLayer::Linear { weight, bias } => {
+                Box::new(weight.data.iter().chain(bias.iter().flatten()))
+            }
+            AnnLayer::BatchNorm { scale, shift } => Box::new(scale.iter().chain(shift)),
+            _ => continue,
+        };
+        if let Some(v) = values.into_iter().find(|v| !v.is_finite()) {
+            return Err(ModelError::Unsupported {
+                layer: format!("layer {} ({})", l.name, l.layer.kind()),
+                message: format!("weight value {v} is not finite"),
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,353 @@
+//! ONNX models as `torch.onnx.export` writes them. The protobuf messages are declared here with
+//! `prost` derives (the few fields we read), so no `protoc` runs at build time. The graph must be
+//! a chain: Conv, Relu, AveragePool, Flatten/Reshape, Gemm/MatMul(+Add), BatchNormalization,
+//! Dropout/Identity. Anything else is reported with the node's name and operator.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use prost::Message;
+
+use crate::Tensor;
+use crate::ann::{Ann, AnnLayer};
+use crate::error::{ModelError, Result, file_error};
+
+#[derive(Clone, PartialEq, Message)]
+struct ModelProto {
+    #[prost(int64, tag = "1")]
+    ir_version: i64,
+    #[prost(message, optional, tag = "7")]
+    graph: Option<GraphProto>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct GraphProto {
+    #[prost(message, repeated, tag = "1")]
+    node: Vec<NodeProto>,
+    #[prost(message, repeated, tag = "5")]
+    initializer: Vec<TensorProto>,
+    #[prost(message, repeated, tag = "11")]
+    input: Vec<ValueInfoProto>,
+    #[prost(message, repeated, tag = "12")]
+    output: Vec<ValueInfoProto>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct NodeProto {
+    #[prost(string, repeated, tag = "1")]
+    input: Vec<String>,
+    #[prost(string, repeated, tag = "2")]
+    output: Vec<String>,
+    #[prost(string, tag = "3")]
+    name: String,
+    #[prost(string, tag = "4")]
+    op_type: String,
+    #[prost(message, repeated, tag = "5")]
+    attribute: Vec<AttributeProto>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct AttributeProto {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(float, tag = "2")]
+    f: f32,
+    #[prost(int64, tag = "3")]
+    i: i64,
+    #[prost(message, optional, tag = "5")]
+    t: Option<TensorProto>,
+    #[prost(int64, repeated, tag = "8")]
+    ints: Vec<i64>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct TensorProto {
+    #[prost(int64, repeated, tag = "1")]
+    dims: Vec<i64>,
+    #[prost(int32, tag = "2")]
+    data_type: i32,
+    #[prost(float, repeated, tag = "4")]
+    float_data: Vec<f32>,
+    #[prost(int64, repeated, tag = "7")]
+    int64_data: Vec<i64>,
+    #[prost(string, tag = "8")]
+    name: String,
+    #[prost(bytes = "vec", tag = "9")]
+    raw_data: Vec<u8>,
+    #[prost(double, repeated, tag = "10")]
+    double_data: Vec<f64>,
+    #[prost(int32, tag = "14")]
+    data_location: i32,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct ValueInfoProto {
+    #[prost(string, tag = "1")]
+    name: String,
+}
+
+const FLOAT: i32 = 1;
+const INT64: i32 = 7;
+const DOUBLE: i32 = 11;
+
+/// A constant: float values (weights) or integers (shapes).
+enum Const {
+    Float(Tensor),
+    Ints(Vec<i64>),
+}
+
+fn decode_tensor(t: &TensorProto, path: &Path) -> Result<Const> {
+    let bad = |what: &str| file_error(path, format!("tensor `{}`: {what}", t.name));
+    if t.data_location == 1 {
+        return Err(bad(
+            "weights stored in an external file are not supported: export with all weights inside the .onnx",
+        ));
+    }
+    let shape: Vec<usize> = t
+        .dims
+        .iter()
+        .map(|&d| usize::try_from(d).map_err(|_| bad("negative dimension")))
+        .collect::<Result<_>>()?;
+    match t.data_type {
+        FLOAT | DOUBLE => {
+            let data: Vec<f32> = if !t.raw_data.is_empty() {
+                if t.data_type == FLOAT {
+                    t.raw_data
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect()
+                } else {
+                    t.raw_data
+                        .chunks_exact(8)
+                        .map(|c| f64::from_le_bytes(c.try_into().unwrap_or_default()) as f32)
+                        .collect()
+                }
+            } else if t.data_type == FLOAT {
+                t.float_data.clone()
+            } else {
+                t.double_data.iter().map(|&d| d as f32).collect()
+            };
+            Tensor::new(shape, data)
+                .map(Const::Float)
+                .ok_or_else(|| bad("data length does not match its dims"))
+        }
+        INT64 => Ok(Const::Ints(if t.raw_data.is_empty() {
+            t.int64_data.clone()
+        } else {
+            t.raw_data
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap_or_default()))
+                .collect()
+        })),
+        other => Err(bad(&format!(
+            "data type {other} is not supported (expected float32, float64 or int64)"
+        ))),
+    }
+}
+
+struct Node<'a> {
+    proto: &'a NodeProto,
+}
+
+impl Node<'_> {
+    fn label(&self) -> String {
+        if self.proto.name.is_empty() {
+            format!("{} node", self.proto.op_type)
+        } else {
+            format!("node `{}` ({})", self.proto.name, self.proto.op_type)
+        }
+    }
+
+    fn attr(&self, name: &str) -> Option<&AttributeProto> {
+        self.proto.attribute.iter().find(|a| a.name == name)
+    }
+
+    fn ints(&self, name: &str) -> Option<&[i64]> {
+        self.attr(name).map(|a| a.ints.as_slice())
+    }
+
+    fn int(&self, name: &str, default: i64) -> i64 {
+        self.attr(name).map_or(default, |a| a.i)
+    }
+
+    fn unsupported(&self, message: impl Into<String>) -> ModelError {
+        ModelError::Unsupported {
+            layer: self.label(),
+            message: message.into(),
+        }
+    }
+
+    fn pair(&self, name: &str, default: usize) -> Result<[usize; 2]> {
+        match self.ints(name) {
+            None => Ok([default, default]),
+            Some([a, b]) if *a >= 0 && *b >= 0 => Ok([*a as usize, *b as usize]),
+            Some(v) => Err(self.unsupported(format!(
+                "attribute {name} = {v:?}: expected two non-negative values (2-D)"
+            ))),
+        }
+    }
+
+    fn symmetric_pads(&self) -> Result<[usize; 2]> {
+        match self.ints("pads") {
+            None => Ok([0, 0]),
+            Some([t, l, b, r]) if t == b && l == r && *t >= 0 && *l >= 0 => {
+                Ok([*t as usize, *l as usize])
+            }
+            Some(v) => Err(self.unsupported(format!(
+                "pads {v:?}: only symmetric padding maps to the chip"
+            ))),
+        }
+    }
+}
+
+/// Reads an ONNX file into a sequential ANN.
+pub fn load(path: &Path) -> Result<Ann> {
+    let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let model = ModelProto::decode(bytes.as_slice()).map_err(|e| {
+        file_error(
+            path,
+            format!("not an ONNX model (protobuf decode failed: {e})"),
+        )
+    })?;
+    let graph = model
+        .graph
+        .ok_or_else(|| file_error(path, "ONNX model has no graph"))?;
+    let mut consts: HashMap<String, Const> = HashMap::new();
+    for t in &graph.initializer {
+        consts.insert(t.name.clone(), decode_tensor(t, path)?);
+    }
+    let data_inputs: Vec<&str> = graph
+        .input
+        .iter()
+        .map(|i| i.name.as_str())
+        .filter(|n| !consts.contains_key(*n))
+        .collect();
+    let [input] = data_inputs[..] else {
+        return Err(file_error(
+            path,
+            format!(
+                "the graph has {} data inputs {data_inputs:?}: expected exactly one (the DVS input)",
+                data_inputs.len()
+            ),
+        ));
+    };
+    let mut current = input.to_string();
+    let mut ann = Ann::default();
+    let mut nodes = graph.node.iter().map(|proto| Node { proto }).peekable();
+    while let Some(node) = nodes.next() {
+        let p = node.proto;
+        if p.op_type == "Constant" {
+            let t = node
+                .attr("value")
+                .and_then(|a| a.t.as_ref())
+                .ok_or_else(|| node.unsupported("Constant without a tensor value"))?;
+            let name = p.output.first().cloned().unwrap_or_default();
+            consts.insert(name, decode_tensor(t, path)?);
+            continue;
+        }
+        let activations: Vec<&String> = p
+            .input
+            .iter()
+            .filter(|i| !consts.contains_key(*i) && !i.is_empty())
+            .collect();
+        if activations.len() != 1 || activations[0] != &current {
+            let what = if activations.len() > 1 {
+                "a residual/branching connection (several activation inputs)"
+            } else {
+                "a branch of the graph (it does not consume the previous layer's output)"
+            };
+            return Err(node.unsupported(format!(
+                "{what}: the chip runs a chain of layers; inputs {:?}",
+                p.input
+            )));
+        }
+        let weight = |i: usize| -> Result<Tensor> {
+            match p.input.get(i).and_then(|n| consts.get(n)) {
+                Some(Const::Float(t)) => Ok(t.clone()),
+                _ => Err(node.unsupported(format!("input {i} must be a constant float tensor"))),
+            }
+        };
+        let name = if p.name.is_empty() {
+            format!("{}#{}", p.op_type, ann.layers.len())
+        } else {
+            p.name.clone()
+        };
+        let layer = match p.op_type.as_str() {
+            "Conv" => {
+                if node.int("group", 1) != 1 {
+                    return Err(node.unsupported("grouped/depthwise convolution is not supported by the chip"));
+                }
+                if node.ints("dilations").is_some_and(|d| d.iter().any(|&v| v != 1)) {
+                    return Err(node.unsupported("dilated convolution is not supported by the chip"));
+                }
+                let w = weight(1)?;
+                if w.shape.len() != 4 {
+                    return Err(node.unsupported(format!("weight of shape {:?}: expected 4-D (2-D convolution)", w.shape)));
+                }
+                let bias = if p.input.len() > 2 { Some(weight(2)?.data) } else { None };
+                AnnLayer::Conv { weight: w, bias, stride: node.pair("strides", 1)?, padding: node.symmetric_pads()? }
+            }
+            "Relu" => AnnLayer::Relu,
+            "AveragePool" => {
+                if node.int("ceil_mode", 0) != 0 {
+                    return Err(node.unsupported("ceil_mode pooling does not map to sum pooling"));
+                }
+                if node.symmetric_pads()? != [0, 0] {
+                    return Err(node.unsupported("padded pooling does not map to the chip"));
+                }
+                let kernel = node.pair("kernel_shape", 1)?;
+                AnnLayer::AvgPool { kernel, stride: node.pair("strides", 1)? }
+            }
+            "MaxPool" => return Err(node.unsupported("max pooling has no chip equivalent: use AvgPool2d (sum pooling on chip)")),
+            "Flatten" => AnnLayer::Flatten,
+            "Reshape" => match p.input.get(1).and_then(|n| consts.get(n)) {
+                // torch's x.view(x.size(0), -1) / flatten: two dimensions, batch first.
+                Some(Const::Ints(dims)) if dims.len() == 2 => AnnLayer::Flatten,
+                _ => return Err(node.unsupported("only a Reshape to (batch, features), i.e. a flatten, is supported")),
+            },
+            "Dropout" | "Identity" => AnnLayer::Dropout,
+            "BatchNormalization" => {
+                let eps = node.attr("epsilon").map_or(1e-5, |a| a.f);
+                let [g, b, m, v] = [weight(1)?, weight(2)?, weight(3)?, weight(4)?];
+                crate::import::batch_norm(&g.data, &b.data, &m.data, &v.data, eps)
+            }
+            "Gemm" => {
+                if node.int("transA", 0) != 0 || node.attr("alpha").is_some_and(|a| a.f != 1.0) || node.attr("beta").is_some_and(|a| a.f != 1.0) {
+                    return Err(node.unsupported("only Gemm with transA = 0, alpha = beta = 1 (a Linear layer) is supported"));
+                }
+                let w = weight(1)?;
+                let w = if node.int("transB", 0) == 1 { w } else { w.transposed().ok_or_else(|| node.unsupported("Gemm weight is not 2-D"))? };
+                let bias = if p.input.len() > 2 { Some(weight(2)?.data) } else { None };
+                AnnLayer::Linear { weight: w, bias }
+            }
+            "MatMul" => {
+                let w = weight(1)?.transposed().ok_or_else(|| node.unsupported("MatMul weight is not 2-D"))?;
+                let mut bias = None;
+                // torch exports Linear(bias=True) on 3-D inputs as MatMul + Add.
+                if let Some(next) = nodes.peek()
+                    && next.proto.op_type == "Add"
+                    && next.proto.input.iter().any(|i| p.output.contains(i))
+                    && let Some(Const::Float(b)) = next.proto.input.iter().find_map(|i| consts.get(i))
+                {
+                    bias = Some(b.data.clone());
+                    current = next.proto.output.first().cloned().unwrap_or_default();
+                    nodes.next();
+                    ann.push(name, AnnLayer::Linear { weight: w, bias });
+                    continue;
+                }
+                AnnLayer::Linear { weight: w, bias }
+            }
+            "Add" => return Err(node.unsupported("an Add that is not a bias after MatMul: a residual connection, which the chip cannot run")),
+            other => return Err(node.unsupported(format!("unknown operator {other}: supported are Conv, Relu, AveragePool, Flatten, Reshape, Gemm, MatMul, BatchNormalization, Dropout, Identity"))),
+        };
+        current = p.output.first().cloned().unwrap_or_default();
+        ann.push(name, layer);
+    }
+    if ann.layers.is_empty() {
+        return Err(file_error(path, "the graph has no layers"));
+    }
+    Ok(ann)
+}

@@ -1,0 +1,146 @@
+//! The converted network: a DVS input layer and numbered chip layers (conv -> IAF -> sum pool),
+//! in the form the chip (and the simulator) runs. Float parameters are kept beside the integer
+//! ones so the float model can be evaluated too.
+
+use serde::Serialize;
+
+/// How a neuron's membrane is reset after a spike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Reset {
+    /// v -= threshold (sinabs' default, and the chip's).
+    Subtract,
+    /// v = 0.
+    Zero,
+}
+
+/// A rectangle kept by the DVS layer's crop, in pooled coordinates: rows `y0..y1`, columns `x0..x1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Crop {
+    /// First row kept.
+    pub y0: usize,
+    /// One past the last row kept.
+    pub y1: usize,
+    /// First column kept.
+    pub x0: usize,
+    /// One past the last column kept.
+    pub x1: usize,
+}
+
+/// The chip's DVS layer: polarity merge, sum pooling, crop and mirroring of sensor events.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DvsLayer {
+    /// The network's input (C, H, W): C = 2 polarities, or 1 for merged polarities.
+    pub input_shape: [usize; 3],
+    /// Both polarities feed channel 0.
+    pub merge_polarities: bool,
+    /// Sum-pooling kernel (y, x), stride = kernel.
+    pub pool: [usize; 2],
+    /// Region kept after pooling (None: everything).
+    pub crop: Option<Crop>,
+    /// Mirror left-right.
+    pub flip_x: bool,
+    /// Mirror top-bottom.
+    pub flip_y: bool,
+    /// Swap x and y (mirror at the diagonal).
+    pub swap_xy: bool,
+    /// What the first chip layer receives (C, H, W).
+    pub output_shape: [usize; 3],
+}
+
+/// Float parameters of one layer, after pooling rescale (what sinabs holds before discretizing).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FloatParams {
+    /// Weights `[out][in][kh][kw]`.
+    pub weights: Vec<f32>,
+    /// Bias per output channel.
+    pub bias: Option<Vec<f32>>,
+    /// Spike threshold.
+    pub threshold: f32,
+    /// Lower bound of the membrane potential.
+    pub min_v_mem: f32,
+}
+
+/// Integer parameters of one layer, as loaded into a core.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct QuantParams {
+    /// 8-bit weights `[out][in][kh][kw]`.
+    pub weights: Vec<i8>,
+    /// Bias per output channel.
+    pub bias: Option<Vec<i16>>,
+    /// Spike threshold (16-bit state).
+    pub threshold: i32,
+    /// Lower bound of the membrane potential.
+    pub min_v_mem: i32,
+    /// The factor the float parameters were multiplied by.
+    pub scale: f32,
+}
+
+/// One chip layer: conv -> IAF -> sum pool.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ChipLayer {
+    /// Layer number, 1-based (0 is the DVS layer).
+    pub index: usize,
+    /// The core it runs on, once mapped.
+    pub core: Option<usize>,
+    /// Input (C, H, W).
+    pub in_shape: [usize; 3],
+    /// Output channels.
+    pub out_channels: usize,
+    /// Kernel (ky, kx).
+    pub kernel: [usize; 2],
+    /// Stride (y, x).
+    pub stride: [usize; 2],
+    /// Zero padding (y, x).
+    pub padding: [usize; 2],
+    /// Sum-pooling kernel (y, x) applied to the spikes.
+    pub pool: [usize; 2],
+    /// Conv output (H, W) before pooling: the neuron array.
+    pub conv_out: [usize; 2],
+    /// Output after pooling (C, H, W).
+    pub out_shape: [usize; 3],
+    /// Reset mode.
+    pub reset: Reset,
+    /// Float parameters.
+    pub float: FloatParams,
+    /// Integer parameters, when discretized.
+    pub quant: Option<QuantParams>,
+    /// Layers receiving this layer's spikes (empty for the output layer).
+    pub destinations: Vec<usize>,
+    /// Names of the ANN layers this chip layer was made from.
+    pub source: Vec<String>,
+}
+
+impl ChipLayer {
+    /// Number of neurons (output channels x conv output size).
+    pub fn neurons(&self) -> usize {
+        self.out_channels * self.conv_out[0] * self.conv_out[1]
+    }
+
+    /// Input channels.
+    pub fn in_channels(&self) -> usize {
+        self.in_shape[0]
+    }
+}
+
+/// A converted network, ready for the simulator (and, mapped, for a chip).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Network {
+    /// The input layer.
+    pub dvs: DvsLayer,
+    /// Chip layers in order, `layers[i].index == i + 1`.
+    pub layers: Vec<ChipLayer>,
+    /// The chip profile it was mapped to, if any.
+    pub device: Option<String>,
+}
+
+impl Network {
+    /// Number of output classes (channels of the last layer).
+    pub fn classes(&self) -> usize {
+        self.layers.last().map_or(0, |l| l.out_channels)
+    }
+
+    /// Whether every layer carries integer parameters.
+    pub fn is_discretized(&self) -> bool {
+        self.layers.iter().all(|l| l.quant.is_some())
+    }
+}

@@ -1,0 +1,105 @@
+//! One builder that runs the whole pipeline with sinabs' defaults.
+
+use std::path::{Path, PathBuf};
+
+use crate::chip::{self, ChipProfile};
+use crate::convert::{self, DvsOptions};
+use crate::error::{ModelError, Result};
+use crate::network::Network;
+use crate::{discretize, import, mapping};
+
+/// How layers are assigned to cores.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Ordering {
+    /// sinabs' "auto" matching.
+    #[default]
+    Auto,
+    /// The core of layer 1, 2, ... as given.
+    Manual(Vec<usize>),
+}
+
+/// Import, convert, discretize, validate and map a model.
+#[derive(Clone, Debug)]
+pub struct Pipeline {
+    model: PathBuf,
+    arch: Option<PathBuf>,
+    input_shape: Option<[usize; 3]>,
+    device: Option<String>,
+    ordering: Ordering,
+    discretize: bool,
+    dvs: DvsOptions,
+}
+
+impl Pipeline {
+    /// Starts from a model file (`.onnx`, or a state_dict with [`Pipeline::arch`]).
+    pub fn new(model: &Path) -> Self {
+        Self {
+            model: model.to_path_buf(),
+            arch: None,
+            input_shape: None,
+            device: None,
+            ordering: Ordering::Auto,
+            discretize: true,
+            dvs: DvsOptions::default(),
+        }
+    }
+
+    /// The architecture file of a state_dict.
+    pub fn arch(mut self, arch: Option<&Path>) -> Self {
+        self.arch = arch.map(Path::to_path_buf);
+        self
+    }
+
+    /// The input (C, H, W); required unless the architecture file gives it.
+    pub fn input_shape(mut self, shape: [usize; 3]) -> Self {
+        self.input_shape = Some(shape);
+        self
+    }
+
+    /// The chip profile to validate and map for; without one the network stays unmapped.
+    pub fn device(mut self, name: &str) -> Self {
+        self.device = Some(name.to_string());
+        self
+    }
+
+    /// Core assignment.
+    pub fn ordering(mut self, ordering: Ordering) -> Self {
+        self.ordering = ordering;
+        self
+    }
+
+    /// Keep float parameters only (no integer ones).
+    pub fn discretize(mut self, on: bool) -> Self {
+        self.discretize = on;
+        self
+    }
+
+    /// DVS layer options.
+    pub fn dvs(mut self, dvs: DvsOptions) -> Self {
+        self.dvs = dvs;
+        self
+    }
+
+    /// Runs every stage.
+    pub fn build(self) -> Result<Network> {
+        let (ann, arch_shape) = import::load(&self.model, self.arch.as_deref())?;
+        let shape = self.input_shape.or(arch_shape).ok_or_else(|| {
+            ModelError::Invalid("the input shape is unknown: pass --input-shape C,H,W".into())
+        })?;
+        let mut net = convert::convert(&ann, shape, &self.dvs)?;
+        if self.discretize {
+            discretize::discretize(&mut net);
+        }
+        if let Some(device) = &self.device {
+            let profile = ChipProfile::by_name(device)?;
+            chip::validate(&net, &profile)?;
+            match &self.ordering {
+                Ordering::Auto => {
+                    mapping::map_auto(&mut net, &profile)?;
+                }
+                Ordering::Manual(cores) => mapping::map_manual(&mut net, &profile, cores)?,
+            }
+        }
+        Ok(net)
+    }
+}

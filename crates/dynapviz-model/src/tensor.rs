@@ -1,0 +1,42 @@
+//! A dense float tensor: all the model pipeline needs to carry weights between stages.
+
+/// Row-major `f32` values with their shape.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    /// Dimensions, outermost first (PyTorch order).
+    pub shape: Vec<usize>,
+    /// `shape.iter().product()` values.
+    pub data: Vec<f32>,
+}
+
+impl Tensor {
+    /// A tensor; `data.len()` must equal the product of `shape`.
+    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Option<Self> {
+        (shape.iter().product::<usize>() == data.len()).then_some(Self { shape, data })
+    }
+
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Whether the tensor holds no values.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The transpose of a 2-D tensor.
+    pub fn transposed(&self) -> Option<Tensor> {
+        let [r, c] = self.shape[..] else { return None };
+        let mut data = vec![0.0; r * c];
+        for i in 0..r {
+            for j in 0..c {
+                data[j * r + i] = self.data[i * c + j];
+            }
+        }
+        Some(Tensor {
+            shape: vec![c, r],
+            data,
+        })
+    }
+}
