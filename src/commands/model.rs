@@ -1,6 +1,181 @@
-use anyhow::Result;
+//! `dynapviz model`: import, convert, discretize, validate and map a network; print its layers.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use dynapviz_model::network::Crop;
+use dynapviz_model::{ChipProfile, DvsOptions, Network, Ordering, Pipeline, report};
+use serde::Serialize;
+
+/// The model options shared by `model`, `simulate` and `run`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ModelArgs {
+    /// The trained network: .onnx, or a state_dict (.pt/.pth/.safetensors) with --arch.
+    #[arg(long = "model", value_name = "MODEL")]
+    pub model: PathBuf,
+    /// Architecture TOML for a state_dict (layers of the nn.Sequential, with module indices).
+    #[arg(long)]
+    pub arch: Option<PathBuf>,
+    /// Input shape C,H,W (C = 2 polarities, or 1 for merged polarities).
+    #[arg(long, value_parser = parse_shape)]
+    pub input_shape: Option<[usize; 3]>,
+    /// Chip: speck2e, speck2f, speck2b, dynapcnndevkit, speck2cmini, speck2dmini.
+    #[arg(long, default_value = "speck2e")]
+    pub device: String,
+    /// Core of each layer, comma-separated (layer 1 first), or "auto".
+    #[arg(long, default_value = "auto")]
+    pub chip_layers_ordering: String,
+    /// DVS crop in pooled coordinates: y0,y1,x0,x1 (rows y0..y1, columns x0..x1).
+    #[arg(long, value_parser = parse_crop)]
+    pub crop: Option<Crop>,
+    /// Mirror the input left-right.
+    #[arg(long)]
+    pub flip_x: bool,
+    /// Mirror the input top-bottom.
+    #[arg(long)]
+    pub flip_y: bool,
+    /// Swap x and y of the input.
+    #[arg(long)]
+    pub swap_xy: bool,
+}
+
+fn parse_list(s: &str) -> Result<Vec<usize>, String> {
+    s.split(',')
+        .map(|v| {
+            v.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("`{v}` is not a non-negative integer"))
+        })
+        .collect()
+}
+
+fn parse_shape(s: &str) -> Result<[usize; 3], String> {
+    parse_list(s)?
+        .try_into()
+        .map_err(|_| "expected C,H,W (three numbers)".to_string())
+}
+
+fn parse_crop(s: &str) -> Result<Crop, String> {
+    let [y0, y1, x0, x1]: [usize; 4] = parse_list(s)?
+        .try_into()
+        .map_err(|_| "expected y0,y1,x0,x1".to_string())?;
+    Ok(Crop { y0, y1, x0, x1 })
+}
+
+impl ModelArgs {
+    /// Runs the model pipeline with these options.
+    pub fn build(&self) -> Result<Network> {
+        let ordering = if self.chip_layers_ordering == "auto" {
+            Ordering::Auto
+        } else {
+            Ordering::Manual(
+                parse_list(&self.chip_layers_ordering)
+                    .map_err(anyhow::Error::msg)
+                    .context("--chip-layers-ordering")?,
+            )
+        };
+        let mut p = Pipeline::new(&self.model)
+            .arch(self.arch.as_deref())
+            .device(&self.device)
+            .ordering(ordering)
+            .dvs(DvsOptions {
+                crop: self.crop,
+                flip_x: self.flip_x,
+                flip_y: self.flip_y,
+                swap_xy: self.swap_xy,
+            });
+        if let Some(shape) = self.input_shape {
+            p = p.input_shape(shape);
+        }
+        Ok(p.build()?)
+    }
+}
+
+/// Import a trained network, convert it to IAF, discretize it and map it to the chip's cores.
 #[derive(clap::Args)]
-pub struct Args {}
-pub fn run(_a: Args) -> Result<()> {
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Print JSON (the field names of the sinabs golden fixtures).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Output<'a> {
+    device: &'a str,
+    input_shape: [usize; 3],
+    dvs: &'a dynapviz_model::network::DvsLayer,
+    layers: Vec<report::LayerReport>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let net = args.model.build()?;
+    let profile = ChipProfile::by_name(&args.model.device)?;
+    let layers = report::layers(&net);
+    if args.json {
+        let out = Output {
+            device: profile.name,
+            input_shape: net.dvs.input_shape,
+            dvs: &net.dvs,
+            layers,
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    let d = &net.dvs;
+    println!(
+        "{}: input {:?}, DVS layer: {} polarities, pool {:?}, output {:?}",
+        profile.name,
+        d.input_shape,
+        if d.merge_polarities { "merged" } else { "2" },
+        d.pool,
+        d.output_shape
+    );
+    println!(
+        "{:>3} {:>4} {:>9} {:>6} {:>6} {:>5} {:>6} {:>12} {:>6} {:>8} {:>10} {:>16} {:>16}",
+        "idx",
+        "core",
+        "in->out",
+        "kernel",
+        "stride",
+        "pad",
+        "pool",
+        "output",
+        "thr",
+        "min_v",
+        "w range",
+        "kernel mem",
+        "neuron mem"
+    );
+    for l in &layers {
+        let cap = |f: fn(&dynapviz_model::chip::CoreMemory) -> usize| {
+            l.core_memory
+                .as_ref()
+                .map_or("-".to_string(), |c| f(c).to_string())
+        };
+        println!(
+            "{:>3} {:>4} {:>9} {:>6} {:>6} {:>5} {:>6} {:>12} {:>6} {:>8} {:>10} {:>16} {:>16}",
+            l.index,
+            l.core.map_or("-".to_string(), |c| c.to_string()),
+            format!("{}->{}", l.in_channels, l.out_channels),
+            format!("{}x{}", l.kernel[0], l.kernel[1]),
+            format!("{},{}", l.stride[0], l.stride[1]),
+            format!("{},{}", l.padding[0], l.padding[1]),
+            format!("{}x{}", l.pool[0], l.pool[1]),
+            format!(
+                "{}x{}x{}",
+                l.output_shape[0], l.output_shape[1], l.output_shape[2]
+            ),
+            l.threshold,
+            l.min_v_mem,
+            format!("{}..{}", l.weight_min, l.weight_max),
+            format!("{}/{}", l.memory.kernel, cap(|c| c.kernel)),
+            format!("{}/{}", l.memory.neuron, cap(|c| c.neuron)),
+        );
+    }
+    if net.layers.is_empty() {
+        bail!("the network has no layers");
+    }
     Ok(())
 }

@@ -276,7 +276,9 @@ impl Machine<'_> {
                             self.stack.push(Value::Storage(dtype.clone(), key.clone()));
                         }
                         _ => {
-                            return Err(self.err("persistent id is not ('storage', type, key, ...)"));
+                            return Err(
+                                self.err("persistent id is not ('storage', type, key, ...)")
+                            );
                         }
                     }
                 }
