@@ -1,1 +1,13 @@
-//! placeholder
+//! The chip when there is no chip: an event-driven model of a DYNAP-CNN / Speck chip and a
+//! binned mode that reproduces sinabs' simulation bit for bit, with counters and a power
+//! estimate. Input: a mapped, discretized [`dynapviz_model::Network`] and DVS events.
+
+pub mod dvs;
+pub mod layer;
+pub mod power;
+mod sim;
+
+pub use power::{Coefficients, PowerSample, RAILS};
+pub use sim::{
+    BusyModel, Config, InputCounters, LayerCounters, Mode, Monitors, SimError, Simulator, Spike,
+};

@@ -1,0 +1,559 @@
+//! The simulator: a mapped, discretized network plus a stream of DVS events in; spikes of the
+//! monitored layers, counters and power samples out. Two modes:
+//! - `Event`: the chip model (DESIGN.md §5): every event updates the neurons under the kernel,
+//!   int16 saturation, at most one spike per neuron per incoming event, a per-layer latency.
+//! - `Binned`: sinabs' CPU simulation, bit for bit: per time bin all input is summed, then
+//!   `n = v / thr` spikes per neuron, subtract, clamp.
+
+use std::collections::BTreeSet;
+
+use dynapviz_events::Event;
+use dynapviz_model::Network;
+use dynapviz_model::network::DvsLayer;
+use serde::Serialize;
+
+use crate::dvs::{self, Rejected};
+use crate::layer::{LayerRt, Site};
+use crate::power::{Coefficients, PowerMonitor, PowerSample, Work};
+
+/// How time is simulated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Event by event, as the chip.
+    Event,
+    /// In bins of `bin_us`, as sinabs.
+    Binned {
+        /// Bin width, µs.
+        bin_us: i64,
+    },
+}
+
+/// Which layers' spikes are reported, like the original's `monitor_layers`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Monitors {
+    layers: BTreeSet<usize>,
+}
+
+impl Monitors {
+    /// Resolves a list of layer names: `"dvs"` or `0` for the DVS layer, `1..N`, and `-1` for the
+    /// output layer. The caller's list is not modified (the original mutates it).
+    pub fn resolve(names: &[String], layers: usize) -> Result<Self, SimError> {
+        let mut set = BTreeSet::new();
+        for n in names {
+            let i = match n.trim() {
+                "dvs" => 0,
+                "-1" | "output" => layers,
+                v => v.parse::<usize>().map_err(|_| {
+                    SimError::Monitor(format!(
+                        "`{v}`: expected dvs, -1 or a layer number 1..{layers}"
+                    ))
+                })?,
+            };
+            if i > layers {
+                return Err(SimError::Monitor(format!(
+                    "layer {i} does not exist: the network has layers 1..{layers}"
+                )));
+            }
+            set.insert(i);
+        }
+        Ok(Self { layers: set })
+    }
+
+    /// Monitors exactly these layer numbers (0 = DVS).
+    pub fn of(layers: impl IntoIterator<Item = usize>) -> Self {
+        Self {
+            layers: layers.into_iter().collect(),
+        }
+    }
+
+    /// Whether layer `i` is monitored.
+    pub fn contains(&self, i: usize) -> bool {
+        self.layers.contains(&i)
+    }
+}
+
+/// A core that cannot keep up drops input: the chip's behaviour when a core is busy.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BusyModel {
+    /// Processing time per synaptic operation, ns.
+    pub ns_per_synop: f64,
+    /// Fixed processing time per input event, ns.
+    pub ns_per_event: f64,
+    /// Largest backlog a core queues before it drops, ns.
+    pub max_backlog_ns: f64,
+}
+
+impl Default for BusyModel {
+    fn default() -> Self {
+        // Estimates, not chip data: 1 synop/ns per core and a few µs of input FIFO.
+        Self {
+            ns_per_synop: 1.0,
+            ns_per_event: 10.0,
+            max_backlog_ns: 5_000.0,
+        }
+    }
+}
+
+/// Simulator settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Event or binned.
+    pub mode: Mode,
+    /// Layers whose spikes are output.
+    pub monitors: Monitors,
+    /// Drop input when a core is busy (event mode only); `None` = infinitely fast cores.
+    pub busy: Option<BusyModel>,
+    /// Add each layer's bias every `leak_tick_us` (event mode; the chip's slow clock).
+    pub leak_tick_us: Option<i64>,
+    /// Latency of one layer, ns (DESIGN.md §5: about 370 ns).
+    pub layer_latency_ns: i64,
+    /// Power sample rate, Hz (the original samples at 50 Hz in its visualizer).
+    pub power_rate_hz: f64,
+    /// Power model coefficients.
+    pub power: Coefficients,
+    /// Number of power rails (5 with a sensor, 3 without).
+    pub power_rails: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Event,
+            monitors: Monitors::default(),
+            busy: None,
+            leak_tick_us: None,
+            layer_latency_ns: 370,
+            power_rate_hz: 50.0,
+            power: Coefficients::default(),
+            power_rails: 5,
+        }
+    }
+}
+
+/// Work and losses of one layer (index 0 = the DVS layer).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LayerCounters {
+    /// Events received.
+    pub input_events: u64,
+    /// Synaptic operations (neuron updates by a weight).
+    pub synaptic_ops: u64,
+    /// Spikes emitted by the neurons.
+    pub spikes: u64,
+    /// Spikes that left the layer after pooling (falling inside the pooled map).
+    pub spikes_after_pool: u64,
+    /// Input dropped because the core was busy.
+    pub dropped_busy: u64,
+}
+
+/// Input the simulator could not use, counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct InputCounters {
+    /// Sensor events outside the network's input shape.
+    pub out_of_range: u64,
+    /// Sensor events removed by the DVS crop.
+    pub cropped: u64,
+    /// Events earlier than their predecessor: processed at the predecessor's time (event mode)
+    /// or dropped because their bin was already simulated (binned mode).
+    pub time_backwards: u64,
+}
+
+/// A spike of a monitored layer (layer 0: a sensor event after the DVS layer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Spike {
+    /// Time, µs (binned mode: the start of the bin).
+    pub t: i64,
+    /// Layer number.
+    pub layer: u16,
+    /// Channel (feature).
+    pub c: u16,
+    /// Row.
+    pub y: u16,
+    /// Column.
+    pub x: u16,
+}
+
+/// Errors of the simulator.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The network cannot run.
+    #[error(transparent)]
+    Model(#[from] dynapviz_model::ModelError),
+    /// A monitor name is wrong.
+    #[error("monitor {0}")]
+    Monitor(String),
+    /// A setting is wrong.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// The simulated chip.
+pub struct Simulator {
+    dvs: DvsLayer,
+    layers: Vec<LayerRt>,
+    destinations: Vec<Vec<usize>>,
+    config: Config,
+    counters: Vec<LayerCounters>,
+    input: InputCounters,
+    power: PowerMonitor,
+    power_samples: Vec<PowerSample>,
+    last_t: Option<i64>,
+    /// Per layer, events waiting (event mode: `(t_ns, site)`; binned: `(site, count)`).
+    queues: Vec<Vec<(i64, Site, i32)>>,
+    busy_until_ns: Vec<f64>,
+    bin: Option<i64>,
+    next_leak_us: Option<i64>,
+}
+
+impl Simulator {
+    /// Prepares a discretized network.
+    pub fn new(network: &Network, config: Config) -> Result<Self, SimError> {
+        if let Mode::Binned { bin_us } = config.mode
+            && bin_us <= 0
+        {
+            return Err(SimError::Config(format!(
+                "bin width {bin_us} µs: must be positive"
+            )));
+        }
+        if config.leak_tick_us.is_some_and(|t| t <= 0) {
+            return Err(SimError::Config("the leak tick must be positive".into()));
+        }
+        let layers = network
+            .layers
+            .iter()
+            .map(LayerRt::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let destinations = network
+            .layers
+            .iter()
+            .map(|l| l.destinations.iter().map(|&d| d - 1).collect())
+            .collect();
+        let n = layers.len();
+        Ok(Self {
+            dvs: network.dvs.clone(),
+            destinations,
+            power: PowerMonitor::new(config.power_rate_hz, config.power_rails, config.power),
+            counters: vec![LayerCounters::default(); n + 1],
+            input: InputCounters::default(),
+            power_samples: Vec::new(),
+            last_t: None,
+            queues: vec![Vec::new(); n],
+            busy_until_ns: vec![0.0; n],
+            bin: None,
+            next_leak_us: None,
+            layers,
+            config,
+        })
+    }
+
+    /// Per-layer counters; index 0 is the DVS layer.
+    pub fn counters(&self) -> &[LayerCounters] {
+        &self.counters
+    }
+
+    /// Input the simulator could not use.
+    pub fn input_counters(&self) -> InputCounters {
+        self.input
+    }
+
+    /// Power samples produced so far (drained).
+    pub fn take_power_samples(&mut self) -> Vec<PowerSample> {
+        std::mem::take(&mut self.power_samples)
+    }
+
+    /// Bytes of neuron state per layer (1-based order).
+    pub fn state_bytes(&self) -> Vec<usize> {
+        self.layers.iter().map(LayerRt::state_bytes).collect()
+    }
+
+    /// Number of chip layers.
+    pub fn layer_count(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Clears all neuron states and counters, for a new recording.
+    pub fn reset(&mut self) {
+        self.layers.iter_mut().for_each(LayerRt::reset_state);
+        self.counters
+            .iter_mut()
+            .for_each(|c| *c = LayerCounters::default());
+        self.input = InputCounters::default();
+        self.queues.iter_mut().for_each(Vec::clear);
+        self.busy_until_ns.iter_mut().for_each(|b| *b = 0.0);
+        self.last_t = None;
+        self.bin = None;
+        self.next_leak_us = None;
+        self.power = PowerMonitor::new(
+            self.config.power_rate_hz,
+            self.config.power_rails,
+            self.config.power,
+        );
+    }
+
+    /// Feeds a chunk of sensor events; appends the spikes of monitored layers to `out`.
+    pub fn process(&mut self, events: &[Event], out: &mut Vec<Spike>) {
+        for e in events {
+            let t = match self.last_t {
+                Some(last) if e.t < last => {
+                    self.input.time_backwards += 1;
+                    if matches!(self.config.mode, Mode::Binned { .. }) {
+                        continue;
+                    }
+                    last
+                }
+                _ => e.t,
+            };
+            self.last_t = Some(t);
+            let site = match dvs::map(&self.dvs, e) {
+                Ok((c, y, x)) => Site {
+                    c: c as u16,
+                    y: y as u16,
+                    x: x as u16,
+                },
+                Err(Rejected::OutOfRange) => {
+                    self.input.out_of_range += 1;
+                    continue;
+                }
+                Err(Rejected::Cropped) => {
+                    self.input.cropped += 1;
+                    continue;
+                }
+            };
+            self.counters[0].input_events += 1;
+            self.counters[0].spikes_after_pool += 1;
+            if self.config.monitors.contains(0) {
+                out.push(Spike {
+                    t,
+                    layer: 0,
+                    c: site.c,
+                    y: site.y,
+                    x: site.x,
+                });
+            }
+            match self.config.mode {
+                Mode::Event => self.event(t, site, out),
+                Mode::Binned { bin_us } => self.binned_input(t, bin_us, site, out),
+            }
+        }
+    }
+
+    /// Completes the simulation: runs the last open bin (binned mode) and emits the last
+    /// complete power sample.
+    pub fn finish(&mut self, out: &mut Vec<Spike>) {
+        if let (Mode::Binned { bin_us }, Some(b)) = (self.config.mode, self.bin) {
+            self.run_bin(b, bin_us, out);
+            self.bin = None;
+        }
+        if let Some(t) = self.last_t {
+            self.power.advance(t, &mut self.power_samples);
+        }
+    }
+
+    fn monitored_output(&self, layer: usize) -> bool {
+        self.config.monitors.contains(layer + 1)
+    }
+
+    // ---------------- event mode ----------------
+
+    fn event(&mut self, t_us: i64, site: Site, out: &mut Vec<Spike>) {
+        if let Some(tick) = self.config.leak_tick_us {
+            self.leak_until(t_us, tick, out);
+        }
+        let mut work = Work {
+            sensor_events: 1,
+            ..Work::default()
+        };
+        self.queues[0].push((t_us * 1000, site, 1));
+        for li in 0..self.layers.len() {
+            let mut queue = std::mem::take(&mut self.queues[li]);
+            for &(t_ns, s, _) in &queue {
+                let arrival = (t_ns + self.config.layer_latency_ns) as f64;
+                if let Some(b) = self.config.busy {
+                    if self.busy_until_ns[li] - arrival > b.max_backlog_ns {
+                        self.counters[li + 1].dropped_busy += 1;
+                        continue;
+                    }
+                }
+                let t_out = t_ns + self.config.layer_latency_ns;
+                let layer = &mut self.layers[li];
+                let c = &mut self.counters[li + 1];
+                c.input_events += 1;
+                let mut touched = [0usize; 256];
+                let mut n_touched = 0;
+                let ops = layer.scatter(
+                    usize::from(s.c),
+                    usize::from(s.y),
+                    usize::from(s.x),
+                    1,
+                    true,
+                    |base| {
+                        if n_touched < touched.len() {
+                            touched[n_touched] = base;
+                        }
+                        n_touched += 1;
+                    },
+                );
+                c.synaptic_ops += ops;
+                work.synops += ops;
+                let monitored = self.config.monitors.contains(li + 1);
+                let dests = &self.destinations[li];
+                let mut after_pool = 0;
+                let mut spikes = 0;
+                for &base in &touched[..n_touched.min(touched.len())] {
+                    spikes += layer.fire_once(base, |site| {
+                        if let Some(site) = site {
+                            after_pool += 1;
+                            if monitored {
+                                out.push(Spike {
+                                    t: t_out.div_euclid(1000),
+                                    layer: (li + 1) as u16,
+                                    c: site.c,
+                                    y: site.y,
+                                    x: site.x,
+                                });
+                            }
+                            for &d in dests {
+                                self.queues[d].push((t_out, site, 1));
+                            }
+                        }
+                    });
+                }
+                c.spikes += spikes;
+                c.spikes_after_pool += after_pool;
+                work.spikes += spikes;
+                if monitored {
+                    work.output_events += after_pool;
+                }
+                if let Some(b) = self.config.busy {
+                    let start = self.busy_until_ns[li].max(arrival);
+                    self.busy_until_ns[li] = start + b.ns_per_event + b.ns_per_synop * ops as f64;
+                }
+            }
+            // Keep the allocation: no allocation per event on the hot path. (In a chain nothing
+            // is queued for a layer while it runs.)
+            queue.clear();
+            debug_assert!(self.queues[li].is_empty());
+            self.queues[li] = queue;
+        }
+        self.power.add(t_us, work, &mut self.power_samples);
+    }
+
+    fn leak_until(&mut self, t_us: i64, tick: i64, out: &mut Vec<Spike>) {
+        let next = *self
+            .next_leak_us
+            .get_or_insert(t_us - t_us.rem_euclid(tick) + tick);
+        let mut at = next;
+        while at <= t_us {
+            for li in 0..self.layers.len() {
+                if !self.layers[li].has_bias() {
+                    continue;
+                }
+                let monitored = self.monitored_output(li);
+                let dests = self.destinations[li].clone();
+                let mut sites = Vec::new();
+                let n = self.layers[li].leak_tick(|s| sites.extend(s));
+                self.counters[li + 1].spikes += n;
+                self.counters[li + 1].spikes_after_pool += sites.len() as u64;
+                for s in sites {
+                    if monitored {
+                        out.push(Spike {
+                            t: at,
+                            layer: (li + 1) as u16,
+                            c: s.c,
+                            y: s.y,
+                            x: s.x,
+                        });
+                    }
+                    for &d in &dests {
+                        self.queues[d].push((at * 1000, s, 1));
+                    }
+                }
+            }
+            at += tick;
+        }
+        self.next_leak_us = Some(at);
+    }
+
+    // ---------------- binned mode ----------------
+
+    fn binned_input(&mut self, t: i64, bin_us: i64, site: Site, out: &mut Vec<Spike>) {
+        let b = t.div_euclid(bin_us);
+        match self.bin {
+            Some(cur) if b > cur => {
+                self.run_bin(cur, bin_us, out);
+                // Empty bins between matter only when a bias changes the state every bin.
+                if self.layers.iter().any(LayerRt::has_bias) {
+                    for empty in cur + 1..b {
+                        self.run_bin(empty, bin_us, out);
+                    }
+                }
+                self.bin = Some(b);
+            }
+            None => self.bin = Some(b),
+            _ => {}
+        }
+        self.queues[0].push((0, site, 1));
+    }
+
+    fn run_bin(&mut self, bin: i64, bin_us: i64, out: &mut Vec<Spike>) {
+        let t = bin * bin_us;
+        let mut work = Work {
+            sensor_events: self.queues[0].len() as u64,
+            ..Work::default()
+        };
+        for li in 0..self.layers.len() {
+            let queue = std::mem::take(&mut self.queues[li]);
+            let layer = &mut self.layers[li];
+            let c = &mut self.counters[li + 1];
+            for &(_, s, n) in &queue {
+                c.input_events += n as u64;
+                let ops = layer.scatter(
+                    usize::from(s.c),
+                    usize::from(s.y),
+                    usize::from(s.x),
+                    n,
+                    false,
+                    |_| {},
+                );
+                c.synaptic_ops += ops;
+                work.synops += ops;
+            }
+            let monitored = self.config.monitors.contains(li + 1);
+            let dests = &self.destinations[li];
+            let queues = &mut self.queues;
+            let mut spikes = 0u64;
+            let mut after_pool = 0u64;
+            layer.fire_binned(|site, n| {
+                spikes += n as u64;
+                if let Some(site) = site {
+                    after_pool += n as u64;
+                    if monitored {
+                        for _ in 0..n {
+                            out.push(Spike {
+                                t,
+                                layer: (li + 1) as u16,
+                                c: site.c,
+                                y: site.y,
+                                x: site.x,
+                            });
+                        }
+                    }
+                    for &d in dests {
+                        queues[d].push((0, site, n));
+                    }
+                }
+            });
+            c.spikes += spikes;
+            c.spikes_after_pool += after_pool;
+            work.spikes += spikes;
+            if monitored {
+                work.output_events += after_pool;
+            }
+            let mut queue = queue;
+            queue.clear();
+            if self.queues[li].is_empty() {
+                self.queues[li] = queue;
+            }
+        }
+        self.power.add(t, work, &mut self.power_samples);
+    }
+}
