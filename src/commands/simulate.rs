@@ -1,6 +1,249 @@
-use anyhow::Result;
+//! `dynapviz simulate`: run a recording through the simulated chip; print per-layer spikes and
+//! per-class output counts.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use dynapviz_chip::{BusyModel, Config, Mode, Monitors, RAILS, Simulator};
+use dynapviz_events::CHUNK;
+use serde::Serialize;
+
+use super::model::ModelArgs;
+
+/// Simulate the chip on a recording.
 #[derive(clap::Args)]
-pub struct Args {}
-pub fn run(_a: Args) -> Result<()> {
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The recording to play (any format `inspect` reads).
+    #[arg(long)]
+    input: PathBuf,
+    /// event: the chip's event-driven model; binned: sinabs' simulation in time bins.
+    #[arg(long, default_value = "event", value_parser = ["event", "binned"])]
+    mode: String,
+    /// Bin width in µs (binned mode; also the bins of class_counts_per_bin).
+    #[arg(long, default_value_t = 1000)]
+    bin_us: i64,
+    /// Layers whose spikes are reported: dvs, 1..N, -1 (the output layer). Repeatable or comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "-1",
+        allow_hyphen_values = true
+    )]
+    monitor: Vec<String>,
+    /// Model busy cores that drop input (event mode; estimated core speed).
+    #[arg(long)]
+    busy_model: bool,
+    /// Add each layer's bias every N µs (the chip's leak; event mode).
+    #[arg(long)]
+    leak_tick_us: Option<i64>,
+    /// Power samples per second of simulated time.
+    #[arg(long, default_value_t = 50.0)]
+    power_rate: f64,
+    /// Print JSON (the layout of the golden fixtures' expected.json).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct LayerOut {
+    index: usize,
+    core: Option<usize>,
+    input_events: u64,
+    synaptic_ops: u64,
+    spikes: u64,
+    spikes_after_pool: u64,
+    dropped_busy: u64,
+    monitored_spikes: u64,
+    state_bytes: usize,
+}
+
+#[derive(Serialize)]
+struct Output {
+    mode: String,
+    device: String,
+    input: String,
+    input_events: u64,
+    bin_us: i64,
+    bins: usize,
+    layers: Vec<LayerOut>,
+    dvs: dynapviz_chip::LayerCounters,
+    rejected_input: dynapviz_chip::InputCounters,
+    class_counts: Vec<u64>,
+    class_counts_per_bin: Vec<Vec<u64>>,
+    power_mean_mw: Vec<(String, f64)>,
+    wall_seconds: f64,
+    events_per_second: f64,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let started = Instant::now();
+    let net = args.model.build()?;
+    let n = net.layers.len();
+    anyhow::ensure!(args.bin_us > 0, "--bin-us must be positive");
+    let monitors = Monitors::resolve(&args.monitor, n)?;
+    let profile = dynapviz_model::ChipProfile::by_name(&args.model.device)?;
+    let mode = if args.mode == "binned" {
+        Mode::Binned {
+            bin_us: args.bin_us,
+        }
+    } else {
+        Mode::Event
+    };
+    let config = Config {
+        mode,
+        monitors,
+        busy: args.busy_model.then(BusyModel::default),
+        leak_tick_us: args.leak_tick_us,
+        power_rate_hz: args.power_rate,
+        power_rails: if profile.has_sensor { 5 } else { 3 },
+        ..Config::default()
+    };
+    let mut sim = Simulator::new(&net, config)?;
+    let mut reader = dynapviz_events::open(&args.input)?;
+    let len = std::fs::metadata(&args.input).map(|m| m.len()).unwrap_or(0);
+    let bar = super::byte_progress(len, "simulating");
+    let classes = net.classes();
+    let mut class_counts = vec![0u64; classes];
+    let mut per_bin: Vec<Vec<u64>> = Vec::new();
+    let mut monitored = vec![0u64; n + 1];
+    let mut first_bin = None;
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let mut spikes = Vec::new();
+    let mut total = 0u64;
+    let mut power_sum = [0f64; 5];
+    let mut power_n = [0u64; 5];
+    let mut tally =
+        |spikes: &mut Vec<dynapviz_chip::Spike>, first_bin: &mut Option<i64>| -> Result<()> {
+            for s in spikes.iter() {
+                monitored[usize::from(s.layer)] += 1;
+                if usize::from(s.layer) == n {
+                    class_counts[usize::from(s.c)] += 1;
+                    let b0 = *first_bin.get_or_insert(s.t.div_euclid(args.bin_us));
+                    let b = usize::try_from(s.t.div_euclid(args.bin_us) - b0)
+                        .context("output spike before the first bin")?;
+                    if per_bin.len() <= b {
+                        per_bin.resize(b + 1, vec![0; classes]);
+                    }
+                    per_bin[b][usize::from(s.c)] += 1;
+                }
+            }
+            spikes.clear();
+            Ok(())
+        };
+    loop {
+        chunk.clear();
+        if reader.read_chunk(&mut chunk, CHUNK)? == 0 {
+            break;
+        }
+        // Bins count from the first input event's bin.
+        if first_bin.is_none() {
+            first_bin = Some(chunk[0].t.div_euclid(args.bin_us));
+        }
+        total += chunk.len() as u64;
+        sim.process(&chunk, &mut spikes);
+        tally(&mut spikes, &mut first_bin)?;
+        for p in sim.take_power_samples() {
+            power_sum[usize::from(p.channel)] += p.value;
+            power_n[usize::from(p.channel)] += 1;
+        }
+        bar.set_position((total * 8).min(len));
+    }
+    sim.finish(&mut spikes);
+    tally(&mut spikes, &mut first_bin)?;
+    for p in sim.take_power_samples() {
+        power_sum[usize::from(p.channel)] += p.value;
+        power_n[usize::from(p.channel)] += 1;
+    }
+    bar.finish_and_clear();
+    let wall = started.elapsed().as_secs_f64();
+    let counters = sim.counters();
+    let state = sim.state_bytes();
+    let layers: Vec<LayerOut> = net
+        .layers
+        .iter()
+        .map(|l| {
+            let c = counters[l.index];
+            LayerOut {
+                index: l.index,
+                core: l.core,
+                input_events: c.input_events,
+                synaptic_ops: c.synaptic_ops,
+                spikes: c.spikes,
+                spikes_after_pool: c.spikes_after_pool,
+                dropped_busy: c.dropped_busy,
+                monitored_spikes: monitored[l.index],
+                state_bytes: state[l.index - 1],
+            }
+        })
+        .collect();
+    let out = Output {
+        mode: args.mode.clone(),
+        device: profile.name.to_string(),
+        input: args.input.display().to_string(),
+        input_events: total,
+        bin_us: args.bin_us,
+        bins: per_bin.len(),
+        layers,
+        dvs: counters[0],
+        rejected_input: sim.input_counters(),
+        class_counts,
+        class_counts_per_bin: per_bin,
+        power_mean_mw: RAILS
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| power_n[*i] > 0)
+            .map(|(i, r)| (r.to_string(), power_sum[i] / power_n[i] as f64 * 1e3))
+            .collect(),
+        wall_seconds: wall,
+        events_per_second: total as f64 / wall.max(1e-9),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!(
+        "{} mode on {} ({} input events, {:.3} s wall, {:.2} M events/s)",
+        out.mode,
+        out.device,
+        total,
+        wall,
+        out.events_per_second / 1e6
+    );
+    let r = out.rejected_input;
+    if r.out_of_range + r.cropped + r.time_backwards > 0 {
+        println!(
+            "rejected input: {} outside the input shape, {} cropped, {} with time going backwards",
+            r.out_of_range, r.cropped, r.time_backwards
+        );
+    }
+    println!(
+        "{:>5} {:>4} {:>12} {:>14} {:>10} {:>12} {:>8} {:>10}",
+        "layer", "core", "input ev", "synaptic ops", "spikes", "after pool", "dropped", "state B"
+    );
+    for l in &out.layers {
+        println!(
+            "{:>5} {:>4} {:>12} {:>14} {:>10} {:>12} {:>8} {:>10}",
+            l.index,
+            l.core.map_or("-".into(), |c| c.to_string()),
+            l.input_events,
+            l.synaptic_ops,
+            l.spikes,
+            l.spikes_after_pool,
+            l.dropped_busy,
+            l.state_bytes
+        );
+    }
+    println!("class counts: {:?}", out.class_counts);
+    if !out.power_mean_mw.is_empty() {
+        let p: Vec<String> = out
+            .power_mean_mw
+            .iter()
+            .map(|(r, v)| format!("{r} {v:.3}"))
+            .collect();
+        println!("mean power (mW, estimate): {}", p.join(", "));
+    }
     Ok(())
 }

@@ -36,9 +36,9 @@ impl Default for Coefficients {
             static_w: [61.7e-6, 51.7e-6, 367.0e-6, 78.9e-6, 610.9e-6],
             pixel_analog_per_event_j: 1.2e-9,
             pixel_digital_per_event_j: 0.2e-9,
-            logic_per_synop_j: 5e-12,
-            logic_per_spike_j: 50e-12,
-            ram_per_synop_j: 2e-12,
+            logic_per_synop_j: 0.5e-12,
+            logic_per_spike_j: 5e-12,
+            ram_per_synop_j: 0.2e-12,
             io_per_output_event_j: 20e-9,
         }
     }

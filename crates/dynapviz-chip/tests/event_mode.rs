@@ -1,0 +1,281 @@
+//! Properties of the event-driven chip model on small networks built here.
+
+use dynapviz_chip::{Config, Mode, Monitors, Simulator, Spike};
+use dynapviz_events::Event;
+use dynapviz_model::convert::{DvsOptions, convert};
+use dynapviz_model::discretize::discretize;
+use dynapviz_model::network::QuantParams;
+use dynapviz_model::{Ann, AnnLayer, Network, Tensor};
+use proptest::prelude::*;
+
+/// A one-layer network with integer weights set directly: `weights` is [out][in][k][k].
+fn net(
+    in_ch: usize,
+    out_ch: usize,
+    k: usize,
+    size: usize,
+    weights: Vec<i8>,
+    threshold: i32,
+    min_v: i32,
+) -> Network {
+    let mut ann = Ann::default();
+    ann.push(
+        "0",
+        AnnLayer::Conv {
+            weight: Tensor::new(vec![out_ch, in_ch, k, k], vec![0.1; out_ch * in_ch * k * k])
+                .expect("t"),
+            bias: None,
+            stride: [1, 1],
+            padding: [k / 2, k / 2],
+        },
+    );
+    ann.push("1", AnnLayer::Relu);
+    let mut n = convert(&ann, [in_ch, size, size], &DvsOptions::default()).expect("convert");
+    n.layers[0].quant = Some(QuantParams {
+        weights,
+        bias: None,
+        threshold,
+        min_v_mem: min_v,
+        scale: 1.0,
+    });
+    n
+}
+
+fn run(network: &Network, mode: Mode, events: &[Event]) -> (Vec<Spike>, Simulator) {
+    let monitors = Monitors::of(1..=network.layers.len());
+    let mut sim = Simulator::new(
+        network,
+        Config {
+            mode,
+            monitors,
+            ..Config::default()
+        },
+    )
+    .expect("sim");
+    let mut out = Vec::new();
+    sim.process(events, &mut out);
+    sim.finish(&mut out);
+    (out, sim)
+}
+
+#[test]
+fn a_single_event_gives_the_hand_computed_spikes() {
+    // 1 input channel -> 2 output channels, 3x3 kernel, threshold 10.
+    // Channel 0: centre weight 10 fires, the rest 5 do not. Channel 1: all 12, every neighbour fires.
+    let mut w = vec![5i8; 9];
+    w[4] = 10;
+    w.extend(vec![12i8; 9]);
+    let n = net(1, 2, 3, 5, w, 10, -10);
+    let (out, sim) = run(&n, Mode::Event, &[Event::new(100, 2, 2, true)]);
+    let mut got: Vec<(u16, u16, u16)> = out.iter().map(|s| (s.c, s.y, s.x)).collect();
+    got.sort_unstable();
+    let mut want = vec![(0, 2, 2)];
+    for y in 1..=3 {
+        for x in 1..=3 {
+            want.push((1, y, x));
+        }
+    }
+    assert_eq!(got, want);
+    assert_eq!(
+        sim.counters()[1].synaptic_ops,
+        18,
+        "3x3 positions x 2 channels"
+    );
+    assert!(
+        out.iter().all(|s| s.t == 100),
+        "latency below 1 µs keeps the µs timestamp"
+    );
+}
+
+#[test]
+fn event_mode_fires_once_per_input_where_binned_fires_many() {
+    // Weight 35 with threshold 10: the chip fires one spike and keeps 25; sinabs fires 3.
+    let n = net(1, 1, 1, 1, vec![35], 10, -10);
+    let (ev, _) = run(&n, Mode::Event, &[Event::new(0, 0, 0, true)]);
+    let (bin, _) = run(
+        &n,
+        Mode::Binned { bin_us: 1000 },
+        &[Event::new(0, 0, 0, true)],
+    );
+    assert_eq!((ev.len(), bin.len()), (1, 3));
+    // The chip's remaining potential (25) makes the next event fire again: 2 spikes total for 2
+    // events, where sinabs gives 7 (3 + floor((5 + 35) / 10)).
+    let two = [Event::new(0, 0, 0, true), Event::new(2000, 0, 0, true)];
+    assert_eq!(run(&n, Mode::Event, &two).0.len(), 2);
+    assert_eq!(run(&n, Mode::Binned { bin_us: 1000 }, &two).0.len(), 7);
+}
+
+#[test]
+fn min_v_mem_clamps_and_state_saturates_at_int16() {
+    let n = net(1, 1, 1, 1, vec![-128], 30000, -200);
+    let events: Vec<Event> = (0..10).map(|i| Event::new(i, 0, 0, true)).collect();
+    let (_, sim) = run(&n, Mode::Event, &events);
+    assert_eq!(sim.counters()[1].spikes, 0);
+    // 300 events of +127 reach the int16 ceiling, fire once per event above the threshold.
+    let n = net(1, 1, 1, 1, vec![127], 32767, -200);
+    let events: Vec<Event> = (0..300).map(|i| Event::new(i, 0, 0, true)).collect();
+    let (out, _) = run(&n, Mode::Event, &events);
+    assert_eq!(
+        out.len(),
+        1,
+        "saturated at 32767, fired once, restarted from 0"
+    );
+}
+
+fn random_net(seed: u64) -> Network {
+    let mut ann = Ann::default();
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut rnd = move || {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((x >> 33) as f32 / (1u64 << 31) as f32) - 0.3
+    };
+    ann.push(
+        "0",
+        AnnLayer::Conv {
+            weight: Tensor::new(vec![4, 2, 3, 3], (0..72).map(|_| rnd()).collect()).expect("t"),
+            bias: None,
+            stride: [1, 1],
+            padding: [1, 1],
+        },
+    );
+    ann.push("1", AnnLayer::Relu);
+    ann.push(
+        "2",
+        AnnLayer::AvgPool {
+            kernel: [2, 2],
+            stride: [2, 2],
+        },
+    );
+    ann.push(
+        "3",
+        AnnLayer::Conv {
+            weight: Tensor::new(vec![3, 4, 3, 3], (0..108).map(|_| rnd()).collect()).expect("t"),
+            bias: None,
+            stride: [2, 2],
+            padding: [1, 1],
+        },
+    );
+    ann.push("4", AnnLayer::Relu);
+    let mut n = convert(&ann, [2, 16, 16], &DvsOptions::default()).expect("convert");
+    discretize(&mut n);
+    n
+}
+
+fn events_strategy() -> impl Strategy<Value = Vec<Event>> {
+    prop::collection::vec((0i64..5000, 0u16..16, 0u16..16, any::<bool>()), 1..400).prop_map(
+        |mut v| {
+            v.sort_by_key(|e| e.0);
+            v.into_iter()
+                .map(|(t, x, y, p)| Event::new(t, x, y, p))
+                .collect()
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn deterministic_and_one_spike_per_neuron_per_event(events in events_strategy(), seed in 0u64..1000, w in prop::collection::vec(-40i8..=127, 36), thr in 1i32..200) {
+        let n = random_net(seed);
+        let (a, _) = run(&n, Mode::Event, &events);
+        let (b, _) = run(&n, Mode::Event, &events);
+        prop_assert_eq!(&a, &b);
+        // Unique timestamps: the spikes stamped t came from the one event at t. Without pooling,
+        // no (channel, y, x) may appear twice among them.
+        let n = net(2, 2, 3, 16, w, thr, -thr);
+        let unique: Vec<Event> = events.iter().enumerate().map(|(i, e)| Event::new(i as i64 * 10, e.x, e.y, e.p)).collect();
+        let (out, _) = run(&n, Mode::Event, &unique);
+        let mut keys: Vec<_> = out.iter().map(|s| (s.t, s.c, s.y, s.x)).collect();
+        let before = keys.len();
+        keys.sort_unstable();
+        keys.dedup();
+        prop_assert_eq!(before, keys.len());
+    }
+
+    #[test]
+    fn events_with_disjoint_receptive_fields_commute(cells in prop::collection::btree_set((0u16..5, 0u16..5), 1..20), p in any::<bool>(), w in prop::collection::vec(-40i8..=127, 18), thr in 1i32..200) {
+        // A 3x3 kernel reaches one pixel around its input: inputs 3 pixels apart touch disjoint
+        // neurons, so the chip guarantees their order does not matter.
+        let n = net(2, 1, 3, 16, w, thr, -thr);
+        let events: Vec<Event> = cells.iter().map(|&(y, x)| Event::new(0, x * 3, y * 3, p)).collect();
+        let mut rev = events.clone();
+        rev.reverse();
+        let sorted = |v: Vec<Spike>| { let mut c: Vec<_> = v.iter().map(|s| (s.c, s.y, s.x)).collect(); c.sort_unstable(); c };
+        prop_assert_eq!(sorted(run(&n, Mode::Event, &events).0), sorted(run(&n, Mode::Event, &rev).0));
+    }
+
+    #[test]
+    fn binned_input_order_within_a_bin_never_matters(events in events_strategy(), seed in 0u64..1000) {
+        let n = random_net(seed);
+        let same_t: Vec<Event> = events.iter().map(|e| Event::new(0, e.x, e.y, e.p)).collect();
+        let mut rev = same_t.clone();
+        rev.reverse();
+        let count = |v: Vec<Spike>| { let mut c: Vec<_> = v.iter().map(|s| (s.layer, s.c, s.y, s.x)).collect(); c.sort_unstable(); c };
+        prop_assert_eq!(count(run(&n, Mode::Binned { bin_us: 1000 }, &same_t).0), count(run(&n, Mode::Binned { bin_us: 1000 }, &rev).0));
+    }
+
+    #[test]
+    fn state_never_leaves_int16(events in events_strategy(), w in -128i8..=127, thr in 1i32..32767) {
+        let n = net(2, 1, 1, 16, vec![w, w], thr, -32768);
+        let many: Vec<Event> = events.iter().cycle().take(2000).enumerate().map(|(i, e)| Event::new(i as i64, e.x, e.y, e.p)).collect();
+        let monitors = Monitors::of([1]);
+        let mut sim = Simulator::new(&n, Config { mode: Mode::Event, monitors, ..Config::default() }).expect("sim");
+        let mut out = Vec::new();
+        sim.process(&many, &mut out);
+        // If the state had wrapped, a large negative weight stream would produce spikes.
+        if w <= 0 { prop_assert!(out.is_empty()); }
+    }
+}
+
+#[test]
+fn bad_input_is_counted_not_fatal() {
+    let n = net(2, 1, 1, 4, vec![1, 1], 1000, -1000);
+    let events = [
+        Event::new(10, 1, 1, true),
+        Event::new(5, 1, 1, true),
+        Event::new(20, 9, 1, true),
+    ];
+    let (_, sim) = run(&n, Mode::Event, &events);
+    let c = sim.input_counters();
+    assert_eq!((c.time_backwards, c.out_of_range), (1, 1));
+    let (_, sim) = run(&n, Mode::Binned { bin_us: 1 }, &events);
+    assert_eq!(sim.input_counters().time_backwards, 1);
+    let mut unmapped = n.clone();
+    unmapped.layers[0].quant = None;
+    assert!(Simulator::new(&unmapped, Config::default()).is_err());
+    assert!(Monitors::resolve(&["7".into()], 1).is_err());
+    let names = vec!["-1".to_string(), "dvs".to_string()];
+    let m = Monitors::resolve(&names, 3).expect("monitors");
+    assert!(m.contains(3) && m.contains(0) && !m.contains(1));
+    assert_eq!(names, ["-1", "dvs"], "the caller's list is not mutated");
+}
+
+#[test]
+fn power_samples_at_the_configured_rate() {
+    let n = net(2, 1, 1, 4, vec![1, 1], 1000, -1000);
+    let events: Vec<Event> = (0..1000)
+        .map(|i| Event::new(i * 1000, 1, 1, true))
+        .collect();
+    let mut sim = Simulator::new(
+        &n,
+        Config {
+            power_rate_hz: 100.0,
+            ..Config::default()
+        },
+    )
+    .expect("sim");
+    let mut out = Vec::new();
+    sim.process(&events, &mut out);
+    sim.finish(&mut out);
+    let p = sim.take_power_samples();
+    // 0.999 s of input at 100 Hz: 99 complete periods, 5 rails each.
+    assert_eq!(p.len(), 99 * 5);
+    let idle_total: f64 = dynapviz_chip::Coefficients::default().static_w.iter().sum();
+    let first: f64 = p[..5].iter().map(|s| s.value).sum();
+    assert!(first > idle_total && first < idle_total * 1.5, "{first}");
+}
