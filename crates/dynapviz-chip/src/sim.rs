@@ -367,11 +367,11 @@ impl Simulator {
             let mut queue = std::mem::take(&mut self.queues[li]);
             for &(t_ns, s, _) in &queue {
                 let arrival = (t_ns + self.config.layer_latency_ns) as f64;
-                if let Some(b) = self.config.busy {
-                    if self.busy_until_ns[li] - arrival > b.max_backlog_ns {
-                        self.counters[li + 1].dropped_busy += 1;
-                        continue;
-                    }
+                if let Some(b) = self.config.busy
+                    && self.busy_until_ns[li] - arrival > b.max_backlog_ns
+                {
+                    self.counters[li + 1].dropped_busy += 1;
+                    continue;
                 }
                 let t_out = t_ns + self.config.layer_latency_ns;
                 let layer = &mut self.layers[li];
