@@ -128,10 +128,10 @@ impl PowerMonitor {
             w.sensor_events as f64 * c.pixel_digital_per_event_j,
             w.sensor_events as f64 * c.pixel_analog_per_event_j,
         ];
-        for ch in 0..self.rails {
+        for (ch, (idle, work)) in c.static_w.iter().zip(dynamic).take(self.rails).enumerate() {
             out.push(PowerSample {
                 channel: ch as u8,
-                value: c.static_w[ch] + dynamic[ch] / secs,
+                value: idle + work / secs,
                 timestamp: end_us,
             });
         }
