@@ -129,53 +129,98 @@ impl LayerRt {
         })
     }
 
-    /// Adds `count` x the weights of input `(c, y, x)` to every neuron under the kernel and calls
-    /// `touched(base)` with the state offset of each touched neuron column (`out_channels`
-    /// neurons from `base`). Returns the number of synaptic operations. `saturate` keeps the
-    /// state in int16 as the chip does.
+    /// Calls `f(state offset, weight offset)` for every output position the input `(c, y, x)`
+    /// reaches; each names `out_channels` neurons and their weights.
     #[inline]
-    pub fn scatter(
-        &mut self,
-        c: usize,
-        y: usize,
-        x: usize,
-        count: i32,
-        saturate: bool,
-        mut touched: impl FnMut(usize),
-    ) -> u64 {
+    fn for_each_target(&self, c: usize, y: usize, x: usize, mut f: impl FnMut(usize, usize)) {
         let o = self.out_channels;
-        let [_, kw] = self.kernel;
+        let [kh, kw] = self.kernel;
         let fw = self.conv_out[1];
-        let mut ops = 0u64;
         let rows: arrayvec_like::Small = self.targets(0, y).collect();
         let cols: arrayvec_like::Small = self.targets(1, x).collect();
         for &(oy, ky) in rows.as_slice() {
             for &(ox, kx) in cols.as_slice() {
-                let base = (oy * fw + ox) * o;
-                let wbase = ((c * self.kernel[0] + ky) * kw + kx) * o;
-                let w = &self.weights[wbase..wbase + o];
-                let v = &mut self.state[base..base + o];
-                if saturate {
-                    for (v, &w) in v.iter_mut().zip(w) {
-                        *v = (*v + count * w).clamp(i32::from(i16::MIN), i32::from(i16::MAX));
-                    }
-                } else {
-                    for (v, &w) in v.iter_mut().zip(w) {
-                        *v += count * w;
-                    }
-                }
-                ops += o as u64;
-                touched(base);
+                f((oy * fw + ox) * o, ((c * kh + ky) * kw + kx) * o);
             }
+        }
+    }
+
+    /// sinabs accumulation: adds `count` x the weights of input `(c, y, x)` to the neurons under
+    /// the kernel, without bounds (sinabs' state is a float). Returns synaptic operations.
+    #[inline]
+    pub fn accumulate(&mut self, c: usize, y: usize, x: usize, count: i32) -> u64 {
+        let o = self.out_channels;
+        let mut ops = 0;
+        let mut bases = arrayvec_like::Pairs::default();
+        self.for_each_target_into(c, y, x, &mut bases);
+        let (state, weights) = (&mut self.state, &self.weights);
+        for &(base, wbase) in bases.as_slice() {
+            for (v, &w) in state[base..base + o]
+                .iter_mut()
+                .zip(&weights[wbase..wbase + o])
+            {
+                *v += count * w;
+            }
+            ops += o as u64;
         }
         ops
     }
 
-    /// Chip semantics for the `out_channels` neurons at `base`: a neuron at or above threshold
-    /// emits one spike and is reset; every potential is then clamped at `min_v_mem`. Spikes are
-    /// reported as pooled output sites; spikes that fall off the pooled map are counted only.
+    fn for_each_target_into(&self, c: usize, y: usize, x: usize, out: &mut arrayvec_like::Pairs) {
+        self.for_each_target(c, y, x, |b, w| out.push((b, w)));
+    }
+
+    /// The chip's response to one input event at `(c, y, x)`: every neuron under the kernel
+    /// gets its weight added with int16 saturation and is clamped at `min_v_mem`; a neuron at or
+    /// above threshold emits one spike and is reset. Each neuron is touched once per event, so
+    /// the firing check can follow its update directly. Calls `spike` with the pooled site of
+    /// each spike (`None` when pooling cuts it off); returns (synaptic ops, spikes).
     #[inline]
-    pub fn fire_once(&mut self, base: usize, mut spike: impl FnMut(Option<Site>)) -> u64 {
+    pub fn event(
+        &mut self,
+        c: usize,
+        y: usize,
+        x: usize,
+        mut spike: impl FnMut(Option<Site>),
+    ) -> (u64, u64) {
+        let o = self.out_channels;
+        let (thr, min, reset) = (
+            self.threshold,
+            self.min_v_mem.max(i32::from(i16::MIN)),
+            self.reset,
+        );
+        let geometry = self.geometry();
+        let mut bases = arrayvec_like::Pairs::default();
+        self.for_each_target_into(c, y, x, &mut bases);
+        let (mut ops, mut spikes) = (0, 0);
+        for &(base, wbase) in bases.as_slice() {
+            let v = &mut self.state[base..base + o];
+            let mut top = i32::MIN;
+            for (v, &w) in v.iter_mut().zip(&self.weights[wbase..wbase + o]) {
+                *v = (*v + w).clamp(min, i32::from(i16::MAX));
+                top = top.max(*v);
+            }
+            ops += o as u64;
+            if top >= thr {
+                for (oc, v) in v.iter_mut().enumerate() {
+                    if *v >= thr {
+                        *v = match reset {
+                            Reset::Subtract => (*v - thr).max(min),
+                            Reset::Zero => 0.max(min),
+                        };
+                        spikes += 1;
+                        spike(geometry.site(base / o, oc));
+                    }
+                }
+            }
+        }
+        (ops, spikes)
+    }
+
+    /// Chip semantics for the `out_channels` neurons at `base` (used by the leak tick): a neuron
+    /// at or above threshold emits one spike and is reset; every potential is then clamped at
+    /// `min_v_mem`.
+    fn fire_once(&mut self, base: usize, mut spike: impl FnMut(Option<Site>)) -> u64 {
         let o = self.out_channels;
         let (thr, min) = (self.threshold, self.min_v_mem);
         let geometry = self.geometry();
@@ -279,6 +324,35 @@ mod arrayvec_like {
     }
 
     impl Small {
+        pub fn as_slice(&self) -> &[(usize, usize)] {
+            &self.items[..self.len]
+        }
+    }
+
+    /// (state offset, weight offset) pairs of one event: at most 16 x 16.
+    pub struct Pairs {
+        items: [(usize, usize); 256],
+        len: usize,
+    }
+
+    impl Default for Pairs {
+        fn default() -> Self {
+            Pairs {
+                items: [(0, 0); 256],
+                len: 0,
+            }
+        }
+    }
+
+    impl Pairs {
+        #[inline]
+        pub fn push(&mut self, item: (usize, usize)) {
+            if self.len < 256 {
+                self.items[self.len] = item;
+                self.len += 1;
+            }
+        }
+
         pub fn as_slice(&self) -> &[(usize, usize)] {
             &self.items[..self.len]
         }

@@ -377,29 +377,15 @@ impl Simulator {
                 let layer = &mut self.layers[li];
                 let c = &mut self.counters[li + 1];
                 c.input_events += 1;
-                let mut touched = [0usize; 256];
-                let mut n_touched = 0;
-                let ops = layer.scatter(
+                let monitored = self.config.monitors.contains(li + 1);
+                let dests = &self.destinations[li];
+                let queues = &mut self.queues;
+                let mut after_pool = 0;
+                let (ops, spikes) = layer.event(
                     usize::from(s.c),
                     usize::from(s.y),
                     usize::from(s.x),
-                    1,
-                    true,
-                    |base| {
-                        if n_touched < touched.len() {
-                            touched[n_touched] = base;
-                        }
-                        n_touched += 1;
-                    },
-                );
-                c.synaptic_ops += ops;
-                work.synops += ops;
-                let monitored = self.config.monitors.contains(li + 1);
-                let dests = &self.destinations[li];
-                let mut after_pool = 0;
-                let mut spikes = 0;
-                for &base in &touched[..n_touched.min(touched.len())] {
-                    spikes += layer.fire_once(base, |site| {
+                    |site| {
                         if let Some(site) = site {
                             after_pool += 1;
                             if monitored {
@@ -412,11 +398,13 @@ impl Simulator {
                                 });
                             }
                             for &d in dests {
-                                self.queues[d].push((t_out, site, 1));
+                                queues[d].push((t_out, site, 1));
                             }
                         }
-                    });
-                }
+                    },
+                );
+                c.synaptic_ops += ops;
+                work.synops += ops;
                 c.spikes += spikes;
                 c.spikes_after_pool += after_pool;
                 work.spikes += spikes;
@@ -506,14 +494,7 @@ impl Simulator {
             let c = &mut self.counters[li + 1];
             for &(_, s, n) in &queue {
                 c.input_events += n as u64;
-                let ops = layer.scatter(
-                    usize::from(s.c),
-                    usize::from(s.y),
-                    usize::from(s.x),
-                    n,
-                    false,
-                    |_| {},
-                );
+                let ops = layer.accumulate(usize::from(s.c), usize::from(s.y), usize::from(s.x), n);
                 c.synaptic_ops += ops;
                 work.synops += ops;
             }

@@ -1,0 +1,79 @@
+//! Simulator throughput: `cargo bench -p dynapviz-chip --bench throughput`.
+//! The sinabs gesture network on the golden DVS input (2.4 M events/s, dense) and on the same
+//! input decimated to DVS-gesture-like rates; prints input events/s, synaptic operations/s per
+//! core and the real-time factor, for the event-driven and the binned mode.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use dynapviz_chip::{Config, Mode, Monitors, Simulator};
+use dynapviz_events::Event;
+use dynapviz_model::Pipeline;
+
+fn main() {
+    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/golden/gesture_r50");
+    if !shared.exists() {
+        println!("SKIPPED: {} is absent", shared.display());
+        return;
+    }
+    let t0 = Instant::now();
+    let net = Pipeline::new(&shared.join("model.onnx"))
+        .input_shape([2, 128, 128])
+        .device("speck2e")
+        .build()
+        .expect("model");
+    let load_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let mut r = dynapviz_events::open(&shared.join("input.csv")).expect("input");
+    let dense = dynapviz_events::read_all(r.as_mut()).expect("events");
+    let span_us = (dense.last().map_or(0, |e| e.t) - dense[0].t + 1) as f64;
+    println!("model load + convert + map: {load_ms:.1} ms");
+    for keep_every in [1usize, 8, 24] {
+        // Decimate and stretch time so the rate drops while the scene stays the same; repeat
+        // to get a few seconds of input.
+        let mut input: Vec<Event> = Vec::new();
+        for rep in 0..(keep_every * 4) as i64 {
+            input.extend(
+                dense
+                    .iter()
+                    .step_by(keep_every)
+                    .map(|e| Event::new(e.t + rep * span_us as i64, e.x, e.y, e.p)),
+            );
+        }
+        let sim_secs = (input.last().map_or(0, |e| e.t) - input[0].t) as f64 * 1e-6;
+        let rate = input.len() as f64 / sim_secs;
+        for (name, mode) in [
+            ("event", Mode::Event),
+            ("binned", Mode::Binned { bin_us: 1000 }),
+        ] {
+            let mut sim = Simulator::new(
+                &net,
+                Config {
+                    mode,
+                    monitors: Monitors::of([net.layers.len()]),
+                    ..Config::default()
+                },
+            )
+            .expect("sim");
+            let mut out = Vec::new();
+            let t = Instant::now();
+            for chunk in input.chunks(65536) {
+                sim.process(chunk, &mut out);
+                out.clear();
+            }
+            sim.finish(&mut out);
+            let wall = t.elapsed().as_secs_f64();
+            let c = sim.counters();
+            let synops: u64 = c.iter().map(|l| l.synaptic_ops).sum();
+            let busiest = c.iter().map(|l| l.synaptic_ops).max().unwrap_or(0);
+            println!(
+                "{name:>6} mode, input {:>6.0} k ev/s: {:>6.2} M input ev/s, {:>6.3} G synops/s total ({:.3} G/s on the busiest core), {:>7.1}x real time",
+                rate / 1e3,
+                input.len() as f64 / wall / 1e6,
+                synops as f64 / wall / 1e9,
+                busiest as f64 / wall / 1e9,
+                sim_secs / wall
+            );
+        }
+    }
+}
