@@ -83,7 +83,8 @@ impl Source {
         Ok(got)
     }
 
-    /// Reads up to `max` whole records of `size` bytes into `buf` (resized); returns how many.
+    /// Reads up to `max` whole records of `size` bytes into the front of `buf` and returns how
+    /// many; the buffer only grows, so steady-state reading neither allocates nor clears it.
     /// Trailing bytes that do not make a whole record are an error.
     pub(crate) fn read_records(
         &mut self,
@@ -92,8 +93,10 @@ impl Source {
         max: usize,
         what: &str,
     ) -> Result<usize> {
-        buf.resize(size * max, 0);
-        let got = self.read_up_to(buf)?;
+        if buf.len() < size * max {
+            buf.resize(size * max, 0);
+        }
+        let got = self.read_up_to(&mut buf[..size * max])?;
         let partial = got % size;
         if partial != 0 {
             return Err(self.error_at(
@@ -101,7 +104,6 @@ impl Source {
                 format!("file ends inside {what}: {partial} trailing bytes, expected records of {size} bytes"),
             ));
         }
-        buf.truncate(got);
         Ok(got / size)
     }
 
@@ -173,6 +175,7 @@ impl Source {
     }
 
     /// Checks that a decoded pixel lies on the sensor.
+    #[inline]
     pub(crate) fn check_xy(
         &self,
         e: &Event,

@@ -68,7 +68,7 @@ impl crate::EventReader for Reader {
             if n == 0 {
                 break;
             }
-            for (i, r) in self.buf.chunks_exact(8).enumerate() {
+            for (i, r) in self.buf[..n * 8].chunks_exact(8).enumerate() {
                 let a = u32::from_be_bytes([r[0], r[1], r[2], r[3]]);
                 let ts = u32::from_be_bytes([r[4], r[5], r[6], r[7]]);
                 let t = self.time.apply(u64::from(ts));

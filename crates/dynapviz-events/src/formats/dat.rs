@@ -78,7 +78,10 @@ impl crate::EventReader for Reader {
             .src
             .read_records(&mut self.buf, self.record, max, "a DAT event")?;
         out.reserve(n);
-        for (i, r) in self.buf.chunks_exact(self.record).enumerate() {
+        for (i, r) in self.buf[..n * self.record]
+            .chunks_exact(self.record)
+            .enumerate()
+        {
             let ts = u32::from_le_bytes([r[0], r[1], r[2], r[3]]);
             let d = u32::from_le_bytes([r[4], r[5], r[6], r[7]]);
             let e = Event {

@@ -103,23 +103,51 @@ impl crate::EventReader for Reader {
             if words == 0 {
                 break;
             }
-            out.reserve(words);
-            for (i, w) in self.buf.chunks_exact(4).enumerate() {
+            let first = out.len();
+            let (high, unwrap, others) = (
+                &mut self.high,
+                &mut self.high_unwrap,
+                &mut self.skipped.other_records,
+            );
+            out.extend(self.buf[..words * 4].chunks_exact(4).filter_map(|w| {
                 let w = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
                 match w >> 28 {
-                    CD_OFF | CD_ON => {
-                        let e = Event {
-                            t: (self.high << 6) | i64::from((w >> 22) & 0x3F),
-                            x: ((w >> 11) & 0x7FF) as u16,
-                            y: (w & 0x7FF) as u16,
-                            p: w >> 28 == CD_ON,
-                        };
-                        self.src.check_xy(&e, self.geometry, start + 4 * i as u64)?;
-                        out.push(e);
+                    CD_OFF | CD_ON => Some(Event {
+                        t: (*high << 6) | i64::from((w >> 22) & 0x3F),
+                        x: ((w >> 11) & 0x7FF) as u16,
+                        y: (w & 0x7FF) as u16,
+                        p: w >> 28 == CD_ON,
+                    }),
+                    TIME_HIGH => {
+                        *high = unwrap.apply(u64::from(w & 0x0FFF_FFFF));
+                        None
                     }
-                    TIME_HIGH => self.high = self.high_unwrap.apply(u64::from(w & 0x0FFF_FFFF)),
-                    _ => self.skipped.other_records += 1,
+                    _ => {
+                        *others += 1;
+                        None
+                    }
                 }
+            }));
+            // Bounds are checked in a second, branch-light pass; the offset of an offending
+            // event is found again only on the error path.
+            if let Some(g) = self.geometry
+                && let Some(bad) = out[first..].iter().position(|e| !g.contains(e.x, e.y))
+            {
+                let word = self.buf[..words * 4]
+                    .chunks_exact(4)
+                    .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]) >> 28)
+                    .enumerate()
+                    .filter(|(_, k)| *k == CD_OFF || *k == CD_ON)
+                    .nth(bad)
+                    .map_or(0, |(i, _)| i);
+                return Err(self.src.error_at(
+                    start + 4 * word as u64,
+                    format!(
+                        "event at x={} y={} lies outside the {g} sensor",
+                        out[first + bad].x,
+                        out[first + bad].y
+                    ),
+                ));
             }
             if out.len() > start_len {
                 break;

@@ -87,7 +87,7 @@ impl crate::EventReader for Reader {
                 if words == 0 {
                     return Ok(());
                 }
-                for (i, w) in buf.chunks_exact(2).enumerate() {
+                for (i, w) in buf[..words * 2].chunks_exact(2).enumerate() {
                     let w = u16::from_le_bytes([w[0], w[1]]);
                     let offset = start + 2 * i as u64;
                     match w >> 12 {

@@ -36,7 +36,7 @@ impl crate::EventReader for Reader {
             .src
             .read_records(&mut self.buf, 5, max, "a 5-byte N-MNIST event")?;
         out.reserve(n);
-        for r in self.buf.chunks_exact(5) {
+        for r in self.buf[..n * 5].chunks_exact(5) {
             let raw = (u64::from(r[2] & 0x7F) << 16) | (u64::from(r[3]) << 8) | u64::from(r[4]);
             out.push(Event {
                 t: self.time.apply(raw),

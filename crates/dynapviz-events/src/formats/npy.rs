@@ -362,7 +362,7 @@ impl crate::EventReader for Reader {
                 )));
             }
             out.reserve(n);
-            for (i, r) in buf.chunks_exact(self.record).enumerate() {
+            for (i, r) in buf[..n * self.record].chunks_exact(self.record).enumerate() {
                 out.push(self.decode(r, start + (i * self.record) as u64)?);
             }
             Ok(n)
