@@ -1,0 +1,9 @@
+//! Streams: where events come from (recorded files, a synthetic DVS, the simulated chip), the
+//! processing nodes of the original's samna graph, and a pipeline runtime whose display side
+//! never blocks its source.
+
+pub mod nodes;
+pub mod pipeline;
+pub mod rng;
+pub mod source;
+pub mod synth;

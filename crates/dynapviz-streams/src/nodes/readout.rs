@@ -1,0 +1,177 @@
+//! From output spikes to a decision: collection per interval (samna `SpikeCollectionNode`),
+//! counts per feature (`SpikeCountNode`) and the majority readout (`MajorityReadoutNode`) with
+//! the original's rules (DESIGN.md §2).
+
+use dynapviz_chip::Spike;
+
+use super::{NodeError, invalid};
+
+/// The spikes of one collection interval.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Collection {
+    /// Start of the interval, µs.
+    pub start_us: i64,
+    /// End of the interval (exclusive), µs.
+    pub end_us: i64,
+    /// The spikes, in arrival order.
+    pub spikes: Vec<Spike>,
+}
+
+/// Groups spikes into fixed intervals by their own timestamps: deterministic, so a replay gives
+/// the same collections. Empty intervals yield empty collections, so plots keep moving.
+#[derive(Clone, Debug)]
+pub struct SpikeCollector {
+    interval_us: i64,
+    current: Option<Collection>,
+}
+
+impl SpikeCollector {
+    /// Intervals of `interval_ms` milliseconds.
+    pub fn new(interval_ms: f64) -> Result<Self, NodeError> {
+        let interval_us = (interval_ms * 1000.0).round() as i64;
+        if interval_us <= 0 {
+            return Err(invalid(
+                "spike collection",
+                format!("interval {interval_ms} ms must be positive"),
+            ));
+        }
+        Ok(Self {
+            interval_us,
+            current: None,
+        })
+    }
+
+    /// Declares that time has reached `t_us` (e.g. from input events when no spike comes):
+    /// completes every interval ending at or before it.
+    pub fn advance(&mut self, t_us: i64, out: &mut Vec<Collection>) {
+        let Some(cur) = &mut self.current else { return };
+        while t_us >= cur.end_us {
+            let next = Collection {
+                start_us: cur.end_us,
+                end_us: cur.end_us + self.interval_us,
+                spikes: Vec::new(),
+            };
+            out.push(std::mem::replace(cur, next));
+        }
+    }
+
+    /// Starts the intervals at `t_us` (otherwise at the first spike).
+    pub fn start(&mut self, t_us: i64) {
+        self.current.get_or_insert(Collection {
+            start_us: t_us,
+            end_us: t_us + self.interval_us,
+            spikes: Vec::new(),
+        });
+    }
+
+    /// Adds spikes (in time order); appends completed collections to `out`.
+    pub fn add(&mut self, spikes: &[Spike], out: &mut Vec<Collection>) {
+        for s in spikes {
+            self.start(s.t);
+            self.advance(s.t, out);
+            if let Some(cur) = &mut self.current {
+                cur.spikes.push(*s);
+            }
+        }
+    }
+
+    /// Completes the open interval.
+    pub fn finish(&mut self, out: &mut Vec<Collection>) {
+        out.extend(self.current.take());
+    }
+}
+
+/// Counts spikes per feature (output channel `< feature_count`) in a collection.
+#[derive(Clone, Copy, Debug)]
+pub struct SpikeCount {
+    /// Number of features.
+    pub feature_count: usize,
+}
+
+impl SpikeCount {
+    /// Counts per feature; channels beyond `feature_count` are not counted.
+    pub fn count(&self, collection: &Collection) -> Vec<u64> {
+        let mut counts = vec![0; self.feature_count];
+        for s in &collection.spikes {
+            if let Some(c) = counts.get_mut(usize::from(s.c)) {
+                *c += 1;
+            }
+        }
+        counts
+    }
+}
+
+/// The majority readout with the original's rules, the prediction threshold wired in.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MajorityReadout {
+    /// Fewest spikes in a collection for a decision (inclusive).
+    pub threshold_low: u64,
+    /// Most spikes in a collection for a decision (inclusive).
+    pub threshold_high: u64,
+    /// The winner's count must exceed this (strictly).
+    pub prediction_threshold: u64,
+    /// Returned when no decision is made.
+    pub default_feature: usize,
+    /// Number of features.
+    pub feature_count: usize,
+}
+
+impl MajorityReadout {
+    /// Checks the settings.
+    pub fn new(
+        threshold_low: u64,
+        threshold_high: u64,
+        prediction_threshold: u64,
+        default_feature: usize,
+        feature_count: usize,
+    ) -> Result<Self, NodeError> {
+        if threshold_low > threshold_high {
+            return Err(invalid(
+                "readout",
+                format!("threshold low {threshold_low} is above threshold high {threshold_high}"),
+            ));
+        }
+        if default_feature >= feature_count {
+            return Err(invalid(
+                "readout",
+                format!(
+                    "default feature {default_feature} does not exist (features 0..{})",
+                    feature_count.saturating_sub(1)
+                ),
+            ));
+        }
+        Ok(Self {
+            threshold_low,
+            threshold_high,
+            prediction_threshold,
+            default_feature,
+            feature_count,
+        })
+    }
+
+    /// The decision for one collection: if `threshold_low <= spikes <= threshold_high`, the most
+    /// active feature when its count exceeds the prediction threshold and no other feature ties
+    /// it; otherwise the default feature.
+    pub fn decide(&self, collection: &Collection) -> usize {
+        let total = collection.spikes.len() as u64;
+        if total < self.threshold_low || total > self.threshold_high {
+            return self.default_feature;
+        }
+        let counts = SpikeCount {
+            feature_count: self.feature_count,
+        }
+        .count(collection);
+        let Some(&best) = counts.iter().max() else {
+            return self.default_feature;
+        };
+        let winners = counts.iter().filter(|&&c| c == best).count();
+        if best > self.prediction_threshold && winners == 1 {
+            counts
+                .iter()
+                .position(|&c| c == best)
+                .unwrap_or(self.default_feature)
+        } else {
+            self.default_feature
+        }
+    }
+}
