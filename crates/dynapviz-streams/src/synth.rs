@@ -188,7 +188,7 @@ impl Scene {
                     Shape::Bar {
                         center,
                         size: [rng.range(0.2, 0.5) * s, rng.range(0.03, 0.08) * s],
-                        angle: rng.range(0.0, 3.14),
+                        angle: rng.range(0.0, std::f64::consts::PI),
                         spin: rng.range(-4.0, 4.0),
                         velocity,
                     }
