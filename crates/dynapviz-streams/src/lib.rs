@@ -5,5 +5,6 @@
 pub mod nodes;
 pub mod pipeline;
 pub mod rng;
+pub mod session;
 pub mod source;
 pub mod synth;

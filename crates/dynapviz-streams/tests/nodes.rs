@@ -89,9 +89,9 @@ fn spike_collection_by_event_time_with_empty_intervals() {
         &mut out,
     );
     c.finish(&mut out);
-    let shape: Vec<(i64, i64, usize)> = out
+    let shape: Vec<(i64, i64, u64)> = out
         .iter()
-        .map(|k| (k.start_us, k.end_us, k.spikes.len()))
+        .map(|k| (k.start_us, k.end_us, k.total))
         .collect();
     assert_eq!(
         shape,
@@ -111,11 +111,9 @@ fn spike_collection_by_event_time_with_empty_intervals() {
 }
 
 fn collection(channels: &[u16]) -> Collection {
-    Collection {
-        start_us: 0,
-        end_us: 1,
-        spikes: channels.iter().map(|&c| spike(0, c)).collect(),
-    }
+    let mut c = Collection::new(0, 1);
+    channels.iter().for_each(|&ch| c.add(ch));
+    c
 }
 
 #[test]

@@ -6,15 +6,39 @@ use dynapviz_chip::Spike;
 
 use super::{NodeError, invalid};
 
-/// The spikes of one collection interval.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The spikes of one collection interval, as counts per channel: memory stays bounded
+/// whatever the spike rate.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Collection {
     /// Start of the interval, µs.
     pub start_us: i64,
     /// End of the interval (exclusive), µs.
     pub end_us: i64,
-    /// The spikes, in arrival order.
-    pub spikes: Vec<Spike>,
+    /// Spikes per channel (index = channel; grows to the largest channel seen).
+    pub per_channel: Vec<u64>,
+    /// All spikes of the interval.
+    pub total: u64,
+}
+
+impl Collection {
+    /// An empty interval.
+    pub fn new(start_us: i64, end_us: i64) -> Self {
+        Self {
+            start_us,
+            end_us,
+            ..Self::default()
+        }
+    }
+
+    /// Adds one spike of `channel`.
+    pub fn add(&mut self, channel: u16) {
+        let c = usize::from(channel);
+        if self.per_channel.len() <= c {
+            self.per_channel.resize(c + 1, 0);
+        }
+        self.per_channel[c] += 1;
+        self.total += 1;
+    }
 }
 
 /// Groups spikes into fixed intervals by their own timestamps: deterministic, so a replay gives
@@ -46,22 +70,15 @@ impl SpikeCollector {
     pub fn advance(&mut self, t_us: i64, out: &mut Vec<Collection>) {
         let Some(cur) = &mut self.current else { return };
         while t_us >= cur.end_us {
-            let next = Collection {
-                start_us: cur.end_us,
-                end_us: cur.end_us + self.interval_us,
-                spikes: Vec::new(),
-            };
+            let next = Collection::new(cur.end_us, cur.end_us + self.interval_us);
             out.push(std::mem::replace(cur, next));
         }
     }
 
     /// Starts the intervals at `t_us` (otherwise at the first spike).
     pub fn start(&mut self, t_us: i64) {
-        self.current.get_or_insert(Collection {
-            start_us: t_us,
-            end_us: t_us + self.interval_us,
-            spikes: Vec::new(),
-        });
+        self.current
+            .get_or_insert(Collection::new(t_us, t_us + self.interval_us));
     }
 
     /// Adds spikes (in time order); appends completed collections to `out`.
@@ -70,7 +87,7 @@ impl SpikeCollector {
             self.start(s.t);
             self.advance(s.t, out);
             if let Some(cur) = &mut self.current {
-                cur.spikes.push(*s);
+                cur.add(s.c);
             }
         }
     }
@@ -91,12 +108,8 @@ pub struct SpikeCount {
 impl SpikeCount {
     /// Counts per feature; channels beyond `feature_count` are not counted.
     pub fn count(&self, collection: &Collection) -> Vec<u64> {
-        let mut counts = vec![0; self.feature_count];
-        for s in &collection.spikes {
-            if let Some(c) = counts.get_mut(usize::from(s.c)) {
-                *c += 1;
-            }
-        }
+        let mut counts = collection.per_channel.clone();
+        counts.resize(self.feature_count, 0);
         counts
     }
 }
@@ -153,7 +166,7 @@ impl MajorityReadout {
     /// active feature when its count exceeds the prediction threshold and no other feature ties
     /// it; otherwise the default feature.
     pub fn decide(&self, collection: &Collection) -> usize {
-        let total = collection.spikes.len() as u64;
+        let total = collection.total;
         if total < self.threshold_low || total > self.threshold_high {
             return self.default_feature;
         }

@@ -1,0 +1,283 @@
+//! A running session: source -> event nodes -> (simulated chip) -> collection -> count and
+//! readout, on its own thread. The display receives coalesced frames through a
+//! [`LatestSlot`]; analysis results go through a lossless bounded channel. The source is never
+//! blocked by the display.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use dynapviz_chip::{PowerSample, Simulator, Spike};
+use dynapviz_events::{Event, Geometry};
+
+use crate::nodes::frame::FrameAccumulator;
+use crate::nodes::readout::{MajorityReadout, SpikeCollector, SpikeCount};
+use crate::pipeline::{LatestSlot, batched};
+
+/// Anything that yields events in chunks.
+pub trait Source: Send {
+    /// Appends the next events; `Ok(false)` at the end.
+    fn next_chunk(&mut self, out: &mut Vec<Event>) -> Result<bool, String>;
+}
+
+impl Source for crate::source::FileSource {
+    fn next_chunk(&mut self, out: &mut Vec<Event>) -> Result<bool, String> {
+        crate::source::FileSource::next_chunk(self, out).map_err(|e| e.to_string())
+    }
+}
+
+impl Source for crate::synth::SceneSource {
+    fn next_chunk(&mut self, out: &mut Vec<Event>) -> Result<bool, String> {
+        Ok(self.next_step(out))
+    }
+}
+
+/// An event-processing step applied to every chunk (rescale, decimate, filters...).
+pub type EventNode = Box<dyn FnMut(&mut Vec<Event>) + Send>;
+
+/// What the display shows at one moment.
+#[derive(Clone, Debug)]
+pub struct DisplayFrame {
+    /// Event time of the frame, µs.
+    pub t_us: i64,
+    /// Sensor size of the planes.
+    pub geometry: Geometry,
+    /// ON activity per pixel.
+    pub on: Vec<f32>,
+    /// OFF activity per pixel.
+    pub off: Vec<f32>,
+    /// When the newest event in the frame entered the pipeline (for latency measurement).
+    pub newest_input: Instant,
+    /// Input events so far.
+    pub events_total: u64,
+}
+
+/// An analysis result: never dropped.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Analysis {
+    /// Spike counts per feature of one collection interval.
+    Counts {
+        /// End of the interval, µs.
+        t_us: i64,
+        /// Count per feature.
+        counts: Vec<u64>,
+    },
+    /// The readout of one interval.
+    Readout {
+        /// End of the interval, µs.
+        t_us: i64,
+        /// The decided feature.
+        feature: usize,
+    },
+    /// A power reading.
+    Power(PowerSample),
+}
+
+/// Session settings.
+pub struct SessionConfig {
+    /// Display frame period in event time, µs.
+    pub frame_us: i64,
+    /// Decay of the DVS display, µs (None: clear each frame).
+    pub decay_us: Option<f64>,
+    /// Sensor size of the display.
+    pub geometry: Geometry,
+    /// Spike collection interval, ms.
+    pub collection_ms: f64,
+    /// Feature count of the spike-count plot.
+    pub feature_count: usize,
+    /// Readout rules (None: no readout).
+    pub readout: Option<MajorityReadout>,
+    /// Analysis channel capacity, in batches.
+    pub analysis_capacity: usize,
+}
+
+/// A running session.
+pub struct Session {
+    /// Coalesced display frames.
+    pub display: Arc<LatestSlot<DisplayFrame>>,
+    /// Lossless analysis results, in batches.
+    pub analysis: Receiver<Vec<Analysis>>,
+    thread: JoinHandle<Result<Stats, String>>,
+}
+
+/// Totals of a finished session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Input events after the nodes.
+    pub events: u64,
+    /// Output spikes of the simulated chip's last layer.
+    pub output_spikes: u64,
+    /// Collections made.
+    pub collections: u64,
+}
+
+impl Session {
+    /// Starts the session thread. Without a simulator, sensor events themselves are collected
+    /// and counted (channel = polarity), which is what a DVS-only view needs.
+    pub fn start(
+        mut source: Box<dyn Source>,
+        mut nodes: Vec<EventNode>,
+        mut sim: Option<Simulator>,
+        config: SessionConfig,
+    ) -> Result<Self, String> {
+        let display = LatestSlot::new();
+        let (tx, analysis) = batched(config.analysis_capacity);
+        let slot = Arc::clone(&display);
+        let mut collector = SpikeCollector::new(config.collection_ms).map_err(|e| e.to_string())?;
+        let output_layer = sim.as_ref().map_or(0, |s| s.layer_count() as u16);
+        let thread = std::thread::Builder::new()
+            .name("dynapviz-session".into())
+            .spawn(move || {
+                let mut frame = FrameAccumulator::new(config.geometry, config.decay_us);
+                let mut events = Vec::new();
+                let mut spikes: Vec<Spike> = Vec::new();
+                let mut collections = Vec::new();
+                let mut stats = Stats::default();
+                let mut next_frame: Option<i64> = None;
+                let counter = SpikeCount {
+                    feature_count: config.feature_count,
+                };
+                let mut results: Vec<Analysis> = Vec::new();
+                while source.next_chunk(&mut events)? {
+                    let arrived = Instant::now();
+                    for node in &mut nodes {
+                        node(&mut events);
+                    }
+                    if events.is_empty() {
+                        continue;
+                    }
+                    stats.events += events.len() as u64;
+                    // Display: frames by event time; a frame is published when time passes it.
+                    let mut start = 0;
+                    while start < events.len() {
+                        let boundary = *next_frame.get_or_insert(events[start].t + config.frame_us);
+                        let end = start + events[start..].partition_point(|e| e.t < boundary);
+                        frame.add(&events[start..end]);
+                        if end < events.len() {
+                            slot.publish(DisplayFrame {
+                                t_us: boundary,
+                                geometry: config.geometry,
+                                on: frame.on.clone(),
+                                off: frame.off.clone(),
+                                newest_input: arrived,
+                                events_total: stats.events,
+                            });
+                            frame.next_frame(boundary);
+                            next_frame = Some(boundary + config.frame_us);
+                        }
+                        start = end;
+                    }
+                    // Analysis: lossless.
+                    match &mut sim {
+                        Some(sim) => {
+                            sim.process(&events, &mut spikes);
+                            spikes.retain(|s| s.layer == output_layer);
+                            results
+                                .extend(sim.take_power_samples().into_iter().map(Analysis::Power));
+                        }
+                        None => spikes.extend(events.iter().map(|e| Spike {
+                            t: e.t,
+                            layer: 0,
+                            c: u16::from(e.p),
+                            y: e.y,
+                            x: e.x,
+                        })),
+                    }
+                    stats.output_spikes += spikes.len() as u64;
+                    collector.start(events[0].t);
+                    collector.add(&spikes, &mut collections);
+                    if let Some(last) = events.last() {
+                        collector.advance(last.t, &mut collections);
+                    }
+                    spikes.clear();
+                    events.clear();
+                    emit(
+                        &mut collections,
+                        &counter,
+                        config.readout.as_ref(),
+                        &mut results,
+                        &mut stats,
+                    );
+                    if !results.is_empty() && tx.send(std::mem::take(&mut results)).is_err() {
+                        return Ok(stats); // the receiver is gone: the session was closed
+                    }
+                }
+                if let Some(sim) = &mut sim {
+                    sim.finish(&mut spikes);
+                    spikes.retain(|s| s.layer == output_layer);
+                    collector.add(&spikes, &mut collections);
+                    results.extend(sim.take_power_samples().into_iter().map(Analysis::Power));
+                }
+                collector.finish(&mut collections);
+                emit(
+                    &mut collections,
+                    &counter,
+                    config.readout.as_ref(),
+                    &mut results,
+                    &mut stats,
+                );
+                let _ = send_final(&tx, results);
+                Ok(stats)
+            })
+            .map_err(|e| format!("cannot start the session thread: {e}"))?;
+        Ok(Self {
+            display,
+            analysis,
+            thread,
+        })
+    }
+
+    /// Waits for the end of the source; returns the totals.
+    pub fn join(self) -> Result<Stats, String> {
+        drop(self.analysis);
+        self.thread
+            .join()
+            .map_err(|_| "the session thread panicked".to_string())?
+    }
+
+    /// Whether the session thread has ended.
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// Waits for the end while draining analysis into `sink`.
+    pub fn drain(self, mut sink: impl FnMut(Analysis)) -> Result<Stats, String> {
+        for batch in self.analysis.iter() {
+            batch.into_iter().for_each(&mut sink);
+        }
+        self.thread
+            .join()
+            .map_err(|_| "the session thread panicked".to_string())?
+    }
+}
+
+fn send_final(tx: &SyncSender<Vec<Analysis>>, results: Vec<Analysis>) -> Result<(), ()> {
+    if results.is_empty() {
+        Ok(())
+    } else {
+        tx.send(results).map_err(drop)
+    }
+}
+
+fn emit(
+    collections: &mut Vec<crate::nodes::readout::Collection>,
+    counter: &SpikeCount,
+    readout: Option<&MajorityReadout>,
+    out: &mut Vec<Analysis>,
+    stats: &mut Stats,
+) {
+    for c in collections.drain(..) {
+        stats.collections += 1;
+        out.push(Analysis::Counts {
+            t_us: c.end_us,
+            counts: counter.count(&c),
+        });
+        if let Some(r) = readout {
+            out.push(Analysis::Readout {
+                t_us: c.end_us,
+                feature: r.decide(&c),
+            });
+        }
+    }
+}
