@@ -183,7 +183,7 @@ impl Source for Flood {
                 t,
                 (self.n % 128) as u16,
                 ((self.n / 128) % 128) as u16,
-                self.n % 3 == 0,
+                self.n.is_multiple_of(3),
             ));
             self.t = t;
         }
