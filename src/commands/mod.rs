@@ -1,6 +1,7 @@
 //! One module per subcommand: argument definitions and the glue to the library crates.
 
 pub mod convert;
+pub mod demo;
 pub mod inspect;
 pub mod model;
 pub mod simulate;
