@@ -22,9 +22,11 @@ enum Command {
     Convert(commands::convert::Args),
     Model(commands::model::Args),
     Simulate(commands::simulate::Args),
+    Run(commands::run::Args),
 }
 
 fn main() -> std::process::ExitCode {
+    let started = std::time::Instant::now();
     // Die quietly on a closed pipe (`dynapviz ... | head`) like other Unix tools, instead of
     // panicking in println!.
     #[cfg(unix)]
@@ -40,11 +42,12 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::Demo(a) => commands::demo::run(a),
+        Command::Demo(a) => commands::demo::run(a, started),
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Convert(a) => commands::convert::run(a),
         Command::Model(a) => commands::model::run(a),
         Command::Simulate(a) => commands::simulate::run(a),
+        Command::Run(a) => commands::run::run(a, started),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

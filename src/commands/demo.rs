@@ -2,7 +2,8 @@
 //! scene of moving bars is recorded to a file, inspected, and played through a built-in
 //! orientation network on the simulated chip; the readout and power are printed as they come.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use dynapviz_chip::{Config, Mode, Monitors, RAILS, Simulator};
@@ -16,6 +17,8 @@ use dynapviz_streams::session::{Analysis, Session, SessionConfig};
 use dynapviz_streams::source::{Controls, FileSource};
 use dynapviz_streams::synth::{DvsParams, Scene, SceneSource, Shape};
 
+use super::viz::VizArgs;
+
 /// Run the built-in demo (synthetic scene -> simulated chip -> readout), printed as text.
 #[derive(clap::Args)]
 pub struct Args {
@@ -28,6 +31,14 @@ pub struct Args {
     /// Where to keep the generated recording (default: a temporary file).
     #[arg(long)]
     keep: Option<PathBuf>,
+    /// Print the readout as a table instead of opening the window.
+    #[arg(long)]
+    text: bool,
+    /// Playback speed in the window (1 = real time).
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    #[command(flatten)]
+    viz: VizArgs,
 }
 
 const CLASSES: [&str; 4] = ["horizontal", "vertical", "diagonal", "anti-diagonal"];
@@ -118,7 +129,7 @@ fn scene(orientation: usize, rng: &mut Rng) -> Scene {
     }
 }
 
-pub fn run(args: Args) -> Result<()> {
+pub fn run(args: Args, started: Instant) -> Result<()> {
     let g = Geometry::DVS128;
     let duration_us = (args.seconds * 1e6) as i64;
     anyhow::ensure!(duration_us > 0, "--seconds must be positive");
@@ -173,6 +184,37 @@ pub fn run(args: Args) -> Result<()> {
             l.output_shape
         );
     }
+    let windowed = !args.text
+        && (args.viz.headless.is_some()
+            || std::env::var_os("DISPLAY").is_some()
+            || std::env::var_os("WAYLAND_DISPLAY").is_some());
+    if windowed {
+        let icons = dir.join("icons");
+        draw_icons(&icons)?;
+        let mut opts = args.viz.options()?;
+        opts.add_readout_plot = true;
+        opts.add_power_monitor_plot = true;
+        opts.power_monitor_number_of_items = 5;
+        opts.readout_images = Some(vec![icons]);
+        opts.spike_collection_interval = args.viz.spike_collection_interval.unwrap_or(250.0);
+        opts.readout_prediction_threshold = args.viz.readout_prediction_threshold.unwrap_or(2);
+        opts.spike_count.x_span = 10.0;
+        opts.window_scale = [12.0, 7.0];
+        let result = super::run::launch(
+            &path,
+            Some(net),
+            args.viz.headless.is_none(),
+            args.speed,
+            Mode::Event,
+            &args.viz,
+            opts,
+            started,
+        );
+        if args.keep.is_none() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        return result;
+    }
     // 3. Play the recording through the simulated chip.
     let sim = Simulator::new(
         &net,
@@ -206,7 +248,7 @@ pub fn run(args: Args) -> Result<()> {
     let stats = session
         .drain(|a| match a {
             Analysis::Counts { counts: c, .. } => counts = Some(c),
-            Analysis::Readout { t_us, feature } => {
+            Analysis::Readout { t_us, feature, .. } => {
                 let c = counts.take().unwrap_or_default();
                 let cell = |i: usize| c.get(i).copied().unwrap_or(0);
                 println!(
@@ -251,4 +293,32 @@ fn tempdir() -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("dynapviz-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(dir)
+}
+
+/// Draws one picture per class (`{idx}_{name}.png`): the oriented bar the class stands for.
+fn draw_icons(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let size = 192u32;
+    for (i, name) in CLASSES.iter().enumerate() {
+        let angle = [
+            0.0f32,
+            std::f32::consts::FRAC_PI_2,
+            std::f32::consts::FRAC_PI_4,
+            -std::f32::consts::FRAC_PI_4,
+        ][i];
+        let (s, c) = angle.sin_cos();
+        let img = image::RgbaImage::from_fn(size, size, |x, y| {
+            let (dx, dy) = (x as f32 - size as f32 / 2.0, y as f32 - size as f32 / 2.0);
+            let (u, v) = (dx * c + dy * s, -dx * s + dy * c);
+            if u.abs() < 70.0 && v.abs() < 12.0 {
+                image::Rgba([240, 200, 90, 255])
+            } else {
+                image::Rgba([36, 40, 52, 255])
+            }
+        });
+        let path = dir.join(format!("{:02}_{name}.png", i + 1));
+        img.save(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
 }

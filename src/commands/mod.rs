@@ -4,7 +4,9 @@ pub mod convert;
 pub mod demo;
 pub mod inspect;
 pub mod model;
+pub mod run;
 pub mod simulate;
+pub mod viz;
 
 /// A progress bar over bytes of a file, hidden when stderr is not a terminal.
 pub fn byte_progress(len: u64, what: &str) -> indicatif::ProgressBar {

@@ -12,7 +12,7 @@ use serde::Serialize;
 pub struct ModelArgs {
     /// The trained network: .onnx, or a state_dict (.pt/.pth/.safetensors) with --arch.
     #[arg(long = "model", value_name = "MODEL")]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// Architecture TOML for a state_dict (layers of the nn.Sequential, with module indices).
     #[arg(long)]
     pub arch: Option<PathBuf>,
@@ -74,7 +74,8 @@ impl ModelArgs {
                     .context("--chip-layers-ordering")?,
             )
         };
-        let mut p = Pipeline::new(&self.model)
+        let model = self.model.as_deref().context("--model is required")?;
+        let mut p = Pipeline::new(model)
             .arch(self.arch.as_deref())
             .device(&self.device)
             .ordering(ordering)

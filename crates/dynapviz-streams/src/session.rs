@@ -69,6 +69,8 @@ pub enum Analysis {
         t_us: i64,
         /// The decided feature.
         feature: usize,
+        /// Whether a prediction passed the rules (else `feature` is the default).
+        predicted: bool,
     },
     /// A power reading.
     Power(PowerSample),
@@ -274,9 +276,11 @@ fn emit(
             counts: counter.count(&c),
         });
         if let Some(r) = readout {
+            let prediction = r.predict(&c);
             out.push(Analysis::Readout {
                 t_us: c.end_us,
-                feature: r.decide(&c),
+                feature: prediction.unwrap_or(r.default_feature),
+                predicted: prediction.is_some(),
             });
         }
     }

@@ -152,6 +152,7 @@ fn session_equals_the_same_steps_by_hand_and_is_deterministic() {
         want.push(Analysis::Readout {
             t_us: c.end_us,
             feature: readout.decide(c),
+            predicted: readout.predict(c).is_some(),
         });
     }
     assert!(

@@ -166,25 +166,24 @@ impl MajorityReadout {
     /// active feature when its count exceeds the prediction threshold and no other feature ties
     /// it; otherwise the default feature.
     pub fn decide(&self, collection: &Collection) -> usize {
+        self.predict(collection).unwrap_or(self.default_feature)
+    }
+
+    /// The prediction, or `None` when the rules give the default (so a display can tell a real
+    /// prediction of the default class from no prediction at all).
+    pub fn predict(&self, collection: &Collection) -> Option<usize> {
         let total = collection.total;
         if total < self.threshold_low || total > self.threshold_high {
-            return self.default_feature;
+            return None;
         }
         let counts = SpikeCount {
             feature_count: self.feature_count,
         }
         .count(collection);
-        let Some(&best) = counts.iter().max() else {
-            return self.default_feature;
-        };
+        let best = *counts.iter().max()?;
         let winners = counts.iter().filter(|&&c| c == best).count();
-        if best > self.prediction_threshold && winners == 1 {
-            counts
-                .iter()
-                .position(|&c| c == best)
-                .unwrap_or(self.default_feature)
-        } else {
-            self.default_feature
-        }
+        (best > self.prediction_threshold && winners == 1)
+            .then(|| counts.iter().position(|&c| c == best))
+            .flatten()
     }
 }

@@ -1,0 +1,149 @@
+//! The native window (eframe): pulls coalesced frames and lossless analysis from a running
+//! session, draws the dashboard, and answers the keyboard (pause, speed, screenshot). While
+//! paused it asks for no repaints, so it idles at no CPU.
+
+use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use dynapviz_streams::pipeline::LatestSlot;
+use dynapviz_streams::session::{Analysis, DisplayFrame};
+use dynapviz_streams::source::Controls;
+
+use crate::dashboard::Dashboard;
+use crate::headless::Headless;
+
+/// Why the window could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewerError {
+    /// No X11/Wayland display.
+    #[error(
+        "no display found (DISPLAY and WAYLAND_DISPLAY are unset): use --headless DIR to render the dashboard to PNG files instead"
+    )]
+    NoDisplay,
+    /// The windowing system or OpenGL failed.
+    #[error("the window could not be opened: {0} (try --headless DIR)")]
+    Window(String),
+}
+
+struct ViewerApp {
+    dashboard: Dashboard,
+    display: Arc<LatestSlot<DisplayFrame>>,
+    analysis: Receiver<Vec<Analysis>>,
+    controls: Option<Controls>,
+    started: Instant,
+    first_frame: bool,
+}
+
+impl ViewerApp {
+    fn keys(&mut self, ctx: &egui::Context) {
+        let (space, plus, minus, shot) = ctx.input(|i| {
+            (
+                i.key_pressed(egui::Key::Space),
+                i.key_pressed(egui::Key::Plus) || i.key_pressed(egui::Key::Equals),
+                i.key_pressed(egui::Key::Minus),
+                i.key_pressed(egui::Key::S),
+            )
+        });
+        if let Some(c) = &self.controls {
+            if space {
+                c.set_paused(!c.paused());
+            }
+            let speed = c.speed();
+            if plus && speed > 0.0 {
+                c.set_speed((speed * 2.0).min(64.0));
+            }
+            if minus && speed > 0.0 {
+                c.set_speed((speed / 2.0).max(1.0 / 64.0));
+            }
+            self.dashboard.stats.paused = c.paused();
+            self.dashboard.stats.speed = c.speed();
+        }
+        if shot {
+            let rect = ctx.content_rect();
+            let mut h = Headless::new(
+                rect.width().max(64.0) as usize,
+                rect.height().max(64.0) as usize,
+            );
+            let name = format!(
+                "dynapviz-{}.png",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+            );
+            match h.save_png(&mut self.dashboard, std::path::Path::new(&name)) {
+                Ok(()) => tracing::info!("screenshot saved to {name}"),
+                Err(e) => tracing::warn!("screenshot failed: {e}"),
+            }
+        }
+    }
+}
+
+impl eframe::App for ViewerApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let ctx = ui.ctx().clone();
+        self.keys(&ctx);
+        while let Ok(batch) = self.analysis.try_recv() {
+            batch.iter().for_each(|a| self.dashboard.on_analysis(a));
+        }
+        if let Some(f) = self.display.take() {
+            self.dashboard.on_frame(&f);
+        }
+        self.dashboard.stats.skipped_frames = self.display.skipped();
+        egui::CentralPanel::default().show(ui, |ui| self.dashboard.ui(ui));
+        self.dashboard.frame_drawn();
+        if self.first_frame {
+            self.first_frame = false;
+            let ms = self.started.elapsed().as_secs_f64() * 1e3;
+            tracing::info!("first frame drawn {ms:.0} ms after start");
+            if std::env::var_os("DYNAPVIZ_PRINT_STARTUP").is_some() {
+                eprintln!("first frame drawn {ms:.0} ms after start");
+            }
+        }
+        if !self.dashboard.stats.paused {
+            ctx.request_repaint_after(Duration::from_millis(16));
+        }
+    }
+}
+
+/// Opens the window and runs until it is closed. `started` is the process start, for the
+/// start-to-first-frame figure.
+pub fn run_window(
+    dashboard: Dashboard,
+    display: Arc<LatestSlot<DisplayFrame>>,
+    analysis: Receiver<Vec<Analysis>>,
+    controls: Option<Controls>,
+    started: Instant,
+) -> Result<(), ViewerError> {
+    if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
+        return Err(ViewerError::NoDisplay);
+    }
+    let [ws, hs] = dashboard.resolved().options.window_scale;
+    // The original sizes the window as window_scale / (16, 9) of the screen; a 1920x1080 screen
+    // is assumed until the window exists.
+    let size = [1920.0 * ws / 16.0, 1080.0 * hs / 9.0];
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("dynapviz")
+            .with_inner_size(size),
+        renderer: eframe::Renderer::Glow,
+        ..eframe::NativeOptions::default()
+    };
+    let app = ViewerApp {
+        dashboard,
+        display,
+        analysis,
+        controls,
+        started,
+        first_frame: true,
+    };
+    eframe::run_native(
+        "dynapviz",
+        options,
+        Box::new(move |cc| {
+            cc.egui_ctx.set_visuals(egui::Visuals::dark());
+            Ok(Box::new(app))
+        }),
+    )
+    .map_err(|e| ViewerError::Window(e.to_string()))
+}

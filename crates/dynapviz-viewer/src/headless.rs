@@ -1,0 +1,75 @@
+//! The dashboard without a window: egui runs offscreen, its output is rasterized on the CPU and
+//! written as PNG. For reports, papers, CI snapshots and machines without a display.
+
+use std::path::Path;
+
+use egui::{Color32, RawInput, Rect, pos2, vec2};
+
+use crate::dashboard::Dashboard;
+use crate::raster::Canvas;
+
+/// Renders dashboards to images.
+pub struct Headless {
+    ctx: egui::Context,
+    canvas: Canvas,
+    time: f64,
+}
+
+impl Headless {
+    /// A renderer of `width` x `height` pixels.
+    pub fn new(width: usize, height: usize) -> Self {
+        let ctx = egui::Context::default();
+        ctx.set_visuals(egui::Visuals::dark());
+        Self {
+            ctx,
+            canvas: Canvas::new(width, height),
+            time: 0.0,
+        }
+    }
+
+    /// Draws one frame of `dashboard` and returns it as RGBA bytes.
+    pub fn render(&mut self, dashboard: &mut Dashboard) -> Vec<u8> {
+        let size = vec2(self.canvas.width as f32, self.canvas.height as f32);
+        // Two passes: egui settles layouts (legend sizes, text widths) on the second.
+        let mut last = None;
+        for _ in 0..2 {
+            self.time += 1.0 / 60.0;
+            let input = RawInput {
+                screen_rect: Some(Rect::from_min_size(pos2(0.0, 0.0), size)),
+                time: Some(self.time),
+                ..RawInput::default()
+            };
+            let out = self.ctx.run_ui(input, |ui| {
+                egui::CentralPanel::default().show(ui, |ui| dashboard.ui(ui));
+            });
+            self.canvas.set_textures(&out.textures_delta);
+            last = Some(out);
+        }
+        let Some(out) = last else { return Vec::new() };
+        let primitives = self.ctx.tessellate(out.shapes, out.pixels_per_point);
+        self.canvas.clear(Color32::from_rgb(27, 27, 27));
+        self.canvas.paint(&primitives, out.pixels_per_point);
+        self.canvas.free_textures(&out.textures_delta);
+        dashboard.frame_drawn();
+        self.canvas.to_rgba8()
+    }
+
+    /// Size in pixels.
+    pub fn size(&self) -> (usize, usize) {
+        (self.canvas.width, self.canvas.height)
+    }
+
+    /// Draws one frame and writes it as PNG.
+    pub fn save_png(&mut self, dashboard: &mut Dashboard, path: &Path) -> Result<(), String> {
+        let rgba = self.render(dashboard);
+        let (w, h) = self.size();
+        image::save_buffer(
+            path,
+            &rgba,
+            w as u32,
+            h as u32,
+            image::ExtendedColorType::Rgba8,
+        )
+        .map_err(|e| format!("{}: {e}", path.display()))
+    }
+}

@@ -1,0 +1,15 @@
+//! The viewer: the dashboard of SynSense's `DynapcnnVisualizer` (DVS activity, spike counts,
+//! readout picture, power) with every option of the original, its bugs fixed, and what its users
+//! miss (pause, speed, latency and frame-rate figures, screenshots, headless PNG rendering).
+
+pub mod app;
+pub mod dashboard;
+pub mod headless;
+pub mod layout;
+pub mod options;
+pub mod raster;
+
+pub use app::{ViewerError, run_window};
+pub use dashboard::Dashboard;
+pub use headless::Headless;
+pub use options::{OptionsError, Resolved, VizOptions};

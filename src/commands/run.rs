@@ -1,0 +1,143 @@
+//! `dynapviz run`: a recording through the simulated chip into the live dashboard (or, with
+//! only `--input`, the DVS plot alone).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use dynapviz_chip::{Config, Mode, Monitors, Simulator};
+use dynapviz_events::{Event, Geometry};
+use dynapviz_model::Network;
+use dynapviz_streams::nodes::filter::Rescale;
+use dynapviz_streams::nodes::readout::MajorityReadout;
+use dynapviz_streams::session::{EventNode, Session, SessionConfig};
+use dynapviz_streams::source::{Controls, FileSource};
+use dynapviz_viewer::{Dashboard, VizOptions};
+
+use super::model::ModelArgs;
+use super::viz::VizArgs;
+
+/// Open the dashboard on a model and a recording (the DVS plot alone without --model).
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The recording to play.
+    #[arg(long)]
+    input: PathBuf,
+    /// Playback speed (1 = real time; 0 = as fast as possible).
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Start again at the end (timestamps keep increasing).
+    #[arg(long = "loop")]
+    looped: bool,
+    /// Simulator mode: event or binned.
+    #[arg(long, default_value = "event", value_parser = ["event", "binned"])]
+    mode: String,
+    #[command(flatten)]
+    viz: VizArgs,
+}
+
+pub fn run(args: Args, started: Instant) -> Result<()> {
+    let net = match &args.model.model {
+        Some(_) => Some(args.model.build()?),
+        None => None,
+    };
+    let opts = args.viz.options()?;
+    let mode = if args.mode == "binned" {
+        Mode::Binned { bin_us: 1000 }
+    } else {
+        Mode::Event
+    };
+    launch(
+        &args.input,
+        net,
+        args.looped,
+        args.speed,
+        mode,
+        &args.viz,
+        opts,
+        started,
+    )
+}
+
+/// Plays `input` through `net` (None: the DVS plot alone) into the window or headless frames.
+#[allow(clippy::too_many_arguments)]
+pub fn launch(
+    input: &Path,
+    net: Option<Network>,
+    looped: bool,
+    speed: f64,
+    mode: Mode,
+    viz: &VizArgs,
+    mut opts: VizOptions,
+    started: Instant,
+) -> Result<()> {
+    let controls = Controls::new(if viz.headless.is_some() { 0.0 } else { speed });
+    let source = FileSource::open(input, looped, controls.clone())?;
+    let sensor = match source.geometry() {
+        Some(g) => g,
+        None => dynapviz_events::inspect(input)?
+            .summary
+            .geometry_or_extent(None)
+            .context("the recording holds no events")?,
+    };
+    let mut nodes: Vec<EventNode> = Vec::new();
+    let (sim, classes, display) = match net {
+        Some(net) => {
+            let [_, h, w] = net.dvs.input_shape;
+            let input = Geometry::new(w as u16, h as u16);
+            if input != sensor {
+                let rescale = Rescale::fit(sensor, input)?;
+                tracing::info!("rescaling the {sensor} sensor to the {input} network input");
+                nodes.push(Box::new(move |e: &mut Vec<Event>| rescale.apply(e)));
+            }
+            let config = Config {
+                mode,
+                monitors: Monitors::of([net.layers.len()]),
+                power_rails: opts.power_monitor_number_of_items,
+                ..Config::default()
+            };
+            (
+                Some(Simulator::new(&net, config)?),
+                Some(net.classes()),
+                input,
+            )
+        }
+        None => {
+            // No network: the DVS plot alone.
+            opts.add_spike_count_plot = false;
+            opts.add_readout_plot = false;
+            opts.add_power_monitor_plot = false;
+            (None, None, sensor)
+        }
+    };
+    if viz.dvs_shape.is_none() {
+        opts.dvs_shape = [display.width, display.height];
+    }
+    let resolved = opts.resolve(classes)?;
+    let feature_count = resolved.feature_names.len();
+    let readout = match feature_count {
+        0 => None,
+        n => Some(MajorityReadout::new(
+            resolved.options.readout_default_threshold_low,
+            resolved.options.readout_default_threshold_high,
+            resolved.options.readout_prediction_threshold,
+            resolved.default_feature,
+            n,
+        )?),
+    };
+    let config = SessionConfig {
+        frame_us: 16_667,
+        decay_us: Some(30_000.0),
+        geometry: display,
+        collection_ms: resolved.options.spike_collection_interval,
+        feature_count,
+        readout,
+        analysis_capacity: 64,
+    };
+    let dashboard = Dashboard::new(resolved)?;
+    let session =
+        Session::start(Box::new(source), nodes, sim, config).map_err(anyhow::Error::msg)?;
+    super::viz::show(viz, dashboard, session, Some(controls), started)
+}

@@ -1,0 +1,181 @@
+//! The visualizer's options as command-line flags (the original's parameter names in
+//! kebab-case) over an optional TOML file with the same names, and the loop that feeds a
+//! session into the window or into headless PNG frames.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use dynapviz_streams::session::Session;
+use dynapviz_streams::source::Controls;
+use dynapviz_viewer::{Dashboard, Headless, VizOptions};
+
+/// Visualizer options; each overrides the same name in `--config`.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct VizArgs {
+    /// TOML file with the visualizer's options under the original's names.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Window size as fractions of the screen: W,H means W/16 x H/9.
+    #[arg(long, value_delimiter = ',', num_args = 2)]
+    pub window_scale: Option<Vec<f32>>,
+    /// Size of the DVS plot: W,H.
+    #[arg(long, value_delimiter = ',', num_args = 2)]
+    pub dvs_shape: Option<Vec<u16>>,
+    /// Show the readout picture (needs --readout-images).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub add_readout_plot: Option<bool>,
+    /// Show the spike-count plot (default true with a model).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub add_spike_count_plot: Option<bool>,
+    /// Show the power plot.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub add_power_monitor_plot: Option<bool>,
+    /// Spike collection interval, ms (default 500).
+    #[arg(long)]
+    pub spike_collection_interval: Option<f64>,
+    /// Spikes the winning class must exceed (default 10).
+    #[arg(long)]
+    pub readout_prediction_threshold: Option<u64>,
+    /// Class shown when nothing is predicted (default: the last).
+    #[arg(long)]
+    pub readout_default_return_value: Option<usize>,
+    /// Fewest spikes per collection for a decision (default 0).
+    #[arg(long)]
+    pub readout_default_threshold_low: Option<u64>,
+    /// Most spikes per collection for a decision (default 32000).
+    #[arg(long)]
+    pub readout_default_threshold_high: Option<u64>,
+    /// Power rails shown: 3 or 5.
+    #[arg(long)]
+    pub power_monitor_number_of_items: Option<usize>,
+    /// Class names, comma-separated (default: from the image names).
+    #[arg(long, value_delimiter = ',')]
+    pub feature_names: Option<Vec<String>>,
+    /// Class pictures in output order, or one directory of {idx}_{name}.png.
+    #[arg(long, num_args = 1..)]
+    pub readout_images: Option<Vec<PathBuf>>,
+    /// Number of classes (default: the model's outputs).
+    #[arg(long)]
+    pub feature_count: Option<usize>,
+    /// Render the dashboard into PNG files in DIR instead of opening a window.
+    #[arg(long, value_name = "DIR")]
+    pub headless: Option<PathBuf>,
+    /// Headless: seconds of event time between frames.
+    #[arg(long, default_value_t = 1.0)]
+    pub frame_every: f64,
+    /// Headless: image size W,H in pixels.
+    #[arg(long, value_delimiter = ',', num_args = 2, default_values_t = [1280, 720])]
+    pub image_size: Vec<usize>,
+}
+
+impl VizArgs {
+    /// The options: defaults, then the TOML file, then the flags.
+    pub fn options(&self) -> Result<VizOptions> {
+        let mut o = match &self.config {
+            Some(p) => VizOptions::from_toml(p)?,
+            None => VizOptions::default(),
+        };
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = self.$f.clone() { o.$f = v; } )* };
+        }
+        set!(
+            add_readout_plot,
+            add_spike_count_plot,
+            add_power_monitor_plot,
+            spike_collection_interval,
+            readout_prediction_threshold,
+            readout_default_threshold_low,
+            readout_default_threshold_high,
+            power_monitor_number_of_items
+        );
+        if let Some(v) = &self.window_scale {
+            o.window_scale = [v[0], v[1]];
+        }
+        if let Some(v) = &self.dvs_shape {
+            o.dvs_shape = [v[0], v[1]];
+        }
+        if self.readout_default_return_value.is_some() {
+            o.readout_default_return_value = self.readout_default_return_value;
+        }
+        if self.feature_names.is_some() {
+            o.feature_names = self.feature_names.clone();
+        }
+        if self.readout_images.is_some() {
+            o.readout_images = self.readout_images.clone();
+        }
+        if self.feature_count.is_some() {
+            o.feature_count = self.feature_count;
+        }
+        Ok(o)
+    }
+}
+
+/// Shows a running session: in the window, or as PNG frames with `--headless`.
+pub fn show(
+    args: &VizArgs,
+    mut dashboard: Dashboard,
+    session: Session,
+    controls: Option<Controls>,
+    started: Instant,
+) -> Result<()> {
+    let Some(dir) = &args.headless else {
+        let display = std::sync::Arc::clone(&session.display);
+        let Session { analysis, .. } = session;
+        return Ok(dynapviz_viewer::run_window(
+            dashboard, display, analysis, controls, started,
+        )?);
+    };
+    headless(args, &mut dashboard, session, dir)
+}
+
+fn headless(args: &VizArgs, dashboard: &mut Dashboard, session: Session, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let (w, h) = (args.image_size[0].max(64), args.image_size[1].max(64));
+    let mut renderer = Headless::new(w, h);
+    let display = std::sync::Arc::clone(&session.display);
+    let mut next = args.frame_every.max(0.01);
+    let mut frames = 0;
+    let mut save = |dashboard: &mut Dashboard, name: String| -> Result<()> {
+        let path = dir.join(name);
+        renderer
+            .save_png(dashboard, &path)
+            .map_err(anyhow::Error::msg)?;
+        frames += 1;
+        Ok(())
+    };
+    loop {
+        // Checked first: everything sent before the end is drained below.
+        let finished = session.is_finished();
+        while let Ok(batch) = session.analysis.try_recv() {
+            batch.iter().for_each(|a| dashboard.on_analysis(a));
+        }
+        if let Some(f) = display.take() {
+            dashboard.on_frame(&f);
+        }
+        dashboard.stats.skipped_frames = display.skipped();
+        if dashboard.now_seconds() >= next {
+            save(
+                dashboard,
+                format!(
+                    "frame-{:05}.png",
+                    (next / args.frame_every.max(0.01)).round() as u64
+                ),
+            )?;
+            next += args.frame_every.max(0.01);
+        }
+        if finished {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let stats = session.join().map_err(anyhow::Error::msg)?;
+    save(dashboard, "dashboard.png".into())?;
+    println!(
+        "wrote {frames} PNG frames to {} ({} input events, {} output spikes)",
+        dir.display(),
+        stats.events,
+        stats.output_spikes
+    );
+    Ok(())
+}
