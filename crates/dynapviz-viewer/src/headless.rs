@@ -31,27 +31,31 @@ impl Headless {
     pub fn render(&mut self, dashboard: &mut Dashboard) -> Vec<u8> {
         let size = vec2(self.canvas.width as f32, self.canvas.height as f32);
         // Two passes: egui settles layouts (legend sizes, text widths) on the second.
-        let mut last = None;
-        for _ in 0..2 {
+        let mut rgba_out = None;
+        for pass in 0..2 {
             self.time += 1.0 / 60.0;
             let input = RawInput {
                 screen_rect: Some(Rect::from_min_size(pos2(0.0, 0.0), size)),
                 time: Some(self.time),
                 ..RawInput::default()
             };
-            let out = self.ctx.run_ui(input, |ui| {
+            let mut out = self.ctx.run_ui(input, |ui| {
                 egui::CentralPanel::default().show(ui, |ui| dashboard.ui(ui));
             });
             self.canvas.set_textures(&out.textures_delta);
-            last = Some(out);
+            if pass == 1 {
+                let primitives = self
+                    .ctx
+                    .tessellate(std::mem::take(&mut out.shapes), out.pixels_per_point);
+                self.canvas.clear(Color32::from_rgb(27, 27, 27));
+                self.canvas.paint(&primitives, out.pixels_per_point);
+                rgba_out = Some(self.canvas.to_rgba8());
+            }
+            self.canvas.free_textures(&out.textures_delta);
+            out.textures_delta.clear();
         }
-        let Some(out) = last else { return Vec::new() };
-        let primitives = self.ctx.tessellate(out.shapes, out.pixels_per_point);
-        self.canvas.clear(Color32::from_rgb(27, 27, 27));
-        self.canvas.paint(&primitives, out.pixels_per_point);
-        self.canvas.free_textures(&out.textures_delta);
         dashboard.frame_drawn();
-        self.canvas.to_rgba8()
+        rgba_out.unwrap_or_default()
     }
 
     /// Size in pixels.
