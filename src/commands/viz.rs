@@ -17,10 +17,10 @@ pub struct VizArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Window size as fractions of the screen: W,H means W/16 x H/9.
-    #[arg(long, value_delimiter = ',', num_args = 2)]
+    #[arg(long, value_delimiter = ',')]
     pub window_scale: Option<Vec<f32>>,
     /// Size of the DVS plot: W,H.
-    #[arg(long, value_delimiter = ',', num_args = 2)]
+    #[arg(long, value_delimiter = ',')]
     pub dvs_shape: Option<Vec<u16>>,
     /// Show the readout picture (needs --readout-images).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
@@ -65,7 +65,7 @@ pub struct VizArgs {
     #[arg(long, default_value_t = 1.0)]
     pub frame_every: f64,
     /// Headless: image size W,H in pixels.
-    #[arg(long, value_delimiter = ',', num_args = 2, default_values_t = [1280, 720])]
+    #[arg(long, value_delimiter = ',', default_value = "1280,720")]
     pub image_size: Vec<usize>,
 }
 
@@ -90,10 +90,16 @@ impl VizArgs {
             power_monitor_number_of_items
         );
         if let Some(v) = &self.window_scale {
-            o.window_scale = [v[0], v[1]];
+            let [w, h] = v[..] else {
+                anyhow::bail!("--window-scale expects W,H")
+            };
+            o.window_scale = [w, h];
         }
         if let Some(v) = &self.dvs_shape {
-            o.dvs_shape = [v[0], v[1]];
+            let [w, h] = v[..] else {
+                anyhow::bail!("--dvs-shape expects W,H")
+            };
+            o.dvs_shape = [w, h];
         }
         if self.readout_default_return_value.is_some() {
             o.readout_default_return_value = self.readout_default_return_value;
@@ -131,7 +137,10 @@ pub fn show(
 
 fn headless(args: &VizArgs, dashboard: &mut Dashboard, session: Session, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let (w, h) = (args.image_size[0].max(64), args.image_size[1].max(64));
+    let [w, h] = args.image_size[..] else {
+        anyhow::bail!("--image-size expects W,H")
+    };
+    let (w, h) = (w.max(64), h.max(64));
     let mut renderer = Headless::new(w, h);
     let display = std::sync::Arc::clone(&session.display);
     let mut next = args.frame_every.max(0.01);

@@ -106,6 +106,13 @@ impl eframe::App for ViewerApp {
     }
 }
 
+/// Whether an X11 or Wayland display is configured (an empty variable counts as unset).
+pub fn has_display() -> bool {
+    ["DISPLAY", "WAYLAND_DISPLAY"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|d| !d.is_empty()))
+}
+
 /// Opens the window and runs until it is closed. `started` is the process start, for the
 /// start-to-first-frame figure.
 pub fn run_window(
@@ -115,7 +122,7 @@ pub fn run_window(
     controls: Option<Controls>,
     started: Instant,
 ) -> Result<(), ViewerError> {
-    if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
+    if !has_display() {
         return Err(ViewerError::NoDisplay);
     }
     let [ws, hs] = dashboard.resolved().options.window_scale;

@@ -9,7 +9,7 @@ pub mod layout;
 pub mod options;
 pub mod raster;
 
-pub use app::{ViewerError, run_window};
+pub use app::{ViewerError, has_display, run_window};
 pub use dashboard::Dashboard;
 pub use headless::Headless;
 pub use options::{OptionsError, Resolved, VizOptions};
