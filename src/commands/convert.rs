@@ -25,31 +25,18 @@ pub struct Args {
 }
 
 fn parse_geometry(s: &str) -> Result<Geometry> {
-    let (w, h) = s
-        .split_once(['x', 'X'])
-        .context("--geometry expects WxH, e.g. 128x128")?;
-    Ok(Geometry::new(
-        w.trim().parse().context("--geometry width")?,
-        h.trim().parse().context("--geometry height")?,
-    ))
+    let (w, h) = s.split_once(['x', 'X']).context("--geometry expects WxH, e.g. 128x128")?;
+    Ok(Geometry::new(w.trim().parse().context("--geometry width")?, h.trim().parse().context("--geometry height")?))
 }
 
 pub fn run(args: Args) -> Result<()> {
     let format = match &args.to {
-        Some(name) => {
-            Format::from_name(name).with_context(|| format!("unknown output format `{name}`"))?
-        }
-        None => Format::from_extension(&args.output).with_context(|| {
-            format!(
-                "{}: cannot tell the output format from the extension; pass --to",
-                args.output.display()
-            )
-        })?,
+        Some(name) => Format::from_name(name).with_context(|| format!("unknown output format `{name}`"))?,
+        None => Format::from_extension(&args.output)
+            .with_context(|| format!("{}: cannot tell the output format from the extension; pass --to", args.output.display()))?,
     };
     if !format.writable() {
-        bail!(
-            "{format} is read-only here; write aedat4, aedat3, aedat2, evt2, evt3, es, npy or csv"
-        );
+        bail!("{format} is read-only here; write aedat4, aedat3, aedat2, evt2, evt3, es, npy or csv");
     }
     let mut reader = dynapviz_events::open(&args.input)?;
     let geometry = match (&args.geometry, reader.geometry()) {
@@ -58,9 +45,7 @@ pub fn run(args: Args) -> Result<()> {
         // The file states no size: one pass finds the extent, a second converts.
         (None, None) => {
             let ins = dynapviz_events::inspect(&args.input)?;
-            ins.summary
-                .geometry_or_extent(None)
-                .unwrap_or(Geometry::DVS128)
+            ins.summary.geometry_or_extent(None).unwrap_or(Geometry::DVS128)
         }
     };
     let len = std::fs::metadata(&args.input).map(|m| m.len()).unwrap_or(0);

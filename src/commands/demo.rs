@@ -65,38 +65,18 @@ fn orientation_network() -> Result<Network> {
     let mut ann = Ann::default();
     ann.push(
         "orient",
-        AnnLayer::Conv {
-            weight: Tensor::new(vec![4, 2, 4, 4], k).context("kernel")?,
-            bias: None,
-            stride: [2, 2],
-            padding: [1, 1],
-        },
+        AnnLayer::Conv { weight: Tensor::new(vec![4, 2, 4, 4], k).context("kernel")?, bias: None, stride: [2, 2], padding: [1, 1] },
     );
     ann.push("relu1", AnnLayer::Relu);
-    ann.push(
-        "pool",
-        AnnLayer::AvgPool {
-            kernel: [4, 4],
-            stride: [4, 4],
-        },
-    );
+    ann.push("pool", AnnLayer::AvgPool { kernel: [4, 4], stride: [4, 4] });
     ann.push("flatten", AnnLayer::Flatten);
     let mut w = Vec::new();
     for class in 0..4 {
         for ch in 0..4 {
-            w.extend(std::iter::repeat_n(
-                if ch == class { 1.0 } else { -0.5 },
-                16 * 16,
-            ));
+            w.extend(std::iter::repeat_n(if ch == class { 1.0 } else { -0.5 }, 16 * 16));
         }
     }
-    ann.push(
-        "classify",
-        AnnLayer::Linear {
-            weight: Tensor::new(vec![4, 4 * 16 * 16], w).context("weights")?,
-            bias: None,
-        },
-    );
+    ann.push("classify", AnnLayer::Linear { weight: Tensor::new(vec![4, 4 * 16 * 16], w).context("weights")?, bias: None });
     let mut net = convert(&ann, [2, 128, 128], &DvsOptions::default())?;
     discretize(&mut net);
     let profile = ChipProfile::by_name("speck2e")?;
@@ -107,12 +87,7 @@ fn orientation_network() -> Result<Network> {
 
 /// One bar of each orientation in turn, sweeping across the sensor perpendicular to itself.
 fn scene(orientation: usize, rng: &mut Rng) -> Scene {
-    let angle = [
-        0.0,
-        std::f64::consts::FRAC_PI_2,
-        std::f64::consts::FRAC_PI_4,
-        -std::f64::consts::FRAC_PI_4,
-    ][orientation];
+    let angle = [0.0, std::f64::consts::FRAC_PI_2, std::f64::consts::FRAC_PI_4, -std::f64::consts::FRAC_PI_4][orientation];
     let speed = rng.range(60.0, 90.0);
     let (s, c) = (angle + std::f64::consts::FRAC_PI_2).sin_cos();
     let bar = Shape::Bar {
@@ -122,11 +97,7 @@ fn scene(orientation: usize, rng: &mut Rng) -> Scene {
         spin: 0.0,
         velocity: [c * speed, s * speed],
     };
-    Scene {
-        background: 0.2,
-        foreground: 0.9,
-        shapes: vec![bar],
-    }
+    Scene { background: 0.2, foreground: 0.9, shapes: vec![bar] }
 }
 
 pub fn run(args: Args, started: Instant) -> Result<()> {
@@ -142,14 +113,8 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
     let segment_us = duration_us / 4;
     for orientation in 0..4 {
         let start = orientation as i64 * segment_us;
-        let mut src = SceneSource::new(
-            scene(orientation, &mut rng),
-            g,
-            DvsParams::default(),
-            1000,
-            Some(segment_us),
-            args.seed + orientation as u64,
-        );
+        let mut src =
+            SceneSource::new(scene(orientation, &mut rng), g, DvsParams::default(), 1000, Some(segment_us), args.seed + orientation as u64);
         while src.next_step(&mut events) {
             events.iter_mut().for_each(|e| e.t += start);
             writer.write(&events)?;
@@ -185,9 +150,7 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
         );
     }
     let windowed = !args.text
-        && (args.viz.headless.is_some()
-            || std::env::var_os("DISPLAY").is_some()
-            || std::env::var_os("WAYLAND_DISPLAY").is_some());
+        && (args.viz.headless.is_some() || std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some());
     if windowed {
         let icons = dir.join("icons");
         draw_icons(&icons)?;
@@ -200,30 +163,14 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
         opts.readout_prediction_threshold = args.viz.readout_prediction_threshold.unwrap_or(2);
         opts.spike_count.x_span = 10.0;
         opts.window_scale = [12.0, 7.0];
-        let result = super::run::launch(
-            &path,
-            Some(net),
-            args.viz.headless.is_none(),
-            args.speed,
-            Mode::Event,
-            &args.viz,
-            opts,
-            started,
-        );
+        let result = super::run::launch(&path, Some(net), args.viz.headless.is_none(), args.speed, Mode::Event, &args.viz, opts, started);
         if args.keep.is_none() {
             let _ = std::fs::remove_dir_all(&dir);
         }
         return result;
     }
     // 3. Play the recording through the simulated chip.
-    let sim = Simulator::new(
-        &net,
-        Config {
-            mode: Mode::Event,
-            monitors: Monitors::of([net.layers.len()]),
-            ..Config::default()
-        },
-    )?;
+    let sim = Simulator::new(&net, Config { mode: Mode::Event, monitors: Monitors::of([net.layers.len()]), ..Config::default() })?;
     let source = FileSource::open(&path, false, Controls::new(0.0))?;
     let config = SessionConfig {
         frame_us: 16_667,
@@ -233,14 +180,12 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
         feature_count: CLASSES.len(),
         readout: Some(MajorityReadout::new(0, 32000, 2, 0, CLASSES.len())?),
         analysis_capacity: 16,
+        record_input: None,
+        record_analysis: None,
     };
-    let session = Session::start(Box::new(source), Vec::new(), Some(sim), config)
-        .map_err(anyhow::Error::msg)?;
+    let session = Session::start(Box::new(source), Vec::new(), Some(sim), config).map_err(anyhow::Error::msg)?;
     println!("3. simulated chip, spikes per class every 250 ms and the readout:");
-    println!(
-        "   {:>8}  {:>10} {:>10} {:>10} {:>13}  readout",
-        "t (s)", CLASSES[0], CLASSES[1], CLASSES[2], CLASSES[3]
-    );
+    println!("   {:>8}  {:>10} {:>10} {:>10} {:>13}  readout", "t (s)", CLASSES[0], CLASSES[1], CLASSES[2], CLASSES[3]);
     let t0 = s.t_first_us.unwrap_or(0);
     let mut counts: Option<Vec<u64>> = None;
     let mut power = [0f64; 5];
@@ -269,20 +214,9 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
             }
         })
         .map_err(anyhow::Error::msg)?;
-    let rails: Vec<String> = RAILS
-        .iter()
-        .zip(power)
-        .map(|(r, p)| format!("{r} {:.3}", p / power_n.max(1) as f64 * 1e3))
-        .collect();
-    println!(
-        "4. {} input events, {} output spikes; mean power (mW, estimate): {}",
-        stats.events,
-        stats.output_spikes,
-        rails.join(", ")
-    );
-    println!(
-        "   (the live window of this demo comes with the viewer; `dynapviz simulate` and `dynapviz model` take your own models)"
-    );
+    let rails: Vec<String> = RAILS.iter().zip(power).map(|(r, p)| format!("{r} {:.3}", p / power_n.max(1) as f64 * 1e3)).collect();
+    println!("4. {} input events, {} output spikes; mean power (mW, estimate): {}", stats.events, stats.output_spikes, rails.join(", "));
+    println!("   (the live window of this demo comes with the viewer; `dynapviz simulate` and `dynapviz model` take your own models)");
     if args.keep.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -300,25 +234,15 @@ fn draw_icons(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let size = 192u32;
     for (i, name) in CLASSES.iter().enumerate() {
-        let angle = [
-            0.0f32,
-            std::f32::consts::FRAC_PI_2,
-            std::f32::consts::FRAC_PI_4,
-            -std::f32::consts::FRAC_PI_4,
-        ][i];
+        let angle = [0.0f32, std::f32::consts::FRAC_PI_2, std::f32::consts::FRAC_PI_4, -std::f32::consts::FRAC_PI_4][i];
         let (s, c) = angle.sin_cos();
         let img = image::RgbaImage::from_fn(size, size, |x, y| {
             let (dx, dy) = (x as f32 - size as f32 / 2.0, y as f32 - size as f32 / 2.0);
             let (u, v) = (dx * c + dy * s, -dx * s + dy * c);
-            if u.abs() < 70.0 && v.abs() < 12.0 {
-                image::Rgba([240, 200, 90, 255])
-            } else {
-                image::Rgba([36, 40, 52, 255])
-            }
+            if u.abs() < 70.0 && v.abs() < 12.0 { image::Rgba([240, 200, 90, 255]) } else { image::Rgba([36, 40, 52, 255]) }
         });
         let path = dir.join(format!("{:02}_{name}.png", i + 1));
-        img.save(&path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        img.save(&path).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
 }

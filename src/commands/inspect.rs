@@ -61,9 +61,7 @@ pub fn run(args: Args) -> Result<()> {
         return Ok(());
     }
     let opt = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
-    let size = ins
-        .geometry
-        .map_or("not stated by the file".to_string(), |g| g.to_string());
+    let size = ins.geometry.map_or("not stated by the file".to_string(), |g| g.to_string());
     let range = |r: Option<(u16, u16)>| r.map_or("-".to_string(), |(a, b)| format!("{a}..{b}"));
     println!("file           {}", r.file);
     println!("format         {} ({})", ins.format, r.format);
@@ -77,10 +75,7 @@ pub fn run(args: Args) -> Result<()> {
     println!("x range        {}", range(r.x_range));
     println!("y range        {}", range(r.y_range));
     if r.non_monotonic > 0 {
-        println!(
-            "non-monotonic  {} events earlier than their predecessor",
-            r.non_monotonic
-        );
+        println!("non-monotonic  {} events earlier than their predecessor", r.non_monotonic);
     }
     Ok(())
 }

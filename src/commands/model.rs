@@ -40,25 +40,15 @@ pub struct ModelArgs {
 }
 
 fn parse_list(s: &str) -> Result<Vec<usize>, String> {
-    s.split(',')
-        .map(|v| {
-            v.trim()
-                .parse::<usize>()
-                .map_err(|_| format!("`{v}` is not a non-negative integer"))
-        })
-        .collect()
+    s.split(',').map(|v| v.trim().parse::<usize>().map_err(|_| format!("`{v}` is not a non-negative integer"))).collect()
 }
 
 fn parse_shape(s: &str) -> Result<[usize; 3], String> {
-    parse_list(s)?
-        .try_into()
-        .map_err(|_| "expected C,H,W (three numbers)".to_string())
+    parse_list(s)?.try_into().map_err(|_| "expected C,H,W (three numbers)".to_string())
 }
 
 fn parse_crop(s: &str) -> Result<Crop, String> {
-    let [y0, y1, x0, x1]: [usize; 4] = parse_list(s)?
-        .try_into()
-        .map_err(|_| "expected y0,y1,x0,x1".to_string())?;
+    let [y0, y1, x0, x1]: [usize; 4] = parse_list(s)?.try_into().map_err(|_| "expected y0,y1,x0,x1".to_string())?;
     Ok(Crop { y0, y1, x0, x1 })
 }
 
@@ -68,23 +58,15 @@ impl ModelArgs {
         let ordering = if self.chip_layers_ordering == "auto" {
             Ordering::Auto
         } else {
-            Ordering::Manual(
-                parse_list(&self.chip_layers_ordering)
-                    .map_err(anyhow::Error::msg)
-                    .context("--chip-layers-ordering")?,
-            )
+            Ordering::Manual(parse_list(&self.chip_layers_ordering).map_err(anyhow::Error::msg).context("--chip-layers-ordering")?)
         };
         let model = self.model.as_deref().context("--model is required")?;
-        let mut p = Pipeline::new(model)
-            .arch(self.arch.as_deref())
-            .device(&self.device)
-            .ordering(ordering)
-            .dvs(DvsOptions {
-                crop: self.crop,
-                flip_x: self.flip_x,
-                flip_y: self.flip_y,
-                swap_xy: self.swap_xy,
-            });
+        let mut p = Pipeline::new(model).arch(self.arch.as_deref()).device(&self.device).ordering(ordering).dvs(DvsOptions {
+            crop: self.crop,
+            flip_x: self.flip_x,
+            flip_y: self.flip_y,
+            swap_xy: self.swap_xy,
+        });
         if let Some(shape) = self.input_shape {
             p = p.input_shape(shape);
         }
@@ -115,12 +97,7 @@ pub fn run(args: Args) -> Result<()> {
     let profile = ChipProfile::by_name(&args.model.device)?;
     let layers = report::layers(&net);
     if args.json {
-        let out = Output {
-            device: profile.name,
-            input_shape: net.dvs.input_shape,
-            dvs: &net.dvs,
-            layers,
-        };
+        let out = Output { device: profile.name, input_shape: net.dvs.input_shape, dvs: &net.dvs, layers };
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
@@ -135,26 +112,10 @@ pub fn run(args: Args) -> Result<()> {
     );
     println!(
         "{:>3} {:>4} {:>9} {:>6} {:>6} {:>5} {:>6} {:>12} {:>6} {:>8} {:>10} {:>16} {:>16}",
-        "idx",
-        "core",
-        "in->out",
-        "kernel",
-        "stride",
-        "pad",
-        "pool",
-        "output",
-        "thr",
-        "min_v",
-        "w range",
-        "kernel mem",
-        "neuron mem"
+        "idx", "core", "in->out", "kernel", "stride", "pad", "pool", "output", "thr", "min_v", "w range", "kernel mem", "neuron mem"
     );
     for l in &layers {
-        let cap = |f: fn(&dynapviz_model::chip::CoreMemory) -> usize| {
-            l.core_memory
-                .as_ref()
-                .map_or("-".to_string(), |c| f(c).to_string())
-        };
+        let cap = |f: fn(&dynapviz_model::chip::CoreMemory) -> usize| l.core_memory.as_ref().map_or("-".to_string(), |c| f(c).to_string());
         println!(
             "{:>3} {:>4} {:>9} {:>6} {:>6} {:>5} {:>6} {:>12} {:>6} {:>8} {:>10} {:>16} {:>16}",
             l.index,
@@ -164,10 +125,7 @@ pub fn run(args: Args) -> Result<()> {
             format!("{},{}", l.stride[0], l.stride[1]),
             format!("{},{}", l.padding[0], l.padding[1]),
             format!("{}x{}", l.pool[0], l.pool[1]),
-            format!(
-                "{}x{}x{}",
-                l.output_shape[0], l.output_shape[1], l.output_shape[2]
-            ),
+            format!("{}x{}x{}", l.output_shape[0], l.output_shape[1], l.output_shape[2]),
             l.threshold,
             l.min_v_mem,
             format!("{}..{}", l.weight_min, l.weight_max),

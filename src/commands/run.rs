@@ -44,21 +44,8 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
         None => None,
     };
     let opts = args.viz.options()?;
-    let mode = if args.mode == "binned" {
-        Mode::Binned { bin_us: 1000 }
-    } else {
-        Mode::Event
-    };
-    launch(
-        &args.input,
-        net,
-        args.looped,
-        args.speed,
-        mode,
-        &args.viz,
-        opts,
-        started,
-    )
+    let mode = if args.mode == "binned" { Mode::Binned { bin_us: 1000 } } else { Mode::Event };
+    launch(&args.input, net, args.looped, args.speed, mode, &args.viz, opts, started)
 }
 
 /// Plays `input` through `net` (None: the DVS plot alone) into the window or headless frames.
@@ -77,10 +64,7 @@ pub fn launch(
     let source = FileSource::open(input, looped, controls.clone())?;
     let sensor = match source.geometry() {
         Some(g) => g,
-        None => dynapviz_events::inspect(input)?
-            .summary
-            .geometry_or_extent(None)
-            .context("the recording holds no events")?,
+        None => dynapviz_events::inspect(input)?.summary.geometry_or_extent(None).context("the recording holds no events")?,
     };
     let mut nodes: Vec<EventNode> = Vec::new();
     let (sim, classes, display) = match net {
@@ -98,11 +82,7 @@ pub fn launch(
                 power_rails: opts.power_monitor_number_of_items,
                 ..Config::default()
             };
-            (
-                Some(Simulator::new(&net, config)?),
-                Some(net.classes()),
-                input,
-            )
+            (Some(Simulator::new(&net, config)?), Some(net.classes()), input)
         }
         None => {
             // No network: the DVS plot alone.
@@ -135,9 +115,20 @@ pub fn launch(
         feature_count,
         readout,
         analysis_capacity: 64,
+        record_input: viz
+            .record_input
+            .as_deref()
+            .map(|p| dynapviz_streams::record::EventRecorder::create(p, display))
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
+        record_analysis: viz
+            .record_analysis
+            .as_deref()
+            .map(dynapviz_streams::record::AnalysisRecorder::create)
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
     };
     let dashboard = Dashboard::new(resolved)?;
-    let session =
-        Session::start(Box::new(source), nodes, sim, config).map_err(anyhow::Error::msg)?;
+    let session = Session::start(Box::new(source), nodes, sim, config).map_err(anyhow::Error::msg)?;
     super::viz::show(viz, dashboard, session, Some(controls), started)
 }

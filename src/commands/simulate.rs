@@ -26,12 +26,7 @@ pub struct Args {
     #[arg(long, default_value_t = 1000)]
     bin_us: i64,
     /// Layers whose spikes are reported: dvs, 1..N, -1 (the output layer). Repeatable or comma-separated.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "-1",
-        allow_hyphen_values = true
-    )]
+    #[arg(long, value_delimiter = ',', default_value = "-1", allow_hyphen_values = true)]
     monitor: Vec<String>,
     /// Model busy cores that drop input (event mode; estimated core speed).
     #[arg(long)]
@@ -85,13 +80,7 @@ pub fn run(args: Args) -> Result<()> {
     anyhow::ensure!(args.bin_us > 0, "--bin-us must be positive");
     let monitors = Monitors::resolve(&args.monitor, n)?;
     let profile = dynapviz_model::ChipProfile::by_name(&args.model.device)?;
-    let mode = if args.mode == "binned" {
-        Mode::Binned {
-            bin_us: args.bin_us,
-        }
-    } else {
-        Mode::Event
-    };
+    let mode = if args.mode == "binned" { Mode::Binned { bin_us: args.bin_us } } else { Mode::Event };
     let config = Config {
         mode,
         monitors,
@@ -115,24 +104,22 @@ pub fn run(args: Args) -> Result<()> {
     let mut total = 0u64;
     let mut power_sum = [0f64; 5];
     let mut power_n = [0u64; 5];
-    let mut tally =
-        |spikes: &mut Vec<dynapviz_chip::Spike>, first_bin: &mut Option<i64>| -> Result<()> {
-            for s in spikes.iter() {
-                monitored[usize::from(s.layer)] += 1;
-                if usize::from(s.layer) == n {
-                    class_counts[usize::from(s.c)] += 1;
-                    let b0 = *first_bin.get_or_insert(s.t.div_euclid(args.bin_us));
-                    let b = usize::try_from(s.t.div_euclid(args.bin_us) - b0)
-                        .context("output spike before the first bin")?;
-                    if per_bin.len() <= b {
-                        per_bin.resize(b + 1, vec![0; classes]);
-                    }
-                    per_bin[b][usize::from(s.c)] += 1;
+    let mut tally = |spikes: &mut Vec<dynapviz_chip::Spike>, first_bin: &mut Option<i64>| -> Result<()> {
+        for s in spikes.iter() {
+            monitored[usize::from(s.layer)] += 1;
+            if usize::from(s.layer) == n {
+                class_counts[usize::from(s.c)] += 1;
+                let b0 = *first_bin.get_or_insert(s.t.div_euclid(args.bin_us));
+                let b = usize::try_from(s.t.div_euclid(args.bin_us) - b0).context("output spike before the first bin")?;
+                if per_bin.len() <= b {
+                    per_bin.resize(b + 1, vec![0; classes]);
                 }
+                per_bin[b][usize::from(s.c)] += 1;
             }
-            spikes.clear();
-            Ok(())
-        };
+        }
+        spikes.clear();
+        Ok(())
+    };
     loop {
         chunk.clear();
         if reader.read_chunk(&mut chunk, CHUNK)? == 0 {
@@ -238,11 +225,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     println!("class counts: {:?}", out.class_counts);
     if !out.power_mean_mw.is_empty() {
-        let p: Vec<String> = out
-            .power_mean_mw
-            .iter()
-            .map(|(r, v)| format!("{r} {v:.3}"))
-            .collect();
+        let p: Vec<String> = out.power_mean_mw.iter().map(|(r, v)| format!("{r} {v:.3}")).collect();
         println!("mean power (mW, estimate): {}", p.join(", "));
     }
     Ok(())

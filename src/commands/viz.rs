@@ -58,6 +58,12 @@ pub struct VizArgs {
     /// Number of classes (default: the model's outputs).
     #[arg(long)]
     pub feature_count: Option<usize>,
+    /// Record the input events (after rescaling) to FILE (format from its extension).
+    #[arg(long, value_name = "FILE")]
+    pub record_input: Option<PathBuf>,
+    /// Record spike counts, readouts and power as JSON lines to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub record_analysis: Option<PathBuf>,
     /// Render the dashboard into PNG files in DIR instead of opening a window.
     #[arg(long, value_name = "DIR")]
     pub headless: Option<PathBuf>,
@@ -90,15 +96,11 @@ impl VizArgs {
             power_monitor_number_of_items
         );
         if let Some(v) = &self.window_scale {
-            let [w, h] = v[..] else {
-                anyhow::bail!("--window-scale expects W,H")
-            };
+            let [w, h] = v[..] else { anyhow::bail!("--window-scale expects W,H") };
             o.window_scale = [w, h];
         }
         if let Some(v) = &self.dvs_shape {
-            let [w, h] = v[..] else {
-                anyhow::bail!("--dvs-shape expects W,H")
-            };
+            let [w, h] = v[..] else { anyhow::bail!("--dvs-shape expects W,H") };
             o.dvs_shape = [w, h];
         }
         if self.readout_default_return_value.is_some() {
@@ -118,28 +120,23 @@ impl VizArgs {
 }
 
 /// Shows a running session: in the window, or as PNG frames with `--headless`.
-pub fn show(
-    args: &VizArgs,
-    mut dashboard: Dashboard,
-    session: Session,
-    controls: Option<Controls>,
-    started: Instant,
-) -> Result<()> {
+pub fn show(args: &VizArgs, mut dashboard: Dashboard, session: Session, controls: Option<Controls>, started: Instant) -> Result<()> {
     let Some(dir) = &args.headless else {
         let display = std::sync::Arc::clone(&session.display);
-        let Session { analysis, .. } = session;
-        return Ok(dynapviz_viewer::run_window(
-            dashboard, display, analysis, controls, started,
-        )?);
+        let shown = dynapviz_viewer::run_window(dashboard, display, &session.analysis, controls, started);
+        // The window is closed: stop the source and complete any recording.
+        let stats = session.stop().map_err(anyhow::Error::msg)?;
+        if args.record_input.is_some() {
+            println!("recorded {} input events", stats.recorded_events);
+        }
+        return Ok(shown?);
     };
     headless(args, &mut dashboard, session, dir)
 }
 
 fn headless(args: &VizArgs, dashboard: &mut Dashboard, session: Session, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let [w, h] = args.image_size[..] else {
-        anyhow::bail!("--image-size expects W,H")
-    };
+    let [w, h] = args.image_size[..] else { anyhow::bail!("--image-size expects W,H") };
     let (w, h) = (w.max(64), h.max(64));
     let mut renderer = Headless::new(w, h);
     let display = std::sync::Arc::clone(&session.display);
@@ -147,9 +144,7 @@ fn headless(args: &VizArgs, dashboard: &mut Dashboard, session: Session, dir: &P
     let mut frames = 0;
     let mut save = |dashboard: &mut Dashboard, name: String| -> Result<()> {
         let path = dir.join(name);
-        renderer
-            .save_png(dashboard, &path)
-            .map_err(anyhow::Error::msg)?;
+        renderer.save_png(dashboard, &path).map_err(anyhow::Error::msg)?;
         frames += 1;
         Ok(())
     };
@@ -164,13 +159,7 @@ fn headless(args: &VizArgs, dashboard: &mut Dashboard, session: Session, dir: &P
         }
         dashboard.stats.skipped_frames = display.skipped();
         if dashboard.now_seconds() >= next {
-            save(
-                dashboard,
-                format!(
-                    "frame-{:05}.png",
-                    (next / args.frame_every.max(0.01)).round() as u64
-                ),
-            )?;
+            save(dashboard, format!("frame-{:05}.png", (next / args.frame_every.max(0.01)).round() as u64))?;
             next += args.frame_every.max(0.01);
         }
         if finished {
@@ -180,11 +169,6 @@ fn headless(args: &VizArgs, dashboard: &mut Dashboard, session: Session, dir: &P
     }
     let stats = session.join().map_err(anyhow::Error::msg)?;
     save(dashboard, "dashboard.png".into())?;
-    println!(
-        "wrote {frames} PNG frames to {} ({} input events, {} output spikes)",
-        dir.display(),
-        stats.events,
-        stats.output_spikes
-    );
+    println!("wrote {frames} PNG frames to {} ({} input events, {} output spikes)", dir.display(), stats.events, stats.output_spikes);
     Ok(())
 }

@@ -11,18 +11,13 @@ use dynapviz_events::Event;
 use dynapviz_model::Pipeline;
 
 fn main() {
-    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures/golden/gesture_r50");
+    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/golden/gesture_r50");
     if !shared.exists() {
         println!("SKIPPED: {} is absent", shared.display());
         return;
     }
     let t0 = Instant::now();
-    let net = Pipeline::new(&shared.join("model.onnx"))
-        .input_shape([2, 128, 128])
-        .device("speck2e")
-        .build()
-        .expect("model");
+    let net = Pipeline::new(&shared.join("model.onnx")).input_shape([2, 128, 128]).device("speck2e").build().expect("model");
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
     let mut r = dynapviz_events::open(&shared.join("input.csv")).expect("input");
     let dense = dynapviz_events::read_all(r.as_mut()).expect("events");
@@ -33,28 +28,13 @@ fn main() {
         // to get a few seconds of input.
         let mut input: Vec<Event> = Vec::new();
         for rep in 0..(keep_every * 4) as i64 {
-            input.extend(
-                dense
-                    .iter()
-                    .step_by(keep_every)
-                    .map(|e| Event::new(e.t + rep * span_us as i64, e.x, e.y, e.p)),
-            );
+            input.extend(dense.iter().step_by(keep_every).map(|e| Event::new(e.t + rep * span_us as i64, e.x, e.y, e.p)));
         }
         let sim_secs = (input.last().map_or(0, |e| e.t) - input[0].t) as f64 * 1e-6;
         let rate = input.len() as f64 / sim_secs;
-        for (name, mode) in [
-            ("event", Mode::Event),
-            ("binned", Mode::Binned { bin_us: 1000 }),
-        ] {
-            let mut sim = Simulator::new(
-                &net,
-                Config {
-                    mode,
-                    monitors: Monitors::of([net.layers.len()]),
-                    ..Config::default()
-                },
-            )
-            .expect("sim");
+        for (name, mode) in [("event", Mode::Event), ("binned", Mode::Binned { bin_us: 1000 })] {
+            let mut sim =
+                Simulator::new(&net, Config { mode, monitors: Monitors::of([net.layers.len()]), ..Config::default() }).expect("sim");
             let mut out = Vec::new();
             let t = Instant::now();
             for chunk in input.chunks(65536) {

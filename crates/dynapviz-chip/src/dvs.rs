@@ -21,11 +21,7 @@ pub fn map(dvs: &DvsLayer, e: &Event) -> Result<(usize, usize, usize), Rejected>
     if x >= w || y >= h {
         return Err(Rejected::OutOfRange);
     }
-    let c = if dvs.merge_polarities {
-        0
-    } else {
-        usize::from(e.p)
-    };
+    let c = if dvs.merge_polarities { 0 } else { usize::from(e.p) };
     let (mut y, mut x) = (y / dvs.pool[0], x / dvs.pool[1]);
     let (mut ph, mut pw) = (h / dvs.pool[0], w / dvs.pool[1]);
     if y >= ph || x >= pw {

@@ -49,25 +49,17 @@ pub struct Site {
 impl LayerRt {
     /// Builds the runtime layer from a discretized chip layer.
     pub fn new(l: &ChipLayer) -> Result<Self, ModelError> {
-        let q = l.quant.as_ref().ok_or_else(|| {
-            ModelError::Invalid(format!(
-                "layer {} is not discretized: the chip runs integer networks",
-                l.index
-            ))
-        })?;
+        let q = l
+            .quant
+            .as_ref()
+            .ok_or_else(|| ModelError::Invalid(format!("layer {} is not discretized: the chip runs integer networks", l.index)))?;
         let [c_in, _, _] = l.in_shape;
         let [kh, kw] = l.kernel;
         if kh > 16 || kw > 16 {
-            return Err(ModelError::Invalid(format!(
-                "layer {}: kernel {kh}x{kw} is larger than the chip's 16x16",
-                l.index
-            )));
+            return Err(ModelError::Invalid(format!("layer {}: kernel {kh}x{kw} is larger than the chip's 16x16", l.index)));
         }
         if q.threshold <= 0 {
-            return Err(ModelError::Invalid(format!(
-                "layer {}: threshold {} must be positive",
-                l.index, q.threshold
-            )));
+            return Err(ModelError::Invalid(format!("layer {}: threshold {} must be positive", l.index, q.threshold)));
         }
         let o = l.out_channels;
         let mut weights = vec![0i32; c_in * kh * kw * o];
@@ -75,8 +67,7 @@ impl LayerRt {
             for c in 0..c_in {
                 for ky in 0..kh {
                     for kx in 0..kw {
-                        weights[((c * kh + ky) * kw + kx) * o + oc] =
-                            i32::from(q.weights[((oc * c_in + c) * kh + ky) * kw + kx]);
+                        weights[((c * kh + ky) * kw + kx) * o + oc] = i32::from(q.weights[((oc * c_in + c) * kh + ky) * kw + kx]);
                     }
                 }
             }
@@ -92,10 +83,7 @@ impl LayerRt {
             conv_out: l.conv_out,
             out_shape: l.out_shape,
             weights,
-            bias: q
-                .bias
-                .as_ref()
-                .map(|b| b.iter().map(|&v| i32::from(v)).collect()),
+            bias: q.bias.as_ref().map(|b| b.iter().map(|&v| i32::from(v)).collect()),
             threshold: q.threshold,
             min_v_mem: q.min_v_mem,
             reset: l.reset,
@@ -117,12 +105,7 @@ impl LayerRt {
     /// offset that connects them.
     #[inline]
     fn targets(&self, d: usize, v: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
-        let (k, s, p, n) = (
-            self.kernel[d],
-            self.stride[d],
-            self.padding[d],
-            self.conv_out[d],
-        );
+        let (k, s, p, n) = (self.kernel[d], self.stride[d], self.padding[d], self.conv_out[d]);
         (0..k).filter_map(move |kk| {
             let num = (v + p).checked_sub(kk)?;
             (num % s == 0 && num / s < n).then_some((num / s, kk))
@@ -155,10 +138,7 @@ impl LayerRt {
         self.for_each_target_into(c, y, x, &mut bases);
         let (state, weights) = (&mut self.state, &self.weights);
         for &(base, wbase) in bases.as_slice() {
-            for (v, &w) in state[base..base + o]
-                .iter_mut()
-                .zip(&weights[wbase..wbase + o])
-            {
+            for (v, &w) in state[base..base + o].iter_mut().zip(&weights[wbase..wbase + o]) {
                 *v += count * w;
             }
             ops += o as u64;
@@ -176,19 +156,9 @@ impl LayerRt {
     /// the firing check can follow its update directly. Calls `spike` with the pooled site of
     /// each spike (`None` when pooling cuts it off); returns (synaptic ops, spikes).
     #[inline]
-    pub fn event(
-        &mut self,
-        c: usize,
-        y: usize,
-        x: usize,
-        mut spike: impl FnMut(Option<Site>),
-    ) -> (u64, u64) {
+    pub fn event(&mut self, c: usize, y: usize, x: usize, mut spike: impl FnMut(Option<Site>)) -> (u64, u64) {
         let o = self.out_channels;
-        let (thr, min, reset) = (
-            self.threshold,
-            self.min_v_mem.max(i32::from(i16::MIN)),
-            self.reset,
-        );
+        let (thr, min, reset) = (self.threshold, self.min_v_mem.max(i32::from(i16::MIN)), self.reset);
         let geometry = self.geometry();
         let mut bases = arrayvec_like::Pairs::default();
         self.for_each_target_into(c, y, x, &mut bases);
@@ -282,11 +252,7 @@ impl LayerRt {
     }
 
     fn geometry(&self) -> PoolGeometry {
-        PoolGeometry {
-            fw: self.conv_out[1],
-            pool: self.pool,
-            out: [self.out_shape[1], self.out_shape[2]],
-        }
+        PoolGeometry { fw: self.conv_out[1], pool: self.pool, out: [self.out_shape[1], self.out_shape[2]] }
     }
 }
 
@@ -303,15 +269,8 @@ impl PoolGeometry {
     /// `None` for the rows/columns the pooling cuts off.
     #[inline]
     fn site(self, pix: usize, oc: usize) -> Option<Site> {
-        let (py, px) = (
-            (pix / self.fw) / self.pool[0],
-            (pix % self.fw) / self.pool[1],
-        );
-        (py < self.out[0] && px < self.out[1]).then_some(Site {
-            c: oc as u16,
-            y: py as u16,
-            x: px as u16,
-        })
+        let (py, px) = ((pix / self.fw) / self.pool[0], (pix % self.fw) / self.pool[1]);
+        (py < self.out[0] && px < self.out[1]).then_some(Site { c: oc as u16, y: py as u16, x: px as u16 })
     }
 }
 
@@ -337,10 +296,7 @@ mod arrayvec_like {
 
     impl Default for Pairs {
         fn default() -> Self {
-            Pairs {
-                items: [(0, 0); 256],
-                len: 0,
-            }
+            Pairs { items: [(0, 0); 256], len: 0 }
         }
     }
 
@@ -360,10 +316,7 @@ mod arrayvec_like {
 
     impl FromIterator<(usize, usize)> for Small {
         fn from_iter<I: IntoIterator<Item = (usize, usize)>>(iter: I) -> Self {
-            let mut s = Small {
-                items: [(0, 0); 16],
-                len: 0,
-            };
+            let mut s = Small { items: [(0, 0); 16], len: 0 };
             for item in iter {
                 if s.len < 16 {
                     s.items[s.len] = item;

@@ -8,6 +8,4 @@ pub mod power;
 mod sim;
 
 pub use power::{Coefficients, PowerSample, RAILS};
-pub use sim::{
-    BusyModel, Config, InputCounters, LayerCounters, Mode, Monitors, SimError, Simulator, Spike,
-};
+pub use sim::{BusyModel, Config, InputCounters, LayerCounters, Mode, Monitors, SimError, Simulator, Spike};

@@ -82,13 +82,7 @@ impl PowerMonitor {
     /// A monitor with `rails` = 5 (chip with sensor) or 3 (io, ram, logic).
     pub fn new(rate_hz: f64, rails: usize, coefficients: Coefficients) -> Self {
         let period_us = (1e6 / rate_hz.max(1e-3)).round().max(1.0) as i64;
-        Self {
-            coefficients,
-            period_us,
-            rails: rails.clamp(1, 5),
-            next_us: None,
-            work: Work::default(),
-        }
+        Self { coefficients, period_us, rails: rails.clamp(1, 5), next_us: None, work: Work::default() }
     }
 
     /// Adds work done at time `t_us`; emits the samples of every period that ended before it.
@@ -129,11 +123,7 @@ impl PowerMonitor {
             w.sensor_events as f64 * c.pixel_analog_per_event_j,
         ];
         for (ch, (idle, work)) in c.static_w.iter().zip(dynamic).take(self.rails).enumerate() {
-            out.push(PowerSample {
-                channel: ch as u8,
-                value: idle + work / secs,
-                timestamp: end_us,
-            });
+            out.push(PowerSample { channel: ch as u8, value: idle + work / secs, timestamp: end_us });
         }
     }
 }

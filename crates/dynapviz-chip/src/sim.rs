@@ -43,16 +43,10 @@ impl Monitors {
             let i = match n.trim() {
                 "dvs" => 0,
                 "-1" | "output" => layers,
-                v => v.parse::<usize>().map_err(|_| {
-                    SimError::Monitor(format!(
-                        "`{v}`: expected dvs, -1 or a layer number 1..{layers}"
-                    ))
-                })?,
+                v => v.parse::<usize>().map_err(|_| SimError::Monitor(format!("`{v}`: expected dvs, -1 or a layer number 1..{layers}")))?,
             };
             if i > layers {
-                return Err(SimError::Monitor(format!(
-                    "layer {i} does not exist: the network has layers 1..{layers}"
-                )));
+                return Err(SimError::Monitor(format!("layer {i} does not exist: the network has layers 1..{layers}")));
             }
             set.insert(i);
         }
@@ -61,9 +55,7 @@ impl Monitors {
 
     /// Monitors exactly these layer numbers (0 = DVS).
     pub fn of(layers: impl IntoIterator<Item = usize>) -> Self {
-        Self {
-            layers: layers.into_iter().collect(),
-        }
+        Self { layers: layers.into_iter().collect() }
     }
 
     /// Whether layer `i` is monitored.
@@ -86,11 +78,7 @@ pub struct BusyModel {
 impl Default for BusyModel {
     fn default() -> Self {
         // Estimates, not chip data: 1 synop/ns per core and a few µs of input FIFO.
-        Self {
-            ns_per_synop: 1.0,
-            ns_per_event: 10.0,
-            max_backlog_ns: 5_000.0,
-        }
+        Self { ns_per_synop: 1.0, ns_per_event: 10.0, max_backlog_ns: 5_000.0 }
     }
 }
 
@@ -210,23 +198,13 @@ impl Simulator {
         if let Mode::Binned { bin_us } = config.mode
             && bin_us <= 0
         {
-            return Err(SimError::Config(format!(
-                "bin width {bin_us} µs: must be positive"
-            )));
+            return Err(SimError::Config(format!("bin width {bin_us} µs: must be positive")));
         }
         if config.leak_tick_us.is_some_and(|t| t <= 0) {
             return Err(SimError::Config("the leak tick must be positive".into()));
         }
-        let layers = network
-            .layers
-            .iter()
-            .map(LayerRt::new)
-            .collect::<Result<Vec<_>, _>>()?;
-        let destinations = network
-            .layers
-            .iter()
-            .map(|l| l.destinations.iter().map(|&d| d - 1).collect())
-            .collect();
+        let layers = network.layers.iter().map(LayerRt::new).collect::<Result<Vec<_>, _>>()?;
+        let destinations = network.layers.iter().map(|l| l.destinations.iter().map(|&d| d - 1).collect()).collect();
         let n = layers.len();
         Ok(Self {
             dvs: network.dvs.clone(),
@@ -273,20 +251,14 @@ impl Simulator {
     /// Clears all neuron states and counters, for a new recording.
     pub fn reset(&mut self) {
         self.layers.iter_mut().for_each(LayerRt::reset_state);
-        self.counters
-            .iter_mut()
-            .for_each(|c| *c = LayerCounters::default());
+        self.counters.iter_mut().for_each(|c| *c = LayerCounters::default());
         self.input = InputCounters::default();
         self.queues.iter_mut().for_each(Vec::clear);
         self.busy_until_ns.iter_mut().for_each(|b| *b = 0.0);
         self.last_t = None;
         self.bin = None;
         self.next_leak_us = None;
-        self.power = PowerMonitor::new(
-            self.config.power_rate_hz,
-            self.config.power_rails,
-            self.config.power,
-        );
+        self.power = PowerMonitor::new(self.config.power_rate_hz, self.config.power_rails, self.config.power);
     }
 
     /// Feeds a chunk of sensor events; appends the spikes of monitored layers to `out`.
@@ -304,11 +276,7 @@ impl Simulator {
             };
             self.last_t = Some(t);
             let site = match dvs::map(&self.dvs, e) {
-                Ok((c, y, x)) => Site {
-                    c: c as u16,
-                    y: y as u16,
-                    x: x as u16,
-                },
+                Ok((c, y, x)) => Site { c: c as u16, y: y as u16, x: x as u16 },
                 Err(Rejected::OutOfRange) => {
                     self.input.out_of_range += 1;
                     continue;
@@ -321,13 +289,7 @@ impl Simulator {
             self.counters[0].input_events += 1;
             self.counters[0].spikes_after_pool += 1;
             if self.config.monitors.contains(0) {
-                out.push(Spike {
-                    t,
-                    layer: 0,
-                    c: site.c,
-                    y: site.y,
-                    x: site.x,
-                });
+                out.push(Spike { t, layer: 0, c: site.c, y: site.y, x: site.x });
             }
             match self.config.mode {
                 Mode::Event => self.event(t, site, out),
@@ -358,10 +320,7 @@ impl Simulator {
         if let Some(tick) = self.config.leak_tick_us {
             self.leak_until(t_us, tick, out);
         }
-        let mut work = Work {
-            sensor_events: 1,
-            ..Work::default()
-        };
+        let mut work = Work { sensor_events: 1, ..Work::default() };
         self.queues[0].push((t_us * 1000, site, 1));
         for li in 0..self.layers.len() {
             let mut queue = std::mem::take(&mut self.queues[li]);
@@ -381,28 +340,17 @@ impl Simulator {
                 let dests = &self.destinations[li];
                 let queues = &mut self.queues;
                 let mut after_pool = 0;
-                let (ops, spikes) = layer.event(
-                    usize::from(s.c),
-                    usize::from(s.y),
-                    usize::from(s.x),
-                    |site| {
-                        if let Some(site) = site {
-                            after_pool += 1;
-                            if monitored {
-                                out.push(Spike {
-                                    t: t_out.div_euclid(1000),
-                                    layer: (li + 1) as u16,
-                                    c: site.c,
-                                    y: site.y,
-                                    x: site.x,
-                                });
-                            }
-                            for &d in dests {
-                                queues[d].push((t_out, site, 1));
-                            }
+                let (ops, spikes) = layer.event(usize::from(s.c), usize::from(s.y), usize::from(s.x), |site| {
+                    if let Some(site) = site {
+                        after_pool += 1;
+                        if monitored {
+                            out.push(Spike { t: t_out.div_euclid(1000), layer: (li + 1) as u16, c: site.c, y: site.y, x: site.x });
                         }
-                    },
-                );
+                        for &d in dests {
+                            queues[d].push((t_out, site, 1));
+                        }
+                    }
+                });
                 c.synaptic_ops += ops;
                 work.synops += ops;
                 c.spikes += spikes;
@@ -426,9 +374,7 @@ impl Simulator {
     }
 
     fn leak_until(&mut self, t_us: i64, tick: i64, out: &mut Vec<Spike>) {
-        let next = *self
-            .next_leak_us
-            .get_or_insert(t_us - t_us.rem_euclid(tick) + tick);
+        let next = *self.next_leak_us.get_or_insert(t_us - t_us.rem_euclid(tick) + tick);
         let mut at = next;
         while at <= t_us {
             for li in 0..self.layers.len() {
@@ -443,13 +389,7 @@ impl Simulator {
                 self.counters[li + 1].spikes_after_pool += sites.len() as u64;
                 for s in sites {
                     if monitored {
-                        out.push(Spike {
-                            t: at,
-                            layer: (li + 1) as u16,
-                            c: s.c,
-                            y: s.y,
-                            x: s.x,
-                        });
+                        out.push(Spike { t: at, layer: (li + 1) as u16, c: s.c, y: s.y, x: s.x });
                     }
                     for &d in &dests {
                         self.queues[d].push((at * 1000, s, 1));
@@ -484,10 +424,7 @@ impl Simulator {
 
     fn run_bin(&mut self, bin: i64, bin_us: i64, out: &mut Vec<Spike>) {
         let t = bin * bin_us;
-        let mut work = Work {
-            sensor_events: self.queues[0].len() as u64,
-            ..Work::default()
-        };
+        let mut work = Work { sensor_events: self.queues[0].len() as u64, ..Work::default() };
         for li in 0..self.layers.len() {
             let queue = std::mem::take(&mut self.queues[li]);
             let layer = &mut self.layers[li];
@@ -509,13 +446,7 @@ impl Simulator {
                     after_pool += n as u64;
                     if monitored {
                         for _ in 0..n {
-                            out.push(Spike {
-                                t,
-                                layer: (li + 1) as u16,
-                                c: site.c,
-                                y: site.y,
-                                x: site.x,
-                            });
+                            out.push(Spike { t, layer: (li + 1) as u16, c: site.c, y: site.y, x: site.x });
                         }
                     }
                     for &d in dests {

@@ -9,21 +9,12 @@ use dynapviz_model::{Ann, AnnLayer, Network, Tensor};
 use proptest::prelude::*;
 
 /// A one-layer network with integer weights set directly: `weights` is [out][in][k][k].
-fn net(
-    in_ch: usize,
-    out_ch: usize,
-    k: usize,
-    size: usize,
-    weights: Vec<i8>,
-    threshold: i32,
-    min_v: i32,
-) -> Network {
+fn net(in_ch: usize, out_ch: usize, k: usize, size: usize, weights: Vec<i8>, threshold: i32, min_v: i32) -> Network {
     let mut ann = Ann::default();
     ann.push(
         "0",
         AnnLayer::Conv {
-            weight: Tensor::new(vec![out_ch, in_ch, k, k], vec![0.1; out_ch * in_ch * k * k])
-                .expect("t"),
+            weight: Tensor::new(vec![out_ch, in_ch, k, k], vec![0.1; out_ch * in_ch * k * k]).expect("t"),
             bias: None,
             stride: [1, 1],
             padding: [k / 2, k / 2],
@@ -31,27 +22,13 @@ fn net(
     );
     ann.push("1", AnnLayer::Relu);
     let mut n = convert(&ann, [in_ch, size, size], &DvsOptions::default()).expect("convert");
-    n.layers[0].quant = Some(QuantParams {
-        weights,
-        bias: None,
-        threshold,
-        min_v_mem: min_v,
-        scale: 1.0,
-    });
+    n.layers[0].quant = Some(QuantParams { weights, bias: None, threshold, min_v_mem: min_v, scale: 1.0 });
     n
 }
 
 fn run(network: &Network, mode: Mode, events: &[Event]) -> (Vec<Spike>, Simulator) {
     let monitors = Monitors::of(1..=network.layers.len());
-    let mut sim = Simulator::new(
-        network,
-        Config {
-            mode,
-            monitors,
-            ..Config::default()
-        },
-    )
-    .expect("sim");
+    let mut sim = Simulator::new(network, Config { mode, monitors, ..Config::default() }).expect("sim");
     let mut out = Vec::new();
     sim.process(events, &mut out);
     sim.finish(&mut out);
@@ -76,15 +53,8 @@ fn a_single_event_gives_the_hand_computed_spikes() {
         }
     }
     assert_eq!(got, want);
-    assert_eq!(
-        sim.counters()[1].synaptic_ops,
-        18,
-        "3x3 positions x 2 channels"
-    );
-    assert!(
-        out.iter().all(|s| s.t == 100),
-        "latency below 1 µs keeps the µs timestamp"
-    );
+    assert_eq!(sim.counters()[1].synaptic_ops, 18, "3x3 positions x 2 channels");
+    assert!(out.iter().all(|s| s.t == 100), "latency below 1 µs keeps the µs timestamp");
 }
 
 #[test]
@@ -92,11 +62,7 @@ fn event_mode_fires_once_per_input_where_binned_fires_many() {
     // Weight 35 with threshold 10: the chip fires one spike and keeps 25; sinabs fires 3.
     let n = net(1, 1, 1, 1, vec![35], 10, -10);
     let (ev, _) = run(&n, Mode::Event, &[Event::new(0, 0, 0, true)]);
-    let (bin, _) = run(
-        &n,
-        Mode::Binned { bin_us: 1000 },
-        &[Event::new(0, 0, 0, true)],
-    );
+    let (bin, _) = run(&n, Mode::Binned { bin_us: 1000 }, &[Event::new(0, 0, 0, true)]);
     assert_eq!((ev.len(), bin.len()), (1, 3));
     // The chip's remaining potential (25) makes the next event fire again: 2 spikes total for 2
     // events, where sinabs gives 7 (3 + floor((5 + 35) / 10)).
@@ -115,22 +81,14 @@ fn min_v_mem_clamps_and_state_saturates_at_int16() {
     let n = net(1, 1, 1, 1, vec![127], 32767, -200);
     let events: Vec<Event> = (0..300).map(|i| Event::new(i, 0, 0, true)).collect();
     let (out, _) = run(&n, Mode::Event, &events);
-    assert_eq!(
-        out.len(),
-        1,
-        "saturated at 32767, fired once, restarted from 0"
-    );
+    assert_eq!(out.len(), 1, "saturated at 32767, fired once, restarted from 0");
 }
 
 fn random_net(seed: u64) -> Network {
     let mut ann = Ann::default();
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     let mut rnd = move || {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         ((x >> 33) as f32 / (1u64 << 31) as f32) - 0.3
     };
     ann.push(
@@ -143,13 +101,7 @@ fn random_net(seed: u64) -> Network {
         },
     );
     ann.push("1", AnnLayer::Relu);
-    ann.push(
-        "2",
-        AnnLayer::AvgPool {
-            kernel: [2, 2],
-            stride: [2, 2],
-        },
-    );
+    ann.push("2", AnnLayer::AvgPool { kernel: [2, 2], stride: [2, 2] });
     ann.push(
         "3",
         AnnLayer::Conv {
@@ -166,14 +118,10 @@ fn random_net(seed: u64) -> Network {
 }
 
 fn events_strategy() -> impl Strategy<Value = Vec<Event>> {
-    prop::collection::vec((0i64..5000, 0u16..16, 0u16..16, any::<bool>()), 1..400).prop_map(
-        |mut v| {
-            v.sort_by_key(|e| e.0);
-            v.into_iter()
-                .map(|(t, x, y, p)| Event::new(t, x, y, p))
-                .collect()
-        },
-    )
+    prop::collection::vec((0i64..5000, 0u16..16, 0u16..16, any::<bool>()), 1..400).prop_map(|mut v| {
+        v.sort_by_key(|e| e.0);
+        v.into_iter().map(|(t, x, y, p)| Event::new(t, x, y, p)).collect()
+    })
 }
 
 proptest! {
@@ -235,11 +183,7 @@ proptest! {
 #[test]
 fn bad_input_is_counted_not_fatal() {
     let n = net(2, 1, 1, 4, vec![1, 1], 1000, -1000);
-    let events = [
-        Event::new(10, 1, 1, true),
-        Event::new(5, 1, 1, true),
-        Event::new(20, 9, 1, true),
-    ];
+    let events = [Event::new(10, 1, 1, true), Event::new(5, 1, 1, true), Event::new(20, 9, 1, true)];
     let (_, sim) = run(&n, Mode::Event, &events);
     let c = sim.input_counters();
     assert_eq!((c.time_backwards, c.out_of_range), (1, 1));
@@ -258,17 +202,8 @@ fn bad_input_is_counted_not_fatal() {
 #[test]
 fn power_samples_at_the_configured_rate() {
     let n = net(2, 1, 1, 4, vec![1, 1], 1000, -1000);
-    let events: Vec<Event> = (0..1000)
-        .map(|i| Event::new(i * 1000, 1, 1, true))
-        .collect();
-    let mut sim = Simulator::new(
-        &n,
-        Config {
-            power_rate_hz: 100.0,
-            ..Config::default()
-        },
-    )
-    .expect("sim");
+    let events: Vec<Event> = (0..1000).map(|i| Event::new(i * 1000, 1, 1, true)).collect();
+    let mut sim = Simulator::new(&n, Config { power_rate_hz: 100.0, ..Config::default() }).expect("sim");
     let mut out = Vec::new();
     sim.process(&events, &mut out);
     sim.finish(&mut out);

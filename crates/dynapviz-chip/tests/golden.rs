@@ -13,25 +13,15 @@ fn shared() -> Option<PathBuf> {
     if dir.join("fixtures/golden").exists() {
         Some(dir)
     } else {
-        println!(
-            "SKIPPED: no shared fixtures at {} (set DYNAPVIZ_SHARED)",
-            dir.display()
-        );
+        println!("SKIPPED: no shared fixtures at {} (set DYNAPVIZ_SHARED)", dir.display());
         None
     }
 }
 
 fn run_case(case: &Path) {
-    let expected: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(case.join("expected.json")).expect("expected.json"),
-    )
-    .expect("json");
-    let shape: Vec<usize> = expected["input_shape"]
-        .as_array()
-        .expect("shape")
-        .iter()
-        .map(|v| v.as_u64().expect("dim") as usize)
-        .collect();
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(case.join("expected.json")).expect("expected.json")).expect("json");
+    let shape: Vec<usize> = expected["input_shape"].as_array().expect("shape").iter().map(|v| v.as_u64().expect("dim") as usize).collect();
     let device = expected["device"].as_str().expect("device");
     let bin_us = expected["bin_us"].as_i64().expect("bin_us");
     let net = Pipeline::new(&case.join("model.onnx"))
@@ -41,16 +31,9 @@ fn run_case(case: &Path) {
         .unwrap_or_else(|e| panic!("{e}"));
     let mut reader = dynapviz_events::open(&case.join("input.csv")).expect("input");
     let events = dynapviz_events::read_all(reader.as_mut()).expect("events");
-    assert_eq!(
-        events.len() as u64,
-        expected["input_events"].as_u64().expect("n")
-    );
+    assert_eq!(events.len() as u64, expected["input_events"].as_u64().expect("n"));
     let n = net.layers.len();
-    let config = Config {
-        mode: Mode::Binned { bin_us },
-        monitors: Monitors::of([n]),
-        ..Config::default()
-    };
+    let config = Config { mode: Mode::Binned { bin_us }, monitors: Monitors::of([n]), ..Config::default() };
     let mut sim = Simulator::new(&net, config).expect("sim");
     let mut out = Vec::new();
     sim.process(&events, &mut out);
@@ -58,11 +41,7 @@ fn run_case(case: &Path) {
     let counters = sim.counters();
     for l in expected["layers"].as_array().expect("layers") {
         let i = l["index"].as_u64().expect("index") as usize;
-        assert_eq!(
-            counters[i].spikes_after_pool,
-            l["spikes_after_pool"].as_u64().expect("spikes"),
-            "layer {i} spikes_after_pool"
-        );
+        assert_eq!(counters[i].spikes_after_pool, l["spikes_after_pool"].as_u64().expect("spikes"), "layer {i} spikes_after_pool");
     }
     let classes = net.classes();
     let bins = expected["bins"].as_u64().expect("bins") as usize;
@@ -72,24 +51,13 @@ fn run_case(case: &Path) {
         per_bin[(s.t / bin_us) as usize][usize::from(s.c)] += 1;
         total[usize::from(s.c)] += 1;
     }
-    let want_total: Vec<u64> = expected["class_counts"]
-        .as_array()
-        .expect("cc")
-        .iter()
-        .map(|v| v.as_u64().expect("u"))
-        .collect();
+    let want_total: Vec<u64> = expected["class_counts"].as_array().expect("cc").iter().map(|v| v.as_u64().expect("u")).collect();
     assert_eq!(total, want_total, "class_counts");
     let want_bins: Vec<Vec<u64>> = expected["class_counts_per_bin"]
         .as_array()
         .expect("per bin")
         .iter()
-        .map(|b| {
-            b.as_array()
-                .expect("row")
-                .iter()
-                .map(|v| v.as_u64().expect("u"))
-                .collect()
-        })
+        .map(|b| b.as_array().expect("row").iter().map(|v| v.as_u64().expect("u")).collect())
         .collect();
     assert_eq!(per_bin, want_bins, "class_counts_per_bin");
 }

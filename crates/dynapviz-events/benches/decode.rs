@@ -34,29 +34,14 @@ fn measure(path: &Path, budget: Duration) -> Result<(u64, f64), dynapviz_events:
 }
 
 fn main() {
-    let budget = Duration::from_millis(
-        std::env::var("BENCH_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(700),
-    );
+    let budget = Duration::from_millis(std::env::var("BENCH_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(700));
     let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/events");
-    println!(
-        "{:<34} {:>10} {:>12} {:>14}",
-        "file", "format", "events", "M events/s"
-    );
+    println!("{:<34} {:>10} {:>12} {:>14}", "file", "format", "events", "M events/s");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&shared)
-        .map(|d| {
-            d.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|e| e != "md"))
-                .collect()
-        })
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e != "md")).collect())
         .unwrap_or_default();
     if files.is_empty() {
-        println!(
-            "(no shared fixtures at {}: real recordings skipped)",
-            shared.display()
-        );
+        println!("(no shared fixtures at {}: real recordings skipped)", shared.display());
     }
     files.sort();
     // A synthetic recording in every writable format: 2 M events, 640x480, 1 M events/s.
@@ -66,33 +51,19 @@ fn main() {
     let events: Vec<Event> = (0..2_000_000u64)
         .map(|i| {
             x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
-            Event::new(
-                i as i64,
-                ((x >> 33) % 640) as u16,
-                ((x >> 45) % 480) as u16,
-                x & 1 == 1,
-            )
+            Event::new(i as i64, ((x >> 33) % 640) as u16, ((x >> 45) % 480) as u16, x & 1 == 1)
         })
         .collect();
-    for format in Format::ALL
-        .into_iter()
-        .filter(|f| f.writable() && *f != Format::Aedat2)
-    {
+    for format in Format::ALL.into_iter().filter(|f| f.writable() && *f != Format::Aedat2) {
         let path = dir.join(format!("synthetic.{}", format.name()));
-        let mut w =
-            EventWriter::create(&path, format, Geometry::new(640, 480)).expect("create bench file");
+        let mut w = EventWriter::create(&path, format, Geometry::new(640, 480)).expect("create bench file");
         w.write(&events).expect("write bench file");
         w.finish().expect("finish bench file");
         files.push(path);
     }
     for path in &files {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let format = dynapviz_events::detect(path)
-            .map(|f| f.name())
-            .unwrap_or("?");
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let format = dynapviz_events::detect(path).map(|f| f.name()).unwrap_or("?");
         match measure(path, budget) {
             Ok((n, rate)) => println!("{name:<34} {format:>10} {n:>12} {rate:>14.1}"),
             Err(e) => println!("{name:<34} {format:>10} error: {e}"),

@@ -33,10 +33,7 @@ pub const GESTURE_CLASSES: [&str; 11] = [
 
 /// Reads a label CSV; a header line is optional.
 pub fn read_labels(path: &Path) -> Result<Vec<Segment>> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
     parse_labels(path, &text)
 }
 
@@ -54,10 +51,7 @@ pub fn parse_labels(path: &Path, text: &str) -> Result<Vec<Segment>> {
         let bad = || Error::Format {
             path: path.to_path_buf(),
             offset: at,
-            message: format!(
-                "line {}: `{l}` is not `class,startTime_usec,endTime_usec`",
-                i + 1
-            ),
+            message: format!("line {}: `{l}` is not `class,startTime_usec,endTime_usec`", i + 1),
         };
         let f: Vec<&str> = l.split(',').map(str::trim).collect();
         let [c, s, e] = f[..] else { return Err(bad()) };
@@ -70,12 +64,7 @@ pub fn parse_labels(path: &Path, text: &str) -> Result<Vec<Segment>> {
             return Err(Error::Format {
                 path: path.to_path_buf(),
                 offset: at,
-                message: format!(
-                    "line {}: segment ends ({}) before it starts ({})",
-                    i + 1,
-                    seg.end_us,
-                    seg.start_us
-                ),
+                message: format!("line {}: segment ends ({}) before it starts ({})", i + 1, seg.end_us, seg.start_us),
             });
         }
         out.push(seg);
@@ -89,8 +78,5 @@ pub fn write_labels(path: &Path, segments: &[Segment]) -> Result<()> {
     for s in segments {
         text.push_str(&format!("{},{},{}\n", s.class, s.start_us, s.end_us));
     }
-    std::fs::write(path, text).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    std::fs::write(path, text).map_err(|source| Error::Io { path: path.to_path_buf(), source })
 }

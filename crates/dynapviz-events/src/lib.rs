@@ -44,9 +44,5 @@ pub fn inspect(path: &std::path::Path) -> Result<Inspection> {
         }
         summary.add(&chunk);
     }
-    Ok(Inspection {
-        format: reader.format(),
-        geometry: reader.geometry(),
-        summary,
-    })
+    Ok(Inspection { format: reader.format(), geometry: reader.geometry(), summary })
 }

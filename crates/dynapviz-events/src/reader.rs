@@ -36,10 +36,7 @@ pub struct Skipped {
 }
 
 impl Skipped {
-    const NONE: Skipped = Skipped {
-        invalid_events: 0,
-        other_records: 0,
-    };
+    const NONE: Skipped = Skipped { invalid_events: 0, other_records: 0 };
 }
 
 /// Opens a recording, recognising its format from its content, then its extension.
@@ -51,31 +48,23 @@ pub fn open(path: &Path) -> Result<Box<dyn EventReader>> {
 /// Recognises the format of a file without decoding it.
 pub fn detect(path: &Path) -> Result<Format> {
     let mut head = [0u8; 512];
-    let mut file = File::open(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let mut file = File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
     let mut n = 0;
     while n < head.len() {
         match file.read(&mut head[n..]) {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(source) => {
-                return Err(Error::Io {
-                    path: path.to_path_buf(),
-                    source,
-                });
+                return Err(Error::Io { path: path.to_path_buf(), source });
             }
         }
     }
-    Format::from_content(&head[..n])
-        .or_else(|| Format::from_extension(path))
-        .ok_or_else(|| Error::UnknownFormat {
-            path: path.to_path_buf(),
-            reason: "no known magic number or header, and the extension is not one of \
+    Format::from_content(&head[..n]).or_else(|| Format::from_extension(path)).ok_or_else(|| Error::UnknownFormat {
+        path: path.to_path_buf(),
+        reason: "no known magic number or header, and the extension is not one of \
                  .aedat .aedat4 .raw .evt3 .dat .es .bin .npy .npz .csv"
-                .into(),
-        })
+            .into(),
+    })
 }
 
 /// Opens a recording with the decoder of `format`, whatever the file is called.
@@ -83,20 +72,13 @@ pub fn open_as(path: &Path, format: Format) -> Result<Box<dyn EventReader>> {
     if format == Format::Npz {
         return Ok(Box::new(formats::npz::Reader::open(path)?));
     }
-    let file = File::open(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let file = File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
     from_reader(path, Box::new(file), format)
 }
 
 /// Decodes `format` from any byte stream; `name` is used in error messages.
 /// (`npz` needs a seekable file: use [`open_as`].)
-pub fn from_reader(
-    name: &Path,
-    bytes: Box<dyn Read + Send>,
-    format: Format,
-) -> Result<Box<dyn EventReader>> {
+pub fn from_reader(name: &Path, bytes: Box<dyn Read + Send>, format: Format) -> Result<Box<dyn EventReader>> {
     let src = Source::new(name, bytes);
     Ok(match format {
         Format::Aedat2 => Box::new(formats::aedat2::Reader::new(src)?),
@@ -110,10 +92,7 @@ pub fn from_reader(
         Format::Npy => Box::new(formats::npy::Reader::new(src)?),
         Format::Csv => Box::new(formats::csv::Reader::new(src)),
         Format::Npz => {
-            return Err(Error::UnknownFormat {
-                path: name.to_path_buf(),
-                reason: "npz archives must be opened from a file".into(),
-            });
+            return Err(Error::UnknownFormat { path: name.to_path_buf(), reason: "npz archives must be opened from a file".into() });
         }
     })
 }

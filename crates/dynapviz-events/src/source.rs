@@ -15,11 +15,7 @@ pub(crate) struct Source {
 
 impl Source {
     pub(crate) fn new(path: &Path, inner: Box<dyn Read + Send>) -> Self {
-        Self {
-            inner: BufReader::with_capacity(1 << 16, inner),
-            offset: 0,
-            path: path.to_path_buf(),
-        }
+        Self { inner: BufReader::with_capacity(1 << 16, inner), offset: 0, path: path.to_path_buf() }
     }
 
     pub(crate) fn offset(&self) -> u64 {
@@ -28,11 +24,7 @@ impl Source {
 
     /// A format error at `offset`.
     pub(crate) fn error_at(&self, offset: u64, message: impl Into<String>) -> Error {
-        Error::Format {
-            path: self.path.clone(),
-            offset,
-            message: message.into(),
-        }
+        Error::Format { path: self.path.clone(), offset, message: message.into() }
     }
 
     /// A format error at the current offset.
@@ -41,18 +33,12 @@ impl Source {
     }
 
     pub(crate) fn io(&self, source: std::io::Error) -> Error {
-        Error::Io {
-            path: self.path.clone(),
-            source,
-        }
+        Error::Io { path: self.path.clone(), source }
     }
 
     /// The next byte without consuming it, `None` at the end of the file.
     pub(crate) fn peek(&mut self) -> Result<Option<u8>> {
-        let buf = self.inner.fill_buf().map_err(|e| Error::Io {
-            path: self.path.clone(),
-            source: e,
-        })?;
+        let buf = self.inner.fill_buf().map_err(|e| Error::Io { path: self.path.clone(), source: e })?;
         Ok(buf.first().copied())
     }
 
@@ -60,10 +46,7 @@ impl Source {
     pub(crate) fn read_exact(&mut self, buf: &mut [u8], what: &str) -> Result<()> {
         let got = self.read_up_to(buf)?;
         if got < buf.len() {
-            return Err(self.error_at(
-                self.offset - got as u64,
-                format!("file ends after {got} of the {} bytes of {what}", buf.len()),
-            ));
+            return Err(self.error_at(self.offset - got as u64, format!("file ends after {got} of the {} bytes of {what}", buf.len())));
         }
         Ok(())
     }
@@ -86,13 +69,7 @@ impl Source {
     /// Reads up to `max` whole records of `size` bytes into the front of `buf` and returns how
     /// many; the buffer only grows, so steady-state reading neither allocates nor clears it.
     /// Trailing bytes that do not make a whole record are an error.
-    pub(crate) fn read_records(
-        &mut self,
-        buf: &mut Vec<u8>,
-        size: usize,
-        max: usize,
-        what: &str,
-    ) -> Result<usize> {
+    pub(crate) fn read_records(&mut self, buf: &mut Vec<u8>, size: usize, max: usize, what: &str) -> Result<usize> {
         if buf.len() < size * max {
             buf.resize(size * max, 0);
         }
@@ -109,13 +86,10 @@ impl Source {
 
     /// Skips `n` bytes; an error if the file ends first.
     pub(crate) fn skip(&mut self, n: u64, what: &str) -> Result<()> {
-        let copied = std::io::copy(&mut (&mut self.inner).take(n), &mut std::io::sink())
-            .map_err(|e| self.io(e))?;
+        let copied = std::io::copy(&mut (&mut self.inner).take(n), &mut std::io::sink()).map_err(|e| self.io(e))?;
         self.offset += copied;
         if copied < n {
-            return Err(self.error(format!(
-                "file ends inside {what}: {copied} of {n} bytes present"
-            )));
+            return Err(self.error(format!("file ends inside {what}: {copied} of {n} bytes present")));
         }
         Ok(())
     }
@@ -126,10 +100,7 @@ impl Source {
         let n = (&mut self.inner)
             .take(limit as u64)
             .read_until(b'\n', &mut line)
-            .map_err(|e| Error::Io {
-                path: self.path.clone(),
-                source: e,
-            })?;
+            .map_err(|e| Error::Io { path: self.path.clone(), source: e })?;
         if n == 0 {
             return Ok(None);
         }
@@ -144,21 +115,14 @@ impl Source {
     /// after a line equal to `end` (binary data may itself start with the prefix byte, so a
     /// terminator wins when the format has one), or else at the first byte that is not the
     /// prefix; with `end_required` a missing terminator is an error.
-    pub(crate) fn header_lines(
-        &mut self,
-        prefix: u8,
-        end: &str,
-        end_required: bool,
-    ) -> Result<Vec<String>> {
+    pub(crate) fn header_lines(&mut self, prefix: u8, end: &str, end_required: bool) -> Result<Vec<String>> {
         let mut lines = Vec::new();
         while self.peek()? == Some(prefix) {
             let start = self.offset;
             let Some(raw) = self.read_line(1 << 16)? else {
                 break;
             };
-            let text = String::from_utf8_lossy(&raw)
-                .trim_end_matches(['\r', '\n'])
-                .to_string();
+            let text = String::from_utf8_lossy(&raw).trim_end_matches(['\r', '\n']).to_string();
             let done = text.trim_end() == end;
             lines.push(text);
             if done {
@@ -176,19 +140,11 @@ impl Source {
 
     /// Checks that a decoded pixel lies on the sensor.
     #[inline]
-    pub(crate) fn check_xy(
-        &self,
-        e: &Event,
-        geometry: Option<Geometry>,
-        record_offset: u64,
-    ) -> Result<()> {
+    pub(crate) fn check_xy(&self, e: &Event, geometry: Option<Geometry>, record_offset: u64) -> Result<()> {
         if let Some(g) = geometry
             && !g.contains(e.x, e.y)
         {
-            return Err(self.error_at(
-                record_offset,
-                format!("event at x={} y={} lies outside the {g} sensor", e.x, e.y),
-            ));
+            return Err(self.error_at(record_offset, format!("event at x={} y={} lies outside the {g} sensor", e.x, e.y)));
         }
         Ok(())
     }

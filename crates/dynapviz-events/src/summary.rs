@@ -57,11 +57,7 @@ impl Summary {
     /// Mean event rate over the duration, events per second (0 when the duration is 0).
     pub fn mean_rate_hz(&self) -> f64 {
         let d = self.duration_us();
-        if d > 0 {
-            self.events as f64 * 1e6 / d as f64
-        } else {
-            0.0
-        }
+        if d > 0 { self.events as f64 * 1e6 / d as f64 } else { 0.0 }
     }
 
     /// The sensor size: the file's own, else the smallest one holding every event.

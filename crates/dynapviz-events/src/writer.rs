@@ -30,10 +30,7 @@ pub struct EventWriter {
 impl EventWriter {
     /// Creates `path` in `format`; `geometry` is stored by the formats that hold one.
     pub fn create(path: &Path, format: Format, geometry: Geometry) -> Result<Self> {
-        let io = |source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        };
+        let io = |source| Error::Io { path: path.to_path_buf(), source };
         let out = BufWriter::with_capacity(1 << 16, File::create(path).map_err(io)?);
         let inner = match format {
             Format::Csv => Inner::Csv(csv::Writer::new(out).map_err(io)?),
@@ -44,9 +41,7 @@ impl EventWriter {
                     return Err(Error::Unsupported {
                         path: path.to_path_buf(),
                         format: "AEDAT 2.0",
-                        message: format!(
-                            "only DVS128 addresses are written; the sensor is {geometry}"
-                        ),
+                        message: format!("only DVS128 addresses are written; the sensor is {geometry}"),
                     });
                 }
                 Inner::Aedat2(aedat2::Writer::new(out).map_err(io)?)
@@ -63,28 +58,21 @@ impl EventWriter {
             Format::Evt2 => Inner::Evt2(evt2::Writer::new(out, geometry).map_err(io)?),
             Format::Evt3 => Inner::Evt3(evt3::Writer::new(out, geometry).map_err(io)?),
             Format::Dat | Format::Nmnist | Format::Npz => {
-                return Err(Error::Unsupported { path: path.to_path_buf(), format: format.name(), message: "this format is read-only here; write aedat4, evt2, evt3, es, npy, csv, aedat3 or aedat2".into() });
+                return Err(Error::Unsupported {
+                    path: path.to_path_buf(),
+                    format: format.name(),
+                    message: "this format is read-only here; write aedat4, evt2, evt3, es, npy, csv, aedat3 or aedat2".into(),
+                });
             }
         };
-        Ok(Self {
-            inner,
-            path: path.to_path_buf(),
-            format,
-        })
+        Ok(Self { inner, path: path.to_path_buf(), format })
     }
 
     fn wrap(&self, e: std::io::Error) -> Error {
         if e.kind() == std::io::ErrorKind::InvalidInput {
-            Error::Unsupported {
-                path: self.path.clone(),
-                format: self.format.name(),
-                message: e.to_string(),
-            }
+            Error::Unsupported { path: self.path.clone(), format: self.format.name(), message: e.to_string() }
         } else {
-            Error::Io {
-                path: self.path.clone(),
-                source: e,
-            }
+            Error::Io { path: self.path.clone(), source: e }
         }
     }
 
@@ -119,11 +107,7 @@ impl EventWriter {
         };
         r.map_err(|e| {
             if e.kind() == std::io::ErrorKind::InvalidInput {
-                Error::Unsupported {
-                    path,
-                    format: format.name(),
-                    message: e.to_string(),
-                }
+                Error::Unsupported { path, format: format.name(), message: e.to_string() }
             } else {
                 Error::Io { path, source: e }
             }

@@ -10,9 +10,7 @@ use proptest::prelude::*;
 
 fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let p = dir.join(name);
-    std::fs::File::create(&p)
-        .and_then(|mut f| f.write_all(bytes))
-        .expect("write test file");
+    std::fs::File::create(&p).and_then(|mut f| f.write_all(bytes)).expect("write test file");
     p
 }
 
@@ -45,37 +43,22 @@ fn polarity_data(x: u32, y: u32, p: u32, valid: u32) -> u32 {
 #[test]
 fn aedat31_decodes_the_documented_layout_with_overflow() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut bytes =
-        b"#!AER-DAT3.1\r\n#Format: RAW\r\n#Source 1: DVS128\r\n#!END-HEADER\r\n".to_vec();
+    let mut bytes = b"#!AER-DAT3.1\r\n#Format: RAW\r\n#Source 1: DVS128\r\n#!END-HEADER\r\n".to_vec();
     bytes.extend(aedat31_packet(
         1,
         0,
-        &[
-            (polarity_data(5, 7, 1, 1), 100),
-            (polarity_data(127, 0, 0, 1), 0x7FFF_FFFF),
-            (polarity_data(3, 3, 1, 0), 200),
-        ],
+        &[(polarity_data(5, 7, 1, 1), 100), (polarity_data(127, 0, 0, 1), 0x7FFF_FFFF), (polarity_data(3, 3, 1, 0), 200)],
     ));
     // A non-polarity packet (type 2, special events) in between is skipped.
     bytes.extend(aedat31_packet(2, 0, &[(0xdead_beef, 1)]));
     // The timestamp overflow counter moves on: t = overflow << 31 | ts.
     bytes.extend(aedat31_packet(1, 1, &[(polarity_data(0, 127, 1, 1), 5)]));
     let path = write_file(dir.path(), "g.aedat", &bytes);
-    assert_eq!(
-        dynapviz_events::detect(&path).expect("detect"),
-        Format::Aedat31
-    );
+    assert_eq!(dynapviz_events::detect(&path).expect("detect"), Format::Aedat31);
     let mut r = open(&path).expect("open");
     assert_eq!(r.geometry(), Some(Geometry::DVS128));
     let ev = read_all(r.as_mut()).expect("decode");
-    assert_eq!(
-        ev,
-        vec![
-            Event::new(100, 5, 7, true),
-            Event::new(0x7FFF_FFFF, 127, 0, false),
-            Event::new((1 << 31) | 5, 0, 127, true)
-        ]
-    );
+    assert_eq!(ev, vec![Event::new(100, 5, 7, true), Event::new(0x7FFF_FFFF, 127, 0, false), Event::new((1 << 31) | 5, 0, 127, true)]);
     assert_eq!(r.skipped().invalid_events, 1);
     assert_eq!(r.skipped().other_records, 1);
 }
@@ -89,10 +72,7 @@ fn aedat31_rejects_corrupt_packet_headers() {
     bytes.extend(p);
     let path = write_file(dir.path(), "bad.aedat", &bytes);
     let err = decode(&path).expect_err("corrupt header").to_string();
-    assert!(
-        err.contains("at byte 28") && err.contains("corrupt packet header"),
-        "{err}"
-    );
+    assert!(err.contains("at byte 28") && err.contains("corrupt packet header"), "{err}");
 }
 
 // ---------- AEDAT 2.0 (jAER DVS128), byte for byte ----------
@@ -105,11 +85,8 @@ fn dvs128_address(x: u32, y: u32, p: u32) -> u32 {
 fn aedat2_decodes_dvs128_addresses_and_unwraps_time() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut bytes = b"#!AER-DAT2.0\r\n# This is a raw AE data file\r\n".to_vec();
-    for (a, ts) in [
-        (dvs128_address(0, 0, 1), 0xFFFF_FF00u32),
-        (dvs128_address(127, 5, 0), 0xFFFF_FFFF),
-        (dvs128_address(64, 127, 1), 0x10),
-    ] {
+    for (a, ts) in [(dvs128_address(0, 0, 1), 0xFFFF_FF00u32), (dvs128_address(127, 5, 0), 0xFFFF_FFFF), (dvs128_address(64, 127, 1), 0x10)]
+    {
         bytes.extend_from_slice(&a.to_be_bytes());
         bytes.extend_from_slice(&ts.to_be_bytes());
     }
@@ -117,11 +94,7 @@ fn aedat2_decodes_dvs128_addresses_and_unwraps_time() {
     let ev = decode(&path).expect("decode");
     assert_eq!(
         ev,
-        vec![
-            Event::new(0xFFFF_FF00, 0, 0, true),
-            Event::new(0xFFFF_FFFF, 127, 5, false),
-            Event::new((1 << 32) + 0x10, 64, 127, true)
-        ]
+        vec![Event::new(0xFFFF_FF00, 0, 0, true), Event::new(0xFFFF_FFFF, 127, 5, false), Event::new((1 << 32) + 0x10, 64, 127, true)]
     );
 }
 
@@ -132,10 +105,7 @@ fn aedat2_truncated_record_is_an_error_with_offset() {
     bytes.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0]);
     let path = write_file(dir.path(), "t.aedat", &bytes);
     let err = decode(&path).expect_err("truncated").to_string();
-    assert!(
-        err.contains("at byte 22") && err.contains("3 trailing bytes"),
-        "{err}"
-    );
+    assert!(err.contains("at byte 22") && err.contains("3 trailing bytes"), "{err}");
 }
 
 // ---------- EVT 3.0 vectors and time wrap ----------
@@ -176,14 +146,10 @@ fn evt3_decodes_vectors_and_time_high_wrap() {
 // ---------- round trips through every writer ----------
 
 fn sorted_events(max_xy: u16, max_t: i64) -> impl Strategy<Value = Vec<Event>> {
-    prop::collection::vec((0..max_t, 0..max_xy, 0..max_xy, any::<bool>()), 0..300).prop_map(
-        |mut v| {
-            v.sort_by_key(|e| e.0);
-            v.into_iter()
-                .map(|(t, x, y, p)| Event::new(t, x, y, p))
-                .collect()
-        },
-    )
+    prop::collection::vec((0..max_t, 0..max_xy, 0..max_xy, any::<bool>()), 0..300).prop_map(|mut v| {
+        v.sort_by_key(|e| e.0);
+        v.into_iter().map(|(t, x, y, p)| Event::new(t, x, y, p)).collect()
+    })
 }
 
 fn round_trip(format: Format, events: &[Event], geometry: Geometry) -> Vec<Event> {
@@ -237,9 +203,7 @@ proptest! {
 #[test]
 fn truncation_at_any_point_is_an_error_or_a_clean_prefix() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let events: Vec<Event> = (0..50)
-        .map(|i| Event::new(i * 10, (i % 100) as u16, (i % 77) as u16, i % 3 == 0))
-        .collect();
+    let events: Vec<Event> = (0..50).map(|i| Event::new(i * 10, (i % 100) as u16, (i % 77) as u16, i % 3 == 0)).collect();
     for format in Format::ALL.into_iter().filter(|f| f.writable()) {
         let path = dir.path().join(format!("full.{}", format.name()));
         let mut w = EventWriter::create(&path, format, Geometry::DVS128).expect("create");
@@ -249,14 +213,8 @@ fn truncation_at_any_point_is_an_error_or_a_clean_prefix() {
         for cut in 0..bytes.len() {
             let p = write_file(dir.path(), &format!("cut.{}", format.name()), &bytes[..cut]);
             match dynapviz_events::open_as(&p, format).and_then(|mut r| read_all(r.as_mut())) {
-                Ok(got) => assert!(
-                    got.len() <= events.len() && got[..] == events[..got.len()],
-                    "{format} cut at {cut}: not a prefix"
-                ),
-                Err(e) => assert!(
-                    e.to_string().contains("cut."),
-                    "{format} cut at {cut}: error does not name the file: {e}"
-                ),
+                Ok(got) => assert!(got.len() <= events.len() && got[..] == events[..got.len()], "{format} cut at {cut}: not a prefix"),
+                Err(e) => assert!(e.to_string().contains("cut."), "{format} cut at {cut}: error does not name the file: {e}"),
             }
         }
     }
@@ -266,14 +224,8 @@ fn truncation_at_any_point_is_an_error_or_a_clean_prefix() {
 fn wrong_magic_is_named() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = write_file(dir.path(), "x.aedat4", b"#!AER-DAT9.9\r\nrubbish");
-    let err = dynapviz_events::open_as(&p, Format::Aedat4)
-        .err()
-        .expect("wrong magic")
-        .to_string();
-    assert!(
-        err.contains("x.aedat4") && err.contains("at byte 0") && err.contains("#!AER-DAT4.0"),
-        "{err}"
-    );
+    let err = dynapviz_events::open_as(&p, Format::Aedat4).err().expect("wrong magic").to_string();
+    assert!(err.contains("x.aedat4") && err.contains("at byte 0") && err.contains("#!AER-DAT4.0"), "{err}");
     let p = write_file(dir.path(), "x.unknown", b"hello");
     let err = open(&p).err().expect("unknown").to_string();
     assert!(err.contains("unknown event file format"), "{err}");
@@ -284,14 +236,10 @@ fn npy_header_promising_more_rows_than_present_is_an_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("short.npy");
     let mut w = EventWriter::create(&path, Format::Npy, Geometry::DVS128).expect("create");
-    w.write(&[Event::new(1, 2, 3, true), Event::new(2, 3, 4, false)])
-        .expect("write");
+    w.write(&[Event::new(1, 2, 3, true), Event::new(2, 3, 4, false)]).expect("write");
     w.finish().expect("finish");
     let mut bytes = std::fs::read(&path).expect("read");
-    let at = bytes
-        .windows(4)
-        .position(|w| w == b"(2,)")
-        .expect("shape in header");
+    let at = bytes.windows(4).position(|w| w == b"(2,)").expect("shape in header");
     bytes[at + 1] = b'9';
     std::fs::write(&path, &bytes).expect("write");
     let err = decode(&path).expect_err("short").to_string();
@@ -306,10 +254,7 @@ fn coordinates_outside_the_stated_sensor_are_errors() {
     bytes.extend_from_slice(&((1u32 << 28) | (20 << 11) | 3).to_le_bytes());
     let p = write_file(dir.path(), "o.raw", &bytes);
     let err = decode(&p).expect_err("outside").to_string();
-    assert!(
-        err.contains("x=20 y=3") && err.contains("10x10") && err.contains("at byte 31"),
-        "{err}"
-    );
+    assert!(err.contains("x=20 y=3") && err.contains("10x10") && err.contains("at byte 31"), "{err}");
 }
 
 #[test]
@@ -325,20 +270,13 @@ fn aedat4_corrupt_packet_size_is_an_error() {
     bytes[size_at..size_at + 4].copy_from_slice(&(-5i32).to_le_bytes());
     std::fs::write(&path, &bytes).expect("write");
     let err = decode(&path).expect_err("corrupt").to_string();
-    assert!(
-        err.contains(&format!("at byte {size_at}")) && err.contains("packet size -5"),
-        "{err}"
-    );
+    assert!(err.contains(&format!("at byte {size_at}")) && err.contains("packet size -5"), "{err}");
 }
 
 #[test]
 fn non_monotonic_timestamps_are_counted_not_hidden() {
     let mut s = Summary::default();
-    s.add(&[
-        Event::new(10, 0, 0, true),
-        Event::new(5, 0, 0, true),
-        Event::new(6, 0, 0, false),
-    ]);
+    s.add(&[Event::new(10, 0, 0, true), Event::new(5, 0, 0, true), Event::new(6, 0, 0, false)]);
     assert_eq!(s.non_monotonic, 1);
     assert_eq!((s.t_first_us, s.t_last_us), (Some(10), Some(6)));
 }
@@ -347,10 +285,7 @@ fn non_monotonic_timestamps_are_counted_not_hidden() {
 fn csv_accepts_a_reordered_header_and_names_bad_lines() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = write_file(dir.path(), "a.csv", b"x,y,p,t\n1,2,1,100\n3,4,-1,200\n");
-    assert_eq!(
-        decode(&p).expect("decode"),
-        vec![Event::new(100, 1, 2, true), Event::new(200, 3, 4, false)]
-    );
+    assert_eq!(decode(&p).expect("decode"), vec![Event::new(100, 1, 2, true), Event::new(200, 3, 4, false)]);
     let p = write_file(dir.path(), "b.csv", b"1,2,3,1\n5,oops,3,1\n");
     let err = decode(&p).expect_err("bad").to_string();
     assert!(err.contains("b.csv: at byte 8: line 2: x `oops`"), "{err}");
@@ -374,35 +309,16 @@ fn npz_with_separate_columns_and_tonic_float_layout() {
     let path = dir.path().join("cols.npz");
     let file = std::fs::File::create(&path).expect("create");
     let mut zip = zip::ZipWriter::new(file);
-    let opts = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
     let ints = |v: &[i64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-    for (name, vals) in [
-        ("t", vec![5i64, 7]),
-        ("x", vec![1, 2]),
-        ("y", vec![3, 4]),
-        ("p", vec![1, 0]),
-    ] {
+    for (name, vals) in [("t", vec![5i64, 7]), ("x", vec![1, 2]), ("y", vec![3, 4]), ("p", vec![1, 0])] {
         zip.start_file(format!("{name}.npy"), opts).expect("entry");
-        zip.write_all(&npy("<i8", "(2,)", &ints(&vals)))
-            .expect("data");
+        zip.write_all(&npy("<i8", "(2,)", &ints(&vals))).expect("data");
     }
     zip.finish().expect("finish");
-    assert_eq!(
-        decode(&path).expect("decode"),
-        vec![Event::new(5, 1, 3, true), Event::new(7, 2, 4, false)]
-    );
+    assert_eq!(decode(&path).expect("decode"), vec![Event::new(5, 1, 3, true), Event::new(7, 2, 4, false)]);
 
-    let floats: Vec<u8> = [10.0f32, 20.0, 1.0, 1.5, 11.0, 21.0, 0.0, 2.25]
-        .iter()
-        .flat_map(|f| f.to_le_bytes())
-        .collect();
+    let floats: Vec<u8> = [10.0f32, 20.0, 1.0, 1.5, 11.0, 21.0, 0.0, 2.25].iter().flat_map(|f| f.to_le_bytes()).collect();
     let p = write_file(dir.path(), "tonic.npy", &npy("<f4", "(2, 4)", &floats));
-    assert_eq!(
-        decode(&p).expect("decode"),
-        vec![
-            Event::new(1500, 10, 20, true),
-            Event::new(2250, 11, 21, false)
-        ]
-    );
+    assert_eq!(decode(&p).expect("decode"), vec![Event::new(1500, 10, 20, true), Event::new(2250, 11, 21, false)]);
 }

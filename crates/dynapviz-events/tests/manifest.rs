@@ -12,25 +12,17 @@ fn shared() -> Option<PathBuf> {
     if dir.join("fixtures/events/MANIFEST.md").exists() {
         Some(dir)
     } else {
-        println!(
-            "SKIPPED: no shared fixtures at {} (set DYNAPVIZ_SHARED)",
-            dir.display()
-        );
+        println!("SKIPPED: no shared fixtures at {} (set DYNAPVIZ_SHARED)", dir.display());
         None
     }
 }
 
 fn num(s: &str) -> i64 {
-    s.trim()
-        .replace(',', "")
-        .parse()
-        .unwrap_or_else(|_| panic!("not a number in MANIFEST: `{s}`"))
+    s.trim().replace(',', "").parse().unwrap_or_else(|_| panic!("not a number in MANIFEST: `{s}`"))
 }
 
 fn range(s: &str, sep: &str) -> (i64, i64) {
-    let (a, b) = s
-        .split_once(sep)
-        .unwrap_or_else(|| panic!("not a range: `{s}`"));
+    let (a, b) = s.split_once(sep).unwrap_or_else(|| panic!("not a range: `{s}`"));
     (num(a), num(b))
 }
 
@@ -55,21 +47,14 @@ fn every_manifest_recording_decodes_to_its_figures() {
         let name = cells[0];
         assert_eq!(s.events as i64, num(cells[4]), "{name}: event count");
         assert_eq!((s.on as i64, s.off as i64), (on, off), "{name}: ON/OFF");
-        assert_eq!(
-            (s.t_first_us, s.t_last_us),
-            (Some(t0), Some(t1)),
-            "{name}: first/last t"
-        );
+        assert_eq!((s.t_first_us, s.t_last_us), (Some(t0), Some(t1)), "{name}: first/last t");
         let xr = s.x_range.map(|(a, b)| (i64::from(a), i64::from(b)));
         let yr = s.y_range.map(|(a, b)| (i64::from(a), i64::from(b)));
         assert_eq!(xr, Some((x0, x1)), "{name}: x range");
         assert_eq!(yr, Some((y0, y1)), "{name}: y range");
         // Where the sensor column states a size the file itself carries, it must be found.
         if let Some(g) = got.geometry {
-            assert!(
-                g.contains(x1 as u16, y1 as u16),
-                "{name}: geometry {g} does not hold the events"
-            );
+            assert!(g.contains(x1 as u16, y1 as u16), "{name}: geometry {g} does not hold the events");
         }
         checked += 1;
     }

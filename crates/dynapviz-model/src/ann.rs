@@ -91,9 +91,6 @@ pub struct Ann {
 impl Ann {
     /// Appends a layer.
     pub fn push(&mut self, name: impl Into<String>, layer: AnnLayer) {
-        self.layers.push(NamedLayer {
-            name: name.into(),
-            layer,
-        });
+        self.layers.push(NamedLayer { name: name.into(), layer });
     }
 }

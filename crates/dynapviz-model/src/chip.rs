@@ -31,46 +31,18 @@ pub struct ChipProfile {
 const KI: usize = 1024;
 
 fn cores(kernel: &[usize], neuron: &[usize], bias: &[usize]) -> Vec<CoreMemory> {
-    kernel
-        .iter()
-        .zip(neuron)
-        .zip(bias)
-        .map(|((&k, &n), &b)| CoreMemory {
-            kernel: k * KI,
-            neuron: n * KI,
-            bias: b,
-        })
-        .collect()
+    kernel.iter().zip(neuron).zip(bias).map(|((&k, &n), &b)| CoreMemory { kernel: k * KI, neuron: n * KI, bias: b }).collect()
 }
 
 impl ChipProfile {
     /// Names accepted by [`ChipProfile::by_name`].
-    pub const NAMES: [&'static str; 6] = [
-        "speck2e",
-        "speck2f",
-        "speck2b",
-        "dynapcnndevkit",
-        "speck2cmini",
-        "speck2dmini",
-    ];
+    pub const NAMES: [&'static str; 6] = ["speck2e", "speck2f", "speck2b", "dynapcnndevkit", "speck2cmini", "speck2dmini"];
 
     /// Looks a profile up by name; devkit/module suffixes are accepted (`speck2edevkit`).
     pub fn by_name(name: &str) -> Result<ChipProfile> {
         let n = name.to_ascii_lowercase().replace(['-', '_', ' '], "");
-        let nine = || {
-            cores(
-                &[16, 16, 16, 32, 32, 64, 64, 16, 16],
-                &[64, 64, 64, 32, 32, 16, 16, 16, 16],
-                &[1024; 9],
-            )
-        };
-        let five = || {
-            cores(
-                &[16, 32, 32, 64, 16],
-                &[64, 32, 32, 16, 16],
-                &[0, 0, 0, 1024, 1024],
-            )
-        };
+        let nine = || cores(&[16, 16, 16, 32, 32, 64, 64, 16, 16], &[64, 64, 64, 32, 32, 16, 16, 16, 16], &[1024; 9]);
+        let five = || cores(&[16, 32, 32, 64, 16], &[64, 32, 32, 16, 16], &[0, 0, 0, 1024, 1024]);
         let strip = |p: &str| n.starts_with(p);
         let (canonical, cores, has_sensor) = if strip("speck2e") {
             ("speck2e", nine(), true)
@@ -85,16 +57,9 @@ impl ChipProfile {
         } else if strip("speck2dmini") {
             ("speck2dmini", five(), true)
         } else {
-            return Err(ModelError::Invalid(format!(
-                "unknown device `{name}`: expected one of {}",
-                Self::NAMES.join(", ")
-            )));
+            return Err(ModelError::Invalid(format!("unknown device `{name}`: expected one of {}", Self::NAMES.join(", "))));
         };
-        Ok(ChipProfile {
-            name: canonical,
-            cores,
-            has_sensor,
-        })
+        Ok(ChipProfile { name: canonical, cores, has_sensor })
     }
 }
 
@@ -121,11 +86,7 @@ impl MemoryUse {
         MemoryUse {
             kernel: layer.in_channels() << (ceil_log2(kh * kw) + ceil_log2(layer.out_channels)),
             neuron: layer.out_channels << (ceil_log2(fh) + ceil_log2(fw)),
-            bias: if layer.float.bias.is_some() {
-                layer.out_channels
-            } else {
-                0
-            },
+            bias: if layer.float.bias.is_some() { layer.out_channels } else { 0 },
         }
     }
 
@@ -171,12 +132,7 @@ pub fn validate(network: &Network, profile: &ChipProfile) -> Result<()> {
     use limits::*;
     let mut v = Vec::new();
     if network.layers.len() > profile.cores.len() {
-        v.push(format!(
-            "the network has {} layers, the {} has {} cores",
-            network.layers.len(),
-            profile.name,
-            profile.cores.len()
-        ));
+        v.push(format!("the network has {} layers, the {} has {} cores", network.layers.len(), profile.name, profile.cores.len()));
     }
     let dvs = &network.dvs;
     for p in dvs.pool {
@@ -185,10 +141,7 @@ pub fn validate(network: &Network, profile: &ChipProfile) -> Result<()> {
         }
     }
     if dvs.input_shape[1] > MAX_INPUT || dvs.input_shape[2] > MAX_INPUT {
-        v.push(format!(
-            "layer 0 (DVS): input {}x{}: at most {MAX_INPUT}x{MAX_INPUT}",
-            dvs.input_shape[1], dvs.input_shape[2]
-        ));
+        v.push(format!("layer 0 (DVS): input {}x{}: at most {MAX_INPUT}x{MAX_INPUT}", dvs.input_shape[1], dvs.input_shape[2]));
     }
     for l in &network.layers {
         let name = format!("layer {} ({})", l.index, l.source.join(", "));
@@ -197,9 +150,7 @@ pub fn validate(network: &Network, profile: &ChipProfile) -> Result<()> {
             v.push(format!("{name}: kernel {kh}x{kw}: must be square"));
         }
         if kh.max(kw) > MAX_KERNEL {
-            v.push(format!(
-                "{name}: kernel {kh}x{kw}: at most {MAX_KERNEL}x{MAX_KERNEL}"
-            ));
+            v.push(format!("{name}: kernel {kh}x{kw}: at most {MAX_KERNEL}x{MAX_KERNEL}"));
         }
         for s in l.stride {
             if !STRIDES.contains(&s) {
@@ -218,28 +169,17 @@ pub fn validate(network: &Network, profile: &ChipProfile) -> Result<()> {
         }
         for (what, c) in [("input", l.in_channels()), ("output", l.out_channels)] {
             if c > MAX_CHANNELS {
-                v.push(format!(
-                    "{name}: {c} {what} channels: at most {MAX_CHANNELS}"
-                ));
+                v.push(format!("{name}: {c} {what} channels: at most {MAX_CHANNELS}"));
             }
         }
         if l.in_shape[1] > MAX_INPUT || l.in_shape[2] > MAX_INPUT {
-            v.push(format!(
-                "{name}: input map {}x{}: at most {MAX_INPUT}x{MAX_INPUT}",
-                l.in_shape[1], l.in_shape[2]
-            ));
+            v.push(format!("{name}: input map {}x{}: at most {MAX_INPUT}x{MAX_INPUT}", l.in_shape[1], l.in_shape[2]));
         }
         if l.conv_out[0] > MAX_OUTPUT || l.conv_out[1] > MAX_OUTPUT {
-            v.push(format!(
-                "{name}: output map {}x{}: at most {MAX_OUTPUT}x{MAX_OUTPUT}",
-                l.conv_out[0], l.conv_out[1]
-            ));
+            v.push(format!("{name}: output map {}x{}: at most {MAX_OUTPUT}x{MAX_OUTPUT}", l.conv_out[0], l.conv_out[1]));
         }
         if l.destinations.len() > MAX_DESTINATIONS {
-            v.push(format!(
-                "{name}: {} destinations: at most {MAX_DESTINATIONS}",
-                l.destinations.len()
-            ));
+            v.push(format!("{name}: {} destinations: at most {MAX_DESTINATIONS}", l.destinations.len()));
         }
         let mem = MemoryUse::of(l);
         let biggest = CoreMemory {
@@ -248,26 +188,13 @@ pub fn validate(network: &Network, profile: &ChipProfile) -> Result<()> {
             bias: profile.cores.iter().map(|c| c.bias).max().unwrap_or(0),
         };
         if let Some(why) = mem.misfit(&biggest) {
-            v.push(format!(
-                "{name}: fits no core of the {}: {why} (largest core memories)",
-                profile.name
-            ));
+            v.push(format!("{name}: fits no core of the {}: {why} (largest core memories)", profile.name));
         }
         if let Some(q) = &l.quant
             && !(i32::from(i16::MIN)..=i32::from(i16::MAX)).contains(&q.threshold)
         {
-            v.push(format!(
-                "{name}: threshold {}: must fit 16 bits",
-                q.threshold
-            ));
+            v.push(format!("{name}: threshold {}: must fit 16 bits", q.threshold));
         }
     }
-    if v.is_empty() {
-        Ok(())
-    } else {
-        Err(ModelError::Constraints {
-            device: profile.name.to_string(),
-            violations: v,
-        })
-    }
+    if v.is_empty() { Ok(()) } else { Err(ModelError::Constraints { device: profile.name.to_string(), violations: v }) }
 }

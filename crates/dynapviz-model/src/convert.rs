@@ -23,10 +23,7 @@ pub struct DvsOptions {
 }
 
 fn unsupported(l: &NamedLayer, message: impl Into<String>) -> ModelError {
-    ModelError::Unsupported {
-        layer: format!("layer {} ({})", l.name, l.layer.kind()),
-        message: message.into(),
-    }
+    ModelError::Unsupported { layer: format!("layer {} ({})", l.name, l.layer.kind()), message: message.into() }
 }
 
 /// Folds each BatchNorm into the Conv/Linear before it, and drops no-op layers.
@@ -40,26 +37,15 @@ fn simplify(ann: &Ann) -> Result<Vec<NamedLayer>> {
                     return Err(unsupported(l, "BatchNorm must follow a Conv2d or Linear"));
                 };
                 let prev_name = prev.name.clone();
-                let (AnnLayer::Conv { weight, bias, .. } | AnnLayer::Linear { weight, bias }) =
-                    &mut prev.layer
-                else {
+                let (AnnLayer::Conv { weight, bias, .. } | AnnLayer::Linear { weight, bias }) = &mut prev.layer else {
                     return Err(unsupported(
                         l,
-                        format!(
-                            "BatchNorm must follow a Conv2d or Linear, not {} (layer {prev_name})",
-                            prev.layer.kind()
-                        ),
+                        format!("BatchNorm must follow a Conv2d or Linear, not {} (layer {prev_name})", prev.layer.kind()),
                     ));
                 };
                 let out_ch = weight.shape[0];
                 if scale.len() != out_ch {
-                    return Err(unsupported(
-                        l,
-                        format!(
-                            "BatchNorm has {} features, layer {prev_name} has {out_ch} outputs",
-                            scale.len()
-                        ),
-                    ));
+                    return Err(unsupported(l, format!("BatchNorm has {} features, layer {prev_name} has {out_ch} outputs", scale.len())));
                 }
                 let per = weight.len() / out_ch.max(1);
                 for (o, chunk) in weight.data.chunks_mut(per.max(1)).enumerate() {
@@ -88,9 +74,7 @@ fn pools(layers: &[NamedLayer], mut i: usize) -> Result<([usize; 2], usize, usiz
                 if k != stride {
                     return Err(unsupported(
                         l,
-                        format!(
-                            "pooling stride {stride:?} differs from its kernel {k:?}: the chip pools with stride = kernel"
-                        ),
+                        format!("pooling stride {stride:?} differs from its kernel {k:?}: the chip pools with stride = kernel"),
                     ));
                 }
                 if k[0] == 0 || k[1] == 0 {
@@ -122,9 +106,7 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
     let (dvs_pool, mut rescale, mut i) = pools(&layers, 0)?;
     let pooled = [h / dvs_pool[0], w / dvs_pool[1]];
     if pooled[0] == 0 || pooled[1] == 0 {
-        return Err(ModelError::Invalid(format!(
-            "input {h}x{w} is smaller than the DVS pooling {dvs_pool:?}"
-        )));
+        return Err(ModelError::Invalid(format!("input {h}x{w} is smaller than the DVS pooling {dvs_pool:?}")));
     }
     let mut spatial = pooled;
     if let Some(crop) = dvs_options.crop {
@@ -151,42 +133,22 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
     };
     let mut shape = dvs.output_shape;
     let mut chip: Vec<ChipLayer> = Vec::new();
-    let weight_layers = layers
-        .iter()
-        .filter(|l| matches!(l.layer, AnnLayer::Conv { .. } | AnnLayer::Linear { .. }))
-        .count();
+    let weight_layers = layers.iter().filter(|l| matches!(l.layer, AnnLayer::Conv { .. } | AnnLayer::Linear { .. })).count();
     while i < layers.len() {
         let l = &layers[i];
         let (weights, bias, kernel, stride, padding) = match &l.layer {
-            AnnLayer::Conv {
-                weight,
-                bias,
-                stride,
-                padding,
-            } => {
+            AnnLayer::Conv { weight, bias, stride, padding } => {
                 let [o, ci, kh, kw] = weight.shape[..] else {
                     return Err(unsupported(l, "weight is not 4-D"));
                 };
                 if ci != shape[0] {
-                    return Err(unsupported(
-                        l,
-                        format!(
-                            "expects {ci} input channels, receives {} (input shape {shape:?})",
-                            shape[0]
-                        ),
-                    ));
+                    return Err(unsupported(l, format!("expects {ci} input channels, receives {} (input shape {shape:?})", shape[0])));
                 }
                 if kh == 0 || kw == 0 || stride[0] == 0 || stride[1] == 0 {
                     return Err(unsupported(l, "kernel and stride must be at least 1"));
                 }
                 let _ = o;
-                (
-                    weight.data.clone(),
-                    bias.clone(),
-                    [kh, kw],
-                    *stride,
-                    *padding,
-                )
+                (weight.data.clone(), bias.clone(), [kh, kw], *stride, *padding)
             }
             AnnLayer::Linear { weight, bias } => {
                 let [_, fin] = weight.shape[..] else {
@@ -194,21 +156,10 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
                 };
                 let flat = shape.iter().product::<usize>();
                 if fin != flat {
-                    return Err(unsupported(
-                        l,
-                        format!(
-                            "expects {fin} input features, receives {flat} ({shape:?} flattened)"
-                        ),
-                    ));
+                    return Err(unsupported(l, format!("expects {fin} input features, receives {flat} ({shape:?} flattened)")));
                 }
                 // Flatten order is (C, H, W), so the [out][in] weight is already [out][C][H][W].
-                (
-                    weight.data.clone(),
-                    bias.clone(),
-                    [shape[1], shape[2]],
-                    [1, 1],
-                    [0, 0],
-                )
+                (weight.data.clone(), bias.clone(), [shape[1], shape[2]], [1, 1], [0, 0])
             }
             AnnLayer::Relu => {
                 return Err(unsupported(l, "ReLU must follow a Conv2d or Linear layer"));
@@ -226,19 +177,11 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
         };
         let out_channels = weights.len() / (shape[0] * kernel[0] * kernel[1]).max(1);
         let mut source = vec![l.name.clone()];
-        let conv_out = [0, 1].map(|d| {
-            (shape[d + 1] + 2 * padding[d])
-                .checked_sub(kernel[d])
-                .map(|v| v / stride[d] + 1)
-        });
+        let conv_out = [0, 1].map(|d| (shape[d + 1] + 2 * padding[d]).checked_sub(kernel[d]).map(|v| v / stride[d] + 1));
         let [Some(fh), Some(fw)] = conv_out else {
             return Err(unsupported(
                 l,
-                format!(
-                    "kernel {kernel:?} is larger than the padded input {}x{}",
-                    shape[1] + 2 * padding[0],
-                    shape[2] + 2 * padding[1]
-                ),
+                format!("kernel {kernel:?} is larger than the padded input {}x{}", shape[1] + 2 * padding[0], shape[2] + 2 * padding[1]),
             ));
         };
         i += 1;
@@ -260,18 +203,10 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
             }
         }
         let (pool, avg_area, next) = pools(&layers, i)?;
-        source.extend(
-            layers[i..next]
-                .iter()
-                .filter(|l| !matches!(l.layer, AnnLayer::Flatten))
-                .map(|l| l.name.clone()),
-        );
+        source.extend(layers[i..next].iter().filter(|l| !matches!(l.layer, AnnLayer::Flatten)).map(|l| l.name.clone()));
         i = next;
         if fh < pool[0] || fw < pool[1] {
-            return Err(unsupported(
-                l,
-                format!("pooling {pool:?} is larger than its input {fh}x{fw}"),
-            ));
+            return Err(unsupported(l, format!("pooling {pool:?} is larger than its input {fh}x{fw}")));
         }
         let mut weights = weights;
         if rescale != 1 {
@@ -297,12 +232,7 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
             conv_out: [fh, fw],
             out_shape,
             reset: Reset::Subtract,
-            float: FloatParams {
-                weights,
-                bias,
-                threshold: 1.0,
-                min_v_mem: -1.0,
-            },
+            float: FloatParams { weights, bias, threshold: 1.0, min_v_mem: -1.0 },
             quant: None,
             destinations: Vec::new(),
             source,
@@ -310,13 +240,7 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
         shape = out_shape;
     }
     if chip.is_empty() {
-        return Err(ModelError::Invalid(
-            "the network has no Conv2d or Linear layer".into(),
-        ));
+        return Err(ModelError::Invalid("the network has no Conv2d or Linear layer".into()));
     }
-    Ok(Network {
-        dvs,
-        layers: chip,
-        device: None,
-    })
+    Ok(Network { dvs, layers: chip, device: None })
 }

@@ -13,11 +13,7 @@ pub fn scale(values: &[f32], bits: u32) -> f32 {
     let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     // torch: a Python float times a float32 tensor is computed in float32.
     let ratio = (dmin / dmax).abs() as f32;
-    if min.abs() <= max.abs() * ratio {
-        (dmax as f32 / max).abs()
-    } else {
-        (dmin as f32 / min).abs()
-    }
+    if min.abs() <= max.abs() * ratio { (dmax as f32 / max).abs() } else { (dmin as f32 / min).abs() }
 }
 
 /// The one scale factor of a layer.
@@ -37,16 +33,8 @@ pub fn discretize(network: &mut Network) {
         let q = |v: f32| (v * s).round_ties_even();
         let f = &layer.float;
         layer.quant = Some(QuantParams {
-            weights: f
-                .weights
-                .iter()
-                .map(|&w| q(w).clamp(-128.0, 127.0) as i8)
-                .collect(),
-            bias: f.bias.as_ref().map(|b| {
-                b.iter()
-                    .map(|&v| q(v).clamp(-32768.0, 32767.0) as i16)
-                    .collect()
-            }),
+            weights: f.weights.iter().map(|&w| q(w).clamp(-128.0, 127.0) as i8).collect(),
+            bias: f.bias.as_ref().map(|b| b.iter().map(|&v| q(v).clamp(-32768.0, 32767.0) as i16).collect()),
             threshold: q(f.threshold) as i32,
             min_v_mem: q(f.min_v_mem) as i32,
             scale: s,

@@ -55,8 +55,5 @@ pub enum ModelError {
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;
 
 pub(crate) fn file_error(path: &std::path::Path, message: impl Into<String>) -> ModelError {
-    ModelError::File {
-        path: path.to_path_buf(),
-        message: message.into(),
-    }
+    ModelError::File { path: path.to_path_buf(), message: message.into() }
 }

@@ -22,18 +22,8 @@ struct Graph {
 impl Graph {
     fn add_edge(&mut self, s: usize, t: usize) {
         let (rs, rt) = (self.adj[t].len(), self.adj[s].len());
-        self.adj[s].push(Edge {
-            to: t,
-            cap: 1,
-            flow: 0,
-            rev: rs,
-        });
-        self.adj[t].push(Edge {
-            to: s,
-            cap: 0,
-            flow: 0,
-            rev: rt,
-        });
+        self.adj[s].push(Edge { to: t, cap: 1, flow: 0, rev: rs });
+        self.adj[t].push(Edge { to: s, cap: 0, flow: 0, rev: rt });
     }
 
     /// Edmonds-Karp: BFS augmenting paths; edges visited in insertion order, first
@@ -71,37 +61,19 @@ pub fn candidates(network: &Network, profile: &ChipProfile) -> Vec<Vec<usize>> {
         .iter()
         .map(|l| {
             let mem = MemoryUse::of(l);
-            profile
-                .cores
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| mem.misfit(c).is_none())
-                .map(|(i, _)| i)
-                .collect()
+            profile.cores.iter().enumerate().filter(|(_, c)| mem.misfit(c).is_none()).map(|(i, _)| i).collect()
         })
         .collect()
 }
 
 /// Explains why no complete matching exists: per layer its candidate cores, and for the others
 /// why they are too small.
-fn explain(
-    network: &Network,
-    profile: &ChipProfile,
-    cands: &[Vec<usize>],
-    unmatched: &[usize],
-) -> String {
+fn explain(network: &Network, profile: &ChipProfile, cands: &[Vec<usize>], unmatched: &[usize]) -> String {
     let mut lines = Vec::new();
     for (li, l) in network.layers.iter().enumerate() {
         let mem = MemoryUse::of(l);
-        let mark = if unmatched.contains(&li) {
-            " <- left without a core"
-        } else {
-            ""
-        };
-        lines.push(format!(
-            "layer {} fits cores {:?}{mark}",
-            l.index, cands[li]
-        ));
+        let mark = if unmatched.contains(&li) { " <- left without a core" } else { "" };
+        lines.push(format!("layer {} fits cores {:?}{mark}", l.index, cands[li]));
         if unmatched.contains(&li) {
             for (ci, c) in profile.cores.iter().enumerate() {
                 if let Some(why) = mem.misfit(c) {
@@ -111,20 +83,13 @@ fn explain(
         }
     }
     // The competing set: the unmatched layers' candidates and every layer that shares them.
-    let contested: Vec<usize> = unmatched
-        .iter()
-        .flat_map(|&li| cands[li].iter().copied())
-        .collect();
-    let rivals: Vec<usize> = (0..cands.len())
-        .filter(|&li| cands[li].iter().any(|c| contested.contains(c)))
-        .map(|li| network.layers[li].index)
-        .collect();
+    let contested: Vec<usize> = unmatched.iter().flat_map(|&li| cands[li].iter().copied()).collect();
+    let rivals: Vec<usize> =
+        (0..cands.len()).filter(|&li| cands[li].iter().any(|c| contested.contains(c))).map(|li| network.layers[li].index).collect();
     let mut contested_sorted = contested;
     contested_sorted.sort_unstable();
     contested_sorted.dedup();
-    lines.push(format!(
-        "layers {rivals:?} compete for cores {contested_sorted:?}, too few for all of them"
-    ));
+    lines.push(format!("layers {rivals:?} compete for cores {contested_sorted:?}, too few for all of them"));
     lines.join("\n")
 }
 
@@ -133,9 +98,7 @@ pub fn map_auto(network: &mut Network, profile: &ChipProfile) -> Result<Vec<usiz
     let cands = candidates(network, profile);
     let n_layers = cands.len();
     let n_cores = profile.cores.len();
-    let mut g = Graph {
-        adj: (0..n_layers + n_cores + 2).map(|_| Vec::new()).collect(),
-    };
+    let mut g = Graph { adj: (0..n_layers + n_cores + 2).map(|_| Vec::new()).collect() };
     let target_offset = n_layers + 1;
     for (i, targets) in cands.iter().enumerate() {
         g.add_edge(0, i + 1);
@@ -151,19 +114,13 @@ pub fn map_auto(network: &mut Network, profile: &ChipProfile) -> Result<Vec<usiz
     let mut cores = Vec::with_capacity(n_layers);
     let mut unmatched = Vec::new();
     for i in 0..n_layers {
-        match g.adj[i + 1]
-            .iter()
-            .find(|e| e.flow == 1 && e.to >= target_offset)
-        {
+        match g.adj[i + 1].iter().find(|e| e.flow == 1 && e.to >= target_offset) {
             Some(e) => cores.push(e.to - target_offset),
             None => unmatched.push(i),
         }
     }
     if !unmatched.is_empty() {
-        return Err(ModelError::Mapping {
-            device: profile.name.to_string(),
-            explanation: explain(network, profile, &cands, &unmatched),
-        });
+        return Err(ModelError::Mapping { device: profile.name.to_string(), explanation: explain(network, profile, &cands, &unmatched) });
     }
     apply(network, profile, &cores);
     Ok(cores)
@@ -173,19 +130,11 @@ pub fn map_auto(network: &mut Network, profile: &ChipProfile) -> Result<Vec<usiz
 pub fn map_manual(network: &mut Network, profile: &ChipProfile, cores: &[usize]) -> Result<()> {
     let mut problems = Vec::new();
     if cores.len() != network.layers.len() {
-        problems.push(format!(
-            "{} cores given for {} layers",
-            cores.len(),
-            network.layers.len()
-        ));
+        problems.push(format!("{} cores given for {} layers", cores.len(), network.layers.len()));
     }
     for (i, (&c, l)) in cores.iter().zip(&network.layers).enumerate() {
         if c >= profile.cores.len() {
-            problems.push(format!(
-                "layer {}: core {c} does not exist (0..{})",
-                l.index,
-                profile.cores.len() - 1
-            ));
+            problems.push(format!("layer {}: core {c} does not exist (0..{})", l.index, profile.cores.len() - 1));
         } else if let Some(why) = MemoryUse::of(l).misfit(&profile.cores[c]) {
             problems.push(format!("layer {}: core {c} is too small: {why}", l.index));
         }
@@ -194,10 +143,7 @@ pub fn map_manual(network: &mut Network, profile: &ChipProfile, cores: &[usize])
         }
     }
     if !problems.is_empty() {
-        return Err(ModelError::Mapping {
-            device: profile.name.to_string(),
-            explanation: problems.join("\n"),
-        });
+        return Err(ModelError::Mapping { device: profile.name.to_string(), explanation: problems.join("\n") });
     }
     apply(network, profile, cores);
     Ok(())

@@ -83,9 +83,10 @@ impl Pipeline {
     /// Runs every stage.
     pub fn build(self) -> Result<Network> {
         let (ann, arch_shape) = import::load(&self.model, self.arch.as_deref())?;
-        let shape = self.input_shape.or(arch_shape).ok_or_else(|| {
-            ModelError::Invalid("the input shape is unknown: pass --input-shape C,H,W".into())
-        })?;
+        let shape = self
+            .input_shape
+            .or(arch_shape)
+            .ok_or_else(|| ModelError::Invalid("the input shape is unknown: pass --input-shape C,H,W".into()))?;
         let mut net = convert::convert(&ann, shape, &self.dvs)?;
         if self.discretize {
             discretize::discretize(&mut net);

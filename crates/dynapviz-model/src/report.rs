@@ -54,10 +54,7 @@ impl LayerReport {
         let (threshold, min_v_mem, wmin, wmax, wsum, sha) = match &layer.quant {
             Some(q) => {
                 let bytes: Vec<u8> = q.weights.iter().map(|&w| w as u8).collect();
-                let sha = Sha256::digest(&bytes)
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect::<String>();
+                let sha = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect::<String>();
                 let w = q.weights.iter().map(|&w| f64::from(w));
                 (
                     f64::from(q.threshold),
@@ -97,9 +94,7 @@ impl LayerReport {
             weight_abs_sum: wsum,
             weight_sha256_i8_oihw: sha,
             memory: MemoryUse::of(layer),
-            core_memory: layer
-                .core
-                .and_then(|c| profile.and_then(|p| p.cores.get(c).copied())),
+            core_memory: layer.core.and_then(|c| profile.and_then(|p| p.cores.get(c).copied())),
             source: layer.source.clone(),
         }
     }
@@ -107,13 +102,6 @@ impl LayerReport {
 
 /// Every layer's figures.
 pub fn layers(network: &Network) -> Vec<LayerReport> {
-    let profile = network
-        .device
-        .as_deref()
-        .and_then(|d| ChipProfile::by_name(d).ok());
-    network
-        .layers
-        .iter()
-        .map(|l| LayerReport::of(l, profile.as_ref()))
-        .collect()
+    let profile = network.device.as_deref().and_then(|d| ChipProfile::by_name(d).ok());
+    network.layers.iter().map(|l| LayerReport::of(l, profile.as_ref())).collect()
 }

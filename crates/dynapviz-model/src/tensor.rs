@@ -34,9 +34,6 @@ impl Tensor {
                 data[j * r + i] = self.data[i * c + j];
             }
         }
-        Some(Tensor {
-            shape: vec![c, r],
-            data,
-        })
+        Some(Tensor { shape: vec![c, r], data })
     }
 }

@@ -14,16 +14,11 @@ fn conv(o: usize, i: usize, k: usize, stride: usize, pad: usize, fill: f32) -> A
 }
 
 fn ramp(n: usize) -> Vec<f32> {
-    (0..n)
-        .map(|i| (i as f32 - n as f32 / 3.0) / n as f32)
-        .collect()
+    (0..n).map(|i| (i as f32 - n as f32 / 3.0) / n as f32).collect()
 }
 
 fn linear(o: usize, i: usize) -> AnnLayer {
-    AnnLayer::Linear {
-        weight: Tensor::new(vec![o, i], ramp(o * i)).expect("shape"),
-        bias: None,
-    }
+    AnnLayer::Linear { weight: Tensor::new(vec![o, i], ramp(o * i)).expect("shape"), bias: None }
 }
 
 fn ann(layers: Vec<AnnLayer>) -> Ann {
@@ -36,27 +31,15 @@ fn ann(layers: Vec<AnnLayer>) -> Ann {
 
 #[test]
 fn relu_becomes_iaf_and_a_spiking_output_is_appended() {
-    let net = convert(
-        &ann(vec![
-            conv(4, 2, 3, 1, 1, 0.1),
-            AnnLayer::Relu,
-            conv(3, 4, 3, 1, 0, 0.2),
-        ]),
-        [2, 8, 8],
-        &DvsOptions::default(),
-    )
-    .expect("convert");
+    let net = convert(&ann(vec![conv(4, 2, 3, 1, 1, 0.1), AnnLayer::Relu, conv(3, 4, 3, 1, 0, 0.2)]), [2, 8, 8], &DvsOptions::default())
+        .expect("convert");
     assert_eq!(net.layers.len(), 2);
     let (l1, l2) = (&net.layers[0], &net.layers[1]);
     assert_eq!((l1.float.threshold, l1.float.min_v_mem), (1.0, -1.0));
     assert_eq!(l1.destinations, vec![2]);
     assert!(l2.destinations.is_empty());
     assert_eq!(l2.out_shape, [3, 6, 6]);
-    assert_eq!(
-        l2.source,
-        vec!["2"],
-        "the last layer had no ReLU: a spiking output layer is appended"
-    );
+    assert_eq!(l2.source, vec!["2"], "the last layer had no ReLU: a spiking output layer is appended");
 }
 
 #[test]
@@ -78,10 +61,7 @@ fn dropout_identity_flatten_vanish_and_linear_becomes_a_full_conv() {
     .expect("convert");
     assert_eq!(net.layers.len(), 3);
     let l2 = &net.layers[1];
-    assert_eq!(
-        (l2.in_shape, l2.kernel, l2.conv_out, l2.out_shape),
-        ([4, 4, 4], [4, 4], [1, 1], [5, 1, 1])
-    );
+    assert_eq!((l2.in_shape, l2.kernel, l2.conv_out, l2.out_shape), ([4, 4, 4], [4, 4], [1, 1], [5, 1, 1]));
     // The Linear's [out][in] weights are [out][C][H][W] as they are.
     assert_eq!(l2.float.weights, ramp(5 * 64));
     assert_eq!(net.layers[2].kernel, [1, 1]);
@@ -93,14 +73,8 @@ fn avgpool_becomes_sumpool_with_the_factor_in_the_next_weights() {
         &ann(vec![
             conv(2, 2, 1, 1, 0, 1.0),
             AnnLayer::Relu,
-            AnnLayer::AvgPool {
-                kernel: [2, 2],
-                stride: [2, 2],
-            },
-            AnnLayer::AvgPool {
-                kernel: [2, 2],
-                stride: [2, 2],
-            },
+            AnnLayer::AvgPool { kernel: [2, 2], stride: [2, 2] },
+            AnnLayer::AvgPool { kernel: [2, 2], stride: [2, 2] },
             conv(2, 2, 1, 1, 0, 0.8),
         ]),
         [2, 8, 8],
@@ -109,24 +83,13 @@ fn avgpool_becomes_sumpool_with_the_factor_in_the_next_weights() {
     .expect("convert");
     assert_eq!(net.layers[0].pool, [4, 4]);
     assert_eq!(net.layers[0].out_shape, [2, 2, 2]);
-    assert!(
-        net.layers[1].float.weights.iter().all(|&w| w == 0.8 / 16.0),
-        "chained poolings multiply: {:?}",
-        net.layers[1].float.weights
-    );
+    assert!(net.layers[1].float.weights.iter().all(|&w| w == 0.8 / 16.0), "chained poolings multiply: {:?}", net.layers[1].float.weights);
 }
 
 #[test]
 fn pool_right_after_the_input_is_absorbed_into_the_dvs_layer() {
     let net = convert(
-        &ann(vec![
-            AnnLayer::AvgPool {
-                kernel: [2, 2],
-                stride: [2, 2],
-            },
-            conv(2, 2, 3, 1, 1, 0.4),
-            AnnLayer::Relu,
-        ]),
+        &ann(vec![AnnLayer::AvgPool { kernel: [2, 2], stride: [2, 2] }, conv(2, 2, 3, 1, 1, 0.4), AnnLayer::Relu]),
         [2, 16, 16],
         &DvsOptions::default(),
     )
@@ -139,34 +102,16 @@ fn pool_right_after_the_input_is_absorbed_into_the_dvs_layer() {
 
 #[test]
 fn one_input_channel_means_merged_polarities() {
-    let net = convert(
-        &ann(vec![conv(2, 1, 3, 1, 0, 0.4), AnnLayer::Relu]),
-        [1, 16, 16],
-        &DvsOptions::default(),
-    )
-    .expect("convert");
+    let net = convert(&ann(vec![conv(2, 1, 3, 1, 0, 0.4), AnnLayer::Relu]), [1, 16, 16], &DvsOptions::default()).expect("convert");
     assert!(net.dvs.merge_polarities);
-    let net = convert(
-        &ann(vec![conv(2, 2, 3, 1, 0, 0.4), AnnLayer::Relu]),
-        [2, 16, 16],
-        &DvsOptions::default(),
-    )
-    .expect("convert");
+    let net = convert(&ann(vec![conv(2, 2, 3, 1, 0, 0.4), AnnLayer::Relu]), [2, 16, 16], &DvsOptions::default()).expect("convert");
     assert!(!net.dvs.merge_polarities);
 }
 
 #[test]
 fn batchnorm_folds_into_the_preceding_weights() {
-    let bn = AnnLayer::BatchNorm {
-        scale: vec![2.0, 0.5],
-        shift: vec![0.25, -1.0],
-    };
-    let net = convert(
-        &ann(vec![conv(2, 2, 1, 1, 0, 1.0), bn, AnnLayer::Relu]),
-        [2, 4, 4],
-        &DvsOptions::default(),
-    )
-    .expect("convert");
+    let bn = AnnLayer::BatchNorm { scale: vec![2.0, 0.5], shift: vec![0.25, -1.0] };
+    let net = convert(&ann(vec![conv(2, 2, 1, 1, 0, 1.0), bn, AnnLayer::Relu]), [2, 4, 4], &DvsOptions::default()).expect("convert");
     let f = &net.layers[0].float;
     assert_eq!(f.weights, vec![2.0, 2.0, 0.5, 0.5]);
     assert_eq!(f.bias, Some(vec![0.25, -1.0]));
@@ -174,40 +119,12 @@ fn batchnorm_folds_into_the_preceding_weights() {
 
 #[test]
 fn crop_and_swap_shape_the_dvs_output() {
-    let opts = DvsOptions {
-        crop: Some(dynapviz_model::network::Crop {
-            y0: 2,
-            y1: 10,
-            x0: 0,
-            x1: 4,
-        }),
-        swap_xy: true,
-        ..DvsOptions::default()
-    };
-    let net = convert(
-        &ann(vec![conv(2, 2, 1, 1, 0, 1.0), AnnLayer::Relu]),
-        [2, 16, 16],
-        &opts,
-    )
-    .expect("convert");
+    let opts =
+        DvsOptions { crop: Some(dynapviz_model::network::Crop { y0: 2, y1: 10, x0: 0, x1: 4 }), swap_xy: true, ..DvsOptions::default() };
+    let net = convert(&ann(vec![conv(2, 2, 1, 1, 0, 1.0), AnnLayer::Relu]), [2, 16, 16], &opts).expect("convert");
     assert_eq!(net.dvs.output_shape, [2, 4, 8]);
-    let bad = DvsOptions {
-        crop: Some(dynapviz_model::network::Crop {
-            y0: 2,
-            y1: 20,
-            x0: 0,
-            x1: 4,
-        }),
-        ..DvsOptions::default()
-    };
-    assert!(
-        convert(
-            &ann(vec![conv(2, 2, 1, 1, 0, 1.0), AnnLayer::Relu]),
-            [2, 16, 16],
-            &bad
-        )
-        .is_err()
-    );
+    let bad = DvsOptions { crop: Some(dynapviz_model::network::Crop { y0: 2, y1: 20, x0: 0, x1: 4 }), ..DvsOptions::default() };
+    assert!(convert(&ann(vec![conv(2, 2, 1, 1, 0, 1.0), AnnLayer::Relu]), [2, 16, 16], &bad).is_err());
 }
 
 #[test]
@@ -218,18 +135,10 @@ fn discretization_scale_follows_sinabs() {
     assert_eq!(scale(&[-2.0, 1.0], 8), 64.0);
     // Exactly at the ratio boundary 128/127 the positive side is used.
     assert_eq!(scale(&[-128.0, 127.0], 8), 1.0);
-    let mut net = convert(
-        &ann(vec![conv(1, 2, 1, 1, 0, 0.5), AnnLayer::Relu]),
-        [2, 4, 4],
-        &DvsOptions::default(),
-    )
-    .expect("convert");
+    let mut net = convert(&ann(vec![conv(1, 2, 1, 1, 0, 0.5), AnnLayer::Relu]), [2, 4, 4], &DvsOptions::default()).expect("convert");
     discretize(&mut net);
     let q = net.layers[0].quant.as_ref().expect("quant");
-    assert_eq!(
-        (q.weights.clone(), q.threshold, q.min_v_mem),
-        (vec![127, 127], 254, -254)
-    );
+    assert_eq!((q.weights.clone(), q.threshold, q.min_v_mem), (vec![127, 127], 254, -254));
     // Half to even: 2.5 -> 2, 3.5 -> 4.
     let mut net = convert(
         &ann(vec![
@@ -247,100 +156,48 @@ fn discretization_scale_follows_sinabs() {
     .expect("convert");
     discretize(&mut net);
     let q = net.layers[0].quant.as_ref().expect("quant");
-    assert_eq!(
-        (q.weights.clone(), q.bias.clone()),
-        (vec![127, 2], Some(vec![4]))
-    );
+    assert_eq!((q.weights.clone(), q.bias.clone()), (vec![127, 2], Some(vec![4])));
 }
 
 #[test]
 fn every_constraint_violation_names_layer_limit_and_value() {
-    let net = convert(
-        &ann(vec![conv(4, 2, 17, 3, 8, 0.1), AnnLayer::Relu]),
-        [2, 128, 128],
-        &DvsOptions::default(),
-    )
-    .expect("convert");
-    let err = chip::validate(&net, &ChipProfile::by_name("speck2e").expect("profile"))
-        .expect_err("violations")
-        .to_string();
-    for want in [
-        "layer 1",
-        "kernel 17x17: at most 16x16",
-        "stride 3: allowed [1, 2, 4, 8]",
-        "padding 8: at most 7",
-    ] {
+    let net = convert(&ann(vec![conv(4, 2, 17, 3, 8, 0.1), AnnLayer::Relu]), [2, 128, 128], &DvsOptions::default()).expect("convert");
+    let err = chip::validate(&net, &ChipProfile::by_name("speck2e").expect("profile")).expect_err("violations").to_string();
+    for want in ["layer 1", "kernel 17x17: at most 16x16", "stride 3: allowed [1, 2, 4, 8]", "padding 8: at most 7"] {
         assert!(err.contains(want), "missing `{want}` in:\n{err}");
     }
     // 70k neurons: no core has that much neuron memory.
-    let net = convert(
-        &ann(vec![conv(18, 2, 1, 2, 0, 0.1), AnnLayer::Relu]),
-        [2, 128, 128],
-        &DvsOptions::default(),
-    )
-    .expect("convert");
-    let err = chip::validate(&net, &ChipProfile::by_name("speck2e").expect("profile"))
-        .expect_err("too big")
-        .to_string();
+    let net = convert(&ann(vec![conv(18, 2, 1, 2, 0, 0.1), AnnLayer::Relu]), [2, 128, 128], &DvsOptions::default()).expect("convert");
+    let err = chip::validate(&net, &ChipProfile::by_name("speck2e").expect("profile")).expect_err("too big").to_string();
     assert!(err.contains("neuron memory 73728 > 65536"), "{err}");
-    let err = ChipProfile::by_name("speck9")
-        .expect_err("unknown")
-        .to_string();
+    let err = ChipProfile::by_name("speck9").expect_err("unknown").to_string();
     assert!(err.contains("speck2e"), "{err}");
 }
 
 #[test]
 fn a_network_that_does_not_fit_explains_the_competition() {
     // Four layers that each need 64 Ki neurons: only cores 0, 1, 2 have that much.
-    let layers: Vec<AnnLayer> = (0..4)
-        .flat_map(|i| {
-            [
-                conv(16, if i == 0 { 2 } else { 16 }, 3, 1, 1, 0.1),
-                AnnLayer::Relu,
-            ]
-        })
-        .collect();
+    let layers: Vec<AnnLayer> = (0..4).flat_map(|i| [conv(16, if i == 0 { 2 } else { 16 }, 3, 1, 1, 0.1), AnnLayer::Relu]).collect();
     let mut net = convert(&ann(layers), [2, 64, 64], &DvsOptions::default()).expect("convert");
     let profile = ChipProfile::by_name("speck2e").expect("profile");
     let err = mapping::map_auto(&mut net, &profile).expect_err("no mapping");
-    let ModelError::Mapping { explanation, .. } = &err else {
-        panic!("{err}")
-    };
-    assert!(
-        explanation.contains("layer 4 fits cores [0, 1, 2] <- left without a core"),
-        "{explanation}"
-    );
-    assert!(
-        explanation.contains("core 3 is too small: neuron memory 65536 > 32768"),
-        "{explanation}"
-    );
-    assert!(
-        explanation.contains("layers [1, 2, 3, 4] compete for cores [0, 1, 2]"),
-        "{explanation}"
-    );
+    let ModelError::Mapping { explanation, .. } = &err else { panic!("{err}") };
+    assert!(explanation.contains("layer 4 fits cores [0, 1, 2] <- left without a core"), "{explanation}");
+    assert!(explanation.contains("core 3 is too small: neuron memory 65536 > 32768"), "{explanation}");
+    assert!(explanation.contains("layers [1, 2, 3, 4] compete for cores [0, 1, 2]"), "{explanation}");
 }
 
 #[test]
 fn manual_ordering_is_validated() {
     let mut net = convert(
-        &ann(vec![
-            conv(16, 2, 3, 1, 1, 0.1),
-            AnnLayer::Relu,
-            conv(4, 16, 3, 1, 1, 0.1),
-            AnnLayer::Relu,
-        ]),
+        &ann(vec![conv(16, 2, 3, 1, 1, 0.1), AnnLayer::Relu, conv(4, 16, 3, 1, 1, 0.1), AnnLayer::Relu]),
         [2, 64, 64],
         &DvsOptions::default(),
     )
     .expect("convert");
     let profile = ChipProfile::by_name("speck2e").expect("profile");
-    let err = mapping::map_manual(&mut net, &profile, &[5, 5])
-        .expect_err("bad")
-        .to_string();
-    assert!(
-        err.contains("layer 1: core 5 is too small") && err.contains("core 5 is already used"),
-        "{err}"
-    );
+    let err = mapping::map_manual(&mut net, &profile, &[5, 5]).expect_err("bad").to_string();
+    assert!(err.contains("layer 1: core 5 is too small") && err.contains("core 5 is already used"), "{err}");
     mapping::map_manual(&mut net, &profile, &[0, 5]).expect("valid");
     assert_eq!(net.layers[1].core, Some(5));
     let _ = Ordering::Auto;
@@ -349,13 +206,7 @@ fn manual_ordering_is_validated() {
 #[test]
 fn five_core_chips_map_small_networks() {
     let mut net = convert(
-        &ann(vec![
-            conv(8, 2, 3, 2, 1, 0.1),
-            AnnLayer::Relu,
-            conv(8, 8, 3, 2, 1, 0.1),
-            AnnLayer::Relu,
-            linear(4, 8 * 16 * 16),
-        ]),
+        &ann(vec![conv(8, 2, 3, 2, 1, 0.1), AnnLayer::Relu, conv(8, 8, 3, 2, 1, 0.1), AnnLayer::Relu, linear(4, 8 * 16 * 16)]),
         [2, 64, 64],
         &DvsOptions::default(),
     )
@@ -369,53 +220,15 @@ fn five_core_chips_map_small_networks() {
 
 #[test]
 fn structural_errors_are_clear() {
-    let e = |layers, shape| {
-        convert(&ann(layers), shape, &DvsOptions::default())
-            .expect_err("error")
-            .to_string()
-    };
+    let e = |layers, shape| convert(&ann(layers), shape, &DvsOptions::default()).expect_err("error").to_string();
     assert!(e(vec![AnnLayer::Relu], [2, 8, 8]).contains("ReLU must follow"));
+    assert!(e(vec![conv(2, 2, 1, 1, 0, 0.1), conv(2, 2, 1, 1, 0, 0.1)], [2, 8, 8]).contains("not followed by a ReLU"));
+    assert!(e(vec![conv(2, 3, 1, 1, 0, 0.1), AnnLayer::Relu], [3, 8, 8]).contains("C = 2 polarities or 1"));
+    assert!(e(vec![conv(2, 2, 1, 1, 0, 0.1), AnnLayer::Relu], [1, 8, 8]).contains("expects 2 input channels, receives 1"));
+    assert!(e(vec![conv(2, 2, 1, 1, 0, 0.1), AnnLayer::Relu, linear(3, 7)], [2, 8, 8]).contains("expects 7 input features, receives 128"));
+    assert!(e(vec![conv(2, 2, 1, 1, 0, f32::NAN), AnnLayer::Relu], [2, 8, 8]).contains("not finite"));
     assert!(
-        e(
-            vec![conv(2, 2, 1, 1, 0, 0.1), conv(2, 2, 1, 1, 0, 0.1)],
-            [2, 8, 8]
-        )
-        .contains("not followed by a ReLU")
-    );
-    assert!(
-        e(vec![conv(2, 3, 1, 1, 0, 0.1), AnnLayer::Relu], [3, 8, 8])
-            .contains("C = 2 polarities or 1")
-    );
-    assert!(
-        e(vec![conv(2, 2, 1, 1, 0, 0.1), AnnLayer::Relu], [1, 8, 8])
-            .contains("expects 2 input channels, receives 1")
-    );
-    assert!(
-        e(
-            vec![conv(2, 2, 1, 1, 0, 0.1), AnnLayer::Relu, linear(3, 7)],
-            [2, 8, 8]
-        )
-        .contains("expects 7 input features, receives 128")
-    );
-    assert!(
-        e(
-            vec![conv(2, 2, 1, 1, 0, f32::NAN), AnnLayer::Relu],
-            [2, 8, 8]
-        )
-        .contains("not finite")
-    );
-    assert!(
-        e(
-            vec![
-                conv(2, 2, 1, 1, 0, 0.1),
-                AnnLayer::Relu,
-                AnnLayer::AvgPool {
-                    kernel: [2, 2],
-                    stride: [1, 1]
-                }
-            ],
-            [2, 8, 8]
-        )
-        .contains("stride")
+        e(vec![conv(2, 2, 1, 1, 0, 0.1), AnnLayer::Relu, AnnLayer::AvgPool { kernel: [2, 2], stride: [1, 1] }], [2, 8, 8])
+            .contains("stride")
     );
 }

@@ -12,10 +12,7 @@ fn shared() -> Option<PathBuf> {
     if dir.join("fixtures/golden").exists() {
         Some(dir)
     } else {
-        println!(
-            "SKIPPED: no shared fixtures at {} (set DYNAPVIZ_SHARED)",
-            dir.display()
-        );
+        println!("SKIPPED: no shared fixtures at {} (set DYNAPVIZ_SHARED)", dir.display());
         None
     }
 }
@@ -31,82 +28,27 @@ fn check(net: &Network, expected: &serde_json::Value, what: &str) {
     for (got, want) in layers.iter().zip(want) {
         let i = got.index;
         let n = |k: &str| want[k].as_f64().unwrap_or_else(|| panic!("{k}"));
-        let pair = |k: &str| {
-            want[k].as_array().map(|a| {
-                a.iter()
-                    .map(|v| v.as_u64().unwrap_or(0) as usize)
-                    .collect::<Vec<_>>()
-            })
-        };
+        let pair = |k: &str| want[k].as_array().map(|a| a.iter().map(|v| v.as_u64().unwrap_or(0) as usize).collect::<Vec<_>>());
         assert_eq!(got.index as f64, n("index"), "{what}");
-        assert_eq!(
-            got.core.map(|c| c as f64),
-            Some(n("core")),
-            "{what} layer {i}: core"
-        );
-        assert_eq!(
-            got.in_channels as f64,
-            n("in_channels"),
-            "{what} layer {i}: in_channels"
-        );
-        assert_eq!(
-            got.out_channels as f64,
-            n("out_channels"),
-            "{what} layer {i}: out_channels"
-        );
-        assert_eq!(
-            Some(got.kernel.to_vec()),
-            pair("kernel"),
-            "{what} layer {i}: kernel"
-        );
-        assert_eq!(
-            Some(got.stride.to_vec()),
-            pair("stride"),
-            "{what} layer {i}: stride"
-        );
-        assert_eq!(
-            Some(got.padding.to_vec()),
-            pair("padding"),
-            "{what} layer {i}: padding"
-        );
-        assert_eq!(
-            Some(got.pool.to_vec()),
-            pair("pool"),
-            "{what} layer {i}: pool"
-        );
+        assert_eq!(got.core.map(|c| c as f64), Some(n("core")), "{what} layer {i}: core");
+        assert_eq!(got.in_channels as f64, n("in_channels"), "{what} layer {i}: in_channels");
+        assert_eq!(got.out_channels as f64, n("out_channels"), "{what} layer {i}: out_channels");
+        assert_eq!(Some(got.kernel.to_vec()), pair("kernel"), "{what} layer {i}: kernel");
+        assert_eq!(Some(got.stride.to_vec()), pair("stride"), "{what} layer {i}: stride");
+        assert_eq!(Some(got.padding.to_vec()), pair("padding"), "{what} layer {i}: padding");
+        assert_eq!(Some(got.pool.to_vec()), pair("pool"), "{what} layer {i}: pool");
         assert_eq!(got.threshold, n("threshold"), "{what} layer {i}: threshold");
         assert_eq!(got.min_v_mem, n("min_v_mem"), "{what} layer {i}: min_v_mem");
-        assert_eq!(
-            got.weight_min,
-            n("weight_min"),
-            "{what} layer {i}: weight_min"
-        );
-        assert_eq!(
-            got.weight_max,
-            n("weight_max"),
-            "{what} layer {i}: weight_max"
-        );
-        assert_eq!(
-            got.weight_abs_sum,
-            n("weight_abs_sum"),
-            "{what} layer {i}: weight_abs_sum"
-        );
-        assert_eq!(
-            got.weight_sha256_i8_oihw.as_deref(),
-            want["weight_sha256_i8_oihw"].as_str(),
-            "{what} layer {i}: weights sha256"
-        );
+        assert_eq!(got.weight_min, n("weight_min"), "{what} layer {i}: weight_min");
+        assert_eq!(got.weight_max, n("weight_max"), "{what} layer {i}: weight_max");
+        assert_eq!(got.weight_abs_sum, n("weight_abs_sum"), "{what} layer {i}: weight_abs_sum");
+        assert_eq!(got.weight_sha256_i8_oihw.as_deref(), want["weight_sha256_i8_oihw"].as_str(), "{what} layer {i}: weights sha256");
     }
-    assert_eq!(
-        net.dvs.merge_polarities,
-        expected["dvs"]["merge_polarities"].as_bool().expect("dvs"),
-        "{what}: dvs merge"
-    );
+    assert_eq!(net.dvs.merge_polarities, expected["dvs"]["merge_polarities"].as_bool().expect("dvs"), "{what}: dvs merge");
 }
 
 fn expected(shared: &std::path::Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(shared.join("fixtures/golden/gesture_r50/expected.json"))
-        .expect("expected.json");
+    let text = std::fs::read_to_string(shared.join("fixtures/golden/gesture_r50/expected.json")).expect("expected.json");
     serde_json::from_str(&text).expect("json")
 }
 
@@ -119,11 +61,7 @@ fn onnx_import_matches_sinabs() {
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
     check(&net, &expected(&shared), "onnx");
-    let thresholds: Vec<i32> = net
-        .layers
-        .iter()
-        .map(|l| l.quant.as_ref().map_or(0, |q| q.threshold))
-        .collect();
+    let thresholds: Vec<i32> = net.layers.iter().map(|l| l.quant.as_ref().map_or(0, |q| q.threshold)).collect();
     assert_eq!(thresholds, [99, 103, 332, 377, 209, 471, 485, 136, 110]);
     let cores: Vec<usize> = net.layers.iter().map(|l| l.core.unwrap_or(99)).collect();
     assert_eq!(cores, [0, 1, 2, 8, 4, 5, 6, 3, 7]);
@@ -144,13 +82,7 @@ fn state_dict_import_matches_sinabs_and_onnx() {
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
-        report::layers(&net)
-            .iter()
-            .map(|l| (l.weight_sha256_i8_oihw.clone(), l.core))
-            .collect::<Vec<_>>(),
-        report::layers(&onnx)
-            .iter()
-            .map(|l| (l.weight_sha256_i8_oihw.clone(), l.core))
-            .collect::<Vec<_>>()
+        report::layers(&net).iter().map(|l| (l.weight_sha256_i8_oihw.clone(), l.core)).collect::<Vec<_>>(),
+        report::layers(&onnx).iter().map(|l| (l.weight_sha256_i8_oihw.clone(), l.core)).collect::<Vec<_>>()
     );
 }

@@ -80,24 +80,9 @@ fn model(nodes: &[Vec<u8>], inits: &[Vec<u8>]) -> Vec<u8> {
 }
 
 fn conv_graph(extra: Vec<Vec<u8>>) -> Vec<u8> {
-    let w = tensor(
-        "w",
-        &[4, 2, 3, 3],
-        &(0..72)
-            .map(|i| (i as f32 - 30.0) / 100.0)
-            .collect::<Vec<_>>(),
-    );
+    let w = tensor("w", &[4, 2, 3, 3], &(0..72).map(|i| (i as f32 - 30.0) / 100.0).collect::<Vec<_>>());
     let mut nodes = vec![
-        node(
-            "Conv",
-            &["x", "w"],
-            "c",
-            &[
-                ("kernel_shape", &[3, 3]),
-                ("strides", &[1, 1]),
-                ("pads", &[1, 1, 1, 1]),
-            ],
-        ),
+        node("Conv", &["x", "w"], "c", &[("kernel_shape", &[3, 3]), ("strides", &[1, 1]), ("pads", &[1, 1, 1, 1])]),
         node("Relu", &["c"], "r", &[]),
     ];
     nodes.extend(extra);
@@ -114,11 +99,7 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 fn hand_encoded_onnx_imports() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = write(dir.path(), "ok.onnx", &conv_graph(vec![]));
-    let net = Pipeline::new(&p)
-        .input_shape([2, 16, 16])
-        .device("speck2e")
-        .build()
-        .expect("build");
+    let net = Pipeline::new(&p).input_shape([2, 16, 16]).device("speck2e").build().expect("build");
     assert_eq!(net.layers.len(), 1);
     assert_eq!(net.layers[0].padding, [1, 1]);
 }
@@ -126,35 +107,16 @@ fn hand_encoded_onnx_imports() {
 #[test]
 fn unknown_operator_is_named() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let p = write(
-        dir.path(),
-        "sig.onnx",
-        &conv_graph(vec![node("Sigmoid", &["r"], "s", &[])]),
-    );
-    let err = Pipeline::new(&p)
-        .input_shape([2, 16, 16])
-        .build()
-        .expect_err("unknown op")
-        .to_string();
-    assert!(
-        err.contains("node `/Sigmoid_s` (Sigmoid)") && err.contains("unknown operator Sigmoid"),
-        "{err}"
-    );
+    let p = write(dir.path(), "sig.onnx", &conv_graph(vec![node("Sigmoid", &["r"], "s", &[])]));
+    let err = Pipeline::new(&p).input_shape([2, 16, 16]).build().expect_err("unknown op").to_string();
+    assert!(err.contains("node `/Sigmoid_s` (Sigmoid)") && err.contains("unknown operator Sigmoid"), "{err}");
 }
 
 #[test]
 fn residual_connection_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let p = write(
-        dir.path(),
-        "res.onnx",
-        &conv_graph(vec![node("Add", &["r", "c"], "a", &[])]),
-    );
-    let err = Pipeline::new(&p)
-        .input_shape([2, 16, 16])
-        .build()
-        .expect_err("residual")
-        .to_string();
+    let p = write(dir.path(), "res.onnx", &conv_graph(vec![node("Add", &["r", "c"], "a", &[])]));
+    let err = Pipeline::new(&p).input_shape([2, 16, 16]).build().expect_err("residual").to_string();
     assert!(err.contains("residual"), "{err}");
 }
 
@@ -162,32 +124,13 @@ fn residual_connection_is_refused() {
 fn grouped_and_asymmetric_convolutions_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let w = tensor("w", &[2, 1, 3, 3], &[0.1; 18]);
-    let g = model(
-        &[node(
-            "Conv",
-            &["x", "w"],
-            "c",
-            &[("kernel_shape", &[3, 3]), ("group", &[2])],
-        )],
-        std::slice::from_ref(&w),
-    );
+    let g = model(&[node("Conv", &["x", "w"], "c", &[("kernel_shape", &[3, 3]), ("group", &[2])])], std::slice::from_ref(&w));
     let p = write(dir.path(), "g.onnx", &g);
-    let err = Pipeline::new(&p)
-        .input_shape([2, 16, 16])
-        .build()
-        .expect_err("grouped")
-        .to_string();
+    let err = Pipeline::new(&p).input_shape([2, 16, 16]).build().expect_err("grouped").to_string();
     assert!(err.contains("grouped"), "{err}");
-    let a = model(
-        &[node("Conv", &["x", "w"], "c", &[("pads", &[0, 0, 1, 1])])],
-        &[w],
-    );
+    let a = model(&[node("Conv", &["x", "w"], "c", &[("pads", &[0, 0, 1, 1])])], &[w]);
     let p = write(dir.path(), "a.onnx", &a);
-    let err = Pipeline::new(&p)
-        .input_shape([2, 16, 16])
-        .build()
-        .expect_err("asymmetric")
-        .to_string();
+    let err = Pipeline::new(&p).input_shape([2, 16, 16]).build().expect_err("asymmetric").to_string();
     assert!(err.contains("symmetric"), "{err}");
 }
 
@@ -197,40 +140,21 @@ fn truncated_and_garbage_files_are_errors() {
     let full = conv_graph(vec![]);
     for cut in [1, 10, full.len() / 2, full.len() - 3] {
         let p = write(dir.path(), "cut.onnx", &full[..cut]);
-        let err = Pipeline::new(&p)
-            .input_shape([2, 16, 16])
-            .build()
-            .expect_err("truncated")
-            .to_string();
+        let err = Pipeline::new(&p).input_shape([2, 16, 16]).build().expect_err("truncated").to_string();
         assert!(err.contains("cut.onnx"), "{err}");
     }
     let p = write(dir.path(), "junk.pt", b"not a zip at all");
-    let arch = write(
-        dir.path(),
-        "a.toml",
-        b"[[layers]]\nindex = 0\ntype = \"ReLU\"\n",
-    );
-    let err = Pipeline::new(&p)
-        .arch(Some(&arch))
-        .input_shape([2, 16, 16])
-        .build()
-        .expect_err("junk")
-        .to_string();
+    let arch = write(dir.path(), "a.toml", b"[[layers]]\nindex = 0\ntype = \"ReLU\"\n");
+    let err = Pipeline::new(&p).arch(Some(&arch)).input_shape([2, 16, 16]).build().expect_err("junk").to_string();
     assert!(err.contains("junk.pt") && err.contains("zip"), "{err}");
-    let err = Pipeline::new(&p)
-        .input_shape([2, 16, 16])
-        .build()
-        .expect_err("no arch")
-        .to_string();
+    let err = Pipeline::new(&p).input_shape([2, 16, 16]).build().expect_err("no arch").to_string();
     assert!(err.contains("--arch"), "{err}");
 }
 
 #[test]
 fn safetensors_with_arch_builds_and_reports_every_key_problem() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let w: Vec<u8> = (0..72)
-        .flat_map(|i| (i as f32 / 100.0).to_le_bytes())
-        .collect();
+    let w: Vec<u8> = (0..72).flat_map(|i| (i as f32 / 100.0).to_le_bytes()).collect();
     let b: Vec<u8> = [0.5f32; 4].iter().flat_map(|v| v.to_le_bytes()).collect();
     let header = format!(
         r#"{{"0.weight":{{"dtype":"F32","shape":[4,2,3,3],"data_offsets":[0,{}]}},"0.bias":{{"dtype":"F32","shape":[4],"data_offsets":[{},{}]}},"__metadata__":{{"format":"pt"}}}}"#,
@@ -247,61 +171,32 @@ fn safetensors_with_arch_builds_and_reports_every_key_problem() {
     let net = Pipeline::new(&st).arch(Some(&arch)).build().expect("build");
     assert_eq!(net.layers[0].float.bias, Some(vec![0.5; 4]));
     let bad = write(dir.path(), "bad.toml", b"[[layers]]\nindex = 0\ntype = \"Conv2d\"\nin_channels = 3\nout_channels = 4\nkernel_size = 3\n[[layers]]\nindex = 2\ntype = \"Linear\"\nin_features = 4\nout_features = 2\nbias = false\n");
-    let err = Pipeline::new(&st)
-        .arch(Some(&bad))
-        .input_shape([2, 8, 8])
-        .build()
-        .expect_err("mismatch")
-        .to_string();
-    for want in [
-        "key `0.weight` has shape [4, 2, 3, 3], the architecture needs [4, 3, 3, 3]",
-        "missing key `2.weight`",
-    ] {
+    let err = Pipeline::new(&st).arch(Some(&bad)).input_shape([2, 8, 8]).build().expect_err("mismatch").to_string();
+    for want in ["key `0.weight` has shape [4, 2, 3, 3], the architecture needs [4, 3, 3, 3]", "missing key `2.weight`"] {
         assert!(err.contains(want), "missing `{want}` in:\n{err}");
     }
 }
 
 #[test]
 fn the_sinabs_state_dict_with_a_wrong_arch_lists_all_mismatches() {
-    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures/sinabs-gesture/dvs_gesture_params.pt");
+    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/sinabs-gesture/dvs_gesture_params.pt");
     if !shared.exists() {
         println!("SKIPPED: {} is absent", shared.display());
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let arch = std::fs::read_to_string(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/sinabs-gesture.toml"),
-    )
-    .expect("arch");
-    let arch = arch.replace("index = 22", "index = 21").replace(
-        "in_features = 128\nout_features = 11",
-        "in_features = 64\nout_features = 11",
-    );
+    let arch = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/sinabs-gesture.toml")).expect("arch");
+    let arch =
+        arch.replace("index = 22", "index = 21").replace("in_features = 128\nout_features = 11", "in_features = 64\nout_features = 11");
     let p = write(dir.path(), "wrong.toml", arch.as_bytes());
-    let err = Pipeline::new(&shared)
-        .arch(Some(&p))
-        .build()
-        .expect_err("wrong")
-        .to_string();
-    for want in [
-        "missing key `21.weight`",
-        "key `24.weight` has shape [11, 128], the architecture needs [11, 64]",
-        "unexpected key `22.weight`",
-    ] {
+    let err = Pipeline::new(&shared).arch(Some(&p)).build().expect_err("wrong").to_string();
+    for want in
+        ["missing key `21.weight`", "key `24.weight` has shape [11, 128], the architecture needs [11, 64]", "unexpected key `22.weight`"]
+    {
         assert!(err.contains(want), "missing `{want}` in:\n{err}");
     }
-    let (ann, shape) = import::load(
-        &shared,
-        Some(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/sinabs-gesture.toml")),
-    )
-    .expect("load");
+    let (ann, shape) =
+        import::load(&shared, Some(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/sinabs-gesture.toml"))).expect("load");
     assert_eq!(shape, Some([2, 128, 128]));
-    assert_eq!(
-        ann.layers
-            .iter()
-            .filter(|l| matches!(l.layer, AnnLayer::Conv { .. }))
-            .count(),
-        7
-    );
+    assert_eq!(ann.layers.iter().filter(|l| matches!(l.layer, AnnLayer::Conv { .. })).count(), 7);
 }

@@ -4,6 +4,7 @@
 
 pub mod nodes;
 pub mod pipeline;
+pub mod record;
 pub mod rng;
 pub mod session;
 pub mod source;

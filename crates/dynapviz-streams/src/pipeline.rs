@@ -23,11 +23,7 @@ pub struct LatestSlot<T> {
 
 impl<T> Default for LatestSlot<T> {
     fn default() -> Self {
-        Self {
-            value: Mutex::new(None),
-            published: AtomicU64::new(0),
-            skipped: AtomicU64::new(0),
-        }
+        Self { value: Mutex::new(None), published: AtomicU64::new(0), skipped: AtomicU64::new(0) }
     }
 }
 

@@ -92,6 +92,10 @@ pub struct SessionConfig {
     pub readout: Option<MajorityReadout>,
     /// Analysis channel capacity, in batches.
     pub analysis_capacity: usize,
+    /// Tee of the input events (after the nodes) to a file.
+    pub record_input: Option<crate::record::EventRecorder>,
+    /// Tee of the analysis results to a JSON-lines file.
+    pub record_analysis: Option<crate::record::AnalysisRecorder>,
 }
 
 /// A running session.
@@ -100,6 +104,7 @@ pub struct Session {
     pub display: Arc<LatestSlot<DisplayFrame>>,
     /// Lossless analysis results, in batches.
     pub analysis: Receiver<Vec<Analysis>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
     thread: JoinHandle<Result<Stats, String>>,
 }
 
@@ -112,6 +117,8 @@ pub struct Stats {
     pub output_spikes: u64,
     /// Collections made.
     pub collections: u64,
+    /// Events written to the input recording.
+    pub recorded_events: u64,
 }
 
 impl Session {
@@ -128,20 +135,21 @@ impl Session {
         let slot = Arc::clone(&display);
         let mut collector = SpikeCollector::new(config.collection_ms).map_err(|e| e.to_string())?;
         let output_layer = sim.as_ref().map_or(0, |s| s.layer_count() as u16);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("dynapviz-session".into())
             .spawn(move || {
+                let mut config = config;
                 let mut frame = FrameAccumulator::new(config.geometry, config.decay_us);
                 let mut events = Vec::new();
                 let mut spikes: Vec<Spike> = Vec::new();
                 let mut collections = Vec::new();
                 let mut stats = Stats::default();
                 let mut next_frame: Option<i64> = None;
-                let counter = SpikeCount {
-                    feature_count: config.feature_count,
-                };
+                let counter = SpikeCount { feature_count: config.feature_count };
                 let mut results: Vec<Analysis> = Vec::new();
-                while source.next_chunk(&mut events)? {
+                while !stopped.load(std::sync::atomic::Ordering::Relaxed) && source.next_chunk(&mut events)? {
                     let arrived = Instant::now();
                     for node in &mut nodes {
                         node(&mut events);
@@ -150,6 +158,9 @@ impl Session {
                         continue;
                     }
                     stats.events += events.len() as u64;
+                    if let Some(r) = &mut config.record_input {
+                        r.record(&events);
+                    }
                     // Display: frames by event time; a frame is published when time passes it.
                     let mut start = 0;
                     while start < events.len() {
@@ -175,16 +186,9 @@ impl Session {
                         Some(sim) => {
                             sim.process(&events, &mut spikes);
                             spikes.retain(|s| s.layer == output_layer);
-                            results
-                                .extend(sim.take_power_samples().into_iter().map(Analysis::Power));
+                            results.extend(sim.take_power_samples().into_iter().map(Analysis::Power));
                         }
-                        None => spikes.extend(events.iter().map(|e| Spike {
-                            t: e.t,
-                            layer: 0,
-                            c: u16::from(e.p),
-                            y: e.y,
-                            x: e.x,
-                        })),
+                        None => spikes.extend(events.iter().map(|e| Spike { t: e.t, layer: 0, c: u16::from(e.p), y: e.y, x: e.x })),
                     }
                     stats.output_spikes += spikes.len() as u64;
                     collector.start(events[0].t);
@@ -194,15 +198,9 @@ impl Session {
                     }
                     spikes.clear();
                     events.clear();
-                    emit(
-                        &mut collections,
-                        &counter,
-                        config.readout.as_ref(),
-                        &mut results,
-                        &mut stats,
-                    );
-                    if !results.is_empty() && tx.send(std::mem::take(&mut results)).is_err() {
-                        return Ok(stats); // the receiver is gone: the session was closed
+                    emit(&mut collections, &counter, config.readout.as_ref(), &mut results, &mut stats);
+                    if deliver(&tx, &mut results, &mut config.record_analysis).is_err() {
+                        break; // the receiver is gone: the session was closed
                     }
                 }
                 if let Some(sim) = &mut sim {
@@ -212,30 +210,35 @@ impl Session {
                     results.extend(sim.take_power_samples().into_iter().map(Analysis::Power));
                 }
                 collector.finish(&mut collections);
-                emit(
-                    &mut collections,
-                    &counter,
-                    config.readout.as_ref(),
-                    &mut results,
-                    &mut stats,
-                );
-                let _ = send_final(&tx, results);
+                emit(&mut collections, &counter, config.readout.as_ref(), &mut results, &mut stats);
+                let _ = deliver(&tx, &mut results, &mut config.record_analysis);
+                if let Some(r) = config.record_input.take() {
+                    stats.recorded_events = r.finish().map_err(|e| format!("input recording: {e}"))?;
+                }
+                if let Some(r) = config.record_analysis.take() {
+                    r.finish().map_err(|e| format!("analysis recording: {e}"))?;
+                }
                 Ok(stats)
             })
             .map_err(|e| format!("cannot start the session thread: {e}"))?;
-        Ok(Self {
-            display,
-            analysis,
-            thread,
-        })
+        Ok(Self { display, analysis, stop, thread })
     }
 
     /// Waits for the end of the source; returns the totals.
     pub fn join(self) -> Result<Stats, String> {
         drop(self.analysis);
-        self.thread
-            .join()
-            .map_err(|_| "the session thread panicked".to_string())?
+        self.thread.join().map_err(|_| "the session thread panicked".to_string())?
+    }
+
+    /// Stops the source at its next chunk, completes recordings and returns the totals (for a
+    /// window that was closed while the source still ran).
+    pub fn stop(self) -> Result<Stats, String> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Drain so a producer waiting on a full channel can see the flag.
+        while self.analysis.try_recv().is_ok() {}
+        let Session { analysis, thread, .. } = self;
+        drop(analysis);
+        thread.join().map_err(|_| "the session thread panicked".to_string())?
     }
 
     /// Whether the session thread has ended.
@@ -248,18 +251,26 @@ impl Session {
         for batch in self.analysis.iter() {
             batch.into_iter().for_each(&mut sink);
         }
-        self.thread
-            .join()
-            .map_err(|_| "the session thread panicked".to_string())?
+        self.thread.join().map_err(|_| "the session thread panicked".to_string())?
     }
 }
 
-fn send_final(tx: &SyncSender<Vec<Analysis>>, results: Vec<Analysis>) -> Result<(), ()> {
+/// Records and sends a batch of results (lossless: waits while the channel is full).
+fn deliver(
+    tx: &SyncSender<Vec<Analysis>>,
+    results: &mut Vec<Analysis>,
+    recorder: &mut Option<crate::record::AnalysisRecorder>,
+) -> Result<(), ()> {
     if results.is_empty() {
-        Ok(())
-    } else {
-        tx.send(results).map_err(drop)
+        return Ok(());
     }
+    if let Some(r) = recorder
+        && let Err(e) = results.iter().try_for_each(|a| r.record(a))
+    {
+        tracing::warn!("analysis recording stopped: {e}");
+        *recorder = None;
+    }
+    tx.send(std::mem::take(results)).map_err(drop)
 }
 
 fn emit(
@@ -271,10 +282,7 @@ fn emit(
 ) {
     for c in collections.drain(..) {
         stats.collections += 1;
-        out.push(Analysis::Counts {
-            t_us: c.end_us,
-            counts: counter.count(&c),
-        });
+        out.push(Analysis::Counts { t_us: c.end_us, counts: counter.count(&c) });
         if let Some(r) = readout {
             let prediction = r.predict(&c);
             out.push(Analysis::Readout {

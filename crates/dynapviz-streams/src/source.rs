@@ -18,10 +18,7 @@ pub struct Controls {
 impl Controls {
     /// Playing at `speed` (1.0 = real time; 0 or below = as fast as possible).
     pub fn new(speed: f64) -> Self {
-        Self {
-            paused: Arc::new(AtomicBool::new(false)),
-            speed_bits: Arc::new(AtomicU64::new(speed.to_bits())),
-        }
+        Self { paused: Arc::new(AtomicBool::new(false)), speed_bits: Arc::new(AtomicU64::new(speed.to_bits())) }
     }
 
     /// Pauses or resumes.

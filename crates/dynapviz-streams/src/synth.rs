@@ -20,11 +20,7 @@ pub struct DvsParams {
 
 impl Default for DvsParams {
     fn default() -> Self {
-        Self {
-            contrast: 0.2,
-            refractory_us: 100,
-            noise_hz: 0.2,
-        }
+        Self { contrast: 0.2, refractory_us: 100, noise_hz: 0.2 }
     }
 }
 
@@ -91,33 +87,21 @@ impl DvsEmulator {
                 let up = now > r;
                 r += if up { c } else { -c };
                 // When, inside the step, the log intensity crossed the new reference level.
-                let frac = if change.abs() > 1e-9 {
-                    ((r - before) / change).clamp(0.0, 1.0)
-                } else {
-                    1.0
-                };
+                let frac = if change.abs() > 1e-9 { ((r - before) / change).clamp(0.0, 1.0) } else { 1.0 };
                 let t = t_prev_us + (frac * dt) as i64;
                 if t - self.last_event[i] >= self.params.refractory_us {
                     self.last_event[i] = t;
-                    self.scratch
-                        .push(Event::new(t, (i % w) as u16, (i / w) as u16, up));
+                    self.scratch.push(Event::new(t, (i % w) as u16, (i / w) as u16, up));
                 }
             }
             self.reference[i] = r;
         }
         let pixels = self.reference.len() as u64;
-        let noise = self
-            .rng
-            .poisson(self.params.noise_hz * pixels as f64 * f64::from(dt) * 1e-6);
+        let noise = self.rng.poisson(self.params.noise_hz * pixels as f64 * f64::from(dt) * 1e-6);
         for _ in 0..noise {
             let i = self.rng.below(pixels) as usize;
             let t = t_prev_us + self.rng.below((t_us - t_prev_us).max(1) as u64) as i64;
-            self.scratch.push(Event::new(
-                t,
-                (i % w) as u16,
-                (i / w) as u16,
-                self.rng.below(2) == 1,
-            ));
+            self.scratch.push(Event::new(t, (i % w) as u16, (i / w) as u16, self.rng.below(2) == 1));
         }
         self.scratch.sort_by_key(|e| e.t);
         out.extend_from_slice(&self.scratch);
@@ -179,11 +163,7 @@ impl Scene {
                 let center = [rng.range(0.2, 0.8) * w, rng.range(0.2, 0.8) * h];
                 let velocity = [rng.range(-0.6, 0.6) * s, rng.range(-0.6, 0.6) * s];
                 if rng.below(2) == 0 {
-                    Shape::Disc {
-                        center,
-                        radius: rng.range(0.05, 0.15) * s,
-                        velocity,
-                    }
+                    Shape::Disc { center, radius: rng.range(0.05, 0.15) * s, velocity }
                 } else {
                     Shape::Bar {
                         center,
@@ -195,11 +175,7 @@ impl Scene {
                 }
             })
             .collect();
-        Self {
-            background: 0.2,
-            foreground: 0.9,
-            shapes,
-        }
+        Self { background: 0.2, foreground: 0.9, shapes }
     }
 
     /// Renders the scene at `t_us` into `frame` (row-major `geometry` pixels).
@@ -209,24 +185,12 @@ impl Scene {
         frame.fill(self.background);
         for shape in &self.shapes {
             match *shape {
-                Shape::Disc {
-                    center,
-                    radius,
-                    velocity,
-                } => {
+                Shape::Disc { center, radius, velocity } => {
                     let cx = bounce(center[0], velocity[0], t, radius, w as f64 - radius);
                     let cy = bounce(center[1], velocity[1], t, radius, h as f64 - radius);
-                    self.paint(frame, w, h, [cx, cy], radius + 1.0, |x, y| {
-                        radius - ((x - cx).powi(2) + (y - cy).powi(2)).sqrt()
-                    });
+                    self.paint(frame, w, h, [cx, cy], radius + 1.0, |x, y| radius - ((x - cx).powi(2) + (y - cy).powi(2)).sqrt());
                 }
-                Shape::Bar {
-                    center,
-                    size,
-                    angle,
-                    spin,
-                    velocity,
-                } => {
+                Shape::Bar { center, size, angle, spin, velocity } => {
                     let reach = 0.5 * (size[0] + size[1]);
                     let cx = bounce(center[0], velocity[0], t, 0.0, w as f64);
                     let cy = bounce(center[1], velocity[1], t, 0.0, h as f64);
@@ -243,23 +207,9 @@ impl Scene {
 
     /// Blends the foreground into pixels near `center` by the signed distance `inside(x, y)`
     /// (positive inside, in pixels): a one-pixel soft edge.
-    fn paint(
-        &self,
-        frame: &mut [f32],
-        w: usize,
-        h: usize,
-        center: [f64; 2],
-        reach: f64,
-        inside: impl Fn(f64, f64) -> f64,
-    ) {
-        let (x0, x1) = (
-            ((center[0] - reach).floor().max(0.0)) as usize,
-            ((center[0] + reach).ceil().max(0.0) as usize).min(w),
-        );
-        let (y0, y1) = (
-            ((center[1] - reach).floor().max(0.0)) as usize,
-            ((center[1] + reach).ceil().max(0.0) as usize).min(h),
-        );
+    fn paint(&self, frame: &mut [f32], w: usize, h: usize, center: [f64; 2], reach: f64, inside: impl Fn(f64, f64) -> f64) {
+        let (x0, x1) = (((center[0] - reach).floor().max(0.0)) as usize, ((center[0] + reach).ceil().max(0.0) as usize).min(w));
+        let (y0, y1) = (((center[1] - reach).floor().max(0.0)) as usize, ((center[1] + reach).ceil().max(0.0) as usize).min(h));
         for y in y0..y1 {
             for x in x0..x1 {
                 let a = (inside(x as f64 + 0.5, y as f64 + 0.5) + 0.5).clamp(0.0, 1.0) as f32;
@@ -283,26 +233,12 @@ pub struct SceneSource {
 
 impl SceneSource {
     /// A source of `scene` stepped every `step_us`, until `duration_us` (None: endless).
-    pub fn new(
-        scene: Scene,
-        geometry: Geometry,
-        params: DvsParams,
-        step_us: i64,
-        duration_us: Option<i64>,
-        seed: u64,
-    ) -> Self {
+    pub fn new(scene: Scene, geometry: Geometry, params: DvsParams, step_us: i64, duration_us: Option<i64>, seed: u64) -> Self {
         let mut emulator = DvsEmulator::new(geometry, params, seed);
         let mut frame = vec![0.0; usize::from(geometry.width) * usize::from(geometry.height)];
         scene.render(geometry, 0, &mut frame);
         emulator.step(&frame, 0, 0, &mut Vec::new());
-        Self {
-            scene,
-            emulator,
-            frame,
-            t_us: 0,
-            step_us: step_us.max(1),
-            end_us: duration_us,
-        }
+        Self { scene, emulator, frame, t_us: 0, step_us: step_us.max(1), end_us: duration_us }
     }
 
     /// The sensor size.
@@ -316,8 +252,7 @@ impl SceneSource {
             return false;
         }
         let t_next = self.t_us + self.step_us;
-        self.scene
-            .render(self.emulator.geometry(), t_next, &mut self.frame);
+        self.scene.render(self.emulator.geometry(), t_next, &mut self.frame);
         self.emulator.step(&self.frame, self.t_us, t_next, out);
         self.t_us = t_next;
         true

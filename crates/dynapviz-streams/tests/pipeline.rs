@@ -19,37 +19,13 @@ use dynapviz_streams::synth::{DvsParams, Scene, SceneSource};
 
 fn network() -> Network {
     let mut ann = Ann::default();
-    let w1: Vec<f32> = (0..4 * 2 * 9)
-        .map(|i| ((i * 37 % 17) as f32 - 6.0) / 10.0)
-        .collect();
-    ann.push(
-        "0",
-        AnnLayer::Conv {
-            weight: Tensor::new(vec![4, 2, 3, 3], w1).expect("t"),
-            bias: None,
-            stride: [2, 2],
-            padding: [1, 1],
-        },
-    );
+    let w1: Vec<f32> = (0..4 * 2 * 9).map(|i| ((i * 37 % 17) as f32 - 6.0) / 10.0).collect();
+    ann.push("0", AnnLayer::Conv { weight: Tensor::new(vec![4, 2, 3, 3], w1).expect("t"), bias: None, stride: [2, 2], padding: [1, 1] });
     ann.push("1", AnnLayer::Relu);
-    ann.push(
-        "2",
-        AnnLayer::AvgPool {
-            kernel: [4, 4],
-            stride: [4, 4],
-        },
-    );
+    ann.push("2", AnnLayer::AvgPool { kernel: [4, 4], stride: [4, 4] });
     ann.push("3", AnnLayer::Flatten);
-    let w2: Vec<f32> = (0..3 * 4 * 8 * 8)
-        .map(|i| ((i * 29 % 13) as f32 - 5.0) / 10.0)
-        .collect();
-    ann.push(
-        "4",
-        AnnLayer::Linear {
-            weight: Tensor::new(vec![3, 256], w2).expect("t"),
-            bias: None,
-        },
-    );
+    let w2: Vec<f32> = (0..3 * 4 * 8 * 8).map(|i| ((i * 29 % 13) as f32 - 5.0) / 10.0).collect();
+    ann.push("4", AnnLayer::Linear { weight: Tensor::new(vec![3, 256], w2).expect("t"), bias: None });
     let mut n = convert(&ann, [2, 64, 64], &DvsOptions::default()).expect("convert");
     discretize(&mut n);
     n
@@ -58,21 +34,10 @@ fn network() -> Network {
 fn recording(dir: &std::path::Path) -> std::path::PathBuf {
     let g = Geometry::new(128, 128);
     let mut rng = dynapviz_streams::rng::Rng::new(7);
-    let mut src = SceneSource::new(
-        Scene::random(g, 3, &mut rng),
-        g,
-        DvsParams::default(),
-        1000,
-        Some(400_000),
-        7,
-    );
+    let mut src = SceneSource::new(Scene::random(g, 3, &mut rng), g, DvsParams::default(), 1000, Some(400_000), 7);
     let mut events = Vec::new();
     while src.next_step(&mut events) {}
-    assert!(
-        events.len() > 10_000,
-        "the scene makes events: {}",
-        events.len()
-    );
+    assert!(events.len() > 10_000, "the scene makes events: {}", events.len());
     let path = dir.join("scene.aedat4");
     let mut w = EventWriter::create(&path, Format::Aedat4, g).expect("create");
     w.write(&events).expect("write");
@@ -81,15 +46,7 @@ fn recording(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 fn sim(net: &Network) -> Simulator {
-    Simulator::new(
-        net,
-        Config {
-            mode: Mode::Event,
-            monitors: Monitors::of([net.layers.len()]),
-            ..Config::default()
-        },
-    )
-    .expect("sim")
+    Simulator::new(net, Config { mode: Mode::Event, monitors: Monitors::of([net.layers.len()]), ..Config::default() }).expect("sim")
 }
 
 fn config() -> SessionConfig {
@@ -101,19 +58,16 @@ fn config() -> SessionConfig {
         feature_count: 3,
         readout: Some(MajorityReadout::new(0, 32000, 2, 2, 3).expect("readout")),
         analysis_capacity: 4,
+        record_input: None,
+        record_analysis: None,
     }
 }
 
 fn run_session(path: &std::path::Path, net: &Network) -> Vec<Analysis> {
     let source = FileSource::open(path, false, Controls::new(0.0)).expect("open");
     let rescale = Rescale::new(2.0, 2.0).expect("rescale");
-    let session = Session::start(
-        Box::new(source),
-        vec![Box::new(move |e: &mut Vec<Event>| rescale.apply(e))],
-        Some(sim(net)),
-        config(),
-    )
-    .expect("start");
+    let session = Session::start(Box::new(source), vec![Box::new(move |e: &mut Vec<Event>| rescale.apply(e))], Some(sim(net)), config())
+        .expect("start");
     let mut out = Vec::new();
     session.drain(|a| out.push(a)).expect("session");
     out.retain(|a| !matches!(a, Analysis::Power(_)));
@@ -145,21 +99,10 @@ fn session_equals_the_same_steps_by_hand_and_is_deterministic() {
     let readout = MajorityReadout::new(0, 32000, 2, 2, 3).expect("readout");
     let mut want = Vec::new();
     for c in &collections {
-        want.push(Analysis::Counts {
-            t_us: c.end_us,
-            counts: SpikeCount { feature_count: 3 }.count(c),
-        });
-        want.push(Analysis::Readout {
-            t_us: c.end_us,
-            feature: readout.decide(c),
-            predicted: readout.predict(c).is_some(),
-        });
+        want.push(Analysis::Counts { t_us: c.end_us, counts: SpikeCount { feature_count: 3 }.count(c) });
+        want.push(Analysis::Readout { t_us: c.end_us, feature: readout.decide(c), predicted: readout.predict(c).is_some() });
     }
-    assert!(
-        spikes.len() > 10,
-        "the network answers: {} output spikes",
-        spikes.len()
-    );
+    assert!(spikes.len() > 10, "the network answers: {} output spikes", spikes.len());
     assert_eq!(a, want);
 }
 
@@ -180,12 +123,7 @@ impl Source for Flood {
         for _ in 0..self.per_chunk {
             self.n += 1;
             let t = (self.n as f64 * self.step_ns / 1000.0) as i64;
-            out.push(Event::new(
-                t,
-                (self.n % 128) as u16,
-                ((self.n / 128) % 128) as u16,
-                self.n.is_multiple_of(3),
-            ));
+            out.push(Event::new(t, (self.n % 128) as u16, ((self.n / 128) % 128) as u16, self.n.is_multiple_of(3)));
             self.t = t;
         }
         Ok(true)
@@ -195,28 +133,15 @@ impl Source for Flood {
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
         .unwrap_or(0)
 }
 
 #[test]
 fn overload_keeps_memory_flat_counts_skips_and_loses_no_analysis() {
     // 20 M events/s of event time; DYNAPVIZ_OVERLOAD_SECONDS=30 for the full run.
-    let seconds: i64 = std::env::var("DYNAPVIZ_OVERLOAD_SECONDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2);
-    let flood = Flood {
-        t: 0,
-        end: seconds * 1_000_000,
-        per_chunk: 65536,
-        step_ns: 50.0,
-        n: 0,
-    };
+    let seconds: i64 = std::env::var("DYNAPVIZ_OVERLOAD_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
+    let flood = Flood { t: 0, end: seconds * 1_000_000, per_chunk: 65536, step_ns: 50.0, n: 0 };
     let mut cfg = config();
     cfg.geometry = Geometry::DVS128;
     cfg.feature_count = 2;
@@ -252,28 +177,10 @@ fn overload_keeps_memory_flat_counts_skips_and_loses_no_analysis() {
         .expect("session");
     done.store(true, Ordering::Relaxed);
     let taken = viewer.join().expect("viewer");
-    assert_eq!(
-        events_counted, stats.events,
-        "the analysis sink received every event"
-    );
+    assert_eq!(events_counted, stats.events, "the analysis sink received every event");
     assert_eq!(collections, stats.collections);
-    assert_eq!(
-        collections as i64,
-        seconds * 10 + 1,
-        "one collection per 100 ms (+ the last open one)"
-    );
-    assert_eq!(
-        display.published(),
-        taken + display.skipped(),
-        "every frame was shown or counted as skipped"
-    );
-    assert!(
-        display.skipped() > 0,
-        "the display was too slow: frames must have been skipped"
-    );
-    assert!(
-        peak - before < 200_000,
-        "memory grew by {} KiB",
-        peak - before
-    );
+    assert_eq!(collections as i64, seconds * 10 + 1, "one collection per 100 ms (+ the last open one)");
+    assert_eq!(display.published(), taken + display.skipped(), "every frame was shown or counted as skipped");
+    assert!(display.skipped() > 0, "the display was too slow: frames must have been skipped");
+    assert!(peak - before < 200_000, "memory grew by {} KiB", peak - before);
 }

@@ -17,25 +17,23 @@ use crate::headless::Headless;
 #[derive(Debug, thiserror::Error)]
 pub enum ViewerError {
     /// No X11/Wayland display.
-    #[error(
-        "no display found (DISPLAY and WAYLAND_DISPLAY are unset): use --headless DIR to render the dashboard to PNG files instead"
-    )]
+    #[error("no display found (DISPLAY and WAYLAND_DISPLAY are unset): use --headless DIR to render the dashboard to PNG files instead")]
     NoDisplay,
     /// The windowing system or OpenGL failed.
     #[error("the window could not be opened: {0} (try --headless DIR)")]
     Window(String),
 }
 
-struct ViewerApp {
+struct ViewerApp<'a> {
     dashboard: Dashboard,
     display: Arc<LatestSlot<DisplayFrame>>,
-    analysis: Receiver<Vec<Analysis>>,
+    analysis: &'a Receiver<Vec<Analysis>>,
     controls: Option<Controls>,
     started: Instant,
     first_frame: bool,
 }
 
-impl ViewerApp {
+impl ViewerApp<'_> {
     fn keys(&mut self, ctx: &egui::Context) {
         let (space, plus, minus, shot) = ctx.input(|i| {
             (
@@ -61,16 +59,9 @@ impl ViewerApp {
         }
         if shot {
             let rect = ctx.content_rect();
-            let mut h = Headless::new(
-                rect.width().max(64.0) as usize,
-                rect.height().max(64.0) as usize,
-            );
-            let name = format!(
-                "dynapviz-{}.png",
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs())
-            );
+            let mut h = Headless::new(rect.width().max(64.0) as usize, rect.height().max(64.0) as usize);
+            let name =
+                format!("dynapviz-{}.png", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()));
             match h.save_png(&mut self.dashboard, std::path::Path::new(&name)) {
                 Ok(()) => tracing::info!("screenshot saved to {name}"),
                 Err(e) => tracing::warn!("screenshot failed: {e}"),
@@ -79,7 +70,7 @@ impl ViewerApp {
     }
 }
 
-impl eframe::App for ViewerApp {
+impl eframe::App for ViewerApp<'_> {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
         self.keys(&ctx);
@@ -108,9 +99,7 @@ impl eframe::App for ViewerApp {
 
 /// Whether an X11 or Wayland display is configured (an empty variable counts as unset).
 pub fn has_display() -> bool {
-    ["DISPLAY", "WAYLAND_DISPLAY"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some_and(|d| !d.is_empty()))
+    ["DISPLAY", "WAYLAND_DISPLAY"].iter().any(|v| std::env::var_os(v).is_some_and(|d| !d.is_empty()))
 }
 
 /// Opens the window and runs until it is closed. `started` is the process start, for the
@@ -118,7 +107,7 @@ pub fn has_display() -> bool {
 pub fn run_window(
     dashboard: Dashboard,
     display: Arc<LatestSlot<DisplayFrame>>,
-    analysis: Receiver<Vec<Analysis>>,
+    analysis: &Receiver<Vec<Analysis>>,
     controls: Option<Controls>,
     started: Instant,
 ) -> Result<(), ViewerError> {
@@ -130,20 +119,11 @@ pub fn run_window(
     // is assumed until the window exists.
     let size = [1920.0 * ws / 16.0, 1080.0 * hs / 9.0];
     let options = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default()
-            .with_title("dynapviz")
-            .with_inner_size(size),
+        viewport: egui::ViewportBuilder::default().with_title("dynapviz").with_inner_size(size),
         renderer: eframe::Renderer::Glow,
         ..eframe::NativeOptions::default()
     };
-    let app = ViewerApp {
-        dashboard,
-        display,
-        analysis,
-        controls,
-        started,
-        first_frame: true,
-    };
+    let app = ViewerApp { dashboard, display, analysis, controls, started, first_frame: true };
     eframe::run_native(
         "dynapviz",
         options,

@@ -6,9 +6,7 @@ use std::time::Instant;
 
 use dynapviz_chip::RAILS;
 use dynapviz_streams::session::{Analysis, DisplayFrame};
-use egui::{
-    Color32, ColorImage, RichText, TextureHandle, TextureOptions, Ui, UiBuilder, pos2, vec2,
-};
+use egui::{Color32, ColorImage, RichText, TextureHandle, TextureOptions, Ui, UiBuilder, pos2, vec2};
 use egui_plot::{Legend, Line, Plot as EguiPlot, PlotBounds, PlotPoints, Points};
 
 use crate::layout::{Plot, layout};
@@ -72,9 +70,7 @@ pub struct Dashboard {
 }
 
 fn decode(path: &std::path::Path) -> Result<ColorImage, OptionsError> {
-    let img = image::open(path)
-        .map_err(|e| OptionsError(format!("readout image {}: {e}", path.display())))?
-        .to_rgba8();
+    let img = image::open(path).map_err(|e| OptionsError(format!("readout image {}: {e}", path.display())))?.to_rgba8();
     let size = [img.width() as usize, img.height() as usize];
     Ok(ColorImage::from_rgba_unmultiplied(size, img.as_raw()))
 }
@@ -82,16 +78,8 @@ fn decode(path: &std::path::Path) -> Result<ColorImage, OptionsError> {
 impl Dashboard {
     /// Decodes the readout pictures (a bad picture is an error here, before any window opens).
     pub fn new(resolved: Resolved) -> Result<Self, OptionsError> {
-        let pictures = resolved
-            .images
-            .iter()
-            .map(|p| {
-                decode(p).map(|image| Picture {
-                    image,
-                    texture: None,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let pictures =
+            resolved.images.iter().map(|p| decode(p).map(|image| Picture { image, texture: None })).collect::<Result<Vec<_>, _>>()?;
         let classes = resolved.feature_names.len();
         let rails = resolved.options.power_monitor_number_of_items;
         Ok(Self {
@@ -128,25 +116,17 @@ impl Dashboard {
 
     /// Takes a new DVS frame.
     pub fn on_frame(&mut self, f: &DisplayFrame) {
-        let (w, h) = (
-            usize::from(f.geometry.width),
-            usize::from(f.geometry.height),
-        );
+        let (w, h) = (usize::from(f.geometry.width), usize::from(f.geometry.height));
         let mut px = Vec::with_capacity(w * h);
         for (on, off) in f.on.iter().zip(&f.off) {
             let (a, b) = ((on * 0.5).min(1.0), (off * 0.5).min(1.0));
-            px.push(Color32::from_rgb(
-                (20.0 + 220.0 * b) as u8,
-                (20.0 + 200.0 * a) as u8,
-                (24.0 + 80.0 * a + 60.0 * b) as u8,
-            ));
+            px.push(Color32::from_rgb((20.0 + 220.0 * b) as u8, (20.0 + 200.0 * a) as u8, (24.0 + 80.0 * a + 60.0 * b) as u8));
         }
         self.dvs = Some((w, h, px));
         self.dvs_dirty = true;
         self.now_s = self.now_s.max(self.seconds(f.t_us));
         self.stats.events = f.events_total;
-        self.latencies
-            .push_back(f.newest_input.elapsed().as_secs_f64() * 1e3);
+        self.latencies.push_back(f.newest_input.elapsed().as_secs_f64() * 1e3);
         if self.latencies.len() > 240 {
             self.latencies.pop_front();
         }
@@ -171,9 +151,7 @@ impl Dashboard {
                     }
                 }
             }
-            Analysis::Readout {
-                feature, predicted, ..
-            } => self.readout = Some((*feature, *predicted)),
+            Analysis::Readout { feature, predicted, .. } => self.readout = Some((*feature, *predicted)),
             Analysis::Power(p) => {
                 let t = self.seconds(p.timestamp);
                 let keep = span(&self.resolved.options.power_measurement) * 2.0;
@@ -191,11 +169,7 @@ impl Dashboard {
     pub fn frame_drawn(&mut self) {
         let now = Instant::now();
         self.frame_times.push_back(now);
-        while self
-            .frame_times
-            .front()
-            .is_some_and(|t| now.duration_since(*t).as_secs_f64() > 1.0)
-        {
+        while self.frame_times.front().is_some_and(|t| now.duration_since(*t).as_secs_f64() > 1.0) {
             self.frame_times.pop_front();
         }
         self.stats.fps = self.frame_times.len() as f64;
@@ -215,14 +189,8 @@ impl Dashboard {
         );
         for (plot, f) in plots {
             let r = egui::Rect::from_min_max(
-                pos2(
-                    area.min.x + f[0] * area.width(),
-                    area.min.y + f[1] * area.height(),
-                ),
-                pos2(
-                    area.min.x + f[2] * area.width(),
-                    area.min.y + f[3] * area.height(),
-                ),
+                pos2(area.min.x + f[0] * area.width(), area.min.y + f[1] * area.height()),
+                pos2(area.min.x + f[2] * area.width(), area.min.y + f[3] * area.height()),
             )
             .shrink(4.0);
             ui.scope_builder(UiBuilder::new().max_rect(r), |ui| {
@@ -236,14 +204,8 @@ impl Dashboard {
             });
         }
         let s = &self.stats;
-        let latency = s.latency_ms.map_or("-".to_string(), |(p50, p99)| {
-            format!("{p50:.1} / {p99:.1} ms")
-        });
-        let speed = if s.speed <= 0.0 {
-            "max".to_string()
-        } else {
-            format!("{:.2}x", s.speed)
-        };
+        let latency = s.latency_ms.map_or("-".to_string(), |(p50, p99)| format!("{p50:.1} / {p99:.1} ms"));
+        let speed = if s.speed <= 0.0 { "max".to_string() } else { format!("{:.2}x", s.speed) };
         let text = format!(
             "{}   {:.0} fps   event-to-screen p50/p99 {latency}   skipped frames {}   events {}   speed {speed}   [space] pause  [+/-] speed  [s] screenshot",
             if s.paused { "PAUSED" } else { "live" },
@@ -251,11 +213,8 @@ impl Dashboard {
             s.skipped_frames,
             s.events
         );
-        let status =
-            egui::Rect::from_min_max(pos2(full.min.x + 6.0, full.max.y - status_h), full.max);
-        ui.scope_builder(UiBuilder::new().max_rect(status), |ui| {
-            ui.label(RichText::new(text).small().color(Color32::GRAY))
-        });
+        let status = egui::Rect::from_min_max(pos2(full.min.x + 6.0, full.max.y - status_h), full.max);
+        ui.scope_builder(UiBuilder::new().max_rect(status), |ui| ui.label(RichText::new(text).small().color(Color32::GRAY)));
     }
 
     fn title(ui: &mut Ui, text: &str) {
@@ -268,53 +227,28 @@ impl Dashboard {
         if self.dvs_dirty
             && let Some((w, h, px)) = &self.dvs
         {
-            let image = ColorImage {
-                size: [*w, *h],
-                pixels: px.clone(),
-                source_size: vec2(*w as f32, *h as f32),
-            };
+            let image = ColorImage { size: [*w, *h], pixels: px.clone(), source_size: vec2(*w as f32, *h as f32) };
             match &mut self.dvs_texture {
                 Some(t) => t.set(image, TextureOptions::NEAREST),
-                None => {
-                    self.dvs_texture =
-                        Some(ui.ctx().load_texture("dvs", image, TextureOptions::NEAREST))
-                }
+                None => self.dvs_texture = Some(ui.ctx().load_texture("dvs", image, TextureOptions::NEAREST)),
             }
             self.dvs_dirty = false;
         }
         // Square pixels at any window size: fit `dvs_shape` into the space, keep its aspect.
         let avail = ui.available_size();
-        let scale = (avail.x / f32::from(sw))
-            .min(avail.y / f32::from(sh))
-            .max(0.1);
+        let scale = (avail.x / f32::from(sw)).min(avail.y / f32::from(sh)).max(0.1);
         let size = vec2(f32::from(sw) * scale, f32::from(sh) * scale);
         let (rect, _) = ui.allocate_exact_size(size, egui::Sense::hover());
-        ui.painter()
-            .rect_filled(rect, 0.0, Color32::from_rgb(20, 20, 24));
+        ui.painter().rect_filled(rect, 0.0, Color32::from_rgb(20, 20, 24));
         if let Some(t) = &self.dvs_texture {
-            ui.painter().image(
-                t.id(),
-                rect,
-                egui::Rect::from_min_max(pos2(0.0, 0.0), pos2(1.0, 1.0)),
-                Color32::WHITE,
-            );
+            ui.painter().image(t.id(), rect, egui::Rect::from_min_max(pos2(0.0, 0.0), pos2(1.0, 1.0)), Color32::WHITE);
         }
     }
 
-    fn line_plot(
-        ui: &mut Ui,
-        id: &str,
-        lines: &[VecDeque<[f64; 2]>],
-        names: &[String],
-        o: &LinePlotOptions,
-        now: f64,
-    ) {
+    fn line_plot(ui: &mut Ui, id: &str, lines: &[VecDeque<[f64; 2]>], names: &[String], o: &LinePlotOptions, now: f64) {
         let x_min = (now - o.x_span).max(0.0);
         let x_max = x_min + o.x_span;
-        let visible_max = lines
-            .iter()
-            .flat_map(|l| l.iter().filter(|p| p[0] >= x_min).map(|p| p[1]))
-            .fold(0.0, f64::max);
+        let visible_max = lines.iter().flat_map(|l| l.iter().filter(|p| p[0] >= x_min).map(|p| p[1])).fold(0.0, f64::max);
         let y_max = (visible_max * o.max_y_rate).max(o.default_y_max);
         let label_interval = o.label_interval;
         EguiPlot::new(id)
@@ -324,23 +258,16 @@ impl Dashboard {
             .allow_drag(false)
             .allow_zoom(false)
             .allow_scroll(false)
-            .x_axis_formatter(|mark, _| {
-                if mark.value.fract().abs() < 1e-9 {
-                    format!("{:.0}", mark.value)
-                } else {
-                    format!("{:.1}", mark.value)
-                }
-            })
+            .x_axis_formatter(
+                |mark, _| {
+                    if mark.value.fract().abs() < 1e-9 { format!("{:.0}", mark.value) } else { format!("{:.1}", mark.value) }
+                },
+            )
             .x_grid_spacer(move |input| {
                 let (lo, hi) = input.bounds;
                 let first = (lo / label_interval).ceil() as i64;
                 let last = (hi / label_interval).floor() as i64;
-                (first..=last)
-                    .map(|k| egui_plot::GridMark {
-                        value: k as f64 * label_interval,
-                        step_size: label_interval,
-                    })
-                    .collect()
+                (first..=last).map(|k| egui_plot::GridMark { value: k as f64 * label_interval, step_size: label_interval }).collect()
             })
             .show(ui, |p| {
                 p.set_plot_bounds(PlotBounds::from_min_max([x_min, 0.0], [x_max, y_max]));
@@ -348,11 +275,7 @@ impl Dashboard {
                     let pts: Vec<[f64; 2]> = line.iter().copied().collect();
                     let color = PALETTE[i % PALETTE.len()];
                     if o.show_point_circles {
-                        p.points(
-                            Points::new(name.clone(), PlotPoints::from(pts.clone()))
-                                .color(color)
-                                .radius(2.5),
-                        );
+                        p.points(Points::new(name.clone(), PlotPoints::from(pts.clone())).color(color).radius(2.5));
                     }
                     p.line(Line::new(name.clone(), PlotPoints::from(pts)).color(color));
                 }
@@ -362,73 +285,34 @@ impl Dashboard {
     fn spike_count_ui(&mut self, ui: &mut Ui) {
         Self::title(ui, "Spike count");
         let r = &self.resolved;
-        Self::line_plot(
-            ui,
-            "spike_count",
-            &self.counts,
-            &r.feature_names,
-            &r.options.spike_count,
-            self.now_s,
-        );
+        Self::line_plot(ui, "spike_count", &self.counts, &r.feature_names, &r.options.spike_count, self.now_s);
     }
 
     fn power_ui(&mut self, ui: &mut Ui) {
         Self::title(ui, "Power (estimate)");
-        let names: Vec<String> = RAILS
-            .iter()
-            .take(self.power.len())
-            .map(|s| s.to_string())
-            .collect();
-        Self::line_plot(
-            ui,
-            "power",
-            &self.power,
-            &names,
-            &self.resolved.options.power_measurement,
-            self.now_s,
-        );
+        let names: Vec<String> = RAILS.iter().take(self.power.len()).map(|s| s.to_string()).collect();
+        Self::line_plot(ui, "power", &self.power, &names, &self.resolved.options.power_measurement, self.now_s);
     }
 
     fn readout_ui(&mut self, ui: &mut Ui) {
         Self::title(ui, "Readout");
-        let (feature, predicted) = self
-            .readout
-            .unwrap_or((self.resolved.default_feature, false));
+        let (feature, predicted) = self.readout.unwrap_or((self.resolved.default_feature, false));
         let Some(pic) = self.pictures.get_mut(feature) else {
             return;
         };
-        let texture = pic.texture.get_or_insert_with(|| {
-            ui.ctx().load_texture(
-                format!("readout{feature}"),
-                pic.image.clone(),
-                TextureOptions::LINEAR,
-            )
-        });
+        let texture = pic
+            .texture
+            .get_or_insert_with(|| ui.ctx().load_texture(format!("readout{feature}"), pic.image.clone(), TextureOptions::LINEAR));
         let name = &self.resolved.feature_names[feature];
         let avail = ui.available_size() - vec2(0.0, 24.0);
         let [iw, ih] = pic.image.size;
         let scale = (avail.x / iw as f32).min(avail.y / ih as f32).max(0.01);
-        let (rect, _) = ui.allocate_exact_size(
-            vec2(iw as f32 * scale, ih as f32 * scale),
-            egui::Sense::hover(),
-        );
+        let (rect, _) = ui.allocate_exact_size(vec2(iw as f32 * scale, ih as f32 * scale), egui::Sense::hover());
         // No prediction: the default picture, dimmed, so it reads as "nothing decided".
-        let tint = if predicted {
-            Color32::WHITE
-        } else {
-            Color32::from_gray(70)
-        };
-        ui.painter().image(
-            texture.id(),
-            rect,
-            egui::Rect::from_min_max(pos2(0.0, 0.0), pos2(1.0, 1.0)),
-            tint,
-        );
-        let caption = if predicted {
-            RichText::new(name).heading()
-        } else {
-            RichText::new(format!("{name} (no prediction)")).color(Color32::GRAY)
-        };
+        let tint = if predicted { Color32::WHITE } else { Color32::from_gray(70) };
+        ui.painter().image(texture.id(), rect, egui::Rect::from_min_max(pos2(0.0, 0.0), pos2(1.0, 1.0)), tint);
+        let caption =
+            if predicted { RichText::new(name).heading() } else { RichText::new(format!("{name} (no prediction)")).color(Color32::GRAY) };
         ui.label(caption);
     }
 }

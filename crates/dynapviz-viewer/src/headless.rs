@@ -20,11 +20,7 @@ impl Headless {
     pub fn new(width: usize, height: usize) -> Self {
         let ctx = egui::Context::default();
         ctx.set_visuals(egui::Visuals::dark());
-        Self {
-            ctx,
-            canvas: Canvas::new(width, height),
-            time: 0.0,
-        }
+        Self { ctx, canvas: Canvas::new(width, height), time: 0.0 }
     }
 
     /// Draws one frame of `dashboard` and returns it as RGBA bytes.
@@ -34,19 +30,14 @@ impl Headless {
         let mut rgba_out = None;
         for pass in 0..2 {
             self.time += 1.0 / 60.0;
-            let input = RawInput {
-                screen_rect: Some(Rect::from_min_size(pos2(0.0, 0.0), size)),
-                time: Some(self.time),
-                ..RawInput::default()
-            };
+            let input =
+                RawInput { screen_rect: Some(Rect::from_min_size(pos2(0.0, 0.0), size)), time: Some(self.time), ..RawInput::default() };
             let mut out = self.ctx.run_ui(input, |ui| {
                 egui::CentralPanel::default().show(ui, |ui| dashboard.ui(ui));
             });
             self.canvas.set_textures(&out.textures_delta);
             if pass == 1 {
-                let primitives = self
-                    .ctx
-                    .tessellate(std::mem::take(&mut out.shapes), out.pixels_per_point);
+                let primitives = self.ctx.tessellate(std::mem::take(&mut out.shapes), out.pixels_per_point);
                 self.canvas.clear(Color32::from_rgb(27, 27, 27));
                 self.canvas.paint(&primitives, out.pixels_per_point);
                 rgba_out = Some(self.canvas.to_rgba8());
@@ -67,13 +58,6 @@ impl Headless {
     pub fn save_png(&mut self, dashboard: &mut Dashboard, path: &Path) -> Result<(), String> {
         let rgba = self.render(dashboard);
         let (w, h) = self.size();
-        image::save_buffer(
-            path,
-            &rgba,
-            w as u32,
-            h as u32,
-            image::ExtendedColorType::Rgba8,
-        )
-        .map_err(|e| format!("{}: {e}", path.display()))
+        image::save_buffer(path, &rgba, w as u32, h as u32, image::ExtendedColorType::Rgba8).map_err(|e| format!("{}: {e}", path.display()))
     }
 }

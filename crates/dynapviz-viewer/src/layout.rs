@@ -21,32 +21,19 @@ pub type Frac = [f32; 4];
 /// The layout of the chosen plots.
 pub fn layout(dvs: bool, spike: bool, readout: bool, power: bool) -> Vec<(Plot, Frac)> {
     use Plot::*;
-    let top: Vec<Plot> = [(dvs, Dvs), (spike, SpikeCount), (readout, Readout)]
-        .into_iter()
-        .filter(|(on, _)| *on)
-        .map(|(_, p)| p)
-        .collect();
+    let top: Vec<Plot> = [(dvs, Dvs), (spike, SpikeCount), (readout, Readout)].into_iter().filter(|(on, _)| *on).map(|(_, p)| p).collect();
     // The original's table, reproduced exactly where it exists.
     let table: Option<Vec<(Plot, Frac)>> = match (dvs, spike, readout, power) {
-        (true, true, false, false) => Some(vec![
-            (Dvs, [0.0, 0.0, 0.5, 1.0]),
-            (SpikeCount, [0.5, 0.0, 1.0, 1.0]),
-        ]),
-        (true, true, false, true) => Some(vec![
-            (Dvs, [0.0, 0.0, 0.5, 0.66]),
-            (SpikeCount, [0.5, 0.0, 1.0, 0.66]),
-            (Power, [0.0, 0.66, 1.0, 1.0]),
-        ]),
-        (true, false, true, true) => Some(vec![
-            (Dvs, [0.0, 0.0, 0.5, 0.66]),
-            (Readout, [0.5, 0.0, 1.0, 0.66]),
-            (Power, [0.0, 0.66, 1.0, 1.0]),
-        ]),
-        (true, true, true, false) => Some(vec![
-            (Dvs, [0.0, 0.0, 0.33, 1.0]),
-            (SpikeCount, [0.33, 0.0, 0.66, 1.0]),
-            (Readout, [0.66, 0.0, 1.0, 1.0]),
-        ]),
+        (true, true, false, false) => Some(vec![(Dvs, [0.0, 0.0, 0.5, 1.0]), (SpikeCount, [0.5, 0.0, 1.0, 1.0])]),
+        (true, true, false, true) => {
+            Some(vec![(Dvs, [0.0, 0.0, 0.5, 0.66]), (SpikeCount, [0.5, 0.0, 1.0, 0.66]), (Power, [0.0, 0.66, 1.0, 1.0])])
+        }
+        (true, false, true, true) => {
+            Some(vec![(Dvs, [0.0, 0.0, 0.5, 0.66]), (Readout, [0.5, 0.0, 1.0, 0.66]), (Power, [0.0, 0.66, 1.0, 1.0])])
+        }
+        (true, true, true, false) => {
+            Some(vec![(Dvs, [0.0, 0.0, 0.33, 1.0]), (SpikeCount, [0.33, 0.0, 0.66, 1.0]), (Readout, [0.66, 0.0, 1.0, 1.0])])
+        }
         (true, true, true, true) => Some(vec![
             (Dvs, [0.0, 0.0, 0.33, 0.66]),
             (SpikeCount, [0.33, 0.0, 0.66, 0.66]),

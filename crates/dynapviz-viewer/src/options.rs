@@ -144,8 +144,7 @@ pub struct Resolved {
 impl VizOptions {
     /// Reads a TOML file with the original's parameter names.
     pub fn from_toml(path: &Path) -> Result<Self, OptionsError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| OptionsError(format!("{}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| OptionsError(format!("{}: {e}", path.display())))?;
         toml::from_str(&text).map_err(|e| OptionsError(format!("{}: {e}", path.display())))
     }
 
@@ -167,26 +166,14 @@ impl VizOptions {
             ));
         }
         if o.spike_collection_interval <= 0.0 || !o.spike_collection_interval.is_finite() {
-            return err(format!(
-                "spike_collection_interval {} ms must be positive",
-                o.spike_collection_interval
-            ));
+            return err(format!("spike_collection_interval {} ms must be positive", o.spike_collection_interval));
         }
         if o.window_scale.iter().any(|v| v.is_nan() || *v <= 0.0) || o.dvs_shape.contains(&0) {
             return err("window_scale and dvs_shape must be positive".into());
         }
-        for (name, p) in [
-            ("spike_count", &o.spike_count),
-            ("power_measurement", &o.power_measurement),
-        ] {
-            if !(p.x_span > 0.0
-                && p.label_interval > 0.0
-                && p.max_y_rate >= 1.0
-                && p.default_y_max > 0.0)
-            {
-                return err(format!(
-                    "{name}: x_span, label_interval and default_y_max must be positive and max_y_rate at least 1"
-                ));
+        for (name, p) in [("spike_count", &o.spike_count), ("power_measurement", &o.power_measurement)] {
+            if !(p.x_span > 0.0 && p.label_interval > 0.0 && p.max_y_rate >= 1.0 && p.default_y_max > 0.0) {
+                return err(format!("{name}: x_span, label_interval and default_y_max must be positive and max_y_rate at least 1"));
             }
         }
         let images = match &o.readout_images {
@@ -196,27 +183,16 @@ impl VizOptions {
         if o.add_readout_plot && images.is_empty() {
             return err("add_readout_plot needs readout_images (files, or a directory of {labelidx}_{labelname}.png)".into());
         }
-        let count = o
-            .feature_count
-            .or(network_classes)
-            .or((!images.is_empty()).then_some(images.len()))
-            .or(o.feature_names.as_ref().map(Vec::len));
+        let count =
+            o.feature_count.or(network_classes).or((!images.is_empty()).then_some(images.len())).or(o.feature_names.as_ref().map(Vec::len));
         let Some(count) = count.filter(|&c| c > 0) else {
             if o.add_spike_count_plot || o.add_readout_plot {
                 return err("the number of classes is unknown: give feature_count, feature_names, readout_images or a model".into());
             }
-            return Ok(Resolved {
-                options: self,
-                feature_names: Vec::new(),
-                images,
-                default_feature: 0,
-            });
+            return Ok(Resolved { options: self, feature_names: Vec::new(), images, default_feature: 0 });
         };
         if !images.is_empty() && images.len() != count {
-            return err(format!(
-                "{} readout images for {count} classes",
-                images.len()
-            ));
+            return err(format!("{} readout images for {count} classes", images.len()));
         }
         let names = match &o.feature_names {
             Some(n) if n.len() != count => {
@@ -228,31 +204,18 @@ impl VizOptions {
         };
         let default_feature = o.readout_default_return_value.unwrap_or(count - 1);
         if default_feature >= count {
-            return err(format!(
-                "readout_default_return_value {default_feature} is not a class (0..{})",
-                count - 1
-            ));
+            return err(format!("readout_default_return_value {default_feature} is not a class (0..{})", count - 1));
         }
-        Ok(Resolved {
-            options: self,
-            feature_names: names,
-            images,
-            default_feature,
-        })
+        Ok(Resolved { options: self, feature_names: names, images, default_feature })
     }
 }
 
 /// The class name in `{labelidx}_{labelname}.ext`: everything after the index, so
 /// `01_arm_roll.png` is "arm_roll" (the original kept only "roll").
 pub fn name_from_image(path: &Path) -> String {
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     match stem.split_once('_') {
-        Some((idx, name)) if idx.chars().all(|c| c.is_ascii_digit()) && !name.is_empty() => {
-            name.to_string()
-        }
+        Some((idx, name)) if idx.chars().all(|c| c.is_ascii_digit()) && !name.is_empty() => name.to_string(),
         _ => stem,
     }
 }
@@ -262,43 +225,27 @@ fn expand_images(paths: &[PathBuf]) -> Result<Vec<PathBuf>, OptionsError> {
     if let [dir] = paths
         && dir.is_dir()
     {
-        let entries =
-            std::fs::read_dir(dir).map_err(|e| OptionsError(format!("{}: {e}", dir.display())))?;
+        let entries = std::fs::read_dir(dir).map_err(|e| OptionsError(format!("{}: {e}", dir.display())))?;
         let mut images: Vec<(u64, String, PathBuf)> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
-                p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-                    matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg")
-                })
+                p.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
             })
             .map(|p| {
-                let stem = p
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let idx = stem
-                    .split('_')
-                    .next()
-                    .and_then(|i| i.parse().ok())
-                    .unwrap_or(u64::MAX);
+                let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                let idx = stem.split('_').next().and_then(|i| i.parse().ok()).unwrap_or(u64::MAX);
                 (idx, stem, p)
             })
             .collect();
         images.sort();
         if images.is_empty() {
-            return Err(OptionsError(format!(
-                "{}: no PNG or JPEG images in the readout image directory",
-                dir.display()
-            )));
+            return Err(OptionsError(format!("{}: no PNG or JPEG images in the readout image directory", dir.display())));
         }
         return Ok(images.into_iter().map(|(_, _, p)| p).collect());
     }
     for p in paths {
         if !p.is_file() {
-            return Err(OptionsError(format!(
-                "readout image {} does not exist",
-                p.display()
-            )));
+            return Err(OptionsError(format!("readout image {} does not exist", p.display())));
         }
     }
     Ok(paths.to_vec())

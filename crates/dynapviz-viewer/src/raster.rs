@@ -27,22 +27,12 @@ pub struct Canvas {
 impl Canvas {
     /// A canvas of `width` x `height` pixels.
     pub fn new(width: usize, height: usize) -> Self {
-        Self {
-            width,
-            height,
-            pixels: vec![[0.0; 4]; width * height],
-            textures: HashMap::new(),
-        }
+        Self { width, height, pixels: vec![[0.0; 4]; width * height], textures: HashMap::new() }
     }
 
     /// Fills with an opaque colour.
     pub fn clear(&mut self, c: Color32) {
-        let v = [
-            f32::from(c.r()) / 255.0,
-            f32::from(c.g()) / 255.0,
-            f32::from(c.b()) / 255.0,
-            1.0,
-        ];
+        let v = [f32::from(c.r()) / 255.0, f32::from(c.g()) / 255.0, f32::from(c.b()) / 255.0, 1.0];
         self.pixels.fill(v);
     }
 
@@ -53,21 +43,14 @@ impl Canvas {
                 let ImageData::Color(img) = &d.image;
                 match d.pos {
                     None => {
-                        self.textures.insert(
-                            *id,
-                            Texture {
-                                size: img.size,
-                                pixels: img.pixels.clone(),
-                            },
-                        );
+                        self.textures.insert(*id, Texture { size: img.size, pixels: img.pixels.clone() });
                     }
                     Some([x0, y0]) => {
                         if let Some(t) = self.textures.get_mut(id) {
                             for y in 0..img.size[1] {
                                 for x in 0..img.size[0] {
                                     if x0 + x < t.size[0] && y0 + y < t.size[1] {
-                                        t.pixels[(y0 + y) * t.size[0] + x0 + x] =
-                                            img.pixels[y * img.size[0] + x];
+                                        t.pixels[(y0 + y) * t.size[0] + x0 + x] = img.pixels[y * img.size[0] + x];
                                     }
                                 }
                             }
@@ -99,12 +82,7 @@ impl Canvas {
                 let [Some(a), Some(b), Some(c)] = v else {
                     continue;
                 };
-                self.triangle(
-                    [a, b, c],
-                    ppp,
-                    clip,
-                    texture.as_ref().map(|t| (t.size, t.pixels.as_slice())),
-                );
+                self.triangle([a, b, c], ppp, clip, texture.as_ref().map(|t| (t.size, t.pixels.as_slice())));
             }
             if let Some(t) = texture {
                 self.textures.insert(mesh.texture_id, t);
@@ -112,56 +90,18 @@ impl Canvas {
         }
     }
 
-    fn triangle(
-        &mut self,
-        v: [egui::epaint::Vertex; 3],
-        ppp: f32,
-        clip: Rect,
-        texture: Option<([usize; 2], &[Color32])>,
-    ) {
+    fn triangle(&mut self, v: [egui::epaint::Vertex; 3], ppp: f32, clip: Rect, texture: Option<([usize; 2], &[Color32])>) {
         let p = v.map(|v| [v.pos.x * ppp, v.pos.y * ppp]);
-        let area =
-            (p[1][0] - p[0][0]) * (p[2][1] - p[0][1]) - (p[2][0] - p[0][0]) * (p[1][1] - p[0][1]);
+        let area = (p[1][0] - p[0][0]) * (p[2][1] - p[0][1]) - (p[2][0] - p[0][0]) * (p[1][1] - p[0][1]);
         if area.abs() < 1e-8 {
             return;
         }
-        let min_x = p
-            .iter()
-            .map(|q| q[0])
-            .fold(f32::MAX, f32::min)
-            .max(clip.min.x)
-            .max(0.0)
-            .floor() as usize;
-        let max_x = p
-            .iter()
-            .map(|q| q[0])
-            .fold(f32::MIN, f32::max)
-            .min(clip.max.x)
-            .min(self.width as f32)
-            .ceil() as usize;
-        let min_y = p
-            .iter()
-            .map(|q| q[1])
-            .fold(f32::MAX, f32::min)
-            .max(clip.min.y)
-            .max(0.0)
-            .floor() as usize;
-        let max_y = p
-            .iter()
-            .map(|q| q[1])
-            .fold(f32::MIN, f32::max)
-            .min(clip.max.y)
-            .min(self.height as f32)
-            .ceil() as usize;
-        let colors = v.map(|v| {
-            [
-                f32::from(v.color.r()),
-                f32::from(v.color.g()),
-                f32::from(v.color.b()),
-                f32::from(v.color.a()),
-            ]
-            .map(|c| c / 255.0)
-        });
+        let min_x = p.iter().map(|q| q[0]).fold(f32::MAX, f32::min).max(clip.min.x).max(0.0).floor() as usize;
+        let max_x = p.iter().map(|q| q[0]).fold(f32::MIN, f32::max).min(clip.max.x).min(self.width as f32).ceil() as usize;
+        let min_y = p.iter().map(|q| q[1]).fold(f32::MAX, f32::min).max(clip.min.y).max(0.0).floor() as usize;
+        let max_y = p.iter().map(|q| q[1]).fold(f32::MIN, f32::max).min(clip.max.y).min(self.height as f32).ceil() as usize;
+        let colors =
+            v.map(|v| [f32::from(v.color.r()), f32::from(v.color.g()), f32::from(v.color.b()), f32::from(v.color.a())].map(|c| c / 255.0));
         for y in min_y..max_y {
             for x in min_x..max_x {
                 let (px, py) = (x as f32 + 0.5, y as f32 + 0.5);
@@ -199,12 +139,7 @@ impl Canvas {
     pub fn to_rgba8(&self) -> Vec<u8> {
         self.pixels
             .iter()
-            .flat_map(|p| {
-                [p[0], p[1], p[2]]
-                    .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
-                    .into_iter()
-                    .chain([255])
-            })
+            .flat_map(|p| [p[0], p[1], p[2]].map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8).into_iter().chain([255]))
             .collect()
     }
 }

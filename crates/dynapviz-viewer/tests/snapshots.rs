@@ -17,11 +17,7 @@ fn icons(dir: &Path, n: usize) -> Vec<PathBuf> {
             let p = dir.join(format!("{i}_class{i}.png"));
             let hue = [[230, 90, 90], [90, 200, 110], [90, 140, 240]][i % 3];
             image::RgbaImage::from_fn(48, 48, |x, y| {
-                if (x / 8 + y / 8) % 2 == 0 {
-                    image::Rgba([hue[0], hue[1], hue[2], 255])
-                } else {
-                    image::Rgba([30, 30, 40, 255])
-                }
+                if (x / 8 + y / 8) % 2 == 0 { image::Rgba([hue[0], hue[1], hue[2], 255]) } else { image::Rgba([30, 30, 40, 255]) }
             })
             .save(&p)
             .expect("icon");
@@ -38,26 +34,13 @@ fn feed(d: &mut Dashboard) {
     for i in 0..64 {
         on[i * 64 + i] = 2.0;
         let a = i as f32 / 64.0 * std::f32::consts::TAU;
-        let (x, y) = (
-            (32.0 + 20.0 * a.cos()) as usize,
-            (32.0 + 20.0 * a.sin()) as usize,
-        );
+        let (x, y) = ((32.0 + 20.0 * a.cos()) as usize, (32.0 + 20.0 * a.sin()) as usize);
         off[y * 64 + x] = 2.0;
     }
-    d.on_frame(&DisplayFrame {
-        t_us: 0,
-        geometry: g,
-        on,
-        off,
-        newest_input: Instant::now(),
-        events_total: 1234,
-    });
+    d.on_frame(&DisplayFrame { t_us: 0, geometry: g, on, off, newest_input: Instant::now(), events_total: 1234 });
     for k in 0..20u64 {
         let t_us = (k as i64 + 1) * 500_000;
-        d.on_analysis(&Analysis::Counts {
-            t_us,
-            counts: vec![k % 7, (k * 3) % 11, 20 - k],
-        });
+        d.on_analysis(&Analysis::Counts { t_us, counts: vec![k % 7, (k * 3) % 11, 20 - k] });
         for ch in 0..5u8 {
             d.on_analysis(&Analysis::Power(PowerSample {
                 channel: ch,
@@ -66,69 +49,25 @@ fn feed(d: &mut Dashboard) {
             }));
         }
     }
-    d.on_analysis(&Analysis::Readout {
-        t_us: 10_000_000,
-        feature: 1,
-        predicted: true,
-    });
-    d.stats = ViewStats {
-        fps: 60.0,
-        latency_ms: Some((1.0, 2.0)),
-        skipped_frames: 3,
-        events: 1234,
-        paused: false,
-        speed: 1.0,
-    };
+    d.on_analysis(&Analysis::Readout { t_us: 10_000_000, feature: 1, predicted: true });
+    d.stats = ViewStats { fps: 60.0, latency_ms: Some((1.0, 2.0)), skipped_frames: 3, events: 1234, paused: false, speed: 1.0 };
 }
 
 fn compare(name: &str, rgba: &[u8], w: usize, h: usize) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/snapshots")
-        .join(format!("{name}.png"));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots").join(format!("{name}.png"));
     if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-        image::save_buffer(
-            &path,
-            rgba,
-            w as u32,
-            h as u32,
-            image::ExtendedColorType::Rgba8,
-        )
-        .expect("write snapshot");
+        image::save_buffer(&path, rgba, w as u32, h as u32, image::ExtendedColorType::Rgba8).expect("write snapshot");
         return;
     }
-    let want = image::open(&path)
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (run with UPDATE_SNAPSHOTS=1 to create it)",
-                path.display()
-            )
-        })
-        .to_rgba8();
-    assert_eq!(
-        (want.width() as usize, want.height() as usize),
-        (w, h),
-        "{name}: size"
-    );
-    let differing = want
-        .as_raw()
-        .chunks(4)
-        .zip(rgba.chunks(4))
-        .filter(|(a, b)| a.iter().zip(b.iter()).any(|(x, y)| x.abs_diff(*y) > 16))
-        .count();
+    let want =
+        image::open(&path).unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_SNAPSHOTS=1 to create it)", path.display())).to_rgba8();
+    assert_eq!((want.width() as usize, want.height() as usize), (w, h), "{name}: size");
+    let differing =
+        want.as_raw().chunks(4).zip(rgba.chunks(4)).filter(|(a, b)| a.iter().zip(b.iter()).any(|(x, y)| x.abs_diff(*y) > 16)).count();
     if differing * 200 > w * h {
         let got = path.with_extension("actual.png");
-        let _ = image::save_buffer(
-            &got,
-            rgba,
-            w as u32,
-            h as u32,
-            image::ExtendedColorType::Rgba8,
-        );
-        panic!(
-            "{name}: {differing} of {} pixels differ from the snapshot (actual written to {})",
-            w * h,
-            got.display()
-        );
+        let _ = image::save_buffer(&got, rgba, w as u32, h as u32, image::ExtendedColorType::Rgba8);
+        panic!("{name}: {differing} of {} pixels differ from the snapshot (actual written to {})", w * h, got.display());
     }
 }
 
@@ -166,40 +105,24 @@ fn every_layout_matches_its_snapshot() {
 
 #[test]
 fn the_sinabs_gesture_icons_and_names_show() {
-    let icons = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures/sinabs-gesture/icons");
+    let icons = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/sinabs-gesture/icons");
     if !icons.exists() {
         println!("SKIPPED: {} is absent", icons.display());
         return;
     }
-    let o = VizOptions {
-        add_readout_plot: true,
-        add_power_monitor_plot: true,
-        readout_images: Some(vec![icons]),
-        ..VizOptions::default()
-    };
+    let o = VizOptions { add_readout_plot: true, add_power_monitor_plot: true, readout_images: Some(vec![icons]), ..VizOptions::default() };
     let r = o.resolve(Some(11)).expect("options");
-    assert_eq!(
-        r.feature_names[..3],
-        ["armroll", "handclap", "lefthandclockwise"]
-    );
+    assert_eq!(r.feature_names[..3], ["armroll", "handclap", "lefthandclockwise"]);
     assert_eq!(r.feature_names[10], "other");
     assert!(r.images[3].ends_with("04_lefthandcounterclockwise.png"));
     let mut d = Dashboard::new(r).expect("dashboard");
-    d.on_analysis(&Analysis::Readout {
-        t_us: 0,
-        feature: 3,
-        predicted: true,
-    });
+    d.on_analysis(&Analysis::Readout { t_us: 0, feature: 3, predicted: true });
     let mut h = Headless::new(960, 540);
     let rgba = h.render(&mut d);
-    let out =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/sinabs-gesture-dashboard.png");
+    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/sinabs-gesture-dashboard.png");
     let _ = image::save_buffer(&out, &rgba, 960, 540, image::ExtendedColorType::Rgba8);
     // The readout column shows the icon: compare its mean colour with the icon's own.
-    let icon = image::open(&d.resolved().images[3])
-        .expect("icon")
-        .to_rgba8();
+    let icon = image::open(&d.resolved().images[3]).expect("icon").to_rgba8();
     let mean = |px: &mut dyn Iterator<Item = [u8; 4]>| {
         let (mut s, mut n) = ([0f64; 3], 0f64);
         for p in px {
@@ -218,11 +141,5 @@ fn the_sinabs_gesture_icons_and_names_show() {
             .filter(|(i, _)| (i % 960) > 660 && (i / 960) > 60 && (i / 960) < 300)
             .map(|(_, p)| [p[0], p[1], p[2], p[3]]),
     );
-    assert!(
-        bright
-            .iter()
-            .zip(icon_mean)
-            .all(|(a, b)| (a - b).abs() < 60.0),
-        "readout area {bright:?} vs icon {icon_mean:?}"
-    );
+    assert!(bright.iter().zip(icon_mean).all(|(a, b)| (a - b).abs() < 60.0), "readout area {bright:?} vs icon {icon_mean:?}");
 }

@@ -28,17 +28,10 @@ impl Reader {
         let lines = src.header_lines(b'#', "#!END-HEADER", false)?;
         let davis = lines.iter().find_map(|l| {
             let l = l.to_ascii_lowercase();
-            (l.contains("davis")
-                && (l.contains("hardwareinterface") || l.contains("source") || l.contains("chip")))
-            .then(|| super::known_sensor(&l).unwrap_or(Geometry::new(240, 180)))
+            (l.contains("davis") && (l.contains("hardwareinterface") || l.contains("source") || l.contains("chip")))
+                .then(|| super::known_sensor(&l).unwrap_or(Geometry::new(240, 180)))
         });
-        Ok(Self {
-            src,
-            davis,
-            buf: Vec::new(),
-            time: super::Unwrap::new(32),
-            skipped: Skipped::default(),
-        })
+        Ok(Self { src, davis, buf: Vec::new(), time: super::Unwrap::new(32), skipped: Skipped::default() })
     }
 }
 
@@ -59,12 +52,7 @@ impl crate::EventReader for Reader {
         let start_len = out.len();
         loop {
             let start = self.src.offset();
-            let n = self.src.read_records(
-                &mut self.buf,
-                8,
-                max,
-                "an AEDAT 2.0 record (address, timestamp)",
-            )?;
+            let n = self.src.read_records(&mut self.buf, 8, max, "an AEDAT 2.0 record (address, timestamp)")?;
             if n == 0 {
                 break;
             }
@@ -78,12 +66,7 @@ impl crate::EventReader for Reader {
                         if a >> 15 != 0 {
                             return Err(self.src.error_at(offset, format!("address 0x{a:08x} is not a DVS128 address (15 bits); a DAVIS file needs a `# HardwareInterface: ...DAVIS...` header line")));
                         }
-                        Event {
-                            t,
-                            x: 127 - ((a >> 1) & 0x7F) as u16,
-                            y: 127 - ((a >> 8) & 0x7F) as u16,
-                            p: a & 1 == 0,
-                        }
+                        Event { t, x: 127 - ((a >> 1) & 0x7F) as u16, y: 127 - ((a >> 8) & 0x7F) as u16, p: a & 1 == 0 }
                     }
                     Some(g) => {
                         if a >> 31 != 0 || (a >> 10) & 1 != 0 {
@@ -92,14 +75,11 @@ impl crate::EventReader for Reader {
                         }
                         let (rx, ry) = (((a >> 12) & 0x3FF) as u16, ((a >> 22) & 0x1FF) as u16);
                         if rx >= g.width || ry >= g.height {
-                            return Err(self.src.error_at(offset, format!("DAVIS address 0x{a:08x} gives x={rx} y={ry}, outside the {g} sensor")));
+                            return Err(self
+                                .src
+                                .error_at(offset, format!("DAVIS address 0x{a:08x} gives x={rx} y={ry}, outside the {g} sensor")));
                         }
-                        Event {
-                            t,
-                            x: g.width - 1 - rx,
-                            y: g.height - 1 - ry,
-                            p: (a >> 11) & 1 == 1,
-                        }
+                        Event { t, x: g.width - 1 - rx, y: g.height - 1 - ry, p: (a >> 11) & 1 == 1 }
                     }
                 };
                 out.push(e);
@@ -129,14 +109,10 @@ impl<W: Write> Writer<W> {
     pub fn write(&mut self, events: &[Event]) -> std::io::Result<()> {
         for e in events {
             if e.x > 127 || e.y > 127 {
-                return Err(super::evt2::invalid(
-                    "AEDAT 2.0 DVS128 addresses hold x, y < 128",
-                ));
+                return Err(super::evt2::invalid("AEDAT 2.0 DVS128 addresses hold x, y < 128"));
             }
             if e.t < 0 {
-                return Err(super::evt2::invalid(
-                    "AEDAT 2.0 cannot store negative timestamps",
-                ));
+                return Err(super::evt2::invalid("AEDAT 2.0 cannot store negative timestamps"));
             }
             let a = (u32::from(127 - e.y) << 8) | (u32::from(127 - e.x) << 1) | u32::from(!e.p);
             self.out.write_all(&a.to_be_bytes())?;

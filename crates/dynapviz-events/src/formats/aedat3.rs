@@ -29,21 +29,14 @@ impl Reader {
         let lines = src.header_lines(b'#', "#!END-HEADER", true)?;
         let geometry = lines.iter().find_map(|l| {
             let l = l.to_ascii_lowercase();
-            (l.starts_with("#source") || l.contains("sizex"))
-                .then(|| super::known_sensor(&l))
-                .flatten()
+            (l.starts_with("#source") || l.contains("sizex")).then(|| super::known_sensor(&l)).flatten()
         });
         let geometry = geometry.or_else(|| {
             let w = header_value(&lines, "sizeX")?.parse().ok()?;
             let h = header_value(&lines, "sizeY")?.parse().ok()?;
             Some(Geometry::new(w, h))
         });
-        Ok(Self {
-            src,
-            geometry,
-            buf: Vec::new(),
-            skipped: Skipped::default(),
-        })
+        Ok(Self { src, geometry, buf: Vec::new(), skipped: Skipped::default() })
     }
 }
 
@@ -70,15 +63,11 @@ impl crate::EventReader for Reader {
                 break;
             }
             if got < HEADER {
-                return Err(self.src.error_at(
-                    at,
-                    format!("file ends inside a packet header: {got} of {HEADER} bytes"),
-                ));
+                return Err(self.src.error_at(at, format!("file ends inside a packet header: {got} of {HEADER} bytes")));
             }
             let u32_at = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
             let kind = u16::from_le_bytes([h[0], h[1]]);
-            let (size, overflow, capacity, number) =
-                (u32_at(4), u32_at(12), u32_at(20), u32_at(24));
+            let (size, overflow, capacity, number) = (u32_at(4), u32_at(12), u32_at(20), u32_at(24));
             let body = u64::from(size) * u64::from(capacity);
             if number > capacity || body > MAX_PACKET {
                 return Err(self.src.error_at(at, format!("corrupt packet header: {number} events of {size} bytes in a packet of capacity {capacity}; expected number <= capacity and at most {MAX_PACKET} bytes")));
@@ -89,9 +78,7 @@ impl crate::EventReader for Reader {
                 continue;
             }
             if size < 8 {
-                return Err(self
-                    .src
-                    .error_at(at + 4, format!("polarity event size {size}: expected 8")));
+                return Err(self.src.error_at(at + 4, format!("polarity event size {size}: expected 8")));
             }
             let body_at = self.src.offset();
             self.buf.resize(body as usize, 0);
@@ -99,12 +86,7 @@ impl crate::EventReader for Reader {
             let read = self.src.read_exact(&mut buf, "a packet body");
             self.buf = buf;
             read?;
-            for (i, r) in self
-                .buf
-                .chunks_exact(size as usize)
-                .take(number as usize)
-                .enumerate()
-            {
+            for (i, r) in self.buf.chunks_exact(size as usize).take(number as usize).enumerate() {
                 let d = u32::from_le_bytes([r[0], r[1], r[2], r[3]]);
                 let ts = u32::from_le_bytes([r[4], r[5], r[6], r[7]]);
                 if d & 1 == 0 {
@@ -117,8 +99,7 @@ impl crate::EventReader for Reader {
                     y: ((d >> 2) & 0x1FFF) as u16,
                     p: (d >> 1) & 1 == 1,
                 };
-                self.src
-                    .check_xy(&e, self.geometry, body_at + i as u64 * u64::from(size))?;
+                self.src.check_xy(&e, self.geometry, body_at + i as u64 * u64::from(size))?;
                 out.push(e);
             }
         }
@@ -144,12 +125,7 @@ impl<W: Write> Writer<W> {
             out,
             "#!AER-DAT3.1\r\n#Format: RAW\r\n#Source 1: {source}\r\n#Start-Time: 1970-01-01 00:00:00 (TZ+0000)\r\n#!END-HEADER\r\n"
         )?;
-        Ok(Self {
-            out,
-            packet: Vec::new(),
-            count: 0,
-            overflow: None,
-        })
+        Ok(Self { out, packet: Vec::new(), count: 0, overflow: None })
     }
 
     fn flush_packet(&mut self) -> std::io::Result<()> {
@@ -176,20 +152,16 @@ impl<W: Write> Writer<W> {
     pub fn write(&mut self, events: &[Event]) -> std::io::Result<()> {
         for e in events {
             if e.t < 0 || e.x > 0x1FFF || e.y > 0x1FFF {
-                return Err(super::evt2::invalid(
-                    "AEDAT 3.1 holds non-negative timestamps and coordinates below 8192",
-                ));
+                return Err(super::evt2::invalid("AEDAT 3.1 holds non-negative timestamps and coordinates below 8192"));
             }
-            let overflow = u32::try_from(e.t >> 31)
-                .map_err(|_| super::evt2::invalid("timestamp beyond AEDAT 3.1's range"))?;
+            let overflow = u32::try_from(e.t >> 31).map_err(|_| super::evt2::invalid("timestamp beyond AEDAT 3.1's range"))?;
             if self.overflow != Some(overflow) || self.count == PACKET_EVENTS {
                 self.flush_packet()?;
                 self.overflow = Some(overflow);
             }
             let d = (u32::from(e.x) << 17) | (u32::from(e.y) << 2) | (u32::from(e.p) << 1) | 1;
             self.packet.extend_from_slice(&d.to_le_bytes());
-            self.packet
-                .extend_from_slice(&((e.t & 0x7FFF_FFFF) as u32).to_le_bytes());
+            self.packet.extend_from_slice(&((e.t & 0x7FFF_FFFF) as u32).to_le_bytes());
             self.count += 1;
         }
         Ok(())

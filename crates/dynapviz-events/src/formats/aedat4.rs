@@ -35,15 +35,8 @@ fn parse_info(xml: &str) -> HashMap<i32, StreamInfo> {
     let mut current: Option<i32> = None;
     for line in xml.lines() {
         let line = line.trim();
-        if let Some(path) = line
-            .strip_prefix("<node ")
-            .and_then(|l| l.split("path=\"").nth(1))
-        {
-            current = path
-                .split("outInfo/")
-                .nth(1)
-                .and_then(|rest| rest.split('/').next())
-                .and_then(|id| id.parse().ok());
+        if let Some(path) = line.strip_prefix("<node ").and_then(|l| l.split("path=\"").nth(1)) {
+            current = path.split("outInfo/").nth(1).and_then(|rest| rest.split('/').next()).and_then(|id| id.parse().ok());
             continue;
         }
         let (Some(id), Some(rest)) = (current, line.strip_prefix("<attr key=\"")) else {
@@ -52,11 +45,7 @@ fn parse_info(xml: &str) -> HashMap<i32, StreamInfo> {
         let Some((key, rest)) = rest.split_once('"') else {
             continue;
         };
-        let value = rest
-            .split_once('>')
-            .and_then(|(_, v)| v.split_once('<'))
-            .map(|(v, _)| v.trim())
-            .unwrap_or("");
+        let value = rest.split_once('>').and_then(|(_, v)| v.split_once('<')).map(|(v, _)| v.trim()).unwrap_or("");
         let info = streams.entry(id).or_default();
         match key {
             "typeIdentifier" => info.kind = value.to_string(),
@@ -97,69 +86,45 @@ impl Reader {
         let at = src.offset();
         let mut header = vec![0u8; len as usize];
         src.read_exact(&mut header, "the IOHeader")?;
-        let table =
-            Table::root(&header).ok_or_else(|| src.error_at(at, "corrupt IOHeader flatbuffer"))?;
+        let table = Table::root(&header).ok_or_else(|| src.error_at(at, "corrupt IOHeader flatbuffer"))?;
         let bad = || src.error_at(at, "corrupt IOHeader field");
         let compression = table.i32(0, COMPRESSION_NONE).ok_or_else(bad)?;
         let position = table.i64(1, -1).ok_or_else(bad)?;
         let info = table.string(2).ok_or_else(bad)?;
         if !(COMPRESSION_NONE..=COMPRESSION_ZSTD_HIGH).contains(&compression) {
-            return Err(src.error_at(at, format!("unknown compression {compression}: expected 0..4 (none, LZ4, LZ4 high, Zstd, Zstd high)")));
+            return Err(
+                src.error_at(at, format!("unknown compression {compression}: expected 0..4 (none, LZ4, LZ4 high, Zstd, Zstd high)"))
+            );
         }
         let streams = parse_info(&String::from_utf8_lossy(info));
-        let mut event_streams: Vec<i32> = streams
-            .iter()
-            .filter(|(_, s)| s.kind == "EVTS")
-            .map(|(id, _)| *id)
-            .collect();
+        let mut event_streams: Vec<i32> = streams.iter().filter(|(_, s)| s.kind == "EVTS").map(|(id, _)| *id).collect();
         event_streams.sort_unstable();
         let geometry = event_streams.first().and_then(|id| {
             let s = &streams[id];
             Some(Geometry::new(s.width?, s.height?))
         });
         let end = u64::try_from(position).ok().filter(|&p| p > 0);
-        Ok(Self {
-            src,
-            compression,
-            end,
-            event_streams,
-            geometry,
-            raw: Vec::new(),
-            packet: Vec::new(),
-            skipped: Skipped::default(),
-        })
+        Ok(Self { src, compression, end, event_streams, geometry, raw: Vec::new(), packet: Vec::new(), skipped: Skipped::default() })
     }
 
     /// Decompresses `self.raw` into `self.packet`.
     fn decompress(&mut self, at: u64) -> Result<()> {
         self.packet.clear();
-        let limited = |r: &mut dyn Read, out: &mut Vec<u8>| {
-            (r.take(MAX_PACKET as u64 + 1)).read_to_end(out).map(|_| ())
-        };
+        let limited = |r: &mut dyn Read, out: &mut Vec<u8>| (r.take(MAX_PACKET as u64 + 1)).read_to_end(out).map(|_| ());
         let result = match self.compression {
-            COMPRESSION_LZ4 | COMPRESSION_LZ4_HIGH => limited(
-                &mut lz4_flex::frame::FrameDecoder::new(&self.raw[..]),
-                &mut self.packet,
-            ),
-            COMPRESSION_ZSTD | COMPRESSION_ZSTD_HIGH => {
-                match ruzstd::decoding::StreamingDecoder::new(&self.raw[..]) {
-                    Ok(mut d) => limited(&mut d, &mut self.packet),
-                    Err(e) => Err(std::io::Error::other(e.to_string())),
-                }
-            }
+            COMPRESSION_LZ4 | COMPRESSION_LZ4_HIGH => limited(&mut lz4_flex::frame::FrameDecoder::new(&self.raw[..]), &mut self.packet),
+            COMPRESSION_ZSTD | COMPRESSION_ZSTD_HIGH => match ruzstd::decoding::StreamingDecoder::new(&self.raw[..]) {
+                Ok(mut d) => limited(&mut d, &mut self.packet),
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            },
             _ => {
                 self.packet.extend_from_slice(&self.raw);
                 Ok(())
             }
         };
-        result.map_err(|e| {
-            self.src
-                .error_at(at, format!("packet does not decompress: {e}"))
-        })?;
+        result.map_err(|e| self.src.error_at(at, format!("packet does not decompress: {e}")))?;
         if self.packet.len() > MAX_PACKET {
-            return Err(self
-                .src
-                .error_at(at, "packet decompresses to more than 256 MiB"));
+            return Err(self.src.error_at(at, "packet decompresses to more than 256 MiB"));
         }
         Ok(())
     }
@@ -168,30 +133,18 @@ impl Reader {
     fn decode_events(&mut self, at: u64, out: &mut Vec<Event>) -> Result<()> {
         let buf = &self.packet[..];
         // Size-prefixed (as DV writes) or plain: the identifier tells which.
-        let body = if buf.get(8..12) == Some(b"EVTS") {
-            &buf[4..]
-        } else {
-            buf
-        };
-        let elements = Table::root(body)
-            .and_then(|t| t.vector(0, 16))
-            .ok_or_else(|| self.src.error_at(at, "corrupt event packet flatbuffer"))?;
+        let body = if buf.get(8..12) == Some(b"EVTS") { &buf[4..] } else { buf };
+        let elements =
+            Table::root(body).and_then(|t| t.vector(0, 16)).ok_or_else(|| self.src.error_at(at, "corrupt event packet flatbuffer"))?;
         out.reserve(elements.len() / 16);
         for r in elements.chunks_exact(16) {
             let t = i64::from_le_bytes(r[0..8].try_into().unwrap_or_default());
             let x = i16::from_le_bytes([r[8], r[9]]);
             let y = i16::from_le_bytes([r[10], r[11]]);
             let (Ok(x), Ok(y)) = (u16::try_from(x), u16::try_from(y)) else {
-                return Err(self
-                    .src
-                    .error_at(at, format!("event at x={x} y={y}: negative coordinate")));
+                return Err(self.src.error_at(at, format!("event at x={x} y={y}: negative coordinate")));
             };
-            let e = Event {
-                t,
-                x,
-                y,
-                p: r[12] != 0,
-            };
+            let e = Event { t, x, y, p: r[12] != 0 };
             self.src.check_xy(&e, self.geometry, at)?;
             out.push(e);
         }
@@ -225,22 +178,14 @@ impl crate::EventReader for Reader {
                 break;
             }
             if got < 8 {
-                return Err(self.src.error_at(
-                    at,
-                    format!("file ends inside a packet header: {got} of 8 bytes"),
-                ));
+                return Err(self.src.error_at(at, format!("file ends inside a packet header: {got} of 8 bytes")));
             }
             let stream = i32::from_le_bytes([h[0], h[1], h[2], h[3]]);
             let size = i32::from_le_bytes([h[4], h[5], h[6], h[7]]);
             let size = usize::try_from(size)
                 .ok()
                 .filter(|&s| s <= MAX_PACKET)
-                .ok_or_else(|| {
-                    self.src.error_at(
-                        at + 4,
-                        format!("packet size {size}: expected 0..256 MiB (corrupt packet header)"),
-                    )
-                })?;
+                .ok_or_else(|| self.src.error_at(at + 4, format!("packet size {size}: expected 0..256 MiB (corrupt packet header)")))?;
             if !self.event_streams.contains(&stream) {
                 self.skipped.other_records += 1;
                 self.src.skip(size as u64, "a packet")?;
@@ -278,10 +223,7 @@ impl<W: Write> Writer<W> {
         out.write_all(MAGIC)?;
         out.write_all(&(header.len() as i32).to_le_bytes())?;
         out.write_all(&header)?;
-        Ok(Self {
-            out,
-            pending: Vec::new(),
-        })
+        Ok(Self { out, pending: Vec::new() })
     }
 
     fn flush_packet(&mut self) -> std::io::Result<()> {
@@ -293,8 +235,7 @@ impl<W: Write> Writer<W> {
         enc.write_all(&packet)?;
         let compressed = enc.finish().map_err(std::io::Error::other)?;
         self.out.write_all(&0i32.to_le_bytes())?;
-        self.out
-            .write_all(&(compressed.len() as i32).to_le_bytes())?;
+        self.out.write_all(&(compressed.len() as i32).to_le_bytes())?;
         self.out.write_all(&compressed)?;
         self.pending.clear();
         Ok(())
@@ -304,9 +245,7 @@ impl<W: Write> Writer<W> {
     pub fn write(&mut self, events: &[Event]) -> std::io::Result<()> {
         for e in events {
             let (Ok(x), Ok(y)) = (i16::try_from(e.x), i16::try_from(e.y)) else {
-                return Err(super::evt2::invalid(
-                    "AEDAT 4.0 stores coordinates below 32768",
-                ));
+                return Err(super::evt2::invalid("AEDAT 4.0 stores coordinates below 32768"));
             };
             self.pending.extend_from_slice(&e.t.to_le_bytes());
             self.pending.extend_from_slice(&x.to_le_bytes());

@@ -19,19 +19,11 @@ pub struct Reader {
 
 impl Reader {
     pub(crate) fn new(src: Source) -> Self {
-        Self {
-            src,
-            columns: [0, 1, 2, 3],
-            started: false,
-            line: 0,
-        }
+        Self { src, columns: [0, 1, 2, 3], started: false, line: 0 }
     }
 
     fn header_columns(line: &str) -> Option<Columns> {
-        let names: Vec<String> = line
-            .split([',', ';', '\t'])
-            .map(|s| s.trim().to_ascii_lowercase())
-            .collect();
+        let names: Vec<String> = line.split([',', ';', '\t']).map(|s| s.trim().to_ascii_lowercase()).collect();
         let find = |alts: &[&str]| names.iter().position(|n| alts.contains(&n.as_str()));
         Some([
             find(&["t", "t_us", "ts", "timestamp", "time", "t_usec"])?,
@@ -47,11 +39,7 @@ impl Reader {
         if fields.len() < need {
             return Err(self.src.error_at(
                 offset,
-                format!(
-                    "line {}: expected {need} comma-separated fields (t_us,x,y,p), found {}",
-                    self.line,
-                    fields.len()
-                ),
+                format!("line {}: expected {need} comma-separated fields (t_us,x,y,p), found {}", self.line, fields.len()),
             ));
         }
         let [ct, cx, cy, cp] = self.columns;
@@ -69,15 +57,9 @@ impl Reader {
                 ),
             )
         };
-        let t = fields[ct]
-            .parse::<i64>()
-            .map_err(|_| bad("t", fields[ct]))?;
-        let x = fields[cx]
-            .parse::<u16>()
-            .map_err(|_| bad("x", fields[cx]))?;
-        let y = fields[cy]
-            .parse::<u16>()
-            .map_err(|_| bad("y", fields[cy]))?;
+        let t = fields[ct].parse::<i64>().map_err(|_| bad("t", fields[ct]))?;
+        let x = fields[cx].parse::<u16>().map_err(|_| bad("x", fields[cx]))?;
+        let y = fields[cy].parse::<u16>().map_err(|_| bad("y", fields[cy]))?;
         let p = match fields[cp] {
             "1" | "true" | "True" | "+1" => true,
             "0" | "-1" | "false" | "False" => false,
@@ -104,27 +86,16 @@ impl crate::EventReader for Reader {
                 break;
             };
             self.line += 1;
-            let text = std::str::from_utf8(&raw)
-                .map_err(|_| {
-                    self.src
-                        .error_at(offset, format!("line {}: not UTF-8 text", self.line))
-                })?
-                .trim();
+            let text =
+                std::str::from_utf8(&raw).map_err(|_| self.src.error_at(offset, format!("line {}: not UTF-8 text", self.line)))?.trim();
             if text.is_empty() || text.starts_with('#') {
                 continue;
             }
             if !self.started {
                 self.started = true;
-                if text.bytes().any(|b| b.is_ascii_alphabetic())
-                    && !text.contains("true")
-                    && !text.contains("false")
-                {
-                    self.columns = Self::header_columns(text).ok_or_else(|| {
-                        self.src.error_at(
-                            offset,
-                            format!("header `{text}` does not name the columns t, x, y and p"),
-                        )
-                    })?;
+                if text.bytes().any(|b| b.is_ascii_alphabetic()) && !text.contains("true") && !text.contains("false") {
+                    self.columns = Self::header_columns(text)
+                        .ok_or_else(|| self.src.error_at(offset, format!("header `{text}` does not name the columns t, x, y and p")))?;
                     continue;
                 }
             }

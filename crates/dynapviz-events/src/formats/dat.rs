@@ -23,44 +23,26 @@ impl Reader {
             (Some(w), Some(h)) => Some(Geometry::new(w, h)),
             _ => header_value(&lines, "geometry")
                 .and_then(parse_wxh)
-                .or_else(|| {
-                    lines
-                        .iter()
-                        .find_map(|l| super::known_sensor(l).filter(|_| l.contains("sensor")))
-                }),
+                .or_else(|| lines.iter().find_map(|l| super::known_sensor(l).filter(|_| l.contains("sensor")))),
         };
         let mut record = 8;
-        let version = header_value(&lines, "Version")
-            .and_then(|v| v.parse::<u32>().ok())
-            .unwrap_or(2);
+        let version = header_value(&lines, "Version").and_then(|v| v.parse::<u32>().ok()).unwrap_or(2);
         if version >= 2 || lines.is_empty() {
             let at = src.offset();
             let mut ts = [0u8; 2];
             src.read_exact(&mut ts, "the event type and size bytes")?;
             record = usize::from(ts[1]);
             if record < 8 {
-                return Err(src.error_at(
-                    at + 1,
-                    format!("event size {record} is too small: expected 8 or more"),
-                ));
+                return Err(src.error_at(at + 1, format!("event size {record} is too small: expected 8 or more")));
             }
         }
-        Ok(Self {
-            src,
-            geometry,
-            record,
-            buf: Vec::new(),
-            time: super::Unwrap::new(32),
-        })
+        Ok(Self { src, geometry, record, buf: Vec::new(), time: super::Unwrap::new(32) })
     }
 }
 
 pub(crate) fn parse_wxh(v: &str) -> Option<Geometry> {
     let (w, h) = v.split_once(['x', 'X'])?;
-    Some(Geometry::new(
-        w.trim().parse().ok()?,
-        h.trim().parse().ok()?,
-    ))
+    Some(Geometry::new(w.trim().parse().ok()?, h.trim().parse().ok()?))
 }
 
 impl crate::EventReader for Reader {
@@ -74,24 +56,14 @@ impl crate::EventReader for Reader {
 
     fn read_chunk(&mut self, out: &mut Vec<Event>, max: usize) -> Result<usize> {
         let start = self.src.offset();
-        let n = self
-            .src
-            .read_records(&mut self.buf, self.record, max, "a DAT event")?;
+        let n = self.src.read_records(&mut self.buf, self.record, max, "a DAT event")?;
         out.reserve(n);
-        for (i, r) in self.buf[..n * self.record]
-            .chunks_exact(self.record)
-            .enumerate()
-        {
+        for (i, r) in self.buf[..n * self.record].chunks_exact(self.record).enumerate() {
             let ts = u32::from_le_bytes([r[0], r[1], r[2], r[3]]);
             let d = u32::from_le_bytes([r[4], r[5], r[6], r[7]]);
-            let e = Event {
-                t: self.time.apply(u64::from(ts)),
-                x: (d & 0x3FFF) as u16,
-                y: ((d >> 14) & 0x3FFF) as u16,
-                p: (d >> 28) & 1 == 1,
-            };
-            self.src
-                .check_xy(&e, self.geometry, start + (i * self.record) as u64)?;
+            let e =
+                Event { t: self.time.apply(u64::from(ts)), x: (d & 0x3FFF) as u16, y: ((d >> 14) & 0x3FFF) as u16, p: (d >> 28) & 1 == 1 };
+            self.src.check_xy(&e, self.geometry, start + (i * self.record) as u64)?;
             out.push(e);
         }
         Ok(n)

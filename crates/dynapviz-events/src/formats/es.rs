@@ -31,34 +31,25 @@ pub struct Reader {
 impl Reader {
     pub(crate) fn new(mut src: Source) -> Result<Self> {
         let mut head = [0u8; 20];
-        src.read_exact(
-            &mut head[..16],
-            "the Event Stream signature, version and type",
-        )?;
+        src.read_exact(&mut head[..16], "the Event Stream signature, version and type")?;
         if &head[..12] != SIGNATURE {
             return Err(src.error_at(0, "expected the signature `Event Stream`"));
         }
         let (major, kind) = (head[12], head[15]);
         if major != 2 {
-            return Err(src.error_at(
-                12,
-                format!(
-                    "Event Stream version {major}.{}.{} is not supported: expected 2.x",
-                    head[13], head[14]
-                ),
-            ));
+            return Err(src.error_at(12, format!("Event Stream version {major}.{}.{} is not supported: expected 2.x", head[13], head[14])));
         }
         let atis = match kind {
             TYPE_DVS => false,
             TYPE_ATIS => true,
-            0 | 3 => return Err(src.error_at(15, format!("Event Stream type {kind} (generic/colour) holds no DVS events: expected 1 (DVS) or 2 (ATIS)"))),
+            0 | 3 => {
+                return Err(src
+                    .error_at(15, format!("Event Stream type {kind} (generic/colour) holds no DVS events: expected 1 (DVS) or 2 (ATIS)")));
+            }
             k => return Err(src.error_at(15, format!("unknown Event Stream type {k}: expected 0..3"))),
         };
         src.read_exact(&mut head[16..20], "the sensor width and height")?;
-        let geometry = Geometry::new(
-            u16::from_le_bytes([head[16], head[17]]),
-            u16::from_le_bytes([head[18], head[19]]),
-        );
+        let geometry = Geometry::new(u16::from_le_bytes([head[16], head[17]]), u16::from_le_bytes([head[18], head[19]]));
         Ok(Self {
             src,
             geometry,
@@ -99,35 +90,18 @@ impl Reader {
             let p = &self.pending;
             let x = u16::from_le_bytes([p[1], p[2]]);
             let y = u16::from_le_bytes([p[3], p[4]]);
-            let (exposure, polarity) = if self.atis {
-                (p[0] & 1 == 1, p[0] & 2 != 0)
-            } else {
-                (false, p[0] & 1 == 1)
-            };
+            let (exposure, polarity) = if self.atis { (p[0] & 1 == 1, p[0] & 2 != 0) } else { (false, p[0] & 1 == 1) };
             if exposure {
                 self.skipped.other_records += 1;
             } else {
                 // Event Stream counts y from the bottom row.
-                let flipped_y = self
-                    .geometry
-                    .height
-                    .checked_sub(1)
-                    .and_then(|h| h.checked_sub(y));
+                let flipped_y = self.geometry.height.checked_sub(1).and_then(|h| h.checked_sub(y));
                 let Some(y) = flipped_y.filter(|_| x < self.geometry.width) else {
-                    return Err(self.src.error_at(
-                        self.pending_offset,
-                        format!(
-                            "event at x={x} y={y} lies outside the {} sensor",
-                            self.geometry
-                        ),
-                    ));
+                    return Err(self
+                        .src
+                        .error_at(self.pending_offset, format!("event at x={x} y={y} lies outside the {} sensor", self.geometry)));
                 };
-                out.push(Event {
-                    t: self.t,
-                    x,
-                    y,
-                    p: polarity,
-                });
+                out.push(Event { t: self.t, x, y, p: polarity });
             }
             self.pending.clear();
         }
@@ -162,19 +136,12 @@ impl crate::EventReader for Reader {
                 if !self.pending.is_empty() {
                     break Err(self.src.error_at(
                         self.pending_offset,
-                        format!(
-                            "file ends inside an event: {} of its 5 bytes present",
-                            self.pending.len()
-                        ),
+                        format!("file ends inside an event: {} of its 5 bytes present", self.pending.len()),
                     ));
                 }
                 break Ok(());
             }
-            if let Err(e) = buf[..n]
-                .iter()
-                .enumerate()
-                .try_for_each(|(i, &b)| self.byte(b, start + i as u64, out))
-            {
+            if let Err(e) = buf[..n].iter().enumerate().try_for_each(|(i, &b)| self.byte(b, start + i as u64, out)) {
                 break Err(e);
             }
             if out.len() > start_len {
@@ -204,11 +171,7 @@ impl<W: Write> Writer<W> {
         out.write_all(&[2, 0, 0, TYPE_DVS])?;
         out.write_all(&geometry.width.to_le_bytes())?;
         out.write_all(&geometry.height.to_le_bytes())?;
-        Ok(Self {
-            out,
-            geometry,
-            t: None,
-        })
+        Ok(Self { out, geometry, t: None })
     }
 
     /// Appends events; timestamps must not decrease.
@@ -225,9 +188,7 @@ impl<W: Write> Writer<W> {
             };
             let mut delta = e.t - prev;
             if delta < 0 {
-                return Err(super::evt2::invalid(
-                    "Event Stream timestamps must not decrease",
-                ));
+                return Err(super::evt2::invalid("Event Stream timestamps must not decrease"));
             }
             if !self.geometry.contains(e.x, e.y) {
                 return Err(super::evt2::invalid("event outside the sensor geometry"));

@@ -21,38 +21,23 @@ pub(crate) fn header_geometry(lines: &[String]) -> Option<Geometry> {
         return Some(g);
     }
     if let Some(fmt) = header_value(lines, "format") {
-        let get = |k: &str| {
-            fmt.split(';').find_map(|kv| {
-                kv.trim()
-                    .strip_prefix(k)?
-                    .strip_prefix('=')?
-                    .trim()
-                    .parse::<u16>()
-                    .ok()
-            })
-        };
+        let get = |k: &str| fmt.split(';').find_map(|kv| kv.trim().strip_prefix(k)?.strip_prefix('=')?.trim().parse::<u16>().ok());
         if let (Some(w), Some(h)) = (get("width"), get("height")) {
             return Some(Geometry::new(w, h));
         }
     }
-    [
-        "plugin_name",
-        "sensor_name",
-        "sensor_generation",
-        "camera_integrator_name",
-    ]
-    .iter()
-    .filter_map(|k| header_value(lines, k))
-    .find_map(|v| {
-        let v = v.to_ascii_lowercase();
-        if v.starts_with("3") {
-            Some(Geometry::new(640, 480))
-        } else if v.starts_with("4") {
-            Some(Geometry::new(1280, 720))
-        } else {
-            super::known_sensor(&v)
-        }
-    })
+    ["plugin_name", "sensor_name", "sensor_generation", "camera_integrator_name"].iter().filter_map(|k| header_value(lines, k)).find_map(
+        |v| {
+            let v = v.to_ascii_lowercase();
+            if v.starts_with("3") {
+                Some(Geometry::new(640, 480))
+            } else if v.starts_with("4") {
+                Some(Geometry::new(1280, 720))
+            } else {
+                super::known_sensor(&v)
+            }
+        },
+    )
 }
 
 /// Streaming EVT 2.0 decoder.
@@ -69,14 +54,7 @@ impl Reader {
     pub(crate) fn new(mut src: Source) -> Result<Self> {
         let lines = src.header_lines(b'%', "% end", false)?;
         let geometry = header_geometry(&lines);
-        Ok(Self {
-            src,
-            geometry,
-            buf: Vec::new(),
-            high: 0,
-            high_unwrap: super::Unwrap::new(28),
-            skipped: Skipped::default(),
-        })
+        Ok(Self { src, geometry, buf: Vec::new(), high: 0, high_unwrap: super::Unwrap::new(28), skipped: Skipped::default() })
     }
 }
 
@@ -97,18 +75,12 @@ impl crate::EventReader for Reader {
         let start_len = out.len();
         loop {
             let start = self.src.offset();
-            let words = self
-                .src
-                .read_records(&mut self.buf, 4, max, "an EVT 2.0 word")?;
+            let words = self.src.read_records(&mut self.buf, 4, max, "an EVT 2.0 word")?;
             if words == 0 {
                 break;
             }
             let first = out.len();
-            let (high, unwrap, others) = (
-                &mut self.high,
-                &mut self.high_unwrap,
-                &mut self.skipped.other_records,
-            );
+            let (high, unwrap, others) = (&mut self.high, &mut self.high_unwrap, &mut self.skipped.other_records);
             out.extend(self.buf[..words * 4].chunks_exact(4).filter_map(|w| {
                 let w = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
                 match w >> 28 {
@@ -142,11 +114,7 @@ impl crate::EventReader for Reader {
                     .map_or(0, |(i, _)| i);
                 return Err(self.src.error_at(
                     start + 4 * word as u64,
-                    format!(
-                        "event at x={} y={} lies outside the {g} sensor",
-                        out[first + bad].x,
-                        out[first + bad].y
-                    ),
+                    format!("event at x={} y={} lies outside the {g} sensor", out[first + bad].x, out[first + bad].y),
                 ));
             }
             if out.len() > start_len {
@@ -178,14 +146,11 @@ impl<W: Write> Writer<W> {
     /// Appends events; timestamps must be non-negative (EVT 2.0 has no sign).
     pub fn write(&mut self, events: &[Event]) -> std::io::Result<()> {
         for e in events {
-            let t = u64::try_from(e.t)
-                .map_err(|_| invalid("EVT 2.0 cannot store negative timestamps"))?;
+            let t = u64::try_from(e.t).map_err(|_| invalid("EVT 2.0 cannot store negative timestamps"))?;
             let high = t >> 6;
             if self.high != Some(high) {
                 for step in super::wrap_steps(self.high, high, 28)? {
-                    self.out.write_all(
-                        &((TIME_HIGH << 28) | (step & 0x0FFF_FFFF) as u32).to_le_bytes(),
-                    )?;
+                    self.out.write_all(&((TIME_HIGH << 28) | (step & 0x0FFF_FFFF) as u32).to_le_bytes())?;
                 }
                 self.high = Some(high);
             }
@@ -193,10 +158,7 @@ impl<W: Write> Writer<W> {
                 return Err(invalid("EVT 2.0 stores coordinates below 2048"));
             }
             let kind = if e.p { CD_ON } else { CD_OFF };
-            let w = (kind << 28)
-                | (((t & 0x3F) as u32) << 22)
-                | (u32::from(e.x) << 11)
-                | u32::from(e.y);
+            let w = (kind << 28) | (((t & 0x3F) as u32) << 22) | (u32::from(e.x) << 11) | u32::from(e.y);
             self.out.write_all(&w.to_le_bytes())?;
         }
         Ok(())

@@ -50,12 +50,7 @@ impl Reader {
     }
 
     fn emit(&self, out: &mut Vec<Event>, x: u16, p: bool, offset: u64) -> Result<()> {
-        let e = Event {
-            t: (self.high << 12) | self.low,
-            x,
-            y: self.y,
-            p,
-        };
+        let e = Event { t: (self.high << 12) | self.low, x, y: self.y, p };
         self.src.check_xy(&e, self.geometry, offset)?;
         out.push(e);
         Ok(())
@@ -81,9 +76,7 @@ impl crate::EventReader for Reader {
         let result = (|| {
             loop {
                 let start = self.src.offset();
-                let words = self
-                    .src
-                    .read_records(&mut buf, 2, max.max(1), "an EVT 3.0 word")?;
+                let words = self.src.read_records(&mut buf, 2, max.max(1), "an EVT 3.0 word")?;
                 if words == 0 {
                     return Ok(());
                 }
@@ -102,12 +95,7 @@ impl crate::EventReader for Reader {
                             let mask = w & ((1 << width) - 1);
                             for bit in 0..width {
                                 if mask & (1 << bit) != 0 {
-                                    self.emit(
-                                        out,
-                                        self.base_x.wrapping_add(bit),
-                                        self.pol,
-                                        offset,
-                                    )?;
+                                    self.emit(out, self.base_x.wrapping_add(bit), self.pol, offset)?;
                                 }
                             }
                             self.base_x = self.base_x.wrapping_add(width);
@@ -144,12 +132,7 @@ impl<W: Write> Writer<W> {
             w = geometry.width,
             h = geometry.height
         )?;
-        Ok(Self {
-            out,
-            high: None,
-            low: None,
-            y: None,
-        })
+        Ok(Self { out, high: None, low: None, y: None })
     }
 
     fn word(&mut self, kind: u16, value: u16) -> std::io::Result<()> {
@@ -159,12 +142,9 @@ impl<W: Write> Writer<W> {
     /// Appends events; timestamps must be non-negative.
     pub fn write(&mut self, events: &[Event]) -> std::io::Result<()> {
         for e in events {
-            let t = u64::try_from(e.t)
-                .map_err(|_| super::evt2::invalid("EVT 3.0 cannot store negative timestamps"))?;
+            let t = u64::try_from(e.t).map_err(|_| super::evt2::invalid("EVT 3.0 cannot store negative timestamps"))?;
             if e.x > 0x7FF || e.y > 0x7FF {
-                return Err(super::evt2::invalid(
-                    "EVT 3.0 stores coordinates below 2048",
-                ));
+                return Err(super::evt2::invalid("EVT 3.0 stores coordinates below 2048"));
             }
             let high = t >> 12;
             if self.high != Some(high) {

@@ -29,12 +29,7 @@ impl<'a> Table<'a> {
         let soffset = i32::from_le_bytes(buf.get(pos..pos + 4)?.try_into().ok()?);
         let vtable = usize::try_from(pos as i64 - i64::from(soffset)).ok()?;
         let vtable_len = usize::from(u16_at(buf, vtable)?);
-        (vtable_len >= 4 && vtable + vtable_len <= buf.len()).then_some(Self {
-            buf,
-            pos,
-            vtable,
-            vtable_len,
-        })
+        (vtable_len >= 4 && vtable + vtable_len <= buf.len()).then_some(Self { buf, pos, vtable, vtable_len })
     }
 
     /// Absolute position of field `index`, `None` when absent.
@@ -50,18 +45,14 @@ impl<'a> Table<'a> {
     pub(crate) fn i32(&self, index: usize, default: i32) -> Option<i32> {
         match self.field(index) {
             None => Some(default),
-            Some(at) => Some(i32::from_le_bytes(
-                self.buf.get(at..at + 4)?.try_into().ok()?,
-            )),
+            Some(at) => Some(i32::from_le_bytes(self.buf.get(at..at + 4)?.try_into().ok()?)),
         }
     }
 
     pub(crate) fn i64(&self, index: usize, default: i64) -> Option<i64> {
         match self.field(index) {
             None => Some(default),
-            Some(at) => Some(i64::from_le_bytes(
-                self.buf.get(at..at + 8)?.try_into().ok()?,
-            )),
+            Some(at) => Some(i64::from_le_bytes(self.buf.get(at..at + 8)?.try_into().ok()?)),
         }
     }
 

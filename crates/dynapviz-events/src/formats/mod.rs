@@ -27,12 +27,7 @@ pub(crate) struct Unwrap {
 
 impl Unwrap {
     pub(crate) fn new(bits: u32) -> Self {
-        Self {
-            bits,
-            last: 0,
-            base: 0,
-            wraps: 0,
-        }
+        Self { bits, last: 0, base: 0, wraps: 0 }
     }
 
     pub(crate) fn apply(&mut self, raw: u64) -> i64 {
@@ -57,14 +52,9 @@ pub(crate) fn wrap_steps(prev: Option<u64>, next: u64, bits: u32) -> std::io::Re
     }
     let steps = (next - prev) / half;
     if steps > 1 << 20 {
-        return Err(evt2::invalid(
-            "timestamps too far from 0 for this format: shift them first (convert --rebase-time)",
-        ));
+        return Err(evt2::invalid("timestamps too far from 0 for this format: shift them first (convert --rebase-time)"));
     }
-    Ok((1..=steps)
-        .map(|i| prev + i * half)
-        .chain(std::iter::once(next))
-        .collect())
+    Ok((1..=steps).map(|i| prev + i * half).chain(std::iter::once(next)).collect())
 }
 
 /// Sensor sizes of cameras that formats name instead of giving a size.
@@ -81,11 +71,7 @@ pub(crate) fn known_sensor(name: &str) -> Option<crate::Geometry> {
         Geometry::new(240, 180)
     } else if n.contains("dvs128") {
         Geometry::DVS128
-    } else if n.contains("imx636")
-        || n.contains("gen4")
-        || n.contains("gen41")
-        || n.contains("imx646")
-    {
+    } else if n.contains("imx636") || n.contains("gen4") || n.contains("gen41") || n.contains("imx646") {
         Geometry::new(1280, 720)
     } else if n.contains("gen3") || n.contains("gen31") || n.contains("vga") {
         Geometry::new(640, 480)

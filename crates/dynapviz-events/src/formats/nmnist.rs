@@ -14,11 +14,7 @@ pub struct Reader {
 
 impl Reader {
     pub(crate) fn new(src: Source) -> Self {
-        Self {
-            src,
-            buf: Vec::new(),
-            time: super::Unwrap::new(23),
-        }
+        Self { src, buf: Vec::new(), time: super::Unwrap::new(23) }
     }
 }
 
@@ -32,18 +28,11 @@ impl crate::EventReader for Reader {
     }
 
     fn read_chunk(&mut self, out: &mut Vec<Event>, max: usize) -> Result<usize> {
-        let n = self
-            .src
-            .read_records(&mut self.buf, 5, max, "a 5-byte N-MNIST event")?;
+        let n = self.src.read_records(&mut self.buf, 5, max, "a 5-byte N-MNIST event")?;
         out.reserve(n);
         for r in self.buf[..n * 5].chunks_exact(5) {
             let raw = (u64::from(r[2] & 0x7F) << 16) | (u64::from(r[3]) << 8) | u64::from(r[4]);
-            out.push(Event {
-                t: self.time.apply(raw),
-                x: u16::from(r[0]),
-                y: u16::from(r[1]),
-                p: r[2] & 0x80 != 0,
-            });
+            out.push(Event { t: self.time.apply(raw), x: u16::from(r[0]), y: u16::from(r[1]), p: r[2] & 0x80 != 0 });
         }
         Ok(n)
     }

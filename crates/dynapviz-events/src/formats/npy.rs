@@ -38,21 +38,9 @@ impl Scalar {
         let kind = rest.chars().next()?;
         let size: usize = rest[1..].parse().ok()?;
         Some(match kind {
-            'i' if matches!(size, 1 | 2 | 4 | 8) => Scalar::Int {
-                size,
-                signed: true,
-                big: order,
-            },
-            'u' if matches!(size, 1 | 2 | 4 | 8) => Scalar::Int {
-                size,
-                signed: false,
-                big: order,
-            },
-            'b' if size == 1 => Scalar::Int {
-                size,
-                signed: false,
-                big: false,
-            },
+            'i' if matches!(size, 1 | 2 | 4 | 8) => Scalar::Int { size, signed: true, big: order },
+            'u' if matches!(size, 1 | 2 | 4 | 8) => Scalar::Int { size, signed: false, big: order },
+            'b' if size == 1 => Scalar::Int { size, signed: false, big: false },
             'f' if matches!(size, 4 | 8) => Scalar::Float { size, big: order },
             'V' => Scalar::Void(size),
             _ => return None,
@@ -99,11 +87,7 @@ impl Scalar {
                     a[..size].copy_from_slice(&b[..size]);
                 }
                 let v = u64::from_le_bytes(a);
-                if signed && size < 8 && v >> (size * 8 - 1) & 1 == 1 {
-                    (v | (u64::MAX << (size * 8))) as i64
-                } else {
-                    v as i64
-                }
+                if signed && size < 8 && v >> (size * 8 - 1) & 1 == 1 { (v | (u64::MAX << (size * 8))) as i64 } else { v as i64 }
             }
             Scalar::Float { .. } => self.float(b).round() as i64,
             Scalar::Void(_) => 0,
@@ -146,34 +130,20 @@ impl Header {
         let mut text = vec![0u8; len];
         src.read_exact(&mut text, "the npy header")?;
         let text = String::from_utf8_lossy(&text).into_owned();
-        Self::parse(&text)
-            .map_err(|why| src.error_at(at, format!("npy header `{}`: {why}", text.trim())))
+        Self::parse(&text).map_err(|why| src.error_at(at, format!("npy header `{}`: {why}", text.trim())))
     }
 
     fn parse(text: &str) -> std::result::Result<Header, String> {
-        let after = |key: &str| {
-            text.split_once(key)
-                .map(|(_, r)| r.trim_start().trim_start_matches(':').trim_start())
-        };
+        let after = |key: &str| text.split_once(key).map(|(_, r)| r.trim_start().trim_start_matches(':').trim_start());
         if after("'fortran_order'").is_some_and(|r| r.starts_with("True")) {
-            return Err(
-                "Fortran-ordered arrays are not supported: save with np.ascontiguousarray".into(),
-            );
+            return Err("Fortran-ordered arrays are not supported: save with np.ascontiguousarray".into());
         }
-        let shape_text = after("'shape'")
-            .and_then(|r| r.strip_prefix('('))
-            .and_then(|r| r.split_once(')'))
-            .ok_or("no shape")?
-            .0;
+        let shape_text = after("'shape'").and_then(|r| r.strip_prefix('(')).and_then(|r| r.split_once(')')).ok_or("no shape")?.0;
         let shape = shape_text
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.trim_end_matches('L')
-                    .parse::<usize>()
-                    .map_err(|_| format!("bad shape entry `{s}`"))
-            })
+            .map(|s| s.trim_end_matches('L').parse::<usize>().map_err(|_| format!("bad shape entry `{s}`")))
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let descr = after("'descr'").ok_or("no descr")?;
         let mut fields = Vec::new();
@@ -189,32 +159,21 @@ impl Header {
                 let [name, ty] = pair else {
                     return Err("unbalanced structured descr".into());
                 };
-                let scalar =
-                    Scalar::parse(ty).ok_or_else(|| format!("unsupported field type `{ty}`"))?;
+                let scalar = Scalar::parse(ty).ok_or_else(|| format!("unsupported field type `{ty}`"))?;
                 fields.push(((*name).to_string(), scalar, offset));
                 offset += scalar.size();
             }
         } else {
-            let ty = descr
-                .strip_prefix('\'')
-                .and_then(|r| r.split('\'').next())
-                .ok_or("bad descr")?;
+            let ty = descr.strip_prefix('\'').and_then(|r| r.split('\'').next()).ok_or("bad descr")?;
             let scalar = Scalar::parse(ty).ok_or_else(|| format!("unsupported type `{ty}`"))?;
             fields.push((String::new(), scalar, 0));
             offset = scalar.size();
         }
-        Ok(Header {
-            fields,
-            record: offset,
-            shape,
-        })
+        Ok(Header { fields, record: offset, shape })
     }
 
     fn field(&self, names: &[&str]) -> Option<(Scalar, usize)> {
-        self.fields
-            .iter()
-            .find(|(n, _, _)| names.contains(&n.to_ascii_lowercase().as_str()))
-            .map(|(_, s, o)| (*s, *o))
+        self.fields.iter().find(|(n, _, _)| names.contains(&n.to_ascii_lowercase().as_str())).map(|(_, s, o)| (*s, *o))
     }
 
     /// Number of records (rows).
@@ -252,86 +211,43 @@ impl Reader {
         let data = src.offset();
         let (layout, record) = if header.fields.len() > 1 || !header.fields[0].0.is_empty() {
             let get = |names: &[&str], what: &str| {
-                header.field(names).ok_or_else(|| {
-                    src.error_at(
-                        data,
-                        format!("structured array has no {what} field (looked for {names:?})"),
-                    )
-                })
+                header
+                    .field(names)
+                    .ok_or_else(|| src.error_at(data, format!("structured array has no {what} field (looked for {names:?})")))
             };
-            let fields = [
-                get(T_NAMES, "timestamp")?,
-                get(X_NAMES, "x")?,
-                get(Y_NAMES, "y")?,
-                get(P_NAMES, "polarity")?,
-            ];
+            let fields = [get(T_NAMES, "timestamp")?, get(X_NAMES, "x")?, get(Y_NAMES, "y")?, get(P_NAMES, "polarity")?];
             if header.shape.len() != 1 {
-                return Err(src.error_at(
-                    data,
-                    format!(
-                        "structured array of shape {:?}: expected one dimension",
-                        header.shape
-                    ),
-                ));
+                return Err(src.error_at(data, format!("structured array of shape {:?}: expected one dimension", header.shape)));
             }
             (Layout::Fields(fields), header.record)
         } else {
             let scalar = header.fields[0].1;
             if header.shape.len() != 2 || header.shape[1] != 4 {
-                return Err(src.error_at(data, format!("array of shape {:?}: expected (N, 4) columns x, y, p, t or a structured array with t, x, y, p", header.shape)));
+                return Err(src.error_at(
+                    data,
+                    format!("array of shape {:?}: expected (N, 4) columns x, y, p, t or a structured array with t, x, y, p", header.shape),
+                ));
             }
-            (
-                Layout::Table {
-                    scalar,
-                    t_ms: matches!(scalar, Scalar::Float { .. }),
-                },
-                4 * scalar.size(),
-            )
+            (Layout::Table { scalar, t_ms: matches!(scalar, Scalar::Float { .. }) }, 4 * scalar.size())
         };
-        Ok(Self {
-            src,
-            layout,
-            record,
-            remaining: header.rows(),
-            buf: Vec::new(),
-        })
+        Ok(Self { src, layout, record, remaining: header.rows(), buf: Vec::new() })
     }
 
     fn decode(&self, r: &[u8], at: u64) -> Result<Event> {
         let (t, x, y, p) = match self.layout {
-            Layout::Fields([(ts, to), (xs, xo), (ys, yo), (ps, po)]) => (
-                ts.int(&r[to..]),
-                xs.int(&r[xo..]),
-                ys.int(&r[yo..]),
-                ps.f64(&r[po..]),
-            ),
+            Layout::Fields([(ts, to), (xs, xo), (ys, yo), (ps, po)]) => {
+                (ts.int(&r[to..]), xs.int(&r[xo..]), ys.int(&r[yo..]), ps.f64(&r[po..]))
+            }
             Layout::Table { scalar, t_ms } => {
                 let s = scalar.size();
-                let t = if t_ms {
-                    (scalar.f64(&r[3 * s..]) * 1000.0).round() as i64
-                } else {
-                    scalar.int(&r[3 * s..])
-                };
-                (
-                    t,
-                    scalar.int(r),
-                    scalar.int(&r[s..]),
-                    scalar.f64(&r[2 * s..]),
-                )
+                let t = if t_ms { (scalar.f64(&r[3 * s..]) * 1000.0).round() as i64 } else { scalar.int(&r[3 * s..]) };
+                (t, scalar.int(r), scalar.int(&r[s..]), scalar.f64(&r[2 * s..]))
             }
         };
         let (Ok(x), Ok(y)) = (u16::try_from(x), u16::try_from(y)) else {
-            return Err(self.src.error_at(
-                at,
-                format!("event at x={x} y={y}: coordinates must be in 0..65535"),
-            ));
+            return Err(self.src.error_at(at, format!("event at x={x} y={y}: coordinates must be in 0..65535")));
         };
-        Ok(Event {
-            t,
-            x,
-            y,
-            p: p > 0.0,
-        })
+        Ok(Event { t, x, y, p: p > 0.0 })
     }
 }
 
@@ -351,15 +267,10 @@ impl crate::EventReader for Reader {
         }
         let start = self.src.offset();
         let mut buf = std::mem::take(&mut self.buf);
-        let n = self
-            .src
-            .read_records(&mut buf, self.record, want, "an npy record");
+        let n = self.src.read_records(&mut buf, self.record, want, "an npy record");
         let result = n.and_then(|n| {
             if n < want {
-                return Err(self.src.error(format!(
-                    "file ends after {} of the {} records the header promises",
-                    n, self.remaining
-                )));
+                return Err(self.src.error(format!("file ends after {} of the {} records the header promises", n, self.remaining)));
             }
             out.reserve(n);
             for (i, r) in buf[..n * self.record].chunks_exact(self.record).enumerate() {
@@ -383,9 +294,8 @@ pub struct Writer<W: Write + Seek> {
 const HEADER_LEN: usize = 128;
 
 fn header_bytes(count: u64) -> Vec<u8> {
-    let dict = format!(
-        "{{'descr': [('t', '<i8'), ('x', '<u2'), ('y', '<u2'), ('p', '|u1')], 'fortran_order': False, 'shape': ({count},), }}"
-    );
+    let dict =
+        format!("{{'descr': [('t', '<i8'), ('x', '<u2'), ('y', '<u2'), ('p', '|u1')], 'fortran_order': False, 'shape': ({count},), }}");
     let mut h = b"\x93NUMPY\x01\x00".to_vec();
     h.extend_from_slice(&((HEADER_LEN - 10) as u16).to_le_bytes());
     h.extend_from_slice(dict.as_bytes());

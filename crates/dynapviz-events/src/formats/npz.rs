@@ -33,35 +33,20 @@ struct Entry {
 }
 
 fn zip_error(path: &Path, e: zip::result::ZipError) -> Error {
-    Error::Format {
-        path: path.to_path_buf(),
-        offset: 0,
-        message: format!("not a readable npz (zip) archive: {e}"),
-    }
+    Error::Format { path: path.to_path_buf(), offset: 0, message: format!("not a readable npz (zip) archive: {e}") }
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> Error {
-    Error::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    Error::Io { path: path.to_path_buf(), source }
 }
 
 /// Opens one entry as a byte stream of its own.
 fn entry_source(path: &Path, e: &Entry) -> Result<Source> {
     let mut file = File::open(path).map_err(|s| io_error(path, s))?;
-    file.seek(SeekFrom::Start(e.data_start))
-        .map_err(|s| io_error(path, s))?;
+    file.seek(SeekFrom::Start(e.data_start)).map_err(|s| io_error(path, s))?;
     let raw = file.take(e.size);
-    let bytes: Box<dyn Read + Send> = if e.deflated {
-        Box::new(flate2::read::DeflateDecoder::new(raw))
-    } else {
-        Box::new(raw)
-    };
-    Ok(Source::new(
-        &PathBuf::from(format!("{}:{}", path.display(), e.name)),
-        bytes,
-    ))
+    let bytes: Box<dyn Read + Send> = if e.deflated { Box::new(flate2::read::DeflateDecoder::new(raw)) } else { Box::new(raw) };
+    Ok(Source::new(&PathBuf::from(format!("{}:{}", path.display(), e.name)), bytes))
 }
 
 impl Reader {
@@ -78,55 +63,29 @@ impl Reader {
                     return Err(Error::Format {
                         path: path.to_path_buf(),
                         offset: f.header_start(),
-                        message: format!(
-                            "entry `{}` uses compression {m:?}: expected stored or deflated",
-                            f.name()
-                        ),
+                        message: format!("entry `{}` uses compression {m:?}: expected stored or deflated", f.name()),
                     });
                 }
             };
             let name = f.name().trim_end_matches(".npy").to_string();
-            entries.push(Entry {
-                name,
-                data_start: f.data_start(),
-                size: f.compressed_size(),
-                deflated,
-            });
+            entries.push(Entry { name, data_start: f.data_start(), size: f.compressed_size(), deflated });
         }
-        let find = |names: &[&str]| {
-            entries
-                .iter()
-                .find(|e| names.contains(&e.name.to_ascii_lowercase().as_str()))
-        };
-        if let (Some(t), Some(x), Some(y), Some(p)) = (
-            find(npy::T_NAMES),
-            find(npy::X_NAMES),
-            find(npy::Y_NAMES),
-            find(npy::P_NAMES),
-        ) {
+        let find = |names: &[&str]| entries.iter().find(|e| names.contains(&e.name.to_ascii_lowercase().as_str()));
+        if let (Some(t), Some(x), Some(y), Some(p)) = (find(npy::T_NAMES), find(npy::X_NAMES), find(npy::Y_NAMES), find(npy::P_NAMES)) {
             let mut srcs = Vec::new();
             for e in [t, x, y, p] {
                 let mut src = entry_source(path, e)?;
                 let header = Header::read(&mut src)?;
                 if header.fields.len() != 1 || header.shape.len() != 1 {
-                    return Err(src.error_at(
-                        0,
-                        format!("column `{}` must be a one-dimensional plain array", e.name),
-                    ));
+                    return Err(src.error_at(0, format!("column `{}` must be a one-dimensional plain array", e.name)));
                 }
                 srcs.push((src, header));
             }
             let rows = srcs[0].1.rows();
             if let Some((src, h)) = srcs.iter().find(|(_, h)| h.rows() != rows) {
-                return Err(
-                    src.error_at(0, format!("column has {} rows, but t has {rows}", h.rows()))
-                );
+                return Err(src.error_at(0, format!("column has {} rows, but t has {rows}", h.rows())));
             }
-            return Ok(Reader::Columns(Columns {
-                srcs,
-                remaining: rows,
-                bufs: vec![Vec::new(); 4],
-            }));
+            return Ok(Reader::Columns(Columns { srcs, remaining: rows, bufs: vec![Vec::new(); 4] }));
         }
         let mut order: Vec<&Entry> = entries.iter().collect();
         order.sort_by_key(|e| e.name != "events");
@@ -139,11 +98,7 @@ impl Reader {
                 }
             }
         }
-        Err(first_error.unwrap_or_else(|| Error::Format {
-            path: path.to_path_buf(),
-            offset: 0,
-            message: "archive holds no arrays".into(),
-        }))
+        Err(first_error.unwrap_or_else(|| Error::Format { path: path.to_path_buf(), offset: 0, message: "archive holds no arrays".into() }))
     }
 }
 
@@ -173,31 +128,17 @@ impl Columns {
         for ((src, h), buf) in self.srcs.iter_mut().zip(self.bufs.iter_mut()) {
             let n = src.read_records(buf, h.record, want, "a column value")?;
             if n < want {
-                return Err(src.error(format!(
-                    "column ends after {n} of {} remaining values",
-                    self.remaining
-                )));
+                return Err(src.error(format!("column ends after {n} of {} remaining values", self.remaining)));
             }
         }
-        let scalars: Vec<_> = self
-            .srcs
-            .iter()
-            .map(|(_, h)| (h.fields[0].1, h.record))
-            .collect();
+        let scalars: Vec<_> = self.srcs.iter().map(|(_, h)| (h.fields[0].1, h.record)).collect();
         for i in 0..want {
             let v = |c: usize| scalars[c].0.f64(&self.bufs[c][i * scalars[c].1..]);
             let (t, x, y, p) = (v(0), v(1), v(2), v(3));
             let (Ok(x), Ok(y)) = (u16::try_from(x as i64), u16::try_from(y as i64)) else {
-                return Err(self.srcs[1].0.error(format!(
-                    "event at x={x} y={y}: coordinates must be in 0..65535"
-                )));
+                return Err(self.srcs[1].0.error(format!("event at x={x} y={y}: coordinates must be in 0..65535")));
             };
-            out.push(Event {
-                t: t.round() as i64,
-                x,
-                y,
-                p: p > 0.0,
-            });
+            out.push(Event { t: t.round() as i64, x, y, p: p > 0.0 });
         }
         self.remaining -= want;
         Ok(want)

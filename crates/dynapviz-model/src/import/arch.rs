@@ -79,37 +79,22 @@ pub struct Arch {
 impl Arch {
     /// Reads and parses an architecture file.
     pub fn load(path: &Path) -> Result<Arch> {
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        toml::from_str(&text)
-            .map_err(|e| file_error(path, format!("not a valid architecture file: {e}")))
+        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+        toml::from_str(&text).map_err(|e| file_error(path, format!("not a valid architecture file: {e}")))
     }
 
     /// Builds the ANN from this architecture and a state_dict (key -> tensor), checking every
     /// key: missing and mis-shaped weights are errors, unexpected keys too (a typo in the
     /// architecture would otherwise silently drop a layer); all are listed in one message.
-    pub fn build(
-        &self,
-        arch_path: &Path,
-        weights_path: &Path,
-        state: Vec<(String, Tensor)>,
-    ) -> Result<Ann> {
-        let mut w = Weights {
-            state: state.into_iter().collect(),
-            problems: Vec::new(),
-            prefix: &self.prefix,
-        };
+    pub fn build(&self, arch_path: &Path, weights_path: &Path, state: Vec<(String, Tensor)>) -> Result<Ann> {
+        let mut w = Weights { state: state.into_iter().collect(), problems: Vec::new(), prefix: &self.prefix };
         let mut ann = Ann::default();
         for spec in &self.layers {
             let index = match &spec.index {
                 toml::Value::Integer(i) => i.to_string(),
                 toml::Value::String(s) => s.clone(),
                 other => {
-                    w.problems.push(format!(
-                        "layer index {other} must be an integer or a string"
-                    ));
+                    w.problems.push(format!("layer index {other} must be an integer or a string"));
                     continue;
                 }
             };
@@ -117,27 +102,14 @@ impl Arch {
                 ann.push(index, layer);
             }
         }
-        let Weights {
-            state,
-            mut problems,
-            ..
-        } = w;
+        let Weights { state, mut problems, .. } = w;
         for key in state.keys() {
-            problems.push(format!(
-                "unexpected key `{key}`: no layer of the architecture uses it"
-            ));
+            problems.push(format!("unexpected key `{key}`: no layer of the architecture uses it"));
         }
         if problems.is_empty() {
             Ok(ann)
         } else {
-            Err(file_error(
-                weights_path,
-                format!(
-                    "does not match the architecture {}:\n  {}",
-                    arch_path.display(),
-                    problems.join("\n  ")
-                ),
-            ))
+            Err(file_error(weights_path, format!("does not match the architecture {}:\n  {}", arch_path.display(), problems.join("\n  "))))
         }
     }
 }
@@ -154,15 +126,11 @@ impl Weights<'_> {
         let key = format!("{}{index}.{name}", self.prefix);
         match self.state.remove(&key) {
             None => {
-                self.problems
-                    .push(format!("missing key `{key}` (expected shape {shape:?})"));
+                self.problems.push(format!("missing key `{key}` (expected shape {shape:?})"));
                 None
             }
             Some(t) if t.shape != shape => {
-                self.problems.push(format!(
-                    "key `{key}` has shape {:?}, the architecture needs {shape:?}",
-                    t.shape
-                ));
+                self.problems.push(format!("key `{key}` has shape {:?}, the architecture needs {shape:?}", t.shape));
                 None
             }
             Some(t) => Some(t),
@@ -171,21 +139,14 @@ impl Weights<'_> {
 
     fn need<T>(&mut self, v: Option<T>, index: &str, spec: &LayerSpec, what: &str) -> Option<T> {
         if v.is_none() {
-            self.problems.push(format!(
-                "layer {index} ({}): `{what}` is required",
-                spec.kind
-            ));
+            self.problems.push(format!("layer {index} ({}): `{what}` is required", spec.kind));
         }
         v
     }
 
     /// Bias of `n` values when the layer has one: `Some(None)` = no bias, `None` = problem.
     fn bias(&mut self, spec: &LayerSpec, index: &str, n: usize) -> Option<Option<Vec<f32>>> {
-        if spec.bias.unwrap_or(true) {
-            self.take(index, "bias", vec![n]).map(|t| Some(t.data))
-        } else {
-            Some(None)
-        }
+        if spec.bias.unwrap_or(true) { self.take(index, "bias", vec![n]).map(|t| Some(t.data)) } else { Some(None) }
     }
 
     fn layer(&mut self, spec: &LayerSpec, index: &str) -> Option<AnnLayer> {
@@ -210,41 +171,23 @@ impl Weights<'_> {
                 let (fin, fout) = (fin?, fout?);
                 let weight = self.take(index, "weight", vec![fout, fin]);
                 let bias = self.bias(spec, index, fout);
-                AnnLayer::Linear {
-                    weight: weight?,
-                    bias: bias?,
-                }
+                AnnLayer::Linear { weight: weight?, bias: bias? }
             }
             "BatchNorm2d" | "BatchNorm1d" => {
                 let n = self.need(spec.num_features, index, spec, "num_features")?;
-                let parts: Vec<Option<Tensor>> = ["weight", "bias", "running_mean", "running_var"]
-                    .iter()
-                    .map(|k| self.take(index, k, vec![n]))
-                    .collect();
-                self.state
-                    .remove(&format!("{}{index}.num_batches_tracked", self.prefix));
-                let [Some(g), Some(b), Some(m), Some(v)] =
-                    <[Option<Tensor>; 4]>::try_from(parts).ok()?
-                else {
+                let parts: Vec<Option<Tensor>> =
+                    ["weight", "bias", "running_mean", "running_var"].iter().map(|k| self.take(index, k, vec![n])).collect();
+                self.state.remove(&format!("{}{index}.num_batches_tracked", self.prefix));
+                let [Some(g), Some(b), Some(m), Some(v)] = <[Option<Tensor>; 4]>::try_from(parts).ok()? else {
                     return None;
                 };
-                crate::import::batch_norm(
-                    &g.data,
-                    &b.data,
-                    &m.data,
-                    &v.data,
-                    spec.eps.unwrap_or(1e-5),
-                )
+                crate::import::batch_norm(&g.data, &b.data, &m.data, &v.data, spec.eps.unwrap_or(1e-5))
             }
             "ReLU" => AnnLayer::Relu,
             "AvgPool2d" | "SumPool2d" => {
                 let k = self.need(spec.kernel_size.map(Pair::get), index, spec, "kernel_size")?;
                 let stride = spec.stride.map_or(k, Pair::get);
-                if spec.kind == "AvgPool2d" {
-                    AnnLayer::AvgPool { kernel: k, stride }
-                } else {
-                    AnnLayer::SumPool { kernel: k, stride }
-                }
+                if spec.kind == "AvgPool2d" { AnnLayer::AvgPool { kernel: k, stride } } else { AnnLayer::SumPool { kernel: k, stride } }
             }
             "Flatten" => AnnLayer::Flatten,
             "Dropout" | "Dropout2d" | "Dropout1d" => AnnLayer::Dropout,

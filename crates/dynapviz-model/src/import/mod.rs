@@ -12,35 +12,15 @@ use crate::error::{ModelError, Result, file_error};
 
 /// Eval-mode batch norm as a per-channel affine map `y = x * scale + shift`, computed in f32
 /// like PyTorch.
-pub(crate) fn batch_norm(
-    gamma: &[f32],
-    beta: &[f32],
-    mean: &[f32],
-    var: &[f32],
-    eps: f32,
-) -> AnnLayer {
-    let scale: Vec<f32> = gamma
-        .iter()
-        .zip(var)
-        .map(|(g, v)| g / (v + eps).sqrt())
-        .collect();
-    let shift = beta
-        .iter()
-        .zip(mean)
-        .zip(&scale)
-        .map(|((b, m), s)| b - m * s)
-        .collect();
+pub(crate) fn batch_norm(gamma: &[f32], beta: &[f32], mean: &[f32], var: &[f32], eps: f32) -> AnnLayer {
+    let scale: Vec<f32> = gamma.iter().zip(var).map(|(g, v)| g / (v + eps).sqrt()).collect();
+    let shift = beta.iter().zip(mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
     AnnLayer::BatchNorm { scale, shift }
 }
 
 /// What an input file holds, chosen by extension.
 fn kind(path: &Path) -> &'static str {
-    match path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
+    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("onnx") => "onnx",
         Some("safetensors") => "safetensors",
         _ => "torch",
@@ -54,17 +34,10 @@ pub fn load(model: &Path, arch: Option<&Path>) -> Result<(Ann, Option<[usize; 3]
         ("onnx", _) => Ok((onnx::load(model)?, None)),
         (k, Some(arch_path)) => {
             let arch = arch::Arch::load(arch_path)?;
-            let state = if k == "safetensors" {
-                safetensors::load(model)?
-            } else {
-                torch::load_state_dict(model)?
-            };
+            let state = if k == "safetensors" { safetensors::load(model)? } else { torch::load_state_dict(model)? };
             Ok((arch.build(arch_path, model, state)?, arch.input_shape))
         }
-        (_, None) => Err(file_error(
-            model,
-            "a state_dict holds weights only: pass --arch ARCH.toml describing the layers",
-        )),
+        (_, None) => Err(file_error(model, "a state_dict holds weights only: pass --arch ARCH.toml describing the layers")),
     }
 }
 

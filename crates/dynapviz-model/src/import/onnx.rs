@@ -99,49 +99,30 @@ enum Const {
 fn decode_tensor(t: &TensorProto, path: &Path) -> Result<Const> {
     let bad = |what: &str| file_error(path, format!("tensor `{}`: {what}", t.name));
     if t.data_location == 1 {
-        return Err(bad(
-            "weights stored in an external file are not supported: export with all weights inside the .onnx",
-        ));
+        return Err(bad("weights stored in an external file are not supported: export with all weights inside the .onnx"));
     }
-    let shape: Vec<usize> = t
-        .dims
-        .iter()
-        .map(|&d| usize::try_from(d).map_err(|_| bad("negative dimension")))
-        .collect::<Result<_>>()?;
+    let shape: Vec<usize> = t.dims.iter().map(|&d| usize::try_from(d).map_err(|_| bad("negative dimension"))).collect::<Result<_>>()?;
     match t.data_type {
         FLOAT | DOUBLE => {
             let data: Vec<f32> = if !t.raw_data.is_empty() {
                 if t.data_type == FLOAT {
-                    t.raw_data
-                        .chunks_exact(4)
-                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect()
+                    t.raw_data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
                 } else {
-                    t.raw_data
-                        .chunks_exact(8)
-                        .map(|c| f64::from_le_bytes(c.try_into().unwrap_or_default()) as f32)
-                        .collect()
+                    t.raw_data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or_default()) as f32).collect()
                 }
             } else if t.data_type == FLOAT {
                 t.float_data.clone()
             } else {
                 t.double_data.iter().map(|&d| d as f32).collect()
             };
-            Tensor::new(shape, data)
-                .map(Const::Float)
-                .ok_or_else(|| bad("data length does not match its dims"))
+            Tensor::new(shape, data).map(Const::Float).ok_or_else(|| bad("data length does not match its dims"))
         }
         INT64 => Ok(Const::Ints(if t.raw_data.is_empty() {
             t.int64_data.clone()
         } else {
-            t.raw_data
-                .chunks_exact(8)
-                .map(|c| i64::from_le_bytes(c.try_into().unwrap_or_default()))
-                .collect()
+            t.raw_data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or_default())).collect()
         })),
-        other => Err(bad(&format!(
-            "data type {other} is not supported (expected float32, float64 or int64)"
-        ))),
+        other => Err(bad(&format!("data type {other} is not supported (expected float32, float64 or int64)"))),
     }
 }
 
@@ -171,67 +152,41 @@ impl Node<'_> {
     }
 
     fn unsupported(&self, message: impl Into<String>) -> ModelError {
-        ModelError::Unsupported {
-            layer: self.label(),
-            message: message.into(),
-        }
+        ModelError::Unsupported { layer: self.label(), message: message.into() }
     }
 
     fn pair(&self, name: &str, default: usize) -> Result<[usize; 2]> {
         match self.ints(name) {
             None => Ok([default, default]),
             Some([a, b]) if *a >= 0 && *b >= 0 => Ok([*a as usize, *b as usize]),
-            Some(v) => Err(self.unsupported(format!(
-                "attribute {name} = {v:?}: expected two non-negative values (2-D)"
-            ))),
+            Some(v) => Err(self.unsupported(format!("attribute {name} = {v:?}: expected two non-negative values (2-D)"))),
         }
     }
 
     fn symmetric_pads(&self) -> Result<[usize; 2]> {
         match self.ints("pads") {
             None => Ok([0, 0]),
-            Some([t, l, b, r]) if t == b && l == r && *t >= 0 && *l >= 0 => {
-                Ok([*t as usize, *l as usize])
-            }
-            Some(v) => Err(self.unsupported(format!(
-                "pads {v:?}: only symmetric padding maps to the chip"
-            ))),
+            Some([t, l, b, r]) if t == b && l == r && *t >= 0 && *l >= 0 => Ok([*t as usize, *l as usize]),
+            Some(v) => Err(self.unsupported(format!("pads {v:?}: only symmetric padding maps to the chip"))),
         }
     }
 }
 
 /// Reads an ONNX file into a sequential ANN.
 pub fn load(path: &Path) -> Result<Ann> {
-    let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let model = ModelProto::decode(bytes.as_slice()).map_err(|e| {
-        file_error(
-            path,
-            format!("not an ONNX model (protobuf decode failed: {e})"),
-        )
-    })?;
-    let graph = model
-        .graph
-        .ok_or_else(|| file_error(path, "ONNX model has no graph"))?;
+    let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+    let model =
+        ModelProto::decode(bytes.as_slice()).map_err(|e| file_error(path, format!("not an ONNX model (protobuf decode failed: {e})")))?;
+    let graph = model.graph.ok_or_else(|| file_error(path, "ONNX model has no graph"))?;
     let mut consts: HashMap<String, Const> = HashMap::new();
     for t in &graph.initializer {
         consts.insert(t.name.clone(), decode_tensor(t, path)?);
     }
-    let data_inputs: Vec<&str> = graph
-        .input
-        .iter()
-        .map(|i| i.name.as_str())
-        .filter(|n| !consts.contains_key(*n))
-        .collect();
+    let data_inputs: Vec<&str> = graph.input.iter().map(|i| i.name.as_str()).filter(|n| !consts.contains_key(*n)).collect();
     let [input] = data_inputs[..] else {
         return Err(file_error(
             path,
-            format!(
-                "the graph has {} data inputs {data_inputs:?}: expected exactly one (the DVS input)",
-                data_inputs.len()
-            ),
+            format!("the graph has {} data inputs {data_inputs:?}: expected exactly one (the DVS input)", data_inputs.len()),
         ));
     };
     let mut current = input.to_string();
@@ -240,29 +195,19 @@ pub fn load(path: &Path) -> Result<Ann> {
     while let Some(node) = nodes.next() {
         let p = node.proto;
         if p.op_type == "Constant" {
-            let t = node
-                .attr("value")
-                .and_then(|a| a.t.as_ref())
-                .ok_or_else(|| node.unsupported("Constant without a tensor value"))?;
+            let t = node.attr("value").and_then(|a| a.t.as_ref()).ok_or_else(|| node.unsupported("Constant without a tensor value"))?;
             let name = p.output.first().cloned().unwrap_or_default();
             consts.insert(name, decode_tensor(t, path)?);
             continue;
         }
-        let activations: Vec<&String> = p
-            .input
-            .iter()
-            .filter(|i| !consts.contains_key(*i) && !i.is_empty())
-            .collect();
+        let activations: Vec<&String> = p.input.iter().filter(|i| !consts.contains_key(*i) && !i.is_empty()).collect();
         if activations.len() != 1 || activations[0] != &current {
             let what = if activations.len() > 1 {
                 "a residual/branching connection (several activation inputs)"
             } else {
                 "a branch of the graph (it does not consume the previous layer's output)"
             };
-            return Err(node.unsupported(format!(
-                "{what}: the chip runs a chain of layers; inputs {:?}",
-                p.input
-            )));
+            return Err(node.unsupported(format!("{what}: the chip runs a chain of layers; inputs {:?}", p.input)));
         }
         let weight = |i: usize| -> Result<Tensor> {
             match p.input.get(i).and_then(|n| consts.get(n)) {
@@ -270,11 +215,7 @@ pub fn load(path: &Path) -> Result<Ann> {
                 _ => Err(node.unsupported(format!("input {i} must be a constant float tensor"))),
             }
         };
-        let name = if p.name.is_empty() {
-            format!("{}#{}", p.op_type, ann.layers.len())
-        } else {
-            p.name.clone()
-        };
+        let name = if p.name.is_empty() { format!("{}#{}", p.op_type, ann.layers.len()) } else { p.name.clone() };
         let layer = match p.op_type.as_str() {
             "Conv" => {
                 if node.int("group", 1) != 1 {

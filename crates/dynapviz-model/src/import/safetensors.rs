@@ -26,10 +26,7 @@ pub(crate) fn f16_to_f32(h: u16) -> f32 {
 
 /// Reads every float tensor of a safetensors file, by key.
 pub fn load(path: &Path) -> Result<Vec<(String, Tensor)>> {
-    let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
     let n = bytes
         .get(..8)
         .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
@@ -39,8 +36,8 @@ pub fn load(path: &Path) -> Result<Vec<(String, Tensor)>> {
         .and_then(|n| n.checked_add(8))
         .filter(|&e| e <= bytes.len())
         .ok_or_else(|| file_error(path, format!("header length {n} exceeds the file")))?;
-    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes[8..end])
-        .map_err(|e| file_error(path, format!("header is not JSON: {e}")))?;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..end]).map_err(|e| file_error(path, format!("header is not JSON: {e}")))?;
     let data = &bytes[end..];
     let mut out = Vec::new();
     for (name, info) in header {
@@ -48,10 +45,7 @@ pub fn load(path: &Path) -> Result<Vec<(String, Tensor)>> {
             continue;
         }
         let bad = |what: &str| file_error(path, format!("tensor `{name}`: {what}"));
-        let dtype = info
-            .get("dtype")
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| bad("no dtype"))?;
+        let dtype = info.get("dtype").and_then(|v| v.as_str()).ok_or_else(|| bad("no dtype"))?;
         let shape: Vec<usize> = info
             .get("shape")
             .and_then(|v| v.as_array())
@@ -60,42 +54,19 @@ pub fn load(path: &Path) -> Result<Vec<(String, Tensor)>> {
             .map(|v| v.as_u64().map(|u| u as usize))
             .collect::<Option<_>>()
             .ok_or_else(|| bad("bad shape"))?;
-        let offs = info
-            .get("data_offsets")
-            .and_then(|v| v.as_array())
-            .ok_or_else(|| bad("no data_offsets"))?;
-        let (Some(a), Some(b)) = (
-            offs.first().and_then(|v| v.as_u64()),
-            offs.get(1).and_then(|v| v.as_u64()),
-        ) else {
+        let offs = info.get("data_offsets").and_then(|v| v.as_array()).ok_or_else(|| bad("no data_offsets"))?;
+        let (Some(a), Some(b)) = (offs.first().and_then(|v| v.as_u64()), offs.get(1).and_then(|v| v.as_u64())) else {
             return Err(bad("bad data_offsets"));
         };
-        let raw = data
-            .get(a as usize..b as usize)
-            .ok_or_else(|| bad("data_offsets outside the file"))?;
+        let raw = data.get(a as usize..b as usize).ok_or_else(|| bad("data_offsets outside the file"))?;
         let values: Vec<f32> = match dtype {
-            "F32" => raw
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            "F64" => raw
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().unwrap_or_default()) as f32)
-                .collect(),
-            "F16" => raw
-                .chunks_exact(2)
-                .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
-                .collect(),
-            "BF16" => raw
-                .chunks_exact(2)
-                .map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16))
-                .collect(),
+            "F32" => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            "F64" => raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or_default()) as f32).collect(),
+            "F16" => raw.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
+            "BF16" => raw.chunks_exact(2).map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16)).collect(),
             _ => continue,
         };
-        out.push((
-            name.clone(),
-            Tensor::new(shape, values).ok_or_else(|| bad("data size does not match the shape"))?,
-        ));
+        out.push((name.clone(), Tensor::new(shape, values).ok_or_else(|| bad("data size does not match the shape"))?));
     }
     Ok(out)
 }

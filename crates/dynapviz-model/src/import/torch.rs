@@ -45,11 +45,7 @@ impl Machine<'_> {
     }
 
     fn take(&mut self, n: usize) -> Result<&[u8]> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.data.len())
-            .ok_or_else(|| self.err("pickle ends early"))?;
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len()).ok_or_else(|| self.err("pickle ends early"))?;
         let s = &self.data[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -66,10 +62,7 @@ impl Machine<'_> {
 
     fn line(&mut self) -> Result<String> {
         let rest = &self.data[self.pos..];
-        let end = rest
-            .iter()
-            .position(|&b| b == b'\n')
-            .ok_or_else(|| self.err("unterminated text"))?;
+        let end = rest.iter().position(|&b| b == b'\n').ok_or_else(|| self.err("unterminated text"))?;
         let s = String::from_utf8_lossy(&rest[..end]).into_owned();
         self.pos += end + 1;
         Ok(s)
@@ -80,11 +73,7 @@ impl Machine<'_> {
     }
 
     fn pop_mark(&mut self) -> Result<Vec<Value>> {
-        let at = self
-            .stack
-            .iter()
-            .rposition(|v| matches!(v, Value::Mark))
-            .ok_or_else(|| self.err("no MARK on the stack"))?;
+        let at = self.stack.iter().rposition(|v| matches!(v, Value::Mark)).ok_or_else(|| self.err("no MARK on the stack"))?;
         let items = self.stack.split_off(at + 1);
         self.stack.pop();
         Ok(items)
@@ -92,9 +81,7 @@ impl Machine<'_> {
 
     fn top(&mut self) -> Result<&mut Value> {
         let pos = self.pos;
-        self.stack
-            .last_mut()
-            .ok_or_else(|| file_error(self.path, format!("data.pkl at byte {pos}: empty stack")))
+        self.stack.last_mut().ok_or_else(|| file_error(self.path, format!("data.pkl at byte {pos}: empty stack")))
     }
 
     fn string(&mut self, n: usize) -> Result<Value> {
@@ -114,39 +101,18 @@ impl Machine<'_> {
             "torch._utils._rebuild_tensor_v2" | "torch._utils._rebuild_tensor" => {
                 let ints = |v: Option<&Value>| -> Option<Vec<usize>> {
                     match v? {
-                        Value::Tuple(t) => t
-                            .iter()
-                            .map(|x| {
-                                if let Value::Int(i) = x {
-                                    usize::try_from(*i).ok()
-                                } else {
-                                    None
-                                }
-                            })
-                            .collect(),
+                        Value::Tuple(t) => t.iter().map(|x| if let Value::Int(i) = x { usize::try_from(*i).ok() } else { None }).collect(),
                         _ => None,
                     }
                 };
-                let storage = args
-                    .first()
-                    .cloned()
-                    .ok_or_else(|| self.err("tensor without storage"))?;
+                let storage = args.first().cloned().ok_or_else(|| self.err("tensor without storage"))?;
                 let offset = match args.get(1) {
-                    Some(Value::Int(i)) => {
-                        usize::try_from(*i).map_err(|_| self.err("negative storage offset"))?
-                    }
+                    Some(Value::Int(i)) => usize::try_from(*i).map_err(|_| self.err("negative storage offset"))?,
                     _ => return Err(self.err("tensor storage offset is not an integer")),
                 };
-                let shape = ints(args.get(2))
-                    .ok_or_else(|| self.err("tensor size is not a tuple of integers"))?;
-                let stride = ints(args.get(3))
-                    .ok_or_else(|| self.err("tensor stride is not a tuple of integers"))?;
-                Value::Tensor {
-                    storage: Box::new(storage),
-                    offset,
-                    shape,
-                    stride,
-                }
+                let shape = ints(args.get(2)).ok_or_else(|| self.err("tensor size is not a tuple of integers"))?;
+                let stride = ints(args.get(3)).ok_or_else(|| self.err("tensor stride is not a tuple of integers"))?;
+                Value::Tensor { storage: Box::new(storage), offset, shape, stride }
             }
             _ => Value::Other,
         })
@@ -187,11 +153,7 @@ impl Machine<'_> {
                     if n > 8 {
                         return Err(self.err("LONG1 wider than 64 bits"));
                     }
-                    let mut a = if b.last().is_some_and(|&x| x & 0x80 != 0) {
-                        [0xFF; 8]
-                    } else {
-                        [0; 8]
-                    };
+                    let mut a = if b.last().is_some_and(|&x| x & 0x80 != 0) { [0xFF; 8] } else { [0; 8] };
                     a[..n].copy_from_slice(b);
                     self.stack.push(Value::Int(i64::from_le_bytes(a)));
                 }
@@ -238,16 +200,8 @@ impl Machine<'_> {
                     self.memo.insert(k, v);
                 }
                 b'h' | b'j' => {
-                    let k = if op == b'h' {
-                        u32::from(self.u8()?)
-                    } else {
-                        self.u32()?
-                    };
-                    let v = self
-                        .memo
-                        .get(&k)
-                        .cloned()
-                        .ok_or_else(|| self.err(format!("memo {k} unset")))?;
+                    let k = if op == b'h' { u32::from(self.u8()?) } else { self.u32()? };
+                    let v = self.memo.get(&k).cloned().ok_or_else(|| self.err(format!("memo {k} unset")))?;
                     self.stack.push(v);
                 }
                 b't' => {
@@ -268,17 +222,11 @@ impl Machine<'_> {
                         return Err(self.err("persistent id is not a tuple"));
                     };
                     match (t.first(), t.get(1), t.get(2)) {
-                        (
-                            Some(Value::Str(s)),
-                            Some(Value::Global(dtype)),
-                            Some(Value::Str(key)),
-                        ) if s == "storage" => {
+                        (Some(Value::Str(s)), Some(Value::Global(dtype)), Some(Value::Str(key))) if s == "storage" => {
                             self.stack.push(Value::Storage(dtype.clone(), key.clone()));
                         }
                         _ => {
-                            return Err(
-                                self.err("persistent id is not ('storage', type, key, ...)")
-                            );
+                            return Err(self.err("persistent id is not ('storage', type, key, ...)"));
                         }
                     }
                 }
@@ -303,10 +251,7 @@ impl Machine<'_> {
                     let items = self.pop_mark()?;
                     let pos = self.pos;
                     let Value::Dict(d) = self.top()? else {
-                        return Err(file_error(
-                            self.path,
-                            format!("data.pkl at byte {pos}: SETITEMS on a non-dict"),
-                        ));
+                        return Err(file_error(self.path, format!("data.pkl at byte {pos}: SETITEMS on a non-dict")));
                     };
                     let mut it = items.into_iter();
                     while let (Some(k), Some(v)) = (it.next(), it.next()) {
@@ -326,9 +271,7 @@ impl Machine<'_> {
                     }
                 }
                 other => {
-                    return Err(self.err(format!(
-                        "unsupported pickle opcode 0x{other:02x}: not a plain state_dict"
-                    )));
+                    return Err(self.err(format!("unsupported pickle opcode 0x{other:02x}: not a plain state_dict")));
                 }
             }
         }
@@ -349,20 +292,17 @@ fn element(dtype: &str, b: &[u8]) -> f32 {
     match dtype.rsplit('.').next() {
         Some("DoubleStorage") => f64::from_le_bytes(b[..8].try_into().unwrap_or_default()) as f32,
         Some("HalfStorage") => super::safetensors::f16_to_f32(u16::from_le_bytes([b[0], b[1]])),
-        Some("BFloat16Storage") => {
-            f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16)
-        }
+        Some("BFloat16Storage") => f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16),
         _ => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
     }
 }
 
 /// Reads every floating-point tensor of a `torch.save`d state_dict, by key.
 pub fn load_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>> {
-    let file = std::fs::File::open(path).map_err(|source| ModelError::Io {
-        path: path.to_path_buf(),
-        source,
+    let file = std::fs::File::open(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| {
+        file_error(path, format!("not a PyTorch zip archive ({e}); legacy non-zip .pt files are not supported: re-save with torch >= 1.6"))
     })?;
-    let mut zip = zip::ZipArchive::new(file).map_err(|e| file_error(path, format!("not a PyTorch zip archive ({e}); legacy non-zip .pt files are not supported: re-save with torch >= 1.6")))?;
     let pkl_name = zip
         .file_names()
         .find(|n| n.ends_with("data.pkl"))
@@ -370,44 +310,21 @@ pub fn load_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>> {
         .ok_or_else(|| file_error(path, "archive has no data.pkl"))?;
     let prefix = pkl_name.trim_end_matches("data.pkl").to_string();
     let mut read = |name: &str, limit: u64| -> Result<Vec<u8>> {
-        let entry = zip
-            .by_name(name)
-            .map_err(|e| file_error(path, format!("archive entry {name}: {e}")))?;
+        let entry = zip.by_name(name).map_err(|e| file_error(path, format!("archive entry {name}: {e}")))?;
         let mut buf = Vec::new();
-        entry
-            .take(limit)
-            .read_to_end(&mut buf)
-            .map_err(|source| ModelError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        entry.take(limit).read_to_end(&mut buf).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
         Ok(buf)
     };
     let pickle = read(&pkl_name, 64 << 20)?;
-    let mut m = Machine {
-        data: &pickle,
-        pos: 0,
-        stack: Vec::new(),
-        memo: HashMap::new(),
-        path,
-    };
+    let mut m = Machine { data: &pickle, pos: 0, stack: Vec::new(), memo: HashMap::new(), path };
     let root = m.run()?;
     let Value::Dict(items) = root else {
-        return Err(file_error(
-            path,
-            "data.pkl does not hold a dict: save `model.state_dict()`, not the model",
-        ));
+        return Err(file_error(path, "data.pkl does not hold a dict: save `model.state_dict()`, not the model"));
     };
     let mut out = Vec::new();
     for (k, v) in items {
         let Value::Str(key) = k else { continue };
-        let Value::Tensor {
-            storage,
-            offset,
-            shape,
-            stride,
-        } = v
-        else {
+        let Value::Tensor { storage, offset, shape, stride } = v else {
             continue;
         };
         let Value::Storage(dtype, skey) = *storage else {
@@ -424,12 +341,9 @@ pub fn load_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>> {
         let mut idx = vec![0usize; shape.len()];
         for _ in 0..numel {
             let at = offset + idx.iter().zip(&stride).map(|(i, s)| i * s).sum::<usize>();
-            let b = bytes.get(at * size..(at + 1) * size).ok_or_else(|| {
-                file_error(
-                    path,
-                    format!("{key}: storage {skey} is shorter than the tensor needs"),
-                )
-            })?;
+            let b = bytes
+                .get(at * size..(at + 1) * size)
+                .ok_or_else(|| file_error(path, format!("{key}: storage {skey} is shorter than the tensor needs")))?;
             data.push(element(&dtype, b));
             for d in (0..shape.len()).rev() {
                 idx[d] += 1;
@@ -439,8 +353,7 @@ pub fn load_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>> {
                 idx[d] = 0;
             }
         }
-        let t = Tensor::new(shape, data)
-            .ok_or_else(|| file_error(path, format!("{key}: inconsistent shape")))?;
+        let t = Tensor::new(shape, data).ok_or_else(|| file_error(path, format!("{key}: inconsistent shape")))?;
         out.push((key, t));
     }
     Ok(out)

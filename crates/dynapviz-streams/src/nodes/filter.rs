@@ -19,10 +19,7 @@ impl Decimate {
     /// Needs 1 <= L <= M.
     pub fn new(m: u32, l: u32) -> Result<Self, NodeError> {
         if l == 0 || l > m {
-            return Err(invalid(
-                "decimate",
-                format!("keep {l} of every {m}: needs 1 <= L <= M"),
-            ));
+            return Err(invalid("decimate", format!("keep {l} of every {m}: needs 1 <= L <= M")));
         }
         Ok(Self { m, l, seen: 0 })
     }
@@ -49,20 +46,14 @@ impl Rescale {
     /// Coefficients must be positive and finite.
     pub fn new(wc: f64, hc: f64) -> Result<Self, NodeError> {
         if !(wc > 0.0 && hc > 0.0 && wc.is_finite() && hc.is_finite()) {
-            return Err(invalid(
-                "rescale",
-                format!("coefficients ({wc}, {hc}) must be positive"),
-            ));
+            return Err(invalid("rescale", format!("coefficients ({wc}, {hc}) must be positive")));
         }
         Ok(Self { wc, hc })
     }
 
     /// The coefficients that fit `from` onto `to`.
     pub fn fit(from: Geometry, to: Geometry) -> Result<Self, NodeError> {
-        Self::new(
-            f64::from(from.width) / f64::from(to.width),
-            f64::from(from.height) / f64::from(to.height),
-        )
+        Self::new(f64::from(from.width) / f64::from(to.width), f64::from(from.height) / f64::from(to.height))
     }
 
     /// Rescales in place.
@@ -88,18 +79,9 @@ impl Crop {
     /// Columns `x0..x1`, rows `y0..y1` (end exclusive).
     pub fn new(x0: u16, y0: u16, x1: u16, y1: u16, shift: bool) -> Result<Self, NodeError> {
         if x0 >= x1 || y0 >= y1 {
-            return Err(invalid(
-                "crop",
-                format!("region x {x0}..{x1}, y {y0}..{y1} is empty"),
-            ));
+            return Err(invalid("crop", format!("region x {x0}..{x1}, y {y0}..{y1} is empty")));
         }
-        Ok(Self {
-            x0,
-            y0,
-            x1,
-            y1,
-            shift,
-        })
+        Ok(Self { x0, y0, x1, y1, shift })
     }
 
     /// Filters in place.
@@ -138,9 +120,7 @@ pub struct LayerSelect {
 impl LayerSelect {
     /// Keeps these layer numbers (0 = DVS).
     pub fn new(layers: &[u16]) -> Self {
-        Self {
-            layers: layers.to_vec(),
-        }
+        Self { layers: layers.to_vec() }
     }
 
     /// Filters in place.
@@ -166,29 +146,12 @@ pub struct HotPixelFilter {
 
 impl HotPixelFilter {
     /// A filter for a sensor of `geometry`.
-    pub fn new(
-        geometry: Geometry,
-        window_us: i64,
-        factor: f64,
-        min_count: u32,
-    ) -> Result<Self, NodeError> {
+    pub fn new(geometry: Geometry, window_us: i64, factor: f64, min_count: u32) -> Result<Self, NodeError> {
         if window_us <= 0 || factor <= 1.0 {
-            return Err(invalid(
-                "hot-pixel filter",
-                "needs a positive window and a factor above 1",
-            ));
+            return Err(invalid("hot-pixel filter", "needs a positive window and a factor above 1"));
         }
         let n = usize::from(geometry.width) * usize::from(geometry.height);
-        Ok(Self {
-            geometry,
-            window_us,
-            factor,
-            min_count,
-            counts: vec![0; n],
-            hot: vec![false; n],
-            window_end: None,
-            removed: 0,
-        })
+        Ok(Self { geometry, window_us, factor, min_count, counts: vec![0; n], hot: vec![false; n], window_end: None, removed: 0 })
     }
 
     fn close_window(&mut self) {
@@ -240,26 +203,15 @@ impl BackgroundActivityFilter {
     /// A filter for a sensor of `geometry`.
     pub fn new(geometry: Geometry, dt_us: i64) -> Result<Self, NodeError> {
         if dt_us <= 0 {
-            return Err(invalid(
-                "background-activity filter",
-                "needs a positive time window",
-            ));
+            return Err(invalid("background-activity filter", "needs a positive time window"));
         }
         let n = usize::from(geometry.width) * usize::from(geometry.height);
-        Ok(Self {
-            geometry,
-            dt_us,
-            last: vec![i64::MIN / 2; n],
-            removed: 0,
-        })
+        Ok(Self { geometry, dt_us, last: vec![i64::MIN / 2; n], removed: 0 })
     }
 
     /// Filters in place.
     pub fn apply(&mut self, events: &mut Vec<Event>) {
-        let (w, h) = (
-            i32::from(self.geometry.width),
-            i32::from(self.geometry.height),
-        );
+        let (w, h) = (i32::from(self.geometry.width), i32::from(self.geometry.height));
         events.retain(|e| {
             if !self.geometry.contains(e.x, e.y) {
                 return true;

@@ -21,14 +21,7 @@ impl FrameAccumulator {
     /// `decay_tau_us`: time constant of the fade (None: clear every frame).
     pub fn new(geometry: Geometry, decay_tau_us: Option<f64>) -> Self {
         let n = usize::from(geometry.width) * usize::from(geometry.height);
-        Self {
-            geometry,
-            on: vec![0.0; n],
-            off: vec![0.0; n],
-            decay_tau_us,
-            last_frame_us: None,
-            outside: 0,
-        }
+        Self { geometry, on: vec![0.0; n], off: vec![0.0; n], decay_tau_us, last_frame_us: None, outside: 0 }
     }
 
     /// The sensor size.

@@ -18,8 +18,5 @@ pub struct NodeError {
 }
 
 pub(crate) fn invalid(node: &'static str, message: impl Into<String>) -> NodeError {
-    NodeError {
-        node,
-        message: message.into(),
-    }
+    NodeError { node, message: message.into() }
 }

@@ -14,11 +14,7 @@ pub struct PowerPoints {
 impl PowerPoints {
     /// Keeps at most `max_points` per rail (older ones are dropped: a moving window).
     pub fn new(rails: usize, max_points: usize) -> Self {
-        Self {
-            lines: vec![Vec::new(); rails],
-            t0: None,
-            max_points: max_points.max(1),
-        }
+        Self { lines: vec![Vec::new(); rails], t0: None, max_points: max_points.max(1) }
     }
 
     /// Adds samples; samples of channels beyond the rail count are ignored.

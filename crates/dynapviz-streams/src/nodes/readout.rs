@@ -23,11 +23,7 @@ pub struct Collection {
 impl Collection {
     /// An empty interval.
     pub fn new(start_us: i64, end_us: i64) -> Self {
-        Self {
-            start_us,
-            end_us,
-            ..Self::default()
-        }
+        Self { start_us, end_us, ..Self::default() }
     }
 
     /// Adds one spike of `channel`.
@@ -54,15 +50,9 @@ impl SpikeCollector {
     pub fn new(interval_ms: f64) -> Result<Self, NodeError> {
         let interval_us = (interval_ms * 1000.0).round() as i64;
         if interval_us <= 0 {
-            return Err(invalid(
-                "spike collection",
-                format!("interval {interval_ms} ms must be positive"),
-            ));
+            return Err(invalid("spike collection", format!("interval {interval_ms} ms must be positive")));
         }
-        Ok(Self {
-            interval_us,
-            current: None,
-        })
+        Ok(Self { interval_us, current: None })
     }
 
     /// Declares that time has reached `t_us` (e.g. from input events when no spike comes):
@@ -77,8 +67,7 @@ impl SpikeCollector {
 
     /// Starts the intervals at `t_us` (otherwise at the first spike).
     pub fn start(&mut self, t_us: i64) {
-        self.current
-            .get_or_insert(Collection::new(t_us, t_us + self.interval_us));
+        self.current.get_or_insert(Collection::new(t_us, t_us + self.interval_us));
     }
 
     /// Adds spikes (in time order); appends completed collections to `out`.
@@ -95,6 +84,48 @@ impl SpikeCollector {
     /// Completes the open interval.
     pub fn finish(&mut self, out: &mut Vec<Collection>) {
         out.extend(self.current.take());
+    }
+}
+
+/// Groups spikes by wall-clock interval, for live sources whose timestamps are not to be
+/// trusted (samna's collection node works this way): a collection closes when `interval` of
+/// real time has passed since it opened, whatever the spikes' own timestamps say.
+#[derive(Clone, Debug)]
+pub struct WallClockCollector {
+    interval: std::time::Duration,
+    opened: Option<std::time::Instant>,
+    current: Collection,
+}
+
+impl WallClockCollector {
+    /// Intervals of `interval_ms` milliseconds of real time.
+    pub fn new(interval_ms: f64) -> Result<Self, NodeError> {
+        if !(interval_ms > 0.0 && interval_ms.is_finite()) {
+            return Err(invalid("spike collection", format!("interval {interval_ms} ms must be positive")));
+        }
+        Ok(Self { interval: std::time::Duration::from_secs_f64(interval_ms / 1000.0), opened: None, current: Collection::default() })
+    }
+
+    /// Adds spikes arriving `now`; appends the collection that closed, if one did.
+    pub fn add(&mut self, spikes: &[Spike], now: std::time::Instant, out: &mut Vec<Collection>) {
+        self.poll(now, out);
+        for s in spikes {
+            if self.current.total == 0 && self.current.start_us == 0 {
+                self.current.start_us = s.t;
+            }
+            self.current.end_us = s.t;
+            self.current.add(s.c);
+        }
+    }
+
+    /// Closes the open collection when its interval has passed (call regularly, also without
+    /// spikes, so empty intervals are reported).
+    pub fn poll(&mut self, now: std::time::Instant, out: &mut Vec<Collection>) {
+        let opened = *self.opened.get_or_insert(now);
+        if now.duration_since(opened) >= self.interval {
+            out.push(std::mem::take(&mut self.current));
+            self.opened = Some(now);
+        }
     }
 }
 
@@ -139,27 +170,15 @@ impl MajorityReadout {
         feature_count: usize,
     ) -> Result<Self, NodeError> {
         if threshold_low > threshold_high {
-            return Err(invalid(
-                "readout",
-                format!("threshold low {threshold_low} is above threshold high {threshold_high}"),
-            ));
+            return Err(invalid("readout", format!("threshold low {threshold_low} is above threshold high {threshold_high}")));
         }
         if default_feature >= feature_count {
             return Err(invalid(
                 "readout",
-                format!(
-                    "default feature {default_feature} does not exist (features 0..{})",
-                    feature_count.saturating_sub(1)
-                ),
+                format!("default feature {default_feature} does not exist (features 0..{})", feature_count.saturating_sub(1)),
             ));
         }
-        Ok(Self {
-            threshold_low,
-            threshold_high,
-            prediction_threshold,
-            default_feature,
-            feature_count,
-        })
+        Ok(Self { threshold_low, threshold_high, prediction_threshold, default_feature, feature_count })
     }
 
     /// The decision for one collection: if `threshold_low <= spikes <= threshold_high`, the most
@@ -176,14 +195,9 @@ impl MajorityReadout {
         if total < self.threshold_low || total > self.threshold_high {
             return None;
         }
-        let counts = SpikeCount {
-            feature_count: self.feature_count,
-        }
-        .count(collection);
+        let counts = SpikeCount { feature_count: self.feature_count }.count(collection);
         let best = *counts.iter().max()?;
         let winners = counts.iter().filter(|&&c| c == best).count();
-        (best > self.prediction_threshold && winners == 1)
-            .then(|| counts.iter().position(|&c| c == best))
-            .flatten()
+        (best > self.prediction_threshold && winners == 1).then(|| counts.iter().position(|&c| c == best)).flatten()
     }
 }
