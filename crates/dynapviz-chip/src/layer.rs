@@ -23,16 +23,20 @@ pub struct LayerRt {
     pub conv_out: [usize; 2],
     /// Output after pooling (C, H, W).
     pub out_shape: [usize; 3],
-    /// Weights `[c][ky][kx][o]`.
+    /// Weights `[c][ky][kx][o]`, for the binned mode's exact sums.
     weights: Vec<i32>,
+    /// The same weights as the chip stores them, for the event mode.
+    weights16: Vec<i16>,
     bias: Option<Vec<i32>>,
     /// Spike threshold.
     pub threshold: i32,
     /// Lower bound of the membrane potential.
     pub min_v_mem: i32,
     reset: Reset,
-    /// Membrane potentials `[oy][ox][o]`.
+    /// Membrane potentials `[oy][ox][o]` of the binned mode (unbounded, like sinabs' floats).
     pub state: Vec<i32>,
+    /// Membrane potentials of the event mode: the chip's int16.
+    pub state16: Vec<i16>,
 }
 
 /// A neuron address in a layer's output after pooling, with a spike count.
@@ -82,49 +86,35 @@ impl LayerRt {
             pool: l.pool,
             conv_out: l.conv_out,
             out_shape: l.out_shape,
+            weights16: weights.iter().map(|&w| w as i16).collect(),
             weights,
             bias: q.bias.as_ref().map(|b| b.iter().map(|&v| i32::from(v)).collect()),
             threshold: q.threshold,
             min_v_mem: q.min_v_mem,
             reset: l.reset,
             state: vec![0; o * l.conv_out[0] * l.conv_out[1]],
+            state16: vec![0; o * l.conv_out[0] * l.conv_out[1]],
         })
     }
 
     /// Clears the membrane potentials.
     pub fn reset_state(&mut self) {
         self.state.fill(0);
+        self.state16.fill(0);
     }
 
     /// Bytes of neuron state the simulator holds for this layer.
     pub fn state_bytes(&self) -> usize {
-        self.state.len() * std::mem::size_of::<i32>()
+        self.state.len() * std::mem::size_of::<i32>() + self.state16.len() * std::mem::size_of::<i16>()
     }
 
-    /// Output rows/columns reached by input row/column `v` along dimension `d`, with the kernel
-    /// offset that connects them.
-    #[inline]
-    fn targets(&self, d: usize, v: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
-        let (k, s, p, n) = (self.kernel[d], self.stride[d], self.padding[d], self.conv_out[d]);
-        (0..k).filter_map(move |kk| {
-            let num = (v + p).checked_sub(kk)?;
-            (num % s == 0 && num / s < n).then_some((num / s, kk))
-        })
-    }
-
-    /// Calls `f(state offset, weight offset)` for every output position the input `(c, y, x)`
-    /// reaches; each names `out_channels` neurons and their weights.
-    #[inline]
-    fn for_each_target(&self, c: usize, y: usize, x: usize, mut f: impl FnMut(usize, usize)) {
-        let o = self.out_channels;
-        let [kh, kw] = self.kernel;
-        let fw = self.conv_out[1];
-        let rows: arrayvec_like::Small = self.targets(0, y).collect();
-        let cols: arrayvec_like::Small = self.targets(1, x).collect();
-        for &(oy, ky) in rows.as_slice() {
-            for &(ox, kx) in cols.as_slice() {
-                f((oy * fw + ox) * o, ((c * kh + ky) * kw + kx) * o);
-            }
+    fn conv(&self) -> ConvGeometry {
+        ConvGeometry {
+            kernel: self.kernel,
+            stride: self.stride,
+            padding: self.padding,
+            conv_out: self.conv_out,
+            out_channels: self.out_channels,
         }
     }
 
@@ -134,20 +124,15 @@ impl LayerRt {
     pub fn accumulate(&mut self, c: usize, y: usize, x: usize, count: i32) -> u64 {
         let o = self.out_channels;
         let mut ops = 0;
-        let mut bases = arrayvec_like::Pairs::default();
-        self.for_each_target_into(c, y, x, &mut bases);
+        let conv = self.conv();
         let (state, weights) = (&mut self.state, &self.weights);
-        for &(base, wbase) in bases.as_slice() {
+        conv.for_each_target(c, y, x, |base, wbase| {
             for (v, &w) in state[base..base + o].iter_mut().zip(&weights[wbase..wbase + o]) {
                 *v += count * w;
             }
             ops += o as u64;
-        }
+        });
         ops
-    }
-
-    fn for_each_target_into(&self, c: usize, y: usize, x: usize, out: &mut arrayvec_like::Pairs) {
-        self.for_each_target(c, y, x, |b, w| out.push((b, w)));
     }
 
     /// The chip's response to one input event at `(c, y, x)`: every neuron under the kernel
@@ -158,24 +143,26 @@ impl LayerRt {
     #[inline]
     pub fn event(&mut self, c: usize, y: usize, x: usize, mut spike: impl FnMut(Option<Site>)) -> (u64, u64) {
         let o = self.out_channels;
-        let (thr, min, reset) = (self.threshold, self.min_v_mem.max(i32::from(i16::MIN)), self.reset);
+        let (thr, reset) = (self.threshold, self.reset);
+        let min = self.min_v_mem.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16;
         let geometry = self.geometry();
-        let mut bases = arrayvec_like::Pairs::default();
-        self.for_each_target_into(c, y, x, &mut bases);
+        let conv = self.conv();
+        let (state, weights) = (&mut self.state16, &self.weights16);
         let (mut ops, mut spikes) = (0, 0);
-        for &(base, wbase) in bases.as_slice() {
-            let v = &mut self.state[base..base + o];
-            let mut top = i32::MIN;
-            for (v, &w) in v.iter_mut().zip(&self.weights[wbase..wbase + o]) {
-                *v = (*v + w).clamp(min, i32::from(i16::MAX));
+        conv.for_each_target(c, y, x, |base, wbase| {
+            let v = &mut state[base..base + o];
+            let mut top = i16::MIN;
+            // i16 saturating adds: the chip's arithmetic, and 8-16 lanes per instruction.
+            for (v, &w) in v.iter_mut().zip(&weights[wbase..wbase + o]) {
+                *v = v.saturating_add(w).max(min);
                 top = top.max(*v);
             }
             ops += o as u64;
-            if top >= thr {
+            if i32::from(top) >= thr {
                 for (oc, v) in v.iter_mut().enumerate() {
-                    if *v >= thr {
+                    if i32::from(*v) >= thr {
                         *v = match reset {
-                            Reset::Subtract => (*v - thr).max(min),
+                            Reset::Subtract => (i32::from(*v) - thr).max(i32::from(min)) as i16,
                             Reset::Zero => 0.max(min),
                         };
                         spikes += 1;
@@ -183,7 +170,7 @@ impl LayerRt {
                     }
                 }
             }
-        }
+        });
         (ops, spikes)
     }
 
@@ -192,20 +179,20 @@ impl LayerRt {
     /// `min_v_mem`.
     fn fire_once(&mut self, base: usize, mut spike: impl FnMut(Option<Site>)) -> u64 {
         let o = self.out_channels;
-        let (thr, min) = (self.threshold, self.min_v_mem);
+        let (thr, min) = (self.threshold, self.min_v_mem.clamp(i32::from(i16::MIN), i32::from(i16::MAX)));
         let geometry = self.geometry();
         let mut spikes = 0;
         for oc in 0..o {
-            let v = &mut self.state[base + oc];
-            if *v >= thr {
-                *v = match self.reset {
-                    Reset::Subtract => *v - thr,
+            let mut v = i32::from(self.state16[base + oc]);
+            if v >= thr {
+                v = match self.reset {
+                    Reset::Subtract => v - thr,
                     Reset::Zero => 0,
                 };
                 spikes += 1;
                 spike(geometry.site(base / o, oc));
             }
-            *v = (*v).max(min);
+            self.state16[base + oc] = v.max(min) as i16;
         }
         spikes
     }
@@ -274,56 +261,36 @@ impl PoolGeometry {
     }
 }
 
-/// A tiny inline vector for the (at most 16) kernel offsets along one dimension, so scattering
-/// allocates nothing.
-mod arrayvec_like {
-    pub struct Small {
-        items: [(usize, usize); 16],
-        len: usize,
-    }
+/// What a convolution needs to find the neurons one input reaches.
+#[derive(Clone, Copy)]
+struct ConvGeometry {
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    conv_out: [usize; 2],
+    out_channels: usize,
+}
 
-    impl Small {
-        pub fn as_slice(&self) -> &[(usize, usize)] {
-            &self.items[..self.len]
-        }
-    }
-
-    /// (state offset, weight offset) pairs of one event: at most 16 x 16.
-    pub struct Pairs {
-        items: [(usize, usize); 256],
-        len: usize,
-    }
-
-    impl Default for Pairs {
-        fn default() -> Self {
-            Pairs { items: [(0, 0); 256], len: 0 }
-        }
-    }
-
-    impl Pairs {
-        #[inline]
-        pub fn push(&mut self, item: (usize, usize)) {
-            if self.len < 256 {
-                self.items[self.len] = item;
-                self.len += 1;
+impl ConvGeometry {
+    /// Calls `f(state offset, weight offset)` for every output position input `(c, y, x)`
+    /// reaches; each names `out_channels` neurons and their weights. Allocates nothing.
+    #[inline]
+    fn for_each_target(self, c: usize, y: usize, x: usize, mut f: impl FnMut(usize, usize)) {
+        let o = self.out_channels;
+        let ([kh, kw], [sy, sx], [py, px], [fh, fw]) = (self.kernel, self.stride, self.padding, self.conv_out);
+        for ky in 0..kh {
+            let Some(ny) = (y + py).checked_sub(ky) else { break };
+            if ny % sy != 0 || ny / sy >= fh {
+                continue;
             }
-        }
-
-        pub fn as_slice(&self) -> &[(usize, usize)] {
-            &self.items[..self.len]
-        }
-    }
-
-    impl FromIterator<(usize, usize)> for Small {
-        fn from_iter<I: IntoIterator<Item = (usize, usize)>>(iter: I) -> Self {
-            let mut s = Small { items: [(0, 0); 16], len: 0 };
-            for item in iter {
-                if s.len < 16 {
-                    s.items[s.len] = item;
-                    s.len += 1;
+            let oy = ny / sy;
+            for kx in 0..kw {
+                let Some(nx) = (x + px).checked_sub(kx) else { break };
+                if nx % sx != 0 || nx / sx >= fw {
+                    continue;
                 }
+                f((oy * fw + nx / sx) * o, ((c * kh + ky) * kw + kx) * o);
             }
-            s
         }
     }
 }
