@@ -206,6 +206,7 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
                     CLASSES[feature]
                 );
             }
+            Analysis::Layers { .. } => {}
             Analysis::Power(p) => {
                 power[usize::from(p.channel)] += p.value;
                 if p.channel == 0 {

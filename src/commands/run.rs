@@ -12,6 +12,7 @@ use dynapviz_streams::nodes::filter::Rescale;
 use dynapviz_streams::nodes::readout::MajorityReadout;
 use dynapviz_streams::session::{EventNode, Session, SessionConfig};
 use dynapviz_streams::source::{Controls, FileSource};
+use dynapviz_viewer::dashboard::ChipLayerInfo;
 use dynapviz_viewer::{Dashboard, VizOptions};
 
 use super::model::ModelArgs;
@@ -67,8 +68,22 @@ pub fn launch(
         None => dynapviz_events::inspect(input)?.summary.geometry_or_extent(None).context("the recording holds no events")?,
     };
     let mut nodes: Vec<EventNode> = Vec::new();
+    let mut chip_info = Vec::new();
     let (sim, classes, display) = match net {
         Some(net) => {
+            let profile = net.device.as_deref().and_then(|d| dynapviz_model::ChipProfile::by_name(d).ok());
+            chip_info = dynapviz_model::report::layers(&net)
+                .into_iter()
+                .map(|l| {
+                    let cap = l.core.and_then(|c| profile.as_ref().and_then(|p| p.cores.get(c).copied()));
+                    ChipLayerInfo {
+                        index: l.index,
+                        core: l.core,
+                        kernel_memory: (l.memory.kernel, cap.map_or(0, |c| c.kernel)),
+                        neuron_memory: (l.memory.neuron, cap.map_or(0, |c| c.neuron)),
+                    }
+                })
+                .collect();
             let [_, h, w] = net.dvs.input_shape;
             let input = Geometry::new(w as u16, h as u16);
             if input != sensor {
@@ -128,7 +143,9 @@ pub fn launch(
             .transpose()
             .map_err(anyhow::Error::msg)?,
     };
-    let dashboard = Dashboard::new(resolved)?;
+    let mut dashboard = Dashboard::new(resolved)?;
+    dashboard.show_chip = viz.show_chip_panel;
+    dashboard.set_chip(chip_info);
     let session = Session::start(Box::new(source), nodes, sim, config).map_err(anyhow::Error::msg)?;
     super::viz::show(viz, dashboard, session, Some(controls), started)
 }

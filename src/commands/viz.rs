@@ -64,6 +64,9 @@ pub struct VizArgs {
     /// Record spike counts, readouts and power as JSON lines to FILE.
     #[arg(long, value_name = "FILE")]
     pub record_analysis: Option<PathBuf>,
+    /// Show the chip panel (per-layer rates, cores, memory, drops) from the start (key c).
+    #[arg(long)]
+    pub show_chip_panel: bool,
     /// Render the dashboard into PNG files in DIR instead of opening a window.
     #[arg(long, value_name = "DIR")]
     pub headless: Option<PathBuf>,

@@ -77,6 +77,13 @@ impl AnalysisRecorder {
                 writeln!(self.out, "{{\"t_us\":{t_us},\"readout\":{feature},\"predicted\":{predicted}}}")
             }
             Analysis::Power(p) => writeln!(self.out, "{{\"t_us\":{},\"power_channel\":{},\"watts\":{}}}", p.timestamp, p.channel, p.value),
+            Analysis::Layers { t_us, counters } => {
+                let l: Vec<String> = counters
+                    .iter()
+                    .map(|c| format!("[{},{},{},{}]", c.input_events, c.synaptic_ops, c.spikes_after_pool, c.dropped_busy))
+                    .collect();
+                writeln!(self.out, "{{\"t_us\":{t_us},\"layers_input_synops_spikes_dropped\":[{}]}}", l.join(","))
+            }
         }
     }
 

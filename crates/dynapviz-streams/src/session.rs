@@ -74,6 +74,13 @@ pub enum Analysis {
     },
     /// A power reading.
     Power(PowerSample),
+    /// Cumulative counters of every simulated layer (index 0 = DVS), once per collection.
+    Layers {
+        /// Event time, µs.
+        t_us: i64,
+        /// Counters per layer.
+        counters: Vec<dynapviz_chip::LayerCounters>,
+    },
 }
 
 /// Session settings.
@@ -198,7 +205,10 @@ impl Session {
                     }
                     spikes.clear();
                     events.clear();
-                    emit(&mut collections, &counter, config.readout.as_ref(), &mut results, &mut stats);
+                    let emitted = emit(&mut collections, &counter, config.readout.as_ref(), &mut results, &mut stats);
+                    if let (Some(sim), Some(t_us)) = (&sim, emitted) {
+                        results.push(Analysis::Layers { t_us, counters: sim.counters().to_vec() });
+                    }
                     if deliver(&tx, &mut results, &mut config.record_analysis).is_err() {
                         break; // the receiver is gone: the session was closed
                     }
@@ -273,15 +283,18 @@ fn deliver(
     tx.send(std::mem::take(results)).map_err(drop)
 }
 
+/// Turns completed collections into results; returns the end time of the last one.
 fn emit(
     collections: &mut Vec<crate::nodes::readout::Collection>,
     counter: &SpikeCount,
     readout: Option<&MajorityReadout>,
     out: &mut Vec<Analysis>,
     stats: &mut Stats,
-) {
+) -> Option<i64> {
+    let mut last = None;
     for c in collections.drain(..) {
         stats.collections += 1;
+        last = Some(c.end_us);
         out.push(Analysis::Counts { t_us: c.end_us, counts: counter.count(&c) });
         if let Some(r) = readout {
             let prediction = r.predict(&c);
@@ -292,4 +305,5 @@ fn emit(
             });
         }
     }
+    last
 }

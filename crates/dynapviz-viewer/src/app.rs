@@ -35,6 +35,9 @@ struct ViewerApp<'a> {
 
 impl ViewerApp<'_> {
     fn keys(&mut self, ctx: &egui::Context) {
+        if ctx.input(|i| i.key_pressed(egui::Key::C)) {
+            self.dashboard.show_chip = !self.dashboard.show_chip;
+        }
         let (space, plus, minus, shot) = ctx.input(|i| {
             (
                 i.key_pressed(egui::Key::Space),

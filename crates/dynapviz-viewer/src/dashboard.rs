@@ -45,6 +45,28 @@ pub struct ViewStats {
     pub speed: f64,
 }
 
+/// What the chip panel shows about one layer besides its live counters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChipLayerInfo {
+    /// Layer number (1-based; 0 = DVS).
+    pub index: usize,
+    /// Core it runs on.
+    pub core: Option<usize>,
+    /// Kernel memory used / the core's.
+    pub kernel_memory: (usize, usize),
+    /// Neuron memory used / the core's.
+    pub neuron_memory: (usize, usize),
+}
+
+/// Live counters of the simulated chip, with rates from the last two readings.
+#[derive(Clone, Debug, Default)]
+struct ChipLive {
+    info: Vec<ChipLayerInfo>,
+    last: Option<(i64, Vec<dynapviz_chip::LayerCounters>)>,
+    /// Per layer (index 0 = DVS): spikes/s, synaptic ops/s, dropped total.
+    rates: Vec<(f64, f64, u64)>,
+}
+
 /// A per-class picture decoded once.
 struct Picture {
     image: ColorImage,
@@ -65,6 +87,9 @@ pub struct Dashboard {
     now_s: f64,
     frame_times: VecDeque<Instant>,
     latencies: VecDeque<f64>,
+    chip: ChipLive,
+    /// Whether the chip panel (per-layer rates, cores, memory) is shown.
+    pub show_chip: bool,
     /// Viewer figures, shown in the status line.
     pub stats: ViewStats,
 }
@@ -95,8 +120,15 @@ impl Dashboard {
             now_s: 0.0,
             frame_times: VecDeque::new(),
             latencies: VecDeque::new(),
+            chip: ChipLive::default(),
+            show_chip: false,
             stats: ViewStats::default(),
         })
+    }
+
+    /// The network's layers, for the chip panel.
+    pub fn set_chip(&mut self, info: Vec<ChipLayerInfo>) {
+        self.chip.info = info;
     }
 
     /// Event time shown, seconds since the first frame or result.
@@ -152,6 +184,23 @@ impl Dashboard {
                 }
             }
             Analysis::Readout { feature, predicted, .. } => self.readout = Some((*feature, *predicted)),
+            Analysis::Layers { t_us, counters } => {
+                if let Some((t0, prev)) = &self.chip.last {
+                    let dt = ((t_us - t0) as f64 * 1e-6).max(1e-9);
+                    self.chip.rates = counters
+                        .iter()
+                        .zip(prev)
+                        .map(|(c, p)| {
+                            (
+                                (c.spikes_after_pool - p.spikes_after_pool) as f64 / dt,
+                                (c.synaptic_ops - p.synaptic_ops) as f64 / dt,
+                                c.dropped_busy,
+                            )
+                        })
+                        .collect();
+                }
+                self.chip.last = Some((*t_us, counters.clone()));
+            }
             Analysis::Power(p) => {
                 let t = self.seconds(p.timestamp);
                 let keep = span(&self.resolved.options.power_measurement) * 2.0;
@@ -203,11 +252,14 @@ impl Dashboard {
                 }
             });
         }
+        if self.show_chip {
+            self.chip_ui(ui.ctx());
+        }
         let s = &self.stats;
         let latency = s.latency_ms.map_or("-".to_string(), |(p50, p99)| format!("{p50:.1} / {p99:.1} ms"));
         let speed = if s.speed <= 0.0 { "max".to_string() } else { format!("{:.2}x", s.speed) };
         let text = format!(
-            "{}   {:.0} fps   event-to-screen p50/p99 {latency}   skipped frames {}   events {}   speed {speed}   [space] pause  [+/-] speed  [s] screenshot",
+            "{}   {:.0} fps   event-to-screen p50/p99 {latency}   skipped frames {}   events {}   speed {speed}   [space] pause  [+/-] speed  [c] chip  [s] screenshot",
             if s.paused { "PAUSED" } else { "live" },
             s.fps,
             s.skipped_frames,
@@ -215,6 +267,46 @@ impl Dashboard {
         );
         let status = egui::Rect::from_min_max(pos2(full.min.x + 6.0, full.max.y - status_h), full.max);
         ui.scope_builder(UiBuilder::new().max_rect(status), |ui| ui.label(RichText::new(text).small().color(Color32::GRAY)));
+    }
+
+    fn chip_ui(&self, ctx: &egui::Context) {
+        let rate = |v: f64| {
+            if v >= 1e6 {
+                format!("{:.2} M", v / 1e6)
+            } else if v >= 1e3 {
+                format!("{:.1} k", v / 1e3)
+            } else {
+                format!("{v:.0}")
+            }
+        };
+        egui::Window::new("Chip").anchor(egui::Align2::RIGHT_TOP, vec2(-8.0, 24.0)).resizable(false).collapsible(true).show(ctx, |ui| {
+            egui::Grid::new("chip_layers").striped(true).show(ui, |ui| {
+                for h in ["layer", "core", "spikes/s", "synops/s", "dropped", "kernel mem", "neuron mem"] {
+                    ui.label(RichText::new(h).strong());
+                }
+                ui.end_row();
+                let dvs = self.chip.rates.first();
+                ui.label("dvs");
+                ui.label("-");
+                ui.label(dvs.map_or("-".into(), |r| rate(r.0)));
+                ui.label("-");
+                ui.label("-");
+                ui.label("");
+                ui.label("");
+                ui.end_row();
+                for l in &self.chip.info {
+                    let r = self.chip.rates.get(l.index);
+                    ui.label(l.index.to_string());
+                    ui.label(l.core.map_or("-".into(), |c| c.to_string()));
+                    ui.label(r.map_or("-".into(), |r| rate(r.0)));
+                    ui.label(r.map_or("-".into(), |r| rate(r.1)));
+                    ui.label(r.map_or("-".into(), |r| r.2.to_string()));
+                    ui.label(format!("{}/{}", l.kernel_memory.0, l.kernel_memory.1));
+                    ui.label(format!("{}/{}", l.neuron_memory.0, l.neuron_memory.1));
+                    ui.end_row();
+                }
+            });
+        });
     }
 
     fn title(ui: &mut Ui, text: &str) {

@@ -20,6 +20,8 @@ impl Headless {
     pub fn new(width: usize, height: usize) -> Self {
         let ctx = egui::Context::default();
         ctx.set_visuals(egui::Visuals::dark());
+        // A still picture: no fade-in animations half done.
+        ctx.all_styles_mut(|s| s.animation_time = 0.0);
         Self { ctx, canvas: Canvas::new(width, height), time: 0.0 }
     }
 
