@@ -47,7 +47,7 @@ fn main() {
             let synops: u64 = c.iter().map(|l| l.synaptic_ops).sum();
             let busiest = c.iter().map(|l| l.synaptic_ops).max().unwrap_or(0);
             println!(
-                "{name:>6} mode, input {:>6.0} k ev/s: {:>6.2} M input ev/s, {:>6.3} G synops/s total ({:.3} G/s on the busiest core), {:>7.1}x real time",
+                "{name:>6} mode, input {:>6.0} k ev/s: {:>6.2} M input ev/s, {:>6.3} G synops/s on one CPU thread ({:.3} G/s of it in the busiest chip core), {:>7.1}x real time",
                 rate / 1e3,
                 input.len() as f64 / wall / 1e6,
                 synops as f64 / wall / 1e9,

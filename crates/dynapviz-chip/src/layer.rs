@@ -37,6 +37,9 @@ pub struct LayerRt {
     pub state: Vec<i32>,
     /// Membrane potentials of the event mode: the chip's int16.
     pub state16: Vec<i16>,
+    /// Binned mode: neuron columns that received input in the current bin, and their marks.
+    touched: Vec<u32>,
+    touched_mark: Vec<bool>,
 }
 
 /// A neuron address in a layer's output after pooling, with a spike count.
@@ -94,6 +97,8 @@ impl LayerRt {
             reset: l.reset,
             state: vec![0; o * l.conv_out[0] * l.conv_out[1]],
             state16: vec![0; o * l.conv_out[0] * l.conv_out[1]],
+            touched: Vec::new(),
+            touched_mark: vec![false; l.conv_out[0] * l.conv_out[1]],
         })
     }
 
@@ -101,6 +106,8 @@ impl LayerRt {
     pub fn reset_state(&mut self) {
         self.state.fill(0);
         self.state16.fill(0);
+        self.touched.clear();
+        self.touched_mark.fill(false);
     }
 
     /// Bytes of neuron state the simulator holds for this layer.
@@ -125,10 +132,14 @@ impl LayerRt {
         let o = self.out_channels;
         let mut ops = 0;
         let conv = self.conv();
-        let (state, weights) = (&mut self.state, &self.weights);
+        let (state, weights, touched, mark) = (&mut self.state, &self.weights, &mut self.touched, &mut self.touched_mark);
         conv.for_each_target(c, y, x, |base, wbase| {
             for (v, &w) in state[base..base + o].iter_mut().zip(&weights[wbase..wbase + o]) {
                 *v += count * w;
+            }
+            if !mark[base / o] {
+                mark[base / o] = true;
+                touched.push(base as u32);
             }
             ops += o as u64;
         });
@@ -203,6 +214,26 @@ impl LayerRt {
         let o = self.out_channels;
         let (thr, min) = (self.threshold, self.min_v_mem);
         let geometry = self.geometry();
+        if self.bias.is_none() {
+            // Without a bias only neurons that received input this bin can change: visit those
+            // (in first-touch order, which is deterministic) instead of the whole layer.
+            let mut touched = std::mem::take(&mut self.touched);
+            for &base in &touched {
+                let base = base as usize;
+                self.touched_mark[base / o.max(1)] = false;
+                for (oc, v) in self.state[base..base + o].iter_mut().enumerate() {
+                    if *v >= thr {
+                        let n = *v / thr;
+                        *v -= n * thr;
+                        spike(geometry.site(base / o, oc), n);
+                    }
+                    *v = (*v).max(min);
+                }
+            }
+            touched.clear();
+            self.touched = touched;
+            return;
+        }
         for (i, v) in self.state.iter_mut().enumerate() {
             if let Some(b) = &self.bias {
                 *v += b[i % o];
