@@ -23,6 +23,8 @@ enum Command {
     Model(commands::model::Args),
     Simulate(commands::simulate::Args),
     Run(commands::run::Args),
+    Synth(commands::synth::Args),
+    Eval(commands::eval::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -46,6 +48,8 @@ fn main() -> std::process::ExitCode {
         Command::Model(a) => commands::model::run(a),
         Command::Simulate(a) => commands::simulate::run(a),
         Command::Run(a) => commands::run::run(a, started),
+        Command::Synth(a) => commands::synth::run(a),
+        Command::Eval(a) => commands::eval::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

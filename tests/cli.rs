@@ -118,3 +118,31 @@ fn headless_run_records_input_and_analysis() {
     assert!((5..=7).contains(&counts), "0.5 s in 100 ms collections: {counts} lines\n{text}");
     assert!(text.lines().any(|l| l.contains("\"readout\"")) && text.lines().any(|l| l.contains("\"watts\"")));
 }
+
+#[test]
+fn synth_then_eval_the_builtin_model_on_held_out_seeds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ds = dir.path().join("ds");
+    let (ok, _, err) =
+        dynapviz(&["synth", "--seed", "1234", "--samples", "2", "--segment-seconds", "0.6", "--out", ds.to_str().expect("path")]);
+    assert!(ok, "{err}");
+    let png = dir.path().join("confusion.png");
+    let (ok, out, err) = dynapviz(&[
+        "eval",
+        "--model",
+        "demo",
+        "--input",
+        ds.to_str().expect("path"),
+        "--json",
+        "--confusion-png",
+        png.to_str().expect("path"),
+    ]);
+    assert!(ok, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).expect("json");
+    for key in ["accuracy", "per_class_recall", "confusion", "samples"] {
+        assert!(r.get(key).is_some(), "eval --json lacks `{key}`");
+    }
+    assert_eq!(r["samples"], 8);
+    assert!(r["accuracy"].as_f64().expect("accuracy") >= 0.9, "{out}");
+    assert!(png.exists());
+}

@@ -41,11 +41,11 @@ pub struct Args {
     viz: VizArgs,
 }
 
-const CLASSES: [&str; 4] = ["horizontal", "vertical", "diagonal", "anti-diagonal"];
+pub(crate) const CLASSES: [&str; 4] = ["horizontal", "vertical", "diagonal", "anti-diagonal"];
 
 /// A hand-made orientation detector: 4 oriented 4x4 edge kernels (stride 2, sum pool 4), then a
 /// linear layer where each class collects its own feature map and is inhibited by the others.
-fn orientation_network() -> Result<Network> {
+pub(crate) fn orientation_network() -> Result<Network> {
     let mut k = Vec::new();
     for class in 0..4 {
         for _polarity in 0..2 {
@@ -86,7 +86,7 @@ fn orientation_network() -> Result<Network> {
 }
 
 /// One bar of each orientation in turn, sweeping across the sensor perpendicular to itself.
-fn scene(orientation: usize, rng: &mut Rng) -> Scene {
+pub(crate) fn scene(orientation: usize, rng: &mut Rng) -> Scene {
     let angle = [0.0, std::f64::consts::FRAC_PI_2, std::f64::consts::FRAC_PI_4, -std::f64::consts::FRAC_PI_4][orientation];
     let speed = rng.range(60.0, 90.0);
     let (s, c) = (angle + std::f64::consts::FRAC_PI_2).sin_cos();

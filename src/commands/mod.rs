@@ -2,10 +2,12 @@
 
 pub mod convert;
 pub mod demo;
+pub mod eval;
 pub mod inspect;
 pub mod model;
 pub mod run;
 pub mod simulate;
+pub mod synth;
 pub mod viz;
 
 /// A progress bar over bytes of a file, hidden when stderr is not a terminal.

@@ -2,6 +2,7 @@
 //! processing nodes of the original's samna graph, and a pipeline runtime whose display side
 //! never blocks its source.
 
+pub mod eval;
 pub mod nodes;
 pub mod pipeline;
 pub mod record;

@@ -27,6 +27,13 @@ impl Headless {
 
     /// Draws one frame of `dashboard` and returns it as RGBA bytes.
     pub fn render(&mut self, dashboard: &mut Dashboard) -> Vec<u8> {
+        let rgba = self.render_with(|ui| dashboard.ui(ui));
+        dashboard.frame_drawn();
+        rgba
+    }
+
+    /// Draws anything into the whole canvas and returns it as RGBA bytes.
+    pub fn render_with(&mut self, mut draw: impl FnMut(&mut egui::Ui)) -> Vec<u8> {
         let size = vec2(self.canvas.width as f32, self.canvas.height as f32);
         // Two passes: egui settles layouts (legend sizes, text widths) on the second.
         let mut rgba_out = None;
@@ -35,7 +42,7 @@ impl Headless {
             let input =
                 RawInput { screen_rect: Some(Rect::from_min_size(pos2(0.0, 0.0), size)), time: Some(self.time), ..RawInput::default() };
             let mut out = self.ctx.run_ui(input, |ui| {
-                egui::CentralPanel::default().show(ui, |ui| dashboard.ui(ui));
+                egui::CentralPanel::default().show(ui, |ui| draw(ui));
             });
             self.canvas.set_textures(&out.textures_delta);
             if pass == 1 {
@@ -47,7 +54,6 @@ impl Headless {
             self.canvas.free_textures(&out.textures_delta);
             out.textures_delta.clear();
         }
-        dashboard.frame_drawn();
         rgba_out.unwrap_or_default()
     }
 
@@ -56,10 +62,15 @@ impl Headless {
         (self.canvas.width, self.canvas.height)
     }
 
+    /// Writes RGBA bytes of this renderer's size as PNG.
+    pub fn write_png(&self, rgba: &[u8], path: &Path) -> Result<(), String> {
+        let (w, h) = self.size();
+        image::save_buffer(path, rgba, w as u32, h as u32, image::ExtendedColorType::Rgba8).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
     /// Draws one frame and writes it as PNG.
     pub fn save_png(&mut self, dashboard: &mut Dashboard, path: &Path) -> Result<(), String> {
         let rgba = self.render(dashboard);
-        let (w, h) = self.size();
-        image::save_buffer(path, &rgba, w as u32, h as u32, image::ExtendedColorType::Rgba8).map_err(|e| format!("{}: {e}", path.display()))
+        self.write_png(&rgba, path)
     }
 }
