@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""sinabs' own CPU simulation of the discretized gesture network, timed on the same input as
+`cargo bench -p dynapviz-chip --bench throughput` (the golden DVS input, repeated). samna is not
+needed for the CPU forward: an import stub stands in for it. Prints one line per input rate:
+`rate_k<TAB>events<TAB>seconds<TAB>input events/s`. Run by tools/bench-sinabs."""
+
+import importlib.abc
+import importlib.machinery
+import sys
+import time
+import types
+
+
+class _Stub:
+    """Any attribute, any call: stands in for samna's objects, never used by the CPU forward."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _Stub()
+
+    def __call__(self, *args, **kwargs):
+        return _Stub()
+
+
+class _Anything(types.ModuleType):
+    """A module that is every name: enough for sinabs' import of samna and samnagui."""
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _Stub()
+
+
+class _SamnaFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("samna", "samnagui"):
+            return importlib.machinery.ModuleSpec(name, self, is_package=True)
+        return None
+
+    def create_module(self, spec):
+        m = _Anything(spec.name)
+        m.__path__ = []
+        return m
+
+    def exec_module(self, module):
+        pass
+
+
+sys.meta_path.insert(0, _SamnaFinder())
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+from sinabs.from_torch import from_model  # noqa: E402
+from sinabs.backend.dynapcnn import DynapcnnNetwork  # noqa: E402
+
+
+def gesture_ann():
+    return nn.Sequential(
+        nn.Conv2d(2, 16, 2, 2, bias=False), nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=1, bias=False), nn.ReLU(), nn.AvgPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.ReLU(), nn.AvgPool2d(2),
+        nn.Conv2d(32, 32, 3, padding=1, bias=False), nn.ReLU(), nn.AvgPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.ReLU(), nn.AvgPool2d(2),
+        nn.Conv2d(64, 64, 3, padding=1, bias=False), nn.ReLU(), nn.AvgPool2d(2),
+        nn.Dropout2d(0.5), nn.Conv2d(64, 256, 2, bias=False), nn.ReLU(),
+        nn.Dropout2d(0.5), nn.Flatten(), nn.Linear(256, 128, bias=False), nn.ReLU(),
+        nn.Linear(128, 11, bias=False),
+    )
+
+
+def main():
+    params, csv = sys.argv[1], sys.argv[2]
+    torch.set_num_threads(1)
+    ann = gesture_ann()
+    ann.load_state_dict(torch.load(params, map_location="cpu"), strict=False)
+    ann.eval()
+    ev = np.loadtxt(csv, delimiter=",", skiprows=1, dtype=np.int64)
+    span = int(ev[-1, 0] - ev[0, 0] + 1)
+    for keep in (1, 8, 24):
+        parts = []
+        for rep in range(keep * 4):
+            sub = ev[::keep].copy()
+            sub[:, 0] += rep * span
+            parts.append(sub)
+        x = np.concatenate(parts)
+        bins = int(x[-1, 0] // 1000) + 1
+        frames = torch.zeros((bins, 2, 128, 128))
+        np.add.at(frames.numpy(), (x[:, 0] // 1000, x[:, 3], x[:, 2], x[:, 1]), 1.0)
+        # A fresh network per run: sinabs' state reset fails on views in this torch version.
+        snn = from_model(ann, input_shape=(2, 128, 128), add_spiking_output=True, batch_size=1).spiking_model
+        net = DynapcnnNetwork(snn, input_shape=(2, 128, 128), dvs_input=True, discretize=True)
+        t = time.perf_counter()
+        with torch.no_grad():
+            out = net(frames)
+        secs = time.perf_counter() - t
+        rate = len(x) / (x[-1, 0] - x[0, 0]) * 1e6
+        print(f"{rate / 1e3:.0f}\t{len(x)}\t{secs:.3f}\t{len(x) / secs:.0f}\t{int(out.sum())}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
