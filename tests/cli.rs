@@ -89,11 +89,7 @@ fn headless_run_records_input_and_analysis() {
     };
     assert_eq!(count(&rec), count(&copy), "the recording holds every input event");
 
-    let model = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/golden/gesture_r50/model.onnx");
-    if !model.exists() {
-        println!("SKIPPED: the model part needs {}", model.display());
-        return;
-    }
+    let Some(model) = dynapviz_testkit::shared("fixtures/golden/gesture_r50/model.onnx") else { return };
     let analysis = dir.path().join("analysis.jsonl");
     let (ok, _, err) = dynapviz(&[
         "run",

@@ -5,11 +5,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use dynapviz_chip::{Config, Mode, Monitors, Simulator};
+use dynapviz_chip::{Config, Monitors, Simulator};
 use dynapviz_streams::eval::{EvalSettings, Report, evaluate_file, labels_for, report};
 use dynapviz_streams::nodes::readout::MajorityReadout;
 
-use super::model::ModelArgs;
+use super::model::{ModelArgs, SimMode};
 
 /// Evaluate a model on labelled recordings (`demo` = the built-in orientation network).
 #[derive(clap::Args)]
@@ -20,8 +20,8 @@ pub struct Args {
     #[arg(long)]
     input: PathBuf,
     /// event or binned.
-    #[arg(long, default_value = "event", value_parser = ["event", "binned"])]
-    mode: String,
+    #[arg(long, value_enum, default_value_t = SimMode::Event)]
+    mode: SimMode,
     /// Output channel of each file label 1, 2, ... (default: label - 1).
     #[arg(long, value_delimiter = ',')]
     class_map: Option<Vec<usize>>,
@@ -59,7 +59,7 @@ pub fn run(args: Args) -> Result<()> {
     let is_demo = args.model.model.as_deref().is_some_and(|m| m == Path::new("demo"));
     let net = if is_demo { super::demo::orientation_network()? } else { args.model.build()? };
     let classes = net.classes();
-    let mode = if args.mode == "binned" { Mode::Binned { bin_us: 1000 } } else { Mode::Event };
+    let mode = args.mode.mode(1000);
     let mut sim = Simulator::new(&net, Config { mode, monitors: Monitors::of([net.layers.len()]), ..Config::default() })?;
     let readout = MajorityReadout::new(0, u64::MAX, args.readout_prediction_threshold, 0, classes)?;
     let class_map = args.class_map.clone();

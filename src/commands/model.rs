@@ -7,6 +7,26 @@ use dynapviz_model::network::Crop;
 use dynapviz_model::{ChipProfile, DvsOptions, Network, Ordering, Pipeline, report};
 use serde::Serialize;
 
+/// How the simulated chip computes (`--mode`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SimMode {
+    /// The chip's event-driven model.
+    #[default]
+    Event,
+    /// sinabs' simulation in time bins (bit-exact with sinabs).
+    Binned,
+}
+
+impl SimMode {
+    /// The simulator mode, with bins of `bin_us` in binned mode.
+    pub fn mode(self, bin_us: i64) -> dynapviz_chip::Mode {
+        match self {
+            SimMode::Event => dynapviz_chip::Mode::Event,
+            SimMode::Binned => dynapviz_chip::Mode::Binned { bin_us },
+        }
+    }
+}
+
 /// The model options shared by `model`, `simulate` and `run`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ModelArgs {

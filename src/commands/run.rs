@@ -15,7 +15,7 @@ use dynapviz_streams::source::{Controls, FileSource};
 use dynapviz_viewer::dashboard::ChipLayerInfo;
 use dynapviz_viewer::{Dashboard, VizOptions};
 
-use super::model::ModelArgs;
+use super::model::{ModelArgs, SimMode};
 use super::viz::VizArgs;
 
 /// Open the dashboard on a model and a recording (the DVS plot alone without --model).
@@ -33,8 +33,8 @@ pub struct Args {
     #[arg(long = "loop")]
     looped: bool,
     /// Simulator mode: event or binned.
-    #[arg(long, default_value = "event", value_parser = ["event", "binned"])]
-    mode: String,
+    #[arg(long, value_enum, default_value_t = SimMode::Event)]
+    mode: SimMode,
     #[command(flatten)]
     viz: VizArgs,
 }
@@ -45,7 +45,7 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
         None => None,
     };
     let opts = args.viz.options()?;
-    let mode = if args.mode == "binned" { Mode::Binned { bin_us: 1000 } } else { Mode::Event };
+    let mode = args.mode.mode(1000);
     launch(&args.input, net, args.looped, args.speed, mode, &args.viz, opts, started)
 }
 

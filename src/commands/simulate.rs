@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use dynapviz_chip::{BusyModel, Config, Mode, Monitors, RAILS, Simulator};
+use dynapviz_chip::{BusyModel, Config, Monitors, RAILS, Simulator};
 use dynapviz_events::CHUNK;
 use serde::Serialize;
 
-use super::model::ModelArgs;
+use super::model::{ModelArgs, SimMode};
 
 /// Simulate the chip on a recording.
 #[derive(clap::Args)]
@@ -20,8 +20,8 @@ pub struct Args {
     #[arg(long)]
     input: PathBuf,
     /// event: the chip's event-driven model; binned: sinabs' simulation in time bins.
-    #[arg(long, default_value = "event", value_parser = ["event", "binned"])]
-    mode: String,
+    #[arg(long, value_enum, default_value_t = SimMode::Event)]
+    mode: SimMode,
     /// Bin width in µs (binned mode; also the bins of class_counts_per_bin).
     #[arg(long, default_value_t = 1000)]
     bin_us: i64,
@@ -80,7 +80,7 @@ pub fn run(args: Args) -> Result<()> {
     anyhow::ensure!(args.bin_us > 0, "--bin-us must be positive");
     let monitors = Monitors::resolve(&args.monitor, n)?;
     let profile = dynapviz_model::ChipProfile::by_name(&args.model.device)?;
-    let mode = if args.mode == "binned" { Mode::Binned { bin_us: args.bin_us } } else { Mode::Event };
+    let mode = args.mode.mode(args.bin_us);
     let config = Config {
         mode,
         monitors,
@@ -167,7 +167,7 @@ pub fn run(args: Args) -> Result<()> {
         })
         .collect();
     let out = Output {
-        mode: args.mode.clone(),
+        mode: format!("{:?}", args.mode).to_lowercase(),
         device: profile.name.to_string(),
         input: args.input.display().to_string(),
         input_events: total,

@@ -7,15 +7,8 @@ use dynapviz_chip::{Config, Mode, Monitors, Simulator};
 use dynapviz_model::Pipeline;
 
 fn shared() -> Option<PathBuf> {
-    let dir = std::env::var_os("DYNAPVIZ_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    if dir.join("fixtures/golden").exists() {
-        Some(dir)
-    } else {
-        println!("SKIPPED: no shared fixtures at {} (set DYNAPVIZ_SHARED)", dir.display());
-        None
-    }
+    // The shared folder itself: the tests name paths below it.
+    dynapviz_testkit::shared("fixtures/golden").map(|d| d.join("../.."))
 }
 
 fn run_case(case: &Path) {

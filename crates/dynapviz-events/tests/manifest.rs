@@ -6,15 +6,8 @@ use std::path::PathBuf;
 use dynapviz_events::{Geometry, inspect};
 
 fn shared() -> Option<PathBuf> {
-    let dir = std::env::var_os("DYNAPVIZ_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    if dir.join("fixtures/events/MANIFEST.md").exists() {
-        Some(dir)
-    } else {
-        println!("SKIPPED: no shared fixtures at {} (set DYNAPVIZ_SHARED)", dir.display());
-        None
-    }
+    // The shared folder itself: the tests name paths below it.
+    dynapviz_testkit::shared("fixtures/events").map(|d| d.join("../.."))
 }
 
 fn num(s: &str) -> i64 {

@@ -179,11 +179,7 @@ fn safetensors_with_arch_builds_and_reports_every_key_problem() {
 
 #[test]
 fn the_sinabs_state_dict_with_a_wrong_arch_lists_all_mismatches() {
-    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/sinabs-gesture/dvs_gesture_params.pt");
-    if !shared.exists() {
-        println!("SKIPPED: {} is absent", shared.display());
-        return;
-    }
+    let Some(shared) = dynapviz_testkit::shared("fixtures/sinabs-gesture/dvs_gesture_params.pt") else { return };
     let dir = tempfile::tempdir().expect("tempdir");
     let arch = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/sinabs-gesture.toml")).expect("arch");
     let arch =

@@ -105,11 +105,7 @@ fn every_layout_matches_its_snapshot() {
 
 #[test]
 fn the_sinabs_gesture_icons_and_names_show() {
-    let icons = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/sinabs-gesture/icons");
-    if !icons.exists() {
-        println!("SKIPPED: {} is absent", icons.display());
-        return;
-    }
+    let Some(icons) = dynapviz_testkit::shared("fixtures/sinabs-gesture/icons") else { return };
     let o = VizOptions { add_readout_plot: true, add_power_monitor_plot: true, readout_images: Some(vec![icons]), ..VizOptions::default() };
     let r = o.resolve(Some(11)).expect("options");
     assert_eq!(r.feature_names[..3], ["armroll", "handclap", "lefthandclockwise"]);
