@@ -164,9 +164,8 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
         opts.spike_count.x_span = 10.0;
         opts.window_scale = [12.0, 7.0];
         let result = super::run::launch(&path, Some(net), args.viz.headless.is_none(), args.speed, Mode::Event, &args.viz, opts, started);
-        if args.keep.is_none() {
-            let _ = std::fs::remove_dir_all(&dir);
-        }
+        // The directory holds only temporary files: a kept recording lives at its own path.
+        let _ = std::fs::remove_dir_all(&dir);
         return result;
     }
     // 3. Play the recording through the simulated chip.
@@ -217,10 +216,8 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
         .map_err(anyhow::Error::msg)?;
     let rails: Vec<String> = RAILS.iter().zip(power).map(|(r, p)| format!("{r} {:.3}", p / power_n.max(1) as f64 * 1e3)).collect();
     println!("4. {} input events, {} output spikes; mean power (mW, estimate): {}", stats.events, stats.output_spikes, rails.join(", "));
-    println!("   (the live window of this demo comes with the viewer; `dynapviz simulate` and `dynapviz model` take your own models)");
-    if args.keep.is_none() {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
+    println!("   (the text form: with a display the demo opens the dashboard; --headless DIR renders it to PNG)");
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
