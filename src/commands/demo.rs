@@ -179,6 +179,7 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
         feature_count: CLASSES.len(),
         readout: Some(MajorityReadout::new(0, 32000, 2, 0, CLASSES.len())?),
         analysis_capacity: 16,
+        heatmap_layer: None,
         record_input: None,
         record_analysis: None,
     };

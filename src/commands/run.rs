@@ -69,6 +69,7 @@ pub fn launch(
     };
     let mut nodes: Vec<EventNode> = Vec::new();
     let mut chip_info = Vec::new();
+    let mut heat = None;
     let (sim, classes, display) = match net {
         Some(net) => {
             let profile = net.device.as_deref().and_then(|d| dynapviz_model::ChipProfile::by_name(d).ok());
@@ -91,12 +92,17 @@ pub fn launch(
                 tracing::info!("rescaling the {sensor} sensor to the {input} network input");
                 nodes.push(Box::new(move |e: &mut Vec<Event>| rescale.apply(e)));
             }
-            let config = Config {
-                mode,
-                monitors: Monitors::of([net.layers.len()]),
-                power_rails: opts.power_monitor_number_of_items,
-                ..Config::default()
-            };
+            let mut monitored = vec![net.layers.len()];
+            if let Some(l) = viz.heatmap_layer {
+                let layer = net
+                    .layers
+                    .get(l.wrapping_sub(1))
+                    .with_context(|| format!("--heatmap-layer {l}: the network has layers 1..{}", net.layers.len()))?;
+                heat = Some((l as u16, layer.out_shape[2], layer.out_shape[1]));
+                monitored.push(l);
+            }
+            let config =
+                Config { mode, monitors: Monitors::of(monitored), power_rails: opts.power_monitor_number_of_items, ..Config::default() };
             (Some(Simulator::new(&net, config)?), Some(net.classes()), input)
         }
         None => {
@@ -130,6 +136,7 @@ pub fn launch(
         feature_count,
         readout,
         analysis_capacity: 64,
+        heatmap_layer: heat,
         record_input: viz
             .record_input
             .as_deref()

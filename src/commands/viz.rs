@@ -64,6 +64,9 @@ pub struct VizArgs {
     /// Record spike counts, readouts and power as JSON lines to FILE.
     #[arg(long, value_name = "FILE")]
     pub record_analysis: Option<PathBuf>,
+    /// Show the spikes of this layer (1..N) as a heat map beside the DVS plot.
+    #[arg(long, value_name = "LAYER")]
+    pub heatmap_layer: Option<usize>,
     /// Show the chip panel (per-layer rates, cores, memory, drops) from the start (key c).
     #[arg(long)]
     pub show_chip_panel: bool,

@@ -85,6 +85,7 @@ fn latency() {
         feature_count: 2,
         readout: None,
         analysis_capacity: 64,
+        heatmap_layer: None,
         record_input: None,
         record_analysis: None,
     };

@@ -51,6 +51,9 @@ pub struct DisplayFrame {
     pub newest_input: Instant,
     /// Input events so far.
     pub events_total: u64,
+    /// Spike activity of the heat-map layer (summed over channels, decayed like the DVS frame):
+    /// (layer, width, height, values).
+    pub heat: Option<(u16, usize, usize, Vec<f32>)>,
 }
 
 /// An analysis result: never dropped.
@@ -99,6 +102,9 @@ pub struct SessionConfig {
     pub readout: Option<MajorityReadout>,
     /// Analysis channel capacity, in batches.
     pub analysis_capacity: usize,
+    /// A monitored layer shown as a heat map: (layer number, output width, output height). The
+    /// simulator must monitor it.
+    pub heatmap_layer: Option<(u16, usize, usize)>,
     /// Tee of the input events (after the nodes) to a file.
     pub record_input: Option<crate::record::EventRecorder>,
     /// Tee of the analysis results to a JSON-lines file.
@@ -149,6 +155,7 @@ impl Session {
             .spawn(move || {
                 let mut config = config;
                 let mut frame = FrameAccumulator::new(config.geometry, config.decay_us);
+                let mut heat = vec![0f32; config.heatmap_layer.map_or(0, |(_, w, h)| w * h)];
                 let mut events = Vec::new();
                 let mut spikes: Vec<Spike> = Vec::new();
                 let mut collections = Vec::new();
@@ -182,6 +189,7 @@ impl Session {
                                 off: frame.off.clone(),
                                 newest_input: arrived,
                                 events_total: stats.events,
+                                heat: config.heatmap_layer.map(|(l, w, h)| (l, w, h, heat.clone())),
                             });
                             frame.next_frame(boundary);
                             next_frame = Some(boundary + config.frame_us);
@@ -192,6 +200,18 @@ impl Session {
                     match &mut sim {
                         Some(sim) => {
                             sim.process(&events, &mut spikes);
+                            if let Some((l, w, h)) = config.heatmap_layer {
+                                // Decay by the chunk's span of event time, then add its spikes.
+                                let span = events.last().map_or(0, |e| e.t) - events[0].t;
+                                let decay = config.decay_us.map_or(0.0, |tau| (-(span as f64) / tau.max(1.0)).exp() as f32);
+                                heat.iter_mut().for_each(|v| *v *= decay);
+                                for s in spikes.iter().filter(|s| s.layer == l) {
+                                    let (x, y) = (usize::from(s.x), usize::from(s.y));
+                                    if x < w && y < h {
+                                        heat[y * w + x] += 1.0;
+                                    }
+                                }
+                            }
                             spikes.retain(|s| s.layer == output_layer);
                             results.extend(sim.take_power_samples().into_iter().map(Analysis::Power));
                         }

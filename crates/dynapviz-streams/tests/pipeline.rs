@@ -58,6 +58,7 @@ fn config() -> SessionConfig {
         feature_count: 3,
         readout: Some(MajorityReadout::new(0, 32000, 2, 2, 3).expect("readout")),
         analysis_capacity: 4,
+        heatmap_layer: None,
         record_input: None,
         record_analysis: None,
     }

@@ -79,6 +79,8 @@ pub struct Dashboard {
     dvs: Option<(usize, usize, Vec<Color32>)>,
     dvs_texture: Option<TextureHandle>,
     dvs_dirty: bool,
+    heat: Option<(u16, ColorImage)>,
+    heat_texture: Option<TextureHandle>,
     counts: Vec<VecDeque<[f64; 2]>>,
     power: Vec<VecDeque<[f64; 2]>>,
     readout: Option<(usize, bool)>,
@@ -114,6 +116,8 @@ impl Dashboard {
             dvs: None,
             dvs_texture: None,
             dvs_dirty: false,
+            heat: None,
+            heat_texture: None,
             readout: None,
             pictures,
             t0_us: None,
@@ -156,6 +160,17 @@ impl Dashboard {
         }
         self.dvs = Some((w, h, px));
         self.dvs_dirty = true;
+        if let Some((layer, hw, hh, values)) = &f.heat {
+            let top = values.iter().copied().fold(1.0f32, f32::max);
+            let pixels = values
+                .iter()
+                .map(|v| {
+                    let a = (v / top).sqrt();
+                    Color32::from_rgb((20.0 + 235.0 * a) as u8, (20.0 + 160.0 * a * a) as u8, (30.0 + 40.0 * (1.0 - a)) as u8)
+                })
+                .collect();
+            self.heat = Some((*layer, ColorImage { size: [*hw, *hh], pixels, source_size: vec2(*hw as f32, *hh as f32) }));
+        }
         self.now_s = self.now_s.max(self.seconds(f.t_us));
         self.stats.events = f.events_total;
         self.latencies.push_back(f.newest_input.elapsed().as_secs_f64() * 1e3);
@@ -314,6 +329,32 @@ impl Dashboard {
     }
 
     fn dvs_ui(&mut self, ui: &mut Ui) {
+        if let Some((layer, image)) = self.heat.take() {
+            // DVS on the left, the heat map of the monitored layer on the right.
+            let r = ui.available_rect_before_wrap();
+            let (left, right) = r.split_left_right_at_fraction(0.5);
+            ui.scope_builder(UiBuilder::new().max_rect(left), |ui| self.dvs_only_ui(ui));
+            ui.scope_builder(UiBuilder::new().max_rect(right.shrink2(vec2(4.0, 0.0))), |ui| {
+                Self::title(ui, &format!("Layer {layer} spikes"));
+                match &mut self.heat_texture {
+                    Some(t) => t.set(image.clone(), TextureOptions::NEAREST),
+                    None => self.heat_texture = Some(ui.ctx().load_texture("heat", image.clone(), TextureOptions::NEAREST)),
+                }
+                let avail = ui.available_size();
+                let [w, h] = image.size;
+                let scale = (avail.x / w as f32).min(avail.y / h as f32).max(0.1);
+                let (rect, _) = ui.allocate_exact_size(vec2(w as f32 * scale, h as f32 * scale), egui::Sense::hover());
+                if let Some(t) = &self.heat_texture {
+                    ui.painter().image(t.id(), rect, egui::Rect::from_min_max(pos2(0.0, 0.0), pos2(1.0, 1.0)), Color32::WHITE);
+                }
+            });
+            self.heat = Some((layer, image));
+            return;
+        }
+        self.dvs_only_ui(ui);
+    }
+
+    fn dvs_only_ui(&mut self, ui: &mut Ui) {
         Self::title(ui, "DVS");
         let [sw, sh] = self.resolved.options.dvs_shape;
         if self.dvs_dirty

@@ -37,7 +37,7 @@ fn feed(d: &mut Dashboard) {
         let (x, y) = ((32.0 + 20.0 * a.cos()) as usize, (32.0 + 20.0 * a.sin()) as usize);
         off[y * 64 + x] = 2.0;
     }
-    d.on_frame(&DisplayFrame { t_us: 0, geometry: g, on, off, newest_input: Instant::now(), events_total: 1234 });
+    d.on_frame(&DisplayFrame { t_us: 0, geometry: g, on, off, newest_input: Instant::now(), events_total: 1234, heat: None });
     for k in 0..20u64 {
         let t_us = (k as i64 + 1) * 500_000;
         d.on_analysis(&Analysis::Counts { t_us, counts: vec![k % 7, (k * 3) % 11, 20 - k] });
