@@ -68,11 +68,12 @@ impl EventWriter {
         Ok(Self { inner, path: path.to_path_buf(), format })
     }
 
-    fn wrap(&self, e: std::io::Error) -> Error {
+    /// A writer's refusal (`InvalidInput`) is data the format cannot hold; anything else is I/O.
+    fn wrap(path: &Path, format: Format, e: std::io::Error) -> Error {
         if e.kind() == std::io::ErrorKind::InvalidInput {
-            Error::Unsupported { path: self.path.clone(), format: self.format.name(), message: e.to_string() }
+            Error::Unsupported { path: path.to_path_buf(), format: format.name(), message: e.to_string() }
         } else {
-            Error::Io { path: self.path.clone(), source: e }
+            Error::Io { path: path.to_path_buf(), source: e }
         }
     }
 
@@ -88,13 +89,11 @@ impl EventWriter {
             Inner::Evt2(w) => w.write(events),
             Inner::Evt3(w) => w.write(events),
         };
-        r.map_err(|e| self.wrap(e))
+        r.map_err(|e| Self::wrap(&self.path, self.format, e))
     }
 
     /// Completes the file (trailing packets, header fix-ups) and flushes it.
     pub fn finish(self) -> Result<()> {
-        let path = self.path.clone();
-        let format = self.format;
         let r = match self.inner {
             Inner::Csv(w) => w.finish().map(drop),
             Inner::Npy(w) => w.finish().map(drop),
@@ -105,12 +104,6 @@ impl EventWriter {
             Inner::Evt2(w) => w.finish().map(drop),
             Inner::Evt3(w) => w.finish().map(drop),
         };
-        r.map_err(|e| {
-            if e.kind() == std::io::ErrorKind::InvalidInput {
-                Error::Unsupported { path, format: format.name(), message: e.to_string() }
-            } else {
-                Error::Io { path, source: e }
-            }
-        })
+        r.map_err(|e| Self::wrap(&self.path, self.format, e))
     }
 }

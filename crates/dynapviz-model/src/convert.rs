@@ -138,7 +138,7 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
         let l = &layers[i];
         let (weights, bias, kernel, stride, padding) = match &l.layer {
             AnnLayer::Conv { weight, bias, stride, padding } => {
-                let [o, ci, kh, kw] = weight.shape[..] else {
+                let [_, ci, kh, kw] = weight.shape[..] else {
                     return Err(unsupported(l, "weight is not 4-D"));
                 };
                 if ci != shape[0] {
@@ -147,7 +147,6 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
                 if kh == 0 || kw == 0 || stride[0] == 0 || stride[1] == 0 {
                     return Err(unsupported(l, "kernel and stride must be at least 1"));
                 }
-                let _ = o;
                 (weight.data.clone(), bias.clone(), [kh, kw], *stride, *padding)
             }
             AnnLayer::Linear { weight, bias } => {

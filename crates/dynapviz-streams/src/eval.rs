@@ -10,7 +10,7 @@ use dynapviz_chip::{Simulator, Spike};
 use dynapviz_events::{CHUNK, Segment};
 use serde::Serialize;
 
-use crate::nodes::readout::{MajorityReadout, SpikeCollector};
+use crate::nodes::readout::{Collection, MajorityReadout, SpikeCollector};
 
 /// One evaluated segment.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -92,18 +92,9 @@ pub fn evaluate_file(
         sim.finish(spikes);
         spikes.retain(|s| s.layer == output);
         let mut collections = Vec::new();
-        for s in spikes.iter() {
-            if let Some(c) = counts.get_mut(usize::from(s.c)) {
-                *c += 1;
-            }
-        }
         collector.add(spikes, &mut collections);
         collector.finish(&mut collections);
-        for c in &collections {
-            if latency.is_none() && readout.predict(c) == Some(label) {
-                latency = Some(c.end_us - seg.start_us);
-            }
-        }
+        score(spikes, &collections, &mut counts, &mut latency, label, seg.start_us, readout);
         let best = counts.iter().copied().max().unwrap_or(0);
         let predicted = (best > 0).then(|| counts.iter().position(|&c| c == best)).flatten();
         out.push(SampleResult { file: file.clone(), label, predicted, counts, latency_us: latency });
@@ -156,21 +147,12 @@ pub fn evaluate_file(
                 spikes.clear();
                 sim.process(&chunk[i..end], &mut spikes);
                 spikes.retain(|s| s.layer == output);
-                for s in &spikes {
-                    if let Some(c) = counts.get_mut(usize::from(s.c)) {
-                        *c += 1;
-                    }
-                }
                 let mut collections = Vec::new();
                 collector.add(&spikes, &mut collections);
                 if let Some(last) = chunk[i..end].last() {
                     collector.advance(last.t, &mut collections);
                 }
-                for c in &collections {
-                    if latency.is_none() && readout.predict(c) == Some(*label) {
-                        *latency = Some(c.end_us - seg.start_us);
-                    }
-                }
+                score(&spikes, &collections, counts, latency, *label, seg.start_us, readout);
             }
             i = end.max(i + 1);
         }
@@ -179,6 +161,29 @@ pub fn evaluate_file(
         finish(sim, cur, segs[next - 1], &mut spikes, &mut out);
     }
     Ok(out)
+}
+
+/// Adds output spikes to the per-class counts, and records the latency of the first completed
+/// collection whose readout is the true class.
+fn score(
+    spikes: &[Spike],
+    collections: &[Collection],
+    counts: &mut [u64],
+    latency: &mut Option<i64>,
+    label: usize,
+    start_us: i64,
+    readout: &MajorityReadout,
+) {
+    for s in spikes {
+        if let Some(c) = counts.get_mut(usize::from(s.c)) {
+            *c += 1;
+        }
+    }
+    for c in collections {
+        if latency.is_none() && readout.predict(c) == Some(label) {
+            *latency = Some(c.end_us - start_us);
+        }
+    }
 }
 
 /// Aggregates sample results over `classes` classes.
