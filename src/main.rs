@@ -1,5 +1,6 @@
 //! `dynapviz`: the command-line front of the dynapviz crates.
 
+mod builtin;
 mod commands;
 
 use clap::{Parser, Subcommand};

@@ -8,33 +8,32 @@ fn dynapviz(args: &[&str]) -> (bool, String, String) {
 }
 
 #[test]
-fn demo_reads_each_orientation_in_turn() {
-    let (ok, out, err) = dynapviz(&["demo", "--seconds", "2"]);
+fn demo_reads_the_gestures_it_performs() {
+    let (ok, out, err) = dynapviz(&["demo", "--text", "--segment-seconds", "1.5"]);
     assert!(ok, "{err}");
-    // Table rows: indented, a time in seconds first, the readout last.
-    let readouts: Vec<&str> = out
-        .lines()
-        .filter(|l| l.starts_with("   ") && l.split_whitespace().next().is_some_and(|t| t.parse::<f64>().is_ok()))
-        .filter_map(|l| l.split_whitespace().last())
-        .collect();
-    let mut order: Vec<&str> = readouts.clone();
-    order.dedup();
-    assert_eq!(order, ["horizontal", "vertical", "diagonal", "anti-diagonal"], "{out}");
+    // "4. R of J readouts within one gesture were right; ..."
+    let line = out.lines().find(|l| l.starts_with("4. ")).unwrap_or_else(|| panic!("no summary line:\n{out}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let (right, judged): (u32, u32) = (words[1].parse().expect("right"), words[3].parse().expect("judged"));
+    // Readouts every 500 ms; those whose window lies within one 1.5 s gesture: 2 per gesture.
+    assert!(judged >= 20, "{out}");
+    // No reset between gestures: a readout may still carry spikes of the previous gesture.
+    assert!(f64::from(right) >= 0.8 * f64::from(judged), "{out}");
 }
 
 #[test]
 fn inspect_convert_round_trip_on_generated_data() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let rec = dir.path().join("scene.aedat4");
-    let (ok, _, err) = dynapviz(&["demo", "--seconds", "0.4", "--keep", rec.to_str().expect("path")]);
+    let (ok, _, err) = dynapviz(&["synth", "--samples", "1", "--segment-seconds", "0.05", "--out", dir.path().to_str().expect("path")]);
     assert!(ok, "{err}");
+    let rec = dir.path().join("user01_synthetic00.aedat");
     let (ok, a, err) = dynapviz(&["inspect", "--json", rec.to_str().expect("path")]);
     assert!(ok, "{err}");
     let a: serde_json::Value = serde_json::from_str(&a).expect("json");
     for key in ["format", "width", "height", "events", "on", "off", "t_first_us", "t_last_us", "duration", "mean_rate"] {
         assert!(a.get(key).is_some(), "inspect --json lacks `{key}`");
     }
-    for ext in ["es", "npy", "csv", "evt3", "aedat3"] {
+    for ext in ["es", "npy", "csv", "evt3", "aedat4"] {
         let out = dir.path().join(format!("copy.{ext}"));
         let (ok, _, err) = dynapviz(&["convert", rec.to_str().expect("path"), out.to_str().expect("path")]);
         assert!(ok, "{ext}: {err}");
@@ -61,11 +60,12 @@ fn bad_input_is_a_clear_error_not_a_panic() {
 #[test]
 fn headless_run_records_input_and_analysis() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let rec = dir.path().join("scene.aedat4");
-    let (ok, _, err) = dynapviz(&["demo", "--text", "--seconds", "0.5", "--keep", rec.to_str().expect("path")]);
+    let (ok, _, err) = dynapviz(&["demo", "--text", "--segment-seconds", "0.2", "--keep", dir.path().to_str().expect("path")]);
     assert!(ok, "{err}");
+    let rec = dir.path().join("user01_synthetic00.aedat");
     let frames = dir.path().join("frames");
     let copy = dir.path().join("copy.es");
+    let gif = dir.path().join("session.gif");
     let (ok, out, err) = dynapviz(&[
         "run",
         "--input",
@@ -78,10 +78,17 @@ fn headless_run_records_input_and_analysis() {
         "320,180",
         "--record-input",
         copy.to_str().expect("path"),
+        "--gif",
+        gif.to_str().expect("path"),
     ]);
     assert!(ok, "{err}");
     assert!(out.contains("PNG frames"), "{out}");
     assert!(frames.join("dashboard.png").exists());
+    // 5.2 s at one frame per 0.2 s, plus the final frame.
+    let bytes = std::fs::read(&gif).expect("gif");
+    assert!(bytes.starts_with(b"GIF89a"), "not a GIF");
+    let gif_frames = out.lines().find_map(|l| l.strip_prefix("wrote ")?.strip_suffix(&format!(" GIF frames to {}", gif.display())));
+    assert!(gif_frames.and_then(|n| n.parse::<usize>().ok()).is_some_and(|n| (26..=28).contains(&n)), "{out}");
     let count = |p: &std::path::Path| -> serde_json::Value {
         let (ok, j, err) = dynapviz(&["inspect", "--json", p.to_str().expect("path")]);
         assert!(ok, "{err}");
@@ -111,16 +118,18 @@ fn headless_run_records_input_and_analysis() {
     assert!(ok, "{err}");
     let text = std::fs::read_to_string(&analysis).expect("analysis file");
     let counts = text.lines().filter(|l| l.contains("\"counts\"")).count();
-    assert!((5..=7).contains(&counts), "0.5 s in 100 ms collections: {counts} lines\n{text}");
+    // 11 gestures of 0.2 s with 10 pauses of 0.3 s: 5.2 s in 100 ms collections.
+    assert!((50..=54).contains(&counts), "5.2 s in 100 ms collections: {counts} lines\n{text}");
     assert!(text.lines().any(|l| l.contains("\"readout\"")) && text.lines().any(|l| l.contains("\"watts\"")));
 }
 
+/// The committed model still reaches the accuracy bar on held-out subjects (seed 900 was never
+/// trained on): a regression in conversion, discretization or the simulator shows here.
 #[test]
-fn synth_then_eval_the_builtin_model_on_held_out_seeds() {
+fn synth_then_eval_the_builtin_model_on_held_out_subjects() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ds = dir.path().join("ds");
-    let (ok, _, err) =
-        dynapviz(&["synth", "--seed", "1234", "--samples", "2", "--segment-seconds", "0.6", "--out", ds.to_str().expect("path")]);
+    let (ok, _, err) = dynapviz(&["synth", "--seed", "900", "--samples", "2", "--out", ds.to_str().expect("path")]);
     assert!(ok, "{err}");
     let png = dir.path().join("confusion.png");
     let (ok, out, err) = dynapviz(&[
@@ -135,10 +144,11 @@ fn synth_then_eval_the_builtin_model_on_held_out_seeds() {
     ]);
     assert!(ok, "{err}");
     let r: serde_json::Value = serde_json::from_str(&out).expect("json");
-    for key in ["accuracy", "per_class_recall", "confusion", "samples"] {
+    for key in ["accuracy", "per_class_recall", "confusion", "samples", "ann_accuracy"] {
         assert!(r.get(key).is_some(), "eval --json lacks `{key}`");
     }
-    assert_eq!(r["samples"], 8);
+    assert_eq!(r["samples"], 22);
     assert!(r["accuracy"].as_f64().expect("accuracy") >= 0.9, "{out}");
+    assert!(r["ann_accuracy"].as_f64().expect("ann accuracy") >= 0.9, "{out}");
     assert!(png.exists());
 }

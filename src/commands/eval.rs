@@ -6,12 +6,16 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use dynapviz_chip::{Config, Monitors, Simulator};
-use dynapviz_streams::eval::{EvalSettings, Report, evaluate_file, labels_for, report};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use dynapviz_streams::eval::{EvalSettings, Report, SampleResult, evaluate_file, labels_for, report, segment_frames};
+use dynapviz_streams::gesture::GESTURES;
 use dynapviz_streams::nodes::readout::MajorityReadout;
+use serde::Serialize;
 
 use super::model::{ModelArgs, SimMode};
 
-/// Evaluate a model on labelled recordings (`demo` = the built-in orientation network).
+/// Evaluate a model on labelled recordings (`demo` = the built-in gesture model), beside its float ANN.
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -31,6 +35,12 @@ pub struct Args {
     /// Spikes the winner must exceed in a collection.
     #[arg(long, default_value_t = 2)]
     readout_prediction_threshold: u64,
+    /// Class names for the report (default: the built-in model's gesture names, or 0, 1, ...).
+    #[arg(long, value_delimiter = ',')]
+    feature_names: Option<Vec<String>>,
+    /// Window of the float ANN's frames, ms: it is scored on the counts of consecutive windows.
+    #[arg(long, default_value_t = 100.0)]
+    ann_window: f64,
     /// Print JSON (keys accuracy, per_class_recall, confusion, samples, ...).
     #[arg(long)]
     json: bool,
@@ -57,10 +67,20 @@ fn recordings(input: &Path) -> Result<Vec<PathBuf>> {
 
 pub fn run(args: Args) -> Result<()> {
     let is_demo = args.model.model.as_deref().is_some_and(|m| m == Path::new("demo"));
-    let net = if is_demo { super::demo::orientation_network()? } else { args.model.build()? };
+    let (net, (ann, _)) = if is_demo {
+        (crate::builtin::network()?, crate::builtin::ann()?)
+    } else {
+        let model = args.model.model.as_deref().context("--model is required (a file, or `demo` for the built-in model)")?;
+        (args.model.build()?, dynapviz_model::import::load(model, args.model.arch.as_deref())?)
+    };
     let classes = net.classes();
+    let mut names = class_names(is_demo, classes);
+    if let Some(given) = &args.feature_names {
+        anyhow::ensure!(given.len() == classes, "--feature-names has {} names for the model's {classes} classes", given.len());
+        names.clone_from(given);
+    }
     let mode = args.mode.mode(1000);
-    let mut sim = Simulator::new(&net, Config { mode, monitors: Monitors::of([net.layers.len()]), ..Config::default() })?;
+    let config = Config { mode, monitors: Monitors::of([net.layers.len()]), ..Config::default() };
     let readout = MajorityReadout::new(0, u64::MAX, args.readout_prediction_threshold, 0, classes)?;
     let class_map = args.class_map.clone();
     let class_of = move |label: u32| -> Option<usize> {
@@ -74,33 +94,64 @@ pub fn run(args: Args) -> Result<()> {
     let files = recordings(&args.input)?;
     let total: u64 = files.iter().map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0)).sum();
     let bar = super::byte_progress(total, "evaluating");
-    let mut results = Vec::new();
-    let mut done = 0u64;
-    for f in &files {
-        let segments = dynapviz_events::read_labels(&labels_for(f))?;
-        let settings = EvalSettings { class_of: &class_of, classes, collection_ms: args.spike_collection_interval, readout: &readout };
-        let r = evaluate_file(&mut sim, f, &segments, &settings, |n| {
-            done += n * 8;
-            bar.set_position(done.min(total));
-        })
-        .map_err(anyhow::Error::msg)?;
-        results.extend(r);
-    }
+    let settings = EvalSettings { class_of: &class_of, classes, collection_ms: args.spike_collection_interval, readout: &readout };
+    // Recordings are independent: one simulator per thread, each taking the next file.
+    let next = AtomicUsize::new(0);
+    let done = AtomicU64::new(0);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(files.len());
+    let per_file: Vec<(usize, FileResults)> = std::thread::scope(|scope| -> Result<Vec<(usize, FileResults)>> {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| -> Result<Vec<(usize, FileResults)>> {
+                    let mut sim = Simulator::new(&net, config.clone())?;
+                    let mut out = Vec::new();
+                    while let Some(f) = files.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let segments = dynapviz_events::read_labels(&labels_for(f))?;
+                        let chip = evaluate_file(&mut sim, f, &segments, &settings, |n| {
+                            bar.set_position((done.fetch_add(n * 8, Ordering::Relaxed) + n * 8).min(total));
+                        })
+                        .map_err(anyhow::Error::msg)?;
+                        let ann = ann_results(&ann, f, &segments, net.dvs.input_shape, (args.ann_window * 1e3) as i64, &class_of)?;
+                        out.push((files.iter().position(|g| g == f).unwrap_or(0), FileResults { chip, ann }));
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for w in workers {
+            all.extend(w.join().map_err(|_| anyhow::anyhow!("an evaluation thread panicked"))??);
+        }
+        Ok(all)
+    })?;
     bar.finish_and_clear();
-    let rep = report(results, classes);
+    let mut per_file = per_file;
+    per_file.sort_by_key(|(i, _)| *i);
+    let (chip, ann): (Vec<_>, Vec<_>) = per_file.into_iter().map(|(_, r)| (r.chip, r.ann)).unzip();
+    let rep = report(chip.into_iter().flatten().collect(), classes);
+    let ann_rep = report(ann.into_iter().flatten().collect(), classes);
     if let Some(png) = &args.confusion_png {
-        confusion_png(&rep, &class_names(is_demo, classes), png)?;
+        confusion_png(&rep, &names, png)?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rep)?);
+        let json = EvalJson { report: &rep, ann_accuracy: ann_rep.accuracy, ann_per_class_recall: &ann_rep.per_class_recall };
+        println!("{}", serde_json::to_string_pretty(&json)?);
         return Ok(());
     }
-    println!("{} samples from {} recordings: accuracy {:.1} %", rep.samples, files.len(), rep.accuracy * 100.0);
-    let names = class_names(is_demo, classes);
-    for (c, r) in rep.per_class_recall.iter().enumerate() {
-        println!("  {:<16} recall {}", names[c], r.map_or("-".to_string(), |r| format!("{:.1} %", r * 100.0)));
+    println!(
+        "{} samples from {} recordings: accuracy {:.1} % on the simulated chip ({:?} mode); the float ANN before conversion: {:.1} %",
+        rep.samples,
+        files.len(),
+        rep.accuracy * 100.0,
+        args.mode,
+        ann_rep.accuracy * 100.0
+    );
+    println!("  {:<28} {:>8} {:>8}", "class", "chip", "ANN");
+    for (c, (r, a)) in rep.per_class_recall.iter().zip(&ann_rep.per_class_recall).enumerate() {
+        let pct = |r: &Option<f64>| r.map_or("-".to_string(), |r| format!("{:.1} %", r * 100.0));
+        println!("  {:<28} {:>8} {:>8}", names[c], pct(r), pct(a));
     }
-    println!("confusion (rows: true, columns: predicted, last: no output):");
+    println!("confusion on the chip (rows: true, columns: predicted, last: no output):");
     for row in &rep.confusion {
         println!("  {}", row.iter().map(|v| format!("{v:>4}")).collect::<String>());
     }
@@ -110,8 +161,52 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// What one recording gave: the chip's verdict on each segment, and the float ANN's.
+struct FileResults {
+    chip: Vec<SampleResult>,
+    ann: Vec<SampleResult>,
+}
+
+/// The JSON output: the chip's report with the float ANN's accuracy beside it.
+#[derive(Serialize)]
+struct EvalJson<'a> {
+    #[serde(flatten)]
+    report: &'a Report,
+    ann_accuracy: f64,
+    ann_per_class_recall: &'a [Option<f64>],
+}
+
+/// The float ANN on each segment: its rectified outputs on the event counts of consecutive
+/// windows, summed, which is what the chip's output layer counts as spikes. The accuracy before
+/// conversion, discretization and the chip's neurons.
+fn ann_results(
+    ann: &dynapviz_model::Ann,
+    file: &Path,
+    segments: &[dynapviz_events::Segment],
+    shape: [usize; 3],
+    window_us: i64,
+    class_of: &(dyn Fn(u32) -> Option<usize> + Sync),
+) -> Result<Vec<SampleResult>> {
+    let frames = segment_frames(file, segments, shape, window_us).map_err(anyhow::Error::msg)?;
+    let mut out = Vec::new();
+    for (seg, windows) in segments.iter().zip(frames) {
+        let Some(label) = class_of(seg.class) else { continue };
+        let mut scores: Vec<f32> = Vec::new();
+        for frame in windows {
+            let input = dynapviz_model::Tensor::new(shape.to_vec(), frame).context("frame shape")?;
+            let y = dynapviz_model::forward::forward(ann, &input)?;
+            scores.resize(y.len(), 0.0);
+            scores.iter_mut().zip(y).for_each(|(s, v)| *s += v.max(0.0));
+        }
+        let best = scores.iter().copied().fold(0.0f32, f32::max);
+        let predicted = (best > 0.0).then(|| scores.iter().position(|&v| v == best)).flatten();
+        out.push(SampleResult { file: file.display().to_string(), label, predicted, counts: Vec::new(), latency_us: None });
+    }
+    Ok(out)
+}
+
 fn class_names(is_demo: bool, classes: usize) -> Vec<String> {
-    if is_demo { super::demo::CLASSES.iter().map(|s| s.to_string()).collect() } else { (0..classes).map(|c| c.to_string()).collect() }
+    if is_demo { GESTURES.iter().map(|s| s.to_string()).collect() } else { (0..classes).map(|c| c.to_string()).collect() }
 }
 
 fn confusion_png(rep: &Report, names: &[String], path: &Path) -> Result<()> {

@@ -10,7 +10,7 @@ use dynapviz_events::{Event, Geometry};
 use dynapviz_model::Network;
 use dynapviz_streams::nodes::filter::Rescale;
 use dynapviz_streams::nodes::readout::MajorityReadout;
-use dynapviz_streams::session::{EventNode, Session, SessionConfig};
+use dynapviz_streams::session::{EventNode, HeatShape, Session, SessionConfig};
 use dynapviz_streams::source::{Controls, FileSource};
 use dynapviz_viewer::dashboard::ChipLayerInfo;
 use dynapviz_viewer::{Dashboard, VizOptions};
@@ -98,7 +98,8 @@ pub fn launch(
                     .layers
                     .get(l.wrapping_sub(1))
                     .with_context(|| format!("--heatmap-layer {l}: the network has layers 1..{}", net.layers.len()))?;
-                heat = Some((l as u16, layer.out_shape[2], layer.out_shape[1]));
+                let [channels, height, width] = layer.out_shape;
+                heat = Some((l as u16, HeatShape { channels, width, height }));
                 monitored.push(l);
             }
             let config =
@@ -137,6 +138,7 @@ pub fn launch(
         readout,
         analysis_capacity: 64,
         heatmap_layer: heat,
+        snapshot_us: viz.headless.as_ref().map(|_| (viz.frame_every.max(0.01) * 1e6) as i64),
         record_input: viz
             .record_input
             .as_deref()

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use dynapviz_streams::session::Session;
+use dynapviz_streams::session::{Analysis, Session};
 use dynapviz_streams::source::Controls;
+use dynapviz_viewer::GifWriter;
 use dynapviz_viewer::{Dashboard, Headless, VizOptions};
 
 /// Visualizer options; each overrides the same name in `--config`.
@@ -73,6 +74,9 @@ pub struct VizArgs {
     /// Render the dashboard into PNG files in DIR instead of opening a window.
     #[arg(long, value_name = "DIR")]
     pub headless: Option<PathBuf>,
+    /// Headless: also write the frames as an animated GIF (each frame shown for --frame-every).
+    #[arg(long, value_name = "FILE", requires = "headless")]
+    pub gif: Option<PathBuf>,
     /// Headless: seconds of event time between frames.
     #[arg(long, default_value_t = 1.0)]
     pub frame_every: f64,
@@ -146,35 +150,48 @@ fn headless(args: &VizArgs, dashboard: &mut Dashboard, session: Session, dir: &P
     let (w, h) = (w.max(64), h.max(64));
     let mut renderer = Headless::new(w, h);
     let display = std::sync::Arc::clone(&session.display);
-    let mut next = args.frame_every.max(0.01);
     let mut frames = 0;
-    let mut save = |dashboard: &mut Dashboard, name: String| -> Result<()> {
-        let path = dir.join(name);
-        renderer.save_png(dashboard, &path).map_err(anyhow::Error::msg)?;
+    let mut gif = match &args.gif {
+        Some(p) => Some(GifWriter::create(p, (args.frame_every * 1e3).round() as u32).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let mut save = |dashboard: &mut Dashboard, name: String, animate: bool| -> Result<()> {
+        let rgba = renderer.render(dashboard);
+        renderer.write_png(&rgba, &dir.join(name)).map_err(anyhow::Error::msg)?;
+        if let (Some(g), true) = (gif.as_mut(), animate) {
+            g.push(rgba, w, h).map_err(anyhow::Error::msg)?;
+        }
         frames += 1;
         Ok(())
     };
+    // Frames come as snapshots through the lossless analysis channel, in order with the plots'
+    // data: every --frame-every of event time gets its frame, however fast the source runs.
+    let mut n = 0u64;
     loop {
         // Checked first: everything sent before the end is drained below.
         let finished = session.is_finished();
-        while let Ok(batch) = session.analysis.try_recv() {
-            batch.iter().for_each(|a| dashboard.on_analysis(a));
-        }
-        if let Some(f) = display.take() {
-            dashboard.on_frame(&f);
-        }
-        dashboard.stats.skipped_frames = display.skipped();
-        if dashboard.now_seconds() >= next {
-            save(dashboard, format!("frame-{:05}.png", (next / args.frame_every.max(0.01)).round() as u64))?;
-            next += args.frame_every.max(0.01);
+        while let Ok(batch) = session.analysis.recv_timeout(Duration::from_millis(20)) {
+            for a in &batch {
+                dashboard.on_analysis(a);
+                if matches!(a, Analysis::Snapshot(_)) {
+                    dashboard.stats.skipped_frames = display.skipped();
+                    n += 1;
+                    save(dashboard, format!("frame-{n:05}.png"), true)?;
+                }
+            }
         }
         if finished {
             break;
         }
-        std::thread::sleep(Duration::from_millis(2));
+    }
+    if let Some(f) = display.take() {
+        dashboard.on_frame(&f);
     }
     let stats = session.join().map_err(anyhow::Error::msg)?;
-    save(dashboard, "dashboard.png".into())?;
+    save(dashboard, "dashboard.png".into(), true)?;
     println!("wrote {frames} PNG frames to {} ({} input events, {} output spikes)", dir.display(), stats.events, stats.output_spikes);
+    if let (Some(g), Some(p)) = (gif, &args.gif) {
+        println!("wrote {} GIF frames to {}", g.frames(), p.display());
+    }
     Ok(())
 }

@@ -17,6 +17,7 @@ pub mod chip;
 pub mod convert;
 pub mod discretize;
 mod error;
+pub mod forward;
 pub mod import;
 pub mod mapping;
 pub mod network;

@@ -6,7 +6,7 @@ use crate::chip::{self, ChipProfile};
 use crate::convert::{self, DvsOptions};
 use crate::error::{ModelError, Result};
 use crate::network::Network;
-use crate::{discretize, import, mapping};
+use crate::{Ann, discretize, import, mapping};
 
 /// How layers are assigned to cores.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -83,11 +83,17 @@ impl Pipeline {
     /// Runs every stage.
     pub fn build(self) -> Result<Network> {
         let (ann, arch_shape) = import::load(&self.model, self.arch.as_deref())?;
+        self.build_from(&ann, arch_shape)
+    }
+
+    /// Runs every stage after import on an ANN already loaded (`shape`: the input shape the
+    /// architecture names, used unless one was set).
+    pub fn build_from(self, ann: &Ann, arch_shape: Option<[usize; 3]>) -> Result<Network> {
         let shape = self
             .input_shape
             .or(arch_shape)
             .ok_or_else(|| ModelError::Invalid("the input shape is unknown: pass --input-shape C,H,W".into()))?;
-        let mut net = convert::convert(&ann, shape, &self.dvs)?;
+        let mut net = convert::convert(ann, shape, &self.dvs)?;
         if self.discretize {
             discretize::discretize(&mut net);
         }

@@ -86,6 +86,7 @@ fn latency() {
         readout: None,
         analysis_capacity: 64,
         heatmap_layer: None,
+        snapshot_us: None,
         record_input: None,
         record_analysis: None,
     };

@@ -54,7 +54,7 @@ pub fn labels_for(recording: &Path) -> PathBuf {
 /// How segments are scored.
 pub struct EvalSettings<'a> {
     /// Maps a file label to an output channel (None: skip the segment).
-    pub class_of: &'a dyn Fn(u32) -> Option<usize>,
+    pub class_of: &'a (dyn Fn(u32) -> Option<usize> + Sync),
     /// Output classes.
     pub classes: usize,
     /// Collection interval of the readout, ms.
@@ -161,6 +161,44 @@ pub fn evaluate_file(
         finish(sim, cur, segs[next - 1], &mut spikes, &mut out);
     }
     Ok(out)
+}
+
+/// The event counts of every labelled segment of `recording` in consecutive windows of
+/// `window_us`, each a `[c, h, w]` frame, row-major (`c` = polarity, or one channel when
+/// `shape[0]` is 1; events outside the shape are left out): the input on which the float ANN is
+/// scored, to compare with the chip.
+pub fn segment_frames(recording: &Path, segments: &[Segment], shape: [usize; 3], window_us: i64) -> Result<Vec<Vec<Vec<f32>>>, String> {
+    let [c, h, w] = shape;
+    let window_us = window_us.max(1);
+    let mut frames: Vec<Vec<Vec<f32>>> = segments
+        .iter()
+        .map(|s| {
+            let n = ((s.end_us - s.start_us).max(0) + window_us - 1) / window_us;
+            let n = n as usize;
+            vec![vec![0f32; c * h * w]; n]
+        })
+        .collect();
+    let mut reader = dynapviz_events::open(recording).map_err(|e| e.to_string())?;
+    let mut chunk = Vec::with_capacity(CHUNK);
+    loop {
+        chunk.clear();
+        if reader.read_chunk(&mut chunk, CHUNK).map_err(|e| e.to_string())? == 0 {
+            return Ok(frames);
+        }
+        for e in &chunk {
+            let (x, y, ch) = (usize::from(e.x), usize::from(e.y), if c == 1 { 0 } else { usize::from(e.p) });
+            if x >= w || y >= h || ch >= c {
+                continue;
+            }
+            for (seg, windows) in segments.iter().zip(&mut frames) {
+                if (seg.start_us..seg.end_us).contains(&e.t)
+                    && let Some(frame) = windows.get_mut(((e.t - seg.start_us) / window_us) as usize)
+                {
+                    frame[(ch * h + y) * w + x] += 1.0;
+                }
+            }
+        }
+    }
 }
 
 /// Adds output spikes to the per-class counts, and records the latency of the first completed

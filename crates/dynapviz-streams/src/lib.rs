@@ -3,6 +3,7 @@
 //! never blocks its source.
 
 pub mod eval;
+pub mod gesture;
 pub mod nodes;
 pub mod pipeline;
 pub mod record;

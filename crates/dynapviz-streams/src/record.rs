@@ -84,6 +84,8 @@ impl AnalysisRecorder {
                     .collect();
                 writeln!(self.out, "{{\"t_us\":{t_us},\"layers_input_synops_spikes_dropped\":[{}]}}", l.join(","))
             }
+            // Pictures are the display's business, not the record's.
+            Analysis::Snapshot(_) => Ok(()),
         }
     }
 

@@ -27,7 +27,7 @@ impl Source for crate::source::FileSource {
     }
 }
 
-impl Source for crate::synth::SceneSource {
+impl<S: crate::synth::Stage + Send> Source for crate::synth::SceneSource<S> {
     fn next_chunk(&mut self, out: &mut Vec<Event>) -> Result<bool, String> {
         Ok(self.next_step(out))
     }
@@ -37,7 +37,7 @@ impl Source for crate::synth::SceneSource {
 pub type EventNode = Box<dyn FnMut(&mut Vec<Event>) + Send>;
 
 /// What the display shows at one moment.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DisplayFrame {
     /// Event time of the frame, µs.
     pub t_us: i64,
@@ -51,9 +51,42 @@ pub struct DisplayFrame {
     pub newest_input: Instant,
     /// Input events so far.
     pub events_total: u64,
-    /// Spike activity of the heat-map layer (summed over channels, decayed like the DVS frame):
-    /// (layer, width, height, values).
-    pub heat: Option<(u16, usize, usize, Vec<f32>)>,
+    /// Spike activity of the heat-map layer per channel, decayed like the DVS frame.
+    pub heat: Option<Heat>,
+}
+
+/// A monitored layer's recent spikes per output neuron, for a feature-map heat map.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Heat {
+    /// The layer (1..N).
+    pub layer: u16,
+    /// Output channels, width and height.
+    pub shape: HeatShape,
+    /// Decayed spike counts, `[channel][y][x]`.
+    pub values: Vec<f32>,
+}
+
+/// The output shape of a heat-map layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeatShape {
+    /// Output channels.
+    pub channels: usize,
+    /// Width.
+    pub width: usize,
+    /// Height.
+    pub height: usize,
+}
+
+impl HeatShape {
+    /// Neurons in the layer.
+    pub fn len(&self) -> usize {
+        self.channels * self.width * self.height
+    }
+
+    /// Whether the layer has no neurons.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// An analysis result: never dropped.
@@ -84,6 +117,9 @@ pub enum Analysis {
         /// Counters per layer.
         counters: Vec<dynapviz_chip::LayerCounters>,
     },
+    /// A display frame taken every [`SessionConfig::snapshot_us`] of event time, in order with
+    /// the other results: what an offline renderer (headless PNG, GIF) draws, with none skipped.
+    Snapshot(Box<DisplayFrame>),
 }
 
 /// Session settings.
@@ -102,9 +138,12 @@ pub struct SessionConfig {
     pub readout: Option<MajorityReadout>,
     /// Analysis channel capacity, in batches.
     pub analysis_capacity: usize,
-    /// A monitored layer shown as a heat map: (layer number, output width, output height). The
-    /// simulator must monitor it.
-    pub heatmap_layer: Option<(u16, usize, usize)>,
+    /// A monitored layer shown as a heat map: its number and output shape. The simulator must
+    /// monitor it.
+    pub heatmap_layer: Option<(u16, HeatShape)>,
+    /// Also send a display frame through the lossless analysis channel every this many µs of
+    /// event time (None: only the coalescing display slot gets frames).
+    pub snapshot_us: Option<i64>,
     /// Tee of the input events (after the nodes) to a file.
     pub record_input: Option<crate::record::EventRecorder>,
     /// Tee of the analysis results to a JSON-lines file.
@@ -155,12 +194,13 @@ impl Session {
             .spawn(move || {
                 let mut config = config;
                 let mut frame = FrameAccumulator::new(config.geometry, config.decay_us);
-                let mut heat = vec![0f32; config.heatmap_layer.map_or(0, |(_, w, h)| w * h)];
+                let mut heat = vec![0f32; config.heatmap_layer.map_or(0, |(_, shape)| shape.len())];
                 let mut events = Vec::new();
                 let mut spikes: Vec<Spike> = Vec::new();
                 let mut collections = Vec::new();
                 let mut stats = Stats::default();
                 let mut next_frame: Option<i64> = None;
+                let mut next_snapshot: Option<i64> = None;
                 let counter = SpikeCount { feature_count: config.feature_count };
                 let mut results: Vec<Analysis> = Vec::new();
                 while !stopped.load(std::sync::atomic::Ordering::Relaxed) && source.next_chunk(&mut events)? {
@@ -172,6 +212,9 @@ impl Session {
                         continue;
                     }
                     stats.events += events.len() as u64;
+                    if next_snapshot.is_none() {
+                        next_snapshot = config.snapshot_us.map(|every| events[0].t + every);
+                    }
                     if let Some(r) = &mut config.record_input {
                         r.record(&events);
                     }
@@ -182,15 +225,23 @@ impl Session {
                         let end = start + events[start..].partition_point(|e| e.t < boundary);
                         frame.add(&events[start..end]);
                         if end < events.len() {
-                            slot.publish(DisplayFrame {
+                            let shown = DisplayFrame {
                                 t_us: boundary,
                                 geometry: config.geometry,
                                 on: frame.on.clone(),
                                 off: frame.off.clone(),
                                 newest_input: arrived,
                                 events_total: stats.events,
-                                heat: config.heatmap_layer.map(|(l, w, h)| (l, w, h, heat.clone())),
-                            });
+                                heat: config.heatmap_layer.map(|(layer, shape)| Heat { layer, shape, values: heat.clone() }),
+                            };
+                            if let Some(every) = config.snapshot_us {
+                                let due = next_snapshot.unwrap_or(boundary);
+                                if boundary >= due {
+                                    results.push(Analysis::Snapshot(Box::new(shown.clone())));
+                                    next_snapshot = Some(due + every * ((boundary - due) / every.max(1) + 1));
+                                }
+                            }
+                            slot.publish(shown);
                             frame.next_frame(boundary);
                             next_frame = Some(boundary + config.frame_us);
                         }
@@ -200,15 +251,15 @@ impl Session {
                     match &mut sim {
                         Some(sim) => {
                             sim.process(&events, &mut spikes);
-                            if let Some((l, w, h)) = config.heatmap_layer {
+                            if let Some((l, HeatShape { channels, width: w, height: h })) = config.heatmap_layer {
                                 // Decay by the chunk's span of event time, then add its spikes.
                                 let span = events.last().map_or(0, |e| e.t) - events[0].t;
                                 let decay = config.decay_us.map_or(0.0, |tau| (-(span as f64) / tau.max(1.0)).exp() as f32);
                                 heat.iter_mut().for_each(|v| *v *= decay);
                                 for s in spikes.iter().filter(|s| s.layer == l) {
-                                    let (x, y) = (usize::from(s.x), usize::from(s.y));
-                                    if x < w && y < h {
-                                        heat[y * w + x] += 1.0;
+                                    let (c, x, y) = (usize::from(s.c), usize::from(s.x), usize::from(s.y));
+                                    if c < channels && x < w && y < h {
+                                        heat[(c * h + y) * w + x] += 1.0;
                                     }
                                 }
                             }

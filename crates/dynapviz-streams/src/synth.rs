@@ -188,14 +188,14 @@ impl Scene {
                 Shape::Disc { center, radius, velocity } => {
                     let cx = bounce(center[0], velocity[0], t, radius, w as f64 - radius);
                     let cy = bounce(center[1], velocity[1], t, radius, h as f64 - radius);
-                    self.paint(frame, w, h, [cx, cy], radius + 1.0, |x, y| radius - ((x - cx).powi(2) + (y - cy).powi(2)).sqrt());
+                    paint_disc(frame, w, h, [cx, cy], radius, self.foreground);
                 }
                 Shape::Bar { center, size, angle, spin, velocity } => {
                     let reach = 0.5 * (size[0] + size[1]);
                     let cx = bounce(center[0], velocity[0], t, 0.0, w as f64);
                     let cy = bounce(center[1], velocity[1], t, 0.0, h as f64);
                     let (s, c) = (angle + spin * t).sin_cos();
-                    self.paint(frame, w, h, [cx, cy], reach + 1.0, |x, y| {
+                    paint(frame, w, h, [cx, cy], reach + 1.0, self.foreground, |x, y| {
                         let (dx, dy) = (x - cx, y - cy);
                         let (u, v) = (dx * c + dy * s, -dx * s + dy * c);
                         (0.5 * size[0] - u.abs()).min(0.5 * size[1] - v.abs())
@@ -204,26 +204,56 @@ impl Scene {
             }
         }
     }
+}
 
-    /// Blends the foreground into pixels near `center` by the signed distance `inside(x, y)`
-    /// (positive inside, in pixels): a one-pixel soft edge.
-    fn paint(&self, frame: &mut [f32], w: usize, h: usize, center: [f64; 2], reach: f64, inside: impl Fn(f64, f64) -> f64) {
-        let (x0, x1) = (((center[0] - reach).floor().max(0.0)) as usize, ((center[0] + reach).ceil().max(0.0) as usize).min(w));
-        let (y0, y1) = (((center[1] - reach).floor().max(0.0)) as usize, ((center[1] + reach).ceil().max(0.0) as usize).min(h));
-        for y in y0..y1 {
-            for x in x0..x1 {
-                let a = (inside(x as f64 + 0.5, y as f64 + 0.5) + 0.5).clamp(0.0, 1.0) as f32;
-                let p = &mut frame[y * w + x];
-                *p = *p * (1.0 - a) + self.foreground * a;
-            }
+/// What a synthetic DVS looks at: anything that renders an intensity image at a given time.
+pub trait Stage {
+    /// Renders the stage at `t_us` into `frame` (row-major `geometry` pixels, values 0..1).
+    fn render(&self, geometry: Geometry, t_us: i64, frame: &mut [f32]);
+}
+
+impl Stage for Scene {
+    fn render(&self, geometry: Geometry, t_us: i64, frame: &mut [f32]) {
+        Scene::render(self, geometry, t_us, frame);
+    }
+}
+
+/// Blends `intensity` into pixels near `center` by the signed distance `inside(x, y)` (positive
+/// inside, in pixels): a one-pixel soft edge, so sub-pixel motion changes pixel values smoothly
+/// as it does on a real sensor.
+pub(crate) fn paint(frame: &mut [f32], w: usize, h: usize, center: [f64; 2], reach: f64, intensity: f32, inside: impl Fn(f64, f64) -> f64) {
+    let (x0, x1) = (((center[0] - reach).floor().max(0.0)) as usize, ((center[0] + reach).ceil().max(0.0) as usize).min(w));
+    let (y0, y1) = (((center[1] - reach).floor().max(0.0)) as usize, ((center[1] + reach).ceil().max(0.0) as usize).min(h));
+    for y in y0..y1 {
+        for x in x0..x1 {
+            let a = (inside(x as f64 + 0.5, y as f64 + 0.5) + 0.5).clamp(0.0, 1.0) as f32;
+            let p = &mut frame[y * w + x];
+            *p = *p * (1.0 - a) + intensity * a;
         }
     }
 }
 
-/// An endless (or bounded) synthetic recording: a scene seen by a DVS emulator.
+/// A filled disc.
+pub(crate) fn paint_disc(frame: &mut [f32], w: usize, h: usize, c: [f64; 2], radius: f64, intensity: f32) {
+    paint(frame, w, h, c, radius + 1.0, intensity, |x, y| radius - ((x - c[0]).powi(2) + (y - c[1]).powi(2)).sqrt());
+}
+
+/// A capsule: the segment `a`-`b` thickened by `radius` (a limb).
+pub(crate) fn paint_capsule(frame: &mut [f32], w: usize, h: usize, a: [f64; 2], b: [f64; 2], radius: f64, intensity: f32) {
+    let (dx, dy) = (b[0] - a[0], b[1] - a[1]);
+    let len2 = (dx * dx + dy * dy).max(1e-12);
+    let center = [0.5 * (a[0] + b[0]), 0.5 * (a[1] + b[1])];
+    let reach = 0.5 * len2.sqrt() + radius + 1.0;
+    paint(frame, w, h, center, reach, intensity, |x, y| {
+        let s = (((x - a[0]) * dx + (y - a[1]) * dy) / len2).clamp(0.0, 1.0);
+        radius - ((x - a[0] - s * dx).powi(2) + (y - a[1] - s * dy).powi(2)).sqrt()
+    });
+}
+
+/// An endless (or bounded) synthetic recording: a stage seen by a DVS emulator.
 #[derive(Clone, Debug)]
-pub struct SceneSource {
-    scene: Scene,
+pub struct SceneSource<S = Scene> {
+    scene: S,
     emulator: DvsEmulator,
     frame: Vec<f32>,
     t_us: i64,
@@ -231,9 +261,9 @@ pub struct SceneSource {
     end_us: Option<i64>,
 }
 
-impl SceneSource {
+impl<S: Stage> SceneSource<S> {
     /// A source of `scene` stepped every `step_us`, until `duration_us` (None: endless).
-    pub fn new(scene: Scene, geometry: Geometry, params: DvsParams, step_us: i64, duration_us: Option<i64>, seed: u64) -> Self {
+    pub fn new(scene: S, geometry: Geometry, params: DvsParams, step_us: i64, duration_us: Option<i64>, seed: u64) -> Self {
         let mut emulator = DvsEmulator::new(geometry, params, seed);
         let mut frame = vec![0.0; usize::from(geometry.width) * usize::from(geometry.height)];
         scene.render(geometry, 0, &mut frame);

@@ -59,6 +59,7 @@ fn config() -> SessionConfig {
         readout: Some(MajorityReadout::new(0, 32000, 2, 2, 3).expect("readout")),
         analysis_capacity: 4,
         heatmap_layer: None,
+        snapshot_us: None,
         record_input: None,
         record_analysis: None,
     }

@@ -38,6 +38,9 @@ impl ViewerApp<'_> {
         if ctx.input(|i| i.key_pressed(egui::Key::C)) {
             self.dashboard.show_chip = !self.dashboard.show_chip;
         }
+        if ctx.input(|i| i.key_pressed(egui::Key::H)) {
+            self.dashboard.heat_per_channel = !self.dashboard.heat_per_channel;
+        }
         let (space, plus, minus, shot) = ctx.input(|i| {
             (
                 i.key_pressed(egui::Key::Space),

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use dynapviz_chip::RAILS;
-use dynapviz_streams::session::{Analysis, DisplayFrame};
+use dynapviz_streams::session::{Analysis, DisplayFrame, Heat, HeatShape};
 use egui::{Color32, ColorImage, RichText, TextureHandle, TextureOptions, Ui, UiBuilder, pos2, vec2};
 use egui_plot::{Legend, Line, Plot as EguiPlot, PlotBounds, PlotPoints, Points};
 
@@ -92,8 +92,48 @@ pub struct Dashboard {
     chip: ChipLive,
     /// Whether the chip panel (per-layer rates, cores, memory) is shown.
     pub show_chip: bool,
+    /// Whether the heat map shows every channel's feature map (a mosaic) or their sum.
+    pub heat_per_channel: bool,
     /// Viewer figures, shown in the status line.
     pub stats: ViewStats,
+}
+
+/// Colours a heat map: each channel's feature map as a tile of a mosaic (one pixel of gap), or
+/// the channels summed; one scale for all, brightness by the square root so weak activity shows.
+fn heat_image(heat: &Heat, per_channel: bool) -> ColorImage {
+    let HeatShape { channels, width: w, height: h } = heat.shape;
+    let plane = w * h;
+    let (size, values) = if per_channel && channels > 1 {
+        let cols = (channels as f64).sqrt().ceil() as usize;
+        let rows = channels.div_ceil(cols);
+        let (tw, th) = (cols * (w + 1) - 1, rows * (h + 1) - 1);
+        let mut v = vec![f32::NAN; tw * th];
+        for (c, map) in heat.values.chunks(plane.max(1)).enumerate().take(channels) {
+            let (x0, y0) = ((c % cols) * (w + 1), (c / cols) * (h + 1));
+            for (y, row) in map.chunks(w.max(1)).enumerate() {
+                v[(y0 + y) * tw + x0..(y0 + y) * tw + x0 + row.len()].copy_from_slice(row);
+            }
+        }
+        ([tw, th], v)
+    } else {
+        let mut v = vec![0f32; plane];
+        for map in heat.values.chunks(plane.max(1)) {
+            v.iter_mut().zip(map).for_each(|(s, x)| *s += x);
+        }
+        ([w, h], v)
+    };
+    let top = values.iter().copied().filter(|v| v.is_finite()).fold(1.0f32, f32::max);
+    let pixels = values
+        .iter()
+        .map(|v| {
+            if v.is_nan() {
+                return Color32::from_rgb(60, 60, 70); // the gap between tiles
+            }
+            let a = (v / top).sqrt();
+            Color32::from_rgb((20.0 + 235.0 * a) as u8, (20.0 + 160.0 * a * a) as u8, (30.0 + 40.0 * (1.0 - a)) as u8)
+        })
+        .collect();
+    ColorImage { size, pixels, source_size: vec2(size[0] as f32, size[1] as f32) }
 }
 
 fn decode(path: &std::path::Path) -> Result<ColorImage, OptionsError> {
@@ -118,6 +158,7 @@ impl Dashboard {
             dvs_dirty: false,
             heat: None,
             heat_texture: None,
+            heat_per_channel: true,
             readout: None,
             pictures,
             t0_us: None,
@@ -160,16 +201,8 @@ impl Dashboard {
         }
         self.dvs = Some((w, h, px));
         self.dvs_dirty = true;
-        if let Some((layer, hw, hh, values)) = &f.heat {
-            let top = values.iter().copied().fold(1.0f32, f32::max);
-            let pixels = values
-                .iter()
-                .map(|v| {
-                    let a = (v / top).sqrt();
-                    Color32::from_rgb((20.0 + 235.0 * a) as u8, (20.0 + 160.0 * a * a) as u8, (30.0 + 40.0 * (1.0 - a)) as u8)
-                })
-                .collect();
-            self.heat = Some((*layer, ColorImage { size: [*hw, *hh], pixels, source_size: vec2(*hw as f32, *hh as f32) }));
+        if let Some(heat) = &f.heat {
+            self.heat = Some((heat.layer, heat_image(heat, self.heat_per_channel)));
         }
         self.now_s = self.now_s.max(self.seconds(f.t_us));
         self.stats.events = f.events_total;
@@ -216,6 +249,7 @@ impl Dashboard {
                 }
                 self.chip.last = Some((*t_us, counters.clone()));
             }
+            Analysis::Snapshot(f) => self.on_frame(f),
             Analysis::Power(p) => {
                 let t = self.seconds(p.timestamp);
                 let keep = span(&self.resolved.options.power_measurement) * 2.0;
@@ -335,7 +369,8 @@ impl Dashboard {
             let (left, right) = r.split_left_right_at_fraction(0.5);
             ui.scope_builder(UiBuilder::new().max_rect(left), |ui| self.dvs_only_ui(ui));
             ui.scope_builder(UiBuilder::new().max_rect(right.shrink2(vec2(4.0, 0.0))), |ui| {
-                Self::title(ui, &format!("Layer {layer} spikes"));
+                let how = if self.heat_per_channel { "per channel" } else { "summed over channels" };
+                Self::title(ui, &format!("Layer {layer} spikes, {how} (h)"));
                 match &mut self.heat_texture {
                     Some(t) => t.set(image.clone(), TextureOptions::NEAREST),
                     None => self.heat_texture = Some(ui.ctx().load_texture("heat", image.clone(), TextureOptions::NEAREST)),
@@ -447,5 +482,38 @@ impl Dashboard {
         let caption =
             if predicted { RichText::new(name).heading() } else { RichText::new(format!("{name} (no prediction)")).color(Color32::GRAY) };
         ui.label(caption);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn heat(channels: usize, w: usize, h: usize) -> Heat {
+        let shape = HeatShape { channels, width: w, height: h };
+        Heat { layer: 1, shape, values: (0..shape.len()).map(|i| i as f32).collect() }
+    }
+
+    #[test]
+    fn channels_become_tiles_of_a_mosaic_with_gaps() {
+        // 5 channels of 3x2: 3 columns, 2 rows of tiles, one pixel apart.
+        let img = heat_image(&heat(5, 3, 2), true);
+        assert_eq!(img.size, [3 * 4 - 1, 2 * 3 - 1]);
+        let gap = Color32::from_rgb(60, 60, 70);
+        assert_eq!(img.pixels[3], gap, "column between tiles");
+        assert_eq!(img.pixels[2 * 11], gap, "row between tiles");
+        // The sixth tile does not exist: gap colour too.
+        assert_eq!(img.pixels[3 * 11 + 8], gap);
+        // The brightest value (channel 4, last pixel) is at tile (1, 1), its last pixel.
+        let brightest = img.pixels.iter().max_by_key(|c| c.r()).copied();
+        assert_eq!(brightest, Some(img.pixels[4 * 11 + 6]));
+    }
+
+    #[test]
+    fn summed_channels_keep_the_layer_size() {
+        let img = heat_image(&heat(4, 3, 2), false);
+        assert_eq!(img.size, [3, 2]);
+        // Sums grow with the index: the last pixel is the brightest.
+        assert!(img.pixels.windows(2).all(|p| p[0].r() <= p[1].r()));
     }
 }

@@ -1,5 +1,6 @@
 //! The dashboard without a window: egui runs offscreen, its output is rasterized on the CPU and
-//! written as PNG. For reports, papers, CI snapshots and machines without a display.
+//! written as PNG or as an animated GIF. For reports, papers, CI snapshots, slides and machines
+//! without a display.
 
 use std::path::Path;
 
@@ -72,5 +73,41 @@ impl Headless {
     pub fn save_png(&mut self, dashboard: &mut Dashboard, path: &Path) -> Result<(), String> {
         let rgba = self.render(dashboard);
         self.write_png(&rgba, path)
+    }
+}
+
+/// An animated GIF being written frame by frame (looping forever), so a long session never holds
+/// its frames in memory.
+pub struct GifWriter {
+    encoder: image::codecs::gif::GifEncoder<std::io::BufWriter<std::fs::File>>,
+    path: std::path::PathBuf,
+    delay_ms: u32,
+    frames: usize,
+}
+
+impl GifWriter {
+    /// Creates `path`; each frame shows for `delay_ms`.
+    pub fn create(path: &Path, delay_ms: u32) -> Result<Self, String> {
+        let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        // Speed 20 of 1..30: colour quantisation fast enough for hundreds of frames, and the
+        // dashboard's flat colours lose little.
+        let mut encoder = image::codecs::gif::GifEncoder::new_with_speed(std::io::BufWriter::new(file), 20);
+        encoder.set_repeat(image::codecs::gif::Repeat::Infinite).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Self { encoder, path: path.to_path_buf(), delay_ms: delay_ms.max(20), frames: 0 })
+    }
+
+    /// Appends an RGBA frame of `width` x `height`.
+    pub fn push(&mut self, rgba: Vec<u8>, width: usize, height: usize) -> Result<(), String> {
+        let bad = |e: &dyn std::fmt::Display| format!("{}: {e}", self.path.display());
+        let img = image::RgbaImage::from_raw(width as u32, height as u32, rgba).ok_or_else(|| bad(&"frame size mismatch"))?;
+        let frame = image::Frame::from_parts(img, 0, 0, image::Delay::from_numer_denom_ms(self.delay_ms, 1));
+        self.encoder.encode_frame(frame).map_err(|e| bad(&e))?;
+        self.frames += 1;
+        Ok(())
+    }
+
+    /// Frames written so far.
+    pub fn frames(&self) -> usize {
+        self.frames
     }
 }

@@ -11,5 +11,5 @@ pub mod raster;
 
 pub use app::{ViewerError, has_display, run_window};
 pub use dashboard::Dashboard;
-pub use headless::Headless;
+pub use headless::{GifWriter, Headless};
 pub use options::{OptionsError, Resolved, VizOptions};

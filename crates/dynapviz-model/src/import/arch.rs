@@ -80,7 +80,12 @@ impl Arch {
     /// Reads and parses an architecture file.
     pub fn load(path: &Path) -> Result<Arch> {
         let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
-        toml::from_str(&text).map_err(|e| file_error(path, format!("not a valid architecture file: {e}")))
+        Self::parse(&text, path)
+    }
+
+    /// Parses architecture TOML already in memory; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Arch> {
+        toml::from_str(text).map_err(|e| file_error(path, format!("not a valid architecture file: {e}")))
     }
 
     /// Builds the ANN from this architecture and a state_dict (key -> tensor), checking every

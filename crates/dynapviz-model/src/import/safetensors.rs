@@ -27,6 +27,12 @@ pub(crate) fn f16_to_f32(h: u16) -> f32 {
 /// Reads every float tensor of a safetensors file, by key.
 pub fn load(path: &Path) -> Result<Vec<(String, Tensor)>> {
     let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+    parse(&bytes, path)
+}
+
+/// Every float tensor of safetensors `bytes` (a file already in memory, or built into the
+/// binary); `path` names it in errors.
+pub fn parse(bytes: &[u8], path: &Path) -> Result<Vec<(String, Tensor)>> {
     let n = bytes
         .get(..8)
         .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
