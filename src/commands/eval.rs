@@ -139,11 +139,11 @@ pub fn run(args: Args) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{} samples from {} recordings: accuracy {:.1} % on the simulated chip ({:?} mode); the float ANN before conversion: {:.1} %",
+        "{} samples from {} recordings: accuracy {:.1} % on the simulated chip ({} mode); the float ANN before conversion: {:.1} %",
         rep.samples,
         files.len(),
         rep.accuracy * 100.0,
-        args.mode,
+        if args.mode == SimMode::Event { "event" } else { "binned" },
         ann_rep.accuracy * 100.0
     );
     println!("  {:<28} {:>8} {:>8}", "class", "chip", "ANN");

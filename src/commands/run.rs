@@ -62,6 +62,7 @@ pub fn launch(
     started: Instant,
 ) -> Result<()> {
     let controls = Controls::new(if viz.headless.is_some() { 0.0 } else { speed });
+    controls.set_paused(viz.paused && viz.headless.is_none());
     let source = FileSource::open(input, looped, controls.clone())?;
     let sensor = match source.geometry() {
         Some(g) => g,

@@ -68,6 +68,9 @@ pub struct VizArgs {
     /// Show the spikes of this layer (1..N) as a heat map beside the DVS plot.
     #[arg(long, value_name = "LAYER")]
     pub heatmap_layer: Option<usize>,
+    /// Open paused (space resumes): the window shows and idles until asked to play.
+    #[arg(long)]
+    pub paused: bool,
     /// Show the chip panel (per-layer rates, cores, memory, drops) from the start (key c).
     #[arg(long)]
     pub show_chip_panel: bool,
