@@ -152,3 +152,17 @@ fn synth_then_eval_the_builtin_model_on_held_out_subjects() {
     assert!(r["ann_accuracy"].as_f64().expect("ann accuracy") >= 0.9, "{out}");
     assert!(png.exists());
 }
+
+#[test]
+fn headless_demo_writes_pictures_and_a_report() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out_dir = dir.path().join("report");
+    let (ok, out, err) =
+        dynapviz(&["demo", "--headless", out_dir.to_str().expect("path"), "--segment-seconds", "0.6", "--image-size", "320,180"]);
+    assert!(ok, "{err}");
+    assert!(out_dir.join("dashboard.png").exists() && out_dir.join("frame-00001.png").exists(), "{out}");
+    let report = std::fs::read_to_string(out_dir.join("report.txt")).expect("report.txt");
+    for section in ["1. synthetic subject", "2. built-in gesture network", "3. simulated chip", "4. "] {
+        assert!(report.lines().any(|l| l.starts_with(section)), "report lacks `{section}`:\n{report}");
+    }
+}

@@ -48,20 +48,26 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
     anyhow::ensure!(seg_us >= 100_000, "--segment-seconds must be at least 0.1");
     let tmp = tempdir()?;
     let dir = args.keep.clone().unwrap_or_else(|| tmp.clone());
+    // Printed as it comes, and kept for the headless report.
+    let mut report = Vec::new();
+    let mut say = |line: String| {
+        println!("{line}");
+        report.push(line);
+    };
     // 1. A synthetic subject performing every gesture once, in the DVS128 Gesture layout.
     let super::synth::Recording { path, segments, events } =
         super::synth::write_recording(&dir, args.seed, 0, seg_us, &indicatif::ProgressBar::hidden())?;
     let seconds = segments.last().map_or(0.0, |s| s.end_us as f64 * 1e-6);
-    println!(
+    say(format!(
         "1. synthetic subject {} performing the 11 gestures -> {} (AEDAT 3.1 + labels, {events} events in {seconds:.1} s)",
         args.seed,
         path.display(),
-    );
+    ));
     // 2. The built-in network, converted, discretized and mapped.
     let net = crate::builtin::network()?;
-    println!("2. built-in gesture network (sinabs architecture, trained on synthetic subjects) on the {}:", crate::builtin::DEVICE);
+    say(format!("2. built-in gesture network (sinabs architecture, trained on synthetic subjects) on the {}:", crate::builtin::DEVICE));
     for l in report::layers(&net) {
-        println!(
+        say(format!(
             "   layer {} on core {}: {:>3}->{:<3} channels, kernel {}x{}, threshold {:>5}, output {:?}",
             l.index,
             l.core.unwrap_or(0),
@@ -71,7 +77,7 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
             l.kernel[1],
             l.threshold,
             l.output_shape
-        );
+        ));
     }
     let windowed = !args.text
         && (args.viz.headless.is_some() || std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some());
@@ -86,9 +92,13 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
         opts.readout_prediction_threshold = args.viz.readout_prediction_threshold.unwrap_or(3);
         opts.spike_count.x_span = 10.0;
         opts.window_scale = [12.0, 7.0];
-        let result = super::run::launch(&path, Some(net), args.viz.headless.is_none(), args.speed, Mode::Event, &args.viz, opts, started);
-        let _ = std::fs::remove_dir_all(&tmp);
-        return result;
+        let result =
+            super::run::launch(&path, Some(net.clone()), args.viz.headless.is_none(), args.speed, Mode::Event, &args.viz, opts, started);
+        if args.viz.headless.is_none() || result.is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return result;
+        }
+        // Headless: the pictures are written; the report below goes beside them.
     }
     // 3. Play the recording through the simulated chip and print the readout.
     let sim = Simulator::new(&net, Config { mode: Mode::Event, monitors: Monitors::of([net.layers.len()]), ..Config::default() })?;
@@ -107,8 +117,8 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
         record_analysis: None,
     };
     let session = Session::start(Box::new(source), Vec::new(), Some(sim), config).map_err(anyhow::Error::msg)?;
-    println!("3. simulated chip: the readout every 500 ms (majority of output spikes) beside the gesture performed");
-    println!("   {:>6}  {:<28} {:<28} {:>7}", "t (s)", "performed", "readout", "spikes");
+    say("3. simulated chip: the readout every 500 ms (majority of output spikes) beside the gesture performed".into());
+    say(format!("   {:>6}  {:<28} {:<28} {:>7}", "t (s)", "performed", "readout", "spikes"));
     // The gesture a readout judges: the one its whole collection window lies in (windows that
     // span a change of gesture or a pause judge nothing).
     let truth = |t_us: i64| segments.iter().find(|g| g.start_us <= t_us - COLLECTION_US && t_us <= g.end_us).map(|g| g.class as usize - 1);
@@ -124,13 +134,13 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
                     judged += 1;
                     right += u64::from(predicted && feature == p);
                 }
-                println!(
+                say(format!(
                     "   {:>6.1}  {:<28} {:<28} {:>7}",
                     t_us as f64 * 1e-6,
                     performed.map_or("(change)", |p| GESTURES[p]),
                     if predicted { GESTURES[feature] } else { "-" },
                     total
-                );
+                ));
             }
             Analysis::Layers { .. } | Analysis::Snapshot(_) => {}
             Analysis::Power(p) => {
@@ -142,13 +152,20 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
         })
         .map_err(anyhow::Error::msg)?;
     let rails: Vec<String> = RAILS.iter().zip(power).map(|(r, p)| format!("{r} {:.3}", p / power_n.max(1) as f64 * 1e3)).collect();
-    println!(
+    say(format!(
         "4. {right} of {judged} readouts within one gesture were right; {} input events, {} output spikes",
         stats.events, stats.output_spikes
-    );
-    println!("   mean power (mW, estimate): {}", rails.join(", "));
-    println!("   (the text form: with a display the demo opens the dashboard; --headless DIR renders it to PNG)");
+    ));
+    say(format!("   mean power (mW, estimate): {}", rails.join(", ")));
     let _ = std::fs::remove_dir_all(&tmp);
+    match &args.viz.headless {
+        Some(dir) => {
+            let file = dir.join("report.txt");
+            std::fs::write(&file, report.join("\n") + "\n").with_context(|| format!("cannot write {}", file.display()))?;
+            println!("   report written to {} beside the dashboard pictures", file.display());
+        }
+        None => println!("   (the text form: with a display the demo opens the dashboard; --headless DIR renders it to PNG)"),
+    }
     Ok(())
 }
 

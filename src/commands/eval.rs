@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use dynapviz_chip::{Config, Monitors, Simulator};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use dynapviz_streams::eval::{EvalSettings, Report, SampleResult, evaluate_file, labels_for, report, segment_frames};
+use dynapviz_streams::eval::{EvalSettings, Report, SampleResult, evaluate_file, for_each_window, labels_for, report};
 use dynapviz_streams::gesture::GESTURES;
 use dynapviz_streams::nodes::readout::MajorityReadout;
 use serde::Serialize;
@@ -39,7 +39,7 @@ pub struct Args {
     #[arg(long, value_delimiter = ',')]
     feature_names: Option<Vec<String>>,
     /// Window of the float ANN's frames, ms: it is scored on the counts of consecutive windows.
-    #[arg(long, default_value_t = 100.0)]
+    #[arg(long, default_value_t = 100.0, value_parser = parse_window_ms)]
     ann_window: f64,
     /// Print JSON (keys accuracy, per_class_recall, confusion, samples, ...).
     #[arg(long)]
@@ -47,6 +47,13 @@ pub struct Args {
     /// Write the confusion matrix as a PNG.
     #[arg(long)]
     confusion_png: Option<PathBuf>,
+}
+
+fn parse_window_ms(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (1.0..=3_600_000.0).contains(&v) => Ok(v),
+        _ => Err(format!("`{s}` is not a window of 1 ms to 1 hour")),
+    }
 }
 
 fn recordings(input: &Path) -> Result<Vec<PathBuf>> {
@@ -187,17 +194,22 @@ fn ann_results(
     window_us: i64,
     class_of: &(dyn Fn(u32) -> Option<usize> + Sync),
 ) -> Result<Vec<SampleResult>> {
-    let frames = segment_frames(file, segments, shape, window_us).map_err(anyhow::Error::msg)?;
-    let mut out = Vec::new();
-    for (seg, windows) in segments.iter().zip(frames) {
-        let Some(label) = class_of(seg.class) else { continue };
-        let mut scores: Vec<f32> = Vec::new();
-        for frame in windows {
-            let input = dynapviz_model::Tensor::new(shape.to_vec(), frame).context("frame shape")?;
-            let y = dynapviz_model::forward::forward(ann, &input)?;
-            scores.resize(y.len(), 0.0);
-            scores.iter_mut().zip(y).for_each(|(s, v)| *s += v.max(0.0));
+    let mut scores: Vec<Vec<f32>> = vec![Vec::new(); segments.len()];
+    for_each_window(file, segments, shape, window_us, |k, frame| {
+        if class_of(segments[k].class).is_none() {
+            return Ok(());
         }
+        let input = dynapviz_model::Tensor::new(shape.to_vec(), frame.to_vec()).ok_or("frame shape")?;
+        let y = dynapviz_model::forward::forward(ann, &input).map_err(|e| e.to_string())?;
+        let s = &mut scores[k];
+        s.resize(y.len(), 0.0);
+        s.iter_mut().zip(y).for_each(|(s, v)| *s += v.max(0.0));
+        Ok(())
+    })
+    .map_err(anyhow::Error::msg)?;
+    let mut out = Vec::new();
+    for (seg, scores) in segments.iter().zip(scores) {
+        let Some(label) = class_of(seg.class) else { continue };
         let best = scores.iter().copied().fold(0.0f32, f32::max);
         let predicted = (best > 0.0).then(|| scores.iter().position(|&v| v == best)).flatten();
         out.push(SampleResult { file: file.display().to_string(), label, predicted, counts: Vec::new(), latency_us: None });

@@ -7,12 +7,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The operating system refused an operation on the file.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// What the OS said.
-        source: std::io::Error,
+        /// What the OS said (in the message, not as a `source`: error chains would repeat it).
+        error: std::io::Error,
     },
     /// The bytes at `offset` are not what the format requires.
     #[error("{path}: at byte {offset}: {message}")]

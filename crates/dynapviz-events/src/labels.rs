@@ -33,7 +33,7 @@ pub const GESTURE_CLASSES: [&str; 11] = [
 
 /// Reads a label CSV; a header line is optional.
 pub fn read_labels(path: &Path) -> Result<Vec<Segment>> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), error: source })?;
     parse_labels(path, &text)
 }
 
@@ -78,5 +78,5 @@ pub fn write_labels(path: &Path, segments: &[Segment]) -> Result<()> {
     for s in segments {
         text.push_str(&format!("{},{},{}\n", s.class, s.start_us, s.end_us));
     }
-    std::fs::write(path, text).map_err(|source| Error::Io { path: path.to_path_buf(), source })
+    std::fs::write(path, text).map_err(|source| Error::Io { path: path.to_path_buf(), error: source })
 }

@@ -48,14 +48,14 @@ pub fn open(path: &Path) -> Result<Box<dyn EventReader>> {
 /// Recognises the format of a file without decoding it.
 pub fn detect(path: &Path) -> Result<Format> {
     let mut head = [0u8; 512];
-    let mut file = File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let mut file = File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), error: source })?;
     let mut n = 0;
     while n < head.len() {
         match file.read(&mut head[n..]) {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(source) => {
-                return Err(Error::Io { path: path.to_path_buf(), source });
+                return Err(Error::Io { path: path.to_path_buf(), error: source });
             }
         }
     }
@@ -72,7 +72,7 @@ pub fn open_as(path: &Path, format: Format) -> Result<Box<dyn EventReader>> {
     if format == Format::Npz {
         return Ok(Box::new(formats::npz::Reader::open(path)?));
     }
-    let file = File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let file = File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), error: source })?;
     from_reader(path, Box::new(file), format)
 }
 

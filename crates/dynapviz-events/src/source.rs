@@ -33,12 +33,12 @@ impl Source {
     }
 
     pub(crate) fn io(&self, source: std::io::Error) -> Error {
-        Error::Io { path: self.path.clone(), source }
+        Error::Io { path: self.path.clone(), error: source }
     }
 
     /// The next byte without consuming it, `None` at the end of the file.
     pub(crate) fn peek(&mut self) -> Result<Option<u8>> {
-        let buf = self.inner.fill_buf().map_err(|e| Error::Io { path: self.path.clone(), source: e })?;
+        let buf = self.inner.fill_buf().map_err(|e| Error::Io { path: self.path.clone(), error: e })?;
         Ok(buf.first().copied())
     }
 
@@ -100,7 +100,7 @@ impl Source {
         let n = (&mut self.inner)
             .take(limit as u64)
             .read_until(b'\n', &mut line)
-            .map_err(|e| Error::Io { path: self.path.clone(), source: e })?;
+            .map_err(|e| Error::Io { path: self.path.clone(), error: e })?;
         if n == 0 {
             return Ok(None);
         }

@@ -30,7 +30,7 @@ pub struct EventWriter {
 impl EventWriter {
     /// Creates `path` in `format`; `geometry` is stored by the formats that hold one.
     pub fn create(path: &Path, format: Format, geometry: Geometry) -> Result<Self> {
-        let io = |source| Error::Io { path: path.to_path_buf(), source };
+        let io = |source| Error::Io { path: path.to_path_buf(), error: source };
         let out = BufWriter::with_capacity(1 << 16, File::create(path).map_err(io)?);
         let inner = match format {
             Format::Csv => Inner::Csv(csv::Writer::new(out).map_err(io)?),
@@ -73,7 +73,7 @@ impl EventWriter {
         if e.kind() == std::io::ErrorKind::InvalidInput {
             Error::Unsupported { path: path.to_path_buf(), format: format.name(), message: e.to_string() }
         } else {
-            Error::Io { path: path.to_path_buf(), source: e }
+            Error::Io { path: path.to_path_buf(), error: e }
         }
     }
 

@@ -163,42 +163,55 @@ pub fn evaluate_file(
     Ok(out)
 }
 
-/// The event counts of every labelled segment of `recording` in consecutive windows of
-/// `window_us`, each a `[c, h, w]` frame, row-major (`c` = polarity, or one channel when
-/// `shape[0]` is 1; events outside the shape are left out): the input on which the float ANN is
-/// scored, to compare with the chip.
-pub fn segment_frames(recording: &Path, segments: &[Segment], shape: [usize; 3], window_us: i64) -> Result<Vec<Vec<Vec<f32>>>, String> {
+/// Calls `window(segment_index, frame)` with the event counts of every consecutive window of
+/// `window_us` of every labelled segment of `recording`, in time order; `frame` is `[c, h, w]`
+/// row-major (`c` = polarity, or one channel when `shape[0]` is 1; events outside the shape are
+/// left out). The input on which the float ANN is scored, to compare with the chip. One frame
+/// per open segment is held, so memory stays bounded however long the segments; an event that
+/// arrives late (time going backwards) counts in its segment's current window.
+pub fn for_each_window(
+    recording: &Path,
+    segments: &[Segment],
+    shape: [usize; 3],
+    window_us: i64,
+    mut window: impl FnMut(usize, &[f32]) -> Result<(), String>,
+) -> Result<(), String> {
     let [c, h, w] = shape;
     let window_us = window_us.max(1);
-    let mut frames: Vec<Vec<Vec<f32>>> = segments
-        .iter()
-        .map(|s| {
-            let n = ((s.end_us - s.start_us).max(0) + window_us - 1) / window_us;
-            let n = n as usize;
-            vec![vec![0f32; c * h * w]; n]
-        })
-        .collect();
+    // Per segment: the window being filled and its counts (allocated on the segment's first event).
+    let mut open: Vec<Option<(i64, Vec<f32>)>> = vec![None; segments.len()];
     let mut reader = dynapviz_events::open(recording).map_err(|e| e.to_string())?;
     let mut chunk = Vec::with_capacity(CHUNK);
     loop {
         chunk.clear();
         if reader.read_chunk(&mut chunk, CHUNK).map_err(|e| e.to_string())? == 0 {
-            return Ok(frames);
+            break;
         }
         for e in &chunk {
             let (x, y, ch) = (usize::from(e.x), usize::from(e.y), if c == 1 { 0 } else { usize::from(e.p) });
-            if x >= w || y >= h || ch >= c {
-                continue;
-            }
-            for (seg, windows) in segments.iter().zip(&mut frames) {
-                if (seg.start_us..seg.end_us).contains(&e.t)
-                    && let Some(frame) = windows.get_mut(((e.t - seg.start_us) / window_us) as usize)
-                {
-                    frame[(ch * h + y) * w + x] += 1.0;
+            for (k, seg) in segments.iter().enumerate() {
+                if !(seg.start_us..seg.end_us).contains(&e.t) {
+                    continue;
+                }
+                let index = (e.t - seg.start_us) / window_us;
+                let slot = open[k].get_or_insert_with(|| (index, vec![0f32; c * h * w]));
+                if index > slot.0 {
+                    window(k, &slot.1)?;
+                    slot.1.fill(0.0);
+                    slot.0 = index;
+                }
+                if x < w && y < h && ch < c {
+                    slot.1[(ch * h + y) * w + x] += 1.0;
                 }
             }
         }
     }
+    for (k, slot) in open.into_iter().enumerate() {
+        if let Some((_, frame)) = slot {
+            window(k, &frame)?;
+        }
+    }
+    Ok(())
 }
 
 /// Adds output spikes to the per-class counts, and records the latency of the first completed
@@ -250,5 +263,34 @@ pub fn report(results: Vec<SampleResult>, classes: usize) -> Report {
         samples: results.len(),
         median_latency_ms: lat.get(lat.len() / 2).copied(),
         results,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dynapviz_events::{Event, EventWriter, Format, Geometry};
+
+    use super::*;
+
+    #[test]
+    fn windows_count_each_segment_s_events_in_order_with_bounded_frames() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rec.csv");
+        let mut w = EventWriter::create(&path, Format::Csv, Geometry::new(4, 2)).expect("writer");
+        // Segment 0: 0..300 µs; segment 1: 400..500 µs. Windows of 100 µs.
+        let events = [(10, 0, 0, true), (20, 0, 0, true), (150, 3, 1, false), (250, 1, 0, true), (350, 2, 0, true), (420, 1, 1, false)];
+        w.write(&events.map(|(t, x, y, p)| Event::new(t, x, y, p))).expect("write");
+        w.finish().expect("finish");
+        let segments = [Segment { class: 1, start_us: 0, end_us: 300 }, Segment { class: 2, start_us: 400, end_us: 500 }];
+        let mut seen = Vec::new();
+        for_each_window(&path, &segments, [2, 2, 4], 100, |k, frame| {
+            let hot: Vec<usize> = frame.iter().enumerate().filter(|(_, v)| **v > 0.0).map(|(i, _)| i).collect();
+            seen.push((k, frame.iter().sum::<f32>(), hot));
+            Ok(())
+        })
+        .expect("windows");
+        // ON at (0,0) is channel 1 -> index 8; OFF at (3,1) -> 7; ON at (1,0) -> 9; OFF at (1,1) -> 5.
+        // The event at 350 µs lies in no segment. Empty windows are not reported.
+        assert_eq!(seen, vec![(0, 2.0, vec![8]), (0, 1.0, vec![7]), (0, 1.0, vec![9]), (1, 1.0, vec![5])]);
     }
 }

@@ -37,7 +37,7 @@ fn zip_error(path: &Path, e: zip::result::ZipError) -> Error {
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> Error {
-    Error::Io { path: path.to_path_buf(), source }
+    Error::Io { path: path.to_path_buf(), error: source }
 }
 
 /// Opens one entry as a byte stream of its own.

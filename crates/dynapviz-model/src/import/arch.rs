@@ -79,7 +79,7 @@ pub struct Arch {
 impl Arch {
     /// Reads and parses an architecture file.
     pub fn load(path: &Path) -> Result<Arch> {
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), error: source })?;
         Self::parse(&text, path)
     }
 

@@ -174,7 +174,7 @@ impl Node<'_> {
 
 /// Reads an ONNX file into a sequential ANN.
 pub fn load(path: &Path) -> Result<Ann> {
-    let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), error: source })?;
     let model =
         ModelProto::decode(bytes.as_slice()).map_err(|e| file_error(path, format!("not an ONNX model (protobuf decode failed: {e})")))?;
     let graph = model.graph.ok_or_else(|| file_error(path, "ONNX model has no graph"))?;

@@ -26,7 +26,7 @@ pub(crate) fn f16_to_f32(h: u16) -> f32 {
 
 /// Reads every float tensor of a safetensors file, by key.
 pub fn load(path: &Path) -> Result<Vec<(String, Tensor)>> {
-    let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), error: source })?;
     parse(&bytes, path)
 }
 

@@ -299,7 +299,7 @@ fn element(dtype: &str, b: &[u8]) -> f32 {
 
 /// Reads every floating-point tensor of a `torch.save`d state_dict, by key.
 pub fn load_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>> {
-    let file = std::fs::File::open(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+    let file = std::fs::File::open(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), error: source })?;
     let mut zip = zip::ZipArchive::new(file).map_err(|e| {
         file_error(path, format!("not a PyTorch zip archive ({e}); legacy non-zip .pt files are not supported: re-save with torch >= 1.6"))
     })?;
@@ -312,7 +312,7 @@ pub fn load_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>> {
     let mut read = |name: &str, limit: u64| -> Result<Vec<u8>> {
         let entry = zip.by_name(name).map_err(|e| file_error(path, format!("archive entry {name}: {e}")))?;
         let mut buf = Vec::new();
-        entry.take(limit).read_to_end(&mut buf).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+        entry.take(limit).read_to_end(&mut buf).map_err(|source| ModelError::Io { path: path.to_path_buf(), error: source })?;
         Ok(buf)
     };
     let pickle = read(&pkl_name, 64 << 20)?;
