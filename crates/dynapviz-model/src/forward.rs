@@ -17,39 +17,21 @@ pub fn forward(ann: &Ann, input: &Tensor) -> Result<Vec<f32>> {
                 if wc != c {
                     return Err(bad(format!("the kernel expects {wc} input channels, the input has {c}")));
                 }
+                if stride.contains(&0) {
+                    return Err(bad("stride 0".into()));
+                }
                 let oh = (h + 2 * padding[0])
                     .checked_sub(kh)
                     .map(|v| v / stride[0] + 1)
                     .ok_or_else(|| bad("kernel taller than input".into()))?;
                 let ow =
                     (w + 2 * padding[1]).checked_sub(kw).map(|v| v / stride[1] + 1).ok_or_else(|| bad("kernel wider than input".into()))?;
-                let mut out = vec![0f32; o * oh * ow];
-                for (oc, plane) in out.chunks_mut(oh * ow).enumerate() {
-                    let b = bias.as_ref().and_then(|b| b.get(oc)).copied().unwrap_or(0.0);
-                    plane.fill(b);
-                    for ic in 0..c {
-                        let src = &x[ic * h * w..(ic + 1) * h * w];
-                        for ky in 0..kh {
-                            for kx in 0..kw {
-                                let wv = weight.data[((oc * c + ic) * kh + ky) * kw + kx];
-                                if wv == 0.0 {
-                                    continue;
-                                }
-                                // Output columns whose input column lies inside the image.
-                                let ox0 = padding[1].saturating_sub(kx).div_ceil(stride[1]);
-                                let ox1 = (w + padding[1]).checked_sub(kx + 1).map_or(0, |v| (v / stride[1] + 1).min(ow));
-                                for oy in 0..oh {
-                                    let Some(iy) = (oy * stride[0] + ky).checked_sub(padding[0]).filter(|&v| v < h) else { continue };
-                                    let row = &src[iy * w..(iy + 1) * w];
-                                    let dst = &mut plane[oy * ow..(oy + 1) * ow];
-                                    for ox in ox0..ox1 {
-                                        dst[ox] += wv * row[ox * stride[1] + kx - padding[1]];
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
+                let conv = Conv { c, h, w, o, kh, kw, stride: *stride, padding: *padding, oh, ow };
+                let bias = bias.as_deref();
+                // Event-count frames and early ReLU outputs are mostly zero: scatter the non-zero
+                // inputs like the chip does; dense maps go through contiguous, vectorized rows.
+                let nonzero = x.iter().filter(|&&v| v != 0.0).count();
+                let out = if nonzero * 5 < x.len() { conv.sparse(&x, &weight.data, bias) } else { conv.dense(&x, &weight.data, bias) };
                 x = out;
                 shape = vec![o, oh, ow];
             }
@@ -69,6 +51,9 @@ pub fn forward(ann: &Ann, input: &Tensor) -> Result<Vec<f32>> {
             AnnLayer::Relu => x.iter_mut().for_each(|v| *v = v.max(0.0)),
             AnnLayer::AvgPool { kernel, stride } | AnnLayer::SumPool { kernel, stride } => {
                 let [c, h, w] = shape[..] else { return Err(bad(format!("pooling needs a C,H,W input, got {shape:?}"))) };
+                if stride.contains(&0) || kernel.contains(&0) || kernel[0] > h || kernel[1] > w {
+                    return Err(bad(format!("pooling kernel {kernel:?} / stride {stride:?} do not fit the input {h}x{w}")));
+                }
                 let scale = if matches!(layer.layer, AnnLayer::AvgPool { .. }) { 1.0 / (kernel[0] * kernel[1]) as f32 } else { 1.0 };
                 let (oh, ow) = ((h.saturating_sub(kernel[0])) / stride[0] + 1, (w.saturating_sub(kernel[1])) / stride[1] + 1);
                 let mut out = vec![0f32; c * oh * ow];
@@ -106,6 +91,112 @@ pub fn forward(ann: &Ann, input: &Tensor) -> Result<Vec<f32>> {
     Ok(x)
 }
 
+/// One convolution's geometry.
+struct Conv {
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    kh: usize,
+    kw: usize,
+    stride: [usize; 2],
+    padding: [usize; 2],
+    oh: usize,
+    ow: usize,
+}
+
+impl Conv {
+    /// Output rows by kernel offset, skipping all-zero input rows. `[o][oh][ow]`.
+    fn dense(&self, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+        let Conv { c, h, w, o, kh, kw, stride, padding, oh, ow } = *self;
+        let busy_rows: Vec<bool> = x.chunks(w.max(1)).map(|r| r.iter().any(|&v| v != 0.0)).collect();
+        let mut out = vec![0f32; o * oh * ow];
+        for (oc, plane) in out.chunks_mut(oh * ow).enumerate() {
+            plane.fill(bias.and_then(|b| b.get(oc)).copied().unwrap_or(0.0));
+            for ic in 0..c {
+                let src = &x[ic * h * w..(ic + 1) * h * w];
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let wv = weight[((oc * c + ic) * kh + ky) * kw + kx];
+                        // Output columns whose input column lies inside the image.
+                        let ox0 = padding[1].saturating_sub(kx).div_ceil(stride[1]);
+                        let ox1 = (w + padding[1]).checked_sub(kx + 1).map_or(0, |v| (v / stride[1] + 1).min(ow));
+                        if wv == 0.0 || ox0 >= ox1 {
+                            continue;
+                        }
+                        for oy in 0..oh {
+                            let Some(iy) = (oy * stride[0] + ky).checked_sub(padding[0]).filter(|&v| v < h) else { continue };
+                            if !busy_rows[ic * h + iy] {
+                                continue;
+                            }
+                            let row = &src[iy * w..(iy + 1) * w];
+                            let dst = &mut plane[oy * ow + ox0..oy * ow + ox1];
+                            let first = ox0 * stride[1] + kx - padding[1];
+                            let n = dst.len();
+                            if stride[1] == 1 {
+                                // Contiguous on both sides: the compiler vectorizes this.
+                                dst.iter_mut().zip(&row[first..first + n]).for_each(|(d, &v)| *d += wv * v);
+                            } else {
+                                dst.iter_mut().zip(row[first..].iter().step_by(stride[1])).for_each(|(d, &v)| *d += wv * v);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Every non-zero input adds its weights to the outputs it reaches, over the output
+    /// channels at once (weights laid out `[ic][ky][kx][oc]`, outputs channel-last, transposed
+    /// back at the end). `[o][oh][ow]`.
+    fn sparse(&self, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+        let Conv { c, h, w, o, kh, kw, stride, padding, oh, ow } = *self;
+        let mut wt = vec![0f32; weight.len()];
+        for oc in 0..o {
+            for k in 0..c * kh * kw {
+                wt[k * o + oc] = weight[oc * c * kh * kw + k];
+            }
+        }
+        let mut acc = vec![0f32; oh * ow * o];
+        for ic in 0..c {
+            for iy in 0..h {
+                for ix in 0..w {
+                    let v = x[(ic * h + iy) * w + ix];
+                    if v == 0.0 {
+                        continue;
+                    }
+                    for ky in 0..kh {
+                        // oy * stride + ky = iy + padding.
+                        let Some(ty) = (iy + padding[0]).checked_sub(ky).filter(|t| t % stride[0] == 0) else { continue };
+                        let oy = ty / stride[0];
+                        if oy >= oh {
+                            continue;
+                        }
+                        for kx in 0..kw {
+                            let Some(tx) = (ix + padding[1]).checked_sub(kx).filter(|t| t % stride[1] == 0) else { continue };
+                            let ox = tx / stride[1];
+                            if ox >= ow {
+                                continue;
+                            }
+                            let ws = &wt[((ic * kh + ky) * kw + kx) * o..][..o];
+                            let dst = &mut acc[(oy * ow + ox) * o..][..o];
+                            dst.iter_mut().zip(ws).for_each(|(d, &wv)| *d += wv * v);
+                        }
+                    }
+                }
+            }
+        }
+        let mut out = vec![0f32; o * oh * ow];
+        for (pos, chans) in acc.chunks(o.max(1)).enumerate() {
+            for (oc, &v) in chans.iter().enumerate() {
+                out[oc * oh * ow + pos] = v + bias.and_then(|b| b.get(oc)).copied().unwrap_or(0.0);
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,5 +231,65 @@ mod tests {
         ann.push("7", AnnLayer::Linear { weight: Tensor::new(vec![1, 5], vec![0.0; 5]).unwrap(), bias: None });
         let err = forward(&ann, &Tensor::new(vec![1, 2, 2], vec![0.0; 4]).unwrap()).unwrap_err().to_string();
         assert!(err.starts_with("7:") && err.contains("expects 5 inputs"), "{err}");
+    }
+
+    #[test]
+    fn strided_and_padded_convolutions_match_a_direct_sum() {
+        // 2 channels of 5x6 with zeros (skipped rows), kernels 3x2, stride (2, 3), padding (1, 2).
+        let (c, h, w, o, kh, kw, s, p) = (2usize, 5usize, 6usize, 3usize, 3usize, 2usize, [2usize, 3usize], [1usize, 2usize]);
+        let input: Vec<f32> = (0..c * h * w).map(|i| if (i / w) % 2 == 1 { 0.0 } else { (i % 7) as f32 - 2.0 }).collect();
+        let weight: Vec<f32> = (0..o * c * kh * kw).map(|i| ((i * 5) % 11) as f32 * 0.25 - 1.0).collect();
+        let mut ann = Ann::default();
+        ann.push(
+            "c",
+            AnnLayer::Conv {
+                weight: Tensor::new(vec![o, c, kh, kw], weight.clone()).unwrap(),
+                bias: Some(vec![0.5, 0.0, -0.5]),
+                stride: s,
+                padding: p,
+            },
+        );
+        let got = forward(&ann, &Tensor::new(vec![c, h, w], input.clone()).unwrap()).unwrap();
+        let (oh, ow) = ((h + 2 * p[0] - kh) / s[0] + 1, (w + 2 * p[1] - kw) / s[1] + 1);
+        let conv = Conv { c, h, w, o, kh, kw, stride: s, padding: p, oh, ow };
+        let bias = [0.5, 0.0, -0.5];
+        let sparse = conv.sparse(&input, &weight, Some(&bias));
+        let mut want = Vec::new();
+        for oc in 0..o {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = [0.5, 0.0, -0.5][oc];
+                    for ic in 0..c {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let (iy, ix) = ((oy * s[0] + ky) as i64 - p[0] as i64, (ox * s[1] + kx) as i64 - p[1] as i64);
+                                if (0..h as i64).contains(&iy) && (0..w as i64).contains(&ix) {
+                                    acc += weight[((oc * c + ic) * kh + ky) * kw + kx] * input[(ic * h + iy as usize) * w + ix as usize];
+                                }
+                            }
+                        }
+                    }
+                    want.push(acc);
+                }
+            }
+        }
+        assert_eq!(conv.dense(&input, &weight, Some(&bias)), want);
+        assert_eq!(got, want);
+        // The scatter sums in another order: equal up to rounding.
+        assert!(sparse.iter().zip(&want).all(|(a, b)| (a - b).abs() <= 1e-5 * b.abs().max(1.0)), "{sparse:?} vs {want:?}");
+    }
+
+    #[test]
+    fn zero_strides_and_oversized_pools_are_errors_not_panics() {
+        let mut ann = Ann::default();
+        ann.push("3", AnnLayer::AvgPool { kernel: [4, 4], stride: [4, 4] });
+        let err = forward(&ann, &Tensor::new(vec![1, 2, 2], vec![0.0; 4]).unwrap()).unwrap_err().to_string();
+        assert!(err.starts_with("3:"), "{err}");
+        let mut ann = Ann::default();
+        ann.push(
+            "0",
+            AnnLayer::Conv { weight: Tensor::new(vec![1, 1, 1, 1], vec![1.0]).unwrap(), bias: None, stride: [0, 1], padding: [0, 0] },
+        );
+        assert!(forward(&ann, &Tensor::new(vec![1, 2, 2], vec![0.0; 4]).unwrap()).is_err());
     }
 }

@@ -420,7 +420,7 @@ impl Dashboard {
         let y_max = (visible_max * o.max_y_rate).max(o.default_y_max);
         let label_interval = o.label_interval;
         EguiPlot::new(id)
-            .legend(Legend::default())
+            .legend(Legend::default().follow_insertion_order(true))
             .x_axis_label(o.x_label.clone())
             .y_axis_label(o.y_label.clone())
             .allow_drag(false)
