@@ -1,13 +1,12 @@
 //! `dynapviz eval`: labelled recordings (DVS128 Gesture layout) through the simulated chip and
-//! the readout: accuracy, per-class recall, confusion matrix, latency to the first correct
-//! readout; JSON and a PNG confusion matrix.
+//! the readout, and through the float ANN before conversion: accuracy, per-class recall,
+//! confusion matrix, latency to the first correct readout; JSON and a PNG confusion matrix.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use anyhow::{Context, Result, bail};
 use dynapviz_chip::{Config, Monitors, Simulator};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-
 use dynapviz_streams::eval::{EvalSettings, Report, SampleResult, evaluate_file, for_each_window, labels_for, report};
 use dynapviz_streams::gesture::GESTURES;
 use dynapviz_streams::nodes::readout::MajorityReadout;
@@ -112,14 +111,16 @@ pub fn run(args: Args) -> Result<()> {
                 scope.spawn(|| -> Result<Vec<(usize, FileResults)>> {
                     let mut sim = Simulator::new(&net, config.clone())?;
                     let mut out = Vec::new();
-                    while let Some(f) = files.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    loop {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(f) = files.get(index) else { break };
                         let segments = dynapviz_events::read_labels(&labels_for(f))?;
                         let chip = evaluate_file(&mut sim, f, &segments, &settings, |n| {
                             bar.set_position((done.fetch_add(n * 8, Ordering::Relaxed) + n * 8).min(total));
                         })
                         .map_err(anyhow::Error::msg)?;
                         let ann = ann_results(&ann, f, &segments, net.dvs.input_shape, (args.ann_window * 1e3) as i64, &class_of)?;
-                        out.push((files.iter().position(|g| g == f).unwrap_or(0), FileResults { chip, ann }));
+                        out.push((index, FileResults { chip, ann }));
                     }
                     Ok(out)
                 })

@@ -44,7 +44,9 @@ pub fn forward(ann: &Ann, input: &Tensor) -> Result<Vec<f32>> {
                     .data
                     .chunks(i)
                     .enumerate()
-                    .map(|(k, row)| row.iter().zip(&x).map(|(a, b)| a * b).sum::<f32>() + bias.as_ref().map_or(0.0, |b| b[k]))
+                    .map(|(k, row)| {
+                        row.iter().zip(&x).map(|(a, b)| a * b).sum::<f32>() + bias.as_ref().and_then(|b| b.get(k)).copied().unwrap_or(0.0)
+                    })
                     .collect();
                 shape = vec![o];
             }
@@ -75,7 +77,7 @@ pub fn forward(ann: &Ann, input: &Tensor) -> Result<Vec<f32>> {
             }
             AnnLayer::BatchNorm { scale, shift } => {
                 let c = shape.first().copied().unwrap_or(0);
-                if scale.len() != c {
+                if scale.len() != c || shift.len() != c {
                     return Err(bad(format!("{} channels of batch norm for {c} channels", scale.len())));
                 }
                 let per = x.len() / c.max(1);

@@ -308,11 +308,12 @@ impl Dashboard {
         let latency = s.latency_ms.map_or("-".to_string(), |(p50, p99)| format!("{p50:.1} / {p99:.1} ms"));
         let speed = if s.speed <= 0.0 { "max".to_string() } else { format!("{:.2}x", s.speed) };
         let text = format!(
-            "{}   {:.0} fps   event-to-screen p50/p99 {latency}   skipped frames {}   events {}   speed {speed}   [space] pause  [+/-] speed  [c] chip  [s] screenshot",
+            "{}   {:.0} fps   event-to-screen p50/p99 {latency}   skipped frames {}   events {}   speed {speed}   [space] pause  [+/-] speed  [c] chip  {}[s] screenshot",
             if s.paused { "PAUSED" } else { "live" },
             s.fps,
             s.skipped_frames,
-            s.events
+            s.events,
+            if self.heat.is_some() { "[h] channels/sum  " } else { "" }
         );
         let status = egui::Rect::from_min_max(pos2(full.min.x + 6.0, full.max.y - status_h), full.max);
         ui.scope_builder(UiBuilder::new().max_rect(status), |ui| ui.label(RichText::new(text).small().color(Color32::GRAY)));
