@@ -9,9 +9,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use dynapviz_chip::{Config, Mode, Monitors, RAILS, Simulator};
-use dynapviz_events::Geometry;
+use dynapviz_events::{GESTURE_CLASSES, Geometry};
 use dynapviz_model::report;
-use dynapviz_streams::gesture::GESTURES;
 use dynapviz_streams::nodes::readout::MajorityReadout;
 use dynapviz_streams::session::{Analysis, Session, SessionConfig};
 use dynapviz_streams::source::{Controls, FileSource};
@@ -108,8 +107,8 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
         decay_us: Some(50_000.0),
         geometry: Geometry::DVS128,
         collection_ms: COLLECTION_US as f64 * 1e-3,
-        feature_count: GESTURES.len(),
-        readout: Some(MajorityReadout::new(0, u64::MAX, 3, 0, GESTURES.len())?),
+        feature_count: GESTURE_CLASSES.len(),
+        readout: Some(MajorityReadout::new(0, u64::MAX, 3, 0, GESTURE_CLASSES.len())?),
         analysis_capacity: 16,
         heatmap_layer: None,
         snapshot_us: None,
@@ -137,8 +136,8 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
                 say(format!(
                     "   {:>6.1}  {:<28} {:<28} {:>7}",
                     t_us as f64 * 1e-6,
-                    performed.map_or("(change)", |p| GESTURES[p]),
-                    if predicted { GESTURES[feature] } else { "-" },
+                    performed.map_or("(change)", |p| GESTURE_CLASSES[p]),
+                    if predicted { GESTURE_CLASSES[feature] } else { "-" },
                     total
                 ));
             }

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use anyhow::{Context, Result, bail};
 use dynapviz_chip::{Config, Monitors, Simulator};
+use dynapviz_events::GESTURE_CLASSES;
 use dynapviz_streams::eval::{EvalSettings, Report, SampleResult, evaluate_file, for_each_window, labels_for, report};
-use dynapviz_streams::gesture::GESTURES;
 use dynapviz_streams::nodes::readout::MajorityReadout;
 use serde::Serialize;
 
@@ -219,7 +219,7 @@ fn ann_results(
 }
 
 fn class_names(is_demo: bool, classes: usize) -> Vec<String> {
-    if is_demo { GESTURES.iter().map(|s| s.to_string()).collect() } else { (0..classes).map(|c| c.to_string()).collect() }
+    if is_demo { GESTURE_CLASSES.iter().map(|s| s.to_string()).collect() } else { (0..classes).map(|c| c.to_string()).collect() }
 }
 
 fn confusion_png(rep: &Report, names: &[String], path: &Path) -> Result<()> {

@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use dynapviz_events::{Event, EventWriter, Format, Geometry, Segment, write_labels};
-use dynapviz_streams::gesture::{GESTURES, Gesture, Subject, icon_rgb};
+use dynapviz_events::{Event, EventWriter, Format, GESTURE_CLASSES, Geometry, Segment, write_labels};
+use dynapviz_streams::gesture::{Gesture, Subject, icon_rgb};
 use dynapviz_streams::rng::Rng;
 use dynapviz_streams::synth::{DvsParams, SceneSource};
 
@@ -41,7 +41,7 @@ pub fn run(args: Args) -> Result<()> {
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     let seg_us = (args.segment_seconds * 1e6) as i64;
     anyhow::ensure!(seg_us >= STEP_US, "--segment-seconds must be at least 0.001");
-    let bar = indicatif::ProgressBar::new((args.samples * GESTURES.len()) as u64)
+    let bar = indicatif::ProgressBar::new((args.samples * GESTURE_CLASSES.len()) as u64)
         .with_style(indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} gestures ({eta})")?)
         .with_message("synthesising");
     // Recordings are independent: one per thread at a time, each deterministic by its own seed.
@@ -72,9 +72,9 @@ pub fn run(args: Args) -> Result<()> {
         "wrote {} recordings ({} events) with {} labelled gestures each to {} (labels 1..11: {})",
         args.samples,
         events,
-        GESTURES.len(),
+        GESTURE_CLASSES.len(),
         args.out.display(),
-        GESTURES.join(", ")
+        GESTURE_CLASSES.join(", ")
     );
     Ok(())
 }
@@ -92,7 +92,7 @@ pub(crate) fn write_recording(dir: &Path, seed: u64, k: usize, seg_us: i64, bar:
     let mut rng = Rng::new(seed.wrapping_mul(1_000_003).wrapping_add(k as u64));
     let subject = Subject::random(g, &mut rng);
     let params = DvsParams { contrast: rng.range(0.15, 0.3) as f32, noise_hz: rng.range(0.02, 0.2), ..DvsParams::default() };
-    let mut order: Vec<usize> = (0..GESTURES.len()).collect();
+    let mut order: Vec<usize> = (0..GESTURE_CLASSES.len()).collect();
     for i in (1..order.len()).rev() {
         order.swap(i, rng.below(i as u64 + 1) as usize);
     }
@@ -125,7 +125,7 @@ pub(crate) fn write_recording(dir: &Path, seed: u64, k: usize, seg_us: i64, bar:
 pub(crate) fn write_icons(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let size = 160u16;
-    for (i, name) in GESTURES.iter().enumerate() {
+    for (i, name) in GESTURE_CLASSES.iter().enumerate() {
         let img = image::RgbImage::from_raw(u32::from(size), u32::from(size), icon_rgb(i, size)).context("icon size")?;
         let path = dir.join(format!("{:02}_{name}.png", i + 1));
         img.save(&path).with_context(|| format!("cannot write {}", path.display()))?;

@@ -1,6 +1,7 @@
 //! Synthetic gestures: an articulated upper body (torso, head, two-segment arms, hands) performing
-//! the 11 classes of IBM's DVS128 Gesture dataset, rendered at the sensor's resolution for the
-//! DVS emulator. Subjects differ in size, position, proportions, clothing contrast, sway and
+//! the 11 classes of IBM's DVS128 Gesture dataset
+//! ([`GESTURE_CLASSES`](dynapviz_events::GESTURE_CLASSES)), rendered at the sensor's resolution
+//! for the DVS emulator. Subjects differ in size, position, proportions, clothing contrast, sway and
 //! tempo, and every performance has its own speed, amplitude and phase, so a classifier must
 //! generalise rather than memorise one trajectory. Deterministic by seed.
 //!
@@ -13,21 +14,6 @@ use dynapviz_events::Geometry;
 
 use crate::rng::Rng;
 use crate::synth::{Stage, paint_capsule, paint_disc};
-
-/// The DVS128 Gesture classes in the order of its label files (label = index + 1).
-pub const GESTURES: [&str; 11] = [
-    "hand_clapping",
-    "right_hand_wave",
-    "left_hand_wave",
-    "right_arm_clockwise",
-    "right_arm_counter_clockwise",
-    "left_arm_clockwise",
-    "left_arm_counter_clockwise",
-    "arm_roll",
-    "air_drums",
-    "air_guitar",
-    "other_gestures",
-];
 
 /// A person: body proportions, place in the picture, clothing and how they move.
 #[derive(Clone, Debug, PartialEq)]
@@ -92,7 +78,7 @@ fn clothing(rng: &mut Rng) -> [f32; 3] {
 pub struct Gesture {
     /// The performer.
     pub subject: Subject,
-    /// Index into [`GESTURES`].
+    /// Index into [`GESTURE_CLASSES`](dynapviz_events::GESTURE_CLASSES) (label - 1).
     pub class: usize,
     /// Seconds per cycle.
     pub period: f64,
@@ -351,7 +337,7 @@ mod tests {
 
     #[test]
     fn limbs_keep_their_length_in_every_pose() {
-        for class in 0..GESTURES.len() {
+        for class in 0..dynapviz_events::GESTURE_CLASSES.len() {
             let g = gesture(class, class as u64);
             let u = g.subject.unit;
             for t in (0..2_000_000).step_by(37_000) {
@@ -383,7 +369,11 @@ mod tests {
         for (class, moving_left) in [(1, false), (2, true), (3, false), (4, false), (5, true), (6, true)] {
             let g = gesture(class, 7);
             let (moving, still) = (travel(&g, moving_left), travel(&g, !moving_left));
-            assert!(moving > 4.0 * still + 20.0, "{}: moving hand {moving:.0} px, other hand {still:.0} px", GESTURES[class]);
+            assert!(
+                moving > 4.0 * still + 20.0,
+                "{}: moving hand {moving:.0} px, other hand {still:.0} px",
+                dynapviz_events::GESTURE_CLASSES[class]
+            );
         }
     }
 
