@@ -139,7 +139,7 @@ pub fn launch(
         readout,
         analysis_capacity: 64,
         heatmap_layer: heat,
-        snapshot_us: viz.headless.as_ref().map(|_| (viz.frame_every.max(0.01) * 1e6) as i64),
+        snapshot_us: viz.headless.as_ref().map(|_| viz.frame_every_us()),
         record_input: viz
             .record_input
             .as_deref()

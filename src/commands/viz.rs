@@ -89,6 +89,11 @@ pub struct VizArgs {
 }
 
 impl VizArgs {
+    /// Headless: event time between frames, µs (at least 10 ms).
+    pub fn frame_every_us(&self) -> i64 {
+        (self.frame_every.max(0.01) * 1e6) as i64
+    }
+
     /// The options: defaults, then the TOML file, then the flags.
     pub fn options(&self) -> Result<VizOptions> {
         let mut o = match &self.config {
@@ -155,13 +160,13 @@ fn headless(args: &VizArgs, dashboard: &mut Dashboard, session: Session, dir: &P
     let display = std::sync::Arc::clone(&session.display);
     let mut frames = 0;
     let mut gif = match &args.gif {
-        Some(p) => Some(GifWriter::create(p, (args.frame_every * 1e3).round() as u32).map_err(anyhow::Error::msg)?),
+        Some(p) => Some(GifWriter::create(p, (args.frame_every_us() / 1000) as u32).map_err(anyhow::Error::msg)?),
         None => None,
     };
-    let mut save = |dashboard: &mut Dashboard, name: String, animate: bool| -> Result<()> {
+    let mut save = |dashboard: &mut Dashboard, name: String| -> Result<()> {
         let rgba = renderer.render(dashboard);
         renderer.write_png(&rgba, &dir.join(name)).map_err(anyhow::Error::msg)?;
-        if let (Some(g), true) = (gif.as_mut(), animate) {
+        if let Some(g) = gif.as_mut() {
             g.push(rgba, w, h).map_err(anyhow::Error::msg)?;
         }
         frames += 1;
@@ -179,7 +184,7 @@ fn headless(args: &VizArgs, dashboard: &mut Dashboard, session: Session, dir: &P
                 if matches!(a, Analysis::Snapshot(_)) {
                     dashboard.stats.skipped_frames = display.skipped();
                     n += 1;
-                    save(dashboard, format!("frame-{n:05}.png"), true)?;
+                    save(dashboard, format!("frame-{n:05}.png"))?;
                 }
             }
         }
@@ -191,7 +196,7 @@ fn headless(args: &VizArgs, dashboard: &mut Dashboard, session: Session, dir: &P
         dashboard.on_frame(&f);
     }
     let stats = session.join().map_err(anyhow::Error::msg)?;
-    save(dashboard, "dashboard.png".into(), true)?;
+    save(dashboard, "dashboard.png".into())?;
     println!("wrote {frames} PNG frames to {} ({} input events, {} output spikes)", dir.display(), stats.events, stats.output_spikes);
     if let (Some(g), Some(p)) = (gif, &args.gif) {
         println!("wrote {} GIF frames to {}", g.frames(), p.display());
