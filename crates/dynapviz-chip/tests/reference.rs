@@ -1,0 +1,231 @@
+//! The optimised event mode against a plain reference written from DESIGN.md §5 alone: the
+//! whole spike stream (order, timestamps, addresses) and the counters must be identical, on
+//! random networks of every geometry the chip allows and on the sinabs gesture network.
+
+use dynapviz_chip::dvs;
+use dynapviz_chip::{Config, Mode, Monitors, Simulator, Spike};
+use dynapviz_events::Event;
+use dynapviz_model::convert::{DvsOptions, convert};
+use dynapviz_model::discretize::discretize;
+use dynapviz_model::network::{DvsLayer, Reset};
+use dynapviz_model::{Ann, AnnLayer, Network, Pipeline, Tensor};
+use proptest::prelude::*;
+
+const LATENCY_NS: i64 = 370;
+
+/// The chip, event by event, with nothing clever: for every input event, every kernel tap in
+/// (ky, kx) order, every output channel in order; int16 saturation, `min_v_mem`, one spike per
+/// neuron per event; spikes go through sum pooling to the destinations' queues.
+struct Reference {
+    dvs: DvsLayer,
+    layers: Vec<RefLayer>,
+    destinations: Vec<Vec<usize>>,
+}
+
+struct RefLayer {
+    in_shape: [usize; 3],
+    o: usize,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    pool: [usize; 2],
+    conv_out: [usize; 2],
+    out_shape: [usize; 3],
+    weights: Vec<i8>,
+    threshold: i32,
+    min: i32,
+    reset: Reset,
+    v: Vec<i32>,
+    synops: u64,
+    spikes: u64,
+}
+
+impl Reference {
+    fn new(n: &Network) -> Self {
+        let layers = n
+            .layers
+            .iter()
+            .map(|l| {
+                let q = l.quant.as_ref().expect("discretized");
+                RefLayer {
+                    in_shape: l.in_shape,
+                    o: l.out_channels,
+                    kernel: l.kernel,
+                    stride: l.stride,
+                    padding: l.padding,
+                    pool: l.pool,
+                    conv_out: l.conv_out,
+                    out_shape: l.out_shape,
+                    weights: q.weights.clone(),
+                    threshold: q.threshold,
+                    min: q.min_v_mem.clamp(-32768, 32767),
+                    reset: l.reset,
+                    v: vec![0; l.out_channels * l.conv_out[0] * l.conv_out[1]],
+                    synops: 0,
+                    spikes: 0,
+                }
+            })
+            .collect();
+        Self { dvs: n.dvs.clone(), layers, destinations: n.layers.iter().map(|l| l.destinations.iter().map(|d| d - 1).collect()).collect() }
+    }
+
+    fn run(&mut self, events: &[Event], monitored: impl Fn(usize) -> bool) -> Vec<Spike> {
+        let mut out = Vec::new();
+        for e in events {
+            // The DVS layer's own mapping is tested on its own; inputs here are in range.
+            let (c, y, x) = dvs::map(&self.dvs, e).expect("in range");
+            let mut queues: Vec<Vec<(i64, usize, usize, usize)>> = vec![Vec::new(); self.layers.len()];
+            queues[0].push((e.t * 1000, c, y, x));
+            for li in 0..self.layers.len() {
+                for (t_ns, c, y, x) in std::mem::take(&mut queues[li]) {
+                    let t = t_ns + LATENCY_NS;
+                    for (pc, py, px) in self.layers[li].event(c, y, x) {
+                        if monitored(li + 1) {
+                            out.push(Spike { t: t.div_euclid(1000), layer: (li + 1) as u16, c: pc as u16, y: py as u16, x: px as u16 });
+                        }
+                        for &d in &self.destinations[li] {
+                            queues[d].push((t, pc, py, px));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+impl RefLayer {
+    fn event(&mut self, c: usize, y: usize, x: usize) -> Vec<(usize, usize, usize)> {
+        let [c_in, _, _] = self.in_shape;
+        let [kh, kw] = self.kernel;
+        let [fh, fw] = self.conv_out;
+        let mut fired = Vec::new();
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let ny = (y + self.padding[0]) as i64 - ky as i64;
+                let nx = (x + self.padding[1]) as i64 - kx as i64;
+                if ny < 0 || nx < 0 || ny % self.stride[0] as i64 != 0 || nx % self.stride[1] as i64 != 0 {
+                    continue;
+                }
+                let (oy, ox) = (ny as usize / self.stride[0], nx as usize / self.stride[1]);
+                if oy >= fh || ox >= fw {
+                    continue;
+                }
+                for oc in 0..self.o {
+                    let w = i32::from(self.weights[((oc * c_in + c) * kh + ky) * kw + kx]);
+                    let v = &mut self.v[(oy * fw + ox) * self.o + oc];
+                    *v = (*v + w).clamp(-32768, 32767).max(self.min);
+                    self.synops += 1;
+                    if *v >= self.threshold {
+                        *v = match self.reset {
+                            Reset::Subtract => (*v - self.threshold).max(self.min),
+                            Reset::Zero => 0.max(self.min),
+                        };
+                        self.spikes += 1;
+                        let (py, px) = (oy / self.pool[0], ox / self.pool[1]);
+                        if py < self.out_shape[1] && px < self.out_shape[2] {
+                            fired.push((oc, py, px));
+                        }
+                    }
+                }
+            }
+        }
+        fired
+    }
+}
+
+fn simulate(n: &Network, events: &[Event]) -> (Vec<Spike>, Simulator) {
+    let config = Config { mode: Mode::Event, monitors: Monitors::of(1..=n.layers.len()), ..Config::default() };
+    let mut sim = Simulator::new(n, config).expect("sim");
+    let mut out = Vec::new();
+    sim.process(events, &mut out);
+    sim.finish(&mut out);
+    (out, sim)
+}
+
+fn assert_same(n: &Network, events: &[Event]) -> Result<usize, TestCaseError> {
+    let (got, sim) = simulate(n, events);
+    let mut reference = Reference::new(n);
+    let want = reference.run(events, |_| true);
+    prop_assert_eq!(got.len(), want.len(), "spike count");
+    if let Some(i) = (0..got.len()).find(|&i| got[i] != want[i]) {
+        prop_assert!(false, "spike {i} differs: {:?} vs reference {:?}", got[i], want[i]);
+    }
+    for (i, l) in reference.layers.iter().enumerate() {
+        let c = sim.counters()[i + 1];
+        prop_assert_eq!((c.synaptic_ops, c.spikes), (l.synops, l.spikes), "layer {} counters", i + 1);
+    }
+    Ok(got.len())
+}
+
+/// A conv layer of the given geometry with random weights (some negative) and a pool after it.
+#[derive(Clone, Debug)]
+struct Geometry {
+    out: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    pool: usize,
+}
+
+fn geometry() -> impl Strategy<Value = Geometry> {
+    // Channel counts around the SIMD widths (8, 16, 32) and odd ones.
+    (prop::sample::select(vec![1usize, 3, 8, 15, 16, 17, 32, 33]), 1usize..=5, 1usize..=3, 0usize..=2, 1usize..=2)
+        .prop_map(|(out, kernel, stride, padding, pool)| Geometry { out, kernel, stride, padding: padding.min(kernel - 1), pool })
+}
+
+fn network(layers: &[Geometry], size: usize, seed: u64) -> Option<Network> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut rnd = move || {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((x >> 33) as f32 / (1u64 << 31) as f32) - 0.35
+    };
+    let mut ann = Ann::default();
+    let mut c = 2;
+    for (i, g) in layers.iter().enumerate() {
+        let k = g.kernel;
+        let weight = Tensor::new(vec![g.out, c, k, k], (0..g.out * c * k * k).map(|_| rnd()).collect())?;
+        ann.push(format!("{i}c"), AnnLayer::Conv { weight, bias: None, stride: [g.stride; 2], padding: [g.padding; 2] });
+        ann.push(format!("{i}r"), AnnLayer::Relu);
+        if g.pool > 1 {
+            ann.push(format!("{i}p"), AnnLayer::AvgPool { kernel: [g.pool; 2], stride: [g.pool; 2] });
+        }
+        c = g.out;
+    }
+    // Geometries whose maps shrink to nothing are not networks: skip them.
+    let mut n = convert(&ann, [2, size, size], &DvsOptions::default()).ok()?;
+    discretize(&mut n);
+    Some(n)
+}
+
+fn events(size: u16) -> impl Strategy<Value = Vec<Event>> {
+    prop::collection::vec((0i64..3000, 0..size, 0..size, any::<bool>()), 1..600).prop_map(|mut v| {
+        v.sort_by_key(|e| e.0);
+        v.into_iter().map(|(t, x, y, p)| Event::new(t, x, y, p)).collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn event_mode_equals_the_reference(layers in prop::collection::vec(geometry(), 1..=3), seed in 0u64..10_000, zero in any::<bool>(), input in events(24)) {
+        if let Some(mut n) = network(&layers, 24, seed) {
+            if zero {
+                n.layers.iter_mut().for_each(|l| l.reset = Reset::Zero);
+            }
+            assert_same(&n, &input)?;
+        }
+    }
+}
+
+#[test]
+fn gesture_network_equals_the_reference() {
+    let Some(case) = dynapviz_testkit::shared("fixtures/golden/gesture_r50") else { return };
+    let net = Pipeline::new(&case.join("model.onnx")).input_shape([2, 128, 128]).device("speck2e").build().expect("model");
+    let mut reader = dynapviz_events::open(&case.join("input.csv")).expect("input");
+    let events = dynapviz_events::read_all(reader.as_mut()).expect("events");
+    // A quarter of the recording keeps the plain reference quick in debug builds.
+    let spikes = assert_same(&net, &events[..events.len() / 4]).unwrap_or_else(|e| panic!("{e}"));
+    assert!(spikes > 10_000, "the network is active on this input ({spikes} spikes)");
+}
