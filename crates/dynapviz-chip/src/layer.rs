@@ -14,9 +14,8 @@ pub struct LayerRt {
     pub in_shape: [usize; 3],
     /// Output channels.
     pub out_channels: usize,
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    padding: [usize; 2],
+    /// Which neurons and weights each input reaches.
+    reach: Reach,
     /// Sum-pooling kernel.
     pub pool: [usize; 2],
     /// Conv output (H, W).
@@ -40,6 +39,8 @@ pub struct LayerRt {
     /// Binned mode: neuron columns that received input in the current bin, and their marks.
     touched: Vec<u32>,
     touched_mark: Vec<bool>,
+    /// Event mode: the 16-neuron chunks that reached the threshold during one event.
+    hits: Vec<Hit>,
 }
 
 /// A neuron address in a layer's output after pooling, with a spike count.
@@ -79,13 +80,15 @@ impl LayerRt {
                 }
             }
         }
+        let [fh, fw] = l.conv_out;
+        let rows = Fanout::new(l.in_shape[1], kh, l.stride[0], l.padding[0], fh, l.pool[0], l.out_shape[1], [fw * o, kw * o]);
+        let cols = Fanout::new(l.in_shape[2], kw, l.stride[1], l.padding[1], fw, l.pool[1], l.out_shape[2], [o, o]);
+        let hits = vec![Hit::default(); rows.widest() * cols.widest() * o.div_ceil(16) + 1];
         Ok(Self {
             index: l.index,
             in_shape: l.in_shape,
             out_channels: o,
-            kernel: l.kernel,
-            stride: l.stride,
-            padding: l.padding,
+            reach: Reach { rows, cols, channels: c_in, channel_stride: kh * kw * o },
             pool: l.pool,
             conv_out: l.conv_out,
             out_shape: l.out_shape,
@@ -99,6 +102,7 @@ impl LayerRt {
             state16: vec![0; o * l.conv_out[0] * l.conv_out[1]],
             touched: Vec::new(),
             touched_mark: vec![false; l.conv_out[0] * l.conv_out[1]],
+            hits,
         })
     }
 
@@ -115,74 +119,47 @@ impl LayerRt {
         self.state.len() * std::mem::size_of::<i32>() + self.state16.len() * std::mem::size_of::<i16>()
     }
 
-    fn conv(&self) -> ConvGeometry {
-        ConvGeometry {
-            kernel: self.kernel,
-            stride: self.stride,
-            padding: self.padding,
-            conv_out: self.conv_out,
-            out_channels: self.out_channels,
-        }
-    }
-
     /// sinabs accumulation: adds `count` x the weights of input `(c, y, x)` to the neurons under
     /// the kernel, without bounds (sinabs' state is a float). Returns synaptic operations.
     #[inline]
     pub fn accumulate(&mut self, c: usize, y: usize, x: usize, count: i32) -> u64 {
         let o = self.out_channels;
-        let mut ops = 0;
-        let conv = self.conv();
+        let Some((rows, cols, wc)) = self.reach.taps(c, y, x) else { return 0 };
         let (state, weights, touched, mark) = (&mut self.state, &self.weights, &mut self.touched, &mut self.touched_mark);
-        conv.for_each_target(c, y, x, |base, wbase| {
-            for (v, &w) in state[base..base + o].iter_mut().zip(&weights[wbase..wbase + o]) {
-                *v += count * w;
+        for r in rows {
+            for k in cols {
+                let (base, w) = ((r.state + k.state) as usize, wc + (r.weight + k.weight) as usize);
+                for (v, &w) in state[base..base + o].iter_mut().zip(&weights[w..w + o]) {
+                    *v += count * w;
+                }
+                if !mark[base / o] {
+                    mark[base / o] = true;
+                    touched.push(base as u32);
+                }
             }
-            if !mark[base / o] {
-                mark[base / o] = true;
-                touched.push(base as u32);
-            }
-            ops += o as u64;
-        });
-        ops
+        }
+        (rows.len() * cols.len() * o) as u64
     }
 
     /// The chip's response to one input event at `(c, y, x)`: every neuron under the kernel
     /// gets its weight added with int16 saturation and is clamped at `min_v_mem`; a neuron at or
     /// above threshold emits one spike and is reset. Each neuron is touched once per event, so
-    /// the firing check can follow its update directly. Calls `spike` with the pooled site of
+    /// the firing check can follow its update directly. Neurons are visited kernel row by row,
+    /// then column, then channel: the order of the spikes. Calls `spike` with the pooled site of
     /// each spike (`None` when pooling cuts it off); returns (synaptic ops, spikes).
     #[inline]
-    pub fn event(&mut self, c: usize, y: usize, x: usize, mut spike: impl FnMut(Option<Site>)) -> (u64, u64) {
+    pub fn event(&mut self, c: usize, y: usize, x: usize, spike: impl FnMut(Option<Site>)) -> (u64, u64) {
         let o = self.out_channels;
-        let (thr, reset) = (self.threshold, self.reset);
-        let min = self.min_v_mem.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16;
-        let geometry = self.geometry();
-        let conv = self.conv();
-        let (state, weights) = (&mut self.state16, &self.weights16);
-        let (mut ops, mut spikes) = (0, 0);
-        conv.for_each_target(c, y, x, |base, wbase| {
-            let v = &mut state[base..base + o];
-            let mut top = i16::MIN;
-            // i16 saturating adds: the chip's arithmetic, and 8-16 lanes per instruction.
-            for (v, &w) in v.iter_mut().zip(&weights[wbase..wbase + o]) {
-                *v = v.saturating_add(w).max(min);
-                top = top.max(*v);
-            }
-            ops += o as u64;
-            if i32::from(top) >= thr {
-                for (oc, v) in v.iter_mut().enumerate() {
-                    if i32::from(*v) >= thr {
-                        *v = match reset {
-                            Reset::Subtract => (i32::from(*v) - thr).max(i32::from(min)) as i16,
-                            Reset::Zero => 0.max(min),
-                        };
-                        spikes += 1;
-                        spike(geometry.site(base / o, oc));
-                    }
-                }
-            }
-        });
-        (ops, spikes)
+        let Some((rows, cols, wc)) = self.reach.taps(c, y, x) else { return (0, 0) };
+        let neuron = Neuron {
+            threshold: self.threshold,
+            below: (self.threshold - 1).min(i32::from(i16::MAX)) as i16,
+            min: self.min_v_mem.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16,
+            reset: self.reset,
+        };
+        let scatter = Scatter { rows, cols, weights: &self.weights16[wc..], o, neuron };
+        let spikes = scatter.run(&mut self.state16, &mut self.hits, spike);
+        ((rows.len() * cols.len() * o) as u64, spikes)
     }
 
     /// Chip semantics for the `out_channels` neurons at `base` (used by the leak tick): a neuron
@@ -292,36 +269,224 @@ impl PoolGeometry {
     }
 }
 
-/// What a convolution needs to find the neurons one input reaches.
-#[derive(Clone, Copy)]
-struct ConvGeometry {
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    padding: [usize; 2],
-    conv_out: [usize; 2],
-    out_channels: usize,
+/// One kernel tap along one axis: an input row (or column) reaches output row `oy` through
+/// kernel row `ky`. Precomputed per input coordinate, so the hot path does no division.
+#[derive(Clone, Copy, Debug)]
+struct Tap {
+    /// State offset of the output row (`oy * fw * o`; for columns `ox * o`).
+    state: u32,
+    /// Weight offset of the kernel row (`ky * kw * o`; for columns `kx * o`).
+    weight: u32,
+    /// Output row after pooling, or [`CUT`] when pooling cuts it off.
+    pooled: u16,
 }
 
-impl ConvGeometry {
-    /// Calls `f(state offset, weight offset)` for every output position input `(c, y, x)`
-    /// reaches; each names `out_channels` neurons and their weights. Allocates nothing.
+/// Which neurons and weights each input of a layer reaches.
+#[derive(Clone, Debug)]
+struct Reach {
+    /// Where an input row reaches: output rows, kernel rows, pooled rows.
+    rows: Fanout,
+    /// Where an input column reaches.
+    cols: Fanout,
+    /// Input channels.
+    channels: usize,
+    /// Weights per input channel (`kh * kw * out_channels`).
+    channel_stride: usize,
+}
+
+impl Reach {
+    /// The kernel taps input `(c, y, x)` reaches, rows and columns (empty when the input lies
+    /// outside the layer's input), and the offset of channel `c`'s weights; `None` past the last
+    /// channel. [`Simulator::new`](crate::Simulator::new) rules both out for connected layers.
     #[inline]
-    fn for_each_target(self, c: usize, y: usize, x: usize, mut f: impl FnMut(usize, usize)) {
-        let o = self.out_channels;
-        let ([kh, kw], [sy, sx], [py, px], [fh, fw]) = (self.kernel, self.stride, self.padding, self.conv_out);
-        for ky in 0..kh {
-            let Some(ny) = (y + py).checked_sub(ky) else { break };
-            if ny % sy != 0 || ny / sy >= fh {
-                continue;
-            }
-            let oy = ny / sy;
-            for kx in 0..kw {
-                let Some(nx) = (x + px).checked_sub(kx) else { break };
-                if nx % sx != 0 || nx / sx >= fw {
+    fn taps(&self, c: usize, y: usize, x: usize) -> Option<(&[Tap], &[Tap], usize)> {
+        (c < self.channels).then(|| (self.rows.of(y), self.cols.of(x), c * self.channel_stride))
+    }
+}
+
+/// [`Tap::pooled`] of rows and columns past the pooled map.
+const CUT: u16 = u16::MAX;
+
+/// The taps of every input coordinate along one axis.
+#[derive(Clone, Debug)]
+struct Fanout {
+    /// `taps[starts[i]..starts[i + 1]]` belong to input coordinate `i`.
+    starts: Vec<u32>,
+    taps: Vec<Tap>,
+}
+
+impl Fanout {
+    /// Input coordinate `i` reaches output `n / stride` for every kernel index `k` with
+    /// `n = i + padding - k >= 0` divisible by the stride and inside the output; `k` ascends.
+    #[allow(clippy::too_many_arguments)]
+    fn new(input: usize, kernel: usize, stride: usize, padding: usize, out: usize, pool: usize, pooled: usize, step: [usize; 2]) -> Self {
+        let mut starts = vec![0u32];
+        let mut taps = Vec::new();
+        for i in 0..input {
+            for k in 0..kernel {
+                let Some(n) = (i + padding).checked_sub(k) else { break };
+                if n % stride != 0 || n / stride >= out {
                     continue;
                 }
-                f((oy * fw + nx / sx) * o, ((c * kh + ky) * kw + kx) * o);
+                let o = n / stride;
+                let p = o / pool.max(1);
+                taps.push(Tap { state: (o * step[0]) as u32, weight: (k * step[1]) as u32, pooled: if p < pooled { p as u16 } else { CUT } });
+            }
+            starts.push(taps.len() as u32);
+        }
+        Self { starts, taps }
+    }
+
+    /// The most taps of any input coordinate.
+    fn widest(&self) -> usize {
+        self.starts.windows(2).map(|w| (w[1] - w[0]) as usize).max().unwrap_or(0)
+    }
+
+    /// The taps of input coordinate `i` (none past the input).
+    #[inline]
+    fn of(&self, i: usize) -> &[Tap] {
+        match (self.starts.get(i), self.starts.get(i + 1)) {
+            (Some(&a), Some(&b)) => &self.taps[a as usize..b as usize],
+            _ => &[],
+        }
+    }
+}
+
+/// The firing rule of one layer, in the chip's int16.
+#[derive(Clone, Copy)]
+struct Neuron {
+    threshold: i32,
+    /// `threshold - 1` as int16: a potential above it fires (never, for thresholds past int16).
+    below: i16,
+    min: i16,
+    reset: Reset,
+}
+
+/// A 16-neuron chunk with neurons at threshold, found while scattering one event.
+#[derive(Clone, Copy, Debug, Default)]
+struct Hit {
+    /// State offset of the chunk's first neuron.
+    base: u32,
+    /// Its channel.
+    channel: u16,
+    /// Pooled row and column of the chunk's output position ([`CUT`] when cut off).
+    pooled: [u16; 2],
+    /// Two bits per neuron (as `movemask` gives them), set for those at threshold.
+    mask: u32,
+}
+
+/// One input event's scatter over the neurons under the kernel.
+struct Scatter<'a> {
+    rows: &'a [Tap],
+    cols: &'a [Tap],
+    /// The weights of the event's input channel, `[ky][kx][o]`.
+    weights: &'a [i16],
+    o: usize,
+    neuron: Neuron,
+}
+
+impl Scatter<'_> {
+    /// Runs the scatter with the widest vector instructions this CPU has; returns spikes.
+    #[inline]
+    fn run(&self, state: &mut [i16], hits: &mut [Hit], spike: impl FnMut(Option<Site>)) -> u64 {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { self.run_avx2(state, hits, spike) };
+        }
+        self.run_with(state, hits, spike, |v, w, n| update_portable(v, w, n))
+    }
+
+    /// 16 neurons per instruction.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn run_avx2(&self, state: &mut [i16], hits: &mut [Hit], spike: impl FnMut(Option<Site>)) -> u64 {
+        // Closures inherit the function's target features.
+        self.run_with(state, hits, spike, |v, w, n| update_avx2(v, w, n))
+    }
+
+    /// Two passes. The first adds the weights to every neuron under the kernel and notes, without
+    /// branching, the chunks with neurons at threshold. The second resets those neurons and emits
+    /// their spikes in row, column, channel order. Each neuron is touched once per event, so
+    /// firing after all updates is the same as firing after each. `update` returns the
+    /// threshold mask of one 16-neuron chunk.
+    #[inline(always)]
+    fn run_with(&self, state: &mut [i16], hits: &mut [Hit], spike: impl FnMut(Option<Site>), update: impl Fn(&mut [i16; 16], &[i16; 16], Neuron) -> u32) -> u64 {
+        // The common channel counts get a loop the compiler unrolls.
+        match self.o {
+            16 => self.run_chunks::<1>(state, hits, spike, update),
+            32 => self.run_chunks::<2>(state, hits, spike, update),
+            64 => self.run_chunks::<4>(state, hits, spike, update),
+            128 => self.run_chunks::<8>(state, hits, spike, update),
+            _ => self.run_chunks::<0>(state, hits, spike, update),
+        }
+    }
+
+    /// [`Self::run_with`] for `N` chunks of 16 channels (`N = 0`: any channel count).
+    #[inline(always)]
+    fn run_chunks<const N: usize>(&self, state: &mut [i16], hits: &mut [Hit], mut spike: impl FnMut(Option<Site>), update: impl Fn(&mut [i16; 16], &[i16; 16], Neuron) -> u32) -> u64 {
+        let (o, n) = (if N > 0 { N * 16 } else { self.o }, self.neuron);
+        let mut len = 0;
+        for r in self.rows {
+            for k in self.cols {
+                let base = (r.state + k.state) as usize;
+                let w = (r.weight + k.weight) as usize;
+                let (v, v_rest) = state[base..base + o].as_chunks_mut::<16>();
+                let (w, w_rest) = self.weights[w..w + o].as_chunks::<16>();
+                let mut note = |i: usize, mask: u32| {
+                    hits[len] = Hit { base: (base + i * 16) as u32, channel: (i * 16) as u16, pooled: [r.pooled, k.pooled], mask };
+                    len += usize::from(mask != 0);
+                };
+                for (i, (v, w)) in v.iter_mut().zip(w).enumerate() {
+                    note(i, update(v, w, n));
+                }
+                if !v_rest.is_empty() {
+                    note(o / 16, update_portable(v_rest, w_rest, n));
+                }
             }
         }
+        let mut spikes = 0;
+        for h in &hits[..len] {
+            let site = (h.pooled[0] != CUT && h.pooled[1] != CUT).then_some((h.pooled[0], h.pooled[1]));
+            let mut m = h.mask & 0x5555_5555;
+            while m != 0 {
+                let lane = (m.trailing_zeros() / 2) as usize;
+                m &= m - 1;
+                let v = &mut state[h.base as usize + lane];
+                *v = match n.reset {
+                    Reset::Subtract => (i32::from(*v) - n.threshold).max(i32::from(n.min)) as i16,
+                    Reset::Zero => 0.max(n.min),
+                };
+                spikes += 1;
+                spike(site.map(|(y, x)| Site { c: h.channel + lane as u16, y, x }));
+            }
+        }
+        spikes
+    }
+}
+
+/// Adds the weights of up to 16 neurons with int16 saturation and clamps at `min_v_mem`;
+/// returns two bits per neuron at threshold.
+#[inline(always)]
+fn update_portable(v: &mut [i16], w: &[i16], n: Neuron) -> u32 {
+    let mut mask = 0;
+    for (i, (v, &w)) in v.iter_mut().zip(w).enumerate() {
+        *v = v.saturating_add(w).max(n.min);
+        mask |= u32::from(*v > n.below) * (3 << (2 * i));
+    }
+    mask
+}
+
+/// [`update_portable`] for 16 neurons in AVX2 intrinsics.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn update_avx2(v: &mut [i16; 16], w: &[i16; 16], n: Neuron) -> u32 {
+    use std::arch::x86_64::{__m256i, _mm256_adds_epi16, _mm256_cmpgt_epi16, _mm256_loadu_si256, _mm256_max_epi16, _mm256_movemask_epi8, _mm256_set1_epi16, _mm256_storeu_si256};
+    // SAFETY: both arrays are 16 i16 (32 bytes); the loads and stores are unaligned.
+    unsafe {
+        let p = v.as_mut_ptr().cast::<__m256i>();
+        let x = _mm256_max_epi16(_mm256_adds_epi16(_mm256_loadu_si256(p), _mm256_loadu_si256(w.as_ptr().cast())), _mm256_set1_epi16(n.min));
+        _mm256_storeu_si256(p, x);
+        _mm256_movemask_epi8(_mm256_cmpgt_epi16(x, _mm256_set1_epi16(n.below))) as u32
     }
 }
