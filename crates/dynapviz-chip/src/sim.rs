@@ -190,6 +190,8 @@ pub struct Simulator {
     busy_until_ns: Vec<f64>,
     bin: Option<i64>,
     next_leak_us: Option<i64>,
+    /// `config.monitors` as a table by layer number (0 = DVS), for the hot path.
+    monitored: Vec<bool>,
 }
 
 impl Simulator {
@@ -218,6 +220,7 @@ impl Simulator {
             busy_until_ns: vec![0.0; n],
             bin: None,
             next_leak_us: None,
+            monitored: (0..=n).map(|i| config.monitors.contains(i)).collect(),
             layers,
             config,
         })
@@ -288,7 +291,7 @@ impl Simulator {
             };
             self.counters[0].input_events += 1;
             self.counters[0].spikes_after_pool += 1;
-            if self.config.monitors.contains(0) {
+            if self.monitored[0] {
                 out.push(Spike { t, layer: 0, c: site.c, y: site.y, x: site.x });
             }
             match self.config.mode {
@@ -311,7 +314,7 @@ impl Simulator {
     }
 
     fn monitored_output(&self, layer: usize) -> bool {
-        self.config.monitors.contains(layer + 1)
+        self.monitored[layer + 1]
     }
 
     // ---------------- event mode ----------------
@@ -323,22 +326,23 @@ impl Simulator {
         let mut work = Work { sensor_events: 1, ..Work::default() };
         self.queues[0].push((t_us * 1000, site, 1));
         for li in 0..self.layers.len() {
+            if self.queues[li].is_empty() {
+                continue;
+            }
             let mut queue = std::mem::take(&mut self.queues[li]);
+            let latency = self.config.layer_latency_ns;
+            let monitored = self.monitored[li + 1];
+            let (layer, c, dests, queues) = (&mut self.layers[li], &mut self.counters[li + 1], &self.destinations[li], &mut self.queues);
             for &(t_ns, s, _) in &queue {
-                let arrival = (t_ns + self.config.layer_latency_ns) as f64;
-                if let Some(b) = self.config.busy
-                    && self.busy_until_ns[li] - arrival > b.max_backlog_ns
-                {
-                    self.counters[li + 1].dropped_busy += 1;
-                    continue;
+                let t_out = t_ns + latency;
+                if let Some(b) = self.config.busy {
+                    let arrival = t_out as f64;
+                    if self.busy_until_ns[li] - arrival > b.max_backlog_ns {
+                        c.dropped_busy += 1;
+                        continue;
+                    }
                 }
-                let t_out = t_ns + self.config.layer_latency_ns;
-                let layer = &mut self.layers[li];
-                let c = &mut self.counters[li + 1];
                 c.input_events += 1;
-                let monitored = self.config.monitors.contains(li + 1);
-                let dests = &self.destinations[li];
-                let queues = &mut self.queues;
                 let mut after_pool = 0;
                 let (ops, spikes) = layer.event(usize::from(s.c), usize::from(s.y), usize::from(s.x), |site| {
                     if let Some(site) = site {
@@ -360,7 +364,7 @@ impl Simulator {
                     work.output_events += after_pool;
                 }
                 if let Some(b) = self.config.busy {
-                    let start = self.busy_until_ns[li].max(arrival);
+                    let start = self.busy_until_ns[li].max(t_out as f64);
                     self.busy_until_ns[li] = start + b.ns_per_event + b.ns_per_synop * ops as f64;
                 }
             }
@@ -435,7 +439,7 @@ impl Simulator {
                 c.synaptic_ops += ops;
                 work.synops += ops;
             }
-            let monitored = self.config.monitors.contains(li + 1);
+            let monitored = self.monitored[li + 1];
             let dests = &self.destinations[li];
             let queues = &mut self.queues;
             let mut spikes = 0u64;
