@@ -104,7 +104,7 @@ pub fn run(args: Args) -> Result<()> {
     // Recordings are independent: one simulator per thread, each taking the next file.
     let next = AtomicUsize::new(0);
     let done = AtomicU64::new(0);
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(files.len());
+    let threads = super::cores().min(files.len());
     let per_file: Vec<(usize, FileResults)> = std::thread::scope(|scope| -> Result<Vec<(usize, FileResults)>> {
         let workers: Vec<_> = (0..threads)
             .map(|_| {

@@ -10,6 +10,11 @@ pub mod simulate;
 pub mod synth;
 pub mod viz;
 
+/// Cores of this machine (1 when unknown).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// A progress bar over bytes of a file, hidden when stderr is not a terminal.
 pub fn byte_progress(len: u64, what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::with_draw_target(Some(len), indicatif::ProgressDrawTarget::stderr());

@@ -37,6 +37,9 @@ pub struct Args {
     /// Power samples per second of simulated time.
     #[arg(long, default_value_t = 50.0)]
     power_rate: f64,
+    /// Threads for event mode (default: every core). Results are the same for any number.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
     /// Print JSON (the layout of the golden fixtures' expected.json).
     #[arg(long)]
     json: bool,
@@ -88,6 +91,7 @@ pub fn run(args: Args) -> Result<()> {
         leak_tick_us: args.leak_tick_us,
         power_rate_hz: args.power_rate,
         power_rails: if profile.has_sensor { 5 } else { 3 },
+        threads: args.threads.map_or_else(super::cores, usize::from),
         ..Config::default()
     };
     let mut sim = Simulator::new(&net, config)?;

@@ -46,7 +46,7 @@ pub fn run(args: Args) -> Result<()> {
         .with_message("synthesising");
     // Recordings are independent: one per thread at a time, each deterministic by its own seed.
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(args.samples.max(1));
+    let threads = super::cores().min(args.samples.max(1));
     let events: u64 = std::thread::scope(|scope| -> Result<u64> {
         let workers: Vec<_> = (0..threads)
             .map(|_| {

@@ -4,6 +4,9 @@
 use dynapviz_events::Event;
 use dynapviz_model::network::DvsLayer;
 
+use crate::layer::Site;
+use crate::sim::{InputCounters, LayerCounters};
+
 /// Why a sensor event did not reach the network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rejected {
@@ -44,4 +47,49 @@ pub fn map(dvs: &DvsLayer, e: &Event) -> Result<(usize, usize, usize), Rejected>
         (y, x) = (x, y);
     }
     Ok((c, y, x))
+}
+
+/// The simulator's entrance: puts sensor events in time order, maps them through the DVS layer
+/// and counts what it cannot use.
+#[derive(Clone, Debug)]
+pub(crate) struct Front {
+    pub dvs: DvsLayer,
+    /// Time of the last admitted event, µs.
+    pub last_t: Option<i64>,
+    pub input: InputCounters,
+}
+
+impl Front {
+    /// The time and first-layer site of `e`, or `None` when it is dropped (and counted). An
+    /// event earlier than its predecessor takes the predecessor's time, or is dropped when
+    /// `drop_late` (binned mode: its bin was already simulated). Counts admitted events in
+    /// `dvs` (the DVS layer's counters).
+    #[inline]
+    pub fn admit(&mut self, e: &Event, drop_late: bool, dvs: &mut LayerCounters) -> Option<(i64, Site)> {
+        let t = match self.last_t {
+            Some(last) if e.t < last => {
+                self.input.time_backwards += 1;
+                if drop_late {
+                    return None;
+                }
+                last
+            }
+            _ => e.t,
+        };
+        self.last_t = Some(t);
+        let site = match map(&self.dvs, e) {
+            Ok((c, y, x)) => Site { c: c as u16, y: y as u16, x: x as u16 },
+            Err(Rejected::OutOfRange) => {
+                self.input.out_of_range += 1;
+                return None;
+            }
+            Err(Rejected::Cropped) => {
+                self.input.cropped += 1;
+                return None;
+            }
+        };
+        dvs.input_events += 1;
+        dvs.spikes_after_pool += 1;
+        Some((t, site))
+    }
 }

@@ -9,11 +9,12 @@ use std::collections::BTreeSet;
 
 use dynapviz_events::Event;
 use dynapviz_model::Network;
-use dynapviz_model::network::DvsLayer;
 use serde::Serialize;
 
-use crate::dvs::{self, Rejected};
+use crate::cascade::{Cascade, Pending};
+use crate::dvs::Front;
 use crate::layer::{LayerRt, Site};
+use crate::pipelined;
 use crate::power::{Coefficients, PowerMonitor, PowerSample, Work};
 
 /// How time is simulated.
@@ -101,6 +102,9 @@ pub struct Config {
     pub power: Coefficients,
     /// Number of power rails (5 with a sensor, 3 without).
     pub power_rails: usize,
+    /// Threads for event mode: with 2 or more the layers are split into two runs that work in
+    /// parallel, with identical results (not with a leak tick, which touches every layer).
+    pub threads: usize,
 }
 
 impl Default for Config {
@@ -114,6 +118,7 @@ impl Default for Config {
             power_rate_hz: 50.0,
             power: Coefficients::default(),
             power_rails: 5,
+            threads: 1,
         }
     }
 }
@@ -174,20 +179,55 @@ pub enum SimError {
     Config(String),
 }
 
+/// Rules out what the simulator cannot run: a layer sending to itself or an earlier layer (a
+/// recurrent network), to a layer that does not exist, or to one whose input shape differs from
+/// its output.
+fn check_connections(network: &Network) -> Result<(), SimError> {
+    let n = network.layers.len();
+    if let Some(first) = network.layers.first()
+        && first.in_shape[0] < if network.dvs.merge_polarities { 1 } else { 2 }
+    {
+        return Err(SimError::Config(format!(
+            "layer 1 takes {} input channel(s) but the DVS layer sends 2 polarities: merge them or give 2 input channels",
+            first.in_shape[0]
+        )));
+    }
+    for l in &network.layers {
+        for &d in &l.destinations {
+            if d <= l.index || d > n {
+                return Err(SimError::Config(format!(
+                    "layer {} sends to layer {d}: the simulator runs feed-forward networks (destinations after the layer, up to {n})",
+                    l.index
+                )));
+            }
+            let to = &network.layers[d - 1];
+            if to.in_shape != l.out_shape {
+                return Err(SimError::Config(format!(
+                    "layer {} sends {:?} (C, H, W) to layer {d}, which takes {:?}",
+                    l.index, l.out_shape, to.in_shape
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The simulated chip.
 pub struct Simulator {
-    dvs: DvsLayer,
+    front: Front,
     layers: Vec<LayerRt>,
     destinations: Vec<Vec<usize>>,
     config: Config,
     counters: Vec<LayerCounters>,
-    input: InputCounters,
     power: PowerMonitor,
     power_samples: Vec<PowerSample>,
-    last_t: Option<i64>,
-    /// Per layer, events waiting (event mode: `(t_ns, site)`; binned: `(site, count)`).
-    queues: Vec<Vec<(i64, Site, i32)>>,
+    /// Event mode: per layer, events waiting.
+    queues: Vec<Vec<Pending>>,
+    /// Binned mode: per layer, the input of the open bin with its spike counts.
+    bin_input: Vec<Vec<(Site, i32)>>,
     busy_until_ns: Vec<f64>,
+    /// Buffers of the two-thread event mode, kept between calls.
+    pipeline: pipelined::Buffers,
     bin: Option<i64>,
     next_leak_us: Option<i64>,
     /// `config.monitors` as a table by layer number (0 = DVS), for the hot path.
@@ -205,19 +245,23 @@ impl Simulator {
         if config.leak_tick_us.is_some_and(|t| t <= 0) {
             return Err(SimError::Config("the leak tick must be positive".into()));
         }
+        if config.threads == 0 {
+            return Err(SimError::Config("threads must be at least 1".into()));
+        }
         let layers = network.layers.iter().map(LayerRt::new).collect::<Result<Vec<_>, _>>()?;
+        check_connections(network)?;
         let destinations = network.layers.iter().map(|l| l.destinations.iter().map(|&d| d - 1).collect()).collect();
         let n = layers.len();
         Ok(Self {
-            dvs: network.dvs.clone(),
+            front: Front { dvs: network.dvs.clone(), last_t: None, input: InputCounters::default() },
             destinations,
             power: PowerMonitor::new(config.power_rate_hz, config.power_rails, config.power),
             counters: vec![LayerCounters::default(); n + 1],
-            input: InputCounters::default(),
             power_samples: Vec::new(),
-            last_t: None,
             queues: vec![Vec::new(); n],
+            bin_input: vec![Vec::new(); n],
             busy_until_ns: vec![0.0; n],
+            pipeline: pipelined::Buffers::default(),
             bin: None,
             next_leak_us: None,
             monitored: (0..=n).map(|i| config.monitors.contains(i)).collect(),
@@ -233,7 +277,7 @@ impl Simulator {
 
     /// Input the simulator could not use.
     pub fn input_counters(&self) -> InputCounters {
-        self.input
+        self.front.input
     }
 
     /// Power samples produced so far (drained).
@@ -255,42 +299,95 @@ impl Simulator {
     pub fn reset(&mut self) {
         self.layers.iter_mut().for_each(LayerRt::reset_state);
         self.counters.iter_mut().for_each(|c| *c = LayerCounters::default());
-        self.input = InputCounters::default();
+        self.front.input = InputCounters::default();
+        self.front.last_t = None;
         self.queues.iter_mut().for_each(Vec::clear);
+        self.bin_input.iter_mut().for_each(Vec::clear);
         self.busy_until_ns.iter_mut().for_each(|b| *b = 0.0);
-        self.last_t = None;
         self.bin = None;
         self.next_leak_us = None;
         self.power = PowerMonitor::new(self.config.power_rate_hz, self.config.power_rails, self.config.power);
     }
 
-    /// Feeds a chunk of sensor events; appends the spikes of monitored layers to `out`.
+    /// Feeds a chunk of sensor events; appends the spikes of monitored layers to `out`, in the
+    /// order a one-thread simulation gives them, whatever [`Config::threads`] says.
     pub fn process(&mut self, events: &[Event], out: &mut Vec<Spike>) {
+        // Pieces of a few milliseconds of work: the two-thread split is chosen again for each,
+        // and the buffers between the threads stay small.
+        for piece in events.chunks(8192) {
+            match self.pipeline_split() {
+                Some(at) => self.process_pipelined(piece, at, out),
+                None => self.process_serial(piece, out),
+            }
+        }
+    }
+
+    /// Where to cut the layers for two threads, or `None` to run on one: event mode without a
+    /// leak, `threads >= 2`, and a cut that leaves the busier side at most 85 % of the work.
+    /// The work of each layer is what it has done so far (synaptic operations plus a fixed cost
+    /// per input event), so the first piece of input runs on one thread and measures.
+    fn pipeline_split(&self) -> Option<usize> {
+        if self.config.threads < 2 || self.config.mode != Mode::Event || self.config.leak_tick_us.is_some() || self.layers.len() < 2 {
+            return None;
+        }
+        const EVENT_COST: u64 = 64;
+        let cost: Vec<u64> = self.counters[1..].iter().map(|c| c.synaptic_ops + EVENT_COST * c.input_events).collect();
+        let total: u64 = cost.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let mut before = 0;
+        let (at, busier) = (1..cost.len())
+            .map(|at| {
+                before += cost[at - 1];
+                (at, before.max(total - before))
+            })
+            .min_by_key(|&(_, busier)| busier)?;
+        (busier * 100 <= total * 85).then_some(at)
+    }
+
+    fn process_pipelined(&mut self, events: &[Event], at: usize, out: &mut Vec<Spike>) {
+        let (layers_a, layers_b) = self.layers.split_at_mut(at);
+        let (dvs_counters, counters) = self.counters.split_at_mut(1);
+        let (counters_a, counters_b) = counters.split_at_mut(at);
+        let (queues_a, queues_b) = self.queues.split_at_mut(at);
+        let (busy_a, busy_b) = self.busy_until_ns.split_at_mut(at);
+        // B's counters, queue headers and backlog in memory of their own: next to A's they would
+        // share cache lines that both threads write for every event.
+        let mut b_counters = counters_b.to_vec();
+        let mut b_queues: Vec<Vec<Pending>> = queues_b.iter_mut().map(std::mem::take).collect();
+        let mut b_busy = busy_b.to_vec();
+        let cascade = |first, layers, counters, queues, busy_until_ns| Cascade {
+            first,
+            layers,
+            counters,
+            queues,
+            busy_until_ns,
+            destinations: &self.destinations,
+            monitored: &self.monitored,
+            latency_ns: self.config.layer_latency_ns,
+            busy: self.config.busy,
+        };
+        let stages = pipelined::Stages {
+            front: &mut self.front,
+            dvs_counters: &mut dvs_counters[0],
+            monitor_dvs: self.monitored[0],
+            a: cascade(0, layers_a, counters_a, queues_a, busy_a),
+            b: cascade(at, layers_b, &mut b_counters, &mut b_queues, &mut b_busy),
+        };
+        let (power, samples) = (&mut self.power, &mut self.power_samples);
+        pipelined::run(stages, events, &mut self.pipeline, out, |t, work| power.add(t, work, samples));
+        counters_b.copy_from_slice(&b_counters);
+        busy_b.copy_from_slice(&b_busy);
+        for (q, local) in queues_b.iter_mut().zip(b_queues) {
+            *q = local;
+        }
+    }
+
+    fn process_serial(&mut self, events: &[Event], out: &mut Vec<Spike>) {
+        let binned = matches!(self.config.mode, Mode::Binned { .. });
         for e in events {
-            let t = match self.last_t {
-                Some(last) if e.t < last => {
-                    self.input.time_backwards += 1;
-                    if matches!(self.config.mode, Mode::Binned { .. }) {
-                        continue;
-                    }
-                    last
-                }
-                _ => e.t,
-            };
-            self.last_t = Some(t);
-            let site = match dvs::map(&self.dvs, e) {
-                Ok((c, y, x)) => Site { c: c as u16, y: y as u16, x: x as u16 },
-                Err(Rejected::OutOfRange) => {
-                    self.input.out_of_range += 1;
-                    continue;
-                }
-                Err(Rejected::Cropped) => {
-                    self.input.cropped += 1;
-                    continue;
-                }
-            };
-            self.counters[0].input_events += 1;
-            self.counters[0].spikes_after_pool += 1;
+            let Some((t, site)) = self.front.admit(e, binned, &mut self.counters[0]) else { continue };
             if self.monitored[0] {
                 out.push(Spike { t, layer: 0, c: site.c, y: site.y, x: site.x });
             }
@@ -308,7 +405,7 @@ impl Simulator {
             self.run_bin(b, bin_us, out);
             self.bin = None;
         }
-        if let Some(t) = self.last_t {
+        if let Some(t) = self.front.last_t {
             self.power.advance(t, &mut self.power_samples);
         }
     }
@@ -324,57 +421,24 @@ impl Simulator {
             self.leak_until(t_us, tick, out);
         }
         let mut work = Work { sensor_events: 1, ..Work::default() };
-        self.queues[0].push((t_us * 1000, site, 1));
-        for li in 0..self.layers.len() {
-            if self.queues[li].is_empty() {
-                continue;
-            }
-            let mut queue = std::mem::take(&mut self.queues[li]);
-            let latency = self.config.layer_latency_ns;
-            let monitored = self.monitored[li + 1];
-            let (layer, c, dests, queues) = (&mut self.layers[li], &mut self.counters[li + 1], &self.destinations[li], &mut self.queues);
-            for &(t_ns, s, _) in &queue {
-                let t_out = t_ns + latency;
-                if let Some(b) = self.config.busy {
-                    let arrival = t_out as f64;
-                    if self.busy_until_ns[li] - arrival > b.max_backlog_ns {
-                        c.dropped_busy += 1;
-                        continue;
-                    }
-                }
-                c.input_events += 1;
-                let mut after_pool = 0;
-                let (ops, spikes) = layer.event(usize::from(s.c), usize::from(s.y), usize::from(s.x), |site| {
-                    if let Some(site) = site {
-                        after_pool += 1;
-                        if monitored {
-                            out.push(Spike { t: t_out.div_euclid(1000), layer: (li + 1) as u16, c: site.c, y: site.y, x: site.x });
-                        }
-                        for &d in dests {
-                            queues[d].push((t_out, site, 1));
-                        }
-                    }
-                });
-                c.synaptic_ops += ops;
-                work.synops += ops;
-                c.spikes += spikes;
-                c.spikes_after_pool += after_pool;
-                work.spikes += spikes;
-                if monitored {
-                    work.output_events += after_pool;
-                }
-                if let Some(b) = self.config.busy {
-                    let start = self.busy_until_ns[li].max(t_out as f64);
-                    self.busy_until_ns[li] = start + b.ns_per_event + b.ns_per_synop * ops as f64;
-                }
-            }
-            // Keep the allocation: no allocation per event on the hot path. (In a chain nothing
-            // is queued for a layer while it runs.)
-            queue.clear();
-            debug_assert!(self.queues[li].is_empty());
-            self.queues[li] = queue;
-        }
+        self.queues[0].push((t_us * 1000, site));
+        self.cascade(0, self.layers.len()).run(&mut work, |s| out.push(s), |_, _, _| unreachable!("every layer is in the cascade"));
         self.power.add(t_us, work, &mut self.power_samples);
+    }
+
+    /// Layers `from..to` (0-based) as a cascade.
+    fn cascade(&mut self, from: usize, to: usize) -> Cascade<'_> {
+        Cascade {
+            first: from,
+            layers: &mut self.layers[from..to],
+            counters: &mut self.counters[from + 1..to + 1],
+            queues: &mut self.queues[from..to],
+            busy_until_ns: &mut self.busy_until_ns[from..to],
+            destinations: &self.destinations,
+            monitored: &self.monitored,
+            latency_ns: self.config.layer_latency_ns,
+            busy: self.config.busy,
+        }
     }
 
     fn leak_until(&mut self, t_us: i64, tick: i64, out: &mut Vec<Spike>) {
@@ -396,7 +460,7 @@ impl Simulator {
                         out.push(Spike { t: at, layer: (li + 1) as u16, c: s.c, y: s.y, x: s.x });
                     }
                     for &d in &dests {
-                        self.queues[d].push((at * 1000, s, 1));
+                        self.queues[d].push((at * 1000, s));
                     }
                 }
             }
@@ -423,17 +487,17 @@ impl Simulator {
             None => self.bin = Some(b),
             _ => {}
         }
-        self.queues[0].push((0, site, 1));
+        self.bin_input[0].push((site, 1));
     }
 
     fn run_bin(&mut self, bin: i64, bin_us: i64, out: &mut Vec<Spike>) {
         let t = bin * bin_us;
-        let mut work = Work { sensor_events: self.queues[0].len() as u64, ..Work::default() };
+        let mut work = Work { sensor_events: self.bin_input[0].len() as u64, ..Work::default() };
         for li in 0..self.layers.len() {
-            let queue = std::mem::take(&mut self.queues[li]);
+            let queue = std::mem::take(&mut self.bin_input[li]);
             let layer = &mut self.layers[li];
             let c = &mut self.counters[li + 1];
-            for &(_, s, n) in &queue {
+            for &(s, n) in &queue {
                 c.input_events += n as u64;
                 let ops = layer.accumulate(usize::from(s.c), usize::from(s.y), usize::from(s.x), n);
                 c.synaptic_ops += ops;
@@ -441,7 +505,7 @@ impl Simulator {
             }
             let monitored = self.monitored[li + 1];
             let dests = &self.destinations[li];
-            let queues = &mut self.queues;
+            let queues = &mut self.bin_input;
             let mut spikes = 0u64;
             let mut after_pool = 0u64;
             layer.fire_binned(|site, n| {
@@ -454,7 +518,7 @@ impl Simulator {
                         }
                     }
                     for &d in dests {
-                        queues[d].push((0, site, n));
+                        queues[d].push((site, n));
                     }
                 }
             });
@@ -466,8 +530,8 @@ impl Simulator {
             }
             let mut queue = queue;
             queue.clear();
-            if self.queues[li].is_empty() {
-                self.queues[li] = queue;
+            if self.bin_input[li].is_empty() {
+                self.bin_input[li] = queue;
             }
         }
         self.power.add(t, work, &mut self.power_samples);

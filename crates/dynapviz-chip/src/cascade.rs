@@ -1,0 +1,89 @@
+//! Event mode: the input queued for a run of consecutive layers, pushed through them in layer
+//! order. The simulator runs one cascade over all layers per sensor event; the pipelined
+//! simulator splits the layers into two cascades on two threads.
+
+use crate::layer::{LayerRt, Site};
+use crate::power::Work;
+use crate::sim::{BusyModel, LayerCounters, Spike};
+
+/// An event waiting at a layer's input: arrival time (ns) and address.
+pub(crate) type Pending = (i64, Site);
+
+/// Consecutive layers `first..first + layers.len()` (0-based) and their state.
+pub(crate) struct Cascade<'a> {
+    /// Index of `layers[0]` in the network.
+    pub first: usize,
+    pub layers: &'a mut [LayerRt],
+    /// Counters of these layers (`counters[i]` is layer `first + i`).
+    pub counters: &'a mut [LayerCounters],
+    /// Input waiting per layer.
+    pub queues: &'a mut [Vec<Pending>],
+    /// When each core's backlog clears (busy model), ns.
+    pub busy_until_ns: &'a mut [f64],
+    /// Destinations of every layer of the network (0-based).
+    pub destinations: &'a [Vec<usize>],
+    /// Monitored, by layer number (0 = DVS).
+    pub monitored: &'a [bool],
+    pub latency_ns: i64,
+    pub busy: Option<BusyModel>,
+}
+
+impl Cascade<'_> {
+    /// Runs everything queued for these layers, layer by layer (a layer's spikes only go to
+    /// later layers, so one pass empties every queue). Monitored spikes go to `out`; spikes for
+    /// layers after this run go to `beyond(layer, t_ns, site)`. Adds the work done to `work`.
+    #[inline]
+    pub fn run(&mut self, work: &mut Work, mut out: impl FnMut(Spike), mut beyond: impl FnMut(usize, i64, Site)) {
+        let end = self.first + self.layers.len();
+        for i in 0..self.layers.len() {
+            if self.queues[i].is_empty() {
+                continue;
+            }
+            let li = self.first + i;
+            let mut queue = std::mem::take(&mut self.queues[i]);
+            let monitored = self.monitored[li + 1];
+            let (layer, c, dests, queues) = (&mut self.layers[i], &mut self.counters[i], &self.destinations[li], &mut *self.queues);
+            for &(t_ns, s) in &queue {
+                let t_out = t_ns + self.latency_ns;
+                if let Some(b) = self.busy
+                    && self.busy_until_ns[i] - t_out as f64 > b.max_backlog_ns
+                {
+                    c.dropped_busy += 1;
+                    continue;
+                }
+                c.input_events += 1;
+                let mut after_pool = 0;
+                let (ops, spikes) = layer.event(usize::from(s.c), usize::from(s.y), usize::from(s.x), |site| {
+                    let Some(site) = site else { return };
+                    after_pool += 1;
+                    if monitored {
+                        out(Spike { t: t_out.div_euclid(1000), layer: (li + 1) as u16, c: site.c, y: site.y, x: site.x });
+                    }
+                    for &d in dests {
+                        if d < end {
+                            queues[d - self.first].push((t_out, site));
+                        } else {
+                            beyond(d, t_out, site);
+                        }
+                    }
+                });
+                c.synaptic_ops += ops;
+                c.spikes += spikes;
+                c.spikes_after_pool += after_pool;
+                work.synops += ops;
+                work.spikes += spikes;
+                if monitored {
+                    work.output_events += after_pool;
+                }
+                if let Some(b) = self.busy {
+                    let start = self.busy_until_ns[i].max(t_out as f64);
+                    self.busy_until_ns[i] = start + b.ns_per_event + b.ns_per_synop * ops as f64;
+                }
+            }
+            // Keep the allocation: no allocation per event on the hot path.
+            queue.clear();
+            debug_assert!(self.queues[i].is_empty(), "layers only send to later layers");
+            self.queues[i] = queue;
+        }
+    }
+}
