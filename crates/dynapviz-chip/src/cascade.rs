@@ -1,13 +1,17 @@
-//! Event mode: the input queued for a run of consecutive layers, pushed through them in layer
-//! order. The simulator runs one cascade over all layers per sensor event; the pipelined
-//! simulator splits the layers into two cascades on two threads.
+//! Event mode: the input queued for a run of consecutive layers, pushed through them layer by
+//! layer for a whole batch of sensor events at once, so each layer's neurons and weights stay
+//! in cache while it works. The result is the same as running each sensor event through all
+//! layers before the next: a layer's state depends only on the order of its own input, and
+//! that order is kept (every queued event carries the index of its sensor event, and a queue
+//! fed by several layers is put back in sensor-event order before it runs).
 
 use crate::layer::{LayerRt, Site};
 use crate::power::Work;
 use crate::sim::{BusyModel, LayerCounters, Spike};
 
-/// An event waiting at a layer's input: arrival time (ns) and address.
-pub(crate) type Pending = (i64, Site);
+/// An event waiting at a layer's input: the index of its sensor event in the batch, arrival
+/// time (ns) and address.
+pub(crate) type Pending = (u32, i64, Site);
 
 /// Consecutive layers `first..first + layers.len()` (0-based) and their state.
 pub(crate) struct Cascade<'a> {
@@ -30,10 +34,11 @@ pub(crate) struct Cascade<'a> {
 
 impl Cascade<'_> {
     /// Runs everything queued for these layers, layer by layer (a layer's spikes only go to
-    /// later layers, so one pass empties every queue). Monitored spikes go to `out`; spikes for
-    /// layers after this run go to `beyond(layer, t_ns, site)`. Adds the work done to `work`.
+    /// later layers, so one pass empties every queue). Monitored spikes go to
+    /// `out(sensor event, spike)`, in layer order; spikes for layers after this run go to
+    /// `beyond(layer, pending)`. Adds the work done for each sensor event to `work[index]`.
     #[inline]
-    pub fn run(&mut self, work: &mut Work, mut out: impl FnMut(Spike), mut beyond: impl FnMut(usize, i64, Site)) {
+    pub fn run(&mut self, work: &mut [Work], mut out: impl FnMut(u32, Spike), mut beyond: impl FnMut(usize, Pending)) {
         let end = self.first + self.layers.len();
         for i in 0..self.layers.len() {
             if self.queues[i].is_empty() {
@@ -41,9 +46,14 @@ impl Cascade<'_> {
             }
             let li = self.first + i;
             let mut queue = std::mem::take(&mut self.queues[i]);
+            if !queue.is_sorted_by_key(|p| p.0) {
+                // Fed by several layers, each in turn: stable, so within a sensor event the
+                // earlier source still comes first, as one event at a time would give.
+                queue.sort_by_key(|p| p.0);
+            }
             let monitored = self.monitored[li + 1];
             let (layer, c, dests, queues) = (&mut self.layers[i], &mut self.counters[i], &self.destinations[li], &mut *self.queues);
-            for &(t_ns, s) in &queue {
+            for &(index, t_ns, s) in &queue {
                 let t_out = t_ns + self.latency_ns;
                 if let Some(b) = self.busy
                     && self.busy_until_ns[i] - t_out as f64 > b.max_backlog_ns
@@ -57,19 +67,20 @@ impl Cascade<'_> {
                     let Some(site) = site else { return };
                     after_pool += 1;
                     if monitored {
-                        out(Spike { t: t_out.div_euclid(1000), layer: (li + 1) as u16, c: site.c, y: site.y, x: site.x });
+                        out(index, Spike { t: t_out.div_euclid(1000), layer: (li + 1) as u16, c: site.c, y: site.y, x: site.x });
                     }
                     for &d in dests {
                         if d < end {
-                            queues[d - self.first].push((t_out, site));
+                            queues[d - self.first].push((index, t_out, site));
                         } else {
-                            beyond(d, t_out, site);
+                            beyond(d, (index, t_out, site));
                         }
                     }
                 });
                 c.synaptic_ops += ops;
                 c.spikes += spikes;
                 c.spikes_after_pool += after_pool;
+                let work = &mut work[index as usize];
                 work.synops += ops;
                 work.spikes += spikes;
                 if monitored {

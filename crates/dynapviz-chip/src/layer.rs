@@ -241,6 +241,12 @@ impl LayerRt {
         n
     }
 
+    /// Synaptic operations of an average input event (fewer at the borders).
+    pub fn synops_per_input(&self) -> u64 {
+        let inputs = (self.in_shape[1] * self.in_shape[2]).max(1);
+        (self.reach.rows.taps.len() * self.reach.cols.taps.len() * self.out_channels / inputs) as u64
+    }
+
     /// Whether the layer has a bias (a leak on the chip).
     pub fn has_bias(&self) -> bool {
         self.bias.is_some()
@@ -330,7 +336,11 @@ impl Fanout {
                 }
                 let o = n / stride;
                 let p = o / pool.max(1);
-                taps.push(Tap { state: (o * step[0]) as u32, weight: (k * step[1]) as u32, pooled: if p < pooled { p as u16 } else { CUT } });
+                taps.push(Tap {
+                    state: (o * step[0]) as u32,
+                    weight: (k * step[1]) as u32,
+                    pooled: if p < pooled { p as u16 } else { CUT },
+                });
             }
             starts.push(taps.len() as u32);
         }
@@ -411,7 +421,13 @@ impl Scatter<'_> {
     /// firing after all updates is the same as firing after each. `update` returns the
     /// threshold mask of one 16-neuron chunk.
     #[inline(always)]
-    fn run_with(&self, state: &mut [i16], hits: &mut [Hit], spike: impl FnMut(Option<Site>), update: impl Fn(&mut [i16; 16], &[i16; 16], Neuron) -> u32) -> u64 {
+    fn run_with(
+        &self,
+        state: &mut [i16],
+        hits: &mut [Hit],
+        spike: impl FnMut(Option<Site>),
+        update: impl Fn(&mut [i16; 16], &[i16; 16], Neuron) -> u32,
+    ) -> u64 {
         // The common channel counts get a loop the compiler unrolls.
         match self.o {
             16 => self.run_chunks::<1>(state, hits, spike, update),
@@ -424,7 +440,13 @@ impl Scatter<'_> {
 
     /// [`Self::run_with`] for `N` chunks of 16 channels (`N = 0`: any channel count).
     #[inline(always)]
-    fn run_chunks<const N: usize>(&self, state: &mut [i16], hits: &mut [Hit], mut spike: impl FnMut(Option<Site>), update: impl Fn(&mut [i16; 16], &[i16; 16], Neuron) -> u32) -> u64 {
+    fn run_chunks<const N: usize>(
+        &self,
+        state: &mut [i16],
+        hits: &mut [Hit],
+        mut spike: impl FnMut(Option<Site>),
+        update: impl Fn(&mut [i16; 16], &[i16; 16], Neuron) -> u32,
+    ) -> u64 {
         let (o, n) = (if N > 0 { N * 16 } else { self.o }, self.neuron);
         let mut len = 0;
         for r in self.rows {
@@ -481,7 +503,10 @@ fn update_portable(v: &mut [i16], w: &[i16], n: Neuron) -> u32 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn update_avx2(v: &mut [i16; 16], w: &[i16; 16], n: Neuron) -> u32 {
-    use std::arch::x86_64::{__m256i, _mm256_adds_epi16, _mm256_cmpgt_epi16, _mm256_loadu_si256, _mm256_max_epi16, _mm256_movemask_epi8, _mm256_set1_epi16, _mm256_storeu_si256};
+    use std::arch::x86_64::{
+        __m256i, _mm256_adds_epi16, _mm256_cmpgt_epi16, _mm256_loadu_si256, _mm256_max_epi16, _mm256_movemask_epi8, _mm256_set1_epi16,
+        _mm256_storeu_si256,
+    };
     // SAFETY: both arrays are 16 i16 (32 bytes); the loads and stores are unaligned.
     unsafe {
         let p = v.as_mut_ptr().cast::<__m256i>();

@@ -1,38 +1,33 @@
 //! Event mode on two threads. The layers are cut in two runs, A = `..at` and B = `at..`: the
-//! calling thread admits sensor events and runs A, a second thread runs B on the spikes A sends
-//! across, event by event, while A goes on with the next events. Within one sensor event the
-//! one-thread simulator also finishes A's layers before B's (a layer only sends to later
-//! layers), and each layer sees its input in the same order, so the state, the spikes and the
+//! calling thread admits sensor events and runs A on batches of them, a second thread runs B on
+//! the spikes A sends across while A goes on with the next batch. Each layer sees its input in
+//! the same order as on one thread (see [`crate::cascade`]), so the state, the spikes and the
 //! counters are identical. Outputs carry their sensor event's index and are merged in that
-//! order, A's before B's.
+//! order, A's before B's (on one thread, too, a sensor event finishes A's layers first).
 
 use std::sync::mpsc;
 
 use dynapviz_events::Event;
 
-use crate::cascade::Cascade;
+use crate::cascade::{Cascade, Pending};
 use crate::dvs::Front;
-use crate::layer::Site;
 use crate::power::Work;
 use crate::sim::{LayerCounters, Spike};
 
-/// Sensor events per message from A to B: enough to make the channel's cost negligible, few
+/// Sensor events per batch from A to B: enough to make the channel's cost negligible, few
 /// enough to keep both threads busy.
-const BATCH_EVENTS: usize = 256;
-
-/// A spike crossing from A to B: sensor event index, destination layer (0-based), time (ns),
-/// address.
-type Crossing = (u32, usize, i64, Site);
+const BATCH_EVENTS: usize = 512;
 
 /// Buffers kept between calls, so the pipeline allocates only per batch, never per event.
 #[derive(Default)]
 pub(crate) struct Buffers {
     out_a: Vec<(u32, Spike)>,
     out_b: Vec<(u32, Spike)>,
-    /// Per admitted sensor event: index, time (µs) and the work of A.
-    work_a: Vec<(u32, i64, Work)>,
-    /// Per sensor event that reached B: index and the work of B.
-    work_b: Vec<(u32, Work)>,
+    /// Per sensor event of the call: the work of A (`sensor_events` = 1 when admitted) and of B.
+    work_a: Vec<Work>,
+    work_b: Vec<Work>,
+    /// Per sensor event of the call: its time, µs.
+    times: Vec<i64>,
 }
 
 /// Everything the two threads need, borrowed apart.
@@ -44,73 +39,76 @@ pub(crate) struct Stages<'a> {
     pub b: Cascade<'a>,
 }
 
-/// Runs `events` through both stages; appends monitored spikes to `out` and calls
-/// `work(t_us, work)` once per admitted sensor event, in order.
+/// Runs `events` (at most `u32::MAX`) through both stages; appends monitored spikes to `out` and
+/// calls `work(t_us, work)` once per admitted sensor event, in order.
 pub(crate) fn run(stages: Stages<'_>, events: &[Event], buffers: &mut Buffers, out: &mut Vec<Spike>, mut work: impl FnMut(i64, Work)) {
     let Stages { front, dvs_counters, monitor_dvs, mut a, mut b } = stages;
     // Each thread's vectors live on its own stack while it runs: headers of vectors that both
     // threads push to in one cache line would make every push a cache miss for the other.
-    let mut out_a = std::mem::take(&mut buffers.out_a);
-    let mut work_a = std::mem::take(&mut buffers.work_a);
-    let mut out_b = std::mem::take(&mut buffers.out_b);
-    let mut work_b = std::mem::take(&mut buffers.work_b);
-    out_a.clear();
-    work_a.clear();
-    out_b.clear();
-    work_b.clear();
-    let (out_b, work_b) = std::thread::scope(|scope| {
+    let Buffers { mut out_a, mut out_b, mut work_a, mut work_b, mut times } = std::mem::take(buffers);
+    for v in [&mut out_a, &mut out_b] {
+        v.clear();
+    }
+    for w in [&mut work_a, &mut work_b] {
+        w.clear();
+        w.resize(events.len(), Work::default());
+    }
+    times.clear();
+    times.resize(events.len(), 0);
+    let (mut out_b, work_b) = std::thread::scope(|scope| {
         // Unbounded, but a call's input is bounded; B spins a little before it sleeps: on a
         // virtual machine a sleeping CPU takes far longer to wake than a batch takes to run.
-        let (tx, rx) = mpsc::channel::<Vec<Crossing>>();
+        let (tx, rx) = mpsc::channel::<Vec<(usize, Pending)>>();
         let stage_b = scope.spawn(move || {
             while let Some(batch) = receive(&rx) {
-                for group in batch.chunk_by(|x, y| x.0 == y.0) {
-                    let index = group[0].0;
-                    for &(_, layer, t_ns, site) in group {
-                        b.queues[layer - b.first].push((t_ns, site));
-                    }
-                    let mut done = Work::default();
-                    b.run(&mut done, |s| out_b.push((index, s)), |_, _, _| unreachable!("B is the last run"));
-                    work_b.push((index, done));
+                for &(layer, pending) in &batch {
+                    b.queues[layer - b.first].push(pending);
                 }
+                b.run(&mut work_b, |i, s| out_b.push((i, s)), |_, _| unreachable!("B is the last run"));
             }
             (out_b, work_b)
         });
-        let mut batch = Vec::new();
         for (chunk_index, chunk) in events.chunks(BATCH_EVENTS).enumerate() {
             for (i, e) in chunk.iter().enumerate() {
-                let index = (chunk_index * BATCH_EVENTS + i) as u32;
+                let i = chunk_index * BATCH_EVENTS + i;
                 let Some((t, site)) = front.admit(e, false, dvs_counters) else { continue };
                 if monitor_dvs {
-                    out_a.push((index, Spike { t, layer: 0, c: site.c, y: site.y, x: site.x }));
+                    out_a.push((i as u32, Spike { t, layer: 0, c: site.c, y: site.y, x: site.x }));
                 }
-                let mut done = Work { sensor_events: 1, ..Work::default() };
-                a.queues[0].push((t * 1000, site));
-                a.run(&mut done, |s| out_a.push((index, s)), |layer, t_ns, site| batch.push((index, layer, t_ns, site)));
-                work_a.push((index, t, done));
+                (work_a[i].sensor_events, times[i]) = (1, t);
+                a.queues[0].push((i as u32, t * 1000, site));
             }
-            if !batch.is_empty() && tx.send(std::mem::take(&mut batch)).is_err() {
+            let mut batch = Vec::new();
+            a.run(&mut work_a, |i, s| out_a.push((i, s)), |layer, pending| batch.push((layer, pending)));
+            if !batch.is_empty() && tx.send(batch).is_err() {
                 break;
             }
         }
         drop(tx);
         stage_b.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     });
+    // Stable: within a sensor event, layer order stays.
+    out_a.sort_by_key(|x| x.0);
+    out_b.sort_by_key(|x| x.0);
     merge(&out_a, &out_b, out);
-    let mut b_work = work_b.iter().peekable();
-    for &(index, t, mut done) in &work_a {
-        while let Some(&(_, extra)) = b_work.next_if(|(i, _)| *i == index) {
-            done.synops += extra.synops;
-            done.spikes += extra.spikes;
-            done.output_events += extra.output_events;
+    for ((done, extra), &t) in work_a.iter().zip(&work_b).zip(&times) {
+        if done.sensor_events > 0 {
+            work(
+                t,
+                Work {
+                    synops: done.synops + extra.synops,
+                    spikes: done.spikes + extra.spikes,
+                    output_events: done.output_events + extra.output_events,
+                    ..*done
+                },
+            );
         }
-        work(t, done);
     }
-    *buffers = Buffers { out_a, out_b, work_a, work_b };
+    *buffers = Buffers { out_a, out_b, work_a, work_b, times };
 }
 
 /// The next batch, spinning up to about 100 µs before blocking; `None` when A is done.
-fn receive(rx: &mpsc::Receiver<Vec<Crossing>>) -> Option<Vec<Crossing>> {
+fn receive<T>(rx: &mpsc::Receiver<T>) -> Option<T> {
     for _ in 0..SPIN {
         match rx.try_recv() {
             Ok(batch) => return Some(batch),

@@ -212,6 +212,15 @@ fn check_connections(network: &Network) -> Result<(), SimError> {
     Ok(())
 }
 
+/// Per batch of sensor events (indexed by position in the batch): monitored spikes, work and
+/// time.
+#[derive(Default)]
+struct Batch {
+    tagged: Vec<(u32, Spike)>,
+    work: Vec<Work>,
+    times: Vec<i64>,
+}
+
 /// The simulated chip.
 pub struct Simulator {
     front: Front,
@@ -226,6 +235,8 @@ pub struct Simulator {
     /// Binned mode: per layer, the input of the open bin with its spike counts.
     bin_input: Vec<Vec<(Site, i32)>>,
     busy_until_ns: Vec<f64>,
+    /// Buffers of the one-thread event mode, kept between calls.
+    batch: Batch,
     /// Buffers of the two-thread event mode, kept between calls.
     pipeline: pipelined::Buffers,
     bin: Option<i64>,
@@ -261,6 +272,7 @@ impl Simulator {
             queues: vec![Vec::new(); n],
             bin_input: vec![Vec::new(); n],
             busy_until_ns: vec![0.0; n],
+            batch: Batch::default(),
             pipeline: pipelined::Buffers::default(),
             bin: None,
             next_leak_us: None,
@@ -325,17 +337,18 @@ impl Simulator {
     /// Where to cut the layers for two threads, or `None` to run on one: event mode without a
     /// leak, `threads >= 2`, and a cut that leaves the busier side at most 85 % of the work.
     /// The work of each layer is what it has done so far (synaptic operations plus a fixed cost
-    /// per input event), so the first piece of input runs on one thread and measures.
+    /// per input event); before any input, the work of one input event each.
     fn pipeline_split(&self) -> Option<usize> {
         if self.config.threads < 2 || self.config.mode != Mode::Event || self.config.leak_tick_us.is_some() || self.layers.len() < 2 {
             return None;
         }
         const EVENT_COST: u64 = 64;
-        let cost: Vec<u64> = self.counters[1..].iter().map(|c| c.synaptic_ops + EVENT_COST * c.input_events).collect();
-        let total: u64 = cost.iter().sum();
-        if total == 0 {
-            return None;
+        let mut cost: Vec<u64> = self.counters[1..].iter().map(|c| c.synaptic_ops + EVENT_COST * c.input_events).collect();
+        if cost.iter().all(|&c| c == 0) {
+            // Nothing measured yet: the work of one input event per layer.
+            cost = self.layers.iter().map(|l| l.synops_per_input() + EVENT_COST).collect();
         }
+        let total: u64 = cost.iter().sum();
         let mut before = 0;
         let (at, busier) = (1..cost.len())
             .map(|at| {
@@ -385,17 +398,53 @@ impl Simulator {
     }
 
     fn process_serial(&mut self, events: &[Event], out: &mut Vec<Spike>) {
-        let binned = matches!(self.config.mode, Mode::Binned { .. });
-        for e in events {
-            let Some((t, site)) = self.front.admit(e, binned, &mut self.counters[0]) else { continue };
-            if self.monitored[0] {
-                out.push(Spike { t, layer: 0, c: site.c, y: site.y, x: site.x });
+        match (self.config.mode, self.config.leak_tick_us) {
+            (Mode::Binned { bin_us }, _) => {
+                for e in events {
+                    let Some((t, site)) = self.front.admit(e, true, &mut self.counters[0]) else { continue };
+                    if self.monitored[0] {
+                        out.push(Spike { t, layer: 0, c: site.c, y: site.y, x: site.x });
+                    }
+                    self.binned_input(t, bin_us, site, out);
+                }
             }
-            match self.config.mode {
-                Mode::Event => self.event(t, site, out),
-                Mode::Binned { bin_us } => self.binned_input(t, bin_us, site, out),
+            // The leak acts on every layer at its tick, between sensor events: one at a time.
+            (Mode::Event, Some(_)) => events.chunks(1).for_each(|e| self.event_batch(e, out)),
+            (Mode::Event, None) => self.event_batch(events, out),
+        }
+    }
+
+    /// Event mode on one thread: admits the batch, runs it through all layers, then puts the
+    /// monitored spikes in sensor-event order and adds each event's work to the power estimate.
+    fn event_batch(&mut self, events: &[Event], out: &mut Vec<Spike>) {
+        let Batch { mut tagged, mut work, mut times } = std::mem::take(&mut self.batch);
+        tagged.clear();
+        work.clear();
+        work.resize(events.len(), Work::default());
+        times.clear();
+        times.resize(events.len(), 0);
+        for (i, e) in events.iter().enumerate() {
+            let Some((t, site)) = self.front.admit(e, false, &mut self.counters[0]) else { continue };
+            let index = i as u32;
+            if self.monitored[0] {
+                tagged.push((index, Spike { t, layer: 0, c: site.c, y: site.y, x: site.x }));
+            }
+            if let Some(tick) = self.config.leak_tick_us {
+                self.leak_until(t, tick, index, &mut tagged);
+            }
+            (work[i].sensor_events, times[i]) = (1, t);
+            self.queues[0].push((index, t * 1000, site));
+        }
+        self.cascade(0, self.layers.len()).run(&mut work, |i, s| tagged.push((i, s)), |_, _| unreachable!("every layer is in the cascade"));
+        // Stable: within a sensor event, layer order stays.
+        tagged.sort_by_key(|x| x.0);
+        out.extend(tagged.iter().map(|x| x.1));
+        for (w, &t) in work.iter().zip(&times) {
+            if w.sensor_events > 0 {
+                self.power.add(t, *w, &mut self.power_samples);
             }
         }
+        self.batch = Batch { tagged, work, times };
     }
 
     /// Completes the simulation: runs the last open bin (binned mode) and emits the last
@@ -416,16 +465,6 @@ impl Simulator {
 
     // ---------------- event mode ----------------
 
-    fn event(&mut self, t_us: i64, site: Site, out: &mut Vec<Spike>) {
-        if let Some(tick) = self.config.leak_tick_us {
-            self.leak_until(t_us, tick, out);
-        }
-        let mut work = Work { sensor_events: 1, ..Work::default() };
-        self.queues[0].push((t_us * 1000, site));
-        self.cascade(0, self.layers.len()).run(&mut work, |s| out.push(s), |_, _, _| unreachable!("every layer is in the cascade"));
-        self.power.add(t_us, work, &mut self.power_samples);
-    }
-
     /// Layers `from..to` (0-based) as a cascade.
     fn cascade(&mut self, from: usize, to: usize) -> Cascade<'_> {
         Cascade {
@@ -441,7 +480,8 @@ impl Simulator {
         }
     }
 
-    fn leak_until(&mut self, t_us: i64, tick: i64, out: &mut Vec<Spike>) {
+    /// Applies every leak tick up to `t_us`; the spikes belong to sensor event `index`.
+    fn leak_until(&mut self, t_us: i64, tick: i64, index: u32, out: &mut Vec<(u32, Spike)>) {
         let next = *self.next_leak_us.get_or_insert(t_us - t_us.rem_euclid(tick) + tick);
         let mut at = next;
         while at <= t_us {
@@ -457,10 +497,10 @@ impl Simulator {
                 self.counters[li + 1].spikes_after_pool += sites.len() as u64;
                 for s in sites {
                     if monitored {
-                        out.push(Spike { t: at, layer: (li + 1) as u16, c: s.c, y: s.y, x: s.x });
+                        out.push((index, Spike { t: at, layer: (li + 1) as u16, c: s.c, y: s.y, x: s.x }));
                     }
                     for &d in &dests {
-                        self.queues[d].push((at * 1000, s));
+                        self.queues[d].push((index, at * 1000, s));
                     }
                 }
             }

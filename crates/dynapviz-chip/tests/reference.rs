@@ -3,7 +3,7 @@
 //! random networks of every geometry the chip allows and on the sinabs gesture network.
 
 use dynapviz_chip::dvs;
-use dynapviz_chip::{Config, Mode, Monitors, Simulator, Spike};
+use dynapviz_chip::{BusyModel, Config, Mode, Monitors, Simulator, Spike};
 use dynapviz_events::Event;
 use dynapviz_model::convert::{DvsOptions, convert};
 use dynapviz_model::discretize::discretize;
@@ -69,18 +69,20 @@ impl Reference {
         Self { dvs: n.dvs.clone(), layers, destinations: n.layers.iter().map(|l| l.destinations.iter().map(|d| d - 1).collect()).collect() }
     }
 
-    fn run(&mut self, events: &[Event], monitored: impl Fn(usize) -> bool) -> Vec<Spike> {
+    /// Every layer's spikes (the DVS layer's too), in the order the chip would send them.
+    fn run(&mut self, events: &[Event]) -> Vec<Spike> {
         let mut out = Vec::new();
         for e in events {
             // The DVS layer's own mapping is tested on its own; inputs here are in range.
             let (c, y, x) = dvs::map(&self.dvs, e).expect("in range");
+            out.push(Spike { t: e.t, layer: 0, c: c as u16, y: y as u16, x: x as u16 });
             let mut queues: Vec<Vec<(i64, usize, usize, usize)>> = vec![Vec::new(); self.layers.len()];
             queues[0].push((e.t * 1000, c, y, x));
             for li in 0..self.layers.len() {
                 for (t_ns, c, y, x) in std::mem::take(&mut queues[li]) {
                     let t = t_ns + LATENCY_NS;
                     for (pc, py, px) in self.layers[li].event(c, y, x) {
-                        if monitored(li + 1) {
+                        {
                             out.push(Spike { t: t.div_euclid(1000), layer: (li + 1) as u16, c: pc as u16, y: py as u16, x: px as u16 });
                         }
                         for &d in &self.destinations[li] {
@@ -134,8 +136,8 @@ impl RefLayer {
     }
 }
 
-fn simulate(n: &Network, events: &[Event]) -> (Vec<Spike>, Simulator) {
-    let config = Config { mode: Mode::Event, monitors: Monitors::of(1..=n.layers.len()), ..Config::default() };
+fn simulate(n: &Network, events: &[Event], threads: usize) -> (Vec<Spike>, Simulator) {
+    let config = Config { mode: Mode::Event, monitors: Monitors::of(0..=n.layers.len()), threads, ..Config::default() };
     let mut sim = Simulator::new(n, config).expect("sim");
     let mut out = Vec::new();
     sim.process(events, &mut out);
@@ -143,10 +145,18 @@ fn simulate(n: &Network, events: &[Event]) -> (Vec<Spike>, Simulator) {
     (out, sim)
 }
 
+/// The simulator on one and on two threads against the reference.
 fn assert_same(n: &Network, events: &[Event]) -> Result<usize, TestCaseError> {
-    let (got, sim) = simulate(n, events);
     let mut reference = Reference::new(n);
-    let want = reference.run(events, |_| true);
+    let want = reference.run(events);
+    for threads in [1, 2] {
+        let (got, sim) = simulate(n, events, threads);
+        check(&got, &sim, &want, &reference).map_err(|e| TestCaseError::fail(format!("{threads} thread(s): {e}")))?;
+    }
+    Ok(want.len())
+}
+
+fn check(got: &[Spike], sim: &Simulator, want: &[Spike], reference: &Reference) -> Result<(), TestCaseError> {
     prop_assert_eq!(got.len(), want.len(), "spike count");
     if let Some(i) = (0..got.len()).find(|&i| got[i] != want[i]) {
         prop_assert!(false, "spike {i} differs: {:?} vs reference {:?}", got[i], want[i]);
@@ -155,7 +165,7 @@ fn assert_same(n: &Network, events: &[Event]) -> Result<usize, TestCaseError> {
         let c = sim.counters()[i + 1];
         prop_assert_eq!((c.synaptic_ops, c.spikes), (l.synops, l.spikes), "layer {} counters", i + 1);
     }
-    Ok(got.len())
+    Ok(())
 }
 
 /// A conv layer of the given geometry with random weights (some negative) and a pool after it.
@@ -228,4 +238,30 @@ fn gesture_network_equals_the_reference() {
     // A quarter of the recording keeps the plain reference quick in debug builds.
     let spikes = assert_same(&net, &events[..events.len() / 4]).unwrap_or_else(|e| panic!("{e}"));
     assert!(spikes > 10_000, "the network is active on this input ({spikes} spikes)");
+}
+
+#[test]
+fn two_threads_give_the_same_counters_drops_and_power() {
+    let Some(case) = dynapviz_testkit::shared("fixtures/golden/gesture_r50") else { return };
+    let net = Pipeline::new(&case.join("model.onnx")).input_shape([2, 128, 128]).device("speck2e").build().expect("model");
+    let mut reader = dynapviz_events::open(&case.join("input.csv")).expect("input");
+    let events = dynapviz_events::read_all(reader.as_mut()).expect("events");
+    let run = |threads| {
+        // The busy model drops input, so it must see every layer's input in the same order.
+        let config =
+            Config { busy: Some(BusyModel::default()), monitors: Monitors::of([0, 3, net.layers.len()]), threads, ..Config::default() };
+        let mut sim = Simulator::new(&net, config).expect("sim");
+        let mut out = Vec::new();
+        for chunk in events.chunks(5000) {
+            sim.process(chunk, &mut out);
+        }
+        sim.finish(&mut out);
+        (out, sim.counters().to_vec(), sim.take_power_samples())
+    };
+    let (one, two) = (run(1), run(2));
+    assert!(one.1.iter().any(|c| c.dropped_busy > 0), "the busy model dropped input");
+    assert_eq!(one.1, two.1, "counters");
+    assert_eq!(one.0, two.0, "spikes");
+    assert_eq!(one.2.len(), two.2.len(), "power samples");
+    assert!(one.2.iter().zip(&two.2).all(|(a, b)| a.value == b.value && a.timestamp == b.timestamp && a.channel == b.channel), "power");
 }
