@@ -1,7 +1,8 @@
 //! Simulator throughput: `cargo bench -p dynapviz-chip --bench throughput`.
 //! The sinabs gesture network on the golden DVS input (2.4 M events/s, dense) and on the same
 //! input decimated to DVS-gesture-like rates; prints input events/s, synaptic operations/s per
-//! core and the real-time factor, for the event-driven and the binned mode.
+//! core and the real-time factor, for the event-driven mode on one and two threads (`event2`)
+//! and the binned mode.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -32,9 +33,9 @@ fn main() {
         }
         let sim_secs = (input.last().map_or(0, |e| e.t) - input[0].t) as f64 * 1e-6;
         let rate = input.len() as f64 / sim_secs;
-        for (name, mode) in [("event", Mode::Event), ("binned", Mode::Binned { bin_us: 1000 })] {
-            let mut sim =
-                Simulator::new(&net, Config { mode, monitors: Monitors::of([net.layers.len()]), ..Config::default() }).expect("sim");
+        for (name, mode, threads) in [("event", Mode::Event, 1), ("event2", Mode::Event, 2), ("binned", Mode::Binned { bin_us: 1000 }, 1)] {
+            let config = Config { mode, monitors: Monitors::of([net.layers.len()]), threads, ..Config::default() };
+            let mut sim = Simulator::new(&net, config).expect("sim");
             let mut out = Vec::new();
             let t = Instant::now();
             for chunk in input.chunks(65536) {
@@ -47,7 +48,7 @@ fn main() {
             let synops: u64 = c.iter().map(|l| l.synaptic_ops).sum();
             let busiest = c.iter().map(|l| l.synaptic_ops).max().unwrap_or(0);
             println!(
-                "{name:>6} mode, input {:>6.0} k ev/s: {:>6.2} M input ev/s, {:>6.3} G synops/s on one CPU thread ({:.3} G/s of it in the busiest chip core), {:>7.1}x real time",
+                "{name:>6} mode, input {:>6.0} k ev/s: {:>6.2} M input ev/s, {:>6.3} G synops/s on {threads} CPU thread(s) ({:.3} G/s of it in the busiest chip core), {:>7.1}x real time",
                 rate / 1e3,
                 input.len() as f64 / wall / 1e6,
                 synops as f64 / wall / 1e9,
