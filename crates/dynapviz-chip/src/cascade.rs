@@ -37,8 +37,33 @@ impl Cascade<'_> {
     /// later layers, so one pass empties every queue). Monitored spikes go to
     /// `out(sensor event, spike)`, in layer order; spikes for layers after this run go to
     /// `beyond(layer, pending)`. Adds the work done for each sensor event to `work[index]`.
-    #[inline]
-    pub fn run(&mut self, work: &mut [Work], mut out: impl FnMut(u32, Spike), mut beyond: impl FnMut(usize, Pending)) {
+    pub fn run(&mut self, work: &mut [Work], out: impl FnMut(u32, Spike), beyond: impl FnMut(usize, Pending)) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { self.run_avx2(work, out, beyond) };
+        }
+        // SAFETY: no AVX2 asked for.
+        unsafe { self.run_with::<false>(work, out, beyond) }
+    }
+
+    /// The whole batch compiled for AVX2, so the vector code inlines into the loop.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn run_avx2(&mut self, work: &mut [Work], out: impl FnMut(u32, Spike), beyond: impl FnMut(usize, Pending)) {
+        // SAFETY: this function only runs with AVX2.
+        unsafe { self.run_with::<true>(work, out, beyond) }
+    }
+
+    /// # Safety
+    /// `AVX2 = true` only on a CPU with AVX2.
+    #[inline(always)]
+    unsafe fn run_with<const AVX2: bool>(
+        &mut self,
+        work: &mut [Work],
+        mut out: impl FnMut(u32, Spike),
+        mut beyond: impl FnMut(usize, Pending),
+    ) {
         let end = self.first + self.layers.len();
         for i in 0..self.layers.len() {
             if self.queues[i].is_empty() {
@@ -63,20 +88,23 @@ impl Cascade<'_> {
                 }
                 c.input_events += 1;
                 let mut after_pool = 0;
-                let (ops, spikes) = layer.event(usize::from(s.c), usize::from(s.y), usize::from(s.x), |site| {
-                    let Some(site) = site else { return };
-                    after_pool += 1;
-                    if monitored {
-                        out(index, Spike { t: t_out.div_euclid(1000), layer: (li + 1) as u16, c: site.c, y: site.y, x: site.x });
-                    }
-                    for &d in dests {
-                        if d < end {
-                            queues[d - self.first].push((index, t_out, site));
-                        } else {
-                            beyond(d, (index, t_out, site));
+                // SAFETY: the caller's promise.
+                let (ops, spikes) = unsafe {
+                    layer.event_with::<AVX2>(usize::from(s.c), usize::from(s.y), usize::from(s.x), |site| {
+                        let Some(site) = site else { return };
+                        after_pool += 1;
+                        if monitored {
+                            out(index, Spike { t: t_out.div_euclid(1000), layer: (li + 1) as u16, c: site.c, y: site.y, x: site.x });
                         }
-                    }
-                });
+                        for &d in dests {
+                            if d < end {
+                                queues[d - self.first].push((index, t_out, site));
+                            } else {
+                                beyond(d, (index, t_out, site));
+                            }
+                        }
+                    })
+                };
                 c.synaptic_ops += ops;
                 c.spikes += spikes;
                 c.spikes_after_pool += after_pool;

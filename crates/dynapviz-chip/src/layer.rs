@@ -41,6 +41,8 @@ pub struct LayerRt {
     touched_mark: Vec<bool>,
     /// Event mode: the 16-neuron chunks that reached the threshold during one event.
     hits: Vec<Hit>,
+    /// Event mode: the firing rule in int16.
+    neuron: Neuron,
 }
 
 /// A neuron address in a layer's output after pooling, with a spike count.
@@ -103,6 +105,12 @@ impl LayerRt {
             touched: Vec::new(),
             touched_mark: vec![false; l.conv_out[0] * l.conv_out[1]],
             hits,
+            neuron: Neuron {
+                threshold: q.threshold,
+                below: (q.threshold - 1).min(i32::from(i16::MAX)) as i16,
+                min: q.min_v_mem.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16,
+                reset: l.reset,
+            },
         })
     }
 
@@ -149,16 +157,50 @@ impl LayerRt {
     /// each spike (`None` when pooling cuts it off); returns (synaptic ops, spikes).
     #[inline]
     pub fn event(&mut self, c: usize, y: usize, x: usize, spike: impl FnMut(Option<Site>)) -> (u64, u64) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { self.event_avx2(c, y, x, spike) };
+        }
+        // SAFETY: no AVX2 asked for.
+        unsafe { self.event_with::<false>(c, y, x, spike) }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn event_avx2(&mut self, c: usize, y: usize, x: usize, spike: impl FnMut(Option<Site>)) -> (u64, u64) {
+        // SAFETY: this function only runs with AVX2.
+        unsafe { self.event_with::<true>(c, y, x, spike) }
+    }
+
+    /// [`Self::event`] with AVX2 instructions or without. Inlined into a caller compiled for
+    /// AVX2 (a whole batch of events, see `Cascade::run`), the vector code inlines too: checking
+    /// the CPU and calling per event costs more than the event.
+    ///
+    /// # Safety
+    /// `AVX2 = true` only on a CPU with AVX2.
+    #[inline(always)]
+    pub(crate) unsafe fn event_with<const AVX2: bool>(
+        &mut self,
+        c: usize,
+        y: usize,
+        x: usize,
+        spike: impl FnMut(Option<Site>),
+    ) -> (u64, u64) {
         let o = self.out_channels;
         let Some((rows, cols, wc)) = self.reach.taps(c, y, x) else { return (0, 0) };
-        let neuron = Neuron {
-            threshold: self.threshold,
-            below: (self.threshold - 1).min(i32::from(i16::MAX)) as i16,
-            min: self.min_v_mem.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16,
-            reset: self.reset,
+        let scatter = Scatter { rows, cols, weights: &self.weights16[wc..], o, neuron: self.neuron };
+        let spikes = if AVX2 {
+            #[cfg(target_arch = "x86_64")]
+            {
+                // SAFETY: the caller guarantees AVX2.
+                scatter.run(&mut self.state16, &mut self.hits, spike, |v, w, n| unsafe { update_avx2(v, w, n) })
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            unreachable!("AVX2 exists on x86_64 only")
+        } else {
+            scatter.run(&mut self.state16, &mut self.hits, spike, |v, w, n| update_portable(v, w, n))
         };
-        let scatter = Scatter { rows, cols, weights: &self.weights16[wc..], o, neuron };
-        let spikes = scatter.run(&mut self.state16, &mut self.hits, spike);
         ((rows.len() * cols.len() * o) as u64, spikes)
     }
 
@@ -363,7 +405,7 @@ impl Fanout {
 }
 
 /// The firing rule of one layer, in the chip's int16.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct Neuron {
     threshold: i32,
     /// `threshold - 1` as int16: a potential above it fires (never, for thresholds past int16).
@@ -396,32 +438,13 @@ struct Scatter<'a> {
 }
 
 impl Scatter<'_> {
-    /// Runs the scatter with the widest vector instructions this CPU has; returns spikes.
-    #[inline]
-    fn run(&self, state: &mut [i16], hits: &mut [Hit], spike: impl FnMut(Option<Site>)) -> u64 {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, checked just above.
-            return unsafe { self.run_avx2(state, hits, spike) };
-        }
-        self.run_with(state, hits, spike, |v, w, n| update_portable(v, w, n))
-    }
-
-    /// 16 neurons per instruction.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn run_avx2(&self, state: &mut [i16], hits: &mut [Hit], spike: impl FnMut(Option<Site>)) -> u64 {
-        // Closures inherit the function's target features.
-        self.run_with(state, hits, spike, |v, w, n| update_avx2(v, w, n))
-    }
-
     /// Two passes. The first adds the weights to every neuron under the kernel and notes, without
     /// branching, the chunks with neurons at threshold. The second resets those neurons and emits
     /// their spikes in row, column, channel order. Each neuron is touched once per event, so
     /// firing after all updates is the same as firing after each. `update` returns the
     /// threshold mask of one 16-neuron chunk.
     #[inline(always)]
-    fn run_with(
+    fn run(
         &self,
         state: &mut [i16],
         hits: &mut [Hit],
@@ -438,7 +461,7 @@ impl Scatter<'_> {
         }
     }
 
-    /// [`Self::run_with`] for `N` chunks of 16 channels (`N = 0`: any channel count).
+    /// [`Self::run`] for `N` chunks of 16 channels (`N = 0`: any channel count).
     #[inline(always)]
     fn run_chunks<const N: usize>(
         &self,
@@ -502,6 +525,7 @@ fn update_portable(v: &mut [i16], w: &[i16], n: Neuron) -> u32 {
 /// [`update_portable`] for 16 neurons in AVX2 intrinsics.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
+#[inline]
 fn update_avx2(v: &mut [i16; 16], w: &[i16; 16], n: Neuron) -> u32 {
     use std::arch::x86_64::{
         __m256i, _mm256_adds_epi16, _mm256_cmpgt_epi16, _mm256_loadu_si256, _mm256_max_epi16, _mm256_movemask_epi8, _mm256_set1_epi16,
