@@ -22,7 +22,8 @@ pub struct LayerRt {
     pub conv_out: [usize; 2],
     /// Output after pooling (C, H, W).
     pub out_shape: [usize; 3],
-    /// Weights `[c][ky][kx][o]`, for the binned mode's exact sums.
+    /// Weights `[c][ky][kw - 1 - kx][o]`, for the binned mode's exact sums. Kernel columns are
+    /// reversed so that the weights of consecutive output columns follow each other.
     weights: Vec<i32>,
     /// The same weights as the chip stores them, for the event mode.
     weights16: Vec<i16>,
@@ -77,20 +78,21 @@ impl LayerRt {
             for c in 0..c_in {
                 for ky in 0..kh {
                     for kx in 0..kw {
-                        weights[((c * kh + ky) * kw + kx) * o + oc] = i32::from(q.weights[((oc * c_in + c) * kh + ky) * kw + kx]);
+                        weights[((c * kh + ky) * kw + (kw - 1 - kx)) * o + oc] =
+                            i32::from(q.weights[((oc * c_in + c) * kh + ky) * kw + kx]);
                     }
                 }
             }
         }
         let [fh, fw] = l.conv_out;
-        let rows = Fanout::new(l.in_shape[1], kh, l.stride[0], l.padding[0], fh, l.pool[0], l.out_shape[1], [fw * o, kw * o]);
-        let cols = Fanout::new(l.in_shape[2], kw, l.stride[1], l.padding[1], fw, l.pool[1], l.out_shape[2], [o, o]);
-        let hits = vec![Hit::default(); rows.widest() * cols.widest() * o.div_ceil(16) + 1];
+        let rows = Fanout::new(l.in_shape[1], kh, l.stride[0], l.padding[0], fh, l.pool[0], l.out_shape[1], [fw * o, kw * o], false);
+        let cols = Fanout::new(l.in_shape[2], kw, l.stride[1], l.padding[1], fw, l.pool[1], l.out_shape[2], [o, o], true);
+        let hits = vec![0; rows.widest() * cols.widest() * o.div_ceil(16) + 1];
         Ok(Self {
             index: l.index,
             in_shape: l.in_shape,
             out_channels: o,
-            reach: Reach { rows, cols, channels: c_in, channel_stride: kh * kw * o },
+            reach: Reach { rows, cols, channels: c_in, channel_stride: kh * kw * o, contiguous: l.stride[1] == 1 },
             pool: l.pool,
             conv_out: l.conv_out,
             out_shape: l.out_shape,
@@ -189,7 +191,7 @@ impl LayerRt {
     ) -> (u64, u64) {
         let o = self.out_channels;
         let Some((rows, cols, wc)) = self.reach.taps(c, y, x) else { return (0, 0) };
-        let scatter = Scatter { rows, cols, weights: &self.weights16[wc..], o, neuron: self.neuron };
+        let scatter = Scatter { rows, cols, weights: &self.weights16[wc..], o, neuron: self.neuron, contiguous: self.reach.contiguous };
         let spikes = if AVX2 {
             #[cfg(target_arch = "x86_64")]
             {
@@ -318,7 +320,7 @@ impl PoolGeometry {
 }
 
 /// One kernel tap along one axis: an input row (or column) reaches output row `oy` through
-/// kernel row `ky`. Precomputed per input coordinate, so the hot path does no division.
+/// kernel row `ky`; an input's taps go by ascending output. Precomputed per input coordinate, so the hot path does no division.
 #[derive(Clone, Copy, Debug)]
 struct Tap {
     /// State offset of the output row (`oy * fw * o`; for columns `ox * o`).
@@ -340,6 +342,9 @@ struct Reach {
     channels: usize,
     /// Weights per input channel (`kh * kw * out_channels`).
     channel_stride: usize,
+    /// Stride 1 along x: the columns an input reaches are consecutive, and so are their neurons
+    /// and (kernel columns reversed) their weights.
+    contiguous: bool,
 }
 
 impl Reach {
@@ -365,14 +370,25 @@ struct Fanout {
 
 impl Fanout {
     /// Input coordinate `i` reaches output `n / stride` for every kernel index `k` with
-    /// `n = i + padding - k >= 0` divisible by the stride and inside the output; `k` ascends.
+    /// `n = i + padding - k >= 0` divisible by the stride and inside the output; the outputs
+    /// ascend. `reversed`: the weights are stored with `k` reversed.
     #[allow(clippy::too_many_arguments)]
-    fn new(input: usize, kernel: usize, stride: usize, padding: usize, out: usize, pool: usize, pooled: usize, step: [usize; 2]) -> Self {
+    fn new(
+        input: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        out: usize,
+        pool: usize,
+        pooled: usize,
+        step: [usize; 2],
+        reversed: bool,
+    ) -> Self {
         let mut starts = vec![0u32];
         let mut taps = Vec::new();
         for i in 0..input {
-            for k in 0..kernel {
-                let Some(n) = (i + padding).checked_sub(k) else { break };
+            for k in (0..kernel).rev() {
+                let Some(n) = (i + padding).checked_sub(k) else { continue };
                 if n % stride != 0 || n / stride >= out {
                     continue;
                 }
@@ -380,7 +396,7 @@ impl Fanout {
                 let p = o / pool.max(1);
                 taps.push(Tap {
                     state: (o * step[0]) as u32,
-                    weight: (k * step[1]) as u32,
+                    weight: ((if reversed { kernel - 1 - k } else { k }) * step[1]) as u32,
                     pooled: if p < pooled { p as u16 } else { CUT },
                 });
             }
@@ -414,34 +430,32 @@ struct Neuron {
     reset: Reset,
 }
 
-/// A 16-neuron chunk with neurons at threshold, found while scattering one event.
-#[derive(Clone, Copy, Debug, Default)]
-struct Hit {
-    /// State offset of the chunk's first neuron.
-    base: u32,
-    /// Its channel.
-    channel: u16,
-    /// Pooled row and column of the chunk's output position ([`CUT`] when cut off).
-    pooled: [u16; 2],
-    /// Two bits per neuron (as `movemask` gives them), set for those at threshold.
-    mask: u32,
+/// A 16-neuron chunk with neurons at threshold, found while scattering one event, packed in one
+/// word so noting it is one store: bits 0-31 two bits per neuron at threshold (as `movemask`
+/// gives them), 32-47 the chunk within the column, 48-55 the column tap, 56-63 the row tap.
+type Hit = u64;
+
+fn hit(row: usize, col: usize, chunk: usize, mask: u32) -> Hit {
+    u64::from(mask) | (chunk as u64) << 32 | (col as u64) << 48 | (row as u64) << 56
 }
 
 /// One input event's scatter over the neurons under the kernel.
 struct Scatter<'a> {
     rows: &'a [Tap],
     cols: &'a [Tap],
-    /// The weights of the event's input channel, `[ky][kx][o]`.
+    /// The weights of the event's input channel, `[ky][kw - 1 - kx][o]`.
     weights: &'a [i16],
     o: usize,
     neuron: Neuron,
+    /// See [`Reach::contiguous`].
+    contiguous: bool,
 }
 
 impl Scatter<'_> {
     /// Two passes. The first adds the weights to every neuron under the kernel and notes, without
     /// branching, the chunks with neurons at threshold. The second resets those neurons and emits
-    /// their spikes in row, column, channel order. Each neuron is touched once per event, so
-    /// firing after all updates is the same as firing after each. `update` returns the
+    /// their spikes in raster order (row, column, channel). Each neuron is touched once per
+    /// event, so firing after all updates is the same as firing after each. `update` returns the
     /// threshold mask of one 16-neuron chunk.
     #[inline(always)]
     fn run(
@@ -451,35 +465,59 @@ impl Scatter<'_> {
         spike: impl FnMut(Option<Site>),
         update: impl Fn(&mut [i16; 16], &[i16; 16], Neuron) -> u32,
     ) -> u64 {
-        // The common channel counts get a loop the compiler unrolls.
-        match self.o {
-            16 => self.run_chunks::<1>(state, hits, spike, update),
-            32 => self.run_chunks::<2>(state, hits, spike, update),
-            64 => self.run_chunks::<4>(state, hits, spike, update),
-            128 => self.run_chunks::<8>(state, hits, spike, update),
-            _ => self.run_chunks::<0>(state, hits, spike, update),
-        }
+        // The common channel counts get loops the compiler unrolls.
+        let len = match self.o {
+            16 => self.update_rows::<1>(state, hits, update),
+            32 => self.update_rows::<2>(state, hits, update),
+            64 => self.update_rows::<4>(state, hits, update),
+            128 => self.update_rows::<8>(state, hits, update),
+            _ => self.update_columns(state, hits, update),
+        };
+        self.fire(state, &hits[..len], spike)
     }
 
-    /// [`Self::run`] for `N` chunks of 16 channels (`N = 0`: any channel count).
+    /// First pass for `N` chunks of 16 channels: with consecutive columns a kernel row is one
+    /// run of neurons and weights; otherwise column by column. Returns the number of hits.
     #[inline(always)]
-    fn run_chunks<const N: usize>(
+    fn update_rows<const N: usize>(
         &self,
         state: &mut [i16],
         hits: &mut [Hit],
-        mut spike: impl FnMut(Option<Site>),
         update: impl Fn(&mut [i16; 16], &[i16; 16], Neuron) -> u32,
-    ) -> u64 {
-        let (o, n) = (if N > 0 { N * 16 } else { self.o }, self.neuron);
+    ) -> usize {
+        if !self.contiguous {
+            return self.update_columns(state, hits, update);
+        }
+        let (Some(first), n) = (self.cols.first(), self.neuron) else { return 0 };
+        let span = self.cols.len() * N * 16;
         let mut len = 0;
-        for r in self.rows {
-            for k in self.cols {
+        for (ri, r) in self.rows.iter().enumerate() {
+            let base = (r.state + first.state) as usize;
+            let w = (r.weight + first.weight) as usize;
+            let (v, _) = state[base..base + span].as_chunks_mut::<16>();
+            let (w, _) = self.weights[w..w + span].as_chunks::<16>();
+            for (i, (v, w)) in v.iter_mut().zip(w).enumerate() {
+                let mask = update(v, w, n);
+                hits[len] = hit(ri, i / N, i % N, mask);
+                len += usize::from(mask != 0);
+            }
+        }
+        len
+    }
+
+    /// First pass, column by column, for any channel count and stride.
+    #[inline(always)]
+    fn update_columns(&self, state: &mut [i16], hits: &mut [Hit], update: impl Fn(&mut [i16; 16], &[i16; 16], Neuron) -> u32) -> usize {
+        let (o, n) = (self.o, self.neuron);
+        let mut len = 0;
+        for (ri, r) in self.rows.iter().enumerate() {
+            for (ci, k) in self.cols.iter().enumerate() {
                 let base = (r.state + k.state) as usize;
                 let w = (r.weight + k.weight) as usize;
                 let (v, v_rest) = state[base..base + o].as_chunks_mut::<16>();
                 let (w, w_rest) = self.weights[w..w + o].as_chunks::<16>();
                 let mut note = |i: usize, mask: u32| {
-                    hits[len] = Hit { base: (base + i * 16) as u32, channel: (i * 16) as u16, pooled: [r.pooled, k.pooled], mask };
+                    hits[len] = hit(ri, ci, i, mask);
                     len += usize::from(mask != 0);
                 };
                 for (i, (v, w)) in v.iter_mut().zip(w).enumerate() {
@@ -490,20 +528,30 @@ impl Scatter<'_> {
                 }
             }
         }
+        len
+    }
+
+    /// Second pass: resets the neurons at threshold and emits their spikes, in hit order.
+    #[inline(always)]
+    fn fire(&self, state: &mut [i16], hits: &[Hit], mut spike: impl FnMut(Option<Site>)) -> u64 {
+        let n = self.neuron;
         let mut spikes = 0;
-        for h in &hits[..len] {
-            let site = (h.pooled[0] != CUT && h.pooled[1] != CUT).then_some((h.pooled[0], h.pooled[1]));
-            let mut m = h.mask & 0x5555_5555;
+        for &h in hits {
+            let (r, k) = (self.rows[(h >> 56) as usize], self.cols[(h >> 48) as usize & 0xff]);
+            let channel = ((h >> 32) as usize & 0xffff) * 16;
+            let base = (r.state + k.state) as usize + channel;
+            let site = (r.pooled != CUT && k.pooled != CUT).then_some((r.pooled, k.pooled));
+            let mut m = h as u32 & 0x5555_5555;
             while m != 0 {
                 let lane = (m.trailing_zeros() / 2) as usize;
                 m &= m - 1;
-                let v = &mut state[h.base as usize + lane];
+                let v = &mut state[base + lane];
                 *v = match n.reset {
                     Reset::Subtract => (i32::from(*v) - n.threshold).max(i32::from(n.min)) as i16,
                     Reset::Zero => 0.max(n.min),
                 };
                 spikes += 1;
-                spike(site.map(|(y, x)| Site { c: h.channel + lane as u16, y, x }));
+                spike(site.map(|(y, x)| Site { c: (channel + lane) as u16, y, x }));
             }
         }
         spikes

@@ -13,8 +13,8 @@ use proptest::prelude::*;
 
 const LATENCY_NS: i64 = 370;
 
-/// The chip, event by event, with nothing clever: for every input event, every kernel tap in
-/// (ky, kx) order, every output channel in order; int16 saturation, `min_v_mem`, one spike per
+/// The chip, event by event, with nothing clever: for every input event, every neuron under the
+/// kernel in raster order (output row, column, channel); int16 saturation, `min_v_mem`, one spike per
 /// neuron per event; spikes go through sum pooling to the destinations' queues.
 struct Reference {
     dvs: DvsLayer,
@@ -102,8 +102,9 @@ impl RefLayer {
         let [kh, kw] = self.kernel;
         let [fh, fw] = self.conv_out;
         let mut fired = Vec::new();
-        for ky in 0..kh {
-            for kx in 0..kw {
+        // Raster order: output rows and columns ascend, so kernel rows and columns descend.
+        for ky in (0..kh).rev() {
+            for kx in (0..kw).rev() {
                 let ny = (y + self.padding[0]) as i64 - ky as i64;
                 let nx = (x + self.padding[1]) as i64 - kx as i64;
                 if ny < 0 || nx < 0 || ny % self.stride[0] as i64 != 0 || nx % self.stride[1] as i64 != 0 {
