@@ -32,6 +32,8 @@ pub struct Args {
     /// Print the readout as text instead of opening the window.
     #[arg(long)]
     text: bool,
+    #[command(flatten)]
+    threads: super::model::ThreadsArg,
     /// Playback speed in the window (1 = real time).
     #[arg(long, default_value_t = 1.0)]
     speed: f64,
@@ -91,8 +93,16 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
         opts.readout_prediction_threshold = args.viz.readout_prediction_threshold.unwrap_or(3);
         opts.spike_count.x_span = 10.0;
         opts.window_scale = [12.0, 7.0];
-        let result =
-            super::run::launch(&path, Some(net.clone()), args.viz.headless.is_none(), args.speed, Mode::Event, &args.viz, opts, started);
+        let result = super::run::launch(
+            &path,
+            Some(net.clone()),
+            args.viz.headless.is_none(),
+            args.speed,
+            super::run::Sim { mode: Mode::Event, threads: args.threads.or(1) },
+            &args.viz,
+            opts,
+            started,
+        );
         if args.viz.headless.is_none() || result.is_err() {
             let _ = std::fs::remove_dir_all(&tmp);
             return result;
@@ -100,7 +110,13 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
         // Headless: the pictures are written; the report below goes beside them.
     }
     // 3. Play the recording through the simulated chip and print the readout.
-    let sim = Simulator::new(&net, Config { mode: Mode::Event, monitors: Monitors::of([net.layers.len()]), ..Config::default() })?;
+    let config = Config {
+        mode: Mode::Event,
+        monitors: Monitors::of([net.layers.len()]),
+        threads: args.threads.or(super::cores()),
+        ..Config::default()
+    };
+    let sim = Simulator::new(&net, config)?;
     let source = FileSource::open(&path, false, Controls::new(0.0))?;
     let config = SessionConfig {
         frame_us: 16_667,

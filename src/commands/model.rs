@@ -27,6 +27,22 @@ impl SimMode {
     }
 }
 
+/// `--threads` of the commands that simulate a chip.
+#[derive(clap::Args, Clone, Copy, Debug)]
+pub struct ThreadsArg {
+    /// Threads for the event-mode simulation. Results are the same for any number. Default:
+    /// every core for `simulate`; 1 with a window, which needs a core of its own.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
+}
+
+impl ThreadsArg {
+    /// The number asked for, or `default`.
+    pub fn or(self, default: usize) -> usize {
+        self.threads.map_or(default, usize::from)
+    }
+}
+
 /// The model options shared by `model`, `simulate` and `run`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ModelArgs {

@@ -15,7 +15,7 @@ use dynapviz_streams::source::{Controls, FileSource};
 use dynapviz_viewer::dashboard::ChipLayerInfo;
 use dynapviz_viewer::{Dashboard, VizOptions};
 
-use super::model::{ModelArgs, SimMode};
+use super::model::{ModelArgs, SimMode, ThreadsArg};
 use super::viz::VizArgs;
 
 /// Open the dashboard on a model and a recording (the DVS plot alone without --model).
@@ -36,6 +36,8 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = SimMode::Event)]
     mode: SimMode,
     #[command(flatten)]
+    threads: ThreadsArg,
+    #[command(flatten)]
     viz: VizArgs,
 }
 
@@ -45,8 +47,14 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
         None => None,
     };
     let opts = args.viz.options()?;
-    let mode = args.mode.mode(1000);
-    launch(&args.input, net, args.looped, args.speed, mode, &args.viz, opts, started)
+    let sim = Sim { mode: args.mode.mode(1000), threads: args.threads.or(1) };
+    launch(&args.input, net, args.looped, args.speed, sim, &args.viz, opts, started)
+}
+
+/// How `launch` simulates the chip.
+pub struct Sim {
+    pub mode: Mode,
+    pub threads: usize,
 }
 
 /// Plays `input` through `net` (None: the DVS plot alone) into the window or headless frames.
@@ -56,7 +64,7 @@ pub fn launch(
     net: Option<Network>,
     looped: bool,
     speed: f64,
-    mode: Mode,
+    sim: Sim,
     viz: &VizArgs,
     mut opts: VizOptions,
     started: Instant,
@@ -103,8 +111,13 @@ pub fn launch(
                 heat = Some((l as u16, HeatShape { channels, width, height }));
                 monitored.push(l);
             }
-            let config =
-                Config { mode, monitors: Monitors::of(monitored), power_rails: opts.power_monitor_number_of_items, ..Config::default() };
+            let config = Config {
+                mode: sim.mode,
+                monitors: Monitors::of(monitored),
+                power_rails: opts.power_monitor_number_of_items,
+                threads: sim.threads,
+                ..Config::default()
+            };
             (Some(Simulator::new(&net, config)?), Some(net.classes()), input)
         }
         None => {

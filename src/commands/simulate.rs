@@ -9,7 +9,7 @@ use dynapviz_chip::{BusyModel, Config, Monitors, RAILS, Simulator};
 use dynapviz_events::CHUNK;
 use serde::Serialize;
 
-use super::model::{ModelArgs, SimMode};
+use super::model::{ModelArgs, SimMode, ThreadsArg};
 
 /// Simulate the chip on a recording.
 #[derive(clap::Args)]
@@ -37,9 +37,8 @@ pub struct Args {
     /// Power samples per second of simulated time.
     #[arg(long, default_value_t = 50.0)]
     power_rate: f64,
-    /// Threads for event mode (default: every core). Results are the same for any number.
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
-    threads: Option<u16>,
+    #[command(flatten)]
+    threads: ThreadsArg,
     /// Print JSON (the layout of the golden fixtures' expected.json).
     #[arg(long)]
     json: bool,
@@ -91,7 +90,7 @@ pub fn run(args: Args) -> Result<()> {
         leak_tick_us: args.leak_tick_us,
         power_rate_hz: args.power_rate,
         power_rails: if profile.has_sensor { 5 } else { 3 },
-        threads: args.threads.map_or_else(super::cores, usize::from),
+        threads: args.threads.or(super::cores()),
         ..Config::default()
     };
     let mut sim = Simulator::new(&net, config)?;

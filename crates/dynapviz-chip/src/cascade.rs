@@ -39,7 +39,7 @@ impl Cascade<'_> {
     /// `beyond(layer, pending)`. Adds the work done for each sensor event to `work[index]`.
     pub fn run(&mut self, work: &mut [Work], out: impl FnMut(u32, Spike), beyond: impl FnMut(usize, Pending)) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
+        if crate::layer::avx2() {
             // SAFETY: the CPU has AVX2, checked just above.
             return unsafe { self.run_avx2(work, out, beyond) };
         }

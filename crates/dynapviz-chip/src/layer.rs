@@ -2,8 +2,28 @@
 //! neuron under the kernel with a contiguous inner loop over output channels, and the neuron
 //! state. Shared by the event-driven and the binned simulation.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use dynapviz_model::network::Reset;
 use dynapviz_model::{ChipLayer, ModelError};
+
+/// Set by [`use_vector_instructions`]`(false)`.
+static PORTABLE_ONLY: AtomicBool = AtomicBool::new(false);
+
+/// Turns the AVX2 kernel off or back on, process-wide: to compare speeds, and to test the
+/// portable kernel on a machine that has AVX2. Results are identical either way.
+pub fn use_vector_instructions(on: bool) {
+    PORTABLE_ONLY.store(!on, Ordering::Relaxed);
+}
+
+/// Whether the AVX2 kernel runs: the CPU has it and it is not turned off.
+#[inline]
+pub(crate) fn avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return !PORTABLE_ONLY.load(Ordering::Relaxed) && std::arch::is_x86_feature_detected!("avx2");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
 
 /// One chip layer ready to run.
 #[derive(Clone, Debug)]
@@ -73,6 +93,13 @@ impl LayerRt {
             return Err(ModelError::Invalid(format!("layer {}: threshold {} must be positive", l.index, q.threshold)));
         }
         let o = l.out_channels;
+        if q.weights.len() != o * c_in * kh * kw {
+            return Err(ModelError::Invalid(format!(
+                "layer {}: {} weights, expected {o} x {c_in} x {kh} x {kw} (out x in x kernel)",
+                l.index,
+                q.weights.len()
+            )));
+        }
         let mut weights = vec![0i32; c_in * kh * kw * o];
         for oc in 0..o {
             for c in 0..c_in {
@@ -153,14 +180,13 @@ impl LayerRt {
 
     /// The chip's response to one input event at `(c, y, x)`: every neuron under the kernel
     /// gets its weight added with int16 saturation and is clamped at `min_v_mem`; a neuron at or
-    /// above threshold emits one spike and is reset. Each neuron is touched once per event, so
-    /// the firing check can follow its update directly. Neurons are visited kernel row by row,
-    /// then column, then channel: the order of the spikes. Calls `spike` with the pooled site of
-    /// each spike (`None` when pooling cuts it off); returns (synaptic ops, spikes).
+    /// above threshold emits one spike and is reset. Spikes come in raster order (output row,
+    /// column, channel). Calls `spike` with the pooled site of each spike (`None` when pooling
+    /// cuts it off); returns (synaptic ops, spikes).
     #[inline]
     pub fn event(&mut self, c: usize, y: usize, x: usize, spike: impl FnMut(Option<Site>)) -> (u64, u64) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
+        if avx2() {
             // SAFETY: the CPU has AVX2, checked just above.
             return unsafe { self.event_avx2(c, y, x, spike) };
         }

@@ -9,5 +9,6 @@ mod pipelined;
 pub mod power;
 mod sim;
 
+pub use layer::use_vector_instructions;
 pub use power::{Coefficients, PowerSample, RAILS};
 pub use sim::{BusyModel, Config, InputCounters, LayerCounters, Mode, Monitors, SimError, Simulator, Spike};

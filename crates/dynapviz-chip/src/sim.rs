@@ -212,6 +212,9 @@ fn check_connections(network: &Network) -> Result<(), SimError> {
     Ok(())
 }
 
+/// The fewest sensor events one `process` call hands to the two-thread pipeline.
+const PIPELINE_MIN_EVENTS: usize = 1024;
+
 /// Per batch of sensor events (indexed by position in the batch): monitored spikes, work and
 /// time.
 #[derive(Default)]
@@ -328,8 +331,9 @@ impl Simulator {
         // and the buffers between the threads stay small.
         for piece in events.chunks(8192) {
             match self.pipeline_split() {
-                Some(at) => self.process_pipelined(piece, at, out),
-                None => self.process_serial(piece, out),
+                // A few events are not worth a thread (live playback hands over small chunks).
+                Some(at) if piece.len() >= PIPELINE_MIN_EVENTS => self.process_pipelined(piece, at, out),
+                _ => self.process_serial(piece, out),
             }
         }
     }

@@ -210,7 +210,8 @@ fn network(layers: &[Geometry], size: usize, seed: u64) -> Option<Network> {
 }
 
 fn events(size: u16) -> impl Strategy<Value = Vec<Event>> {
-    prop::collection::vec((0i64..3000, 0..size, 0..size, any::<bool>()), 1..600).prop_map(|mut v| {
+    // Past 1024 events a call runs on two threads when asked to.
+    prop::collection::vec((0i64..3000, 0..size, 0..size, any::<bool>()), 1..2500).prop_map(|mut v| {
         v.sort_by_key(|e| e.0);
         v.into_iter().map(|(t, x, y, p)| Event::new(t, x, y, p)).collect()
     })
@@ -218,6 +219,17 @@ fn events(size: u16) -> impl Strategy<Value = Vec<Event>> {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn portable_kernel_equals_the_reference(layers in prop::collection::vec(geometry(), 1..=2), seed in 0u64..10_000, input in events(24)) {
+        // Process-wide, but harmless to the other tests: both kernels give identical results.
+        dynapviz_chip::use_vector_instructions(false);
+        let result = network(&layers, 24, seed).map(|n| assert_same(&n, &input));
+        dynapviz_chip::use_vector_instructions(true);
+        if let Some(r) = result {
+            r?;
+        }
+    }
 
     #[test]
     fn event_mode_equals_the_reference(layers in prop::collection::vec(geometry(), 1..=3), seed in 0u64..10_000, zero in any::<bool>(), input in events(24)) {
