@@ -192,6 +192,23 @@ fn bad_input_is_counted_not_fatal() {
     let mut unmapped = n.clone();
     unmapped.layers[0].quant = None;
     assert!(Simulator::new(&unmapped, Config::default()).is_err());
+    // Connections the simulator cannot run are refused with a reason, not a panic.
+    let two = random_net(1);
+    let mut backward = two.clone();
+    backward.layers[1].destinations = vec![1];
+    let mut past_end = two.clone();
+    past_end.layers[1].destinations = vec![3];
+    let mut mismatched = two.clone();
+    mismatched.layers[1].in_shape[1] += 1;
+    let mut short_weights = two.clone();
+    if let Some(q) = short_weights.layers[0].quant.as_mut() {
+        q.weights.pop();
+    }
+    for (bad, why) in [(backward, "feed-forward"), (past_end, "feed-forward"), (mismatched, "takes"), (short_weights, "weights")] {
+        let err = Simulator::new(&bad, Config::default()).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains(why), "{why}: {err}");
+    }
+    assert!(Simulator::new(&two, Config { threads: 0, ..Config::default() }).is_err());
     assert!(Monitors::resolve(&["7".into()], 1).is_err());
     let names = vec!["-1".to_string(), "dvs".to_string()];
     let m = Monitors::resolve(&names, 3).expect("monitors");

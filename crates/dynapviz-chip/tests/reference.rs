@@ -242,12 +242,17 @@ proptest! {
     }
 }
 
-#[test]
-fn gesture_network_equals_the_reference() {
-    let Some(case) = dynapviz_testkit::shared("fixtures/golden/gesture_r50") else { return };
+/// The sinabs gesture network and its golden input (`None`, printed, without the fixtures).
+fn gesture_case() -> Option<(Network, Vec<Event>)> {
+    let case = dynapviz_testkit::shared("fixtures/golden/gesture_r50")?;
     let net = Pipeline::new(&case.join("model.onnx")).input_shape([2, 128, 128]).device("speck2e").build().expect("model");
     let mut reader = dynapviz_events::open(&case.join("input.csv")).expect("input");
-    let events = dynapviz_events::read_all(reader.as_mut()).expect("events");
+    Some((net, dynapviz_events::read_all(reader.as_mut()).expect("events")))
+}
+
+#[test]
+fn gesture_network_equals_the_reference() {
+    let Some((net, events)) = gesture_case() else { return };
     // A quarter of the recording keeps the plain reference quick in debug builds.
     let spikes = assert_same(&net, &events[..events.len() / 4]).unwrap_or_else(|e| panic!("{e}"));
     assert!(spikes > 10_000, "the network is active on this input ({spikes} spikes)");
@@ -255,10 +260,7 @@ fn gesture_network_equals_the_reference() {
 
 #[test]
 fn two_threads_give_the_same_counters_drops_and_power() {
-    let Some(case) = dynapviz_testkit::shared("fixtures/golden/gesture_r50") else { return };
-    let net = Pipeline::new(&case.join("model.onnx")).input_shape([2, 128, 128]).device("speck2e").build().expect("model");
-    let mut reader = dynapviz_events::open(&case.join("input.csv")).expect("input");
-    let events = dynapviz_events::read_all(reader.as_mut()).expect("events");
+    let Some((net, events)) = gesture_case() else { return };
     let run = |threads| {
         // The busy model drops input, so it must see every layer's input in the same order.
         let config =
