@@ -60,8 +60,8 @@ pub struct LayerRt {
     /// Binned mode: neuron columns that received input in the current bin, and their marks.
     touched: Vec<u32>,
     touched_mark: Vec<bool>,
-    /// Event mode: the 16-neuron chunks that reached the threshold during one event.
-    hits: Vec<Hit>,
+    /// Event mode: the threshold masks of one event's chunks (see [`Masks`]).
+    masks: Vec<u32>,
     /// Event mode: the firing rule in int16.
     neuron: Neuron,
 }
@@ -114,7 +114,7 @@ impl LayerRt {
         let [fh, fw] = l.conv_out;
         let rows = Fanout::new(l.in_shape[1], kh, l.stride[0], l.padding[0], fh, l.pool[0], l.out_shape[1], [fw * o, kw * o], false);
         let cols = Fanout::new(l.in_shape[2], kw, l.stride[1], l.padding[1], fw, l.pool[1], l.out_shape[2], [o, o], true);
-        let hits = vec![0; rows.widest() * cols.widest() * o.div_ceil(16) + 1];
+        let masks = vec![0; rows.widest() * cols.widest() * o.div_ceil(16)];
         Ok(Self {
             index: l.index,
             in_shape: l.in_shape,
@@ -133,7 +133,7 @@ impl LayerRt {
             state16: vec![0; o * l.conv_out[0] * l.conv_out[1]],
             touched: Vec::new(),
             touched_mark: vec![false; l.conv_out[0] * l.conv_out[1]],
-            hits,
+            masks,
             neuron: Neuron {
                 threshold: q.threshold,
                 below: (q.threshold - 1).min(i32::from(i16::MAX)) as i16,
@@ -222,12 +222,12 @@ impl LayerRt {
             #[cfg(target_arch = "x86_64")]
             {
                 // SAFETY: the caller guarantees AVX2.
-                scatter.run(&mut self.state16, &mut self.hits, spike, |v, w, n| unsafe { update_avx2(v, w, n) })
+                scatter.run(&mut self.state16, &mut self.masks, spike, |v, w, n| unsafe { update_avx2(v, w, n) })
             }
             #[cfg(not(target_arch = "x86_64"))]
             unreachable!("AVX2 exists on x86_64 only")
         } else {
-            scatter.run(&mut self.state16, &mut self.hits, spike, |v, w, n| update_portable(v, w, n))
+            scatter.run(&mut self.state16, &mut self.masks, spike, |v, w, n| update_portable(v, w, n))
         };
         ((rows.len() * cols.len() * o) as u64, spikes)
     }
@@ -456,14 +456,10 @@ struct Neuron {
     reset: Reset,
 }
 
-/// A 16-neuron chunk with neurons at threshold, found while scattering one event, packed in one
-/// word so noting it is one store: bits 0-31 two bits per neuron at threshold (as `movemask`
-/// gives them), 32-47 the chunk within the column, 48-55 the column tap, 56-63 the row tap.
-type Hit = u64;
-
-fn hit(row: usize, col: usize, chunk: usize, mask: u32) -> Hit {
-    u64::from(mask) | (chunk as u64) << 32 | (col as u64) << 48 | (row as u64) << 56
-}
+/// The threshold masks of one event's 16-neuron chunks, `[row tap][column tap][chunk]`: two
+/// bits per neuron at threshold, as `movemask` gives them. Written for every chunk without a
+/// branch; read only for kernel rows with a neuron at threshold.
+type Masks = [u32];
 
 /// One input event's scatter over the neurons under the kernel.
 struct Scatter<'a> {
@@ -487,97 +483,113 @@ impl Scatter<'_> {
     fn run(
         &self,
         state: &mut [i16],
-        hits: &mut [Hit],
+        masks: &mut Masks,
         spike: impl FnMut(Option<Site>),
         update: impl Fn(&mut [i16; 16], &[i16; 16], Neuron) -> u32,
     ) -> u64 {
         // The common channel counts get loops the compiler unrolls.
-        let len = match self.o {
-            16 => self.update_rows::<1>(state, hits, update),
-            32 => self.update_rows::<2>(state, hits, update),
-            64 => self.update_rows::<4>(state, hits, update),
-            128 => self.update_rows::<8>(state, hits, update),
-            _ => self.update_columns(state, hits, update),
+        let firing_rows = match self.o {
+            16 => self.update_rows::<1>(state, masks, update),
+            32 => self.update_rows::<2>(state, masks, update),
+            64 => self.update_rows::<4>(state, masks, update),
+            128 => self.update_rows::<8>(state, masks, update),
+            _ => self.update_columns(state, masks, update),
         };
-        self.fire(state, &hits[..len], spike)
+        if firing_rows == 0 { 0 } else { self.fire(state, masks, firing_rows, spike) }
+    }
+
+    /// 16-neuron chunks per column.
+    fn chunks(&self) -> usize {
+        self.o.div_ceil(16)
     }
 
     /// First pass for `N` chunks of 16 channels: with consecutive columns a kernel row is one
-    /// run of neurons and weights; otherwise column by column. Returns the number of hits.
+    /// run of neurons and weights; otherwise column by column. Returns a bit per kernel row with
+    /// a neuron at threshold.
     #[inline(always)]
     fn update_rows<const N: usize>(
         &self,
         state: &mut [i16],
-        hits: &mut [Hit],
+        masks: &mut Masks,
         update: impl Fn(&mut [i16; 16], &[i16; 16], Neuron) -> u32,
-    ) -> usize {
+    ) -> u32 {
         if !self.contiguous {
-            return self.update_columns(state, hits, update);
+            return self.update_columns(state, masks, update);
         }
         let (Some(first), n) = (self.cols.first(), self.neuron) else { return 0 };
-        let span = self.cols.len() * N * 16;
-        let mut len = 0;
-        for (ri, r) in self.rows.iter().enumerate() {
+        let span = self.cols.len() * N;
+        let mut firing = 0;
+        for ((ri, r), row_masks) in self.rows.iter().enumerate().zip(masks.chunks_exact_mut(span)) {
             let base = (r.state + first.state) as usize;
             let w = (r.weight + first.weight) as usize;
-            let (v, _) = state[base..base + span].as_chunks_mut::<16>();
-            let (w, _) = self.weights[w..w + span].as_chunks::<16>();
-            for (i, (v, w)) in v.iter_mut().zip(w).enumerate() {
-                let mask = update(v, w, n);
-                hits[len] = hit(ri, i / N, i % N, mask);
-                len += usize::from(mask != 0);
+            let (v, _) = state[base..base + span * 16].as_chunks_mut::<16>();
+            let (w, _) = self.weights[w..w + span * 16].as_chunks::<16>();
+            let mut any = 0;
+            for ((v, w), m) in v.iter_mut().zip(w).zip(row_masks.iter_mut()) {
+                *m = update(v, w, n);
+                any |= *m;
             }
+            firing |= u32::from(any != 0) << ri;
         }
-        len
+        firing
     }
 
     /// First pass, column by column, for any channel count and stride.
     #[inline(always)]
-    fn update_columns(&self, state: &mut [i16], hits: &mut [Hit], update: impl Fn(&mut [i16; 16], &[i16; 16], Neuron) -> u32) -> usize {
-        let (o, n) = (self.o, self.neuron);
-        let mut len = 0;
-        for (ri, r) in self.rows.iter().enumerate() {
-            for (ci, k) in self.cols.iter().enumerate() {
+    fn update_columns(&self, state: &mut [i16], masks: &mut Masks, update: impl Fn(&mut [i16; 16], &[i16; 16], Neuron) -> u32) -> u32 {
+        let (o, n, chunks) = (self.o, self.neuron, self.chunks());
+        if self.cols.is_empty() {
+            return 0;
+        }
+        let mut firing = 0;
+        for ((ri, r), row_masks) in self.rows.iter().enumerate().zip(masks.chunks_exact_mut(self.cols.len() * chunks)) {
+            let mut any = 0;
+            for (k, col_masks) in self.cols.iter().zip(row_masks.chunks_exact_mut(chunks)) {
                 let base = (r.state + k.state) as usize;
                 let w = (r.weight + k.weight) as usize;
                 let (v, v_rest) = state[base..base + o].as_chunks_mut::<16>();
                 let (w, w_rest) = self.weights[w..w + o].as_chunks::<16>();
-                let mut note = |i: usize, mask: u32| {
-                    hits[len] = hit(ri, ci, i, mask);
-                    len += usize::from(mask != 0);
-                };
-                for (i, (v, w)) in v.iter_mut().zip(w).enumerate() {
-                    note(i, update(v, w, n));
+                for ((v, w), m) in v.iter_mut().zip(w).zip(col_masks.iter_mut()) {
+                    *m = update(v, w, n);
+                    any |= *m;
                 }
-                if !v_rest.is_empty() {
-                    note(o / 16, update_portable(v_rest, w_rest, n));
+                if let Some(m) = col_masks.get_mut(o / 16).filter(|_| !v_rest.is_empty()) {
+                    *m = update_portable(v_rest, w_rest, n);
+                    any |= *m;
                 }
             }
+            firing |= u32::from(any != 0) << ri;
         }
-        len
+        firing
     }
 
-    /// Second pass: resets the neurons at threshold and emits their spikes, in hit order.
+    /// Second pass: resets the neurons at threshold of the `firing` kernel rows and emits their
+    /// spikes in raster order.
     #[inline(always)]
-    fn fire(&self, state: &mut [i16], hits: &[Hit], mut spike: impl FnMut(Option<Site>)) -> u64 {
-        let n = self.neuron;
+    fn fire(&self, state: &mut [i16], masks: &Masks, mut firing: u32, mut spike: impl FnMut(Option<Site>)) -> u64 {
+        let (n, chunks) = (self.neuron, self.chunks());
         let mut spikes = 0;
-        for &h in hits {
-            let (r, k) = (self.rows[(h >> 56) as usize], self.cols[(h >> 48) as usize & 0xff]);
-            let channel = ((h >> 32) as usize & 0xffff) * 16;
-            let base = (r.state + k.state) as usize + channel;
-            let site = (r.pooled != CUT && k.pooled != CUT).then_some((r.pooled, k.pooled));
-            let mut m = h as u32 & 0x5555_5555;
-            while m != 0 {
-                let lane = (m.trailing_zeros() / 2) as usize;
-                m &= m - 1;
-                let v = &mut state[base + lane];
-                *v = match n.reset {
-                    Reset::Subtract => (i32::from(*v) - n.threshold).max(i32::from(n.min)) as i16,
-                    Reset::Zero => 0.max(n.min),
-                };
-                spikes += 1;
-                spike(site.map(|(y, x)| Site { c: (channel + lane) as u16, y, x }));
+        while firing != 0 {
+            let ri = firing.trailing_zeros() as usize;
+            firing &= firing - 1;
+            let r = self.rows[ri];
+            let row_masks = &masks[ri * self.cols.len() * chunks..][..self.cols.len() * chunks];
+            for (k, col_masks) in self.cols.iter().zip(row_masks.chunks_exact(chunks)) {
+                let site = (r.pooled != CUT && k.pooled != CUT).then_some((r.pooled, k.pooled));
+                for (chunk, &mask) in col_masks.iter().enumerate() {
+                    let mut m = mask & 0x5555_5555;
+                    while m != 0 {
+                        let channel = chunk * 16 + (m.trailing_zeros() / 2) as usize;
+                        m &= m - 1;
+                        let v = &mut state[(r.state + k.state) as usize + channel];
+                        *v = match n.reset {
+                            Reset::Subtract => (i32::from(*v) - n.threshold).max(i32::from(n.min)) as i16,
+                            Reset::Zero => 0.max(n.min),
+                        };
+                        spikes += 1;
+                        spike(site.map(|(y, x)| Site { c: channel as u16, y, x }));
+                    }
+                }
             }
         }
         spikes
