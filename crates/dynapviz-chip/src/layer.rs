@@ -89,6 +89,9 @@ impl LayerRt {
         if kh > 16 || kw > 16 {
             return Err(ModelError::Invalid(format!("layer {}: kernel {kh}x{kw} is larger than the chip's 16x16", l.index)));
         }
+        if l.stride.contains(&0) {
+            return Err(ModelError::Invalid(format!("layer {}: stride {:?} must be at least 1", l.index, l.stride)));
+        }
         if q.threshold <= 0 {
             return Err(ModelError::Invalid(format!("layer {}: threshold {} must be positive", l.index, q.threshold)));
         }
