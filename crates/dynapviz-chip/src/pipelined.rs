@@ -91,17 +91,11 @@ pub(crate) fn run(stages: Stages<'_>, events: &[Event], buffers: &mut Buffers, o
     out_a.sort_by_key(|x| x.0);
     out_b.sort_by_key(|x| x.0);
     merge(&out_a, &out_b, out);
-    for ((done, extra), &t) in work_a.iter().zip(&work_b).zip(&times) {
+    for ((&done, &extra), &t) in work_a.iter().zip(&work_b).zip(&times) {
         if done.sensor_events > 0 {
-            work(
-                t,
-                Work {
-                    synops: done.synops + extra.synops,
-                    spikes: done.spikes + extra.spikes,
-                    output_events: done.output_events + extra.output_events,
-                    ..*done
-                },
-            );
+            let mut both = done;
+            both += extra;
+            work(t, both);
         }
     }
     *buffers = Buffers { out_a, out_b, work_a, work_b, times };

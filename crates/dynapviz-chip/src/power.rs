@@ -68,6 +68,15 @@ pub struct Work {
     pub output_events: u64,
 }
 
+impl std::ops::AddAssign for Work {
+    fn add_assign(&mut self, other: Work) {
+        self.sensor_events += other.sensor_events;
+        self.synops += other.synops;
+        self.spikes += other.spikes;
+        self.output_events += other.output_events;
+    }
+}
+
 /// Turns counted work into samples at `rate_hz` of simulated time.
 #[derive(Clone, Debug)]
 pub struct PowerMonitor {
@@ -89,11 +98,7 @@ impl PowerMonitor {
     #[inline]
     pub fn add(&mut self, t_us: i64, work: Work, out: &mut Vec<PowerSample>) {
         self.advance(t_us, out);
-        let w = &mut self.work;
-        w.sensor_events += work.sensor_events;
-        w.synops += work.synops;
-        w.spikes += work.spikes;
-        w.output_events += work.output_events;
+        self.work += work;
     }
 
     /// Emits the samples of every period ending at or before `t_us`.
