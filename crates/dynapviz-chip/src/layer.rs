@@ -52,7 +52,6 @@ pub struct LayerRt {
     pub threshold: i32,
     /// Lower bound of the membrane potential.
     pub min_v_mem: i32,
-    reset: Reset,
     /// Membrane potentials `[oy][ox][o]` of the binned mode (unbounded, like sinabs' floats).
     pub state: Vec<i32>,
     /// Membrane potentials of the event mode: the chip's int16.
@@ -131,7 +130,6 @@ impl LayerRt {
             bias: q.bias.as_ref().map(|b| b.iter().map(|&v| i32::from(v)).collect()),
             threshold: q.threshold,
             min_v_mem: q.min_v_mem,
-            reset: l.reset,
             state: vec![0; o * l.conv_out[0] * l.conv_out[1]],
             state16: vec![0; o * l.conv_out[0] * l.conv_out[1]],
             touched: Vec::new(),
@@ -235,29 +233,6 @@ impl LayerRt {
         ((rows.len() * cols.len() * o) as u64, spikes)
     }
 
-    /// Chip semantics for the `out_channels` neurons at `base` (used by the leak tick): a neuron
-    /// at or above threshold emits one spike and is reset; every potential is then clamped at
-    /// `min_v_mem`.
-    fn fire_once(&mut self, base: usize, mut spike: impl FnMut(Option<Site>)) -> u64 {
-        let o = self.out_channels;
-        let (thr, min) = (self.threshold, self.min_v_mem.clamp(i32::from(i16::MIN), i32::from(i16::MAX)));
-        let geometry = self.geometry();
-        let mut spikes = 0;
-        for oc in 0..o {
-            let mut v = i32::from(self.state16[base + oc]);
-            if v >= thr {
-                v = match self.reset {
-                    Reset::Subtract => v - thr,
-                    Reset::Zero => 0,
-                };
-                spikes += 1;
-                spike(geometry.site(base / o, oc));
-            }
-            self.state16[base + oc] = v.max(min) as i16;
-        }
-        spikes
-    }
-
     /// sinabs semantics for every neuron (one time bin): add the bias, then
     /// `n = v > 0 ? v / thr : 0`, `v -= n * thr`, clamp at `min_v_mem`. Calls `spike(site, n)`.
     pub fn fire_binned(&mut self, mut spike: impl FnMut(Option<Site>, i32)) {
@@ -297,21 +272,23 @@ impl LayerRt {
         }
     }
 
-    /// Adds the bias once to every neuron (one slow-clock tick of the chip's leak), saturating,
-    /// then applies the chip's firing rule to all neurons. Returns spikes.
+    /// Adds the bias once to every neuron of the event mode (one slow-clock tick of the chip's
+    /// leak), saturating at int16, then applies the chip's firing rule to each. Returns spikes.
     pub fn leak_tick(&mut self, mut spike: impl FnMut(Option<Site>)) -> u64 {
-        let Some(bias) = self.bias.clone() else {
-            return 0;
-        };
-        let o = self.out_channels;
-        for (i, v) in self.state.iter_mut().enumerate() {
-            *v = (*v + bias[i % o]).clamp(i32::from(i16::MIN), i32::from(i16::MAX));
+        let Some(bias) = &self.bias else { return 0 };
+        let (o, n, geometry) = (self.out_channels, self.neuron, self.geometry());
+        let mut spikes = 0;
+        for (i, v) in self.state16.iter_mut().enumerate() {
+            let sum = (i32::from(*v) + bias[i % o]).clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16;
+            *v = if sum > n.below {
+                spikes += 1;
+                spike(geometry.site(i / o, i % o));
+                n.after_spike(sum)
+            } else {
+                sum.max(n.min)
+            };
         }
-        let mut n = 0;
-        for base in (0..self.state.len()).step_by(o.max(1)) {
-            n += self.fire_once(base, &mut spike);
-        }
-        n
+        spikes
     }
 
     /// Synaptic operations of an average input event (fewer at the borders).
@@ -349,12 +326,14 @@ impl PoolGeometry {
 }
 
 /// One kernel tap along one axis: an input row (or column) reaches output row `oy` through
-/// kernel row `ky`; an input's taps go by ascending output. Precomputed per input coordinate, so the hot path does no division.
+/// kernel row `ky`; an input's taps go by ascending output. Precomputed per input coordinate,
+/// so the hot path does no division.
 #[derive(Clone, Copy, Debug)]
 struct Tap {
     /// State offset of the output row (`oy * fw * o`; for columns `ox * o`).
     state: u32,
-    /// Weight offset of the kernel row (`ky * kw * o`; for columns `kx * o`).
+    /// Weight offset of the kernel row (`ky * kw * o`; for columns, whose weights are stored
+    /// reversed, `(kw - 1 - kx) * o`).
     weight: u32,
     /// Output row after pooling, or [`CUT`] when pooling cuts it off.
     pooled: u16,
@@ -457,6 +436,17 @@ struct Neuron {
     below: i16,
     min: i16,
     reset: Reset,
+}
+
+impl Neuron {
+    /// The potential after a spike from `v` (at or above threshold): reset, then clamped.
+    #[inline(always)]
+    fn after_spike(self, v: i16) -> i16 {
+        match self.reset {
+            Reset::Subtract => (i32::from(v) - self.threshold).max(i32::from(self.min)) as i16,
+            Reset::Zero => 0.max(self.min),
+        }
+    }
 }
 
 /// The threshold masks of one event's 16-neuron chunks, `[row tap][column tap][chunk]`: two
@@ -585,10 +575,7 @@ impl Scatter<'_> {
                         let channel = chunk * 16 + (m.trailing_zeros() / 2) as usize;
                         m &= m - 1;
                         let v = &mut state[(r.state + k.state) as usize + channel];
-                        *v = match n.reset {
-                            Reset::Subtract => (i32::from(*v) - n.threshold).max(i32::from(n.min)) as i16,
-                            Reset::Zero => 0.max(n.min),
-                        };
+                        *v = n.after_spike(*v);
                         spikes += 1;
                         spike(site.map(|(y, x)| Site { c: channel as u16, y, x }));
                     }

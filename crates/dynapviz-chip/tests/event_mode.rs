@@ -231,3 +231,19 @@ fn power_samples_at_the_configured_rate() {
     let first: f64 = p[..5].iter().map(|s| s.value).sum();
     assert!(first > idle_total && first < idle_total * 1.5, "{first}");
 }
+
+#[test]
+fn the_leak_charges_the_chip_neurons_without_input() {
+    // Weight 0: input changes nothing. Bias 5 per 1 ms tick, threshold 10: every neuron fires
+    // at every second tick, 5 times in 10 ms, at the tick's time.
+    let mut n = net(1, 1, 1, 2, vec![0], 10, -10);
+    if let Some(q) = n.layers[0].quant.as_mut() {
+        q.bias = Some(vec![5]);
+    }
+    let config = Config { leak_tick_us: Some(1000), monitors: Monitors::of([1]), ..Config::default() };
+    let mut sim = Simulator::new(&n, config).expect("sim");
+    let mut out = Vec::new();
+    sim.process(&[Event::new(0, 0, 0, true), Event::new(10_000, 0, 0, true)], &mut out);
+    assert_eq!(out.len(), 4 * 5, "4 neurons x 5 spikes: {out:?}");
+    assert!(out.iter().all(|s| s.t % 2000 == 0 && s.t > 0), "{out:?}");
+}
