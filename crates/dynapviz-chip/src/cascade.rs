@@ -24,10 +24,17 @@ pub(crate) struct Cascade<'a> {
     pub queues: &'a mut [Vec<Pending>],
     /// When each core's backlog clears (busy model), ns.
     pub busy_until_ns: &'a mut [f64],
+    pub wiring: &'a Wiring,
+}
+
+/// What every run of layers shares, fixed when the simulator is made.
+#[derive(Clone, Debug)]
+pub(crate) struct Wiring {
     /// Destinations of every layer of the network (0-based).
-    pub destinations: &'a [Vec<usize>],
-    /// Monitored, by layer number (0 = DVS).
-    pub monitored: &'a [bool],
+    pub destinations: Vec<Vec<usize>>,
+    /// Monitored, by layer number (0 = DVS): the configured monitors as a table, for the hot path.
+    pub monitored: Vec<bool>,
+    /// Latency of one layer, ns.
     pub latency_ns: i64,
     pub busy: Option<BusyModel>,
 }
@@ -76,11 +83,11 @@ impl Cascade<'_> {
                 // earlier source still comes first, as one event at a time would give.
                 queue.sort_by_key(|p| p.0);
             }
-            let monitored = self.monitored[li + 1];
-            let (layer, c, dests, queues) = (&mut self.layers[i], &mut self.counters[i], &self.destinations[li], &mut *self.queues);
+            let monitored = self.wiring.monitored[li + 1];
+            let (layer, c, dests, queues) = (&mut self.layers[i], &mut self.counters[i], &self.wiring.destinations[li], &mut *self.queues);
             for &(index, t_ns, s) in &queue {
-                let t_out = t_ns + self.latency_ns;
-                if let Some(b) = self.busy
+                let t_out = t_ns + self.wiring.latency_ns;
+                if let Some(b) = self.wiring.busy
                     && self.busy_until_ns[i] - t_out as f64 > b.max_backlog_ns
                 {
                     c.dropped_busy += 1;
@@ -114,7 +121,7 @@ impl Cascade<'_> {
                 if monitored {
                     work.output_events += after_pool;
                 }
-                if let Some(b) = self.busy {
+                if let Some(b) = self.wiring.busy {
                     let start = self.busy_until_ns[i].max(t_out as f64);
                     self.busy_until_ns[i] = start + b.ns_per_event + b.ns_per_synop * ops as f64;
                 }

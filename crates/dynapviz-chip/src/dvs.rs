@@ -4,8 +4,9 @@
 use dynapviz_events::Event;
 use dynapviz_model::network::DvsLayer;
 
+use crate::cascade::Pending;
 use crate::layer::Site;
-use crate::sim::{InputCounters, LayerCounters};
+use crate::sim::{InputCounters, LayerCounters, Spike};
 
 /// Why a sensor event did not reach the network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,5 +92,25 @@ impl Front {
         dvs.input_events += 1;
         dvs.spikes_after_pool += 1;
         Some((t, site))
+    }
+
+    /// Event mode: admits `e` as event `index` of a batch, queues its site for the first layer
+    /// and, when the DVS layer is monitored, tags its spike in `tagged`. Returns its time.
+    #[inline]
+    pub fn admit_to(
+        &mut self,
+        e: &Event,
+        index: u32,
+        dvs: &mut LayerCounters,
+        monitored: bool,
+        first_layer: &mut Vec<Pending>,
+        tagged: &mut Vec<(u32, Spike)>,
+    ) -> Option<i64> {
+        let (t, site) = self.admit(e, false, dvs)?;
+        if monitored {
+            tagged.push((index, Spike { t, layer: 0, c: site.c, y: site.y, x: site.x }));
+        }
+        first_layer.push((index, t * 1000, site));
+        Some(t)
     }
 }

@@ -71,12 +71,8 @@ pub(crate) fn run(stages: Stages<'_>, events: &[Event], buffers: &mut Buffers, o
         for (chunk_index, chunk) in events.chunks(BATCH_EVENTS).enumerate() {
             for (i, e) in chunk.iter().enumerate() {
                 let i = chunk_index * BATCH_EVENTS + i;
-                let Some((t, site)) = front.admit(e, false, dvs_counters) else { continue };
-                if monitor_dvs {
-                    out_a.push((i as u32, Spike { t, layer: 0, c: site.c, y: site.y, x: site.x }));
-                }
+                let Some(t) = front.admit_to(e, i as u32, dvs_counters, monitor_dvs, &mut a.queues[0], &mut out_a) else { continue };
                 (work_a[i].sensor_events, times[i]) = (1, t);
-                a.queues[0].push((i as u32, t * 1000, site));
             }
             let mut batch = Vec::new();
             a.run(&mut work_a, |i, s| out_a.push((i, s)), |layer, pending| batch.push((layer, pending)));

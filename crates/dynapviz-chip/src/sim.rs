@@ -11,7 +11,7 @@ use dynapviz_events::Event;
 use dynapviz_model::Network;
 use serde::Serialize;
 
-use crate::cascade::{Cascade, Pending};
+use crate::cascade::{Cascade, Pending, Wiring};
 use crate::dvs::Front;
 use crate::layer::{LayerRt, Site};
 use crate::pipelined;
@@ -228,7 +228,7 @@ struct Batch {
 pub struct Simulator {
     front: Front,
     layers: Vec<LayerRt>,
-    destinations: Vec<Vec<usize>>,
+    wiring: Wiring,
     config: Config,
     counters: Vec<LayerCounters>,
     power: PowerMonitor,
@@ -244,8 +244,6 @@ pub struct Simulator {
     pipeline: pipelined::Buffers,
     bin: Option<i64>,
     next_leak_us: Option<i64>,
-    /// `config.monitors` as a table by layer number (0 = DVS), for the hot path.
-    monitored: Vec<bool>,
 }
 
 impl Simulator {
@@ -268,7 +266,12 @@ impl Simulator {
         let n = layers.len();
         Ok(Self {
             front: Front { dvs: network.dvs.clone(), last_t: None, input: InputCounters::default() },
-            destinations,
+            wiring: Wiring {
+                destinations,
+                monitored: (0..=n).map(|i| config.monitors.contains(i)).collect(),
+                latency_ns: config.layer_latency_ns,
+                busy: config.busy,
+            },
             power: PowerMonitor::new(config.power_rate_hz, config.power_rails, config.power),
             counters: vec![LayerCounters::default(); n + 1],
             power_samples: Vec::new(),
@@ -279,7 +282,6 @@ impl Simulator {
             pipeline: pipelined::Buffers::default(),
             bin: None,
             next_leak_us: None,
-            monitored: (0..=n).map(|i| config.monitors.contains(i)).collect(),
             layers,
             config,
         })
@@ -374,23 +376,19 @@ impl Simulator {
         let mut b_counters = counters_b.to_vec();
         let mut b_queues: Vec<Vec<Pending>> = queues_b.iter_mut().map(std::mem::take).collect();
         let mut b_busy = busy_b.to_vec();
-        let cascade = |first, layers, counters, queues, busy_until_ns| Cascade {
-            first,
-            layers,
-            counters,
-            queues,
-            busy_until_ns,
-            destinations: &self.destinations,
-            monitored: &self.monitored,
-            latency_ns: self.config.layer_latency_ns,
-            busy: self.config.busy,
-        };
         let stages = pipelined::Stages {
             front: &mut self.front,
             dvs_counters: &mut dvs_counters[0],
-            monitor_dvs: self.monitored[0],
-            a: cascade(0, layers_a, counters_a, queues_a, busy_a),
-            b: cascade(at, layers_b, &mut b_counters, &mut b_queues, &mut b_busy),
+            monitor_dvs: self.wiring.monitored[0],
+            a: Cascade { first: 0, layers: layers_a, counters: counters_a, queues: queues_a, busy_until_ns: busy_a, wiring: &self.wiring },
+            b: Cascade {
+                first: at,
+                layers: layers_b,
+                counters: &mut b_counters,
+                queues: &mut b_queues,
+                busy_until_ns: &mut b_busy,
+                wiring: &self.wiring,
+            },
         };
         let (power, samples) = (&mut self.power, &mut self.power_samples);
         pipelined::run(stages, events, &mut self.pipeline, out, |t, work| power.add(t, work, samples));
@@ -406,7 +404,7 @@ impl Simulator {
             (Mode::Binned { bin_us }, _) => {
                 for e in events {
                     let Some((t, site)) = self.front.admit(e, true, &mut self.counters[0]) else { continue };
-                    if self.monitored[0] {
+                    if self.wiring.monitored[0] {
                         out.push(Spike { t, layer: 0, c: site.c, y: site.y, x: site.x });
                     }
                     self.binned_input(t, bin_us, site, out);
@@ -428,16 +426,15 @@ impl Simulator {
         times.clear();
         times.resize(events.len(), 0);
         for (i, e) in events.iter().enumerate() {
-            let Some((t, site)) = self.front.admit(e, false, &mut self.counters[0]) else { continue };
-            let index = i as u32;
-            if self.monitored[0] {
-                tagged.push((index, Spike { t, layer: 0, c: site.c, y: site.y, x: site.x }));
-            }
+            let (index, monitored) = (i as u32, self.wiring.monitored[0]);
+            let Some(t) = self.front.admit_to(e, index, &mut self.counters[0], monitored, &mut self.queues[0], &mut tagged) else {
+                continue;
+            };
             if let Some(tick) = self.config.leak_tick_us {
+                // Leak spikes join this event: after its DVS spike, before its cascade.
                 self.leak_until(t, tick, index, &mut tagged);
             }
             (work[i].sensor_events, times[i]) = (1, t);
-            self.queues[0].push((index, t * 1000, site));
         }
         self.cascade(0, self.layers.len()).run(&mut work, |i, s| tagged.push((i, s)), |_, _| unreachable!("every layer is in the cascade"));
         // Stable: within a sensor event, layer order stays.
@@ -464,7 +461,7 @@ impl Simulator {
     }
 
     fn monitored_output(&self, layer: usize) -> bool {
-        self.monitored[layer + 1]
+        self.wiring.monitored[layer + 1]
     }
 
     // ---------------- event mode ----------------
@@ -477,10 +474,7 @@ impl Simulator {
             counters: &mut self.counters[from + 1..to + 1],
             queues: &mut self.queues[from..to],
             busy_until_ns: &mut self.busy_until_ns[from..to],
-            destinations: &self.destinations,
-            monitored: &self.monitored,
-            latency_ns: self.config.layer_latency_ns,
-            busy: self.config.busy,
+            wiring: &self.wiring,
         }
     }
 
@@ -494,7 +488,7 @@ impl Simulator {
                     continue;
                 }
                 let monitored = self.monitored_output(li);
-                let dests = self.destinations[li].clone();
+                let dests = self.wiring.destinations[li].clone();
                 let mut sites = Vec::new();
                 let n = self.layers[li].leak_tick(|s| sites.extend(s));
                 self.counters[li + 1].spikes += n;
@@ -547,8 +541,8 @@ impl Simulator {
                 c.synaptic_ops += ops;
                 work.synops += ops;
             }
-            let monitored = self.monitored[li + 1];
-            let dests = &self.destinations[li];
+            let monitored = self.wiring.monitored[li + 1];
+            let dests = &self.wiring.destinations[li];
             let queues = &mut self.bin_input;
             let mut spikes = 0u64;
             let mut after_pool = 0u64;
