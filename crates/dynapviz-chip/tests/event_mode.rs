@@ -86,11 +86,8 @@ fn min_v_mem_clamps_and_state_saturates_at_int16() {
 
 fn random_net(seed: u64) -> Network {
     let mut ann = Ann::default();
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    let mut rnd = move || {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((x >> 33) as f32 / (1u64 << 31) as f32) - 0.3
-    };
+    let mut uniform = dynapviz_testkit::uniform(seed);
+    let mut rnd = move || uniform() - 0.3;
     ann.push(
         "0",
         AnnLayer::Conv {

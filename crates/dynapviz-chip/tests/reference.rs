@@ -186,11 +186,8 @@ fn geometry() -> impl Strategy<Value = Geometry> {
 }
 
 fn network(layers: &[Geometry], size: usize, seed: u64) -> Option<Network> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    let mut rnd = move || {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        ((x >> 33) as f32 / (1u64 << 31) as f32) - 0.35
-    };
+    let mut uniform = dynapviz_testkit::uniform(seed);
+    let mut rnd = move || uniform() - 0.35;
     let mut ann = Ann::default();
     let mut c = 2;
     for (i, g) in layers.iter().enumerate() {

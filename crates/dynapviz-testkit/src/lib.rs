@@ -17,3 +17,15 @@ pub fn shared(sub: &str) -> Option<PathBuf> {
         None
     }
 }
+
+/// Deterministic numbers in [0, 1) from `seed` (a 64-bit LCG): weights for test networks that
+/// stay the same from run to run.
+pub fn uniform(seed: u64) -> impl FnMut() -> f32 {
+    const A: u64 = 6364136223846793005;
+    const C: u64 = 1442695040888963407;
+    let mut x = seed.wrapping_mul(A).wrapping_add(C);
+    move || {
+        x = x.wrapping_mul(A).wrapping_add(C);
+        (x >> 33) as f32 / (1u64 << 31) as f32
+    }
+}
