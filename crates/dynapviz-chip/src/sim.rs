@@ -460,10 +460,6 @@ impl Simulator {
         }
     }
 
-    fn monitored_output(&self, layer: usize) -> bool {
-        self.wiring.monitored[layer + 1]
-    }
-
     // ---------------- event mode ----------------
 
     /// Layers `from..to` (0-based) as a cascade.
@@ -487,7 +483,7 @@ impl Simulator {
                 if !self.layers[li].has_bias() {
                     continue;
                 }
-                let monitored = self.monitored_output(li);
+                let monitored = self.wiring.monitored[li + 1];
                 let dests = self.wiring.destinations[li].clone();
                 let mut sites = Vec::new();
                 let n = self.layers[li].leak_tick(|s| sites.extend(s));
