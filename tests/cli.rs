@@ -188,3 +188,43 @@ fn simulate_gives_the_same_results_on_one_and_two_threads() {
     let (ok, _, err) = dynapviz(&["simulate", "--input", "x.csv", "--threads", "0"]);
     assert!(!ok && err.contains("--threads") && !err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn simulate_fits_a_larger_sensor_onto_the_network_input() {
+    let Some(case) = dynapviz_testkit::shared("fixtures/golden/gesture_r50") else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The golden input as a 256x256 sensor would see it: every coordinate doubled.
+    let csv = std::fs::read_to_string(case.join("input.csv")).expect("input.csv");
+    let doubled: String = csv
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            if i == 0 {
+                return format!("{line}\n");
+            }
+            let f: Vec<u32> = line.split(',').map(|v| v.parse().expect("number")).collect();
+            format!("{},{},{},{}\n", f[0], f[1] * 2, f[2] * 2, f[3])
+        })
+        .collect();
+    let (csv_path, rec) = (dir.path().join("doubled.csv"), dir.path().join("doubled.aedat4"));
+    std::fs::write(&csv_path, doubled).expect("write");
+    let (ok, _, err) = dynapviz(&["convert", "--geometry", "256x256", csv_path.to_str().expect("path"), rec.to_str().expect("path")]);
+    assert!(ok, "{err}");
+    let simulate = |input: &std::path::Path, extra: &[&str]| {
+        let model = case.join("model.onnx");
+        let args = ["simulate", "--model", model.to_str().expect("path"), "--input-shape", "2,128,128", "--json", "--input"];
+        let (ok, out, err) = dynapviz(&[&args[..], &[input.to_str().expect("path")], extra].concat());
+        assert!(ok, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).expect("json")
+    };
+    let (original, fitted) = (simulate(&case.join("input.csv"), &[]), simulate(&rec, &[]));
+    assert_eq!(fitted["rescaled_from"], "256x256");
+    assert_eq!(original["rescaled_from"], serde_json::Value::Null);
+    // Halving doubled coordinates gives the golden input back: the same spikes everywhere.
+    assert_eq!(fitted["layers"], original["layers"]);
+    assert_eq!(fitted["class_counts"], original["class_counts"]);
+    // Kept as they are, three quarters of the pixels lie outside the input: counted, not lost.
+    let raw = simulate(&rec, &["--no-rescale"]);
+    let outside = raw["rejected_input"]["out_of_range"].as_u64().expect("count");
+    assert!(outside > 0 && outside < original["input_events"].as_u64().expect("count"), "{raw}");
+}

@@ -3,6 +3,7 @@
 pub mod convert;
 pub mod demo;
 pub mod eval;
+pub mod fit;
 pub mod inspect;
 pub mod model;
 pub mod run;

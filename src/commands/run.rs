@@ -8,7 +8,6 @@ use anyhow::{Context, Result};
 use dynapviz_chip::{Config, Mode, Monitors, Simulator};
 use dynapviz_events::{Event, Geometry};
 use dynapviz_model::Network;
-use dynapviz_streams::nodes::filter::Rescale;
 use dynapviz_streams::nodes::readout::MajorityReadout;
 use dynapviz_streams::session::{EventNode, HeatShape, Session, SessionConfig};
 use dynapviz_streams::source::{Controls, FileSource};
@@ -72,10 +71,7 @@ pub fn launch(
     let controls = Controls::new(if viz.headless.is_some() { 0.0 } else { speed });
     controls.set_paused(viz.paused && viz.headless.is_none());
     let source = FileSource::open(input, looped, controls.clone())?;
-    let sensor = match source.geometry() {
-        Some(g) => g,
-        None => dynapviz_events::inspect(input)?.summary.geometry_or_extent(None).context("the recording holds no events")?,
-    };
+    let stated = source.geometry();
     let mut nodes: Vec<EventNode> = Vec::new();
     let mut chip_info = Vec::new();
     let mut heat = None;
@@ -95,10 +91,8 @@ pub fn launch(
                 })
                 .collect();
             let [_, h, w] = net.dvs.input_shape;
-            let input = Geometry::new(w as u16, h as u16);
-            if input != sensor {
-                let rescale = Rescale::fit(sensor, input)?;
-                tracing::info!("rescaling the {sensor} sensor to the {input} network input");
+            let shape = Geometry::new(w as u16, h as u16);
+            if let Some((_, rescale)) = super::fit::input_rescale(input, stated, shape)? {
                 nodes.push(Box::new(move |e: &mut Vec<Event>| rescale.apply(e)));
             }
             let mut monitored = vec![net.layers.len()];
@@ -118,14 +112,14 @@ pub fn launch(
                 threads: sim.threads,
                 ..Config::default()
             };
-            (Some(Simulator::new(&net, config)?), Some(net.classes()), input)
+            (Some(Simulator::new(&net, config)?), Some(net.classes()), shape)
         }
         None => {
             // No network: the DVS plot alone.
             opts.add_spike_count_plot = false;
             opts.add_readout_plot = false;
             opts.add_power_monitor_plot = false;
-            (None, None, sensor)
+            (None, None, super::fit::sensor_size(input, stated)?)
         }
     };
     if viz.dvs_shape.is_none() {

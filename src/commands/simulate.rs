@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use dynapviz_chip::{BusyModel, Config, Monitors, RAILS, Simulator};
-use dynapviz_events::CHUNK;
+use dynapviz_events::{CHUNK, Geometry};
 use serde::Serialize;
 
 use super::model::{ModelArgs, SimMode, ThreadsArg};
@@ -28,6 +28,10 @@ pub struct Args {
     /// Layers whose spikes are reported: dvs, 1..N, -1 (the output layer). Repeatable or comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "-1", allow_hyphen_values = true)]
     monitor: Vec<String>,
+    /// Keep the recording's coordinates even when its sensor is not the input's size (events
+    /// outside the input are counted and dropped); by default they are rescaled to fit.
+    #[arg(long)]
+    no_rescale: bool,
     /// Model busy cores that drop input (event mode; estimated core speed).
     #[arg(long)]
     busy_model: bool,
@@ -68,6 +72,8 @@ struct Output {
     layers: Vec<LayerOut>,
     dvs: dynapviz_chip::LayerCounters,
     rejected_input: dynapviz_chip::InputCounters,
+    /// The sensor size the input was rescaled from, if it was.
+    rescaled_from: Option<String>,
     class_counts: Vec<u64>,
     class_counts_per_bin: Vec<Vec<u64>>,
     power_mean_mw: Vec<(String, f64)>,
@@ -95,6 +101,9 @@ pub fn run(args: Args) -> Result<()> {
     };
     let mut sim = Simulator::new(&net, config)?;
     let mut reader = dynapviz_events::open(&args.input)?;
+    let [_, h, w] = net.dvs.input_shape;
+    let shape = Geometry::new(w as u16, h as u16);
+    let rescale = if args.no_rescale { None } else { super::fit::input_rescale(&args.input, reader.geometry(), shape)? };
     let len = std::fs::metadata(&args.input).map(|m| m.len()).unwrap_or(0);
     let bar = super::byte_progress(len, "simulating");
     let classes = net.classes();
@@ -133,6 +142,9 @@ pub fn run(args: Args) -> Result<()> {
             first_bin = Some(chunk[0].t.div_euclid(args.bin_us));
         }
         total += chunk.len() as u64;
+        if let Some((_, r)) = &rescale {
+            r.apply(&mut chunk);
+        }
         sim.process(&chunk, &mut spikes);
         tally(&mut spikes, &mut first_bin)?;
         for p in sim.take_power_samples() {
@@ -179,6 +191,7 @@ pub fn run(args: Args) -> Result<()> {
         layers,
         dvs: counters[0],
         rejected_input: sim.input_counters(),
+        rescaled_from: rescale.map(|(sensor, _)| sensor.to_string()),
         class_counts,
         class_counts_per_bin: per_bin,
         power_mean_mw: RAILS
@@ -202,6 +215,9 @@ pub fn run(args: Args) -> Result<()> {
         wall,
         out.events_per_second / 1e6
     );
+    if let Some(sensor) = &out.rescaled_from {
+        println!("input rescaled from the {sensor} sensor to {shape}");
+    }
     let r = out.rejected_input;
     if r.out_of_range + r.cropped + r.time_backwards > 0 {
         println!(

@@ -59,8 +59,6 @@ pub struct LayerRt {
     /// Binned mode: neuron columns that received input in the current bin, and their marks.
     touched: Vec<u32>,
     touched_mark: Vec<bool>,
-    /// Event mode: the threshold masks of one event's chunks (see [`Masks`]).
-    masks: Vec<u32>,
     /// Event mode: the firing rule in int16.
     neuron: Neuron,
 }
@@ -116,7 +114,6 @@ impl LayerRt {
         let [fh, fw] = l.conv_out;
         let rows = Fanout::new(l.in_shape[1], kh, l.stride[0], l.padding[0], fh, l.pool[0], l.out_shape[1], [fw * o, kw * o], false);
         let cols = Fanout::new(l.in_shape[2], kw, l.stride[1], l.padding[1], fw, l.pool[1], l.out_shape[2], [o, o], true);
-        let masks = vec![0; rows.widest() * cols.widest() * o.div_ceil(16)];
         Ok(Self {
             index: l.index,
             in_shape: l.in_shape,
@@ -134,7 +131,6 @@ impl LayerRt {
             state16: vec![0; o * l.conv_out[0] * l.conv_out[1]],
             touched: Vec::new(),
             touched_mark: vec![false; l.conv_out[0] * l.conv_out[1]],
-            masks,
             neuron: Neuron {
                 threshold: q.threshold,
                 below: (q.threshold - 1).min(i32::from(i16::MAX)) as i16,
@@ -223,12 +219,13 @@ impl LayerRt {
             #[cfg(target_arch = "x86_64")]
             {
                 // SAFETY: the caller guarantees AVX2.
-                scatter.run(&mut self.state16, &mut self.masks, spike, |v, w, n| unsafe { update_avx2(v, w, n) })
+                unsafe { scatter.run::<Avx2>(&mut self.state16, spike) }
             }
             #[cfg(not(target_arch = "x86_64"))]
             unreachable!("AVX2 exists on x86_64 only")
         } else {
-            scatter.run(&mut self.state16, &mut self.masks, spike, |v, w, n| update_portable(v, w, n))
+            // SAFETY: plain Rust.
+            unsafe { scatter.run::<Portable>(&mut self.state16, spike) }
         };
         ((rows.len() * cols.len() * o) as u64, spikes)
     }
@@ -413,11 +410,6 @@ impl Fanout {
         Self { starts, taps }
     }
 
-    /// The most taps of any input coordinate.
-    fn widest(&self) -> usize {
-        self.starts.windows(2).map(|w| (w[1] - w[0]) as usize).max().unwrap_or(0)
-    }
-
     /// The taps of input coordinate `i` (none past the input).
     #[inline]
     fn of(&self, i: usize) -> &[Tap] {
@@ -449,10 +441,142 @@ impl Neuron {
     }
 }
 
-/// The threshold masks of one event's 16-neuron chunks, `[row tap][column tap][chunk]`: two
-/// bits per neuron at threshold, as `movemask` gives them. Written for every chunk without a
-/// branch; read only for kernel rows with a neuron at threshold.
-type Masks = [u32];
+/// The arithmetic on 16 neurons at once, with AVX2 or without. "At threshold" is folded into an
+/// accumulator that stays in a register over a kernel row; which neurons fire is worked out
+/// again only for the rare rows where one does.
+trait Lanes {
+    /// Whether some neuron reached threshold, accumulated without branching.
+    type Any: Copy;
+    /// # Safety
+    /// The CPU has the instructions of the implementation (for all methods).
+    unsafe fn none() -> Self::Any;
+    /// Adds the weights with int16 saturation, clamps at `min_v_mem` and folds "at threshold"
+    /// into `any`.
+    unsafe fn update(v: &mut [i16; 16], w: &[i16; 16], n: Neuron, any: Self::Any) -> Self::Any;
+    unsafe fn fired(any: Self::Any) -> bool;
+    /// Two bits per neuron at threshold (the `movemask` layout).
+    unsafe fn at_threshold(v: &[i16; 16], n: Neuron) -> u32;
+}
+
+/// Plain Rust, for any CPU (and for channel counts that are not a multiple of 16).
+struct Portable;
+
+impl Lanes for Portable {
+    type Any = bool;
+
+    #[inline(always)]
+    unsafe fn none() -> bool {
+        false
+    }
+
+    #[inline(always)]
+    unsafe fn update(v: &mut [i16; 16], w: &[i16; 16], n: Neuron, any: bool) -> bool {
+        update_tail(v, w, n) | any
+    }
+
+    #[inline(always)]
+    unsafe fn fired(any: bool) -> bool {
+        any
+    }
+
+    #[inline(always)]
+    unsafe fn at_threshold(v: &[i16; 16], n: Neuron) -> u32 {
+        threshold_mask(v, n)
+    }
+}
+
+/// Adds the weights of up to 16 neurons with int16 saturation and clamps at `min_v_mem`;
+/// returns whether one is at threshold.
+#[inline(always)]
+fn update_tail(v: &mut [i16], w: &[i16], n: Neuron) -> bool {
+    let mut any = false;
+    for (v, &w) in v.iter_mut().zip(w) {
+        *v = v.saturating_add(w).max(n.min);
+        any |= *v > n.below;
+    }
+    any
+}
+
+/// Two bits per neuron at threshold among up to 16.
+#[inline(always)]
+fn threshold_mask(v: &[i16], n: Neuron) -> u32 {
+    v.iter().enumerate().fold(0, |mask, (i, &v)| mask | (u32::from(v > n.below) * (3 << (2 * i))))
+}
+
+/// AVX2: 16 neurons per instruction.
+#[cfg(target_arch = "x86_64")]
+struct Avx2;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2_lanes {
+    use std::arch::x86_64::{
+        __m256i, _mm256_adds_epi16, _mm256_cmpgt_epi16, _mm256_loadu_si256, _mm256_max_epi16, _mm256_movemask_epi8, _mm256_or_si256,
+        _mm256_set1_epi16, _mm256_setzero_si256, _mm256_storeu_si256, _mm256_testz_si256,
+    };
+
+    use super::{Avx2, Lanes, Neuron};
+
+    impl Lanes for Avx2 {
+        type Any = __m256i;
+
+        #[inline(always)]
+        unsafe fn none() -> __m256i {
+            // SAFETY: the caller guarantees AVX2.
+            unsafe { zero() }
+        }
+
+        #[inline(always)]
+        unsafe fn update(v: &mut [i16; 16], w: &[i16; 16], n: Neuron, any: __m256i) -> __m256i {
+            // SAFETY: the caller guarantees AVX2.
+            unsafe { update(v, w, n, any) }
+        }
+
+        #[inline(always)]
+        unsafe fn fired(any: __m256i) -> bool {
+            // SAFETY: the caller guarantees AVX2.
+            unsafe { fired(any) }
+        }
+
+        #[inline(always)]
+        unsafe fn at_threshold(v: &[i16; 16], n: Neuron) -> u32 {
+            // SAFETY: the caller guarantees AVX2.
+            unsafe { at_threshold(v, n) }
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn zero() -> __m256i {
+        _mm256_setzero_si256()
+    }
+
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn update(v: &mut [i16; 16], w: &[i16; 16], n: Neuron, any: __m256i) -> __m256i {
+        // SAFETY: both arrays are 16 i16 (32 bytes); the loads and stores are unaligned.
+        unsafe {
+            let p = v.as_mut_ptr().cast::<__m256i>();
+            let x =
+                _mm256_max_epi16(_mm256_adds_epi16(_mm256_loadu_si256(p), _mm256_loadu_si256(w.as_ptr().cast())), _mm256_set1_epi16(n.min));
+            _mm256_storeu_si256(p, x);
+            _mm256_or_si256(any, _mm256_cmpgt_epi16(x, _mm256_set1_epi16(n.below)))
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn fired(any: __m256i) -> bool {
+        _mm256_testz_si256(any, any) == 0
+    }
+
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn at_threshold(v: &[i16; 16], n: Neuron) -> u32 {
+        // SAFETY: 16 i16 (32 bytes), unaligned load.
+        let x = unsafe { _mm256_loadu_si256(v.as_ptr().cast()) };
+        _mm256_movemask_epi8(_mm256_cmpgt_epi16(x, _mm256_set1_epi16(n.below))) as u32
+    }
+}
 
 /// One input event's scatter over the neurons under the kernel.
 struct Scatter<'a> {
@@ -468,113 +592,117 @@ struct Scatter<'a> {
 
 impl Scatter<'_> {
     /// Two passes. The first adds the weights to every neuron under the kernel and notes, without
-    /// branching, the chunks with neurons at threshold. The second resets those neurons and emits
-    /// their spikes in raster order (row, column, channel). Each neuron is touched once per
-    /// event, so firing after all updates is the same as firing after each. `update` returns the
-    /// threshold mask of one 16-neuron chunk.
+    /// branching, the kernel rows with a neuron at threshold. The second resets those neurons
+    /// and emits their spikes in raster order (row, column, channel). Each neuron is touched
+    /// once per event, so firing after all updates is the same as firing after each.
+    ///
+    /// # Safety
+    /// The CPU has the instructions of `K`.
     #[inline(always)]
-    fn run(
-        &self,
-        state: &mut [i16],
-        masks: &mut Masks,
-        spike: impl FnMut(Option<Site>),
-        update: impl Fn(&mut [i16; 16], &[i16; 16], Neuron) -> u32,
-    ) -> u64 {
+    unsafe fn run<K: Lanes>(&self, state: &mut [i16], spike: impl FnMut(Option<Site>)) -> u64 {
+        // SAFETY (all calls): the caller's promise.
         // The common channel counts get loops the compiler unrolls.
-        let firing_rows = match self.o {
-            16 => self.update_rows::<1>(state, masks, update),
-            32 => self.update_rows::<2>(state, masks, update),
-            64 => self.update_rows::<4>(state, masks, update),
-            128 => self.update_rows::<8>(state, masks, update),
-            _ => self.update_columns(state, masks, update),
+        let firing_rows = unsafe {
+            match self.o {
+                16 => self.update_rows::<K, 1>(state),
+                32 => self.update_rows::<K, 2>(state),
+                64 => self.update_rows::<K, 4>(state),
+                128 => self.update_rows::<K, 8>(state),
+                _ => self.update_columns::<K>(state),
+            }
         };
-        if firing_rows == 0 { 0 } else { self.fire(state, masks, firing_rows, spike) }
-    }
-
-    /// 16-neuron chunks per column.
-    fn chunks(&self) -> usize {
-        self.o.div_ceil(16)
+        if firing_rows == 0 { 0 } else { unsafe { self.fire::<K>(state, firing_rows, spike) } }
     }
 
     /// First pass for `N` chunks of 16 channels: with consecutive columns a kernel row is one
     /// run of neurons and weights; otherwise column by column. Returns a bit per kernel row with
     /// a neuron at threshold.
+    ///
+    /// # Safety
+    /// As [`Self::run`].
     #[inline(always)]
-    fn update_rows<const N: usize>(
-        &self,
-        state: &mut [i16],
-        masks: &mut Masks,
-        update: impl Fn(&mut [i16; 16], &[i16; 16], Neuron) -> u32,
-    ) -> u32 {
+    unsafe fn update_rows<K: Lanes, const N: usize>(&self, state: &mut [i16]) -> u32 {
         if !self.contiguous {
-            return self.update_columns(state, masks, update);
+            // SAFETY: the caller's promise.
+            return unsafe { self.update_columns::<K>(state) };
         }
         let (Some(first), n) = (self.cols.first(), self.neuron) else { return 0 };
-        let span = self.cols.len() * N;
+        let span = self.cols.len() * N * 16;
         let mut firing = 0;
-        for ((ri, r), row_masks) in self.rows.iter().enumerate().zip(masks.chunks_exact_mut(span)) {
+        for (ri, r) in self.rows.iter().enumerate() {
             let base = (r.state + first.state) as usize;
             let w = (r.weight + first.weight) as usize;
-            let (v, _) = state[base..base + span * 16].as_chunks_mut::<16>();
-            let (w, _) = self.weights[w..w + span * 16].as_chunks::<16>();
-            let mut any = 0;
-            for ((v, w), m) in v.iter_mut().zip(w).zip(row_masks.iter_mut()) {
-                *m = update(v, w, n);
-                any |= *m;
+            let (v, _) = state[base..base + span].as_chunks_mut::<16>();
+            let (w, _) = self.weights[w..w + span].as_chunks::<16>();
+            // SAFETY: the caller's promise.
+            unsafe {
+                let mut any = K::none();
+                for (v, w) in v.iter_mut().zip(w) {
+                    any = K::update(v, w, n, any);
+                }
+                firing |= u32::from(K::fired(any)) << ri;
             }
-            firing |= u32::from(any != 0) << ri;
         }
         firing
     }
 
     /// First pass, column by column, for any channel count and stride.
+    ///
+    /// # Safety
+    /// As [`Self::run`].
     #[inline(always)]
-    fn update_columns(&self, state: &mut [i16], masks: &mut Masks, update: impl Fn(&mut [i16; 16], &[i16; 16], Neuron) -> u32) -> u32 {
-        let (o, n, chunks) = (self.o, self.neuron, self.chunks());
-        if self.cols.is_empty() {
-            return 0;
-        }
+    unsafe fn update_columns<K: Lanes>(&self, state: &mut [i16]) -> u32 {
+        let (o, n) = (self.o, self.neuron);
         let mut firing = 0;
-        for ((ri, r), row_masks) in self.rows.iter().enumerate().zip(masks.chunks_exact_mut(self.cols.len() * chunks)) {
-            let mut any = 0;
-            for (k, col_masks) in self.cols.iter().zip(row_masks.chunks_exact_mut(chunks)) {
+        for (ri, r) in self.rows.iter().enumerate() {
+            // SAFETY: the caller's promise.
+            let mut any = unsafe { K::none() };
+            let mut tail = false;
+            for k in self.cols {
                 let base = (r.state + k.state) as usize;
                 let w = (r.weight + k.weight) as usize;
                 let (v, v_rest) = state[base..base + o].as_chunks_mut::<16>();
                 let (w, w_rest) = self.weights[w..w + o].as_chunks::<16>();
-                for ((v, w), m) in v.iter_mut().zip(w).zip(col_masks.iter_mut()) {
-                    *m = update(v, w, n);
-                    any |= *m;
+                for (v, w) in v.iter_mut().zip(w) {
+                    // SAFETY: the caller's promise.
+                    any = unsafe { K::update(v, w, n, any) };
                 }
-                if let Some(m) = col_masks.get_mut(o / 16).filter(|_| !v_rest.is_empty()) {
-                    *m = update_portable(v_rest, w_rest, n);
-                    any |= *m;
-                }
+                tail |= update_tail(v_rest, w_rest, n);
             }
-            firing |= u32::from(any != 0) << ri;
+            // SAFETY: the caller's promise.
+            firing |= u32::from(tail || unsafe { K::fired(any) }) << ri;
         }
         firing
     }
 
     /// Second pass: resets the neurons at threshold of the `firing` kernel rows and emits their
     /// spikes in raster order.
+    ///
+    /// # Safety
+    /// As [`Self::run`].
     #[inline(always)]
-    fn fire(&self, state: &mut [i16], masks: &Masks, mut firing: u32, mut spike: impl FnMut(Option<Site>)) -> u64 {
-        let (n, chunks) = (self.neuron, self.chunks());
+    unsafe fn fire<K: Lanes>(&self, state: &mut [i16], mut firing: u32, mut spike: impl FnMut(Option<Site>)) -> u64 {
+        let (n, o) = (self.neuron, self.o);
         let mut spikes = 0;
         while firing != 0 {
             let ri = firing.trailing_zeros() as usize;
             firing &= firing - 1;
             let r = self.rows[ri];
-            let row_masks = &masks[ri * self.cols.len() * chunks..][..self.cols.len() * chunks];
-            for (k, col_masks) in self.cols.iter().zip(row_masks.chunks_exact(chunks)) {
+            for k in self.cols {
                 let site = (r.pooled != CUT && k.pooled != CUT).then_some((r.pooled, k.pooled));
-                for (chunk, &mask) in col_masks.iter().enumerate() {
-                    let mut m = mask & 0x5555_5555;
+                let base = (r.state + k.state) as usize;
+                let neurons = &mut state[base..base + o];
+                for chunk in 0..o.div_ceil(16) {
+                    let lanes = &neurons[chunk * 16..o.min(chunk * 16 + 16)];
+                    let mut m = match lanes.as_array::<16>() {
+                        // SAFETY: the caller's promise.
+                        Some(full) => unsafe { K::at_threshold(full, n) },
+                        None => threshold_mask(lanes, n),
+                    } & 0x5555_5555;
                     while m != 0 {
                         let channel = chunk * 16 + (m.trailing_zeros() / 2) as usize;
                         m &= m - 1;
-                        let v = &mut state[(r.state + k.state) as usize + channel];
+                        let v = &mut neurons[channel];
                         *v = n.after_spike(*v);
                         spikes += 1;
                         spike(site.map(|(y, x)| Site { c: channel as u16, y, x }));
@@ -583,35 +711,5 @@ impl Scatter<'_> {
             }
         }
         spikes
-    }
-}
-
-/// Adds the weights of up to 16 neurons with int16 saturation and clamps at `min_v_mem`;
-/// returns two bits per neuron at threshold.
-#[inline(always)]
-fn update_portable(v: &mut [i16], w: &[i16], n: Neuron) -> u32 {
-    let mut mask = 0;
-    for (i, (v, &w)) in v.iter_mut().zip(w).enumerate() {
-        *v = v.saturating_add(w).max(n.min);
-        mask |= u32::from(*v > n.below) * (3 << (2 * i));
-    }
-    mask
-}
-
-/// [`update_portable`] for 16 neurons in AVX2 intrinsics.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-#[inline]
-fn update_avx2(v: &mut [i16; 16], w: &[i16; 16], n: Neuron) -> u32 {
-    use std::arch::x86_64::{
-        __m256i, _mm256_adds_epi16, _mm256_cmpgt_epi16, _mm256_loadu_si256, _mm256_max_epi16, _mm256_movemask_epi8, _mm256_set1_epi16,
-        _mm256_storeu_si256,
-    };
-    // SAFETY: both arrays are 16 i16 (32 bytes); the loads and stores are unaligned.
-    unsafe {
-        let p = v.as_mut_ptr().cast::<__m256i>();
-        let x = _mm256_max_epi16(_mm256_adds_epi16(_mm256_loadu_si256(p), _mm256_loadu_si256(w.as_ptr().cast())), _mm256_set1_epi16(n.min));
-        _mm256_storeu_si256(p, x);
-        _mm256_movemask_epi8(_mm256_cmpgt_epi16(x, _mm256_set1_epi16(n.below))) as u32
     }
 }
