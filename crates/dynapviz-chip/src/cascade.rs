@@ -5,19 +5,36 @@
 //! that order is kept (every queued event carries the index of its sensor event, and a queue
 //! fed by several layers is put back in sensor-event order before it runs).
 
-use crate::layer::{LayerRt, Site};
+use crate::layer::{Band, Site};
 use crate::power::Work;
 use crate::sim::{BusyModel, LayerCounters, Spike};
 
-/// An event waiting at a layer's input: the index of its sensor event in the batch, arrival
-/// time (ns) and address.
-pub(crate) type Pending = (u32, i64, Site);
+/// An event waiting at a layer's input.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pending {
+    /// Index of its sensor event in the batch.
+    pub index: u32,
+    /// Where it arrived among the layer's input of the batch. Only the banded run uses it: its
+    /// threads queue only what reaches their rows, and need a common name for each input.
+    pub arrival: u32,
+    /// Arrival time, ns.
+    pub t_ns: i64,
+    pub site: Site,
+}
 
-/// Consecutive layers `first..first + layers.len()` (0-based) and their state.
-pub(crate) struct Cascade<'a> {
+/// What caused a spike: its layer's input event, as (sensor event, arrival); the banded run
+/// orders spikes by it (input events run in this order).
+pub(crate) type Cause = (u32, u32);
+
+/// Consecutive layers `first..first + layers.len()` (0-based) and their state: whole layers,
+/// or one band of rows of each on one of several threads.
+pub(crate) struct Cascade<'a, 'b> {
     /// Index of `layers[0]` in the network.
     pub first: usize,
-    pub layers: &'a mut [LayerRt],
+    pub layers: &'a mut [Band<'b>],
+    /// Count input events and drops here; the banded run counts input as it merges it instead,
+    /// since no thread sees all of it.
+    pub count_input: bool,
     /// Counters of these layers (`counters[i]` is layer `first + i`).
     pub counters: &'a mut [LayerCounters],
     /// Input waiting per layer.
@@ -39,12 +56,14 @@ pub(crate) struct Wiring {
     pub busy: Option<BusyModel>,
 }
 
-impl Cascade<'_> {
+impl Cascade<'_, '_> {
     /// Runs everything queued for these layers, layer by layer (a layer's spikes only go to
     /// later layers, so one pass empties every queue). Monitored spikes go to
-    /// `out(sensor event, spike)`, in layer order; spikes for layers after this run go to
-    /// `beyond(layer, pending)`. Adds the work done for each sensor event to `work[index]`.
-    pub fn run(&mut self, work: &mut [Work], out: impl FnMut(u32, Spike), beyond: impl FnMut(usize, Pending)) {
+    /// `out(cause, spike)`, in layer order. A spike for layers after this run goes once to
+    /// `beyond(pending)`, its `arrival` the cause's: the caller sends it to every destination.
+    /// The cause names the input event that made the spike (one sensor event may bring a layer
+    /// several). Adds the work done for each sensor event to `work[index]`.
+    pub fn run(&mut self, work: &mut [Work], out: impl FnMut(Cause, Spike), beyond: impl FnMut(Pending)) {
         #[cfg(target_arch = "x86_64")]
         if crate::layer::avx2() {
             // SAFETY: the CPU has AVX2, checked just above.
@@ -57,7 +76,7 @@ impl Cascade<'_> {
     /// The whole batch compiled for AVX2, so the vector code inlines into the loop.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    fn run_avx2(&mut self, work: &mut [Work], out: impl FnMut(u32, Spike), beyond: impl FnMut(usize, Pending)) {
+    fn run_avx2(&mut self, work: &mut [Work], out: impl FnMut(Cause, Spike), beyond: impl FnMut(Pending)) {
         // SAFETY: this function only runs with AVX2.
         unsafe { self.run_with::<true>(work, out, beyond) }
     }
@@ -65,12 +84,7 @@ impl Cascade<'_> {
     /// # Safety
     /// `AVX2 = true` only on a CPU with AVX2.
     #[inline(always)]
-    unsafe fn run_with<const AVX2: bool>(
-        &mut self,
-        work: &mut [Work],
-        mut out: impl FnMut(u32, Spike),
-        mut beyond: impl FnMut(usize, Pending),
-    ) {
+    unsafe fn run_with<const AVX2: bool>(&mut self, work: &mut [Work], mut out: impl FnMut(Cause, Spike), mut beyond: impl FnMut(Pending)) {
         let end = self.first + self.layers.len();
         for i in 0..self.layers.len() {
             if self.queues[i].is_empty() {
@@ -78,36 +92,41 @@ impl Cascade<'_> {
             }
             let li = self.first + i;
             let mut queue = std::mem::take(&mut self.queues[i]);
-            if !queue.is_sorted_by_key(|p| p.0) {
+            if !queue.is_sorted_by_key(|p| p.index) {
                 // Fed by several layers, each in turn: stable, so within a sensor event the
                 // earlier source still comes first, as one event at a time would give.
-                queue.sort_by_key(|p| p.0);
+                queue.sort_by_key(|p| p.index);
             }
             let monitored = self.wiring.monitored[li + 1];
             let (layer, c, dests, queues) = (&mut self.layers[i], &mut self.counters[i], &self.wiring.destinations[li], &mut *self.queues);
-            for &(index, t_ns, s) in &queue {
+            for &Pending { index, arrival, t_ns, site: s } in &queue {
+                let cause = (index, arrival);
                 let t_out = t_ns + self.wiring.latency_ns;
                 if let Some(b) = self.wiring.busy
                     && self.busy_until_ns[i] - t_out as f64 > b.max_backlog_ns
                 {
-                    c.dropped_busy += 1;
+                    c.dropped_busy += u64::from(self.count_input);
                     continue;
                 }
-                c.input_events += 1;
+                c.input_events += u64::from(self.count_input);
                 let mut after_pool = 0;
                 // SAFETY: the caller's promise.
-                let (ops, spikes) = unsafe {
+                let (core_ops, ops, spikes) = unsafe {
                     layer.event_with::<AVX2>(usize::from(s.c), usize::from(s.y), usize::from(s.x), |site| {
                         let Some(site) = site else { return };
                         after_pool += 1;
                         if monitored {
-                            out(index, Spike { t: t_out.div_euclid(1000), layer: (li + 1) as u16, c: site.c, y: site.y, x: site.x });
+                            out(cause, Spike { t: t_out.div_euclid(1000), layer: (li + 1) as u16, c: site.c, y: site.y, x: site.x });
                         }
+                        // Marked with its cause's arrival, for the banded run.
+                        let sent = Pending { index, arrival, t_ns: t_out, site };
+                        let mut gone_beyond = false;
                         for &d in dests {
                             if d < end {
-                                queues[d - self.first].push((index, t_out, site));
-                            } else {
-                                beyond(d, (index, t_out, site));
+                                queues[d - self.first].push(sent);
+                            } else if !gone_beyond {
+                                beyond(sent);
+                                gone_beyond = true;
                             }
                         }
                     })
@@ -123,7 +142,7 @@ impl Cascade<'_> {
                 }
                 if let Some(b) = self.wiring.busy {
                     let start = self.busy_until_ns[i].max(t_out as f64);
-                    self.busy_until_ns[i] = start + b.ns_per_event + b.ns_per_synop * ops as f64;
+                    self.busy_until_ns[i] = start + b.ns_per_event + b.ns_per_synop * core_ops as f64;
                 }
             }
             // Keep the allocation: no allocation per event on the hot path.

@@ -198,36 +198,69 @@ impl LayerRt {
         unsafe { self.event_with::<true>(c, y, x, spike) }
     }
 
-    /// [`Self::event`] with AVX2 instructions or without. Inlined into a caller compiled for
-    /// AVX2 (a whole batch of events, see `Cascade::run`), the vector code inlines too: checking
-    /// the CPU and calling per event costs more than the event.
+    /// [`Self::event`] with AVX2 instructions or without; see [`Band::event_with`].
     ///
     /// # Safety
     /// `AVX2 = true` only on a CPU with AVX2.
     #[inline(always)]
-    pub(crate) unsafe fn event_with<const AVX2: bool>(
-        &mut self,
-        c: usize,
-        y: usize,
-        x: usize,
-        spike: impl FnMut(Option<Site>),
-    ) -> (u64, u64) {
-        let o = self.out_channels;
-        let Some((rows, cols, wc)) = self.reach.taps(c, y, x) else { return (0, 0) };
-        let scatter = Scatter { rows, cols, weights: &self.weights16[wc..], o, neuron: self.neuron, contiguous: self.reach.contiguous };
-        let spikes = if AVX2 {
-            #[cfg(target_arch = "x86_64")]
-            {
-                // SAFETY: the caller guarantees AVX2.
-                unsafe { scatter.run::<Avx2>(&mut self.state16, spike) }
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            unreachable!("AVX2 exists on x86_64 only")
-        } else {
-            // SAFETY: plain Rust.
-            unsafe { scatter.run::<Portable>(&mut self.state16, spike) }
-        };
-        ((rows.len() * cols.len() * o) as u64, spikes)
+    unsafe fn event_with<const AVX2: bool>(&mut self, c: usize, y: usize, x: usize, spike: impl FnMut(Option<Site>)) -> (u64, u64) {
+        // SAFETY: the caller's promise.
+        let (ops, _, spikes) = unsafe { self.whole().event_with::<AVX2>(c, y, x, spike) };
+        (ops, spikes)
+    }
+
+    /// The event-mode state as one band: the whole layer.
+    pub(crate) fn whole(&mut self) -> Band<'_> {
+        let end = self.state16.len() as u32;
+        Band {
+            reach: &self.reach,
+            weights: &self.weights16,
+            o: self.out_channels,
+            neuron: self.neuron,
+            state: &mut self.state16,
+            origin: 0,
+            end,
+            input_rows: 0..u16::MAX,
+        }
+    }
+
+    /// The event-mode state cut into bands of conv output rows, to run on as many threads:
+    /// `0..cuts[0]`, `cuts[0]..cuts[1]`, ..., `cuts[last]..` (cuts ascending, at most the
+    /// number of rows; a band may be empty).
+    pub(crate) fn bands(&mut self, cuts: &[usize]) -> Vec<Band<'_>> {
+        let rows = self.conv_out[0];
+        let row = self.conv_out[1] * self.out_channels;
+        let LayerRt { reach, weights16, state16, neuron, out_channels, .. } = self;
+        let mut bands = Vec::with_capacity(cuts.len() + 1);
+        let mut rest: &mut [i16] = state16;
+        let mut start = 0;
+        for &cut in cuts.iter().chain([&rows]) {
+            let cut = cut.clamp(start, rows);
+            let (band, tail) = std::mem::take(&mut rest).split_at_mut((cut - start) * row);
+            let (origin, end) = ((start * row) as u32, (cut * row) as u32);
+            // Input rows reach ascending output rows: those that reach the band are a run.
+            let reaching = |y: &usize| reach.rows.of(*y).iter().any(|t| (origin..end).contains(&t.state));
+            let input_rows = reach.rows.starts.len().saturating_sub(1);
+            let first = (0..input_rows).find(reaching).unwrap_or(input_rows);
+            let last = (first..input_rows).rfind(reaching).map_or(first, |y| y + 1);
+            bands.push(Band {
+                reach,
+                weights: weights16,
+                o: *out_channels,
+                neuron: *neuron,
+                state: band,
+                origin,
+                end,
+                input_rows: first as u16..last as u16,
+            });
+            (rest, start) = (tail, cut);
+        }
+        bands
+    }
+
+    /// Conv output rows (the rows bands cut) of this layer.
+    pub(crate) fn conv_rows(&self) -> usize {
+        self.conv_out[0]
     }
 
     /// sinabs semantics for every neuron (one time bin): add the bias, then
@@ -578,6 +611,86 @@ mod avx2_lanes {
     }
 }
 
+/// Some consecutive conv output rows of a layer in the event mode: the layer's kernel, shared,
+/// and the band's own neurons. The bands of a layer hold disjoint rows, so they can run on
+/// several threads at once; an input event's spikes from all bands, band after band, are its
+/// spikes in raster order.
+pub(crate) struct Band<'a> {
+    reach: &'a Reach,
+    weights: &'a [i16],
+    o: usize,
+    neuron: Neuron,
+    /// The band's neurons: `state16[origin..end]` of the layer.
+    state: &'a mut [i16],
+    origin: u32,
+    end: u32,
+    /// The input rows that reach the band.
+    input_rows: std::ops::Range<u16>,
+}
+
+impl Band<'_> {
+    /// Whether an input event at `site` reaches a neuron of this band.
+    #[inline]
+    pub(crate) fn reaches(&self, site: Site) -> bool {
+        self.input_rows.contains(&site.y)
+    }
+
+    /// The chip's response to one input event at `(c, y, x)` on this band's neurons: every
+    /// neuron under the kernel gets its weight added with int16 saturation and is clamped at
+    /// `min_v_mem`; a neuron at or above threshold emits one spike and is reset. Spikes come in
+    /// raster order (output row, column, channel). Calls `spike` with the pooled site of each
+    /// spike (`None` when pooling cuts it off). Returns the synaptic operations of the whole
+    /// event (the core's work, whatever the band), those of this band, and its spikes.
+    ///
+    /// Inlined into a caller compiled for AVX2 (a whole batch of events, see `Cascade::run`),
+    /// the vector code inlines too: checking the CPU and calling per event costs more than the
+    /// event.
+    ///
+    /// # Safety
+    /// `AVX2 = true` only on a CPU with AVX2.
+    #[inline(always)]
+    pub(crate) unsafe fn event_with<const AVX2: bool>(
+        &mut self,
+        c: usize,
+        y: usize,
+        x: usize,
+        spike: impl FnMut(Option<Site>),
+    ) -> (u64, u64, u64) {
+        let o = self.o;
+        let Some((all_rows, cols, wc)) = self.reach.taps(c, y, x) else { return (0, 0, 0) };
+        // Taps go by ascending output row: the band's are one run of them.
+        let first = all_rows.iter().position(|t| t.state >= self.origin).unwrap_or(all_rows.len());
+        let rows = &all_rows[first..];
+        let rows = &rows[..rows.iter().position(|t| t.state >= self.end).unwrap_or(rows.len())];
+        let per_row = (cols.len() * o) as u64;
+        if rows.is_empty() {
+            return (all_rows.len() as u64 * per_row, 0, 0);
+        }
+        let scatter = Scatter {
+            rows,
+            cols,
+            weights: &self.weights[wc..],
+            o,
+            neuron: self.neuron,
+            contiguous: self.reach.contiguous,
+            origin: self.origin,
+        };
+        let spikes = if AVX2 {
+            #[cfg(target_arch = "x86_64")]
+            {
+                // SAFETY: the caller guarantees AVX2.
+                unsafe { scatter.run::<Avx2>(self.state, spike) }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            unreachable!("AVX2 exists on x86_64 only")
+        } else {
+            // SAFETY: plain Rust.
+            unsafe { scatter.run::<Portable>(self.state, spike) }
+        };
+        (all_rows.len() as u64 * per_row, rows.len() as u64 * per_row, spikes)
+    }
+}
+
 /// One input event's scatter over the neurons under the kernel.
 struct Scatter<'a> {
     rows: &'a [Tap],
@@ -588,6 +701,8 @@ struct Scatter<'a> {
     neuron: Neuron,
     /// See [`Reach::contiguous`].
     contiguous: bool,
+    /// State offset of `state[0]`: 0 for a whole layer, the first neuron of a band otherwise.
+    origin: u32,
 }
 
 impl Scatter<'_> {
@@ -630,7 +745,7 @@ impl Scatter<'_> {
         let span = self.cols.len() * N * 16;
         let mut firing = 0;
         for (ri, r) in self.rows.iter().enumerate() {
-            let base = (r.state + first.state) as usize;
+            let base = (r.state - self.origin + first.state) as usize;
             let w = (r.weight + first.weight) as usize;
             let (v, _) = state[base..base + span].as_chunks_mut::<16>();
             let (w, _) = self.weights[w..w + span].as_chunks::<16>();
@@ -659,7 +774,7 @@ impl Scatter<'_> {
             let mut any = unsafe { K::none() };
             let mut tail = false;
             for k in self.cols {
-                let base = (r.state + k.state) as usize;
+                let base = (r.state - self.origin + k.state) as usize;
                 let w = (r.weight + k.weight) as usize;
                 let (v, v_rest) = state[base..base + o].as_chunks_mut::<16>();
                 let (w, w_rest) = self.weights[w..w + o].as_chunks::<16>();
@@ -690,7 +805,7 @@ impl Scatter<'_> {
             let r = self.rows[ri];
             for k in self.cols {
                 let site = (r.pooled != CUT && k.pooled != CUT).then_some((r.pooled, k.pooled));
-                let base = (r.state + k.state) as usize;
+                let base = (r.state - self.origin + k.state) as usize;
                 let neurons = &mut state[base..base + o];
                 for chunk in 0..o.div_ceil(16) {
                     let lanes = &neurons[chunk * 16..o.min(chunk * 16 + 16)];

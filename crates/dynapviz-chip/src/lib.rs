@@ -2,10 +2,10 @@
 //! binned mode that reproduces sinabs' simulation bit for bit, with counters and a power
 //! estimate. Input: a mapped, discretized [`dynapviz_model::Network`] and DVS events.
 
+mod bands;
 mod cascade;
 pub mod dvs;
 pub mod layer;
-mod pipelined;
 pub mod power;
 mod sim;
 

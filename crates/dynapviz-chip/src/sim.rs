@@ -11,10 +11,10 @@ use dynapviz_events::Event;
 use dynapviz_model::Network;
 use serde::Serialize;
 
+use crate::bands::{self, Call};
 use crate::cascade::{Cascade, Pending, Wiring};
 use crate::dvs::Front;
 use crate::layer::{LayerRt, Site};
-use crate::pipelined;
 use crate::power::{Coefficients, PowerMonitor, PowerSample, Work};
 
 /// How time is simulated.
@@ -102,8 +102,9 @@ pub struct Config {
     pub power: Coefficients,
     /// Number of power rails (5 with a sensor, 3 without).
     pub power_rails: usize,
-    /// Threads for event mode: with 2 or more the layers are split into two runs that work in
-    /// parallel, with identical results (not with a leak tick, which touches every layer).
+    /// Threads for event mode: with 2 or more, every layer's rows are cut into as many bands,
+    /// which run in parallel with identical results (not with a leak tick, which touches every
+    /// layer between two events).
     pub threads: usize,
 }
 
@@ -212,8 +213,11 @@ fn check_connections(network: &Network) -> Result<(), SimError> {
     Ok(())
 }
 
-/// The fewest sensor events one `process` call hands to the two-thread pipeline.
-const PIPELINE_MIN_EVENTS: usize = 1024;
+/// The fewest sensor events worth starting threads for (live playback hands over small chunks).
+const BANDS_MIN_EVENTS: usize = 1024;
+
+/// The work of one spike in synaptic operations (pooling, routing, queueing), for balancing bands.
+const SPIKE_COST: u64 = 200;
 
 /// Per batch of sensor events (indexed by position in the batch): monitored spikes, work and
 /// time.
@@ -240,8 +244,12 @@ pub struct Simulator {
     busy_until_ns: Vec<f64>,
     /// Buffers of the one-thread event mode, kept between calls.
     batch: Batch,
-    /// Buffers of the two-thread event mode, kept between calls.
-    pipeline: pipelined::Buffers,
+    /// Several threads: per layer, the conv rows where the bands end, and the estimated work of
+    /// each conv row that places them.
+    cuts: Vec<Vec<usize>>,
+    row_cost: Vec<Vec<f64>>,
+    /// Several threads: their memory, kept between calls.
+    bands: bands::Buffers,
     bin: Option<i64>,
     next_leak_us: Option<i64>,
 }
@@ -279,7 +287,9 @@ impl Simulator {
             bin_input: vec![Vec::new(); n],
             busy_until_ns: vec![0.0; n],
             batch: Batch::default(),
-            pipeline: pipelined::Buffers::default(),
+            bands: bands::Buffers::default(),
+            row_cost: layers.iter().map(|l| vec![1.0; l.conv_rows()]).collect(),
+            cuts: layers.iter().map(|l| even_cuts(&vec![1.0; l.conv_rows()], config.threads)).collect(),
             bin: None,
             next_leak_us: None,
             layers,
@@ -329,73 +339,19 @@ impl Simulator {
     /// Feeds a chunk of sensor events; appends the spikes of monitored layers to `out`, in the
     /// order a one-thread simulation gives them, whatever [`Config::threads`] says.
     pub fn process(&mut self, events: &[Event], out: &mut Vec<Spike>) {
-        // Pieces of a few milliseconds of work: the two-thread split is chosen again for each,
-        // and the buffers between the threads stay small.
-        for piece in events.chunks(8192) {
-            match self.pipeline_split() {
-                // A few events are not worth a thread (live playback hands over small chunks).
-                Some(at) if piece.len() >= PIPELINE_MIN_EVENTS => self.process_pipelined(piece, at, out),
-                _ => self.process_serial(piece, out),
-            }
+        // A leak acts between events on every layer, and whether a busy core drops an event
+        // depends on every event before it: both run on one thread. So do a few events, which
+        // are not worth starting threads for (live playback hands over small chunks).
+        let bands = self.config.threads >= 2
+            && self.config.mode == Mode::Event
+            && self.config.leak_tick_us.is_none()
+            && self.config.busy.is_none()
+            && events.len() >= BANDS_MIN_EVENTS;
+        if bands {
+            return self.process_bands(events, out);
         }
-    }
-
-    /// Where to cut the layers for two threads, or `None` to run on one: event mode without a
-    /// leak, `threads >= 2`, and a cut that leaves the busier side at most 85 % of the work.
-    /// The work of each layer is what it has done so far (synaptic operations plus a fixed cost
-    /// per input event); before any input, the work of one input event each.
-    fn pipeline_split(&self) -> Option<usize> {
-        if self.config.threads < 2 || self.config.mode != Mode::Event || self.config.leak_tick_us.is_some() || self.layers.len() < 2 {
-            return None;
-        }
-        const EVENT_COST: u64 = 64;
-        let mut cost: Vec<u64> = self.counters[1..].iter().map(|c| c.synaptic_ops + EVENT_COST * c.input_events).collect();
-        if cost.iter().all(|&c| c == 0) {
-            // Nothing measured yet: the work of one input event per layer.
-            cost = self.layers.iter().map(|l| l.synops_per_input() + EVENT_COST).collect();
-        }
-        let total: u64 = cost.iter().sum();
-        let mut before = 0;
-        let (at, busier) = (1..cost.len())
-            .map(|at| {
-                before += cost[at - 1];
-                (at, before.max(total - before))
-            })
-            .min_by_key(|&(_, busier)| busier)?;
-        (busier * 100 <= total * 85).then_some(at)
-    }
-
-    fn process_pipelined(&mut self, events: &[Event], at: usize, out: &mut Vec<Spike>) {
-        let (layers_a, layers_b) = self.layers.split_at_mut(at);
-        let (dvs_counters, counters) = self.counters.split_at_mut(1);
-        let (counters_a, counters_b) = counters.split_at_mut(at);
-        let (queues_a, queues_b) = self.queues.split_at_mut(at);
-        let (busy_a, busy_b) = self.busy_until_ns.split_at_mut(at);
-        // B's counters, queue headers and backlog in memory of their own: next to A's they would
-        // share cache lines that both threads write for every event.
-        let mut b_counters = counters_b.to_vec();
-        let mut b_queues: Vec<Vec<Pending>> = queues_b.iter_mut().map(std::mem::take).collect();
-        let mut b_busy = busy_b.to_vec();
-        let stages = pipelined::Stages {
-            front: &mut self.front,
-            dvs_counters: &mut dvs_counters[0],
-            monitor_dvs: self.wiring.monitored[0],
-            a: Cascade { first: 0, layers: layers_a, counters: counters_a, queues: queues_a, busy_until_ns: busy_a, wiring: &self.wiring },
-            b: Cascade {
-                first: at,
-                layers: layers_b,
-                counters: &mut b_counters,
-                queues: &mut b_queues,
-                busy_until_ns: &mut b_busy,
-                wiring: &self.wiring,
-            },
-        };
-        let (power, samples) = (&mut self.power, &mut self.power_samples);
-        pipelined::run(stages, events, &mut self.pipeline, out, |t, work| power.add(t, work, samples));
-        counters_b.copy_from_slice(&b_counters);
-        busy_b.copy_from_slice(&b_busy);
-        for (q, local) in queues_b.iter_mut().zip(b_queues) {
-            *q = local;
+        for piece in events.chunks(bands::PIECE_EVENTS) {
+            self.process_serial(piece, out);
         }
     }
 
@@ -416,8 +372,9 @@ impl Simulator {
         }
     }
 
-    /// Event mode on one thread: admits the batch, runs it through all layers, then puts the
-    /// monitored spikes in sensor-event order and adds each event's work to the power estimate.
+    /// Event mode: admits the batch, runs it through all layers (in bands on several threads
+    /// when it is worth it), then puts the monitored spikes in sensor-event order and adds each
+    /// event's work to the power estimate.
     fn event_batch(&mut self, events: &[Event], out: &mut Vec<Spike>) {
         let Batch { mut tagged, mut work, mut times } = std::mem::take(&mut self.batch);
         tagged.clear();
@@ -436,7 +393,17 @@ impl Simulator {
             }
             (work[i].sensor_events, times[i]) = (1, t);
         }
-        self.cascade(0, self.layers.len()).run(&mut work, |i, s| tagged.push((i, s)), |_, _| unreachable!("every layer is in the cascade"));
+        let mut whole: Vec<_> = self.layers.iter_mut().map(LayerRt::whole).collect();
+        Cascade {
+            first: 0,
+            layers: &mut whole,
+            count_input: true,
+            counters: &mut self.counters[1..],
+            queues: &mut self.queues,
+            busy_until_ns: &mut self.busy_until_ns,
+            wiring: &self.wiring,
+        }
+        .run(&mut work, |(i, _), s| tagged.push((i, s)), |_| unreachable!("every layer is in the cascade"));
         // Stable: within a sensor event, layer order stays.
         tagged.sort_by_key(|x| x.0);
         out.extend(tagged.iter().map(|x| x.1));
@@ -446,6 +413,28 @@ impl Simulator {
             }
         }
         self.batch = Batch { tagged, work, times };
+    }
+
+    /// Event mode on several threads (see [`bands`]); then the bands are moved to balance the
+    /// work the threads just did.
+    fn process_bands(&mut self, events: &[Event], out: &mut Vec<Spike>) {
+        let Some((dvs_counters, counters)) = self.counters.split_first_mut() else { return };
+        let call =
+            Call { layers: &mut self.layers, cuts: &self.cuts, front: &mut self.front, dvs_counters, counters, wiring: &self.wiring };
+        let (power, samples) = (&mut self.power, &mut self.power_samples);
+        bands::run(call, events, &mut self.bands, out, |t, work| power.add(t, work, samples));
+        for (li, (cost, cuts)) in self.row_cost.iter_mut().zip(&mut self.cuts).enumerate() {
+            let ends: Vec<usize> = std::iter::once(0).chain(cuts.iter().copied()).chain([cost.len()]).collect();
+            for (k, rows) in ends.windows(2).enumerate() {
+                let Some(c) = self.bands.band_counters(k).get(li) else { continue };
+                let per_row = (c.synaptic_ops + SPIKE_COST * c.spikes) as f64 / (rows[1] - rows[0]).max(1) as f64;
+                // Recent work weighs more; one is the floor that keeps idle rows apart.
+                for r in &mut cost[rows[0]..rows[1]] {
+                    *r = 0.5 * *r + 0.5 * (per_row + 1.0);
+                }
+            }
+            *cuts = even_cuts(cost, self.config.threads);
+        }
     }
 
     /// Completes the simulation: runs the last open bin (binned mode) and emits the last
@@ -461,18 +450,6 @@ impl Simulator {
     }
 
     // ---------------- event mode ----------------
-
-    /// Layers `from..to` (0-based) as a cascade.
-    fn cascade(&mut self, from: usize, to: usize) -> Cascade<'_> {
-        Cascade {
-            first: from,
-            layers: &mut self.layers[from..to],
-            counters: &mut self.counters[from + 1..to + 1],
-            queues: &mut self.queues[from..to],
-            busy_until_ns: &mut self.busy_until_ns[from..to],
-            wiring: &self.wiring,
-        }
-    }
 
     /// Applies every leak tick up to `t_us`; the spikes belong to sensor event `index`.
     fn leak_until(&mut self, t_us: i64, tick: i64, index: u32, out: &mut Vec<(u32, Spike)>) {
@@ -494,7 +471,7 @@ impl Simulator {
                         out.push((index, Spike { t: at, layer: (li + 1) as u16, c: s.c, y: s.y, x: s.x }));
                     }
                     for &d in &dests {
-                        self.queues[d].push((index, at * 1000, s));
+                        self.queues[d].push(Pending { index, arrival: 0, t_ns: at * 1000, site: s });
                     }
                 }
             }
@@ -570,4 +547,20 @@ impl Simulator {
         }
         self.power.add(t, work, &mut self.power_samples);
     }
+}
+
+/// Where to cut rows of the given work into `threads` bands of about equal work: a row goes to
+/// the earlier band when its middle lies before the band's share.
+fn even_cuts(row_cost: &[f64], threads: usize) -> Vec<usize> {
+    let total: f64 = row_cost.iter().sum();
+    let (mut cuts, mut before, mut r) = (Vec::with_capacity(threads.saturating_sub(1)), 0.0, 0);
+    for k in 1..threads {
+        let share = total * k as f64 / threads as f64;
+        while r < row_cost.len() && before + row_cost[r] / 2.0 < share {
+            before += row_cost[r];
+            r += 1;
+        }
+        cuts.push(r);
+    }
+    cuts
 }

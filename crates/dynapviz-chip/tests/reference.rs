@@ -146,11 +146,11 @@ fn simulate(n: &Network, events: &[Event], threads: usize) -> (Vec<Spike>, Simul
     (out, sim)
 }
 
-/// The simulator on one and on two threads against the reference.
+/// The simulator on one, two and three threads against the reference.
 fn assert_same(n: &Network, events: &[Event]) -> Result<usize, TestCaseError> {
     let mut reference = Reference::new(n);
     let want = reference.run(events);
-    for threads in [1, 2] {
+    for threads in [1, 2, 3] {
         let (got, sim) = simulate(n, events, threads);
         check(&got, &sim, &want, &reference).map_err(|e| TestCaseError::fail(format!("{threads} thread(s): {e}")))?;
     }
@@ -237,6 +237,21 @@ proptest! {
             assert_same(&n, &input)?;
         }
     }
+}
+
+#[test]
+fn a_layer_with_two_destinations_equals_the_reference() {
+    // Layer 1 feeds layer 2 and, past it, layer 3: layer 3's queue takes spikes of two layers.
+    let same = Geometry { out: 8, kernel: 3, stride: 1, padding: 1, pool: 1 };
+    let mut n = network(&[same.clone(), same.clone(), Geometry { out: 4, ..same }], 24, 7).expect("network");
+    n.layers[0].destinations = vec![2, 3];
+    let mut uniform = dynapviz_testkit::uniform(11);
+    let events: Vec<Event> =
+        (0..3000i64).map(|i| Event::new(i / 3, (uniform() * 24.0) as u16 % 24, (uniform() * 24.0) as u16 % 24, uniform() > 0.5)).collect();
+    let spikes = assert_same(&n, &events).unwrap_or_else(|e| panic!("{e}"));
+    let reference = Reference::new(&n);
+    assert_eq!(reference.destinations[0], vec![1, 2]);
+    assert!(spikes > 2 * events.len(), "the layers are active ({spikes} spikes)");
 }
 
 /// The sinabs gesture network and its golden input (`None`, printed, without the fixtures).
