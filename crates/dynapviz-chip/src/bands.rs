@@ -28,11 +28,13 @@ use crate::sim::{LayerCounters, Spike};
 /// meet `layers + 2` times per piece.
 pub(crate) const PIECE_EVENTS: usize = 8192;
 
+/// The work of one spike in synaptic operations (pooling, routing, queueing), for balancing.
+const SPIKE_COST: u64 = 200;
+
 /// The simulator's parts a banded call uses.
 pub(crate) struct Call<'a> {
     pub layers: &'a mut [LayerRt],
-    /// Per layer, the conv rows where bands end (one fewer than threads).
-    pub cuts: &'a [Vec<usize>],
+    pub threads: usize,
     pub front: &'a mut Front,
     pub dvs_counters: &'a mut LayerCounters,
     /// The layers' counters (layer 1 first).
@@ -57,13 +59,59 @@ pub(crate) struct Buffers {
     work: Vec<Work>,
     times: Vec<i64>,
     tagged: Vec<(Cause, Spike)>,
+    balance: Balance,
 }
 
-impl Buffers {
-    /// Per layer, the work the band of thread `k` did in the last call.
-    pub fn band_counters(&self, k: usize) -> &[LayerCounters] {
-        self.threads.get(k).map_or(&[], |t| &t.counters)
+/// Where to cut each layer: estimated work per conv row, from the work the bands did.
+#[derive(Default)]
+struct Balance {
+    /// Per layer, per conv row.
+    row_cost: Vec<Vec<f64>>,
+    /// Per layer, the rows where bands end (one fewer than threads).
+    cuts: Vec<Vec<usize>>,
+}
+
+impl Balance {
+    /// Even bands for layers of these row counts (kept if they already fit).
+    fn fit(&mut self, rows: impl ExactSizeIterator<Item = usize>, threads: usize) {
+        if self.row_cost.len() == rows.len() && self.cuts.first().is_none_or(|c| c.len() + 1 == threads) {
+            return;
+        }
+        self.row_cost = rows.map(|r| vec![1.0; r]).collect();
+        self.cuts = self.row_cost.iter().map(|c| even_cuts(c, threads)).collect();
     }
+
+    /// Spreads the work each thread's band did (per thread, per layer) evenly over its rows and
+    /// cuts again. Recent work weighs more; one per row is the floor that keeps idle rows apart.
+    fn update(&mut self, work: &[&[LayerCounters]]) {
+        for (li, (cost, cuts)) in self.row_cost.iter_mut().zip(&mut self.cuts).enumerate() {
+            let ends: Vec<usize> = std::iter::once(0).chain(cuts.iter().copied()).chain([cost.len()]).collect();
+            for (band, rows) in work.iter().zip(ends.windows(2)) {
+                let Some(c) = band.get(li) else { continue };
+                let per_row = (c.synaptic_ops + SPIKE_COST * c.spikes) as f64 / (rows[1] - rows[0]).max(1) as f64;
+                for r in &mut cost[rows[0]..rows[1]] {
+                    *r = 0.5 * *r + 0.5 * (per_row + 1.0);
+                }
+            }
+            *cuts = even_cuts(cost, work.len());
+        }
+    }
+}
+
+/// Where to cut rows of the given work into `threads` bands of about equal work: a row goes to
+/// the earlier band when its middle lies before the band's share.
+fn even_cuts(row_cost: &[f64], threads: usize) -> Vec<usize> {
+    let total: f64 = row_cost.iter().sum();
+    let (mut cuts, mut before, mut r) = (Vec::with_capacity(threads.saturating_sub(1)), 0.0, 0);
+    for k in 1..threads {
+        let share = total * k as f64 / threads as f64;
+        while r < row_cost.len() && before + row_cost[r] / 2.0 < share {
+            before += row_cost[r];
+            r += 1;
+        }
+        cuts.push(r);
+    }
+    cuts
 }
 
 /// One thread's own memory.
@@ -87,13 +135,16 @@ struct Results {
     tagged: Vec<(Cause, Spike)>,
 }
 
-/// Runs `events` on `cuts[0].len() + 1` threads (the caller's is one of them), in pieces.
-/// Appends the monitored spikes to `out` in one-thread order, calls `power(t_us, work)` once per
-/// admitted sensor event in order, and adds the counters up.
+/// Runs `events` on `call.threads` threads (the caller's is one of them), in pieces, then moves
+/// the bands to balance the work the threads did. Appends the monitored spikes to `out` in
+/// one-thread order, calls `power(t_us, work)` once per admitted sensor event in order, and
+/// adds the counters up.
 pub(crate) fn run(call: Call<'_>, events: &[Event], buffers: &mut Buffers, out: &mut Vec<Spike>, power: impl FnMut(i64, Work)) {
-    let Call { layers, cuts, front, dvs_counters, counters, wiring } = call;
+    let Call { layers, threads, front, dvs_counters, counters, wiring } = call;
     debug_assert!(wiring.busy.is_none(), "the busy model runs on one thread");
-    let (threads, n) = (cuts.first().map_or(1, |c| c.len() + 1), layers.len());
+    let n = layers.len();
+    buffers.balance.fit(layers.iter().map(|l| l.conv_out[0]), threads);
+    let cuts = &buffers.balance.cuts;
     let mut bands: Vec<Vec<Band<'_>>> = (0..threads).map(|_| Vec::with_capacity(n)).collect();
     for (layer, cuts) in layers.iter_mut().zip(cuts) {
         for (k, band) in layer.bands(cuts).into_iter().enumerate() {
@@ -106,7 +157,7 @@ pub(crate) fn run(call: Call<'_>, events: &[Event], buffers: &mut Buffers, out: 
         t.resize_with(n, RwLock::default);
     }
     buffers.results.resize_with(threads, RwLock::default);
-    let Buffers { threads: own, outboxes, results, first_queue, dvs_tagged, work, times, tagged } = buffers;
+    let Buffers { threads: own, outboxes, results, first_queue, dvs_tagged, work, times, tagged, balance: _ } = buffers;
     let shared =
         Shared { wiring, pieces: events.len().div_ceil(PIECE_EVENTS), barrier: SpinBarrier::new(threads), outboxes, results, first_queue };
     let host = Host { front, dvs_counters, events, out, power, dvs_tagged, work, times, tagged };
@@ -127,6 +178,7 @@ pub(crate) fn run(call: Call<'_>, events: &[Event], buffers: &mut Buffers, out: 
             h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         }
     });
+    buffers.balance.update(&buffers.threads.iter().map(|t| t.counters.as_slice()).collect::<Vec<_>>());
     for t in &buffers.threads {
         for (total, band) in counters.iter_mut().zip(&t.counters) {
             total.input_events += band.input_events;

@@ -258,11 +258,6 @@ impl LayerRt {
         bands
     }
 
-    /// Conv output rows (the rows bands cut) of this layer.
-    pub(crate) fn conv_rows(&self) -> usize {
-        self.conv_out[0]
-    }
-
     /// sinabs semantics for every neuron (one time bin): add the bias, then
     /// `n = v > 0 ? v / thr : 0`, `v -= n * thr`, clamp at `min_v_mem`. Calls `spike(site, n)`.
     pub fn fire_binned(&mut self, mut spike: impl FnMut(Option<Site>, i32)) {
@@ -319,12 +314,6 @@ impl LayerRt {
             };
         }
         spikes
-    }
-
-    /// Synaptic operations of an average input event (fewer at the borders).
-    pub fn synops_per_input(&self) -> u64 {
-        let inputs = (self.in_shape[1] * self.in_shape[2]).max(1);
-        (self.reach.rows.taps.len() * self.reach.cols.taps.len() * self.out_channels / inputs) as u64
     }
 
     /// Whether the layer has a bias (a leak on the chip).

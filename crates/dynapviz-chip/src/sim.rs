@@ -216,9 +216,6 @@ fn check_connections(network: &Network) -> Result<(), SimError> {
 /// The fewest sensor events worth starting threads for (live playback hands over small chunks).
 const BANDS_MIN_EVENTS: usize = 1024;
 
-/// The work of one spike in synaptic operations (pooling, routing, queueing), for balancing bands.
-const SPIKE_COST: u64 = 200;
-
 /// Per batch of sensor events (indexed by position in the batch): monitored spikes, work and
 /// time.
 #[derive(Default)]
@@ -244,10 +241,6 @@ pub struct Simulator {
     busy_until_ns: Vec<f64>,
     /// Buffers of the one-thread event mode, kept between calls.
     batch: Batch,
-    /// Several threads: per layer, the conv rows where the bands end, and the estimated work of
-    /// each conv row that places them.
-    cuts: Vec<Vec<usize>>,
-    row_cost: Vec<Vec<f64>>,
     /// Several threads: their memory, kept between calls.
     bands: bands::Buffers,
     bin: Option<i64>,
@@ -288,8 +281,6 @@ impl Simulator {
             busy_until_ns: vec![0.0; n],
             batch: Batch::default(),
             bands: bands::Buffers::default(),
-            row_cost: layers.iter().map(|l| vec![1.0; l.conv_rows()]).collect(),
-            cuts: layers.iter().map(|l| even_cuts(&vec![1.0; l.conv_rows()], config.threads)).collect(),
             bin: None,
             next_leak_us: None,
             layers,
@@ -372,9 +363,8 @@ impl Simulator {
         }
     }
 
-    /// Event mode: admits the batch, runs it through all layers (in bands on several threads
-    /// when it is worth it), then puts the monitored spikes in sensor-event order and adds each
-    /// event's work to the power estimate.
+    /// Event mode on one thread: admits the batch, runs it through all layers, then puts the
+    /// monitored spikes in sensor-event order and adds each event's work to the power estimate.
     fn event_batch(&mut self, events: &[Event], out: &mut Vec<Spike>) {
         let Batch { mut tagged, mut work, mut times } = std::mem::take(&mut self.batch);
         tagged.clear();
@@ -415,26 +405,19 @@ impl Simulator {
         self.batch = Batch { tagged, work, times };
     }
 
-    /// Event mode on several threads (see [`bands`]); then the bands are moved to balance the
-    /// work the threads just did.
+    /// Event mode on several threads (see [`bands`]).
     fn process_bands(&mut self, events: &[Event], out: &mut Vec<Spike>) {
         let Some((dvs_counters, counters)) = self.counters.split_first_mut() else { return };
-        let call =
-            Call { layers: &mut self.layers, cuts: &self.cuts, front: &mut self.front, dvs_counters, counters, wiring: &self.wiring };
+        let call = Call {
+            layers: &mut self.layers,
+            threads: self.config.threads,
+            front: &mut self.front,
+            dvs_counters,
+            counters,
+            wiring: &self.wiring,
+        };
         let (power, samples) = (&mut self.power, &mut self.power_samples);
         bands::run(call, events, &mut self.bands, out, |t, work| power.add(t, work, samples));
-        for (li, (cost, cuts)) in self.row_cost.iter_mut().zip(&mut self.cuts).enumerate() {
-            let ends: Vec<usize> = std::iter::once(0).chain(cuts.iter().copied()).chain([cost.len()]).collect();
-            for (k, rows) in ends.windows(2).enumerate() {
-                let Some(c) = self.bands.band_counters(k).get(li) else { continue };
-                let per_row = (c.synaptic_ops + SPIKE_COST * c.spikes) as f64 / (rows[1] - rows[0]).max(1) as f64;
-                // Recent work weighs more; one is the floor that keeps idle rows apart.
-                for r in &mut cost[rows[0]..rows[1]] {
-                    *r = 0.5 * *r + 0.5 * (per_row + 1.0);
-                }
-            }
-            *cuts = even_cuts(cost, self.config.threads);
-        }
     }
 
     /// Completes the simulation: runs the last open bin (binned mode) and emits the last
@@ -547,20 +530,4 @@ impl Simulator {
         }
         self.power.add(t, work, &mut self.power_samples);
     }
-}
-
-/// Where to cut rows of the given work into `threads` bands of about equal work: a row goes to
-/// the earlier band when its middle lies before the band's share.
-fn even_cuts(row_cost: &[f64], threads: usize) -> Vec<usize> {
-    let total: f64 = row_cost.iter().sum();
-    let (mut cuts, mut before, mut r) = (Vec::with_capacity(threads.saturating_sub(1)), 0.0, 0);
-    for k in 1..threads {
-        let share = total * k as f64 / threads as f64;
-        while r < row_cost.len() && before + row_cost[r] / 2.0 < share {
-            before += row_cost[r];
-            r += 1;
-        }
-        cuts.push(r);
-    }
-    cuts
 }
