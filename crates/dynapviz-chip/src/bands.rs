@@ -406,7 +406,7 @@ impl SpinBarrier {
             assert!(!self.poisoned.load(Ordering::Relaxed), "another simulator thread panicked");
             // No `spin_loop` (PAUSE): a hypervisor takes a PAUSE loop for a vCPU waiting on a
             // lock and deschedules it, which made every barrier here take a millisecond.
-            if spins < 200_000 {
+            if spins < 2_000 {
                 spins += 1;
             } else {
                 std::thread::yield_now();

@@ -106,6 +106,9 @@ pub struct Config {
     /// which run in parallel with identical results (not with a leak tick, which touches every
     /// layer between two events).
     pub threads: usize,
+    /// Calls to [`Simulator::process`] with fewer sensor events run on one thread: starting the
+    /// others costs more than they save (live playback hands over small chunks).
+    pub parallel_min_events: usize,
 }
 
 impl Default for Config {
@@ -120,6 +123,7 @@ impl Default for Config {
             power: Coefficients::default(),
             power_rails: 5,
             threads: 1,
+            parallel_min_events: 16_384,
         }
     }
 }
@@ -212,9 +216,6 @@ fn check_connections(network: &Network) -> Result<(), SimError> {
     }
     Ok(())
 }
-
-/// The fewest sensor events worth starting threads for (live playback hands over small chunks).
-const BANDS_MIN_EVENTS: usize = 1024;
 
 /// Per batch of sensor events (indexed by position in the batch): monitored spikes, work and
 /// time.
@@ -331,13 +332,12 @@ impl Simulator {
     /// order a one-thread simulation gives them, whatever [`Config::threads`] says.
     pub fn process(&mut self, events: &[Event], out: &mut Vec<Spike>) {
         // A leak acts between events on every layer, and whether a busy core drops an event
-        // depends on every event before it: both run on one thread. So do a few events, which
-        // are not worth starting threads for (live playback hands over small chunks).
+        // depends on every event before it: both run on one thread.
         let bands = self.config.threads >= 2
             && self.config.mode == Mode::Event
             && self.config.leak_tick_us.is_none()
             && self.config.busy.is_none()
-            && events.len() >= BANDS_MIN_EVENTS;
+            && events.len() >= self.config.parallel_min_events;
         if bands {
             return self.process_bands(events, out);
         }

@@ -138,7 +138,9 @@ impl RefLayer {
 }
 
 fn simulate(n: &Network, events: &[Event], threads: usize) -> (Vec<Spike>, Simulator) {
-    let config = Config { mode: Mode::Event, monitors: Monitors::of(0..=n.layers.len()), threads, ..Config::default() };
+    // Threads for any input size, so that the short random inputs run in bands too.
+    let config =
+        Config { mode: Mode::Event, monitors: Monitors::of(0..=n.layers.len()), threads, parallel_min_events: 0, ..Config::default() };
     let mut sim = Simulator::new(n, config).expect("sim");
     let mut out = Vec::new();
     sim.process(events, &mut out);
@@ -207,7 +209,6 @@ fn network(layers: &[Geometry], size: usize, seed: u64) -> Option<Network> {
 }
 
 fn events(size: u16) -> impl Strategy<Value = Vec<Event>> {
-    // Past 1024 events a call runs on two threads when asked to.
     prop::collection::vec((0i64..3000, 0..size, 0..size, any::<bool>()), 1..2500).prop_map(|mut v| {
         v.sort_by_key(|e| e.0);
         v.into_iter().map(|(t, x, y, p)| Event::new(t, x, y, p)).collect()
