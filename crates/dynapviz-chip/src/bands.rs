@@ -18,6 +18,7 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use dynapviz_events::Event;
 
+use crate::batch::Batch;
 use crate::cascade::{Cascade, Cause, Pending, Wiring};
 use crate::dvs::Front;
 use crate::layer::{Band, LayerRt};
@@ -41,6 +42,8 @@ pub(crate) struct Call<'a> {
     pub counters: &'a mut [LayerCounters],
     /// Without a busy model: whether a core drops an event depends on all events before it.
     pub wiring: &'a Wiring,
+    /// The simulator's batch buffers, for thread 0's pieces.
+    pub batch: &'a mut Batch,
 }
 
 /// Memory of the threads, kept between calls: once warm, a call allocates next to nothing.
@@ -54,10 +57,7 @@ pub(crate) struct Buffers {
     results: Vec<RwLock<Results>>,
     /// The admitted sensor events of the piece, queued for the first layer.
     first_queue: RwLock<Vec<Pending>>,
-    /// Thread 0's: the piece's DVS spikes, work, times, and all monitored spikes.
-    dvs_tagged: Vec<(u32, Spike)>,
-    work: Vec<Work>,
-    times: Vec<i64>,
+    /// Thread 0's: all threads' monitored spikes of a piece, with their causes.
     tagged: Vec<(Cause, Spike)>,
     balance: Balance,
 }
@@ -140,7 +140,7 @@ struct Results {
 /// one-thread order, calls `power(t_us, work)` once per admitted sensor event in order, and
 /// adds the counters up.
 pub(crate) fn run(call: Call<'_>, events: &[Event], buffers: &mut Buffers, out: &mut Vec<Spike>, power: impl FnMut(i64, Work)) {
-    let Call { layers, threads, front, dvs_counters, counters, wiring } = call;
+    let Call { layers, threads, front, dvs_counters, counters, wiring, batch } = call;
     debug_assert!(wiring.busy.is_none(), "the busy model runs on one thread");
     let n = layers.len();
     buffers.balance.fit(layers.iter().map(|l| l.conv_out[0]), threads);
@@ -157,10 +157,10 @@ pub(crate) fn run(call: Call<'_>, events: &[Event], buffers: &mut Buffers, out: 
         t.resize_with(n, RwLock::default);
     }
     buffers.results.resize_with(threads, RwLock::default);
-    let Buffers { threads: own, outboxes, results, first_queue, dvs_tagged, work, times, tagged, balance: _ } = buffers;
+    let Buffers { threads: own, outboxes, results, first_queue, tagged, balance: _ } = buffers;
     let shared =
         Shared { wiring, pieces: events.len().div_ceil(PIECE_EVENTS), barrier: SpinBarrier::new(threads), outboxes, results, first_queue };
-    let host = Host { front, dvs_counters, events, out, power, dvs_tagged, work, times, tagged };
+    let host = Host { front, dvs_counters, events, out, power, batch, tagged };
     std::thread::scope(|scope| {
         let mut own = bands.into_iter().zip(own.iter_mut());
         let mine = own.next();
@@ -206,28 +206,16 @@ struct Host<'a, P> {
     events: &'a [Event],
     out: &'a mut Vec<Spike>,
     power: P,
-    dvs_tagged: &'a mut Vec<(u32, Spike)>,
-    work: &'a mut Vec<Work>,
-    times: &'a mut Vec<i64>,
+    batch: &'a mut Batch,
     tagged: &'a mut Vec<(Cause, Spike)>,
 }
 
 impl<P: FnMut(i64, Work)> Host<'_, P> {
-    /// Admits piece `p` into the first layer's queue; returns its length.
-    fn admit(&mut self, p: usize, monitor_dvs: bool, first_queue: &mut Vec<Pending>) -> usize {
+    /// Admits piece `p` into the first layer's queue.
+    fn admit(&mut self, p: usize, monitor_dvs: bool, first_queue: &mut Vec<Pending>) {
         let piece = self.events.chunks(PIECE_EVENTS).nth(p).unwrap_or_default();
         first_queue.clear();
-        self.dvs_tagged.clear();
-        self.work.clear();
-        self.work.resize(piece.len(), Work::default());
-        self.times.clear();
-        self.times.resize(piece.len(), 0);
-        for (i, e) in piece.iter().enumerate() {
-            if let Some(t) = self.front.admit_to(e, i as u32, self.dvs_counters, monitor_dvs, first_queue, self.dvs_tagged) {
-                (self.work[i].sensor_events, self.times[i]) = (1, t);
-            }
-        }
-        piece.len()
+        self.batch.admit(piece, self.front, self.dvs_counters, monitor_dvs, first_queue);
     }
 
     /// Hands out a piece's results: monitored spikes in one-thread order, then the work of
@@ -236,30 +224,16 @@ impl<P: FnMut(i64, Work)> Host<'_, P> {
         self.tagged.clear();
         for r in results {
             let r = read(r);
-            for (w, &extra) in self.work.iter_mut().zip(&r.work) {
+            for (w, &extra) in self.batch.work.iter_mut().zip(&r.work) {
                 *w += extra;
             }
             // Thread by thread, then stable by (sensor event, layer, input event): band order within.
             self.tagged.extend_from_slice(&r.tagged);
         }
         self.tagged.sort_by_key(|&((index, arrival), s)| (index, s.layer, arrival));
-        // Each sensor event's DVS spike comes before its layers' spikes.
-        let (mut dvs, mut layers) = (self.dvs_tagged.iter().peekable(), self.tagged.iter().peekable());
-        loop {
-            let from_dvs = match (dvs.peek(), layers.peek()) {
-                (Some(d), Some(l)) => d.0 <= l.0.0,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (None, None) => break,
-            };
-            let spike = if from_dvs { dvs.next().map(|d| d.1) } else { layers.next().map(|l| l.1) };
-            self.out.extend(spike);
-        }
-        for (w, &t) in self.work.iter().zip(self.times.iter()) {
-            if w.sensor_events > 0 {
-                (self.power)(t, *w);
-            }
-        }
+        // After each sensor event's DVS spike, admitted first.
+        self.batch.tagged.extend(self.tagged.iter().map(|&((index, _), s)| (index, s)));
+        self.batch.hand_out(self.out, &mut self.power);
     }
 }
 
@@ -275,13 +249,12 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 /// input events that reach its band's rows; thread 0 counts every input event.
 fn worker<P: FnMut(i64, Work)>(
     k: usize,
-    bands: Vec<Band<'_>>,
+    mut bands: Vec<Band<'_>>,
     own: &mut ThreadBuffers,
     shared: &Shared<'_>,
     mut host: Option<Host<'_, P>>,
 ) {
     let _poison = PoisonOnPanic(&shared.barrier);
-    let mut bands = bands;
     let n = bands.len();
     let ThreadBuffers { queues, arrived, counters } = own;
     queues.resize_with(n, Vec::new);

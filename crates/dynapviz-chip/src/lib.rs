@@ -3,6 +3,7 @@
 //! estimate. Input: a mapped, discretized [`dynapviz_model::Network`] and DVS events.
 
 mod bands;
+mod batch;
 mod cascade;
 pub mod dvs;
 pub mod layer;

@@ -12,6 +12,7 @@ use dynapviz_model::Network;
 use serde::Serialize;
 
 use crate::bands::{self, Call};
+use crate::batch::Batch;
 use crate::cascade::{Cascade, Pending, Wiring};
 use crate::dvs::Front;
 use crate::layer::{LayerRt, Site};
@@ -217,15 +218,6 @@ fn check_connections(network: &Network) -> Result<(), SimError> {
     Ok(())
 }
 
-/// Per batch of sensor events (indexed by position in the batch): monitored spikes, work and
-/// time.
-#[derive(Default)]
-struct Batch {
-    tagged: Vec<(u32, Spike)>,
-    work: Vec<Work>,
-    times: Vec<i64>,
-}
-
 /// The simulated chip.
 pub struct Simulator {
     front: Front,
@@ -366,22 +358,15 @@ impl Simulator {
     /// Event mode on one thread: admits the batch, runs it through all layers, then puts the
     /// monitored spikes in sensor-event order and adds each event's work to the power estimate.
     fn event_batch(&mut self, events: &[Event], out: &mut Vec<Spike>) {
-        let Batch { mut tagged, mut work, mut times } = std::mem::take(&mut self.batch);
-        tagged.clear();
-        work.clear();
-        work.resize(events.len(), Work::default());
-        times.clear();
-        times.resize(events.len(), 0);
-        for (i, e) in events.iter().enumerate() {
-            let (index, monitored) = (i as u32, self.wiring.monitored[0]);
-            let Some(t) = self.front.admit_to(e, index, &mut self.counters[0], monitored, &mut self.queues[0], &mut tagged) else {
-                continue;
-            };
-            if let Some(tick) = self.config.leak_tick_us {
-                // Leak spikes join this event: after its DVS spike, before its cascade.
-                self.leak_until(t, tick, index, &mut tagged);
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.admit(events, &mut self.front, &mut self.counters[0], self.wiring.monitored[0], &mut self.queues[0]);
+        if let Some(tick) = self.config.leak_tick_us {
+            // With a leak a batch is one sensor event (see `process_serial`): its leak spikes
+            // come after its DVS spike and before its cascade.
+            debug_assert!(events.len() <= 1, "a leak runs one sensor event at a time");
+            for i in (0..events.len()).filter(|&i| batch.work[i].sensor_events > 0) {
+                self.leak_until(batch.times[i], tick, i as u32, &mut batch.tagged);
             }
-            (work[i].sensor_events, times[i]) = (1, t);
         }
         let mut whole: Vec<_> = self.layers.iter_mut().map(LayerRt::whole).collect();
         Cascade {
@@ -393,16 +378,10 @@ impl Simulator {
             busy_until_ns: &mut self.busy_until_ns,
             wiring: &self.wiring,
         }
-        .run(&mut work, |(i, _), s| tagged.push((i, s)), |_| unreachable!("every layer is in the cascade"));
-        // Stable: within a sensor event, layer order stays.
-        tagged.sort_by_key(|x| x.0);
-        out.extend(tagged.iter().map(|x| x.1));
-        for (w, &t) in work.iter().zip(&times) {
-            if w.sensor_events > 0 {
-                self.power.add(t, *w, &mut self.power_samples);
-            }
-        }
-        self.batch = Batch { tagged, work, times };
+        .run(&mut batch.work, |(i, _), s| batch.tagged.push((i, s)), |_| unreachable!("every layer is in the cascade"));
+        let (power, samples) = (&mut self.power, &mut self.power_samples);
+        batch.hand_out(out, |t, work| power.add(t, work, samples));
+        self.batch = batch;
     }
 
     /// Event mode on several threads (see [`bands`]).
@@ -415,6 +394,7 @@ impl Simulator {
             dvs_counters,
             counters,
             wiring: &self.wiring,
+            batch: &mut self.batch,
         };
         let (power, samples) = (&mut self.power, &mut self.power_samples);
         bands::run(call, events, &mut self.bands, out, |t, work| power.add(t, work, samples));

@@ -1,0 +1,58 @@
+//! A batch of sensor events in the event mode, from admission to hand-out: the one-thread and
+//! the banded run share it, so both admit and order their output the same way.
+
+use dynapviz_events::Event;
+
+use crate::cascade::Pending;
+use crate::dvs::Front;
+use crate::power::Work;
+use crate::sim::{LayerCounters, Spike};
+
+/// Per batch of sensor events (indexed by position in the batch): monitored spikes, work and
+/// time. Kept between batches, so a batch allocates nothing once warm.
+#[derive(Default)]
+pub(crate) struct Batch {
+    /// Monitored spikes with their sensor event.
+    pub tagged: Vec<(u32, Spike)>,
+    /// Per sensor event; `sensor_events` is 1 for the admitted ones.
+    pub work: Vec<Work>,
+    /// Per sensor event, its time (µs) once admitted.
+    pub times: Vec<i64>,
+}
+
+impl Batch {
+    /// Starts a batch of `events`: each admitted one is queued for the first layer, its DVS
+    /// spike tagged when the DVS layer is monitored, its time and a sensor event of work noted.
+    pub fn admit(
+        &mut self,
+        events: &[Event],
+        front: &mut Front,
+        dvs: &mut LayerCounters,
+        monitor_dvs: bool,
+        first_queue: &mut Vec<Pending>,
+    ) {
+        self.tagged.clear();
+        self.work.clear();
+        self.work.resize(events.len(), Work::default());
+        self.times.clear();
+        self.times.resize(events.len(), 0);
+        for (i, e) in events.iter().enumerate() {
+            if let Some(t) = front.admit_to(e, i as u32, dvs, monitor_dvs, first_queue, &mut self.tagged) {
+                (self.work[i].sensor_events, self.times[i]) = (1, t);
+            }
+        }
+    }
+
+    /// Ends the batch: appends the monitored spikes to `out` in sensor-event order (stable:
+    /// within one event they keep the order they were tagged in, layer by layer) and calls
+    /// `power(t_us, work)` for each admitted event, in order.
+    pub fn hand_out(&mut self, out: &mut Vec<Spike>, mut power: impl FnMut(i64, Work)) {
+        self.tagged.sort_by_key(|x| x.0);
+        out.extend(self.tagged.iter().map(|x| x.1));
+        for (w, &t) in self.work.iter().zip(&self.times) {
+            if w.sensor_events > 0 {
+                power(t, *w);
+            }
+        }
+    }
+}
