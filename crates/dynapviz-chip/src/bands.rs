@@ -21,7 +21,7 @@ use dynapviz_events::Event;
 use crate::batch::Batch;
 use crate::cascade::{Cascade, Cause, Pending, Wiring};
 use crate::dvs::Front;
-use crate::layer::{Band, LayerRt};
+use crate::layer::{Band, LayerRt, Site};
 use crate::power::Work;
 use crate::sim::{LayerCounters, Spike};
 
@@ -124,6 +124,8 @@ struct ThreadBuffers {
     arrived: Vec<u32>,
     /// Per layer, over the call.
     counters: Vec<LayerCounters>,
+    /// The spikes of one input event.
+    fired: Vec<Site>,
 }
 
 /// A thread's output of one piece.
@@ -256,7 +258,7 @@ fn worker<P: FnMut(i64, Work)>(
 ) {
     let _poison = PoisonOnPanic(&shared.barrier);
     let n = bands.len();
-    let ThreadBuffers { queues, arrived, counters } = own;
+    let ThreadBuffers { queues, arrived, counters, fired } = own;
     queues.resize_with(n, Vec::new);
     counters.clear();
     counters.resize(n, LayerCounters::default());
@@ -294,6 +296,7 @@ fn worker<P: FnMut(i64, Work)>(
                     queues: &mut queues[li..=li],
                     busy_until_ns: &mut [],
                     wiring: shared.wiring,
+                    fired,
                 }
                 .run(work, |cause, s| tagged.push((cause, s)), |p| outbox.push(p));
             }

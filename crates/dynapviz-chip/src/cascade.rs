@@ -42,6 +42,8 @@ pub(crate) struct Cascade<'a, 'b> {
     /// When each core's backlog clears (busy model), ns.
     pub busy_until_ns: &'a mut [f64],
     pub wiring: &'a Wiring,
+    /// Room for the spikes of one input event: kept by the owner, so that no event allocates.
+    pub fired: &'a mut Vec<Site>,
 }
 
 /// What every run of layers shares, fixed when the simulator is made.
@@ -109,28 +111,27 @@ impl Cascade<'_, '_> {
                     continue;
                 }
                 c.input_events += u64::from(self.count_input);
-                let mut after_pool = 0;
+                let fired = &mut *self.fired;
+                fired.clear();
                 // SAFETY: the caller's promise.
-                let (core_ops, ops, spikes) = unsafe {
-                    layer.event_with::<AVX2>(usize::from(s.c), usize::from(s.y), usize::from(s.x), |site| {
-                        let Some(site) = site else { return };
-                        after_pool += 1;
-                        if monitored {
-                            out(cause, Spike { t: t_out.div_euclid(1000), layer: (li + 1) as u16, c: site.c, y: site.y, x: site.x });
-                        }
-                        // Marked with its cause's arrival, for the banded run.
-                        let sent = Pending { index, arrival, t_ns: t_out, site };
-                        let mut gone_beyond = false;
-                        for &d in dests {
-                            if d < end {
-                                queues[d - self.first].push(sent);
-                            } else if !gone_beyond {
-                                beyond(sent);
-                                gone_beyond = true;
-                            }
-                        }
-                    })
-                };
+                let (core_ops, ops, spikes) =
+                    unsafe { layer.event_with::<AVX2>(usize::from(s.c), usize::from(s.y), usize::from(s.x), fired) };
+                let after_pool = fired.len() as u64;
+                if monitored {
+                    let t = t_out.div_euclid(1000);
+                    fired.iter().for_each(|s| out(cause, Spike { t, layer: (li + 1) as u16, c: s.c, y: s.y, x: s.x }));
+                }
+                // Marked with its cause's arrival, for the banded run.
+                let sent = fired.iter().map(|&site| Pending { index, arrival, t_ns: t_out, site });
+                let mut gone_beyond = false;
+                for &d in dests {
+                    if d < end {
+                        queues[d - self.first].extend(sent.clone());
+                    } else if !gone_beyond {
+                        sent.clone().for_each(&mut beyond);
+                        gone_beyond = true;
+                    }
+                }
                 c.synaptic_ops += ops;
                 c.spikes += spikes;
                 c.spikes_after_pool += after_pool;

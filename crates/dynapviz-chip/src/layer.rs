@@ -133,6 +133,7 @@ impl LayerRt {
             touched_mark: vec![false; l.conv_out[0] * l.conv_out[1]],
             neuron: Neuron {
                 threshold: q.threshold,
+                threshold16: q.threshold.min(i32::from(i16::MAX)) as i16,
                 below: (q.threshold - 1).min(i32::from(i16::MAX)) as i16,
                 min: q.min_v_mem.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16,
                 reset: l.reset,
@@ -173,40 +174,6 @@ impl LayerRt {
             }
         }
         (rows.len() * cols.len() * o) as u64
-    }
-
-    /// The chip's response to one input event at `(c, y, x)`: every neuron under the kernel
-    /// gets its weight added with int16 saturation and is clamped at `min_v_mem`; a neuron at or
-    /// above threshold emits one spike and is reset. Spikes come in raster order (output row,
-    /// column, channel). Calls `spike` with the pooled site of each spike (`None` when pooling
-    /// cuts it off); returns (synaptic ops, spikes).
-    #[inline]
-    pub fn event(&mut self, c: usize, y: usize, x: usize, spike: impl FnMut(Option<Site>)) -> (u64, u64) {
-        #[cfg(target_arch = "x86_64")]
-        if avx2() {
-            // SAFETY: the CPU has AVX2, checked just above.
-            return unsafe { self.event_avx2(c, y, x, spike) };
-        }
-        // SAFETY: no AVX2 asked for.
-        unsafe { self.event_with::<false>(c, y, x, spike) }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn event_avx2(&mut self, c: usize, y: usize, x: usize, spike: impl FnMut(Option<Site>)) -> (u64, u64) {
-        // SAFETY: this function only runs with AVX2.
-        unsafe { self.event_with::<true>(c, y, x, spike) }
-    }
-
-    /// [`Self::event`] with AVX2 instructions or without; see [`Band::event_with`].
-    ///
-    /// # Safety
-    /// `AVX2 = true` only on a CPU with AVX2.
-    #[inline(always)]
-    unsafe fn event_with<const AVX2: bool>(&mut self, c: usize, y: usize, x: usize, spike: impl FnMut(Option<Site>)) -> (u64, u64) {
-        // SAFETY: the caller's promise.
-        let (ops, _, spikes) = unsafe { self.whole().event_with::<AVX2>(c, y, x, spike) };
-        (ops, spikes)
     }
 
     /// The event-mode state as one band: the whole layer.
@@ -446,6 +413,8 @@ impl Fanout {
 #[derive(Clone, Copy, Debug)]
 struct Neuron {
     threshold: i32,
+    /// The threshold as int16 (only used when a neuron fires, which needs it to be one).
+    threshold16: i16,
     /// `threshold - 1` as int16: a potential above it fires (never, for thresholds past int16).
     below: i16,
     min: i16,
@@ -476,8 +445,8 @@ trait Lanes {
     /// into `any`.
     unsafe fn update(v: &mut [i16; 16], w: &[i16; 16], n: Neuron, any: Self::Any) -> Self::Any;
     unsafe fn fired(any: Self::Any) -> bool;
-    /// Two bits per neuron at threshold (the `movemask` layout).
-    unsafe fn at_threshold(v: &[i16; 16], n: Neuron) -> u32;
+    /// Resets the neurons at threshold; returns a bit per neuron that fired.
+    unsafe fn fire(v: &mut [i16; 16], n: Neuron) -> u16;
 }
 
 /// Plain Rust, for any CPU (and for channel counts that are not a multiple of 16).
@@ -502,8 +471,8 @@ impl Lanes for Portable {
     }
 
     #[inline(always)]
-    unsafe fn at_threshold(v: &[i16; 16], n: Neuron) -> u32 {
-        threshold_mask(v, n)
+    unsafe fn fire(v: &mut [i16; 16], n: Neuron) -> u16 {
+        fire_tail(v, n)
     }
 }
 
@@ -519,10 +488,17 @@ fn update_tail(v: &mut [i16], w: &[i16], n: Neuron) -> bool {
     any
 }
 
-/// Two bits per neuron at threshold among up to 16.
+/// Resets the neurons at threshold among up to 16; returns a bit per neuron that fired.
 #[inline(always)]
-fn threshold_mask(v: &[i16], n: Neuron) -> u32 {
-    v.iter().enumerate().fold(0, |mask, (i, &v)| mask | (u32::from(v > n.below) * (3 << (2 * i))))
+fn fire_tail(v: &mut [i16], n: Neuron) -> u16 {
+    let mut fired = 0;
+    for (i, v) in v.iter_mut().enumerate() {
+        if *v > n.below {
+            *v = n.after_spike(*v);
+            fired |= 1 << i;
+        }
+    }
+    fired
 }
 
 /// AVX2: 16 neurons per instruction.
@@ -532,11 +508,12 @@ struct Avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx2_lanes {
     use std::arch::x86_64::{
-        __m256i, _mm256_adds_epi16, _mm256_cmpgt_epi16, _mm256_loadu_si256, _mm256_max_epi16, _mm256_movemask_epi8, _mm256_or_si256,
-        _mm256_set1_epi16, _mm256_setzero_si256, _mm256_storeu_si256, _mm256_testz_si256,
+        __m256i, _mm256_adds_epi16, _mm256_blendv_epi8, _mm256_cmpgt_epi16, _mm256_loadu_si256, _mm256_max_epi16, _mm256_movemask_epi8,
+        _mm256_or_si256, _mm256_packs_epi16, _mm256_set1_epi16, _mm256_setzero_si256, _mm256_storeu_si256, _mm256_subs_epi16,
+        _mm256_testz_si256,
     };
 
-    use super::{Avx2, Lanes, Neuron};
+    use super::{Avx2, Lanes, Neuron, Reset};
 
     impl Lanes for Avx2 {
         type Any = __m256i;
@@ -560,9 +537,9 @@ mod avx2_lanes {
         }
 
         #[inline(always)]
-        unsafe fn at_threshold(v: &[i16; 16], n: Neuron) -> u32 {
+        unsafe fn fire(v: &mut [i16; 16], n: Neuron) -> u16 {
             // SAFETY: the caller guarantees AVX2.
-            unsafe { at_threshold(v, n) }
+            unsafe { fire(v, n) }
         }
     }
 
@@ -593,10 +570,23 @@ mod avx2_lanes {
 
     #[target_feature(enable = "avx2")]
     #[inline]
-    fn at_threshold(v: &[i16; 16], n: Neuron) -> u32 {
-        // SAFETY: 16 i16 (32 bytes), unaligned load.
-        let x = unsafe { _mm256_loadu_si256(v.as_ptr().cast()) };
-        _mm256_movemask_epi8(_mm256_cmpgt_epi16(x, _mm256_set1_epi16(n.below))) as u32
+    fn fire(v: &mut [i16; 16], n: Neuron) -> u16 {
+        // SAFETY: 16 i16 (32 bytes), unaligned load and store.
+        unsafe {
+            let p = v.as_mut_ptr().cast::<__m256i>();
+            let x = _mm256_loadu_si256(p);
+            let at = _mm256_cmpgt_epi16(x, _mm256_set1_epi16(n.below));
+            // Subtracting the potential itself resets to zero.
+            let minus = match n.reset {
+                Reset::Subtract => _mm256_set1_epi16(n.threshold16),
+                Reset::Zero => x,
+            };
+            let after = _mm256_max_epi16(_mm256_subs_epi16(x, minus), _mm256_set1_epi16(n.min));
+            _mm256_storeu_si256(p, _mm256_blendv_epi8(x, after, at));
+            // Bytes 0-7 and 16-23 of the packed compare are neurons 0-7 and 8-15.
+            let m = _mm256_movemask_epi8(_mm256_packs_epi16(at, at)) as u32;
+            ((m & 0xff) | ((m >> 8) & 0xff00)) as u16
+        }
     }
 }
 
@@ -627,8 +617,8 @@ impl Band<'_> {
     /// The chip's response to one input event at `(c, y, x)` on this band's neurons: every
     /// neuron under the kernel gets its weight added with int16 saturation and is clamped at
     /// `min_v_mem`; a neuron at or above threshold emits one spike and is reset. Spikes come in
-    /// raster order (output row, column, channel). Calls `spike` with the pooled site of each
-    /// spike (`None` when pooling cuts it off). Returns the synaptic operations of the whole
+    /// raster order (output row, column, channel): their pooled sites are appended to `fired`
+    /// (those pooling cuts off are only counted). Returns the synaptic operations of the whole
     /// event (the core's work, whatever the band), those of this band, and its spikes.
     ///
     /// Inlined into a caller compiled for AVX2 (a whole batch of events, see `Cascade::run`),
@@ -638,13 +628,7 @@ impl Band<'_> {
     /// # Safety
     /// `AVX2 = true` only on a CPU with AVX2.
     #[inline(always)]
-    pub(crate) unsafe fn event_with<const AVX2: bool>(
-        &mut self,
-        c: usize,
-        y: usize,
-        x: usize,
-        spike: impl FnMut(Option<Site>),
-    ) -> (u64, u64, u64) {
+    pub(crate) unsafe fn event_with<const AVX2: bool>(&mut self, c: usize, y: usize, x: usize, fired: &mut Vec<Site>) -> (u64, u64, u64) {
         let o = self.o;
         let Some((all_rows, cols, wc)) = self.reach.taps(c, y, x) else { return (0, 0, 0) };
         // Taps go by ascending output row: the band's are one run of them.
@@ -668,13 +652,13 @@ impl Band<'_> {
             #[cfg(target_arch = "x86_64")]
             {
                 // SAFETY: the caller guarantees AVX2.
-                unsafe { scatter.run::<Avx2>(self.state, spike) }
+                unsafe { scatter.run::<Avx2>(self.state, fired) }
             }
             #[cfg(not(target_arch = "x86_64"))]
             unreachable!("AVX2 exists on x86_64 only")
         } else {
             // SAFETY: plain Rust.
-            unsafe { scatter.run::<Portable>(self.state, spike) }
+            unsafe { scatter.run::<Portable>(self.state, fired) }
         };
         (all_rows.len() as u64 * per_row, rows.len() as u64 * per_row, spikes)
     }
@@ -697,42 +681,41 @@ struct Scatter<'a> {
 impl Scatter<'_> {
     /// Two passes. The first adds the weights to every neuron under the kernel and notes, without
     /// branching, the kernel rows with a neuron at threshold. The second resets those neurons
-    /// and emits their spikes in raster order (row, column, channel). Each neuron is touched
-    /// once per event, so firing after all updates is the same as firing after each.
+    /// and appends their sites to `fired` in raster order (row, column, channel); returns the
+    /// spikes. Each neuron is touched once per event, so firing after all updates is the same
+    /// as firing after each.
     ///
     /// # Safety
     /// The CPU has the instructions of `K`.
     #[inline(always)]
-    unsafe fn run<K: Lanes>(&self, state: &mut [i16], spike: impl FnMut(Option<Site>)) -> u64 {
+    unsafe fn run<K: Lanes>(&self, state: &mut [i16], fired: &mut Vec<Site>) -> u64 {
         // SAFETY (all calls): the caller's promise.
         // The common channel counts get loops the compiler unrolls.
-        let firing_rows = unsafe {
-            match self.o {
-                16 => self.update_rows::<K, 1>(state),
-                32 => self.update_rows::<K, 2>(state),
-                64 => self.update_rows::<K, 4>(state),
-                128 => self.update_rows::<K, 8>(state),
-                _ => self.update_columns::<K>(state),
+        unsafe {
+            if self.contiguous {
+                match self.o {
+                    16 => return self.scatter_rows::<K, 1>(state, fired),
+                    32 => return self.scatter_rows::<K, 2>(state, fired),
+                    64 => return self.scatter_rows::<K, 4>(state, fired),
+                    128 => return self.scatter_rows::<K, 8>(state, fired),
+                    _ => {}
+                }
             }
-        };
-        if firing_rows == 0 { 0 } else { unsafe { self.fire::<K>(state, firing_rows, spike) } }
+            let firing_rows = self.update_columns::<K>(state);
+            if firing_rows == 0 { 0 } else { self.fire_columns::<K>(state, firing_rows, fired) }
+        }
     }
 
-    /// First pass for `N` chunks of 16 channels: with consecutive columns a kernel row is one
-    /// run of neurons and weights; otherwise column by column. Returns a bit per kernel row with
-    /// a neuron at threshold.
+    /// Both passes for `N` chunks of 16 channels and consecutive columns: a kernel row is one
+    /// run of neurons and weights.
     ///
     /// # Safety
     /// As [`Self::run`].
     #[inline(always)]
-    unsafe fn update_rows<K: Lanes, const N: usize>(&self, state: &mut [i16]) -> u32 {
-        if !self.contiguous {
-            // SAFETY: the caller's promise.
-            return unsafe { self.update_columns::<K>(state) };
-        }
+    unsafe fn scatter_rows<K: Lanes, const N: usize>(&self, state: &mut [i16], fired: &mut Vec<Site>) -> u64 {
         let (Some(first), n) = (self.cols.first(), self.neuron) else { return 0 };
         let span = self.cols.len() * N * 16;
-        let mut firing = 0;
+        let mut firing = 0u32;
         for (ri, r) in self.rows.iter().enumerate() {
             let base = (r.state - self.origin + first.state) as usize;
             let w = (r.weight + first.weight) as usize;
@@ -747,10 +730,38 @@ impl Scatter<'_> {
                 firing |= u32::from(K::fired(any)) << ri;
             }
         }
-        firing
+        let mut spikes = 0;
+        while firing != 0 {
+            let r = self.rows[firing.trailing_zeros() as usize];
+            firing &= firing - 1;
+            let base = (r.state - self.origin + first.state) as usize;
+            let (v, _) = state[base..base + span].as_chunks_mut::<16>();
+            // Four chunks' bits at a time: one loop over the spikes of 64 neurons, not four.
+            for (word, chunks) in v.chunks_mut(4).enumerate() {
+                let mut bits = 0u64;
+                for (j, v) in chunks.iter_mut().enumerate() {
+                    // SAFETY: the caller's promise.
+                    bits |= u64::from(unsafe { K::fire(v, n) }) << (16 * j);
+                }
+                spikes += u64::from(bits.count_ones());
+                if r.pooled == CUT {
+                    continue;
+                }
+                while bits != 0 {
+                    let neuron = word * 64 + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    let col = self.cols[neuron / (N * 16)];
+                    if col.pooled != CUT {
+                        fired.push(Site { c: (neuron % (N * 16)) as u16, y: r.pooled, x: col.pooled });
+                    }
+                }
+            }
+        }
+        spikes
     }
 
-    /// First pass, column by column, for any channel count and stride.
+    /// First pass, column by column, for any channel count and stride. Returns a bit per
+    /// kernel row with a neuron at threshold.
     ///
     /// # Safety
     /// As [`Self::run`].
@@ -779,39 +790,35 @@ impl Scatter<'_> {
         firing
     }
 
-    /// Second pass: resets the neurons at threshold of the `firing` kernel rows and emits their
-    /// spikes in raster order.
+    /// Second pass, column by column: resets the neurons at threshold of the `firing` kernel
+    /// rows and appends their sites in raster order.
     ///
     /// # Safety
     /// As [`Self::run`].
     #[inline(always)]
-    unsafe fn fire<K: Lanes>(&self, state: &mut [i16], mut firing: u32, mut spike: impl FnMut(Option<Site>)) -> u64 {
+    unsafe fn fire_columns<K: Lanes>(&self, state: &mut [i16], mut firing: u32, fired: &mut Vec<Site>) -> u64 {
         let (n, o) = (self.neuron, self.o);
         let mut spikes = 0;
         while firing != 0 {
-            let ri = firing.trailing_zeros() as usize;
+            let r = self.rows[firing.trailing_zeros() as usize];
             firing &= firing - 1;
-            let r = self.rows[ri];
             for k in self.cols {
-                let site = (r.pooled != CUT && k.pooled != CUT).then_some((r.pooled, k.pooled));
                 let base = (r.state - self.origin + k.state) as usize;
-                let neurons = &mut state[base..base + o];
-                for chunk in 0..o.div_ceil(16) {
-                    let lanes = &neurons[chunk * 16..o.min(chunk * 16 + 16)];
-                    let mut m = match lanes.as_array::<16>() {
-                        // SAFETY: the caller's promise.
-                        Some(full) => unsafe { K::at_threshold(full, n) },
-                        None => threshold_mask(lanes, n),
-                    } & 0x5555_5555;
-                    while m != 0 {
-                        let channel = chunk * 16 + (m.trailing_zeros() / 2) as usize;
-                        m &= m - 1;
-                        let v = &mut neurons[channel];
-                        *v = n.after_spike(*v);
-                        spikes += 1;
-                        spike(site.map(|(y, x)| Site { c: channel as u16, y, x }));
+                let (chunks, tail) = state[base..base + o].as_chunks_mut::<16>();
+                let cut = r.pooled == CUT || k.pooled == CUT;
+                let mut emit = |mut bits: u16, first_channel: usize| {
+                    spikes += u64::from(bits.count_ones());
+                    while bits != 0 && !cut {
+                        let c = (first_channel + bits.trailing_zeros() as usize) as u16;
+                        bits &= bits - 1;
+                        fired.push(Site { c, y: r.pooled, x: k.pooled });
                     }
+                };
+                for (j, v) in chunks.iter_mut().enumerate() {
+                    // SAFETY: the caller's promise.
+                    emit(unsafe { K::fire(v, n) }, j * 16);
                 }
+                emit(fire_tail(tail, n), chunks.len() * 16);
             }
         }
         spikes

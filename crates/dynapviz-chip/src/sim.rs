@@ -234,6 +234,8 @@ pub struct Simulator {
     busy_until_ns: Vec<f64>,
     /// Buffers of the one-thread event mode, kept between calls.
     batch: Batch,
+    /// Room for one input event's spikes (event mode).
+    fired: Vec<Site>,
     /// Several threads: their memory, kept between calls.
     bands: bands::Buffers,
     bin: Option<i64>,
@@ -273,6 +275,7 @@ impl Simulator {
             bin_input: vec![Vec::new(); n],
             busy_until_ns: vec![0.0; n],
             batch: Batch::default(),
+            fired: Vec::new(),
             bands: bands::Buffers::default(),
             bin: None,
             next_leak_us: None,
@@ -377,6 +380,7 @@ impl Simulator {
             queues: &mut self.queues,
             busy_until_ns: &mut self.busy_until_ns,
             wiring: &self.wiring,
+            fired: &mut self.fired,
         }
         .run(&mut batch.work, |(i, _), s| batch.tagged.push((i, s)), |_| unreachable!("every layer is in the cascade"));
         let (power, samples) = (&mut self.power, &mut self.power_samples);
