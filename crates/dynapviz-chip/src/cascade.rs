@@ -75,9 +75,10 @@ impl Cascade<'_, '_> {
         unsafe { self.run_with::<false>(work, out, beyond) }
     }
 
-    /// The whole batch compiled for AVX2, so the vector code inlines into the loop.
+    /// The whole batch compiled for AVX2 (and the bit instructions [`crate::layer::avx2`]
+    /// checks too), so the vector code inlines into the loop.
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,popcnt,bmi1")]
     fn run_avx2(&mut self, work: &mut [Work], out: impl FnMut(Cause, Spike), beyond: impl FnMut(Pending)) {
         // SAFETY: this function only runs with AVX2.
         unsafe { self.run_with::<true>(work, out, beyond) }
