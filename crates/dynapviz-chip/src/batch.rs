@@ -1,5 +1,5 @@
 //! A batch of sensor events in the event mode, from admission to hand-out: the one-thread and
-//! the banded run share it, so both admit and order their output the same way.
+//! the pipelined run share it, so both admit and order their output the same way.
 
 use dynapviz_events::Event;
 

@@ -5,7 +5,7 @@
 //! that order is kept (every queued event carries the index of its sensor event, and a queue
 //! fed by several layers is put back in sensor-event order before it runs).
 
-use crate::layer::{Band, Site};
+use crate::layer::{Core, Site};
 use crate::power::Work;
 use crate::sim::{BusyModel, LayerCounters, Spike};
 
@@ -14,36 +14,51 @@ use crate::sim::{BusyModel, LayerCounters, Spike};
 pub(crate) struct Pending {
     /// Index of its sensor event in the batch.
     pub index: u32,
-    /// Where it arrived among the layer's input of the batch. Only the banded run uses it: its
-    /// threads queue only what reaches their rows, and need a common name for each input.
-    pub arrival: u32,
     /// Arrival time, ns.
     pub t_ns: i64,
     pub site: Site,
 }
 
-/// What caused a spike: its layer's input event, as (sensor event, arrival); the banded run
-/// orders spikes by it (input events run in this order).
-pub(crate) type Cause = (u32, u32);
+/// A value on cache lines of its own. Threads write their own queues and buffers on every
+/// event; two of them sharing a cache line would make each write a cache miss for the other.
+#[repr(align(128))]
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Padded<T>(pub T);
 
-/// Consecutive layers `first..first + layers.len()` (0-based) and their state: whole layers,
-/// or one band of rows of each on one of several threads.
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> std::ops::DerefMut for Padded<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.0
+    }
+}
+
+/// A layer's input queue.
+pub(crate) type Queue = Padded<Vec<Pending>>;
+
+/// Consecutive layers `first..first + layers.len()` (0-based) and their state: all layers on
+/// one thread, or one stage of the pipeline.
 pub(crate) struct Cascade<'a, 'b> {
     /// Index of `layers[0]` in the network.
     pub first: usize,
-    pub layers: &'a mut [Band<'b>],
-    /// Count input events and drops here; the banded run counts input as it merges it instead,
-    /// since no thread sees all of it.
-    pub count_input: bool,
+    pub layers: &'a mut [Core<'b>],
     /// Counters of these layers (`counters[i]` is layer `first + i`).
     pub counters: &'a mut [LayerCounters],
     /// Input waiting per layer.
-    pub queues: &'a mut [Vec<Pending>],
+    pub queues: &'a mut [Queue],
     /// When each core's backlog clears (busy model), ns.
     pub busy_until_ns: &'a mut [f64],
     pub wiring: &'a Wiring,
     /// Room for the spikes of one input event: kept by the owner, so that no event allocates.
     pub fired: &'a mut Vec<Site>,
+    /// Where to add the nanoseconds each layer takes (`spent_ns[i]` is layer `first + i`), for
+    /// balancing threads; `None` saves reading the clock.
+    pub spent_ns: Option<&'a mut [u64]>,
 }
 
 /// What every run of layers shares, fixed when the simulator is made.
@@ -61,11 +76,11 @@ pub(crate) struct Wiring {
 impl Cascade<'_, '_> {
     /// Runs everything queued for these layers, layer by layer (a layer's spikes only go to
     /// later layers, so one pass empties every queue). Monitored spikes go to
-    /// `out(cause, spike)`, in layer order. A spike for layers after this run goes once to
-    /// `beyond(pending)`, its `arrival` the cause's: the caller sends it to every destination.
-    /// The cause names the input event that made the spike (one sensor event may bring a layer
-    /// several). Adds the work done for each sensor event to `work[index]`.
-    pub fn run(&mut self, work: &mut [Work], out: impl FnMut(Cause, Spike), beyond: impl FnMut(Pending)) {
+    /// `out(sensor event, spike)`, in layer order. A spike for layers after this run goes once
+    /// to `beyond(layer, pending)` (the 0-based layer that made it): the caller sends it to every
+    /// destination.
+    /// Adds the work done for each sensor event to `work[index]`.
+    pub fn run(&mut self, work: &mut [Work], out: impl FnMut(u32, Spike), beyond: impl FnMut(usize, Pending)) {
         #[cfg(target_arch = "x86_64")]
         if crate::layer::avx2() {
             // SAFETY: the CPU has AVX2, checked just above.
@@ -79,7 +94,7 @@ impl Cascade<'_, '_> {
     /// checks too), so the vector code inlines into the loop.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,popcnt,bmi1")]
-    fn run_avx2(&mut self, work: &mut [Work], out: impl FnMut(Cause, Spike), beyond: impl FnMut(Pending)) {
+    fn run_avx2(&mut self, work: &mut [Work], out: impl FnMut(u32, Spike), beyond: impl FnMut(usize, Pending)) {
         // SAFETY: this function only runs with AVX2.
         unsafe { self.run_with::<true>(work, out, beyond) }
     }
@@ -87,49 +102,55 @@ impl Cascade<'_, '_> {
     /// # Safety
     /// `AVX2 = true` only on a CPU with AVX2.
     #[inline(always)]
-    unsafe fn run_with<const AVX2: bool>(&mut self, work: &mut [Work], mut out: impl FnMut(Cause, Spike), mut beyond: impl FnMut(Pending)) {
+    unsafe fn run_with<const AVX2: bool>(
+        &mut self,
+        work: &mut [Work],
+        mut out: impl FnMut(u32, Spike),
+        mut beyond: impl FnMut(usize, Pending),
+    ) {
         let end = self.first + self.layers.len();
         for i in 0..self.layers.len() {
             if self.queues[i].is_empty() {
                 continue;
             }
             let li = self.first + i;
-            let mut queue = std::mem::take(&mut self.queues[i]);
+            let started = self.spent_ns.is_some().then(std::time::Instant::now);
+            let mut queue = std::mem::take(&mut self.queues[i].0);
             if !queue.is_sorted_by_key(|p| p.index) {
                 // Fed by several layers, each in turn: stable, so within a sensor event the
                 // earlier source still comes first, as one event at a time would give.
                 queue.sort_by_key(|p| p.index);
             }
             let monitored = self.wiring.monitored[li + 1];
-            let (layer, c, dests, queues) = (&mut self.layers[i], &mut self.counters[i], &self.wiring.destinations[li], &mut *self.queues);
-            for &Pending { index, arrival, t_ns, site: s } in &queue {
-                let cause = (index, arrival);
+            // Counted on this thread's stack and added once: the counters of other threads'
+            // layers may share the cache line.
+            let mut c = LayerCounters::default();
+            let (layer, dests, queues) = (&mut self.layers[i], &self.wiring.destinations[li], &mut *self.queues);
+            for &Pending { index, t_ns, site: s } in &queue {
                 let t_out = t_ns + self.wiring.latency_ns;
                 if let Some(b) = self.wiring.busy
                     && self.busy_until_ns[i] - t_out as f64 > b.max_backlog_ns
                 {
-                    c.dropped_busy += u64::from(self.count_input);
+                    c.dropped_busy += 1;
                     continue;
                 }
-                c.input_events += u64::from(self.count_input);
+                c.input_events += 1;
                 let fired = &mut *self.fired;
                 fired.clear();
                 // SAFETY: the caller's promise.
-                let (core_ops, ops, spikes) =
-                    unsafe { layer.event_with::<AVX2>(usize::from(s.c), usize::from(s.y), usize::from(s.x), fired) };
+                let (ops, spikes) = unsafe { layer.event_with::<AVX2>(usize::from(s.c), usize::from(s.y), usize::from(s.x), fired) };
                 let after_pool = fired.len() as u64;
                 if monitored {
                     let t = t_out.div_euclid(1000);
-                    fired.iter().for_each(|s| out(cause, Spike { t, layer: (li + 1) as u16, c: s.c, y: s.y, x: s.x }));
+                    fired.iter().for_each(|s| out(index, Spike { t, layer: (li + 1) as u16, c: s.c, y: s.y, x: s.x }));
                 }
-                // Marked with its cause's arrival, for the banded run.
-                let sent = fired.iter().map(|&site| Pending { index, arrival, t_ns: t_out, site });
+                let sent = fired.iter().map(|&site| Pending { index, t_ns: t_out, site });
                 let mut gone_beyond = false;
                 for &d in dests {
                     if d < end {
                         queues[d - self.first].extend(sent.clone());
                     } else if !gone_beyond {
-                        sent.clone().for_each(&mut beyond);
+                        sent.clone().for_each(|p| beyond(li, p));
                         gone_beyond = true;
                     }
                 }
@@ -144,13 +165,17 @@ impl Cascade<'_, '_> {
                 }
                 if let Some(b) = self.wiring.busy {
                     let start = self.busy_until_ns[i].max(t_out as f64);
-                    self.busy_until_ns[i] = start + b.ns_per_event + b.ns_per_synop * core_ops as f64;
+                    self.busy_until_ns[i] = start + b.ns_per_event + b.ns_per_synop * ops as f64;
                 }
             }
             // Keep the allocation: no allocation per event on the hot path.
             queue.clear();
             debug_assert!(self.queues[i].is_empty(), "layers only send to later layers");
-            self.queues[i] = queue;
+            self.queues[i].0 = queue;
+            self.counters[i] += c;
+            if let (Some(spent), Some(started)) = (&mut self.spent_ns, started) {
+                spent[i] += started.elapsed().as_nanos() as u64;
+            }
         }
     }
 }

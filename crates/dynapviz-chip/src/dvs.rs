@@ -110,7 +110,7 @@ impl Front {
         if monitored {
             tagged.push((index, Spike { t, layer: 0, c: site.c, y: site.y, x: site.x }));
         }
-        first_layer.push(Pending { index, arrival: first_layer.len() as u32, t_ns: t * 1000, site });
+        first_layer.push(Pending { index, t_ns: t * 1000, site });
         Some(t)
     }
 }

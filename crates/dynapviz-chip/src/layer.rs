@@ -180,53 +180,9 @@ impl LayerRt {
         (rows.len() * cols.len() * o) as u64
     }
 
-    /// The event-mode state as one band: the whole layer.
-    pub(crate) fn whole(&mut self) -> Band<'_> {
-        let end = self.state16.len() as u32;
-        Band {
-            reach: &self.reach,
-            weights: &self.weights16,
-            o: self.out_channels,
-            neuron: self.neuron,
-            state: &mut self.state16,
-            origin: 0,
-            end,
-            input_rows: 0..u16::MAX,
-        }
-    }
-
-    /// The event-mode state cut into bands of conv output rows, to run on as many threads:
-    /// `0..cuts[0]`, `cuts[0]..cuts[1]`, ..., `cuts[last]..` (cuts ascending, at most the
-    /// number of rows; a band may be empty).
-    pub(crate) fn bands(&mut self, cuts: &[usize]) -> Vec<Band<'_>> {
-        let rows = self.conv_out[0];
-        let row = self.conv_out[1] * self.out_channels;
-        let LayerRt { reach, weights16, state16, neuron, out_channels, .. } = self;
-        let mut bands = Vec::with_capacity(cuts.len() + 1);
-        let mut rest: &mut [i16] = state16;
-        let mut start = 0;
-        for &cut in cuts.iter().chain([&rows]) {
-            let cut = cut.clamp(start, rows);
-            let (band, tail) = std::mem::take(&mut rest).split_at_mut((cut - start) * row);
-            let (origin, end) = ((start * row) as u32, (cut * row) as u32);
-            // Input rows reach ascending output rows: those that reach the band are a run.
-            let reaching = |y: &usize| reach.rows.of(*y).iter().any(|t| (origin..end).contains(&t.state));
-            let input_rows = reach.rows.starts.len().saturating_sub(1);
-            let first = (0..input_rows).find(reaching).unwrap_or(input_rows);
-            let last = (first..input_rows).rfind(reaching).map_or(first, |y| y + 1);
-            bands.push(Band {
-                reach,
-                weights: weights16,
-                o: *out_channels,
-                neuron: *neuron,
-                state: band,
-                origin,
-                end,
-                input_rows: first as u16..last as u16,
-            });
-            (rest, start) = (tail, cut);
-        }
-        bands
+    /// The event-mode state, as a core holds it.
+    pub(crate) fn core(&mut self) -> Core<'_> {
+        Core { reach: &self.reach, weights: &self.weights16, o: self.out_channels, neuron: self.neuron, state: &mut self.state16 }
     }
 
     /// sinabs semantics for every neuron (one time bin): add the bias, then
@@ -594,36 +550,21 @@ mod avx2_lanes {
     }
 }
 
-/// Some consecutive conv output rows of a layer in the event mode: the layer's kernel, shared,
-/// and the band's own neurons. The bands of a layer hold disjoint rows, so they can run on
-/// several threads at once; an input event's spikes from all bands, band after band, are its
-/// spikes in raster order.
-pub(crate) struct Band<'a> {
+/// A layer in the event mode: its kernel and its neurons.
+pub(crate) struct Core<'a> {
     reach: &'a Reach,
     weights: &'a [i16],
     o: usize,
     neuron: Neuron,
-    /// The band's neurons: `state16[origin..end]` of the layer.
     state: &'a mut [i16],
-    origin: u32,
-    end: u32,
-    /// The input rows that reach the band.
-    input_rows: std::ops::Range<u16>,
 }
 
-impl Band<'_> {
-    /// Whether an input event at `site` reaches a neuron of this band.
-    #[inline]
-    pub(crate) fn reaches(&self, site: Site) -> bool {
-        self.input_rows.contains(&site.y)
-    }
-
-    /// The chip's response to one input event at `(c, y, x)` on this band's neurons: every
-    /// neuron under the kernel gets its weight added with int16 saturation and is clamped at
+impl Core<'_> {
+    /// The chip's response to one input event at `(c, y, x)`: every neuron under the kernel gets its weight added with int16 saturation and is clamped at
     /// `min_v_mem`; a neuron at or above threshold emits one spike and is reset. Spikes come in
     /// raster order (output row, column, channel): their pooled sites are appended to `fired`
-    /// (those pooling cuts off are only counted). Returns the synaptic operations of the whole
-    /// event (the core's work, whatever the band), those of this band, and its spikes.
+    /// (those pooling cuts off are only counted). Returns the synaptic operations and the
+    /// spikes.
     ///
     /// Inlined into a caller compiled for AVX2 (a whole batch of events, see `Cascade::run`),
     /// the vector code inlines too: checking the CPU and calling per event costs more than the
@@ -632,26 +573,10 @@ impl Band<'_> {
     /// # Safety
     /// `AVX2 = true` only on a CPU with AVX2.
     #[inline(always)]
-    pub(crate) unsafe fn event_with<const AVX2: bool>(&mut self, c: usize, y: usize, x: usize, fired: &mut Vec<Site>) -> (u64, u64, u64) {
+    pub(crate) unsafe fn event_with<const AVX2: bool>(&mut self, c: usize, y: usize, x: usize, fired: &mut Vec<Site>) -> (u64, u64) {
         let o = self.o;
-        let Some((all_rows, cols, wc)) = self.reach.taps(c, y, x) else { return (0, 0, 0) };
-        // Taps go by ascending output row: the band's are one run of them.
-        let first = all_rows.iter().position(|t| t.state >= self.origin).unwrap_or(all_rows.len());
-        let rows = &all_rows[first..];
-        let rows = &rows[..rows.iter().position(|t| t.state >= self.end).unwrap_or(rows.len())];
-        let per_row = (cols.len() * o) as u64;
-        if rows.is_empty() {
-            return (all_rows.len() as u64 * per_row, 0, 0);
-        }
-        let scatter = Scatter {
-            rows,
-            cols,
-            weights: &self.weights[wc..],
-            o,
-            neuron: self.neuron,
-            contiguous: self.reach.contiguous,
-            origin: self.origin,
-        };
+        let Some((rows, cols, wc)) = self.reach.taps(c, y, x) else { return (0, 0) };
+        let scatter = Scatter { rows, cols, weights: &self.weights[wc..], o, neuron: self.neuron, contiguous: self.reach.contiguous };
         let spikes = if AVX2 {
             #[cfg(target_arch = "x86_64")]
             {
@@ -664,7 +589,7 @@ impl Band<'_> {
             // SAFETY: plain Rust.
             unsafe { scatter.run::<Portable>(self.state, fired) }
         };
-        (all_rows.len() as u64 * per_row, rows.len() as u64 * per_row, spikes)
+        ((rows.len() * cols.len() * o) as u64, spikes)
     }
 }
 
@@ -678,8 +603,6 @@ struct Scatter<'a> {
     neuron: Neuron,
     /// See [`Reach::contiguous`].
     contiguous: bool,
-    /// State offset of `state[0]`: 0 for a whole layer, the first neuron of a band otherwise.
-    origin: u32,
 }
 
 impl Scatter<'_> {
@@ -721,7 +644,7 @@ impl Scatter<'_> {
         let span = self.cols.len() * N * 16;
         let mut firing = 0u32;
         for (ri, r) in self.rows.iter().enumerate() {
-            let base = (r.state - self.origin + first.state) as usize;
+            let base = (r.state + first.state) as usize;
             let w = (r.weight + first.weight) as usize;
             let (v, _) = state[base..base + span].as_chunks_mut::<16>();
             let (w, _) = self.weights[w..w + span].as_chunks::<16>();
@@ -738,7 +661,7 @@ impl Scatter<'_> {
         while firing != 0 {
             let r = self.rows[firing.trailing_zeros() as usize];
             firing &= firing - 1;
-            let base = (r.state - self.origin + first.state) as usize;
+            let base = (r.state + first.state) as usize;
             let (v, _) = state[base..base + span].as_chunks_mut::<16>();
             // Four chunks' bits at a time: one loop over the spikes of 64 neurons, not four.
             for (word, chunks) in v.chunks_mut(4).enumerate() {
@@ -778,7 +701,7 @@ impl Scatter<'_> {
             let mut any = unsafe { K::none() };
             let mut tail = false;
             for k in self.cols {
-                let base = (r.state - self.origin + k.state) as usize;
+                let base = (r.state + k.state) as usize;
                 let w = (r.weight + k.weight) as usize;
                 let (v, v_rest) = state[base..base + o].as_chunks_mut::<16>();
                 let (w, w_rest) = self.weights[w..w + o].as_chunks::<16>();
@@ -807,7 +730,7 @@ impl Scatter<'_> {
             let r = self.rows[firing.trailing_zeros() as usize];
             firing &= firing - 1;
             for k in self.cols {
-                let base = (r.state - self.origin + k.state) as usize;
+                let base = (r.state + k.state) as usize;
                 let (chunks, tail) = state[base..base + o].as_chunks_mut::<16>();
                 let cut = r.pooled == CUT || k.pooled == CUT;
                 let mut emit = |mut bits: u16, first_channel: usize| {

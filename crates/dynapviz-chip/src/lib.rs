@@ -2,13 +2,13 @@
 //! binned mode that reproduces sinabs' simulation bit for bit, with counters and a power
 //! estimate. Input: a mapped, discretized [`dynapviz_model::Network`] and DVS events.
 
-mod bands;
 mod batch;
 mod cascade;
 pub mod dvs;
 pub mod layer;
 pub mod power;
 mod sim;
+mod stages;
 
 pub use layer::use_vector_instructions;
 pub use power::{Coefficients, PowerSample, RAILS};

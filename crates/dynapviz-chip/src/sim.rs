@@ -11,12 +11,12 @@ use dynapviz_events::Event;
 use dynapviz_model::Network;
 use serde::Serialize;
 
-use crate::bands::{self, Call};
 use crate::batch::Batch;
-use crate::cascade::{Cascade, Pending, Wiring};
+use crate::cascade::{Cascade, Pending, Queue, Wiring};
 use crate::dvs::Front;
 use crate::layer::{LayerRt, Site};
 use crate::power::{Coefficients, PowerMonitor, PowerSample, Work};
+use crate::stages;
 
 /// How time is simulated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,9 +103,9 @@ pub struct Config {
     pub power: Coefficients,
     /// Number of power rails (5 with a sensor, 3 without).
     pub power_rails: usize,
-    /// Threads for event mode: with 2 or more, every layer's rows are cut into as many bands,
-    /// which run in parallel with identical results (not with a leak tick, which touches every
-    /// layer between two events).
+    /// Threads for event mode: with 2 or more, the layers are cut into as many runs that work
+    /// as a pipeline, with identical results (not with a leak tick, which touches every layer
+    /// between two events, nor with the busy model, which depends on every event before).
     pub threads: usize,
     /// Calls to [`Simulator::process`] with fewer sensor events run on one thread: starting the
     /// others costs more than they save (live playback hands over small chunks).
@@ -142,6 +142,16 @@ pub struct LayerCounters {
     pub spikes_after_pool: u64,
     /// Input dropped because the core was busy.
     pub dropped_busy: u64,
+}
+
+impl std::ops::AddAssign for LayerCounters {
+    fn add_assign(&mut self, other: Self) {
+        self.input_events += other.input_events;
+        self.synaptic_ops += other.synaptic_ops;
+        self.spikes += other.spikes;
+        self.spikes_after_pool += other.spikes_after_pool;
+        self.dropped_busy += other.dropped_busy;
+    }
 }
 
 /// Input the simulator could not use, counted.
@@ -228,7 +238,7 @@ pub struct Simulator {
     power: PowerMonitor,
     power_samples: Vec<PowerSample>,
     /// Event mode: per layer, events waiting.
-    queues: Vec<Vec<Pending>>,
+    queues: Vec<Queue>,
     /// Binned mode: per layer, the input of the open bin with its spike counts.
     bin_input: Vec<Vec<(Site, i32)>>,
     busy_until_ns: Vec<f64>,
@@ -237,7 +247,7 @@ pub struct Simulator {
     /// Room for one input event's spikes (event mode).
     fired: Vec<Site>,
     /// Several threads: their memory, kept between calls.
-    bands: bands::Buffers,
+    stages: stages::Buffers,
     bin: Option<i64>,
     next_leak_us: Option<i64>,
 }
@@ -271,12 +281,12 @@ impl Simulator {
             power: PowerMonitor::new(config.power_rate_hz, config.power_rails, config.power),
             counters: vec![LayerCounters::default(); n + 1],
             power_samples: Vec::new(),
-            queues: vec![Vec::new(); n],
+            queues: vec![Queue::default(); n],
             bin_input: vec![Vec::new(); n],
             busy_until_ns: vec![0.0; n],
             batch: Batch::default(),
             fired: Vec::new(),
-            bands: bands::Buffers::default(),
+            stages: stages::Buffers::default(),
             bin: None,
             next_leak_us: None,
             layers,
@@ -315,7 +325,7 @@ impl Simulator {
         self.counters.iter_mut().for_each(|c| *c = LayerCounters::default());
         self.front.input = InputCounters::default();
         self.front.last_t = None;
-        self.queues.iter_mut().for_each(Vec::clear);
+        self.queues.iter_mut().for_each(|q| q.clear());
         self.bin_input.iter_mut().for_each(Vec::clear);
         self.busy_until_ns.iter_mut().for_each(|b| *b = 0.0);
         self.bin = None;
@@ -328,15 +338,15 @@ impl Simulator {
     pub fn process(&mut self, events: &[Event], out: &mut Vec<Spike>) {
         // A leak acts between events on every layer, and whether a busy core drops an event
         // depends on every event before it: both run on one thread.
-        let bands = self.config.threads >= 2
+        let pipelined = self.config.threads >= 2
             && self.config.mode == Mode::Event
             && self.config.leak_tick_us.is_none()
             && self.config.busy.is_none()
             && events.len() >= self.config.parallel_min_events;
-        if bands {
-            return self.process_bands(events, out);
+        if pipelined {
+            return self.process_stages(events, out);
         }
-        for piece in events.chunks(bands::PIECE_EVENTS) {
+        for piece in events.chunks(stages::PIECE_EVENTS) {
             self.process_serial(piece, out);
         }
     }
@@ -371,37 +381,36 @@ impl Simulator {
                 self.leak_until(batch.times[i], tick, i as u32, &mut batch.tagged);
             }
         }
-        let mut whole: Vec<_> = self.layers.iter_mut().map(LayerRt::whole).collect();
+        let mut cores: Vec<_> = self.layers.iter_mut().map(LayerRt::core).collect();
         Cascade {
             first: 0,
-            layers: &mut whole,
-            count_input: true,
+            layers: &mut cores,
             counters: &mut self.counters[1..],
             queues: &mut self.queues,
             busy_until_ns: &mut self.busy_until_ns,
             wiring: &self.wiring,
             fired: &mut self.fired,
+            spent_ns: None,
         }
-        .run(&mut batch.work, |(i, _), s| batch.tagged.push((i, s)), |_| unreachable!("every layer is in the cascade"));
+        .run(&mut batch.work, |i, s| batch.tagged.push((i, s)), |_, _| unreachable!("every layer is in the cascade"));
         let (power, samples) = (&mut self.power, &mut self.power_samples);
         batch.hand_out(out, |t, work| power.add(t, work, samples));
         self.batch = batch;
     }
 
-    /// Event mode on several threads (see [`bands`]).
-    fn process_bands(&mut self, events: &[Event], out: &mut Vec<Spike>) {
+    /// Event mode on several threads (see [`stages`]).
+    fn process_stages(&mut self, events: &[Event], out: &mut Vec<Spike>) {
         let Some((dvs_counters, counters)) = self.counters.split_first_mut() else { return };
-        let call = Call {
+        let call = stages::Call {
             layers: &mut self.layers,
             threads: self.config.threads,
             front: &mut self.front,
             dvs_counters,
             counters,
             wiring: &self.wiring,
-            batch: &mut self.batch,
         };
         let (power, samples) = (&mut self.power, &mut self.power_samples);
-        bands::run(call, events, &mut self.bands, out, |t, work| power.add(t, work, samples));
+        stages::run(call, events, &mut self.stages, out, |t, work| power.add(t, work, samples));
     }
 
     /// Completes the simulation: runs the last open bin (binned mode) and emits the last
@@ -438,7 +447,7 @@ impl Simulator {
                         out.push((index, Spike { t: at, layer: (li + 1) as u16, c: s.c, y: s.y, x: s.x }));
                     }
                     for &d in &dests {
-                        self.queues[d].push(Pending { index, arrival: 0, t_ns: at * 1000, site: s });
+                        self.queues[d].push(Pending { index, t_ns: at * 1000, site: s });
                     }
                 }
             }

@@ -138,7 +138,7 @@ impl RefLayer {
 }
 
 fn simulate(n: &Network, events: &[Event], threads: usize) -> (Vec<Spike>, Simulator) {
-    // Threads for any input size, so that the short random inputs run in bands too.
+    // Threads for any input size, so that the short random inputs run pipelined too.
     let config =
         Config { mode: Mode::Event, monitors: Monitors::of(0..=n.layers.len()), threads, parallel_min_events: 0, ..Config::default() };
     let mut sim = Simulator::new(n, config).expect("sim");

@@ -1,0 +1,354 @@
+//! Event mode on several threads, as a pipeline. The layers are cut into as many runs of
+//! consecutive layers (stages) as threads. Stage 0 admits a piece of sensor events and runs its
+//! layers; it hands the piece on (the spikes for later layers, the work and the monitored
+//! spikes of each sensor event) and goes on with the next piece while stage 1 runs its layers
+//! on this one; the last stage hands the results out. The results are those of one thread:
+//! - a layer's state depends only on the order of its own input; every layer runs on one
+//!   stage and gets its input in the one-thread order (see [`crate::cascade`]);
+//! - the monitored spikes are tagged in the same order as on one thread (the DVS layer, then
+//!   layer after layer), and handed out by the same [`Batch::hand_out`].
+//!
+//! A spike crosses threads once per stage boundary, in a piece's buffer, and no thread waits
+//! for another within a piece. The cuts follow the time each layer took in the calls before
+//! (in the first call, each layer counts the same).
+
+use std::sync::mpsc::{self, Receiver, TryRecvError};
+
+use dynapviz_events::Event;
+
+use crate::batch::Batch;
+use crate::cascade::{Cascade, Padded, Pending, Queue, Wiring};
+use crate::dvs::Front;
+use crate::layer::{Core, LayerRt, Site};
+use crate::power::Work;
+use crate::sim::{LayerCounters, Spike};
+
+/// Sensor events per piece: small enough that filling and draining the pipeline is a small
+/// part of a call, large enough that handing a piece on costs nothing next to running it.
+pub(crate) const PIECE_EVENTS: usize = 4096;
+
+/// Pieces per stage that may be on their way at once: this bounds the memory and lets a fast
+/// stage run ahead of a slow one by a little.
+const PIECES_PER_STAGE: usize = 2;
+
+/// The simulator's parts a pipelined call uses.
+pub(crate) struct Call<'a> {
+    pub layers: &'a mut [LayerRt],
+    pub threads: usize,
+    pub front: &'a mut Front,
+    pub dvs_counters: &'a mut LayerCounters,
+    /// The layers' counters (layer 1 first).
+    pub counters: &'a mut [LayerCounters],
+    /// Without a busy model: whether a core drops an event depends on all events before it.
+    pub wiring: &'a Wiring,
+}
+
+/// Memory kept between calls: once warm, a call allocates only its threads.
+#[derive(Default)]
+pub(crate) struct Buffers {
+    /// Pieces not in use.
+    pieces: Vec<Piece>,
+    /// Per layer: input queue, kept with its allocation.
+    queues: Vec<Queue>,
+    /// Per stage: room for one input event's spikes.
+    fired: Vec<Padded<Vec<Site>>>,
+    balance: Balance,
+}
+
+/// A piece of sensor events on its way through the stages.
+#[derive(Default)]
+struct Piece {
+    batch: Batch,
+    /// Spikes for layers of later stages, with the layer that sent them.
+    flight: Vec<(usize, Pending)>,
+    /// The previous stage's `flight`, while a stage queues it.
+    arrived: Vec<(usize, Pending)>,
+    /// Nanoseconds each layer spent on this piece (0 for the layers of other stages), then the
+    /// admission and the hand-out.
+    spent_ns: Vec<u64>,
+}
+
+/// Where to cut the layers: the time each layer took, from the calls before.
+#[derive(Default)]
+struct Balance {
+    /// Per layer, then the admission and the hand-out: nanoseconds per call, averaged.
+    cost: Vec<f64>,
+}
+
+impl Balance {
+    /// Stage boundaries for `threads` stages over `layers` layers: the start of every stage but
+    /// the first. Until a call has measured the layers, each counts the same.
+    fn cuts(&mut self, layers: usize, threads: usize) -> Vec<usize> {
+        if self.cost.len() != layers + 2 {
+            self.cost = vec![1.0; layers];
+            self.cost.extend([0.0, 0.0]);
+        }
+        let (admit, hand_out) = (self.cost[layers], self.cost[layers + 1]);
+        let mut stage_cost: Vec<f64> = self.cost[..layers].to_vec();
+        stage_cost[0] += admit;
+        stage_cost[layers - 1] += hand_out;
+        best_cuts(&stage_cost, threads.min(layers))
+    }
+
+    /// Adds one call's measurements (per layer, then admission and hand-out).
+    fn update(&mut self, spent_ns: &[u64], first: bool) {
+        if first {
+            self.cost = spent_ns.iter().map(|&ns| ns as f64).collect();
+            return;
+        }
+        for (c, &ns) in self.cost.iter_mut().zip(spent_ns) {
+            *c = 0.5 * *c + 0.5 * ns as f64;
+        }
+    }
+}
+
+/// Cuts `cost` (per layer) into `stages` runs of consecutive layers whose largest sum is as
+/// small as can be: the pipeline runs at the pace of its slowest stage.
+fn best_cuts(cost: &[f64], stages: usize) -> Vec<usize> {
+    let n = cost.len();
+    let stages = stages.clamp(1, n.max(1));
+    let prefix: Vec<f64> = std::iter::once(0.0)
+        .chain(cost.iter().scan(0.0, |sum, &c| {
+            *sum += c;
+            Some(*sum)
+        }))
+        .collect();
+    let span = |a: usize, b: usize| prefix[b] - prefix[a];
+    // best[s][i]: the slowest of s + 1 stages over layers ..i; from[s][i]: where the last starts.
+    let mut best = vec![vec![f64::INFINITY; n + 1]; stages];
+    let mut from = vec![vec![0; n + 1]; stages];
+    best[0].copy_from_slice(&prefix);
+    for s in 1..stages {
+        for i in s + 1..=n {
+            for j in s..i {
+                let slowest = best[s - 1][j].max(span(j, i));
+                if slowest < best[s][i] {
+                    (best[s][i], from[s][i]) = (slowest, j);
+                }
+            }
+        }
+    }
+    let mut cuts = vec![0; stages - 1];
+    let mut end = n;
+    for s in (1..stages).rev() {
+        end = from[s][end];
+        cuts[s - 1] = end;
+    }
+    cuts
+}
+
+/// Runs `events` through the pipeline (one stage per thread, up to the number of layers; the
+/// caller's thread is the last). Appends the monitored spikes to `out` in one-thread order and
+/// calls `power(t_us, work)` once per admitted sensor event in order.
+pub(crate) fn run(call: Call<'_>, events: &[Event], buffers: &mut Buffers, out: &mut Vec<Spike>, mut power: impl FnMut(i64, Work)) {
+    let Call { layers, threads, front, dvs_counters, counters, wiring } = call;
+    let n = layers.len();
+    if n == 0 {
+        return;
+    }
+    let first_call = buffers.balance.cost.is_empty();
+    let cuts = buffers.balance.cuts(n, threads);
+    let Buffers { pieces, queues, fired, balance } = buffers;
+    queues.resize_with(n, Queue::default);
+    fired.resize_with(cuts.len() + 1, Padded::default);
+    let mut spent_ns = vec![0; n + 2];
+    // Disjoint layers, counters and queues per stage.
+    let mut stages = Vec::with_capacity(cuts.len() + 1);
+    let (mut layers, mut counters, mut queues, mut fired) = (layers, counters, queues.as_mut_slice(), fired.iter_mut());
+    let mut start = 0;
+    for end in cuts.iter().copied().chain([n]) {
+        let (l, l_rest) = std::mem::take(&mut layers).split_at_mut(end - start);
+        let (c, c_rest) = std::mem::take(&mut counters).split_at_mut(end - start);
+        let (q, q_rest) = std::mem::take(&mut queues).split_at_mut(end - start);
+        let Some(f) = fired.next() else { break };
+        stages.push(Stage { first: start, layers: l.iter_mut().map(LayerRt::core).collect(), counters: c, queues: q, fired: f, wiring });
+        (layers, counters, queues, start) = (l_rest, c_rest, q_rest, end);
+    }
+    let mut admission = Admission { front, dvs_counters, monitor_dvs: wiring.monitored[0], pieces: events.chunks(PIECE_EVENTS) };
+    let mut hand_out = |piece: &mut Piece| {
+        let t0 = std::time::Instant::now();
+        piece.batch.hand_out(out, &mut power);
+        piece.spent_ns[n + 1] += t0.elapsed().as_nanos() as u64;
+        for (total, &ns) in spent_ns.iter_mut().zip(&piece.spent_ns) {
+            *total += ns;
+        }
+    };
+    if stages.len() == 1 {
+        let stage = &mut stages[0];
+        let mut piece = pieces.pop().unwrap_or_default();
+        while admission.next(&mut piece, stage.queues, n) {
+            stage.run(&mut piece);
+            hand_out(&mut piece);
+        }
+        pieces.push(piece);
+    } else {
+        pipeline(stages, admission, pieces, n, hand_out);
+    }
+    balance.update(&spent_ns, first_call);
+}
+
+/// The stages on their threads, pieces passed on by channels and returned to stage 0 by the
+/// last. A stage that panics drops its channels, so the others stop instead of waiting.
+fn pipeline(
+    mut stages: Vec<Stage<'_, '_>>,
+    mut admission: Admission<'_, '_>,
+    pieces: &mut Vec<Piece>,
+    n: usize,
+    mut hand_out: impl FnMut(&mut Piece),
+) {
+    let in_flight = PIECES_PER_STAGE * stages.len();
+    pieces.resize_with(in_flight.max(pieces.len()), Piece::default);
+    let (back_tx, back_rx) = mpsc::channel::<Piece>();
+    for piece in pieces.drain(..) {
+        // The receiver lives until the end of this function.
+        let _ = back_tx.send(piece);
+    }
+    let Some(mut last) = stages.pop() else { return };
+    let mut stages = stages.into_iter();
+    let Some(mut stage0) = stages.next() else { return };
+    let (back_rx, spare) = std::thread::scope(|scope| {
+        let (first_tx, mut rx) = mpsc::channel::<Piece>();
+        // Stage 0 owns the returned pieces' end, and gives it back with the piece it did
+        // not need once the input ran out.
+        let first = scope.spawn(move || {
+            let mut spare = None;
+            while let Some(mut piece) = receive(&back_rx) {
+                if !admission.next(&mut piece, stage0.queues, n) {
+                    spare = Some(piece);
+                    break;
+                }
+                stage0.run(&mut piece);
+                if first_tx.send(piece).is_err() {
+                    break;
+                }
+            }
+            (back_rx, spare)
+        });
+        let middle: Vec<_> = stages
+            .map(|mut stage| {
+                let (tx, next_rx) = mpsc::channel::<Piece>();
+                let from = std::mem::replace(&mut rx, next_rx);
+                scope.spawn(move || {
+                    while let Some(mut piece) = receive(&from) {
+                        stage.run(&mut piece);
+                        if tx.send(piece).is_err() {
+                            break;
+                        }
+                    }
+                })
+            })
+            .collect();
+        while let Some(mut piece) = receive(&rx) {
+            last.run(&mut piece);
+            hand_out(&mut piece);
+            if back_tx.send(piece).is_err() {
+                break;
+            }
+        }
+        // Stage 0 may still wait for a piece to come back: let it see the end.
+        drop(back_tx);
+        for h in middle {
+            h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        }
+        first.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    });
+    pieces.extend(back_rx.try_iter().chain(spare));
+}
+
+/// Stage 0's extra job: starting pieces.
+struct Admission<'a, 'e> {
+    front: &'a mut Front,
+    dvs_counters: &'a mut LayerCounters,
+    monitor_dvs: bool,
+    pieces: std::slice::Chunks<'e, Event>,
+}
+
+impl Admission<'_, '_> {
+    /// Admits the next piece of sensor events into `piece` and the first layer's queue
+    /// (`queues[0]`); false when there is none.
+    fn next(&mut self, piece: &mut Piece, queues: &mut [Queue], layers: usize) -> bool {
+        let (Some(events), Some(first_queue)) = (self.pieces.next(), queues.first_mut()) else { return false };
+        let t0 = std::time::Instant::now();
+        piece.flight.clear();
+        piece.spent_ns.clear();
+        piece.spent_ns.resize(layers + 2, 0);
+        piece.batch.admit(events, self.front, self.dvs_counters, self.monitor_dvs, first_queue);
+        piece.spent_ns[layers] = t0.elapsed().as_nanos() as u64;
+        true
+    }
+}
+
+/// A run of consecutive layers on one thread.
+struct Stage<'a, 'w> {
+    /// Index of `layers[0]` in the network.
+    first: usize,
+    layers: Vec<Core<'a>>,
+    counters: &'a mut [LayerCounters],
+    queues: &'a mut [Queue],
+    fired: &'a mut Padded<Vec<Site>>,
+    wiring: &'w Wiring,
+}
+
+impl Stage<'_, '_> {
+    /// Queues the piece's spikes for this stage's layers (passing on those for later stages
+    /// first, as they come from earlier layers), then runs the layers.
+    fn run(&mut self, piece: &mut Piece) {
+        let end = self.first + self.layers.len();
+        let Piece { batch, flight, arrived, spent_ns } = piece;
+        std::mem::swap(flight, arrived);
+        flight.clear();
+        for &(source, p) in arrived.iter() {
+            let mut passed_on = false;
+            for &d in &self.wiring.destinations[source] {
+                if d >= end && !passed_on {
+                    flight.push((source, p));
+                    passed_on = true;
+                } else if d >= self.first && d < end {
+                    self.queues[d - self.first].push(p);
+                }
+            }
+        }
+        arrived.clear();
+        Cascade {
+            first: self.first,
+            layers: &mut self.layers,
+            counters: self.counters,
+            queues: self.queues,
+            busy_until_ns: &mut [],
+            wiring: self.wiring,
+            fired: &mut self.fired.0,
+            spent_ns: Some(&mut spent_ns[self.first..end]),
+        }
+        .run(&mut batch.work, |index, s| batch.tagged.push((index, s)), |source, p| flight.push((source, p)));
+    }
+}
+
+/// The next piece from `rx`, spinning before it yields: on a virtual machine a sleeping thread
+/// takes far longer to wake than a piece takes to run. No `spin_loop` (PAUSE): a hypervisor
+/// takes a PAUSE loop for a vCPU waiting on a lock and deschedules it. `None` once the sender
+/// is gone and everything sent was received.
+fn receive<T>(rx: &Receiver<T>) -> Option<T> {
+    let mut spins = 0u32;
+    loop {
+        match rx.try_recv() {
+            Ok(piece) => return Some(piece),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) if spins < 2_000 => spins += 1,
+            Err(TryRecvError::Empty) => std::thread::yield_now(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::best_cuts;
+
+    #[test]
+    fn cuts_balance_the_slowest_stage() {
+        assert_eq!(best_cuts(&[1.0, 1.0, 1.0, 1.0], 2), vec![2]);
+        assert_eq!(best_cuts(&[5.0, 1.0, 1.0, 1.0, 1.0, 1.0], 2), vec![1]);
+        assert_eq!(best_cuts(&[1.0, 2.0, 6.0, 3.0, 1.0], 3), vec![2, 3]);
+        assert_eq!(best_cuts(&[1.0, 2.0], 5), vec![1]);
+        assert!(best_cuts(&[3.0], 2).is_empty());
+    }
+}
