@@ -6,10 +6,14 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use dynapviz_chip::{BusyModel, Config, Monitors, RAILS, Simulator};
-use dynapviz_events::{CHUNK, Geometry};
+use dynapviz_events::Geometry;
 use serde::Serialize;
 
 use super::model::{ModelArgs, SimMode, ThreadsArg};
+
+/// Sensor events per call of the simulator (4 MB): several threads fill and drain their
+/// pipeline once per call.
+const SIM_CHUNK: usize = 1 << 18;
 
 /// Simulate the chip on a recording.
 #[derive(clap::Args)]
@@ -111,7 +115,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut per_bin: Vec<Vec<u64>> = Vec::new();
     let mut monitored = vec![0u64; n + 1];
     let mut first_bin = None;
-    let mut chunk = Vec::with_capacity(CHUNK);
+    let mut chunk = Vec::with_capacity(SIM_CHUNK);
     let mut spikes = Vec::new();
     let mut total = 0u64;
     let mut power_sum = [0f64; 5];
@@ -134,7 +138,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     loop {
         chunk.clear();
-        if reader.read_chunk(&mut chunk, CHUNK)? == 0 {
+        if reader.read_chunk(&mut chunk, SIM_CHUNK)? == 0 {
             break;
         }
         // Bins count from the first input event's bin.

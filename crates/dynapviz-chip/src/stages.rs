@@ -141,6 +141,30 @@ fn best_cuts(cost: &[f64], stages: usize) -> Vec<usize> {
 /// caller's thread is the last). Appends the monitored spikes to `out` in one-thread order and
 /// calls `power(t_us, work)` once per admitted sensor event in order.
 pub(crate) fn run(call: Call<'_>, events: &[Event], buffers: &mut Buffers, out: &mut Vec<Spike>, mut power: impl FnMut(i64, Work)) {
+    // Until the layers are measured, a short first segment measures them.
+    let first = if buffers.balance.cost.is_empty() { MEASURE_EVENTS.min(events.len()) } else { events.len() };
+    let (head, tail) = events.split_at(first);
+    let Call { layers, threads, front, dvs_counters, counters, wiring } = call;
+    for segment in [head, tail] {
+        if !segment.is_empty() {
+            let call = Call {
+                layers: &mut *layers,
+                threads,
+                front: &mut *front,
+                dvs_counters: &mut *dvs_counters,
+                counters: &mut *counters,
+                wiring,
+            };
+            run_segment(call, segment, buffers, out, &mut power);
+        }
+    }
+}
+
+/// Sensor events of the first segment, which measures the layers to cut them well.
+const MEASURE_EVENTS: usize = 8 * PIECE_EVENTS;
+
+/// [`run`] with the cuts of the time measured so far, which it adds to.
+fn run_segment(call: Call<'_>, events: &[Event], buffers: &mut Buffers, out: &mut Vec<Spike>, power: &mut impl FnMut(i64, Work)) {
     let Call { layers, threads, front, dvs_counters, counters, wiring } = call;
     let n = layers.len();
     if n == 0 {
@@ -167,7 +191,7 @@ pub(crate) fn run(call: Call<'_>, events: &[Event], buffers: &mut Buffers, out: 
     let mut admission = Admission { front, dvs_counters, monitor_dvs: wiring.monitored[0], pieces: events.chunks(PIECE_EVENTS) };
     let mut hand_out = |piece: &mut Piece| {
         let t0 = std::time::Instant::now();
-        piece.batch.hand_out(out, &mut power);
+        piece.batch.hand_out(out, &mut *power);
         piece.spent_ns[n + 1] += t0.elapsed().as_nanos() as u64;
         for (total, &ns) in spent_ns.iter_mut().zip(&piece.spent_ns) {
             *total += ns;
