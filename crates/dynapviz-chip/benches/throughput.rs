@@ -38,7 +38,7 @@ fn main() {
             let mut sim = Simulator::new(&net, config).expect("sim");
             let mut out = Vec::new();
             let t = Instant::now();
-            for chunk in input.chunks(65536) {
+            for chunk in input.chunks(1 << 18) {
                 sim.process(chunk, &mut out);
                 out.clear();
             }

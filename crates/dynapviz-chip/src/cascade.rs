@@ -140,18 +140,21 @@ impl Cascade<'_, '_> {
                 // SAFETY: the caller's promise.
                 let (ops, spikes) = unsafe { layer.event_with::<AVX2>(usize::from(s.c), usize::from(s.y), usize::from(s.x), fired) };
                 let after_pool = fired.len() as u64;
-                if monitored {
-                    let t = t_out.div_euclid(1000);
-                    fired.iter().for_each(|s| out(index, Spike { t, layer: (li + 1) as u16, c: s.c, y: s.y, x: s.x }));
-                }
-                let sent = fired.iter().map(|&site| Pending { index, t_ns: t_out, site });
-                let mut gone_beyond = false;
-                for &d in dests {
-                    if d < end {
-                        queues[d - self.first].extend(sent.clone());
-                    } else if !gone_beyond {
-                        sent.clone().for_each(|p| beyond(li, p));
-                        gone_beyond = true;
+                // Most input events make no spike that leaves the layer.
+                if !fired.is_empty() {
+                    if monitored {
+                        let t = t_out.div_euclid(1000);
+                        fired.iter().for_each(|s| out(index, Spike { t, layer: (li + 1) as u16, c: s.c, y: s.y, x: s.x }));
+                    }
+                    let sent = fired.iter().map(|&site| Pending { index, t_ns: t_out, site });
+                    let mut gone_beyond = false;
+                    for &d in dests {
+                        if d < end {
+                            queues[d - self.first].extend(sent.clone());
+                        } else if !gone_beyond {
+                            sent.clone().for_each(|p| beyond(li, p));
+                            gone_beyond = true;
+                        }
                     }
                 }
                 c.synaptic_ops += ops;
