@@ -221,15 +221,15 @@ fn pipeline(
     mut hand_out: impl FnMut(&mut Piece),
 ) {
     let in_flight = PIECES_PER_STAGE * stages.len();
+    let Some(mut last) = stages.pop() else { return };
+    let mut stages = stages.into_iter();
+    let Some(mut stage0) = stages.next() else { return };
     pieces.resize_with(in_flight.max(pieces.len()), Piece::default);
     let (back_tx, back_rx) = mpsc::channel::<Piece>();
     for piece in pieces.drain(..) {
         // The receiver lives until the end of this function.
         let _ = back_tx.send(piece);
     }
-    let Some(mut last) = stages.pop() else { return };
-    let mut stages = stages.into_iter();
-    let Some(mut stage0) = stages.next() else { return };
     let (back_rx, spare) = std::thread::scope(|scope| {
         let (first_tx, mut rx) = mpsc::channel::<Piece>();
         // Stage 0 owns the returned pieces' end, and gives it back with the piece it did
