@@ -38,6 +38,15 @@ fn main() -> std::process::ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    let window_sim_threads = match &cli.command {
+        Command::Run(a) => a.window_sim_threads(),
+        Command::Demo(a) => a.window_sim_threads(),
+        _ => None,
+    };
+    if let Some(threads) = window_sim_threads {
+        // SAFETY: no other thread runs yet.
+        unsafe { commands::share_cores_with_software_gl(threads) };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)

@@ -44,6 +44,13 @@ pub struct Args {
 /// The text form's readout interval.
 const COLLECTION_US: i64 = 500_000;
 
+impl Args {
+    /// The simulation threads next to a window, or `None` when no window opens.
+    pub fn window_sim_threads(&self) -> Option<usize> {
+        (!self.text && self.viz.headless.is_none()).then(|| self.threads.or(1))
+    }
+}
+
 pub fn run(args: Args, started: Instant) -> Result<()> {
     let seg_us = (args.segment_seconds * 1e6) as i64;
     anyhow::ensure!(seg_us >= 100_000, "--segment-seconds must be at least 0.1");

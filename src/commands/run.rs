@@ -40,6 +40,13 @@ pub struct Args {
     viz: VizArgs,
 }
 
+impl Args {
+    /// The simulation threads next to a window, or `None` when no window opens.
+    pub fn window_sim_threads(&self) -> Option<usize> {
+        self.viz.headless.is_none().then(|| self.threads.or(1))
+    }
+}
+
 pub fn run(args: Args, started: Instant) -> Result<()> {
     let net = match &args.model.model {
         Some(_) => Some(args.model.build()?),
