@@ -80,8 +80,7 @@ impl Cascade<'_, '_> {
     /// later layers, so one pass empties every queue). Monitored spikes go to
     /// `out(sensor event, spike)`, in layer order. A spike for layers after this run goes once
     /// to `beyond(layer, pending)` (the 0-based layer that made it): the caller sends it to every
-    /// destination.
-    /// Adds the work done for each sensor event to `work[index]`.
+    /// destination. Adds the work done for each sensor event to `work[index]`.
     pub fn run(&mut self, work: &mut [Work], out: impl FnMut(u32, Spike), beyond: impl FnMut(usize, Pending)) {
         #[cfg(target_arch = "x86_64")]
         if crate::layer::avx2() {
