@@ -5,7 +5,7 @@
 //! that order is kept (every queued event carries the index of its sensor event, and a queue
 //! fed by several layers is put back in sensor-event order before it runs).
 
-use crate::layer::{Core, Site};
+use crate::layer::{LayerRt, Site};
 use crate::power::Work;
 use crate::sim::{BusyModel, LayerCounters, Spike};
 
@@ -45,10 +45,10 @@ pub(crate) type Queue = Padded<Vec<Pending>>;
 
 /// Consecutive layers `first..first + layers.len()` (0-based) and their state: all layers on
 /// one thread, or one stage of the pipeline.
-pub(crate) struct Cascade<'a, 'b> {
+pub(crate) struct Cascade<'a> {
     /// Index of `layers[0]` in the network.
     pub first: usize,
-    pub layers: &'a mut [Core<'b>],
+    pub layers: &'a mut [LayerRt],
     /// Counters of these layers (`counters[i]` is layer `first + i`).
     pub counters: &'a mut [LayerCounters],
     /// Input waiting per layer.
@@ -75,7 +75,7 @@ pub(crate) struct Wiring {
     pub busy: Option<BusyModel>,
 }
 
-impl Cascade<'_, '_> {
+impl Cascade<'_> {
     /// Runs everything queued for these layers, layer by layer (a layer's spikes only go to
     /// later layers, so one pass empties every queue). Monitored spikes go to
     /// `out(sensor event, spike)`, in layer order. A spike for layers after this run goes once

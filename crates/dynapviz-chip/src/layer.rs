@@ -180,9 +180,36 @@ impl LayerRt {
         (rows.len() * cols.len() * o) as u64
     }
 
-    /// The event-mode state, as a core holds it.
-    pub(crate) fn core(&mut self) -> Core<'_> {
-        Core { reach: &self.reach, weights: &self.weights16, o: self.out_channels, neuron: self.neuron, state: &mut self.state16 }
+    /// The chip's response to one input event at `(c, y, x)`: every neuron under the kernel
+    /// gets its weight added with int16 saturation and is clamped at `min_v_mem`; a neuron at or
+    /// above threshold emits one spike and is reset. Spikes come in raster order (output row,
+    /// column, channel): their pooled sites are appended to `fired` (those pooling cuts off are
+    /// only counted). Returns the synaptic operations and the spikes.
+    ///
+    /// Inlined into a caller compiled for AVX2 (a whole batch of events, see `Cascade::run`),
+    /// the vector code inlines too: checking the CPU and calling per event costs more than the
+    /// event.
+    ///
+    /// # Safety
+    /// `AVX2 = true` only on a CPU with AVX2.
+    #[inline(always)]
+    pub(crate) unsafe fn event_with<const AVX2: bool>(&mut self, c: usize, y: usize, x: usize, fired: &mut Vec<Site>) -> (u64, u64) {
+        let o = self.out_channels;
+        let Some((rows, cols, wc)) = self.reach.taps(c, y, x) else { return (0, 0) };
+        let scatter = Scatter { rows, cols, weights: &self.weights16[wc..], o, neuron: self.neuron, contiguous: self.reach.contiguous };
+        let spikes = if AVX2 {
+            #[cfg(target_arch = "x86_64")]
+            {
+                // SAFETY: the caller guarantees AVX2.
+                unsafe { scatter.run::<Avx2>(&mut self.state16, fired) }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            unreachable!("AVX2 exists on x86_64 only")
+        } else {
+            // SAFETY: plain Rust.
+            unsafe { scatter.run::<Portable>(&mut self.state16, fired) }
+        };
+        ((rows.len() * cols.len() * o) as u64, spikes)
     }
 
     /// sinabs semantics for every neuron (one time bin): add the bias, then
@@ -547,49 +574,6 @@ mod avx2_lanes {
             let m = _mm256_movemask_epi8(_mm256_packs_epi16(at, at)) as u32;
             ((m & 0xff) | ((m >> 8) & 0xff00)) as u16
         }
-    }
-}
-
-/// A layer in the event mode: its kernel and its neurons.
-pub(crate) struct Core<'a> {
-    reach: &'a Reach,
-    weights: &'a [i16],
-    o: usize,
-    neuron: Neuron,
-    state: &'a mut [i16],
-}
-
-impl Core<'_> {
-    /// The chip's response to one input event at `(c, y, x)`: every neuron under the kernel gets its weight added with int16 saturation and is clamped at
-    /// `min_v_mem`; a neuron at or above threshold emits one spike and is reset. Spikes come in
-    /// raster order (output row, column, channel): their pooled sites are appended to `fired`
-    /// (those pooling cuts off are only counted). Returns the synaptic operations and the
-    /// spikes.
-    ///
-    /// Inlined into a caller compiled for AVX2 (a whole batch of events, see `Cascade::run`),
-    /// the vector code inlines too: checking the CPU and calling per event costs more than the
-    /// event.
-    ///
-    /// # Safety
-    /// `AVX2 = true` only on a CPU with AVX2.
-    #[inline(always)]
-    pub(crate) unsafe fn event_with<const AVX2: bool>(&mut self, c: usize, y: usize, x: usize, fired: &mut Vec<Site>) -> (u64, u64) {
-        let o = self.o;
-        let Some((rows, cols, wc)) = self.reach.taps(c, y, x) else { return (0, 0) };
-        let scatter = Scatter { rows, cols, weights: &self.weights[wc..], o, neuron: self.neuron, contiguous: self.reach.contiguous };
-        let spikes = if AVX2 {
-            #[cfg(target_arch = "x86_64")]
-            {
-                // SAFETY: the caller guarantees AVX2.
-                unsafe { scatter.run::<Avx2>(self.state, fired) }
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            unreachable!("AVX2 exists on x86_64 only")
-        } else {
-            // SAFETY: plain Rust.
-            unsafe { scatter.run::<Portable>(self.state, fired) }
-        };
-        ((rows.len() * cols.len() * o) as u64, spikes)
     }
 }
 

@@ -381,10 +381,9 @@ impl Simulator {
                 self.leak_until(batch.times[i], tick, i as u32, &mut batch.tagged);
             }
         }
-        let mut cores: Vec<_> = self.layers.iter_mut().map(LayerRt::core).collect();
         Cascade {
             first: 0,
-            layers: &mut cores,
+            layers: &mut self.layers,
             counters: &mut self.counters[1..],
             queues: &mut self.queues,
             busy_until_ns: &mut self.busy_until_ns,

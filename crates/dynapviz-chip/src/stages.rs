@@ -19,7 +19,7 @@ use dynapviz_events::Event;
 use crate::batch::Batch;
 use crate::cascade::{Cascade, Padded, Pending, Queue, Wiring};
 use crate::dvs::Front;
-use crate::layer::{Core, LayerRt, Site};
+use crate::layer::{LayerRt, Site};
 use crate::power::Work;
 use crate::sim::{LayerCounters, Spike};
 
@@ -39,7 +39,7 @@ pub(crate) struct Call<'a> {
     pub dvs_counters: &'a mut LayerCounters,
     /// The layers' counters (layer 1 first).
     pub counters: &'a mut [LayerCounters],
-    /// Without a busy model: whether a core drops an event depends on all events before it.
+    /// Without a busy model, which depends on every event before and so runs on one thread.
     pub wiring: &'a Wiring,
 }
 
@@ -185,7 +185,7 @@ fn run_segment(call: Call<'_>, events: &[Event], buffers: &mut Buffers, out: &mu
         let (c, c_rest) = std::mem::take(&mut counters).split_at_mut(end - start);
         let (q, q_rest) = std::mem::take(&mut queues).split_at_mut(end - start);
         let Some(f) = fired.next() else { break };
-        stages.push(Stage { first: start, layers: l.iter_mut().map(LayerRt::core).collect(), counters: c, queues: q, fired: f, wiring });
+        stages.push(Stage { first: start, layers: l, counters: c, queues: q, fired: f, wiring });
         (layers, counters, queues, start) = (l_rest, c_rest, q_rest, end);
     }
     let mut admission = Admission { front, dvs_counters, monitor_dvs: wiring.monitored[0], pieces: events.chunks(PIECE_EVENTS) };
@@ -306,7 +306,7 @@ impl Admission<'_, '_> {
 struct Stage<'a, 'w> {
     /// Index of `layers[0]` in the network.
     first: usize,
-    layers: Vec<Core<'a>>,
+    layers: &'a mut [LayerRt],
     counters: &'a mut [LayerCounters],
     queues: &'a mut [Queue],
     fired: &'a mut Padded<Vec<Site>>,
@@ -335,7 +335,7 @@ impl Stage<'_, '_> {
         arrived.clear();
         Cascade {
             first: self.first,
-            layers: &mut self.layers,
+            layers: self.layers,
             counters: self.counters,
             queues: self.queues,
             busy_until_ns: &mut [],
