@@ -53,7 +53,7 @@ pub(crate) struct Cascade<'a> {
     pub counters: &'a mut [LayerCounters],
     /// Input waiting per layer.
     pub queues: &'a mut [Queue],
-    /// When each core's backlog clears (busy model), ns.
+    /// When each core's backlog clears (busy model), ns (`busy_until_ns[i]` is layer `first + i`).
     pub busy_until_ns: &'a mut [f64],
     pub wiring: &'a Wiring,
     /// Room for the spikes of one input event: kept by the owner, so that no event allocates.
@@ -123,14 +123,15 @@ impl Cascade<'_> {
                 queue.sort_by_key(|p| p.index);
             }
             let monitored = self.wiring.monitored[li + 1];
-            // Counted on this thread's stack and added once: the counters of other threads'
-            // layers may share the cache line.
+            // Counted on this thread's stack and written once: the counters and backlogs of
+            // other threads' layers may share the cache line.
             let mut c = LayerCounters::default();
+            let mut busy_until_ns = self.busy_until_ns[i];
             let (layer, dests, queues) = (&mut self.layers[i], &self.wiring.destinations[li], &mut *self.queues);
             for &Pending { index, t_ns, site: s } in &queue {
                 let t_out = t_ns + self.wiring.latency_ns;
                 if let Some(b) = self.wiring.busy
-                    && self.busy_until_ns[i] - t_out as f64 > b.max_backlog_ns
+                    && busy_until_ns - t_out as f64 > b.max_backlog_ns
                 {
                     c.dropped_busy += 1;
                     continue;
@@ -168,8 +169,7 @@ impl Cascade<'_> {
                     work.output_events += after_pool;
                 }
                 if let Some(b) = self.wiring.busy {
-                    let start = self.busy_until_ns[i].max(t_out as f64);
-                    self.busy_until_ns[i] = start + b.ns_per_event + b.ns_per_synop * ops as f64;
+                    busy_until_ns = busy_until_ns.max(t_out as f64) + b.ns_per_event + b.ns_per_synop * ops as f64;
                 }
             }
             // Keep the allocation: no allocation per event on the hot path.
@@ -177,6 +177,7 @@ impl Cascade<'_> {
             debug_assert!(self.queues[i].is_empty(), "layers only send to later layers");
             self.queues[i].0 = queue;
             self.counters[i] += c;
+            self.busy_until_ns[i] = busy_until_ns;
             if let (Some(spent), Some(started)) = (&mut self.spent_ns, started) {
                 spent[i] += started.elapsed().as_nanos() as u64;
             }

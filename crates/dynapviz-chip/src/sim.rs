@@ -105,7 +105,7 @@ pub struct Config {
     pub power_rails: usize,
     /// Threads for event mode: with 2 or more, the layers are cut into as many runs that work
     /// as a pipeline, with identical results (not with a leak tick, which touches every layer
-    /// between two events, nor with the busy model, which depends on every event before).
+    /// between two events).
     pub threads: usize,
     /// Calls to [`Simulator::process`] with fewer sensor events run on one thread: starting the
     /// others costs more than they save (live playback hands over small chunks).
@@ -336,12 +336,10 @@ impl Simulator {
     /// Feeds a chunk of sensor events; appends the spikes of monitored layers to `out`, in the
     /// order a one-thread simulation gives them, whatever [`Config::threads`] says.
     pub fn process(&mut self, events: &[Event], out: &mut Vec<Spike>) {
-        // A leak acts between events on every layer, and whether a busy core drops an event
-        // depends on every event before it: both run on one thread.
+        // A leak acts between events on every layer: it runs on one thread.
         let pipelined = self.config.threads >= 2
             && self.config.mode == Mode::Event
             && self.config.leak_tick_us.is_none()
-            && self.config.busy.is_none()
             && events.len() >= self.config.parallel_min_events;
         if pipelined {
             return self.process_stages(events, out);
@@ -406,6 +404,7 @@ impl Simulator {
             front: &mut self.front,
             dvs_counters,
             counters,
+            busy_until_ns: &mut self.busy_until_ns,
             wiring: &self.wiring,
         };
         let (power, samples) = (&mut self.power, &mut self.power_samples);

@@ -39,7 +39,8 @@ pub(crate) struct Call<'a> {
     pub dvs_counters: &'a mut LayerCounters,
     /// The layers' counters (layer 1 first).
     pub counters: &'a mut [LayerCounters],
-    /// Without a busy model, which depends on every event before and so runs on one thread.
+    /// When each core's backlog clears (busy model), ns (layer 1 first).
+    pub busy_until_ns: &'a mut [f64],
     pub wiring: &'a Wiring,
 }
 
@@ -144,7 +145,7 @@ pub(crate) fn run(call: Call<'_>, events: &[Event], buffers: &mut Buffers, out: 
     // Until the layers are measured, a short first segment measures them.
     let first = if buffers.balance.cost.is_empty() { MEASURE_EVENTS.min(events.len()) } else { events.len() };
     let (head, tail) = events.split_at(first);
-    let Call { layers, threads, front, dvs_counters, counters, wiring } = call;
+    let Call { layers, threads, front, dvs_counters, counters, busy_until_ns, wiring } = call;
     for segment in [head, tail] {
         if !segment.is_empty() {
             let call = Call {
@@ -153,6 +154,7 @@ pub(crate) fn run(call: Call<'_>, events: &[Event], buffers: &mut Buffers, out: 
                 front: &mut *front,
                 dvs_counters: &mut *dvs_counters,
                 counters: &mut *counters,
+                busy_until_ns: &mut *busy_until_ns,
                 wiring,
             };
             run_segment(call, segment, buffers, out, &mut power);
@@ -165,7 +167,7 @@ const MEASURE_EVENTS: usize = 8 * PIECE_EVENTS;
 
 /// [`run`] with the cuts of the time measured so far, which it adds to.
 fn run_segment(call: Call<'_>, events: &[Event], buffers: &mut Buffers, out: &mut Vec<Spike>, power: &mut impl FnMut(i64, Work)) {
-    let Call { layers, threads, front, dvs_counters, counters, wiring } = call;
+    let Call { layers, threads, front, dvs_counters, counters, busy_until_ns, wiring } = call;
     let n = layers.len();
     if n == 0 {
         return;
@@ -176,17 +178,19 @@ fn run_segment(call: Call<'_>, events: &[Event], buffers: &mut Buffers, out: &mu
     queues.resize_with(n, Queue::default);
     fired.resize_with(cuts.len() + 1, Padded::default);
     let mut spent_ns = vec![0; n + 2];
-    // Disjoint layers, counters and queues per stage.
+    // Disjoint layers, counters, backlogs and queues per stage.
     let mut stages = Vec::with_capacity(cuts.len() + 1);
-    let (mut layers, mut counters, mut queues, mut fired) = (layers, counters, queues.as_mut_slice(), fired.iter_mut());
+    let (mut layers, mut counters, mut busy, mut queues, mut fired) =
+        (layers, counters, busy_until_ns, queues.as_mut_slice(), fired.iter_mut());
     let mut start = 0;
     for end in cuts.iter().copied().chain([n]) {
         let (l, l_rest) = std::mem::take(&mut layers).split_at_mut(end - start);
         let (c, c_rest) = std::mem::take(&mut counters).split_at_mut(end - start);
+        let (b, b_rest) = std::mem::take(&mut busy).split_at_mut(end - start);
         let (q, q_rest) = std::mem::take(&mut queues).split_at_mut(end - start);
         let Some(f) = fired.next() else { break };
-        stages.push(Stage { first: start, layers: l, counters: c, queues: q, fired: f, wiring });
-        (layers, counters, queues, start) = (l_rest, c_rest, q_rest, end);
+        stages.push(Stage { first: start, layers: l, counters: c, busy_until_ns: b, queues: q, fired: f, wiring });
+        (layers, counters, busy, queues, start) = (l_rest, c_rest, b_rest, q_rest, end);
     }
     let mut admission = Admission { front, dvs_counters, monitor_dvs: wiring.monitored[0], pieces: events.chunks(PIECE_EVENTS) };
     let mut hand_out = |piece: &mut Piece| {
@@ -308,6 +312,7 @@ struct Stage<'a, 'w> {
     first: usize,
     layers: &'a mut [LayerRt],
     counters: &'a mut [LayerCounters],
+    busy_until_ns: &'a mut [f64],
     queues: &'a mut [Queue],
     fired: &'a mut Padded<Vec<Site>>,
     wiring: &'w Wiring,
@@ -338,7 +343,7 @@ impl Stage<'_, '_> {
             layers: self.layers,
             counters: self.counters,
             queues: self.queues,
-            busy_until_ns: &mut [],
+            busy_until_ns: self.busy_until_ns,
             wiring: self.wiring,
             fired: &mut self.fired.0,
             spent_ns: Some(&mut spent_ns[self.first..end]),

@@ -276,8 +276,14 @@ fn two_threads_give_the_same_counters_drops_and_power() {
     let Some((net, events)) = gesture_case() else { return };
     let run = |threads| {
         // The busy model drops input, so it must see every layer's input in the same order.
-        let config =
-            Config { busy: Some(BusyModel::default()), monitors: Monitors::of([0, 3, net.layers.len()]), threads, ..Config::default() };
+        // Threads for any call size, so that the chunks below run pipelined.
+        let config = Config {
+            busy: Some(BusyModel::default()),
+            monitors: Monitors::of([0, 3, net.layers.len()]),
+            threads,
+            parallel_min_events: 0,
+            ..Config::default()
+        };
         let mut sim = Simulator::new(&net, config).expect("sim");
         let mut out = Vec::new();
         for chunk in events.chunks(5000) {
