@@ -5,9 +5,13 @@
 //! that order is kept (every queued event carries the index of its sensor event, and a queue
 //! fed by several layers is put back in sensor-event order before it runs).
 
+#[cfg(target_arch = "x86_64")]
+use crate::lanes::Avx2;
+use crate::lanes::Portable;
 use crate::layer::{LayerRt, Site};
 use crate::power::Work;
 use crate::sim::{BusyModel, LayerCounters, Spike};
+use crate::window::Window;
 
 /// An event waiting at a layer's input. Packed (18 bytes, not 24): the queues are the largest
 /// memory a batch streams through, next to the layers' neurons in cache.
@@ -109,7 +113,6 @@ impl Cascade<'_> {
         mut out: impl FnMut(u32, Spike),
         mut beyond: impl FnMut(usize, Pending),
     ) {
-        let end = self.first + self.layers.len();
         for i in 0..self.layers.len() {
             if self.queues[i].is_empty() {
                 continue;
@@ -122,65 +125,154 @@ impl Cascade<'_> {
                 // earlier source still comes first, as one event at a time would give.
                 queue.sort_by_key(|p| p.index);
             }
-            let monitored = self.wiring.monitored[li + 1];
-            // Counted on this thread's stack and written once: the counters and backlogs of
-            // other threads' layers may share the cache line.
-            let mut c = LayerCounters::default();
-            let mut busy_until_ns = self.busy_until_ns[i];
-            let (layer, dests, queues) = (&mut self.layers[i], &self.wiring.destinations[li], &mut *self.queues);
-            for &Pending { index, t_ns, site: s } in &queue {
-                let t_out = t_ns + self.wiring.latency_ns;
-                if let Some(b) = self.wiring.busy
-                    && busy_until_ns - t_out as f64 > b.max_backlog_ns
-                {
-                    c.dropped_busy += 1;
-                    continue;
+            let mut route = Route {
+                first: self.first,
+                end: self.first + self.layers.len(),
+                layer: li,
+                queues: &mut *self.queues,
+                fired: &mut *self.fired,
+                wiring: self.wiring,
+                monitored: self.wiring.monitored[li + 1],
+                busy_until_ns: self.busy_until_ns[i],
+            };
+            let layer = &mut self.layers[i];
+            // One loop per kind of layer, so that the kind is not decided per event.
+            // SAFETY (all calls): the caller's promise.
+            let c = unsafe {
+                match layer.window_chunks() {
+                    Some(1) => route.run(&queue, work, &mut out, &mut beyond, Windowed::<AVX2, 1>(layer.window())),
+                    Some(2) => route.run(&queue, work, &mut out, &mut beyond, Windowed::<AVX2, 2>(layer.window())),
+                    Some(4) => route.run(&queue, work, &mut out, &mut beyond, Windowed::<AVX2, 4>(layer.window())),
+                    Some(8) => route.run(&queue, work, &mut out, &mut beyond, Windowed::<AVX2, 8>(layer.window())),
+                    _ => route.run(&queue, work, &mut out, &mut beyond, General::<AVX2>(layer)),
                 }
-                c.input_events += 1;
-                let fired = &mut *self.fired;
-                fired.clear();
-                // SAFETY: the caller's promise.
-                let (ops, spikes) = unsafe { layer.event_with::<AVX2>(usize::from(s.c), usize::from(s.y), usize::from(s.x), fired) };
-                let after_pool = fired.len() as u64;
-                // Most input events make no spike that leaves the layer.
-                if !fired.is_empty() {
-                    if monitored {
-                        let t = t_out.div_euclid(1000);
-                        fired.iter().for_each(|s| out(index, Spike { t, layer: (li + 1) as u16, c: s.c, y: s.y, x: s.x }));
-                    }
-                    let sent = fired.iter().map(|&site| Pending { index, t_ns: t_out, site });
-                    let mut gone_beyond = false;
-                    for &d in dests {
-                        if d < end {
-                            queues[d - self.first].extend(sent.clone());
-                        } else if !gone_beyond {
-                            sent.clone().for_each(|p| beyond(li, p));
-                            gone_beyond = true;
-                        }
-                    }
-                }
-                c.synaptic_ops += ops;
-                c.spikes += spikes;
-                c.spikes_after_pool += after_pool;
-                let work = &mut work[index as usize];
-                work.synops += ops;
-                work.spikes += spikes;
-                if monitored {
-                    work.output_events += after_pool;
-                }
-                if let Some(b) = self.wiring.busy {
-                    busy_until_ns = busy_until_ns.max(t_out as f64) + b.ns_per_event + b.ns_per_synop * ops as f64;
-                }
-            }
+            };
+            self.busy_until_ns[i] = route.busy_until_ns;
             // Keep the allocation: no allocation per event on the hot path.
             queue.clear();
             debug_assert!(self.queues[i].is_empty(), "layers only send to later layers");
             self.queues[i].0 = queue;
             self.counters[i] += c;
-            self.busy_until_ns[i] = busy_until_ns;
             if let (Some(spent), Some(started)) = (&mut self.spent_ns, started) {
                 spent[i] += started.elapsed().as_nanos() as u64;
             }
         }
+    }
+}
+
+/// How a layer responds to one input event at `(c, y, x)`: see [`LayerRt::event_with`].
+trait Respond {
+    /// # Safety
+    /// The CPU has the instructions the implementation uses.
+    unsafe fn respond(&mut self, c: usize, y: usize, x: usize, fired: &mut Vec<Site>) -> (u64, u64);
+}
+
+/// Any layer, tap by tap.
+struct General<'a, const AVX2: bool>(&'a mut LayerRt);
+
+impl<const AVX2: bool> Respond for General<'_, AVX2> {
+    #[inline(always)]
+    unsafe fn respond(&mut self, c: usize, y: usize, x: usize, fired: &mut Vec<Site>) -> (u64, u64) {
+        // SAFETY: the caller's promise.
+        unsafe { self.0.event_with::<AVX2>(c, y, x, fired) }
+    }
+}
+
+/// A layer of the common shape, by windows of `N` 16-channel chunks.
+struct Windowed<'a, const AVX2: bool, const N: usize>(Option<Window<'a, N>>);
+
+impl<const AVX2: bool, const N: usize> Respond for Windowed<'_, AVX2, N> {
+    #[inline(always)]
+    unsafe fn respond(&mut self, c: usize, y: usize, x: usize, fired: &mut Vec<Site>) -> (u64, u64) {
+        let Some(window) = &mut self.0 else { return (0, 0) };
+        if AVX2 {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the caller's promise.
+            return unsafe { window.event::<Avx2>(c, y, x, fired) };
+        }
+        // SAFETY: plain Rust.
+        unsafe { window.event::<Portable>(c, y, x, fired) }
+    }
+}
+
+/// What one layer's run needs besides the layer: where its spikes go.
+struct Route<'a> {
+    /// The first layer of the cascade and the one past its last (0-based).
+    first: usize,
+    end: usize,
+    /// The layer that runs (0-based).
+    layer: usize,
+    queues: &'a mut [Queue],
+    fired: &'a mut Vec<Site>,
+    wiring: &'a Wiring,
+    monitored: bool,
+    /// The layer's backlog (busy model), kept here while it runs: the backlogs of other
+    /// threads' layers may share its cache line.
+    busy_until_ns: f64,
+}
+
+impl Route<'_> {
+    /// Runs `queue` through the layer and sends its spikes on (see [`Cascade::run`]); returns
+    /// the layer's counters, summed here on the stack.
+    ///
+    /// # Safety
+    /// The CPU has the instructions `respond` uses.
+    #[inline(always)]
+    unsafe fn run(
+        &mut self,
+        queue: &[Pending],
+        work: &mut [Work],
+        out: &mut impl FnMut(u32, Spike),
+        beyond: &mut impl FnMut(usize, Pending),
+        mut respond: impl Respond,
+    ) -> LayerCounters {
+        let mut c = LayerCounters::default();
+        let (li, monitored, latency_ns) = (self.layer, self.monitored, self.wiring.latency_ns);
+        let dests = &self.wiring.destinations[li];
+        for &Pending { index, t_ns, site: s } in queue {
+            let t_out = t_ns + latency_ns;
+            if let Some(b) = self.wiring.busy
+                && self.busy_until_ns - t_out as f64 > b.max_backlog_ns
+            {
+                c.dropped_busy += 1;
+                continue;
+            }
+            c.input_events += 1;
+            let fired = &mut *self.fired;
+            fired.clear();
+            // SAFETY: the caller's promise.
+            let (ops, spikes) = unsafe { respond.respond(usize::from(s.c), usize::from(s.y), usize::from(s.x), fired) };
+            let after_pool = fired.len() as u64;
+            // Most input events make no spike that leaves the layer.
+            if !fired.is_empty() {
+                if monitored {
+                    let t = t_out.div_euclid(1000);
+                    fired.iter().for_each(|s| out(index, Spike { t, layer: (li + 1) as u16, c: s.c, y: s.y, x: s.x }));
+                }
+                let sent = fired.iter().map(|&site| Pending { index, t_ns: t_out, site });
+                let mut gone_beyond = false;
+                for &d in dests {
+                    if d < self.end {
+                        self.queues[d - self.first].extend(sent.clone());
+                    } else if !gone_beyond {
+                        sent.clone().for_each(|p| beyond(li, p));
+                        gone_beyond = true;
+                    }
+                }
+            }
+            c.synaptic_ops += ops;
+            c.spikes += spikes;
+            c.spikes_after_pool += after_pool;
+            let work = &mut work[index as usize];
+            work.synops += ops;
+            work.spikes += spikes;
+            if monitored {
+                work.output_events += after_pool;
+            }
+            if let Some(b) = self.wiring.busy {
+                self.busy_until_ns = self.busy_until_ns.max(t_out as f64) + b.ns_per_event + b.ns_per_synop * ops as f64;
+            }
+        }
+        c
     }
 }

@@ -4,8 +4,12 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use dynapviz_model::network::Reset;
 use dynapviz_model::{ChipLayer, ModelError};
+
+#[cfg(target_arch = "x86_64")]
+use crate::lanes::Avx2;
+use crate::lanes::{Lanes, Neuron, Portable, fire_tail, update_tail};
+use crate::window::{Window, Windows};
 
 /// Set by [`use_vector_instructions`]`(false)`.
 static PORTABLE_ONLY: AtomicBool = AtomicBool::new(false);
@@ -40,6 +44,8 @@ pub struct LayerRt {
     pub out_channels: usize,
     /// Which neurons and weights each input reaches.
     reach: Reach,
+    /// The same as windows, for the fast event mode of the common layer shape.
+    windows: Option<Windows>,
     /// Sum-pooling kernel.
     pub pool: [usize; 2],
     /// Conv output (H, W).
@@ -118,11 +124,13 @@ impl LayerRt {
         let [fh, fw] = l.conv_out;
         let rows = Fanout::new(l.in_shape[1], kh, l.stride[0], l.padding[0], fh, l.pool[0], l.out_shape[1], [fw * o, kw * o], false);
         let cols = Fanout::new(l.in_shape[2], kw, l.stride[1], l.padding[1], fw, l.pool[1], l.out_shape[2], [o, o], true);
+        let windows = Windows::new(&rows, &cols, o, c_in, o * fh * fw, weights.len());
         Ok(Self {
             index: l.index,
             in_shape: l.in_shape,
             out_channels: o,
-            reach: Reach { rows, cols, channels: c_in, channel_stride: kh * kw * o, contiguous: l.stride[1] == 1 },
+            reach: Reach { rows, cols, channels: c_in, channel_stride: kh * kw * o },
+            windows,
             pool: l.pool,
             conv_out: l.conv_out,
             out_shape: l.out_shape,
@@ -196,7 +204,7 @@ impl LayerRt {
     pub(crate) unsafe fn event_with<const AVX2: bool>(&mut self, c: usize, y: usize, x: usize, fired: &mut Vec<Site>) -> (u64, u64) {
         let o = self.out_channels;
         let Some((rows, cols, wc)) = self.reach.taps(c, y, x) else { return (0, 0) };
-        let scatter = Scatter { rows, cols, weights: &self.weights16[wc..], o, neuron: self.neuron, contiguous: self.reach.contiguous };
+        let scatter = Scatter { rows, cols, weights: &self.weights16[wc..], o, neuron: self.neuron };
         let spikes = if AVX2 {
             #[cfg(target_arch = "x86_64")]
             {
@@ -270,6 +278,18 @@ impl LayerRt {
         spikes
     }
 
+    /// The 16-channel chunks of the layer's output when it has the common shape that runs as
+    /// [`Window`]s.
+    pub(crate) fn window_chunks(&self) -> Option<usize> {
+        self.windows.as_ref().map(Windows::chunks)
+    }
+
+    /// The layer as windows of `N` chunks, for the event mode; `None` if it is not of that shape.
+    pub(crate) fn window<const N: usize>(&mut self) -> Option<Window<'_, N>> {
+        let windows = self.windows.as_ref().filter(|w| w.chunks() == N)?;
+        Some(Window { windows, state: &mut self.state16, weights: &self.weights16, neuron: self.neuron })
+    }
+
     /// Whether the layer has a bias (a leak on the chip).
     pub fn has_bias(&self) -> bool {
         self.bias.is_some()
@@ -302,14 +322,16 @@ impl PoolGeometry {
 /// kernel row `ky`; an input's taps go by ascending output. Precomputed per input coordinate,
 /// so the hot path does no division.
 #[derive(Clone, Copy, Debug)]
-struct Tap {
+pub(crate) struct Tap {
     /// State offset of the output row (`oy * fw * o`; for columns `ox * o`).
-    state: u32,
+    pub state: u32,
     /// Weight offset of the kernel row (`ky * kw * o`; for columns, whose weights are stored
     /// reversed, `(kw - 1 - kx) * o`).
-    weight: u32,
+    pub weight: u32,
+    /// Output row (or column).
+    pub output: u16,
     /// Output row after pooling, or [`CUT`] when pooling cuts it off.
-    pooled: u16,
+    pub pooled: u16,
 }
 
 /// Which neurons and weights each input of a layer reaches.
@@ -323,9 +345,6 @@ struct Reach {
     channels: usize,
     /// Weights per input channel (`kh * kw * out_channels`).
     channel_stride: usize,
-    /// Stride 1 along x: the columns an input reaches are consecutive, and so are their neurons
-    /// and (kernel columns reversed) their weights.
-    contiguous: bool,
 }
 
 impl Reach {
@@ -339,11 +358,11 @@ impl Reach {
 }
 
 /// [`Tap::pooled`] of rows and columns past the pooled map.
-const CUT: u16 = u16::MAX;
+pub(crate) const CUT: u16 = u16::MAX;
 
 /// The taps of every input coordinate along one axis.
 #[derive(Clone, Debug)]
-struct Fanout {
+pub(crate) struct Fanout {
     /// `taps[starts[i]..starts[i + 1]]` belong to input coordinate `i`.
     starts: Vec<u32>,
     taps: Vec<Tap>,
@@ -378,6 +397,7 @@ impl Fanout {
                 taps.push(Tap {
                     state: (o * step[0]) as u32,
                     weight: ((if reversed { kernel - 1 - k } else { k }) * step[1]) as u32,
+                    output: o as u16,
                     pooled: if p < pooled { p as u16 } else { CUT },
                 });
             }
@@ -386,193 +406,17 @@ impl Fanout {
         Self { starts, taps }
     }
 
+    /// The input coordinates.
+    pub(crate) fn len(&self) -> usize {
+        self.starts.len() - 1
+    }
+
     /// The taps of input coordinate `i` (none past the input).
     #[inline]
-    fn of(&self, i: usize) -> &[Tap] {
+    pub(crate) fn of(&self, i: usize) -> &[Tap] {
         match (self.starts.get(i), self.starts.get(i + 1)) {
             (Some(&a), Some(&b)) => &self.taps[a as usize..b as usize],
             _ => &[],
-        }
-    }
-}
-
-/// The firing rule of one layer, in the chip's int16.
-#[derive(Clone, Copy, Debug)]
-struct Neuron {
-    threshold: i32,
-    /// The threshold as int16 (only used when a neuron fires, which needs it to be one).
-    threshold16: i16,
-    /// `threshold - 1` as int16: a potential above it fires (never, for thresholds past int16).
-    below: i16,
-    min: i16,
-    reset: Reset,
-}
-
-impl Neuron {
-    /// The potential after a spike from `v` (at or above threshold): reset, then clamped.
-    #[inline(always)]
-    fn after_spike(self, v: i16) -> i16 {
-        match self.reset {
-            Reset::Subtract => (i32::from(v) - self.threshold).max(i32::from(self.min)) as i16,
-            Reset::Zero => 0.max(self.min),
-        }
-    }
-}
-
-/// The arithmetic on 16 neurons at once, with AVX2 or without. "At threshold" is folded into an
-/// accumulator that stays in a register over a kernel row; which neurons fire is worked out
-/// again only for the rare rows where one does.
-trait Lanes {
-    /// Whether some neuron reached threshold, accumulated without branching.
-    type Any: Copy;
-    /// # Safety
-    /// The CPU has the instructions of the implementation (for all methods).
-    unsafe fn none() -> Self::Any;
-    /// Adds the weights with int16 saturation, clamps at `min_v_mem` and folds "at threshold"
-    /// into `any`.
-    unsafe fn update(v: &mut [i16; 16], w: &[i16; 16], n: Neuron, any: Self::Any) -> Self::Any;
-    unsafe fn fired(any: Self::Any) -> bool;
-    /// Resets the neurons at threshold; returns a bit per neuron that fired.
-    unsafe fn fire(v: &mut [i16; 16], n: Neuron) -> u16;
-}
-
-/// Plain Rust, for any CPU (and for channel counts that are not a multiple of 16).
-struct Portable;
-
-impl Lanes for Portable {
-    type Any = bool;
-
-    #[inline(always)]
-    unsafe fn none() -> bool {
-        false
-    }
-
-    #[inline(always)]
-    unsafe fn update(v: &mut [i16; 16], w: &[i16; 16], n: Neuron, any: bool) -> bool {
-        update_tail(v, w, n) | any
-    }
-
-    #[inline(always)]
-    unsafe fn fired(any: bool) -> bool {
-        any
-    }
-
-    #[inline(always)]
-    unsafe fn fire(v: &mut [i16; 16], n: Neuron) -> u16 {
-        fire_tail(v, n)
-    }
-}
-
-/// Adds the weights of up to 16 neurons with int16 saturation and clamps at `min_v_mem`;
-/// returns whether one is at threshold.
-#[inline(always)]
-fn update_tail(v: &mut [i16], w: &[i16], n: Neuron) -> bool {
-    let mut any = false;
-    for (v, &w) in v.iter_mut().zip(w) {
-        *v = v.saturating_add(w).max(n.min);
-        any |= *v > n.below;
-    }
-    any
-}
-
-/// Resets the neurons at threshold among up to 16; returns a bit per neuron that fired.
-#[inline(always)]
-fn fire_tail(v: &mut [i16], n: Neuron) -> u16 {
-    let mut fired = 0;
-    for (i, v) in v.iter_mut().enumerate() {
-        if *v > n.below {
-            *v = n.after_spike(*v);
-            fired |= 1 << i;
-        }
-    }
-    fired
-}
-
-/// AVX2: 16 neurons per instruction.
-#[cfg(target_arch = "x86_64")]
-struct Avx2;
-
-#[cfg(target_arch = "x86_64")]
-mod avx2_lanes {
-    use std::arch::x86_64::{
-        __m256i, _mm256_adds_epi16, _mm256_blendv_epi8, _mm256_cmpgt_epi16, _mm256_loadu_si256, _mm256_max_epi16, _mm256_movemask_epi8,
-        _mm256_or_si256, _mm256_packs_epi16, _mm256_set1_epi16, _mm256_setzero_si256, _mm256_storeu_si256, _mm256_subs_epi16,
-        _mm256_testz_si256,
-    };
-
-    use super::{Avx2, Lanes, Neuron, Reset};
-
-    impl Lanes for Avx2 {
-        type Any = __m256i;
-
-        #[inline(always)]
-        unsafe fn none() -> __m256i {
-            // SAFETY: the caller guarantees AVX2.
-            unsafe { zero() }
-        }
-
-        #[inline(always)]
-        unsafe fn update(v: &mut [i16; 16], w: &[i16; 16], n: Neuron, any: __m256i) -> __m256i {
-            // SAFETY: the caller guarantees AVX2.
-            unsafe { update(v, w, n, any) }
-        }
-
-        #[inline(always)]
-        unsafe fn fired(any: __m256i) -> bool {
-            // SAFETY: the caller guarantees AVX2.
-            unsafe { fired(any) }
-        }
-
-        #[inline(always)]
-        unsafe fn fire(v: &mut [i16; 16], n: Neuron) -> u16 {
-            // SAFETY: the caller guarantees AVX2.
-            unsafe { fire(v, n) }
-        }
-    }
-
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    fn zero() -> __m256i {
-        _mm256_setzero_si256()
-    }
-
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    fn update(v: &mut [i16; 16], w: &[i16; 16], n: Neuron, any: __m256i) -> __m256i {
-        // SAFETY: both arrays are 16 i16 (32 bytes); the loads and stores are unaligned.
-        unsafe {
-            let p = v.as_mut_ptr().cast::<__m256i>();
-            let x =
-                _mm256_max_epi16(_mm256_adds_epi16(_mm256_loadu_si256(p), _mm256_loadu_si256(w.as_ptr().cast())), _mm256_set1_epi16(n.min));
-            _mm256_storeu_si256(p, x);
-            _mm256_or_si256(any, _mm256_cmpgt_epi16(x, _mm256_set1_epi16(n.below)))
-        }
-    }
-
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    fn fired(any: __m256i) -> bool {
-        _mm256_testz_si256(any, any) == 0
-    }
-
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    fn fire(v: &mut [i16; 16], n: Neuron) -> u16 {
-        // SAFETY: 16 i16 (32 bytes), unaligned load and store.
-        unsafe {
-            let p = v.as_mut_ptr().cast::<__m256i>();
-            let x = _mm256_loadu_si256(p);
-            let at = _mm256_cmpgt_epi16(x, _mm256_set1_epi16(n.below));
-            // Subtracting the potential itself resets to zero.
-            let minus = match n.reset {
-                Reset::Subtract => _mm256_set1_epi16(n.threshold16),
-                Reset::Zero => x,
-            };
-            let after = _mm256_max_epi16(_mm256_subs_epi16(x, minus), _mm256_set1_epi16(n.min));
-            _mm256_storeu_si256(p, _mm256_blendv_epi8(x, after, at));
-            // Bytes 0-7 and 16-23 of the packed compare are neurons 0-7 and 8-15.
-            let m = _mm256_movemask_epi8(_mm256_packs_epi16(at, at)) as u32;
-            ((m & 0xff) | ((m >> 8) & 0xff00)) as u16
         }
     }
 }
@@ -585,8 +429,6 @@ struct Scatter<'a> {
     weights: &'a [i16],
     o: usize,
     neuron: Neuron,
-    /// See [`Reach::contiguous`].
-    contiguous: bool,
 }
 
 impl Scatter<'_> {
@@ -600,75 +442,11 @@ impl Scatter<'_> {
     /// The CPU has the instructions of `K`.
     #[inline(always)]
     unsafe fn run<K: Lanes>(&self, state: &mut [i16], fired: &mut Vec<Site>) -> u64 {
-        // SAFETY (all calls): the caller's promise.
-        // The common channel counts get loops the compiler unrolls.
+        // SAFETY (both calls): the caller's promise.
         unsafe {
-            if self.contiguous {
-                match self.o {
-                    16 => return self.scatter_rows::<K, 1>(state, fired),
-                    32 => return self.scatter_rows::<K, 2>(state, fired),
-                    64 => return self.scatter_rows::<K, 4>(state, fired),
-                    128 => return self.scatter_rows::<K, 8>(state, fired),
-                    _ => {}
-                }
-            }
             let firing_rows = self.update_columns::<K>(state);
             if firing_rows == 0 { 0 } else { self.fire_columns::<K>(state, firing_rows, fired) }
         }
-    }
-
-    /// Both passes for `N` chunks of 16 channels and consecutive columns: a kernel row is one
-    /// run of neurons and weights.
-    ///
-    /// # Safety
-    /// As [`Self::run`].
-    #[inline(always)]
-    unsafe fn scatter_rows<K: Lanes, const N: usize>(&self, state: &mut [i16], fired: &mut Vec<Site>) -> u64 {
-        let (Some(first), n) = (self.cols.first(), self.neuron) else { return 0 };
-        let span = self.cols.len() * N * 16;
-        let mut firing = 0u32;
-        for (ri, r) in self.rows.iter().enumerate() {
-            let base = (r.state + first.state) as usize;
-            let w = (r.weight + first.weight) as usize;
-            let (v, _) = state[base..base + span].as_chunks_mut::<16>();
-            let (w, _) = self.weights[w..w + span].as_chunks::<16>();
-            // SAFETY: the caller's promise.
-            unsafe {
-                let mut any = K::none();
-                for (v, w) in v.iter_mut().zip(w) {
-                    any = K::update(v, w, n, any);
-                }
-                firing |= u32::from(K::fired(any)) << ri;
-            }
-        }
-        let mut spikes = 0;
-        while firing != 0 {
-            let r = self.rows[firing.trailing_zeros() as usize];
-            firing &= firing - 1;
-            let base = (r.state + first.state) as usize;
-            let (v, _) = state[base..base + span].as_chunks_mut::<16>();
-            // Four chunks' bits at a time: one loop over the spikes of 64 neurons, not four.
-            for (word, chunks) in v.chunks_mut(4).enumerate() {
-                let mut bits = 0u64;
-                for (j, v) in chunks.iter_mut().enumerate() {
-                    // SAFETY: the caller's promise.
-                    bits |= u64::from(unsafe { K::fire(v, n) }) << (16 * j);
-                }
-                spikes += u64::from(bits.count_ones());
-                if r.pooled == CUT {
-                    continue;
-                }
-                while bits != 0 {
-                    let neuron = word * 64 + bits.trailing_zeros() as usize;
-                    bits &= bits - 1;
-                    let col = self.cols[neuron / (N * 16)];
-                    if col.pooled != CUT {
-                        fired.push(Site { c: (neuron % (N * 16)) as u16, y: r.pooled, x: col.pooled });
-                    }
-                }
-            }
-        }
-        spikes
     }
 
     /// First pass, column by column, for any channel count and stride. Returns a bit per

@@ -5,10 +5,12 @@
 mod batch;
 mod cascade;
 pub mod dvs;
+mod lanes;
 pub mod layer;
 pub mod power;
 mod sim;
 mod stages;
+mod window;
 
 pub use layer::use_vector_instructions;
 pub use power::{Coefficients, PowerSample, RAILS};

@@ -1,0 +1,185 @@
+//! The arithmetic of the event mode on 16 neurons at once, with AVX2 or in plain Rust, and
+//! the firing rule it applies.
+
+use dynapviz_model::network::Reset;
+
+/// The firing rule of one layer, in the chip's int16.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Neuron {
+    pub threshold: i32,
+    /// The threshold as int16 (only used when a neuron fires, which needs it to be one).
+    pub threshold16: i16,
+    /// `threshold - 1` as int16: a potential above it fires (never, for thresholds past int16).
+    pub below: i16,
+    pub min: i16,
+    pub reset: Reset,
+}
+
+impl Neuron {
+    /// The potential after a spike from `v` (at or above threshold): reset, then clamped.
+    #[inline(always)]
+    pub fn after_spike(self, v: i16) -> i16 {
+        match self.reset {
+            Reset::Subtract => (i32::from(v) - self.threshold).max(i32::from(self.min)) as i16,
+            Reset::Zero => 0.max(self.min),
+        }
+    }
+}
+
+/// The arithmetic on 16 neurons at once, with AVX2 or without. "At threshold" is folded into an
+/// accumulator that stays in a register over a kernel row; which neurons fire is worked out
+/// again only for the rare rows where one does.
+pub(crate) trait Lanes {
+    /// Whether some neuron reached threshold, accumulated without branching.
+    type Any: Copy;
+    /// # Safety
+    /// The CPU has the instructions of the implementation (for all methods).
+    unsafe fn none() -> Self::Any;
+    /// Adds the weights with int16 saturation, clamps at `min_v_mem` and folds "at threshold"
+    /// into `any`.
+    unsafe fn update(v: &mut [i16; 16], w: &[i16; 16], n: Neuron, any: Self::Any) -> Self::Any;
+    unsafe fn fired(any: Self::Any) -> bool;
+    /// Resets the neurons at threshold; returns a bit per neuron that fired.
+    unsafe fn fire(v: &mut [i16; 16], n: Neuron) -> u16;
+}
+
+/// Plain Rust, for any CPU (and for channel counts that are not a multiple of 16).
+pub(crate) struct Portable;
+
+impl Lanes for Portable {
+    type Any = bool;
+
+    #[inline(always)]
+    unsafe fn none() -> bool {
+        false
+    }
+
+    #[inline(always)]
+    unsafe fn update(v: &mut [i16; 16], w: &[i16; 16], n: Neuron, any: bool) -> bool {
+        update_tail(v, w, n) | any
+    }
+
+    #[inline(always)]
+    unsafe fn fired(any: bool) -> bool {
+        any
+    }
+
+    #[inline(always)]
+    unsafe fn fire(v: &mut [i16; 16], n: Neuron) -> u16 {
+        fire_tail(v, n)
+    }
+}
+
+/// Adds the weights of up to 16 neurons with int16 saturation and clamps at `min_v_mem`;
+/// returns whether one is at threshold.
+#[inline(always)]
+pub(crate) fn update_tail(v: &mut [i16], w: &[i16], n: Neuron) -> bool {
+    let mut any = false;
+    for (v, &w) in v.iter_mut().zip(w) {
+        *v = v.saturating_add(w).max(n.min);
+        any |= *v > n.below;
+    }
+    any
+}
+
+/// Resets the neurons at threshold among up to 16; returns a bit per neuron that fired.
+#[inline(always)]
+pub(crate) fn fire_tail(v: &mut [i16], n: Neuron) -> u16 {
+    let mut fired = 0;
+    for (i, v) in v.iter_mut().enumerate() {
+        if *v > n.below {
+            *v = n.after_spike(*v);
+            fired |= 1 << i;
+        }
+    }
+    fired
+}
+
+/// AVX2: 16 neurons per instruction.
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct Avx2;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2_lanes {
+    use std::arch::x86_64::{
+        __m256i, _mm256_adds_epi16, _mm256_blendv_epi8, _mm256_cmpgt_epi16, _mm256_loadu_si256, _mm256_max_epi16, _mm256_movemask_epi8,
+        _mm256_or_si256, _mm256_packs_epi16, _mm256_set1_epi16, _mm256_setzero_si256, _mm256_storeu_si256, _mm256_subs_epi16,
+        _mm256_testz_si256,
+    };
+
+    use super::{Avx2, Lanes, Neuron, Reset};
+
+    impl Lanes for Avx2 {
+        type Any = __m256i;
+
+        #[inline(always)]
+        unsafe fn none() -> __m256i {
+            // SAFETY: the caller guarantees AVX2.
+            unsafe { zero() }
+        }
+
+        #[inline(always)]
+        unsafe fn update(v: &mut [i16; 16], w: &[i16; 16], n: Neuron, any: __m256i) -> __m256i {
+            // SAFETY: the caller guarantees AVX2.
+            unsafe { update(v, w, n, any) }
+        }
+
+        #[inline(always)]
+        unsafe fn fired(any: __m256i) -> bool {
+            // SAFETY: the caller guarantees AVX2.
+            unsafe { fired(any) }
+        }
+
+        #[inline(always)]
+        unsafe fn fire(v: &mut [i16; 16], n: Neuron) -> u16 {
+            // SAFETY: the caller guarantees AVX2.
+            unsafe { fire(v, n) }
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn zero() -> __m256i {
+        _mm256_setzero_si256()
+    }
+
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn update(v: &mut [i16; 16], w: &[i16; 16], n: Neuron, any: __m256i) -> __m256i {
+        // SAFETY: both arrays are 16 i16 (32 bytes); the loads and stores are unaligned.
+        unsafe {
+            let p = v.as_mut_ptr().cast::<__m256i>();
+            let x =
+                _mm256_max_epi16(_mm256_adds_epi16(_mm256_loadu_si256(p), _mm256_loadu_si256(w.as_ptr().cast())), _mm256_set1_epi16(n.min));
+            _mm256_storeu_si256(p, x);
+            _mm256_or_si256(any, _mm256_cmpgt_epi16(x, _mm256_set1_epi16(n.below)))
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn fired(any: __m256i) -> bool {
+        _mm256_testz_si256(any, any) == 0
+    }
+
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn fire(v: &mut [i16; 16], n: Neuron) -> u16 {
+        // SAFETY: 16 i16 (32 bytes), unaligned load and store.
+        unsafe {
+            let p = v.as_mut_ptr().cast::<__m256i>();
+            let x = _mm256_loadu_si256(p);
+            let at = _mm256_cmpgt_epi16(x, _mm256_set1_epi16(n.below));
+            // Subtracting the potential itself resets to zero.
+            let minus = match n.reset {
+                Reset::Subtract => _mm256_set1_epi16(n.threshold16),
+                Reset::Zero => x,
+            };
+            let after = _mm256_max_epi16(_mm256_subs_epi16(x, minus), _mm256_set1_epi16(n.min));
+            _mm256_storeu_si256(p, _mm256_blendv_epi8(x, after, at));
+            // Bytes 0-7 and 16-23 of the packed compare are neurons 0-7 and 8-15.
+            let m = _mm256_movemask_epi8(_mm256_packs_epi16(at, at)) as u32;
+            ((m & 0xff) | ((m >> 8) & 0xff00)) as u16
+        }
+    }
+}

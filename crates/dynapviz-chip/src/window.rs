@@ -1,0 +1,231 @@
+//! The event-mode scatter of the common layer: stride 1 along x and 16, 32, 64 or 128 output
+//! channels. An input reaches a window of consecutive output rows and columns, and per kernel
+//! row the neurons it reaches are one contiguous run, and so are their weights (kernel columns
+//! are stored reversed). So an event is a handful of fixed runs of vectors, found with one
+//! lookup per axis. The windows are checked against the layer's memory once, when the layer
+//! is built, so the loop over a run needs no bounds checks.
+
+use crate::lanes::{Lanes, Neuron};
+use crate::layer::{CUT, Fanout, Site};
+
+/// Where one input coordinate reaches along one axis: consecutive outputs.
+#[derive(Clone, Copy, Debug, Default)]
+struct Span {
+    /// Offset of the first output's neurons (rows: `oy * fw * o`; columns: `ox * o`).
+    state: u32,
+    /// Offset of the first output's weights (rows: `ky * kw * o`; columns: `(kw - 1 - kx) * o`).
+    weight: u32,
+    /// First output row or column.
+    first: u16,
+    /// Outputs reached; 0 for an input the kernel never covers.
+    len: u16,
+}
+
+/// The windows of every input of a layer, and where the spikes of their outputs land.
+#[derive(Clone, Debug)]
+pub(crate) struct Windows {
+    rows: Vec<Span>,
+    cols: Vec<Span>,
+    /// Pooled row of every output row ([`CUT`] when pooling cuts it off).
+    pooled_rows: Vec<u16>,
+    /// Pooled column of every output column.
+    pooled_cols: Vec<u16>,
+    /// Neurons from one output row to the next (`fw * o`).
+    row_step: usize,
+    /// Weights from the kernel row of one output row to that of the next (`stride * kw * o`;
+    /// kernel rows go down as output rows go up).
+    weight_row_step: usize,
+    /// Input channels, and the weights of each.
+    channels: usize,
+    channel_stride: usize,
+    /// Output channels in chunks of 16.
+    chunks: usize,
+}
+
+impl Windows {
+    /// The windows of a layer with these taps, or `None` when the layer is not of the common
+    /// shape (or, which cannot happen, its taps are not regular or overreach its memory).
+    pub(crate) fn new(rows: &Fanout, cols: &Fanout, o: usize, channels: usize, state_len: usize, weights_len: usize) -> Option<Self> {
+        if !matches!(o, 16 | 32 | 64 | 128) {
+            return None;
+        }
+        let row_taps: Vec<_> = (0..rows.len()).map(|y| rows.of(y)).collect();
+        let col_taps: Vec<_> = (0..cols.len()).map(|x| cols.of(x)).collect();
+        // Row steps from any input that reaches two output rows (none: a step is never used).
+        let steps = row_taps.iter().find(|t| t.len() >= 2).map_or(Some((0, 0)), |t| {
+            Some((t[1].state.checked_sub(t[0].state)? as usize, t[0].weight.checked_sub(t[1].weight)? as usize))
+        })?;
+        let (row_step, weight_row_step) = steps;
+        let regular = |taps: &[crate::layer::Tap], state: usize, weight: isize| {
+            taps.iter().enumerate().all(|(i, t)| {
+                t.state as usize == taps[0].state as usize + i * state
+                    && t.weight as isize == taps[0].weight as isize + i as isize * weight
+                    && t.output == taps[0].output + i as u16
+            })
+        };
+        if !row_taps.iter().all(|t| regular(t, row_step, -(weight_row_step as isize)))
+            || !col_taps.iter().all(|t| regular(t, o, o as isize))
+        {
+            return None;
+        }
+        let span = |t: &[crate::layer::Tap]| {
+            t.first().map_or(Span::default(), |f| Span { state: f.state, weight: f.weight, first: f.output, len: t.len() as u16 })
+        };
+        let pooled = |taps: &[&[crate::layer::Tap]]| {
+            let mut pooled = Vec::new();
+            for t in taps.iter().flat_map(|t| t.iter()) {
+                let i = usize::from(t.output);
+                if pooled.len() <= i {
+                    pooled.resize(i + 1, CUT);
+                }
+                pooled[i] = t.pooled;
+            }
+            pooled
+        };
+        let windows = Self {
+            rows: row_taps.iter().map(|t| span(t)).collect(),
+            cols: col_taps.iter().map(|t| span(t)).collect(),
+            pooled_rows: pooled(&row_taps),
+            pooled_cols: pooled(&col_taps),
+            row_step,
+            weight_row_step,
+            channels,
+            channel_stride: weights_len / channels.max(1),
+            chunks: o / 16,
+        };
+        windows.within(state_len, weights_len).then_some(windows)
+    }
+
+    /// Whether every run of every window lies inside the layer's neurons and weights.
+    fn within(&self, state_len: usize, weights_len: usize) -> bool {
+        let o = self.chunks * 16;
+        let last_channel = self.channels.saturating_sub(1) * self.channel_stride;
+        self.rows.iter().filter(|r| r.len > 0).all(|r| {
+            let rows = usize::from(r.len) - 1;
+            self.cols.iter().filter(|k| k.len > 0).all(|k| {
+                let run = usize::from(k.len) * o;
+                let state_end = r.state as usize + rows * self.row_step + k.state as usize + run;
+                let weight = (r.weight + k.weight) as usize;
+                state_end <= state_len
+                    && weight >= rows * self.weight_row_step
+                    && last_channel + weight + run <= weights_len
+                    && usize::from(r.first) + rows < self.pooled_rows.len()
+                    && usize::from(k.first + k.len) <= self.pooled_cols.len()
+            })
+        })
+    }
+
+    /// The number of 16-channel chunks of the output.
+    pub(crate) fn chunks(&self) -> usize {
+        self.chunks
+    }
+}
+
+/// A layer's windows with its neurons and weights: runs the events of one queue.
+pub(crate) struct Window<'a, const N: usize> {
+    pub windows: &'a Windows,
+    pub state: &'a mut [i16],
+    pub weights: &'a [i16],
+    pub neuron: Neuron,
+}
+
+impl<const N: usize> Window<'_, N> {
+    /// The chip's response to one input event, as [`crate::layer::LayerRt::event_with`]:
+    /// returns the synaptic operations and the spikes, and appends the spikes' pooled sites to
+    /// `fired` in raster order.
+    ///
+    /// # Safety
+    /// The CPU has the instructions of `K`.
+    #[inline(always)]
+    pub(crate) unsafe fn event<K: Lanes>(&mut self, c: usize, y: usize, x: usize, fired: &mut Vec<Site>) -> (u64, u64) {
+        let w = self.windows;
+        let (Some(&r), Some(&k)) = (w.rows.get(y), w.cols.get(x)) else { return (0, 0) };
+        if c >= w.channels || r.len == 0 || k.len == 0 {
+            return (0, 0);
+        }
+        let state = (r.state + k.state) as usize;
+        let weights = c * w.channel_stride + (r.weight + k.weight) as usize;
+        let rows = usize::from(r.len);
+        // SAFETY: `Windows::new` checked that every run of every window is in bounds, and the
+        // caller's promise.
+        let firing = unsafe {
+            match k.len {
+                3 => self.update::<K, 3>(rows, 3, state, weights),
+                2 => self.update::<K, 2>(rows, 2, state, weights),
+                1 => self.update::<K, 1>(rows, 1, state, weights),
+                cols => self.update::<K, 0>(rows, usize::from(cols), state, weights),
+            }
+        };
+        let ops = (rows * usize::from(k.len) * N * 16) as u64;
+        if firing == 0 {
+            return (ops, 0);
+        }
+        // SAFETY: as above.
+        (ops, unsafe { self.fire::<K>(firing, r, k, state, fired) })
+    }
+
+    /// Adds the weights to the `rows` runs of `cols` columns (`C` when not 0, so that the run
+    /// unrolls); returns a bit per row with a neuron at threshold.
+    ///
+    /// # Safety
+    /// The runs are in bounds; the CPU has the instructions of `K`.
+    #[inline(always)]
+    unsafe fn update<K: Lanes, const C: usize>(&mut self, rows: usize, cols: usize, state: usize, weights: usize) -> u32 {
+        let (n, w) = (self.neuron, self.windows);
+        let chunks = if C == 0 { cols } else { C } * N;
+        let mut firing = 0u32;
+        for ri in 0..rows {
+            // SAFETY: the caller's promise.
+            unsafe {
+                let v = self.state.as_mut_ptr().add(state + ri * w.row_step).cast::<[i16; 16]>();
+                let wt = self.weights.as_ptr().add(weights - ri * w.weight_row_step).cast::<[i16; 16]>();
+                let mut any = K::none();
+                for j in 0..chunks {
+                    any = K::update(&mut *v.add(j), &*wt.add(j), n, any);
+                }
+                firing |= u32::from(K::fired(any)) << ri;
+            }
+        }
+        firing
+    }
+
+    /// Resets the neurons at threshold in the `firing` rows and appends their sites in raster
+    /// order (row, column, channel); returns the spikes.
+    ///
+    /// # Safety
+    /// As [`Self::update`].
+    #[inline(always)]
+    unsafe fn fire<K: Lanes>(&mut self, mut firing: u32, r: Span, k: Span, state: usize, fired: &mut Vec<Site>) -> u64 {
+        let (n, w) = (self.neuron, self.windows);
+        let chunks = usize::from(k.len) * N;
+        let mut spikes = 0;
+        while firing != 0 {
+            let ri = firing.trailing_zeros() as usize;
+            firing &= firing - 1;
+            let py = w.pooled_rows[usize::from(r.first) + ri];
+            // SAFETY: the caller's promise.
+            let v = unsafe { self.state.as_mut_ptr().add(state + ri * w.row_step).cast::<[i16; 16]>() };
+            // Four chunks' bits at a time: one loop over the spikes of 64 neurons, not four.
+            for word in (0..chunks).step_by(4) {
+                let mut bits = 0u64;
+                for j in word..chunks.min(word + 4) {
+                    // SAFETY: the caller's promise.
+                    bits |= u64::from(unsafe { K::fire(&mut *v.add(j), n) }) << (16 * (j - word));
+                }
+                spikes += u64::from(bits.count_ones());
+                if py == CUT {
+                    continue;
+                }
+                while bits != 0 {
+                    let neuron = word * 16 + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    let px = w.pooled_cols[usize::from(k.first) + neuron / (N * 16)];
+                    if px != CUT {
+                        fired.push(Site { c: (neuron % (N * 16)) as u16, y: py, x: px });
+                    }
+                }
+            }
+        }
+        spikes
+    }
+}
