@@ -148,31 +148,42 @@ impl<const N: usize> Window<'_, N> {
         let rows = usize::from(r.len);
         // SAFETY: `Windows::new` checked that every run of every window is in bounds, and the
         // caller's promise.
-        let firing = unsafe {
+        let spikes = unsafe {
             match k.len {
-                3 => self.update::<K, 3>(rows, 3, state, weights),
-                2 => self.update::<K, 2>(rows, 2, state, weights),
-                1 => self.update::<K, 1>(rows, 1, state, weights),
-                cols => self.update::<K, 0>(rows, usize::from(cols), state, weights),
+                3 => self.scatter::<K, 3>(r, k, state, weights, fired),
+                2 => self.scatter::<K, 2>(r, k, state, weights, fired),
+                1 => self.scatter::<K, 1>(r, k, state, weights, fired),
+                _ => self.scatter::<K, 0>(r, k, state, weights, fired),
             }
         };
-        let ops = (rows * usize::from(k.len) * N * 16) as u64;
-        if firing == 0 {
-            return (ops, 0);
-        }
-        // SAFETY: as above.
-        (ops, unsafe { self.fire::<K>(firing, r, k, state, fired) })
+        ((rows * usize::from(k.len) * N * 16) as u64, spikes)
     }
 
-    /// Adds the weights to the `rows` runs of `cols` columns (`C` when not 0, so that the run
-    /// unrolls); returns a bit per row with a neuron at threshold.
+    /// Both passes over the window of rows `r` and columns `k` (`C` of them when not 0, so that
+    /// the runs unroll): adds the weights, then fires the rows with a neuron at threshold.
+    /// Each neuron is touched once per event, so firing after all updates is the same as
+    /// firing after each.
     ///
     /// # Safety
-    /// The runs are in bounds; the CPU has the instructions of `K`.
+    /// The window is in bounds; the CPU has the instructions of `K`.
     #[inline(always)]
-    unsafe fn update<K: Lanes, const C: usize>(&mut self, rows: usize, cols: usize, state: usize, weights: usize) -> u32 {
+    unsafe fn scatter<K: Lanes, const C: usize>(&mut self, r: Span, k: Span, state: usize, weights: usize, fired: &mut Vec<Site>) -> u64 {
+        let chunks = if C == 0 { usize::from(k.len) } else { C } * N;
+        // SAFETY: the caller's promise.
+        unsafe {
+            let firing = self.update::<K>(usize::from(r.len), chunks, state, weights);
+            if firing == 0 { 0 } else { self.fire::<K>(firing, chunks, r, k, state, fired) }
+        }
+    }
+
+    /// Adds the weights to the `rows` runs of `chunks` vectors; returns a bit per row with a
+    /// neuron at threshold.
+    ///
+    /// # Safety
+    /// As [`Self::scatter`].
+    #[inline(always)]
+    unsafe fn update<K: Lanes>(&mut self, rows: usize, chunks: usize, state: usize, weights: usize) -> u32 {
         let (n, w) = (self.neuron, self.windows);
-        let chunks = if C == 0 { cols } else { C } * N;
         let mut firing = 0u32;
         for ri in 0..rows {
             // SAFETY: the caller's promise.
@@ -189,15 +200,17 @@ impl<const N: usize> Window<'_, N> {
         firing
     }
 
-    /// Resets the neurons at threshold in the `firing` rows and appends their sites in raster
-    /// order (row, column, channel); returns the spikes.
+    /// Resets the neurons at threshold in the `firing` rows of `chunks` vectors and appends
+    /// their sites in raster order (row, column, channel); returns the spikes.
     ///
     /// # Safety
-    /// As [`Self::update`].
+    /// As [`Self::scatter`].
     #[inline(always)]
-    unsafe fn fire<K: Lanes>(&mut self, mut firing: u32, r: Span, k: Span, state: usize, fired: &mut Vec<Site>) -> u64 {
+    unsafe fn fire<K: Lanes>(&mut self, mut firing: u32, chunks: usize, r: Span, k: Span, state: usize, fired: &mut Vec<Site>) -> u64 {
         let (n, w) = (self.neuron, self.windows);
-        let chunks = usize::from(k.len) * N;
+        // Room for every neuron of the firing rows, so that a spike is a plain write.
+        fired.reserve(firing.count_ones() as usize * chunks * 16);
+        let (sites, mut len) = (fired.as_mut_ptr(), fired.len());
         let mut spikes = 0;
         while firing != 0 {
             let ri = firing.trailing_zeros() as usize;
@@ -206,26 +219,33 @@ impl<const N: usize> Window<'_, N> {
             // SAFETY: the caller's promise.
             let v = unsafe { self.state.as_mut_ptr().add(state + ri * w.row_step).cast::<[i16; 16]>() };
             // Four chunks' bits at a time: one loop over the spikes of 64 neurons, not four.
-            for word in (0..chunks).step_by(4) {
+            for word in 0..chunks.div_ceil(4) {
                 let mut bits = 0u64;
-                for j in word..chunks.min(word + 4) {
-                    // SAFETY: the caller's promise.
-                    bits |= u64::from(unsafe { K::fire(&mut *v.add(j), n) }) << (16 * (j - word));
+                for q in 0..4 {
+                    let j = word * 4 + q;
+                    if j < chunks {
+                        // SAFETY: the caller's promise.
+                        bits |= u64::from(unsafe { K::fire(&mut *v.add(j), n) }) << (16 * q);
+                    }
                 }
                 spikes += u64::from(bits.count_ones());
                 if py == CUT {
                     continue;
                 }
                 while bits != 0 {
-                    let neuron = word * 16 + bits.trailing_zeros() as usize;
+                    let neuron = word * 64 + bits.trailing_zeros() as usize;
                     bits &= bits - 1;
                     let px = w.pooled_cols[usize::from(k.first) + neuron / (N * 16)];
                     if px != CUT {
-                        fired.push(Site { c: (neuron % (N * 16)) as u16, y: py, x: px });
+                        // SAFETY: reserved above: at most one site per neuron of the rows.
+                        unsafe { sites.add(len).write(Site { c: (neuron % (N * 16)) as u16, y: py, x: px }) };
+                        len += 1;
                     }
                 }
             }
         }
+        // SAFETY: the sites up to `len` are written.
+        unsafe { fired.set_len(len) };
         spikes
     }
 }

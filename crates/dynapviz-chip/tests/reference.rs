@@ -182,8 +182,9 @@ struct Geometry {
 }
 
 fn geometry() -> impl Strategy<Value = Geometry> {
-    // Channel counts around the SIMD widths (8, 16, 32) and odd ones.
-    (prop::sample::select(vec![1usize, 3, 8, 15, 16, 17, 32, 33]), 1usize..=5, 1usize..=3, 0usize..=2, 1usize..=2)
+    // Channel counts around the SIMD widths (8, 16, 32), odd ones, and 64 (four vectors, which
+    // the window kernel compiles separately).
+    (prop::sample::select(vec![1usize, 3, 8, 15, 16, 17, 32, 33, 64]), 1usize..=5, 1usize..=3, 0usize..=2, 1usize..=2)
         .prop_map(|(out, kernel, stride, padding, pool)| Geometry { out, kernel, stride, padding: padding.min(kernel - 1), pool })
 }
 
