@@ -183,19 +183,24 @@ impl<const N: usize> Window<'_, N> {
     /// As [`Self::scatter`].
     #[inline(always)]
     unsafe fn update<K: Lanes>(&mut self, rows: usize, chunks: usize, state: usize, weights: usize) -> u32 {
-        let (n, w) = (self.neuron, self.windows);
+        // In locals: the compiler cannot tell that the writes to the neurons leave them alone.
+        let (n, row_step, weight_row_step) = (self.neuron, self.windows.row_step, self.windows.weight_row_step);
+        let mut v = self.state.as_mut_ptr().wrapping_add(state);
+        let mut wt = self.weights.as_ptr().wrapping_add(weights);
         let mut firing = 0u32;
         for ri in 0..rows {
-            // SAFETY: the caller's promise.
+            // SAFETY: the caller's promise: row `ri`'s runs are in bounds.
             unsafe {
-                let v = self.state.as_mut_ptr().add(state + ri * w.row_step).cast::<[i16; 16]>();
-                let wt = self.weights.as_ptr().add(weights - ri * w.weight_row_step).cast::<[i16; 16]>();
+                let (v, wt) = (v.cast::<[i16; 16]>(), wt.cast::<[i16; 16]>());
                 let mut any = K::none();
                 for j in 0..chunks {
                     any = K::update(&mut *v.add(j), &*wt.add(j), n, any);
                 }
                 firing |= u32::from(K::fired(any)) << ri;
             }
+            // Wrapping: past the last row they point nowhere and are not used.
+            v = v.wrapping_add(row_step);
+            wt = wt.wrapping_sub(weight_row_step);
         }
         firing
     }
