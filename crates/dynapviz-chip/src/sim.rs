@@ -271,7 +271,7 @@ impl Simulator {
         let destinations = network.layers.iter().map(|l| l.destinations.iter().map(|&d| d - 1).collect()).collect();
         let n = layers.len();
         Ok(Self {
-            front: Front { dvs: network.dvs.clone(), last_t: None, input: InputCounters::default() },
+            front: Front::new(&network.dvs),
             wiring: Wiring {
                 destinations,
                 monitored: (0..=n).map(|i| config.monitors.contains(i)).collect(),
