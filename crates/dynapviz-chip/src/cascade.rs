@@ -72,6 +72,8 @@ pub(crate) struct Cascade<'a> {
 pub(crate) struct Wiring {
     /// Destinations of every layer of the network (0-based).
     pub destinations: Vec<Vec<usize>>,
+    /// Per layer: fed by several layers, so its queue may need putting back in order.
+    pub merged: Vec<bool>,
     /// Monitored, by layer number (0 = DVS): the configured monitors as a table, for the hot path.
     pub monitored: Vec<bool>,
     /// Latency of one layer, ns.
@@ -120,7 +122,7 @@ impl Cascade<'_> {
             let li = self.first + i;
             let started = self.spent_ns.is_some().then(std::time::Instant::now);
             let mut queue = std::mem::take(&mut self.queues[i].0);
-            if !queue.is_sorted_by_key(|p| p.index) {
+            if self.wiring.merged[li] && !queue.is_sorted_by_key(|p| p.index) {
                 // Fed by several layers, each in turn: stable, so within a sensor event the
                 // earlier source still comes first, as one event at a time would give.
                 queue.sort_by_key(|p| p.index);

@@ -268,11 +268,12 @@ impl Simulator {
         }
         let layers = network.layers.iter().map(LayerRt::new).collect::<Result<Vec<_>, _>>()?;
         check_connections(network)?;
-        let destinations = network.layers.iter().map(|l| l.destinations.iter().map(|&d| d - 1).collect()).collect();
+        let destinations: Vec<Vec<usize>> = network.layers.iter().map(|l| l.destinations.iter().map(|&d| d - 1).collect()).collect();
         let n = layers.len();
         Ok(Self {
             front: Front::new(&network.dvs),
             wiring: Wiring {
+                merged: (0..n).map(|l| destinations.iter().filter(|d| d.contains(&l)).count() > 1).collect(),
                 destinations,
                 monitored: (0..=n).map(|i| config.monitors.contains(i)).collect(),
                 latency_ns: config.layer_latency_ns,
