@@ -11,7 +11,7 @@ use crate::lanes::Portable;
 use crate::layer::{LayerRt, Site};
 use crate::power::Work;
 use crate::sim::{BusyModel, LayerCounters, Spike};
-use crate::window::Window;
+use crate::window::{AnyWindow, Window};
 
 /// An event waiting at a layer's input. Packed (18 bytes, not 24): the queues are the largest
 /// memory a batch streams through, next to the layers' neurons in cache.
@@ -141,12 +141,12 @@ impl Cascade<'_> {
             // One loop per kind of layer, so that the kind is not decided per event.
             // SAFETY (all calls): the caller's promise.
             let c = unsafe {
-                match layer.window_chunks() {
-                    Some(1) => route.run(&queue, work, &mut out, &mut beyond, Windowed::<AVX2, 1>(layer.window())),
-                    Some(2) => route.run(&queue, work, &mut out, &mut beyond, Windowed::<AVX2, 2>(layer.window())),
-                    Some(4) => route.run(&queue, work, &mut out, &mut beyond, Windowed::<AVX2, 4>(layer.window())),
-                    Some(8) => route.run(&queue, work, &mut out, &mut beyond, Windowed::<AVX2, 8>(layer.window())),
-                    _ => route.run(&queue, work, &mut out, &mut beyond, General::<AVX2>(layer)),
+                match layer.window() {
+                    Some(AnyWindow::N1(w)) => route.run(&queue, work, &mut out, &mut beyond, Windowed::<AVX2, 1>(w)),
+                    Some(AnyWindow::N2(w)) => route.run(&queue, work, &mut out, &mut beyond, Windowed::<AVX2, 2>(w)),
+                    Some(AnyWindow::N4(w)) => route.run(&queue, work, &mut out, &mut beyond, Windowed::<AVX2, 4>(w)),
+                    Some(AnyWindow::N8(w)) => route.run(&queue, work, &mut out, &mut beyond, Windowed::<AVX2, 8>(w)),
+                    None => route.run(&queue, work, &mut out, &mut beyond, General::<AVX2>(layer)),
                 }
             };
             self.busy_until_ns[i] = route.busy_until_ns;
@@ -181,19 +181,18 @@ impl<const AVX2: bool> Respond for General<'_, AVX2> {
 }
 
 /// A layer of the common shape, by windows of `N` 16-channel chunks.
-struct Windowed<'a, const AVX2: bool, const N: usize>(Option<Window<'a, N>>);
+struct Windowed<'a, const AVX2: bool, const N: usize>(Window<'a, N>);
 
 impl<const AVX2: bool, const N: usize> Respond for Windowed<'_, AVX2, N> {
     #[inline(always)]
     unsafe fn respond(&mut self, c: usize, y: usize, x: usize, fired: &mut Vec<Site>) -> (u64, u64) {
-        let Some(window) = &mut self.0 else { return (0, 0) };
         if AVX2 {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the caller's promise.
-            return unsafe { window.event::<Avx2>(c, y, x, fired) };
+            return unsafe { self.0.event::<Avx2>(c, y, x, fired) };
         }
         // SAFETY: plain Rust.
-        unsafe { window.event::<Portable>(c, y, x, fired) }
+        unsafe { self.0.event::<Portable>(c, y, x, fired) }
     }
 }
 

@@ -9,7 +9,7 @@ use dynapviz_model::{ChipLayer, ModelError};
 #[cfg(target_arch = "x86_64")]
 use crate::lanes::Avx2;
 use crate::lanes::{Lanes, Neuron, Portable, fire_tail, update_tail};
-use crate::window::{Window, Windows};
+use crate::window::{AnyWindow, Windows};
 
 /// Set by [`use_vector_instructions`]`(false)`.
 static PORTABLE_ONLY: AtomicBool = AtomicBool::new(false);
@@ -278,16 +278,9 @@ impl LayerRt {
         spikes
     }
 
-    /// The 16-channel chunks of the layer's output when it has the common shape that runs as
-    /// [`Window`]s.
-    pub(crate) fn window_chunks(&self) -> Option<usize> {
-        self.windows.as_ref().map(Windows::chunks)
-    }
-
-    /// The layer as windows of `N` chunks, for the event mode; `None` if it is not of that shape.
-    pub(crate) fn window<const N: usize>(&mut self) -> Option<Window<'_, N>> {
-        let windows = self.windows.as_ref().filter(|w| w.chunks() == N)?;
-        Some(Window { windows, state: &mut self.state16, weights: &self.weights16, neuron: self.neuron })
+    /// The layer as windows, for the event mode; `None` if it is not of the common shape.
+    pub(crate) fn window(&mut self) -> Option<AnyWindow<'_>> {
+        self.windows.as_ref()?.with(&mut self.state16, &self.weights16, self.neuron)
     }
 
     /// Whether the layer has a bias (a leak on the chip).

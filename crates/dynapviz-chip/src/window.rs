@@ -40,6 +40,8 @@ pub(crate) struct Windows {
     channel_stride: usize,
     /// Output channels in chunks of 16.
     chunks: usize,
+    /// The lengths of the neurons and weights the windows were checked against.
+    checked: (usize, usize),
 }
 
 impl Windows {
@@ -92,6 +94,7 @@ impl Windows {
             channels,
             channel_stride: weights_len / channels.max(1),
             chunks: o / 16,
+            checked: (state_len, weights_len),
         };
         windows.within(state_len, weights_len).then_some(windows)
     }
@@ -115,18 +118,37 @@ impl Windows {
         })
     }
 
-    /// The number of 16-channel chunks of the output.
-    pub(crate) fn chunks(&self) -> usize {
-        self.chunks
+    /// The windows with the layer's neurons and weights, typed by the output's chunks; `None`
+    /// unless `state` and `weights` are what the windows were checked against.
+    pub(crate) fn with<'a>(&'a self, state: &'a mut [i16], weights: &'a [i16], neuron: Neuron) -> Option<AnyWindow<'a>> {
+        if (state.len(), weights.len()) != self.checked {
+            return None;
+        }
+        Some(match self.chunks {
+            1 => AnyWindow::N1(Window { windows: self, state, weights, neuron }),
+            2 => AnyWindow::N2(Window { windows: self, state, weights, neuron }),
+            4 => AnyWindow::N4(Window { windows: self, state, weights, neuron }),
+            8 => AnyWindow::N8(Window { windows: self, state, weights, neuron }),
+            _ => return None,
+        })
     }
 }
 
-/// A layer's windows with its neurons and weights: runs the events of one queue.
+/// A [`Window`] of any of the channel counts that have one.
+pub(crate) enum AnyWindow<'a> {
+    N1(Window<'a, 1>),
+    N2(Window<'a, 2>),
+    N4(Window<'a, 4>),
+    N8(Window<'a, 8>),
+}
+
+/// A layer's windows with its neurons and weights, `N` chunks of 16 channels: runs the events
+/// of one queue. Made only by [`Windows::with`], which checks the memory.
 pub(crate) struct Window<'a, const N: usize> {
-    pub windows: &'a Windows,
-    pub state: &'a mut [i16],
-    pub weights: &'a [i16],
-    pub neuron: Neuron,
+    windows: &'a Windows,
+    state: &'a mut [i16],
+    weights: &'a [i16],
+    neuron: Neuron,
 }
 
 impl<const N: usize> Window<'_, N> {
