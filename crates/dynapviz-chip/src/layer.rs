@@ -52,20 +52,22 @@ pub struct LayerRt {
     pub conv_out: [usize; 2],
     /// Output after pooling (C, H, W).
     pub out_shape: [usize; 3],
-    /// Weights `[c][ky][kw - 1 - kx][o]`, for the binned mode's exact sums. Kernel columns are
-    /// reversed so that the weights of consecutive output columns follow each other.
+    /// Weights `[c][ky][kw - 1 - kx][o]`, for the binned mode's exact sums (empty for the event
+    /// mode). Kernel columns are reversed so that the weights of consecutive output columns
+    /// follow each other.
     weights: Vec<i32>,
-    /// The same weights as the chip stores them, for the event mode.
+    /// The same weights as the chip stores them, for the event mode (empty for the binned mode).
     weights16: Vec<i16>,
     bias: Option<Vec<i32>>,
     /// Spike threshold.
     pub threshold: i32,
     /// Lower bound of the membrane potential.
     pub min_v_mem: i32,
-    /// Membrane potentials `[oy][ox][o]` of the binned mode (unbounded, like sinabs' floats).
-    pub state: Vec<i32>,
-    /// Membrane potentials of the event mode: the chip's int16.
-    pub state16: Vec<i16>,
+    /// Membrane potentials `[oy][ox][o]` of the binned mode (unbounded, like sinabs' floats;
+    /// empty for the event mode).
+    state: Vec<i32>,
+    /// Membrane potentials of the event mode: the chip's int16 (empty for the binned mode).
+    state16: Vec<i16>,
     /// Binned mode: neuron columns that received input in the current bin, and their marks.
     touched: Vec<u32>,
     touched_mark: Vec<bool>,
@@ -84,9 +86,18 @@ pub struct Site {
     pub x: u16,
 }
 
+/// Which simulation a layer is built for: each keeps only the potentials and weights it uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arithmetic {
+    /// The chip's int16 potentials (event mode).
+    Chip,
+    /// sinabs' unbounded sums, as exact integers (binned mode).
+    Exact,
+}
+
 impl LayerRt {
     /// Builds the runtime layer from a discretized chip layer.
-    pub fn new(l: &ChipLayer) -> Result<Self, ModelError> {
+    pub fn new(l: &ChipLayer, arithmetic: Arithmetic) -> Result<Self, ModelError> {
         let q = l
             .quant
             .as_ref()
@@ -124,7 +135,10 @@ impl LayerRt {
         let [fh, fw] = l.conv_out;
         let rows = Fanout::new(l.in_shape[1], kh, l.stride[0], l.padding[0], fh, l.pool[0], l.out_shape[1], [fw * o, kw * o], false);
         let cols = Fanout::new(l.in_shape[2], kw, l.stride[1], l.padding[1], fw, l.pool[1], l.out_shape[2], [o, o], true);
-        let windows = Windows::new(&rows, &cols, o, c_in, o * fh * fw, weights.len());
+        let neurons = o * fh * fw;
+        let chip = arithmetic == Arithmetic::Chip;
+        let windows = if chip { Windows::new(&rows, &cols, o, c_in, neurons, weights.len()) } else { None };
+        let weights16 = if chip { weights.iter().map(|&w| w as i16).collect() } else { Vec::new() };
         Ok(Self {
             index: l.index,
             in_shape: l.in_shape,
@@ -134,15 +148,15 @@ impl LayerRt {
             pool: l.pool,
             conv_out: l.conv_out,
             out_shape: l.out_shape,
-            weights16: weights.iter().map(|&w| w as i16).collect(),
-            weights,
+            weights16,
+            weights: if chip { Vec::new() } else { weights },
             bias: q.bias.as_ref().map(|b| b.iter().map(|&v| i32::from(v)).collect()),
             threshold: q.threshold,
             min_v_mem: q.min_v_mem,
-            state: vec![0; o * l.conv_out[0] * l.conv_out[1]],
-            state16: vec![0; o * l.conv_out[0] * l.conv_out[1]],
+            state: if chip { Vec::new() } else { vec![0; neurons] },
+            state16: if chip { vec![0; neurons] } else { Vec::new() },
             touched: Vec::new(),
-            touched_mark: vec![false; l.conv_out[0] * l.conv_out[1]],
+            touched_mark: if chip { Vec::new() } else { vec![false; fh * fw] },
             neuron: Neuron {
                 threshold: q.threshold,
                 threshold16: q.threshold.min(i32::from(i16::MAX)) as i16,

@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::batch::Batch;
 use crate::cascade::{Cascade, Pending, Queue, Wiring};
 use crate::dvs::Front;
-use crate::layer::{LayerRt, Site};
+use crate::layer::{Arithmetic, LayerRt, Site};
 use crate::power::{Coefficients, PowerMonitor, PowerSample, Work};
 use crate::stages;
 
@@ -266,7 +266,8 @@ impl Simulator {
         if config.threads == 0 {
             return Err(SimError::Config("threads must be at least 1".into()));
         }
-        let layers = network.layers.iter().map(LayerRt::new).collect::<Result<Vec<_>, _>>()?;
+        let arithmetic = if matches!(config.mode, Mode::Binned { .. }) { Arithmetic::Exact } else { Arithmetic::Chip };
+        let layers = network.layers.iter().map(|l| LayerRt::new(l, arithmetic)).collect::<Result<Vec<_>, _>>()?;
         check_connections(network)?;
         let destinations: Vec<Vec<usize>> = network.layers.iter().map(|l| l.destinations.iter().map(|&d| d - 1).collect()).collect();
         let n = layers.len();
