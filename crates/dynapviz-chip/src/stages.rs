@@ -1,8 +1,9 @@
 //! Event mode on several threads, as a pipeline. The layers are cut into as many runs of
-//! consecutive layers (stages) as threads. Stage 0 admits a piece of sensor events and runs its
-//! layers; it hands the piece on (the spikes for later layers, the work and the monitored
-//! spikes of each sensor event) and goes on with the next piece while stage 1 runs its layers
-//! on this one; the last stage hands the results out. The results are those of one thread:
+//! consecutive layers (stages) as threads. The caller's thread admits a piece of sensor events
+//! (the DVS layer) and sends it to stage 0, which runs its layers; it hands the piece on (the
+//! spikes for later layers, the work and the monitored spikes of each sensor event) and goes on
+//! with the next piece while stage 1 runs its layers on this one; the last stage, on the
+//! caller's thread too, hands the results out. The results are those of one thread:
 //! - a layer's state depends only on the order of its own input; every layer runs on one
 //!   stage and gets its input in the one-thread order (see [`crate::cascade`]);
 //! - the monitored spikes are tagged in the same order as on one thread (the DVS layer, then
@@ -60,6 +61,9 @@ pub(crate) struct Buffers {
 #[derive(Default)]
 struct Piece {
     batch: Batch,
+    /// The first layer's input, admitted into the piece by the caller's thread and swapped
+    /// into the first layer's queue by stage 0.
+    admitted: Vec<Pending>,
     /// Spikes for layers of later stages, with the layer that sent them.
     flight: Vec<(usize, Pending)>,
     /// The previous stage's `flight`, while a stage queues it.
@@ -85,9 +89,9 @@ impl Balance {
             self.cost.extend([0.0, 0.0]);
         }
         let (admit, hand_out) = (self.cost[layers], self.cost[layers + 1]);
+        // Both run on the caller's thread, which is the last stage's.
         let mut stage_cost: Vec<f64> = self.cost[..layers].to_vec();
-        stage_cost[0] += admit;
-        stage_cost[layers - 1] += hand_out;
+        stage_cost[layers - 1] += admit + hand_out;
         best_cuts(&stage_cost, threads.min(layers))
     }
 
@@ -204,7 +208,7 @@ fn run_segment(call: Call<'_>, events: &[Event], buffers: &mut Buffers, out: &mu
     if stages.len() == 1 {
         let stage = &mut stages[0];
         let mut piece = pieces.pop().unwrap_or_default();
-        while admission.next(&mut piece, stage.queues, n) {
+        while admission.next(&mut piece, n) {
             stage.run(&mut piece);
             hand_out(&mut piece);
         }
@@ -229,28 +233,32 @@ fn pipeline(
     let mut stages = stages.into_iter();
     let Some(mut stage0) = stages.next() else { return };
     pieces.resize_with(in_flight.max(pieces.len()), Piece::default);
-    let (back_tx, back_rx) = mpsc::channel::<Piece>();
-    for piece in pieces.drain(..) {
-        // The receiver lives until the end of this function.
-        let _ = back_tx.send(piece);
-    }
-    let (back_rx, spare) = std::thread::scope(|scope| {
-        let (first_tx, mut rx) = mpsc::channel::<Piece>();
-        // Stage 0 owns the returned pieces' end, and gives it back with the piece it did
-        // not need once the input ran out.
-        let first = scope.spawn(move || {
-            let mut spare = None;
-            while let Some(mut piece) = receive(&back_rx) {
-                if !admission.next(&mut piece, stage0.queues, n) {
-                    spare = Some(piece);
-                    break;
+    let mut spare = Vec::new();
+    std::thread::scope(|scope| {
+        // The caller's thread admits the pieces, next to the last stage: stage 0 is the
+        // busiest, as it runs the first layers, which see the most events.
+        let (to_first, from_caller) = mpsc::channel::<Piece>();
+        let mut to_first = Some(to_first);
+        for mut piece in pieces.drain(..) {
+            match &to_first {
+                // The receiver lives until stage 0 has seen the end.
+                Some(tx) if admission.next(&mut piece, n) => {
+                    let _ = tx.send(piece);
                 }
+                _ => {
+                    to_first = None;
+                    spare.push(piece);
+                }
+            }
+        }
+        let (first_tx, mut rx) = mpsc::channel::<Piece>();
+        let first = scope.spawn(move || {
+            while let Some(mut piece) = receive(&from_caller) {
                 stage0.run(&mut piece);
                 if first_tx.send(piece).is_err() {
                     break;
                 }
             }
-            (back_rx, spare)
         });
         let middle: Vec<_> = stages
             .map(|mut stage| {
@@ -266,24 +274,33 @@ fn pipeline(
                 })
             })
             .collect();
+        // Ends once stage 0 has seen the end of the input (`to_first` dropped) and every piece
+        // in flight came through.
         while let Some(mut piece) = receive(&rx) {
             last.run(&mut piece);
             hand_out(&mut piece);
-            if back_tx.send(piece).is_err() {
-                break;
+            match &to_first {
+                Some(tx) if admission.next(&mut piece, n) => {
+                    if tx.send(piece).is_err() {
+                        break;
+                    }
+                }
+                _ => {
+                    to_first = None;
+                    spare.push(piece);
+                }
             }
         }
-        // Stage 0 may still wait for a piece to come back: let it see the end.
-        drop(back_tx);
+        drop(to_first);
         for h in middle {
             h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         }
-        first.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        first.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
     });
-    pieces.extend(back_rx.try_iter().chain(spare));
+    pieces.extend(spare);
 }
 
-/// Stage 0's extra job: starting pieces.
+/// Starting pieces: the caller's thread's extra job.
 struct Admission<'a, 'e> {
     front: &'a mut Front,
     dvs_counters: &'a mut LayerCounters,
@@ -292,15 +309,15 @@ struct Admission<'a, 'e> {
 }
 
 impl Admission<'_, '_> {
-    /// Admits the next piece of sensor events into `piece` and the first layer's queue
-    /// (`queues[0]`); false when there is none.
-    fn next(&mut self, piece: &mut Piece, queues: &mut [Queue], layers: usize) -> bool {
-        let (Some(events), Some(first_queue)) = (self.pieces.next(), queues.first_mut()) else { return false };
+    /// Admits the next piece of sensor events into `piece`; false when there is none.
+    fn next(&mut self, piece: &mut Piece, layers: usize) -> bool {
+        let Some(events) = self.pieces.next() else { return false };
         let t0 = std::time::Instant::now();
         piece.flight.clear();
         piece.spent_ns.clear();
         piece.spent_ns.resize(layers + 2, 0);
-        piece.batch.admit(events, self.front, self.dvs_counters, self.monitor_dvs, first_queue);
+        piece.admitted.clear();
+        piece.batch.admit(events, self.front, self.dvs_counters, self.monitor_dvs, &mut piece.admitted);
         piece.spent_ns[layers] = t0.elapsed().as_nanos() as u64;
         true
     }
@@ -323,7 +340,13 @@ impl Stage<'_, '_> {
     /// first, as they come from earlier layers), then runs the layers.
     fn run(&mut self, piece: &mut Piece) {
         let end = self.first + self.layers.len();
-        let Piece { batch, flight, arrived, spent_ns } = piece;
+        let Piece { batch, admitted, flight, arrived, spent_ns } = piece;
+        if self.first == 0
+            && let Some(queue) = self.queues.first_mut()
+        {
+            // Empty since the last piece: it ran through.
+            std::mem::swap(&mut queue.0, admitted);
+        }
         std::mem::swap(flight, arrived);
         flight.clear();
         for &(source, p) in arrived.iter() {
