@@ -182,19 +182,20 @@ impl LayerRt {
 
     /// sinabs accumulation: adds `count` x the weights of input `(c, y, x)` to the neurons under
     /// the kernel, without bounds (sinabs' state is a float). Returns synaptic operations.
-    #[inline]
+    /// Inlined: the binned mode compiles its bins for AVX2 when the CPU has it.
+    #[inline(always)]
     pub fn accumulate(&mut self, c: usize, y: usize, x: usize, count: i32) -> u64 {
-        let o = self.out_channels;
+        let (o, fw) = (self.out_channels, self.conv_out[1]);
         let Some((rows, cols, wc)) = self.reach.taps(c, y, x) else { return 0 };
         let (state, weights, touched, mark) = (&mut self.state, &self.weights, &mut self.touched, &mut self.touched_mark);
         for r in rows {
             for k in cols {
                 let (base, w) = ((r.state + k.state) as usize, wc + (r.weight + k.weight) as usize);
-                for (v, &w) in state[base..base + o].iter_mut().zip(&weights[w..w + o]) {
-                    *v += count * w;
-                }
-                if !mark[base / o] {
-                    mark[base / o] = true;
+                let (v, w) = (&mut state[base..base + o], &weights[w..w + o]);
+                v.iter_mut().zip(w).for_each(|(v, &w)| *v += count * w);
+                let column = usize::from(r.output) * fw + usize::from(k.output);
+                if !mark[column] {
+                    mark[column] = true;
                     touched.push(base as u32);
                 }
             }
@@ -236,6 +237,8 @@ impl LayerRt {
 
     /// sinabs semantics for every neuron (one time bin): add the bias, then
     /// `n = v > 0 ? v / thr : 0`, `v -= n * thr`, clamp at `min_v_mem`. Calls `spike(site, n)`.
+    /// Inlined: the binned mode compiles its bins for AVX2 when the CPU has it.
+    #[inline(always)]
     pub fn fire_binned(&mut self, mut spike: impl FnMut(Option<Site>, i32)) {
         let o = self.out_channels;
         let (thr, min) = (self.threshold, self.min_v_mem);
