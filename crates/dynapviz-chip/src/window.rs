@@ -62,7 +62,7 @@ impl Windows {
             taps.iter().enumerate().all(|(i, t)| {
                 t.state as usize == taps[0].state as usize + i * state
                     && t.weight as isize == taps[0].weight as isize + i as isize * weight
-                    && t.output == taps[0].output + i as u16
+                    && usize::from(t.output) == usize::from(taps[0].output) + i
             })
         };
         if !row_taps.iter().all(|t| regular(t, row_step, -(weight_row_step as isize)))
