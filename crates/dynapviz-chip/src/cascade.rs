@@ -89,7 +89,7 @@ impl Cascade<'_> {
     /// destination. Adds the work done for each sensor event to `work[index]`.
     pub fn run(&mut self, work: &mut [Work], out: impl FnMut(u32, Spike), beyond: impl FnMut(usize, Pending)) {
         #[cfg(target_arch = "x86_64")]
-        if crate::layer::avx2() {
+        if crate::lanes::avx2() {
             // SAFETY: the CPU has AVX2, checked just above.
             return unsafe { self.run_avx2(work, out, beyond) };
         }
@@ -97,7 +97,7 @@ impl Cascade<'_> {
         unsafe { self.run_with::<false>(work, out, beyond) }
     }
 
-    /// The whole batch compiled for AVX2 (and the bit instructions [`crate::layer::avx2`]
+    /// The whole batch compiled for AVX2 (and the bit instructions [`crate::lanes::avx2`]
     /// checks too), so the vector code inlines into the loop.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,popcnt,bmi1")]

@@ -1,7 +1,31 @@
-//! The arithmetic of the event mode on 16 neurons at once, with AVX2 or in plain Rust, and
-//! the firing rule it applies.
+//! The arithmetic of the event mode on 16 neurons at once, with AVX2 or in plain Rust, the
+//! firing rule it applies, and the run-time choice of AVX2 (which the binned mode follows too).
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use dynapviz_model::network::Reset;
+
+/// Set by [`use_vector_instructions`]`(false)`.
+static PORTABLE_ONLY: AtomicBool = AtomicBool::new(false);
+
+/// Turns the AVX2 kernel off or back on, process-wide: to compare speeds, and to test the
+/// portable kernel on a machine that has AVX2. Results are identical either way.
+pub fn use_vector_instructions(on: bool) {
+    PORTABLE_ONLY.store(!on, Ordering::Relaxed);
+}
+
+/// Whether the AVX2 kernel runs: the CPU has it and it is not turned off. The kernel also
+/// counts and finds set bits with POPCNT and TZCNT (BMI1), which CPUs with AVX2 have in practice.
+#[inline]
+pub(crate) fn avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return !PORTABLE_ONLY.load(Ordering::Relaxed)
+        && std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("popcnt")
+        && std::arch::is_x86_feature_detected!("bmi1");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
 
 /// The firing rule of one layer, in the chip's int16.
 #[derive(Clone, Copy, Debug)]

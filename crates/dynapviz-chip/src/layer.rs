@@ -1,8 +1,7 @@
 //! The runtime form of one chip layer: weights laid out for scattering one input event to every
 //! neuron under the kernel with a contiguous inner loop over output channels, and the neuron
-//! state. Shared by the event-driven and the binned simulation.
-
-use std::sync::atomic::{AtomicBool, Ordering};
+//! state of the simulation it is built for (the event mode's general path and the binned mode;
+//! the event mode's common layers run as [`crate::window`]s).
 
 use dynapviz_model::{ChipLayer, ModelError};
 
@@ -10,28 +9,6 @@ use dynapviz_model::{ChipLayer, ModelError};
 use crate::lanes::Avx2;
 use crate::lanes::{Lanes, Neuron, Portable, fire_tail, update_tail};
 use crate::window::{AnyWindow, Windows};
-
-/// Set by [`use_vector_instructions`]`(false)`.
-static PORTABLE_ONLY: AtomicBool = AtomicBool::new(false);
-
-/// Turns the AVX2 kernel off or back on, process-wide: to compare speeds, and to test the
-/// portable kernel on a machine that has AVX2. Results are identical either way.
-pub fn use_vector_instructions(on: bool) {
-    PORTABLE_ONLY.store(!on, Ordering::Relaxed);
-}
-
-/// Whether the AVX2 kernel runs: the CPU has it and it is not turned off. The kernel also
-/// counts and finds set bits with POPCNT and TZCNT (BMI1), which CPUs with AVX2 have in practice.
-#[inline]
-pub(crate) fn avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return !PORTABLE_ONLY.load(Ordering::Relaxed)
-        && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("popcnt")
-        && std::arch::is_x86_feature_detected!("bmi1");
-    #[cfg(not(target_arch = "x86_64"))]
-    false
-}
 
 /// One chip layer ready to run.
 #[derive(Clone, Debug)]

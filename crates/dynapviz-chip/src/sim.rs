@@ -480,7 +480,7 @@ impl Simulator {
     /// Ends a bin: sums its input into every layer and fires, layer by layer.
     fn run_bin(&mut self, bin: i64, bin_us: i64, out: &mut Vec<Spike>) {
         #[cfg(target_arch = "x86_64")]
-        if crate::layer::avx2() {
+        if crate::lanes::avx2() {
             // SAFETY: the CPU has AVX2, checked just above.
             return unsafe { self.run_bin_avx2(bin, bin_us, out) };
         }
