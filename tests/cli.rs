@@ -55,6 +55,29 @@ fn bad_input_is_a_clear_error_not_a_panic() {
     assert!(!ok && err.contains("junk.aedat4") && err.contains("at byte") && !err.contains("panicked"), "{err}");
     let (ok, _, err) = dynapviz(&["model", "--model", junk.to_str().expect("path"), "--input-shape", "2,128,128"]);
     assert!(!ok && err.contains("--arch") && !err.contains("panicked"), "{err}");
+    // A recording that goes bad after a while, read ahead of the simulator (one simulation
+    // thread) and in turn with it (two).
+    let bad = dir.path().join("bad.csv");
+    let lines: String = (0..5000).map(|i| format!("{i},{},{},{}\n", i % 128, (i / 128) % 128, i % 2)).collect();
+    std::fs::write(&bad, format!("t,x,y,p\n{lines}1,2,three,1\n")).expect("write");
+    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let (model, arch) = (models.join("gesture-synth.safetensors"), models.join("sinabs-gesture.toml"));
+    for threads in ["1", "2"] {
+        let (ok, _, err) = dynapviz(&[
+            "simulate",
+            "--model",
+            model.to_str().expect("path"),
+            "--arch",
+            arch.to_str().expect("path"),
+            "--input-shape",
+            "2,128,128",
+            "--input",
+            bad.to_str().expect("path"),
+            "--threads",
+            threads,
+        ]);
+        assert!(!ok && err.contains("bad.csv") && err.contains("line 5002") && !err.contains("panicked"), "{threads}: {err}");
+    }
 }
 
 #[test]

@@ -2,11 +2,12 @@
 //! per-class output counts.
 
 use std::path::PathBuf;
+use std::sync::mpsc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use dynapviz_chip::{BusyModel, Config, Monitors, RAILS, Simulator};
-use dynapviz_events::Geometry;
+use dynapviz_events::{Event, EventReader, Geometry};
 use serde::Serialize;
 
 use super::model::{ModelArgs, SimMode, ThreadsArg};
@@ -14,6 +15,57 @@ use super::model::{ModelArgs, SimMode, ThreadsArg};
 /// Sensor events per call of the simulator (4 MB): several threads fill and drain their
 /// pipeline once per call.
 const SIM_CHUNK: usize = 1 << 18;
+
+/// Chunks of the recording the reader decodes ahead of the simulator.
+const READ_AHEAD: usize = 2;
+
+/// Feeds `reader`'s events to `simulate` in chunks of [`SIM_CHUNK`]. With `ahead`, they are
+/// decoded on a thread of their own while the simulator runs the chunk before (decoding CSV or
+/// LZ4 costs as much as simulating a light recording); that needs a core the simulator leaves
+/// free. Stops at the first error of either side.
+fn feed(mut reader: Box<dyn EventReader>, ahead: bool, mut simulate: impl FnMut(&mut Vec<Event>) -> Result<()>) -> Result<()> {
+    if !ahead {
+        let mut chunk = Vec::with_capacity(SIM_CHUNK);
+        loop {
+            chunk.clear();
+            if reader.read_chunk(&mut chunk, SIM_CHUNK)? == 0 {
+                return Ok(());
+            }
+            simulate(&mut chunk)?;
+        }
+    }
+    let (full_tx, full_rx) = mpsc::sync_channel::<dynapviz_events::Result<Vec<Event>>>(READ_AHEAD);
+    let (empty_tx, empty_rx) = mpsc::channel::<Vec<Event>>();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut next = Vec::with_capacity(SIM_CHUNK);
+            loop {
+                next.clear();
+                match reader.read_chunk(&mut next, SIM_CHUNK) {
+                    Ok(0) => break,
+                    // The simulator is gone (an error there): stop reading.
+                    Ok(_) if full_tx.send(Ok(next)).is_err() => break,
+                    Ok(_) => {}
+                    Err(e) => {
+                        let _ = full_tx.send(Err(e));
+                        break;
+                    }
+                }
+                // A buffer the simulator is done with, or a new one: at most READ_AHEAD + 2
+                // are ever in use.
+                next = empty_rx.try_recv().unwrap_or_else(|_| Vec::with_capacity(SIM_CHUNK));
+            }
+        });
+        // Moved in, so that both ends close when this returns, even early.
+        let (full_rx, empty_tx) = (full_rx, empty_tx);
+        for chunk in full_rx.iter() {
+            let mut chunk = chunk?;
+            simulate(&mut chunk)?;
+            let _ = empty_tx.send(chunk);
+        }
+        Ok(())
+    })
+}
 
 /// Simulate the chip on a recording.
 #[derive(clap::Args)]
@@ -93,6 +145,7 @@ pub fn run(args: Args) -> Result<()> {
     let monitors = Monitors::resolve(&args.monitor, n)?;
     let profile = dynapviz_model::ChipProfile::by_name(&args.model.device)?;
     let mode = args.mode.mode(args.bin_us);
+    let config_threads = args.threads.or(super::cores());
     let config = Config {
         mode,
         monitors,
@@ -100,11 +153,11 @@ pub fn run(args: Args) -> Result<()> {
         leak_tick_us: args.leak_tick_us,
         power_rate_hz: args.power_rate,
         power_rails: if profile.has_sensor { 5 } else { 3 },
-        threads: args.threads.or(super::cores()),
+        threads: config_threads,
         ..Config::default()
     };
     let mut sim = Simulator::new(&net, config)?;
-    let mut reader = dynapviz_events::open(&args.input)?;
+    let reader = dynapviz_events::open(&args.input)?;
     let [_, h, w] = net.dvs.input_shape;
     let shape = Geometry::new(w as u16, h as u16);
     let rescale = if args.no_rescale { None } else { super::fit::input_rescale(&args.input, reader.geometry(), shape)? };
@@ -115,7 +168,6 @@ pub fn run(args: Args) -> Result<()> {
     let mut per_bin: Vec<Vec<u64>> = Vec::new();
     let mut monitored = vec![0u64; n + 1];
     let mut first_bin = None;
-    let mut chunk = Vec::with_capacity(SIM_CHUNK);
     let mut spikes = Vec::new();
     let mut total = 0u64;
     let mut power_sum = [0f64; 5];
@@ -136,27 +188,26 @@ pub fn run(args: Args) -> Result<()> {
         spikes.clear();
         Ok(())
     };
-    loop {
-        chunk.clear();
-        if reader.read_chunk(&mut chunk, SIM_CHUNK)? == 0 {
-            break;
-        }
+    // The simulator's threads: several only for the event mode without a leak (see `Simulator`).
+    let sim_threads = if args.mode == SimMode::Event && args.leak_tick_us.is_none() { config_threads } else { 1 };
+    feed(reader, sim_threads < super::cores(), |chunk| {
         // Bins count from the first input event's bin.
         if first_bin.is_none() {
             first_bin = Some(chunk[0].t.div_euclid(args.bin_us));
         }
         total += chunk.len() as u64;
         if let Some((_, r)) = &rescale {
-            r.apply(&mut chunk);
+            r.apply(chunk);
         }
-        sim.process(&chunk, &mut spikes);
+        sim.process(chunk, &mut spikes);
         tally(&mut spikes, &mut first_bin)?;
         for p in sim.take_power_samples() {
             power_sum[usize::from(p.channel)] += p.value;
             power_n[usize::from(p.channel)] += 1;
         }
         bar.set_position((total * 8).min(len));
-    }
+        Ok(())
+    })?;
     sim.finish(&mut spikes);
     tally(&mut spikes, &mut first_bin)?;
     for p in sim.take_power_samples() {
