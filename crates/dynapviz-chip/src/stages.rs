@@ -1,9 +1,12 @@
-//! Event mode on several threads, as a pipeline. The layers are cut into as many runs of
-//! consecutive layers (stages) as threads. The caller's thread admits a piece of sensor events
-//! (the DVS layer) and sends it to stage 0, which runs its layers; it hands the piece on (the
-//! spikes for later layers, the work and the monitored spikes of each sensor event) and goes on
-//! with the next piece while stage 1 runs its layers on this one; the last stage, on the
-//! caller's thread too, hands the results out. The results are those of one thread:
+//! Event mode on several threads, as a pipeline. The layers are cut into runs of consecutive
+//! layers (stages). The caller's thread admits a piece of sensor events (the DVS layer), runs
+//! the first stage on it and sends it on; each other thread runs one stage and hands the piece
+//! on (the spikes for later layers, the work and the monitored spikes of each sensor event),
+//! then goes on with the next piece; the caller's thread runs the last stage and hands the
+//! results out. Doing the work at both ends, the caller's thread lets the cuts balance the
+//! threads better than one stage per thread could (with the gesture network on two threads:
+//! layers 2-3 on one, layers 1 and 4-9 with the DVS layer on the other). The results are those
+//! of one thread:
 //! - a layer's state depends only on the order of its own input; every layer runs on one
 //!   stage and gets its input in the one-thread order (see [`crate::cascade`]);
 //! - the monitored spikes are tagged in the same order as on one thread (the DVS layer, then
@@ -62,7 +65,7 @@ pub(crate) struct Buffers {
 struct Piece {
     batch: Batch,
     /// The first layer's input, admitted into the piece by the caller's thread and swapped
-    /// into the first layer's queue by stage 0.
+    /// into the first layer's queue by the stage that runs it.
     admitted: Vec<Pending>,
     /// Spikes for layers of later stages, with the layer that sent them.
     flight: Vec<(usize, Pending)>,
@@ -81,18 +84,37 @@ struct Balance {
 }
 
 impl Balance {
-    /// Stage boundaries for `threads` stages over `layers` layers: the start of every stage but
-    /// the first. Until a call has measured the layers, each counts the same.
+    /// Where the stages of `threads` threads over `layers` layers begin: the caller's thread runs
+    /// a first stage (with the admission) and the last one (with the hand-out), each other
+    /// thread one stage of at least one layer in between. The first and the last may hold no
+    /// layer. Stage `i + 1` begins at `cuts[i]`. Until a call has measured the layers, each
+    /// counts the same.
     fn cuts(&mut self, layers: usize, threads: usize) -> Vec<usize> {
         if self.cost.len() != layers + 2 {
             self.cost = vec![1.0; layers];
             self.cost.extend([0.0, 0.0]);
         }
-        let (admit, hand_out) = (self.cost[layers], self.cost[layers + 1]);
-        // Both run on the caller's thread, which is the last stage's.
-        let mut stage_cost: Vec<f64> = self.cost[..layers].to_vec();
-        stage_cost[layers - 1] += admit + hand_out;
-        best_cuts(&stage_cost, threads.min(layers))
+        let (cost, around) = (&self.cost[..layers], self.cost[layers] + self.cost[layers + 1]);
+        let prefix: Vec<f64> = std::iter::once(0.0)
+            .chain(cost.iter().scan(0.0, |sum, &c| {
+                *sum += c;
+                Some(*sum)
+            }))
+            .collect();
+        let middle = (threads.max(2) - 1).min(layers.max(1));
+        let mut best = (f64::INFINITY, Vec::new());
+        for first in 0..=layers {
+            for last in first + middle..=layers {
+                let caller = prefix[first] + prefix[layers] - prefix[last] + around;
+                let inner: Vec<usize> = best_cuts(&cost[first..last], middle).iter().map(|c| first + c).collect();
+                let ends: Vec<usize> = std::iter::once(first).chain(inner.iter().copied()).chain([last]).collect();
+                let slowest = ends.windows(2).map(|w| prefix[w[1]] - prefix[w[0]]).fold(caller, f64::max);
+                if slowest < best.0 {
+                    best = (slowest, std::iter::once(first).chain(inner).chain([last]).collect());
+                }
+            }
+        }
+        best.1
     }
 
     /// Adds one call's measurements (per layer, then admission and hand-out).
@@ -142,8 +164,8 @@ fn best_cuts(cost: &[f64], stages: usize) -> Vec<usize> {
     cuts
 }
 
-/// Runs `events` through the pipeline (one stage per thread, up to the number of layers; the
-/// caller's thread is the last). Appends the monitored spikes to `out` in one-thread order and
+/// Runs `events` through the pipeline (the caller's thread runs the first and the last stage,
+/// each other thread one in between). Appends the monitored spikes to `out` in one-thread order and
 /// calls `power(t_us, work)` once per admitted sensor event in order.
 pub(crate) fn run(call: Call<'_>, events: &[Event], buffers: &mut Buffers, out: &mut Vec<Spike>, mut power: impl FnMut(i64, Work)) {
     // Until the layers are measured, a short first segment measures them.
@@ -196,8 +218,8 @@ fn run_segment(call: Call<'_>, events: &[Event], buffers: &mut Buffers, out: &mu
         stages.push(Stage { first: start, layers: l, counters: c, busy_until_ns: b, queues: q, fired: f, wiring });
         (layers, counters, busy, queues, start) = (l_rest, c_rest, b_rest, q_rest, end);
     }
-    let mut admission = Admission { front, dvs_counters, monitor_dvs: wiring.monitored[0], pieces: events.chunks(PIECE_EVENTS) };
-    let mut hand_out = |piece: &mut Piece| {
+    let admission = Admission { front, dvs_counters, monitor_dvs: wiring.monitored[0], pieces: events.chunks(PIECE_EVENTS) };
+    let hand_out = |piece: &mut Piece| {
         let t0 = std::time::Instant::now();
         piece.batch.hand_out(out, &mut *power);
         piece.spent_ns[n + 1] += t0.elapsed().as_nanos() as u64;
@@ -205,21 +227,11 @@ fn run_segment(call: Call<'_>, events: &[Event], buffers: &mut Buffers, out: &mu
             *total += ns;
         }
     };
-    if stages.len() == 1 {
-        let stage = &mut stages[0];
-        let mut piece = pieces.pop().unwrap_or_default();
-        while admission.next(&mut piece, n) {
-            stage.run(&mut piece);
-            hand_out(&mut piece);
-        }
-        pieces.push(piece);
-    } else {
-        pipeline(stages, admission, pieces, n, hand_out);
-    }
+    pipeline(stages, admission, pieces, n, hand_out);
     balance.update(&spent_ns, first_call);
 }
 
-/// The stages on their threads, pieces passed on by channels and returned to stage 0 by the
+/// The stages on their threads, pieces passed on by channels and back to the caller's by the
 /// last. A stage that panics drops its channels, so the others stop instead of waiting.
 fn pipeline(
     mut stages: Vec<Stage<'_, '_>>,
@@ -231,35 +243,19 @@ fn pipeline(
     let in_flight = PIECES_PER_STAGE * stages.len();
     let Some(mut last) = stages.pop() else { return };
     let mut stages = stages.into_iter();
-    let Some(mut stage0) = stages.next() else { return };
+    let Some(mut first) = stages.next() else { return };
     pieces.resize_with(in_flight.max(pieces.len()), Piece::default);
     let mut spare = Vec::new();
-    std::thread::scope(|scope| {
-        // The caller's thread admits the pieces, next to the last stage: stage 0 is the
-        // busiest, as it runs the first layers, which see the most events.
-        let (to_first, from_caller) = mpsc::channel::<Piece>();
-        let mut to_first = Some(to_first);
-        for mut piece in pieces.drain(..) {
-            match &to_first {
-                // The receiver lives until stage 0 has seen the end.
-                Some(tx) if admission.next(&mut piece, n) => {
-                    let _ = tx.send(piece);
-                }
-                _ => {
-                    to_first = None;
-                    spare.push(piece);
-                }
-            }
+    // The caller's part at the start of a piece: admission and the first stage.
+    let mut start = |piece: &mut Piece| {
+        let admitted = admission.next(piece, n);
+        if admitted {
+            first.run(piece);
         }
-        let (first_tx, mut rx) = mpsc::channel::<Piece>();
-        let first = scope.spawn(move || {
-            while let Some(mut piece) = receive(&from_caller) {
-                stage0.run(&mut piece);
-                if first_tx.send(piece).is_err() {
-                    break;
-                }
-            }
-        });
+        admitted
+    };
+    std::thread::scope(|scope| {
+        let (to_middle, mut rx) = mpsc::channel::<Piece>();
         let middle: Vec<_> = stages
             .map(|mut stage| {
                 let (tx, next_rx) = mpsc::channel::<Piece>();
@@ -274,28 +270,40 @@ fn pipeline(
                 })
             })
             .collect();
-        // Ends once stage 0 has seen the end of the input (`to_first` dropped) and every piece
-        // in flight came through.
+        let mut to_middle = Some(to_middle);
+        for mut piece in pieces.drain(..) {
+            match &to_middle {
+                // The receiver lives until the first middle stage has seen the end.
+                Some(tx) if start(&mut piece) => {
+                    let _ = tx.send(piece);
+                }
+                _ => {
+                    to_middle = None;
+                    spare.push(piece);
+                }
+            }
+        }
+        // Ends once the middle stages have seen the end of the input (`to_middle` dropped) and
+        // every piece in flight came through.
         while let Some(mut piece) = receive(&rx) {
             last.run(&mut piece);
             hand_out(&mut piece);
-            match &to_first {
-                Some(tx) if admission.next(&mut piece, n) => {
+            match &to_middle {
+                Some(tx) if start(&mut piece) => {
                     if tx.send(piece).is_err() {
                         break;
                     }
                 }
                 _ => {
-                    to_first = None;
+                    to_middle = None;
                     spare.push(piece);
                 }
             }
         }
-        drop(to_first);
+        drop(to_middle);
         for h in middle {
             h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         }
-        first.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
     });
     pieces.extend(spare);
 }
@@ -393,7 +401,22 @@ fn receive<T>(rx: &Receiver<T>) -> Option<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::best_cuts;
+    use super::{Balance, best_cuts};
+
+    #[test]
+    fn the_callers_thread_takes_both_ends() {
+        // The gesture network's layers as measured, then admission and hand-out.
+        let cost = vec![9.0, 20.0, 49.0, 24.0, 11.0, 4.0, 2.0, 1.0, 2.0, 2.5, 0.9];
+        let mut balance = Balance { cost };
+        // The caller: layer 1, layers 4-9, admission, hand-out (58.4); the other thread 69.
+        assert_eq!(balance.cuts(9, 2), vec![1, 3]);
+        // Three threads: layers 1-2 on one, layer 3 (the slowest stage, 49) on another, the
+        // caller layers 4-9 with admission and hand-out.
+        assert_eq!(balance.cuts(9, 3), vec![0, 2, 3]);
+        // A single layer runs in the middle, the ends empty.
+        let mut one = Balance::default();
+        assert_eq!(one.cuts(1, 2), vec![0, 1]);
+    }
 
     #[test]
     fn cuts_balance_the_slowest_stage() {
