@@ -62,20 +62,10 @@ fn bad_input_is_a_clear_error_not_a_panic() {
     std::fs::write(&bad, format!("t,x,y,p\n{lines}1,2,three,1\n")).expect("write");
     let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     let (model, arch) = (models.join("gesture-synth.safetensors"), models.join("sinabs-gesture.toml"));
+    let paths = [&model, &arch, &bad].map(|p| p.to_str().expect("path"));
+    let args = ["simulate", "--model", paths[0], "--arch", paths[1], "--input-shape", "2,128,128", "--input", paths[2], "--threads"];
     for threads in ["1", "2"] {
-        let (ok, _, err) = dynapviz(&[
-            "simulate",
-            "--model",
-            model.to_str().expect("path"),
-            "--arch",
-            arch.to_str().expect("path"),
-            "--input-shape",
-            "2,128,128",
-            "--input",
-            bad.to_str().expect("path"),
-            "--threads",
-            threads,
-        ]);
+        let (ok, _, err) = dynapviz(&[&args[..], &[threads]].concat());
         assert!(!ok && err.contains("bad.csv") && err.contains("line 5002") && !err.contains("panicked"), "{threads}: {err}");
     }
 }
