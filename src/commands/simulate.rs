@@ -145,7 +145,6 @@ pub fn run(args: Args) -> Result<()> {
     let monitors = Monitors::resolve(&args.monitor, n)?;
     let profile = dynapviz_model::ChipProfile::by_name(&args.model.device)?;
     let mode = args.mode.mode(args.bin_us);
-    let config_threads = args.threads.or(super::cores());
     let config = Config {
         mode,
         monitors,
@@ -153,7 +152,7 @@ pub fn run(args: Args) -> Result<()> {
         leak_tick_us: args.leak_tick_us,
         power_rate_hz: args.power_rate,
         power_rails: if profile.has_sensor { 5 } else { 3 },
-        threads: config_threads,
+        threads: args.threads.or(super::cores()),
         ..Config::default()
     };
     let mut sim = Simulator::new(&net, config)?;
@@ -188,9 +187,7 @@ pub fn run(args: Args) -> Result<()> {
         spikes.clear();
         Ok(())
     };
-    // The simulator's threads: several only for the event mode without a leak (see `Simulator`).
-    let sim_threads = if args.mode == SimMode::Event && args.leak_tick_us.is_none() { config_threads } else { 1 };
-    feed(reader, sim_threads < super::cores(), |chunk| {
+    feed(reader, sim.threads() < super::cores(), |chunk| {
         // Bins count from the first input event's bin.
         if first_bin.is_none() {
             first_bin = Some(chunk[0].t.div_euclid(args.bin_us));

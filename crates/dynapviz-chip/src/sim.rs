@@ -335,15 +335,17 @@ impl Simulator {
         self.power = PowerMonitor::new(self.config.power_rate_hz, self.config.power_rails, self.config.power);
     }
 
+    /// The threads a call of [`Self::process`] with enough events runs on: [`Config::threads`]
+    /// in event mode, one in binned mode or with a leak (which acts between events on every
+    /// layer).
+    pub fn threads(&self) -> usize {
+        if self.config.mode == Mode::Event && self.config.leak_tick_us.is_none() { self.config.threads } else { 1 }
+    }
+
     /// Feeds a chunk of sensor events; appends the spikes of monitored layers to `out`, in the
     /// order a one-thread simulation gives them, whatever [`Config::threads`] says.
     pub fn process(&mut self, events: &[Event], out: &mut Vec<Spike>) {
-        // A leak acts between events on every layer: it runs on one thread.
-        let pipelined = self.config.threads >= 2
-            && self.config.mode == Mode::Event
-            && self.config.leak_tick_us.is_none()
-            && events.len() >= self.config.parallel_min_events;
-        if pipelined {
+        if self.threads() >= 2 && events.len() >= self.config.parallel_min_events {
             return self.process_stages(events, out);
         }
         for piece in events.chunks(stages::PIECE_EVENTS) {

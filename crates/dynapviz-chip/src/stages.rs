@@ -95,22 +95,17 @@ impl Balance {
             self.cost.extend([0.0, 0.0]);
         }
         let (cost, around) = (&self.cost[..layers], self.cost[layers] + self.cost[layers + 1]);
-        let prefix: Vec<f64> = std::iter::once(0.0)
-            .chain(cost.iter().scan(0.0, |sum, &c| {
-                *sum += c;
-                Some(*sum)
-            }))
-            .collect();
+        let prefix = prefix_sums(cost);
         let middle = (threads.max(2) - 1).min(layers.max(1));
         let mut best = (f64::INFINITY, Vec::new());
         for first in 0..=layers {
             for last in first + middle..=layers {
                 let caller = prefix[first] + prefix[layers] - prefix[last] + around;
-                let inner: Vec<usize> = best_cuts(&cost[first..last], middle).iter().map(|c| first + c).collect();
-                let ends: Vec<usize> = std::iter::once(first).chain(inner.iter().copied()).chain([last]).collect();
-                let slowest = ends.windows(2).map(|w| prefix[w[1]] - prefix[w[0]]).fold(caller, f64::max);
+                let inner = best_cuts(&cost[first..last], middle).into_iter().map(|c| first + c);
+                let cuts: Vec<usize> = std::iter::once(first).chain(inner).chain([last]).collect();
+                let slowest = cuts.windows(2).map(|w| prefix[w[1]] - prefix[w[0]]).fold(caller, f64::max);
                 if slowest < best.0 {
-                    best = (slowest, std::iter::once(first).chain(inner).chain([last]).collect());
+                    best = (slowest, cuts);
                 }
             }
         }
@@ -134,12 +129,7 @@ impl Balance {
 fn best_cuts(cost: &[f64], stages: usize) -> Vec<usize> {
     let n = cost.len();
     let stages = stages.clamp(1, n.max(1));
-    let prefix: Vec<f64> = std::iter::once(0.0)
-        .chain(cost.iter().scan(0.0, |sum, &c| {
-            *sum += c;
-            Some(*sum)
-        }))
-        .collect();
+    let prefix = prefix_sums(cost);
     let span = |a: usize, b: usize| prefix[b] - prefix[a];
     // best[s][i]: the slowest of s + 1 stages over layers ..i; from[s][i]: where the last starts.
     let mut best = vec![vec![f64::INFINITY; n + 1]; stages];
@@ -162,6 +152,16 @@ fn best_cuts(cost: &[f64], stages: usize) -> Vec<usize> {
         cuts[s - 1] = end;
     }
     cuts
+}
+
+/// `0, cost[0], cost[0] + cost[1], ...`: the cost of layers `a..b` is `prefix[b] - prefix[a]`.
+fn prefix_sums(cost: &[f64]) -> Vec<f64> {
+    std::iter::once(0.0)
+        .chain(cost.iter().scan(0.0, |sum, &c| {
+            *sum += c;
+            Some(*sum)
+        }))
+        .collect()
 }
 
 /// Runs `events` through the pipeline (the caller's thread runs the first and the last stage,
@@ -270,37 +270,30 @@ fn pipeline(
                 })
             })
             .collect();
-        let mut to_middle = Some(to_middle);
-        for mut piece in pieces.drain(..) {
-            match &to_middle {
-                // The receiver lives until the first middle stage has seen the end.
-                Some(tx) if start(&mut piece) => {
-                    let _ = tx.send(piece);
-                }
-                _ => {
-                    to_middle = None;
-                    spare.push(piece);
-                }
+        // Starts `piece` and sends it to the middle stages, or keeps it once the input has run
+        // out (and closes the channel, so that they see the end); false if they are gone.
+        let (mut to_middle, spare) = (Some(to_middle), &mut spare);
+        let mut pass_on = move |mut piece: Piece| match &to_middle {
+            Some(tx) if start(&mut piece) => tx.send(piece).is_ok(),
+            _ => {
+                to_middle = None;
+                spare.push(piece);
+                true
             }
+        };
+        for piece in pieces.drain(..) {
+            pass_on(piece);
         }
-        // Ends once the middle stages have seen the end of the input (`to_middle` dropped) and
-        // every piece in flight came through.
+        // Ends once the middle stages have seen the end of the input and every piece in flight
+        // came through.
         while let Some(mut piece) = receive(&rx) {
             last.run(&mut piece);
             hand_out(&mut piece);
-            match &to_middle {
-                Some(tx) if start(&mut piece) => {
-                    if tx.send(piece).is_err() {
-                        break;
-                    }
-                }
-                _ => {
-                    to_middle = None;
-                    spare.push(piece);
-                }
+            if !pass_on(piece) {
+                break;
             }
         }
-        drop(to_middle);
+        drop(pass_on);
         for h in middle {
             h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         }

@@ -6,7 +6,7 @@
 //! is built, so the loop over a run needs no bounds checks.
 
 use crate::lanes::{Lanes, Neuron};
-use crate::layer::{CUT, Fanout, Site};
+use crate::layer::{CUT, Fanout, Site, Tap};
 
 /// Where one input coordinate reaches along one axis: consecutive outputs.
 #[derive(Clone, Copy, Debug, Default)]
@@ -58,7 +58,7 @@ impl Windows {
             Some((t[1].state.checked_sub(t[0].state)? as usize, t[0].weight.checked_sub(t[1].weight)? as usize))
         })?;
         let (row_step, weight_row_step) = steps;
-        let regular = |taps: &[crate::layer::Tap], state: usize, weight: isize| {
+        let regular = |taps: &[Tap], state: usize, weight: isize| {
             taps.iter().enumerate().all(|(i, t)| {
                 t.state as usize == taps[0].state as usize + i * state
                     && t.weight as isize == taps[0].weight as isize + i as isize * weight
@@ -70,10 +70,10 @@ impl Windows {
         {
             return None;
         }
-        let span = |t: &[crate::layer::Tap]| {
+        let span = |t: &[Tap]| {
             t.first().map_or(Span::default(), |f| Span { state: f.state, weight: f.weight, first: f.output, len: t.len() as u16 })
         };
-        let pooled = |taps: &[&[crate::layer::Tap]]| {
+        let pooled = |taps: &[&[Tap]]| {
             let mut pooled = Vec::new();
             for t in taps.iter().flat_map(|t| t.iter()) {
                 let i = usize::from(t.output);
