@@ -3,7 +3,7 @@
 
 use dynapviz_events::Event;
 
-use crate::cascade::Pending;
+use crate::cascade::Queue;
 use crate::dvs::Front;
 use crate::power::Work;
 use crate::sim::{LayerCounters, Spike};
@@ -23,14 +23,7 @@ pub(crate) struct Batch {
 impl Batch {
     /// Starts a batch of `events`: each admitted one is queued for the first layer, its DVS
     /// spike tagged when the DVS layer is monitored, its time and a sensor event of work noted.
-    pub fn admit(
-        &mut self,
-        events: &[Event],
-        front: &mut Front,
-        dvs: &mut LayerCounters,
-        monitor_dvs: bool,
-        first_queue: &mut Vec<Pending>,
-    ) {
+    pub fn admit(&mut self, events: &[Event], front: &mut Front, dvs: &mut LayerCounters, monitor_dvs: bool, first_queue: &mut Queue) {
         self.tagged.clear();
         self.work.clear();
         self.work.resize(events.len(), Work::default());

@@ -13,20 +13,66 @@ use crate::power::Work;
 use crate::sim::{BusyModel, LayerCounters, Spike};
 use crate::window::{AnyWindow, Window};
 
-/// An event waiting at a layer's input. Packed (18 bytes, not 24): the queues are the largest
-/// memory a batch streams through, next to the layers' neurons in cache.
+/// Events waiting at a layer's input, in runs: the spikes one layer made for one sensor event
+/// all arrive at the same time, so a run's sensor event and time are kept once, and the layer
+/// accounts for its work once per run, not per event.
+#[repr(align(128))] // Threads write their own queues on every event: no shared cache lines.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Queue {
+    runs: Vec<Run>,
+    sites: Vec<Site>,
+}
+
+/// Events of one sensor event that arrive at a layer at one time.
 #[derive(Clone, Copy, Debug)]
-#[repr(C, packed)]
-pub(crate) struct Pending {
+pub(crate) struct Run {
     /// Index of its sensor event in the batch.
     pub index: u32,
     /// Arrival time, ns.
     pub t_ns: i64,
-    pub site: Site,
+    /// Its sites in the queue's `sites`.
+    start: u32,
+    len: u32,
 }
 
-/// A value on cache lines of its own. Threads write their own queues and buffers on every
-/// event; two of them sharing a cache line would make each write a cache miss for the other.
+impl Queue {
+    /// Queues `sites` as one run; nothing for none.
+    #[inline]
+    pub fn push(&mut self, index: u32, t_ns: i64, sites: &[Site]) {
+        if sites.is_empty() {
+            return;
+        }
+        // A batch is a few thousand sensor events, so its sites count far below 2^32.
+        let (start, len) = (self.sites.len() as u32, sites.len() as u32);
+        self.runs.push(Run { index, t_ns, start, len });
+        self.sites.extend_from_slice(sites);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+
+    /// Empties the queue, keeping its memory.
+    pub fn clear(&mut self) {
+        self.runs.clear();
+        self.sites.clear();
+    }
+
+    /// The runs with their sites, in queue order.
+    pub fn iter(&self) -> impl Iterator<Item = (Run, &[Site])> {
+        self.runs.iter().map(|&r| (r, &self.sites[r.start as usize..][..r.len as usize]))
+    }
+
+    /// Puts the runs in sensor-event order, stable: within one sensor event the earlier source
+    /// stays first, as one event at a time would give. For a queue fed by several layers.
+    fn sort(&mut self) {
+        if !self.runs.is_sorted_by_key(|r| r.index) {
+            self.runs.sort_by_key(|r| r.index);
+        }
+    }
+}
+
+/// A value on cache lines of its own: see [`Queue`].
 #[repr(align(128))]
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Padded<T>(pub T);
@@ -43,9 +89,6 @@ impl<T> std::ops::DerefMut for Padded<T> {
         &mut self.0
     }
 }
-
-/// A layer's input queue.
-pub(crate) type Queue = Padded<Vec<Pending>>;
 
 /// Consecutive layers `first..first + layers.len()` (0-based) and their state: all layers on
 /// one thread, or one stage of the pipeline.
@@ -85,9 +128,9 @@ impl Cascade<'_> {
     /// Runs everything queued for these layers, layer by layer (a layer's spikes only go to
     /// later layers, so one pass empties every queue). Monitored spikes go to
     /// `out(sensor event, spike)`, in layer order. A spike for layers after this run goes once
-    /// to `beyond(layer, pending)` (the 0-based layer that made it): the caller sends it to every
-    /// destination. Adds the work done for each sensor event to `work[index]`.
-    pub fn run(&mut self, work: &mut [Work], out: impl FnMut(u32, Spike), beyond: impl FnMut(usize, Pending)) {
+    /// to `beyond(layer, index, t_ns, sites)` (the 0-based layer that made them, their sensor
+    /// event and time): the caller sends them to every destination. Adds the work done for each sensor event to `work[index]`.
+    pub fn run(&mut self, work: &mut [Work], out: impl FnMut(u32, Spike), beyond: impl FnMut(usize, u32, i64, &[Site])) {
         #[cfg(target_arch = "x86_64")]
         if crate::lanes::avx2() {
             // SAFETY: the CPU has AVX2, checked just above.
@@ -101,7 +144,7 @@ impl Cascade<'_> {
     /// checks too), so the vector code inlines into the loop.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,popcnt,bmi1")]
-    fn run_avx2(&mut self, work: &mut [Work], out: impl FnMut(u32, Spike), beyond: impl FnMut(usize, Pending)) {
+    fn run_avx2(&mut self, work: &mut [Work], out: impl FnMut(u32, Spike), beyond: impl FnMut(usize, u32, i64, &[Site])) {
         // SAFETY: this function only runs with AVX2.
         unsafe { self.run_with::<true>(work, out, beyond) }
     }
@@ -113,7 +156,7 @@ impl Cascade<'_> {
         &mut self,
         work: &mut [Work],
         mut out: impl FnMut(u32, Spike),
-        mut beyond: impl FnMut(usize, Pending),
+        mut beyond: impl FnMut(usize, u32, i64, &[Site]),
     ) {
         for i in 0..self.layers.len() {
             if self.queues[i].is_empty() {
@@ -121,11 +164,9 @@ impl Cascade<'_> {
             }
             let li = self.first + i;
             let started = self.spent_ns.is_some().then(std::time::Instant::now);
-            let mut queue = std::mem::take(&mut self.queues[i].0);
-            if self.wiring.merged[li] && !queue.is_sorted_by_key(|p| p.index) {
-                // Fed by several layers, each in turn: stable, so within a sensor event the
-                // earlier source still comes first, as one event at a time would give.
-                queue.sort_by_key(|p| p.index);
+            let mut queue = std::mem::take(&mut self.queues[i]);
+            if self.wiring.merged[li] {
+                queue.sort();
             }
             let mut route = Route {
                 first: self.first,
@@ -153,7 +194,7 @@ impl Cascade<'_> {
             // Keep the allocation: no allocation per event on the hot path.
             queue.clear();
             debug_assert!(self.queues[i].is_empty(), "layers only send to later layers");
-            self.queues[i].0 = queue;
+            self.queues[i] = queue;
             self.counters[i] += c;
             if let (Some(spent), Some(started)) = (&mut self.spent_ns, started) {
                 spent[i] += started.elapsed().as_nanos() as u64;
@@ -221,42 +262,48 @@ impl Route<'_> {
     #[inline(always)]
     unsafe fn run(
         &mut self,
-        queue: &[Pending],
+        queue: &Queue,
         work: &mut [Work],
         out: &mut impl FnMut(u32, Spike),
-        beyond: &mut impl FnMut(usize, Pending),
+        beyond: &mut impl FnMut(usize, u32, i64, &[Site]),
         mut respond: impl Respond,
     ) -> LayerCounters {
         let mut c = LayerCounters::default();
         let (li, monitored, latency_ns) = (self.layer, self.monitored, self.wiring.latency_ns);
         let dests = &self.wiring.destinations[li];
-        for &Pending { index, t_ns, site: s } in queue {
+        for (Run { index, t_ns, .. }, sites) in queue.iter() {
             let t_out = t_ns + latency_ns;
-            if let Some(b) = self.wiring.busy
-                && self.busy_until_ns - t_out as f64 > b.max_backlog_ns
-            {
-                c.dropped_busy += 1;
-                continue;
-            }
-            c.input_events += 1;
             let fired = &mut *self.fired;
             fired.clear();
-            // SAFETY: the caller's promise.
-            let (ops, spikes) = unsafe { respond.respond(usize::from(s.c), usize::from(s.y), usize::from(s.x), fired) };
+            let (mut ops, mut spikes) = (0, 0);
+            for s in sites {
+                if let Some(b) = self.wiring.busy
+                    && self.busy_until_ns - t_out as f64 > b.max_backlog_ns
+                {
+                    c.dropped_busy += 1;
+                    continue;
+                }
+                // SAFETY: the caller's promise.
+                let (o, n) = unsafe { respond.respond(usize::from(s.c), usize::from(s.y), usize::from(s.x), fired) };
+                (ops, spikes) = (ops + o, spikes + n);
+                if let Some(b) = self.wiring.busy {
+                    self.busy_until_ns = self.busy_until_ns.max(t_out as f64) + b.ns_per_event + b.ns_per_synop * o as f64;
+                }
+                c.input_events += 1;
+            }
             let after_pool = fired.len() as u64;
-            // Most input events make no spike that leaves the layer.
+            // Most runs make no spike that leaves the layer.
             if !fired.is_empty() {
                 if monitored {
                     let t = t_out.div_euclid(1000);
                     fired.iter().for_each(|s| out(index, Spike { t, layer: (li + 1) as u16, c: s.c, y: s.y, x: s.x }));
                 }
-                let sent = fired.iter().map(|&site| Pending { index, t_ns: t_out, site });
                 let mut gone_beyond = false;
                 for &d in dests {
                     if d < self.end {
-                        self.queues[d - self.first].extend(sent.clone());
+                        self.queues[d - self.first].push(index, t_out, fired);
                     } else if !gone_beyond {
-                        sent.clone().for_each(|p| beyond(li, p));
+                        beyond(li, index, t_out, fired);
                         gone_beyond = true;
                     }
                 }
@@ -269,9 +316,6 @@ impl Route<'_> {
             work.spikes += spikes;
             if monitored {
                 work.output_events += after_pool;
-            }
-            if let Some(b) = self.wiring.busy {
-                self.busy_until_ns = self.busy_until_ns.max(t_out as f64) + b.ns_per_event + b.ns_per_synop * ops as f64;
             }
         }
         c

@@ -4,7 +4,7 @@
 use dynapviz_events::Event;
 use dynapviz_model::network::DvsLayer;
 
-use crate::cascade::Pending;
+use crate::cascade::Queue;
 use crate::layer::Site;
 use crate::sim::{InputCounters, LayerCounters, Spike};
 
@@ -154,14 +154,14 @@ impl Front {
         index: u32,
         dvs: &mut LayerCounters,
         monitored: bool,
-        first_layer: &mut Vec<Pending>,
+        first_layer: &mut Queue,
         tagged: &mut Vec<(u32, Spike)>,
     ) -> Option<i64> {
         let (t, site) = self.admit(e, false, dvs)?;
         if monitored {
             tagged.push((index, Spike { t, layer: 0, c: site.c, y: site.y, x: site.x }));
         }
-        first_layer.push(Pending { index, t_ns: t * 1000, site });
+        first_layer.push(index, t * 1000, &[site]);
         Some(t)
     }
 }

@@ -12,7 +12,7 @@ use dynapviz_model::Network;
 use serde::Serialize;
 
 use crate::batch::Batch;
-use crate::cascade::{Cascade, Pending, Queue, Wiring};
+use crate::cascade::{Cascade, Queue, Wiring};
 use crate::dvs::Front;
 use crate::layer::{Arithmetic, LayerRt, Site};
 use crate::power::{Coefficients, PowerMonitor, PowerSample, Work};
@@ -393,7 +393,7 @@ impl Simulator {
             fired: &mut self.fired,
             spent_ns: None,
         }
-        .run(&mut batch.work, |i, s| batch.tagged.push((i, s)), |_, _| unreachable!("every layer is in the cascade"));
+        .run(&mut batch.work, |i, s| batch.tagged.push((i, s)), |_, _, _, _| unreachable!("every layer is in the cascade"));
         let (power, samples) = (&mut self.power, &mut self.power_samples);
         batch.hand_out(out, |t, work| power.add(t, work, samples));
         self.batch = batch;
@@ -444,13 +444,11 @@ impl Simulator {
                 let n = self.layers[li].leak_tick(|s| sites.extend(s));
                 self.counters[li + 1].spikes += n;
                 self.counters[li + 1].spikes_after_pool += sites.len() as u64;
-                for s in sites {
-                    if monitored {
-                        out.push((index, Spike { t: at, layer: (li + 1) as u16, c: s.c, y: s.y, x: s.x }));
-                    }
-                    for &d in &dests {
-                        self.queues[d].push(Pending { index, t_ns: at * 1000, site: s });
-                    }
+                if monitored {
+                    out.extend(sites.iter().map(|s| (index, Spike { t: at, layer: (li + 1) as u16, c: s.c, y: s.y, x: s.x })));
+                }
+                for &d in &dests {
+                    self.queues[d].push(index, at * 1000, &sites);
                 }
             }
             at += tick;

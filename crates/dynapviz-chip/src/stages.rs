@@ -21,7 +21,7 @@ use std::sync::mpsc::{self, Receiver, TryRecvError};
 use dynapviz_events::Event;
 
 use crate::batch::Batch;
-use crate::cascade::{Cascade, Padded, Pending, Queue, Wiring};
+use crate::cascade::{Cascade, Padded, Queue, Wiring};
 use crate::dvs::Front;
 use crate::layer::{LayerRt, Site};
 use crate::power::Work;
@@ -66,21 +66,45 @@ struct Piece {
     batch: Batch,
     /// The first layer's input, admitted into the piece by the caller's thread and swapped
     /// into the first layer's queue by the stage that runs it.
-    admitted: Vec<Pending>,
-    /// Spikes for layers of later stages, with the layer that sent them.
-    flight: Vec<(usize, Pending)>,
+    admitted: Queue,
+    /// Spikes for layers of later stages.
+    flight: Flight,
     /// The previous stage's `flight`, while a stage queues it.
-    arrived: Vec<(usize, Pending)>,
+    arrived: Flight,
     /// Nanoseconds each layer spent on this piece (0 for the layers of other stages), then the
     /// admission and the hand-out.
     spent_ns: Vec<u64>,
 }
 
+/// Spikes on their way to a later stage: per run, the layer that sent it.
+#[derive(Default)]
+struct Flight {
+    sources: Vec<usize>,
+    spikes: Queue,
+}
+
+impl Flight {
+    fn push(&mut self, source: usize, index: u32, t_ns: i64, sites: &[Site]) {
+        if !sites.is_empty() {
+            self.sources.push(source);
+            self.spikes.push(index, t_ns, sites);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.sources.clear();
+        self.spikes.clear();
+    }
+}
+
 /// Where to cut the layers: the time each layer took, from the calls before.
 #[derive(Default)]
 struct Balance {
-    /// Per layer, then the admission and the hand-out: nanoseconds per call, averaged.
+    /// Per layer, then the admission and the hand-out: nanoseconds per sensor event, averaged
+    /// over the segments run so far.
     cost: Vec<f64>,
+    /// Sensor events measured so far.
+    events: usize,
 }
 
 impl Balance {
@@ -112,15 +136,18 @@ impl Balance {
         best.1
     }
 
-    /// Adds one call's measurements (per layer, then admission and hand-out).
-    fn update(&mut self, spent_ns: &[u64], first: bool) {
-        if first {
-            self.cost = spent_ns.iter().map(|&ns| ns as f64).collect();
-            return;
+    /// Adds one segment's measurements (per layer, then admission and hand-out) over `events`
+    /// sensor events.
+    fn update(&mut self, spent_ns: &[u64], events: usize) {
+        let per_event = spent_ns.iter().map(|&ns| ns as f64 / events.max(1) as f64);
+        if self.events == 0 {
+            self.cost = per_event.collect();
+        } else {
+            for (c, ns) in self.cost.iter_mut().zip(per_event) {
+                *c = 0.5 * *c + 0.5 * ns;
+            }
         }
-        for (c, &ns) in self.cost.iter_mut().zip(spent_ns) {
-            *c = 0.5 * *c + 0.5 * ns as f64;
-        }
+        self.events += events;
     }
 }
 
@@ -168,12 +195,17 @@ fn prefix_sums(cost: &[f64]) -> Vec<f64> {
 /// each other thread one in between). Appends the monitored spikes to `out` in one-thread order and
 /// calls `power(t_us, work)` once per admitted sensor event in order.
 pub(crate) fn run(call: Call<'_>, events: &[Event], buffers: &mut Buffers, out: &mut Vec<Spike>, mut power: impl FnMut(i64, Work)) {
-    // Until the layers are measured, a short first segment measures them.
-    let first = if buffers.balance.cost.is_empty() { MEASURE_EVENTS.min(events.len()) } else { events.len() };
-    let (head, tail) = events.split_at(first);
     let Call { layers, threads, front, dvs_counters, counters, busy_until_ns, wiring } = call;
-    for segment in [head, tail] {
-        if !segment.is_empty() {
+    let mut rest = events;
+    while !rest.is_empty() {
+        // Until the layers are measured well, segments as long as all measured before, so
+        // that cuts made on a few events (of a network whose neurons have only begun to
+        // charge) are soon made again on more.
+        let measured = buffers.balance.events;
+        let len = if measured < SETTLED_EVENTS { measured.max(MEASURE_EVENTS) } else { rest.len() };
+        let (segment, after) = rest.split_at(len.min(rest.len()));
+        rest = after;
+        {
             let call = Call {
                 layers: &mut *layers,
                 threads,
@@ -191,6 +223,9 @@ pub(crate) fn run(call: Call<'_>, events: &[Event], buffers: &mut Buffers, out: 
 /// Sensor events of the first segment, which measures the layers to cut them well.
 const MEASURE_EVENTS: usize = 8 * PIECE_EVENTS;
 
+/// Sensor events measured after which a call runs as one segment.
+const SETTLED_EVENTS: usize = 64 * PIECE_EVENTS;
+
 /// [`run`] with the cuts of the time measured so far, which it adds to.
 fn run_segment(call: Call<'_>, events: &[Event], buffers: &mut Buffers, out: &mut Vec<Spike>, power: &mut impl FnMut(i64, Work)) {
     let Call { layers, threads, front, dvs_counters, counters, busy_until_ns, wiring } = call;
@@ -198,7 +233,6 @@ fn run_segment(call: Call<'_>, events: &[Event], buffers: &mut Buffers, out: &mu
     if n == 0 {
         return;
     }
-    let first_call = buffers.balance.cost.is_empty();
     let cuts = buffers.balance.cuts(n, threads);
     let Buffers { pieces, queues, fired, balance } = buffers;
     queues.resize_with(n, Queue::default);
@@ -227,8 +261,16 @@ fn run_segment(call: Call<'_>, events: &[Event], buffers: &mut Buffers, out: &mu
             *total += ns;
         }
     };
+    let started = std::time::Instant::now();
     pipeline(stages, admission, pieces, n, hand_out);
-    balance.update(&spent_ns, first_call);
+    tracing::debug!(
+        events = events.len(),
+        wall_ms = started.elapsed().as_secs_f64() * 1e3,
+        ?cuts,
+        "pipeline segment; busy ms per layer, then admission and hand-out: {:?}",
+        spent_ns.iter().map(|&ns| (ns / 100_000) as f64 / 10.0).collect::<Vec<_>>()
+    );
+    balance.update(&spent_ns, events.len());
 }
 
 /// The stages on their threads, pieces passed on by channels and back to the caller's by the
@@ -346,18 +388,18 @@ impl Stage<'_, '_> {
             && let Some(queue) = self.queues.first_mut()
         {
             // Empty since the last piece: it ran through.
-            std::mem::swap(&mut queue.0, admitted);
+            std::mem::swap(queue, admitted);
         }
         std::mem::swap(flight, arrived);
         flight.clear();
-        for &(source, p) in arrived.iter() {
+        for (&source, (run, sites)) in arrived.sources.iter().zip(arrived.spikes.iter()) {
             let mut passed_on = false;
             for &d in &self.wiring.destinations[source] {
                 if d >= end && !passed_on {
-                    flight.push((source, p));
+                    flight.push(source, run.index, run.t_ns, sites);
                     passed_on = true;
                 } else if d >= self.first && d < end {
-                    self.queues[d - self.first].push(p);
+                    self.queues[d - self.first].push(run.index, run.t_ns, sites);
                 }
             }
         }
@@ -372,7 +414,11 @@ impl Stage<'_, '_> {
             fired: &mut self.fired.0,
             spent_ns: Some(&mut spent_ns[self.first..end]),
         }
-        .run(&mut batch.work, |index, s| batch.tagged.push((index, s)), |source, p| flight.push((source, p)));
+        .run(
+            &mut batch.work,
+            |index, s| batch.tagged.push((index, s)),
+            |source, index, t_ns, sites| flight.push(source, index, t_ns, sites),
+        );
     }
 }
 
@@ -400,7 +446,7 @@ mod tests {
     fn the_callers_thread_takes_both_ends() {
         // The gesture network's layers as measured, then admission and hand-out.
         let cost = vec![9.0, 20.0, 49.0, 24.0, 11.0, 4.0, 2.0, 1.0, 2.0, 2.5, 0.9];
-        let mut balance = Balance { cost };
+        let mut balance = Balance { cost, events: 0 };
         // The caller: layer 1, layers 4-9, admission, hand-out (58.4); the other thread 69.
         assert_eq!(balance.cuts(9, 2), vec![1, 3]);
         // Three threads: layers 1-2 on one, layer 3 (the slowest stage, 49) on another, the
