@@ -300,3 +300,15 @@ fn two_threads_give_the_same_counters_drops_and_power() {
     assert_eq!(one.2.len(), two.2.len(), "power samples");
     assert!(one.2.iter().zip(&two.2).all(|(a, b)| a.value == b.value && a.timestamp == b.timestamp && a.channel == b.channel), "power");
 }
+
+#[test]
+fn a_long_call_cut_into_segments_equals_one_thread() {
+    let Some((net, events)) = gesture_case() else { return };
+    // One call of the whole recording: the pipeline measures the layers on segments that
+    // double (32 k, 32 k, then the rest here) and cuts them again between segments.
+    assert!(events.len() > 100_000, "long enough for three segments");
+    let (one, one_sim) = simulate(&net, &events, 1);
+    let (two, two_sim) = simulate(&net, &events, 2);
+    assert_eq!(one_sim.counters(), two_sim.counters(), "counters");
+    assert!(one == two, "spikes differ ({} against {})", one.len(), two.len());
+}
