@@ -269,7 +269,7 @@ impl Route<'_> {
         mut respond: impl Respond,
     ) -> LayerCounters {
         let mut c = LayerCounters::default();
-        let (li, monitored, latency_ns) = (self.layer, self.monitored, self.wiring.latency_ns);
+        let (li, monitored, latency_ns, busy) = (self.layer, self.monitored, self.wiring.latency_ns, self.wiring.busy);
         let dests = &self.wiring.destinations[li];
         for (Run { index, t_ns, .. }, sites) in queue.iter() {
             let t_out = t_ns + latency_ns;
@@ -277,7 +277,7 @@ impl Route<'_> {
             fired.clear();
             let (mut ops, mut spikes) = (0, 0);
             for s in sites {
-                if let Some(b) = self.wiring.busy
+                if let Some(b) = busy
                     && self.busy_until_ns - t_out as f64 > b.max_backlog_ns
                 {
                     c.dropped_busy += 1;
@@ -286,7 +286,7 @@ impl Route<'_> {
                 // SAFETY: the caller's promise.
                 let (o, n) = unsafe { respond.respond(usize::from(s.c), usize::from(s.y), usize::from(s.x), fired) };
                 (ops, spikes) = (ops + o, spikes + n);
-                if let Some(b) = self.wiring.busy {
+                if let Some(b) = busy {
                     self.busy_until_ns = self.busy_until_ns.max(t_out as f64) + b.ns_per_event + b.ns_per_synop * o as f64;
                 }
                 c.input_events += 1;

@@ -65,6 +65,8 @@ pub(crate) trait Lanes {
     unsafe fn fired(any: Self::Any) -> bool;
     /// Resets the neurons at threshold; returns a bit per neuron that fired.
     unsafe fn fire(v: &mut [i16; 16], n: Neuron) -> u16;
+    /// [`Self::fire`] on 32 consecutive neurons: bit `i` is neuron `i`.
+    unsafe fn fire2(v: &mut [[i16; 16]; 2], n: Neuron) -> u32;
 }
 
 /// Plain Rust, for any CPU (and for channel counts that are not a multiple of 16).
@@ -91,6 +93,12 @@ impl Lanes for Portable {
     #[inline(always)]
     unsafe fn fire(v: &mut [i16; 16], n: Neuron) -> u16 {
         fire_tail(v, n)
+    }
+
+    #[inline(always)]
+    unsafe fn fire2(v: &mut [[i16; 16]; 2], n: Neuron) -> u32 {
+        let [a, b] = v;
+        u32::from(fire_tail(a, n)) | u32::from(fire_tail(b, n)) << 16
     }
 }
 
@@ -127,8 +135,8 @@ pub(crate) struct Avx2;
 mod avx2_lanes {
     use std::arch::x86_64::{
         __m256i, _mm256_adds_epi16, _mm256_blendv_epi8, _mm256_cmpgt_epi16, _mm256_loadu_si256, _mm256_max_epi16, _mm256_movemask_epi8,
-        _mm256_or_si256, _mm256_packs_epi16, _mm256_set1_epi16, _mm256_setzero_si256, _mm256_storeu_si256, _mm256_subs_epi16,
-        _mm256_testz_si256,
+        _mm256_or_si256, _mm256_packs_epi16, _mm256_permute4x64_epi64, _mm256_set1_epi16, _mm256_setzero_si256, _mm256_storeu_si256,
+        _mm256_subs_epi16, _mm256_testz_si256,
     };
 
     use super::{Avx2, Lanes, Neuron, Reset};
@@ -157,7 +165,24 @@ mod avx2_lanes {
         #[inline(always)]
         unsafe fn fire(v: &mut [i16; 16], n: Neuron) -> u16 {
             // SAFETY: the caller guarantees AVX2.
-            unsafe { fire(v, n) }
+            unsafe {
+                let at = fire(v, n);
+                // Bytes 0-7 and 16-23 of the packed compare are neurons 0-7 and 8-15.
+                let m = _mm256_movemask_epi8(_mm256_packs_epi16(at, at)) as u32;
+                ((m & 0xff) | ((m >> 8) & 0xff00)) as u16
+            }
+        }
+
+        #[inline(always)]
+        unsafe fn fire2(v: &mut [[i16; 16]; 2], n: Neuron) -> u32 {
+            // SAFETY: the caller guarantees AVX2.
+            unsafe {
+                let [a, b] = v;
+                let (a, b) = (fire(a, n), fire(b, n));
+                // Packing interleaves the halves (a 0-7, b 0-7, a 8-15, b 8-15); the permute
+                // puts them back in neuron order.
+                _mm256_movemask_epi8(_mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi16(a, b))) as u32
+            }
         }
     }
 
@@ -186,9 +211,10 @@ mod avx2_lanes {
         _mm256_testz_si256(any, any) == 0
     }
 
+    /// Resets the neurons at threshold; returns which are, as lanes.
     #[target_feature(enable = "avx2")]
     #[inline]
-    fn fire(v: &mut [i16; 16], n: Neuron) -> u16 {
+    fn fire(v: &mut [i16; 16], n: Neuron) -> __m256i {
         // SAFETY: 16 i16 (32 bytes), unaligned load and store.
         unsafe {
             let p = v.as_mut_ptr().cast::<__m256i>();
@@ -201,9 +227,7 @@ mod avx2_lanes {
             };
             let after = _mm256_max_epi16(_mm256_subs_epi16(x, minus), _mm256_set1_epi16(n.min));
             _mm256_storeu_si256(p, _mm256_blendv_epi8(x, after, at));
-            // Bytes 0-7 and 16-23 of the packed compare are neurons 0-7 and 8-15.
-            let m = _mm256_movemask_epi8(_mm256_packs_epi16(at, at)) as u32;
-            ((m & 0xff) | ((m >> 8) & 0xff00)) as u16
+            at
         }
     }
 }

@@ -248,12 +248,19 @@ impl<const N: usize> Window<'_, N> {
             // Four chunks' bits at a time: one loop over the spikes of 64 neurons, not four.
             for word in 0..chunks.div_ceil(4) {
                 let mut bits = 0u64;
-                for q in 0..4 {
-                    let j = word * 4 + q;
-                    if j < chunks {
-                        // SAFETY: the caller's promise.
-                        bits |= u64::from(unsafe { K::fire(&mut *v.add(j), n) }) << (16 * q);
-                    }
+                for pair in 0..2 {
+                    let j = word * 4 + pair * 2;
+                    // SAFETY: the caller's promise.
+                    let b = unsafe {
+                        if j + 1 < chunks {
+                            K::fire2(&mut *v.add(j).cast(), n)
+                        } else if j < chunks {
+                            u32::from(K::fire(&mut *v.add(j), n))
+                        } else {
+                            0
+                        }
+                    };
+                    bits |= u64::from(b) << (32 * pair);
                 }
                 spikes += u64::from(bits.count_ones());
                 if py == CUT {
