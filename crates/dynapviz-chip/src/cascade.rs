@@ -5,9 +5,11 @@
 //! that order is kept (every queued event carries the index of its sensor event, and a queue
 //! fed by several layers is put back in sensor-event order before it runs).
 
+use std::marker::PhantomData;
+
 #[cfg(target_arch = "x86_64")]
 use crate::lanes::Avx2;
-use crate::lanes::Portable;
+use crate::lanes::{Lanes, Portable};
 use crate::layer::{LayerRt, Site};
 use crate::power::Work;
 use crate::sim::{BusyModel, LayerCounters, Spike};
@@ -129,15 +131,16 @@ impl Cascade<'_> {
     /// later layers, so one pass empties every queue). Monitored spikes go to
     /// `out(sensor event, spike)`, in layer order. A spike for layers after this run goes once
     /// to `beyond(layer, index, t_ns, sites)` (the 0-based layer that made them, their sensor
-    /// event and time): the caller sends them to every destination. Adds the work done for each sensor event to `work[index]`.
+    /// event and time): the caller sends them to every destination. Adds the work done for each
+    /// sensor event to `work[index]`.
     pub fn run(&mut self, work: &mut [Work], out: impl FnMut(u32, Spike), beyond: impl FnMut(usize, u32, i64, &[Site])) {
         #[cfg(target_arch = "x86_64")]
         if crate::lanes::avx2() {
             // SAFETY: the CPU has AVX2, checked just above.
             return unsafe { self.run_avx2(work, out, beyond) };
         }
-        // SAFETY: no AVX2 asked for.
-        unsafe { self.run_with::<false>(work, out, beyond) }
+        // SAFETY: plain Rust.
+        unsafe { self.run_with::<Portable>(work, out, beyond) }
     }
 
     /// The whole batch compiled for AVX2 (and the bit instructions [`crate::lanes::avx2`]
@@ -146,13 +149,13 @@ impl Cascade<'_> {
     #[target_feature(enable = "avx2,popcnt,bmi1")]
     fn run_avx2(&mut self, work: &mut [Work], out: impl FnMut(u32, Spike), beyond: impl FnMut(usize, u32, i64, &[Site])) {
         // SAFETY: this function only runs with AVX2.
-        unsafe { self.run_with::<true>(work, out, beyond) }
+        unsafe { self.run_with::<Avx2>(work, out, beyond) }
     }
 
     /// # Safety
-    /// `AVX2 = true` only on a CPU with AVX2.
+    /// The CPU has the instructions of `K`.
     #[inline(always)]
-    unsafe fn run_with<const AVX2: bool>(
+    unsafe fn run_with<K: Lanes>(
         &mut self,
         work: &mut [Work],
         mut out: impl FnMut(u32, Spike),
@@ -183,11 +186,11 @@ impl Cascade<'_> {
             // SAFETY (all calls): the caller's promise.
             let c = unsafe {
                 match layer.window() {
-                    Some(AnyWindow::N1(w)) => route.run(&queue, work, &mut out, &mut beyond, Windowed::<AVX2, 1>(w)),
-                    Some(AnyWindow::N2(w)) => route.run(&queue, work, &mut out, &mut beyond, Windowed::<AVX2, 2>(w)),
-                    Some(AnyWindow::N4(w)) => route.run(&queue, work, &mut out, &mut beyond, Windowed::<AVX2, 4>(w)),
-                    Some(AnyWindow::N8(w)) => route.run(&queue, work, &mut out, &mut beyond, Windowed::<AVX2, 8>(w)),
-                    None => route.run(&queue, work, &mut out, &mut beyond, General::<AVX2>(layer)),
+                    Some(AnyWindow::N1(w)) => route.run(&queue, work, &mut out, &mut beyond, Windowed::<K, 1>(w, PhantomData)),
+                    Some(AnyWindow::N2(w)) => route.run(&queue, work, &mut out, &mut beyond, Windowed::<K, 2>(w, PhantomData)),
+                    Some(AnyWindow::N4(w)) => route.run(&queue, work, &mut out, &mut beyond, Windowed::<K, 4>(w, PhantomData)),
+                    Some(AnyWindow::N8(w)) => route.run(&queue, work, &mut out, &mut beyond, Windowed::<K, 8>(w, PhantomData)),
+                    None => route.run(&queue, work, &mut out, &mut beyond, General::<K>(layer, PhantomData)),
                 }
             };
             self.busy_until_ns[i] = route.busy_until_ns;
@@ -211,29 +214,24 @@ trait Respond {
 }
 
 /// Any layer, tap by tap.
-struct General<'a, const AVX2: bool>(&'a mut LayerRt);
+struct General<'a, K>(&'a mut LayerRt, PhantomData<K>);
 
-impl<const AVX2: bool> Respond for General<'_, AVX2> {
+impl<K: Lanes> Respond for General<'_, K> {
     #[inline(always)]
     unsafe fn respond(&mut self, c: usize, y: usize, x: usize, fired: &mut Vec<Site>) -> (u64, u64) {
         // SAFETY: the caller's promise.
-        unsafe { self.0.event_with::<AVX2>(c, y, x, fired) }
+        unsafe { self.0.event_with::<K>(c, y, x, fired) }
     }
 }
 
 /// A layer of the common shape, by windows of `N` 16-channel chunks.
-struct Windowed<'a, const AVX2: bool, const N: usize>(Window<'a, N>);
+struct Windowed<'a, K, const N: usize>(Window<'a, N>, PhantomData<K>);
 
-impl<const AVX2: bool, const N: usize> Respond for Windowed<'_, AVX2, N> {
+impl<K: Lanes, const N: usize> Respond for Windowed<'_, K, N> {
     #[inline(always)]
     unsafe fn respond(&mut self, c: usize, y: usize, x: usize, fired: &mut Vec<Site>) -> (u64, u64) {
-        if AVX2 {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: the caller's promise.
-            return unsafe { self.0.event::<Avx2>(c, y, x, fired) };
-        }
-        // SAFETY: plain Rust.
-        unsafe { self.0.event::<Portable>(c, y, x, fired) }
+        // SAFETY: the caller's promise.
+        unsafe { self.0.event::<K>(c, y, x, fired) }
     }
 }
 

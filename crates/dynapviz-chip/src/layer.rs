@@ -5,9 +5,7 @@
 
 use dynapviz_model::{ChipLayer, ModelError};
 
-#[cfg(target_arch = "x86_64")]
-use crate::lanes::Avx2;
-use crate::lanes::{Lanes, Neuron, Portable, fire_tail, update_tail};
+use crate::lanes::{Lanes, Neuron, fire_tail, update_tail};
 use crate::window::{AnyWindow, Windows};
 
 /// One chip layer ready to run.
@@ -191,24 +189,14 @@ impl LayerRt {
     /// event.
     ///
     /// # Safety
-    /// `AVX2 = true` only on a CPU with AVX2.
+    /// The CPU has the instructions of `K`.
     #[inline(always)]
-    pub(crate) unsafe fn event_with<const AVX2: bool>(&mut self, c: usize, y: usize, x: usize, fired: &mut Vec<Site>) -> (u64, u64) {
+    pub(crate) unsafe fn event_with<K: Lanes>(&mut self, c: usize, y: usize, x: usize, fired: &mut Vec<Site>) -> (u64, u64) {
         let o = self.out_channels;
         let Some((rows, cols, wc)) = self.reach.taps(c, y, x) else { return (0, 0) };
         let scatter = Scatter { rows, cols, weights: &self.weights16[wc..], o, neuron: self.neuron };
-        let spikes = if AVX2 {
-            #[cfg(target_arch = "x86_64")]
-            {
-                // SAFETY: the caller guarantees AVX2.
-                unsafe { scatter.run::<Avx2>(&mut self.state16, fired) }
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            unreachable!("AVX2 exists on x86_64 only")
-        } else {
-            // SAFETY: plain Rust.
-            unsafe { scatter.run::<Portable>(&mut self.state16, fired) }
-        };
+        // SAFETY: the caller's promise.
+        let spikes = unsafe { scatter.run::<K>(&mut self.state16, fired) };
         ((rows.len() * cols.len() * o) as u64, spikes)
     }
 
