@@ -2,8 +2,8 @@
 //! layer for a whole batch of sensor events at once, so each layer's neurons and weights stay
 //! in cache while it works. The result is the same as running each sensor event through all
 //! layers before the next: a layer's state depends only on the order of its own input, and
-//! that order is kept (every queued event carries the index of its sensor event, and a queue
-//! fed by several layers is put back in sensor-event order before it runs).
+//! that order is kept (the queued events come in runs that carry the index of their sensor
+//! event, and a queue fed by several layers is put back in sensor-event order before it runs).
 
 use std::marker::PhantomData;
 
