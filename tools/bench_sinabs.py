@@ -81,7 +81,7 @@ def main():
     ann.eval()
     ev = np.loadtxt(csv, delimiter=",", skiprows=1, dtype=np.int64)
     span = int(ev[-1, 0] - ev[0, 0] + 1)
-    for keep in (1, 8, 24):
+    for keep in (1, 3, 8, 24):
         parts = []
         for rep in range(keep * 4):
             sub = ev[::keep].copy()
