@@ -13,8 +13,10 @@
 //!   layer after layer), and handed out by the same [`Batch::hand_out`].
 //!
 //! A spike crosses threads once per stage boundary, in a piece's buffer, and no thread waits
-//! for another within a piece. The cuts follow the time each layer took before; the first 32 k
-//! sensor events, cut as if every layer took the same, measure it.
+//! for another within a piece. The cuts follow the time each layer took per sensor event before.
+//! The first 32 k sensor events, cut as if every layer took the same, measure it; then the cuts
+//! are made again on segments of 32 k, 64 k and 128 k sensor events, since what a few events
+//! (of a network whose neurons have only begun to charge) measure is far from what follows.
 
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 
@@ -205,18 +207,16 @@ pub(crate) fn run(call: Call<'_>, events: &[Event], buffers: &mut Buffers, out: 
         let len = if measured < SETTLED_EVENTS { measured.max(MEASURE_EVENTS) } else { rest.len() };
         let (segment, after) = rest.split_at(len.min(rest.len()));
         rest = after;
-        {
-            let call = Call {
-                layers: &mut *layers,
-                threads,
-                front: &mut *front,
-                dvs_counters: &mut *dvs_counters,
-                counters: &mut *counters,
-                busy_until_ns: &mut *busy_until_ns,
-                wiring,
-            };
-            run_segment(call, segment, buffers, out, &mut power);
-        }
+        let call = Call {
+            layers: &mut *layers,
+            threads,
+            front: &mut *front,
+            dvs_counters: &mut *dvs_counters,
+            counters: &mut *counters,
+            busy_until_ns: &mut *busy_until_ns,
+            wiring,
+        };
+        run_segment(call, segment, buffers, out, &mut power);
     }
 }
 
