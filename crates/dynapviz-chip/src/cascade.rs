@@ -33,8 +33,8 @@ pub(crate) struct Run {
     /// Arrival time, ns.
     pub t_ns: i64,
     /// Its sites in the queue's `sites`.
-    start: u32,
-    len: u32,
+    start: usize,
+    len: usize,
 }
 
 impl Queue {
@@ -44,9 +44,7 @@ impl Queue {
         if sites.is_empty() {
             return;
         }
-        // A batch is a few thousand sensor events, so its sites count far below 2^32.
-        let (start, len) = (self.sites.len() as u32, sites.len() as u32);
-        self.runs.push(Run { index, t_ns, start, len });
+        self.runs.push(Run { index, t_ns, start: self.sites.len(), len: sites.len() });
         self.sites.extend_from_slice(sites);
     }
 
@@ -62,7 +60,7 @@ impl Queue {
 
     /// The runs with their sites, in queue order.
     pub fn iter(&self) -> impl Iterator<Item = (Run, &[Site])> {
-        self.runs.iter().map(|&r| (r, &self.sites[r.start as usize..][..r.len as usize]))
+        self.runs.iter().map(|&r| (r, &self.sites[r.start..][..r.len]))
     }
 
     /// Puts the runs in sensor-event order, stable: within one sensor event the earlier source
