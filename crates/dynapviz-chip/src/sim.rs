@@ -167,7 +167,7 @@ pub struct InputCounters {
 }
 
 /// A spike of a monitored layer (layer 0: a sensor event after the DVS layer).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Spike {
     /// Time, µs (binned mode: the start of the bin).
     pub t: i64,
