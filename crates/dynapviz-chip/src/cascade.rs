@@ -288,7 +288,7 @@ impl Route<'_> {
                 c.input_events += 1;
             }
             let after_pool = fired.len() as u64;
-            // Most runs make no spike that leaves the layer.
+            // Many runs make no spike that leaves the layer (pooling cuts some off).
             if !fired.is_empty() {
                 if monitored {
                     let t = t_out.div_euclid(1000);
