@@ -110,29 +110,24 @@ struct Balance {
 }
 
 impl Balance {
-    /// Where the stages of `threads` threads over `layers` layers begin: the caller's thread runs
-    /// a first stage (with the admission) and the last one (with the hand-out), each other
-    /// thread one stage of at least one layer in between. The first and the last may hold no
-    /// layer. Stage `i + 1` begins at `cuts[i]`. Until a call has measured the layers, each
-    /// counts the same.
+    /// Where the stages over `layers` layers begin, on at most `threads` threads: the caller's
+    /// thread runs a first stage (with the admission) and the last one (with the hand-out),
+    /// each other thread one stage of at least one layer in between. The first and the last may
+    /// hold no layer. Stage `i + 1` begins at `cuts[i]`. A thread is added only if it makes the
+    /// slowest stage faster by [`THREAD_GAIN`]: past the heaviest layer alone more threads only
+    /// spin. Until a call has measured the layers, each counts the same.
     fn cuts(&mut self, layers: usize, threads: usize) -> Vec<usize> {
         if self.cost.len() != layers + 2 {
             self.cost = vec![1.0; layers];
             self.cost.extend([0.0, 0.0]);
         }
         let (cost, around) = (&self.cost[..layers], self.cost[layers] + self.cost[layers + 1]);
-        let prefix = prefix_sums(cost);
-        let middle = (threads.max(2) - 1).min(layers.max(1));
-        let mut best = (f64::INFINITY, Vec::new());
-        for first in 0..=layers {
-            for last in first + middle..=layers {
-                let caller = prefix[first] + prefix[layers] - prefix[last] + around;
-                let inner = best_cuts(&cost[first..last], middle).into_iter().map(|c| first + c);
-                let cuts: Vec<usize> = std::iter::once(first).chain(inner).chain([last]).collect();
-                let slowest = cuts.windows(2).map(|w| prefix[w[1]] - prefix[w[0]]).fold(caller, f64::max);
-                if slowest < best.0 {
-                    best = (slowest, cuts);
-                }
+        let most = (threads.max(2) - 1).min(layers.max(1));
+        let mut best = caller_at_both_ends(cost, around, 1);
+        for middle in 2..=most {
+            let more = caller_at_both_ends(cost, around, middle);
+            if more.0 < best.0 * (1.0 - THREAD_GAIN) {
+                best = more;
             }
         }
         best.1
@@ -151,6 +146,29 @@ impl Balance {
         }
         self.events += events;
     }
+}
+
+/// How much faster the slowest stage must get for the pipeline to take one more thread.
+const THREAD_GAIN: f64 = 0.05;
+
+/// The best cuts with `middle` threads between the caller's first and last stage (see
+/// [`Balance::cuts`]), and the cost of their slowest stage.
+fn caller_at_both_ends(cost: &[f64], around: f64, middle: usize) -> (f64, Vec<usize>) {
+    let layers = cost.len();
+    let prefix = prefix_sums(cost);
+    let mut best = (f64::INFINITY, Vec::new());
+    for first in 0..=layers {
+        for last in first + middle..=layers {
+            let caller = prefix[first] + prefix[layers] - prefix[last] + around;
+            let inner = best_cuts(&cost[first..last], middle).into_iter().map(|c| first + c);
+            let cuts: Vec<usize> = std::iter::once(first).chain(inner).chain([last]).collect();
+            let slowest = cuts.windows(2).map(|w| prefix[w[1]] - prefix[w[0]]).fold(caller, f64::max);
+            if slowest < best.0 {
+                best = (slowest, cuts);
+            }
+        }
+    }
+    best
 }
 
 /// Cuts `cost` (per layer) into `stages` runs of consecutive layers whose largest sum is as
@@ -452,6 +470,13 @@ mod tests {
         // Three threads: layers 1-2 on one, layer 3 (the slowest stage, 49) on another, the
         // caller layers 4-9 with admission and hand-out.
         assert_eq!(balance.cuts(9, 3), vec![0, 2, 3]);
+        // Layer 3 alone is the slowest stage from three threads on: eight take no more.
+        assert_eq!(balance.cuts(9, 8), vec![0, 2, 3]);
+        // Nine layers that cost the same: four threads cut them 3 + 3 + 3 at best, which three
+        // threads do too; sixteen cut them one per thread on nine threads.
+        let mut even = Balance { cost: [vec![10.0; 9], vec![0.0, 0.0]].concat(), events: 0 };
+        assert_eq!(even.cuts(9, 4).len(), 3, "cuts of three threads");
+        assert_eq!(even.cuts(9, 16).len(), 9, "cuts of nine threads");
         // A single layer runs in the middle, the ends empty.
         let mut one = Balance::default();
         assert_eq!(one.cuts(1, 2), vec![0, 1]);
