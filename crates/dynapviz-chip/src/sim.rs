@@ -335,9 +335,9 @@ impl Simulator {
         self.power = PowerMonitor::new(self.config.power_rate_hz, self.config.power_rails, self.config.power);
     }
 
-    /// The threads a call of [`Self::process`] with enough events runs on: [`Config::threads`]
-    /// in event mode, one in binned mode or with a leak (which acts between events on every
-    /// layer).
+    /// The most threads a call of [`Self::process`] with enough events runs on:
+    /// [`Config::threads`] in event mode (the pipeline takes fewer where more would not make it
+    /// faster), one in binned mode or with a leak (which acts between events on every layer).
     pub fn threads(&self) -> usize {
         if self.config.mode == Mode::Event && self.config.leak_tick_us.is_none() { self.config.threads } else { 1 }
     }
