@@ -1,7 +1,7 @@
 //! The runtime form of one chip layer: weights laid out for scattering one input event to every
 //! neuron under the kernel with a contiguous inner loop over output channels, and the neuron
 //! state of the simulation it is built for (the event mode's general path and the binned mode;
-//! the event mode's common layers run as [`crate::window`]s).
+//! the event mode's common layers run as windows, see `window.rs`).
 
 use dynapviz_model::{ChipLayer, ModelError};
 

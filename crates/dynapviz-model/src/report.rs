@@ -38,7 +38,7 @@ pub struct LayerReport {
     pub weight_max: f64,
     /// Sum of |weight|.
     pub weight_abs_sum: f64,
-    /// sha256 of the int8 weights in [out][in][kh][kw] order (discretized networks).
+    /// sha256 of the int8 weights in `[out][in][kh][kw]` order (discretized networks).
     pub weight_sha256_i8_oihw: Option<String>,
     /// Memory the layer needs.
     pub memory: MemoryUse,

@@ -1,4 +1,4 @@
-//! Importers: each turns a file into the common [`Ann`](crate::Ann).
+//! Importers: each turns a file into the common [`crate::Ann`].
 
 pub mod arch;
 pub mod onnx;
