@@ -107,6 +107,10 @@ pub struct Config {
     /// as a pipeline, with identical results (not with a leak tick, which touches every layer
     /// between two events).
     pub threads: usize,
+    /// How much faster (a fraction) the slowest run of layers must get for the pipeline to take
+    /// one more of its threads: past the heaviest layer alone more threads only spin. 0 takes
+    /// every thread that does not make it slower (the tests, to run every stage).
+    pub thread_gain: f64,
     /// Calls to [`Simulator::process`] with fewer sensor events run on one thread: starting the
     /// others costs more than they save (live playback hands over small chunks).
     pub parallel_min_events: usize,
@@ -124,6 +128,7 @@ impl Default for Config {
             power: Coefficients::default(),
             power_rails: 5,
             threads: 1,
+            thread_gain: 0.05,
             parallel_min_events: 16_384,
         }
     }
@@ -266,6 +271,9 @@ impl Simulator {
         if config.threads == 0 {
             return Err(SimError::Config("threads must be at least 1".into()));
         }
+        if !(0.0..1.0).contains(&config.thread_gain) {
+            return Err(SimError::Config(format!("thread_gain must be in [0, 1), not {}", config.thread_gain)));
+        }
         let arithmetic = if matches!(config.mode, Mode::Binned { .. }) { Arithmetic::Exact } else { Arithmetic::Chip };
         let layers = network.layers.iter().map(|l| LayerRt::new(l, arithmetic)).collect::<Result<Vec<_>, _>>()?;
         check_connections(network)?;
@@ -405,6 +413,7 @@ impl Simulator {
         let call = stages::Call {
             layers: &mut self.layers,
             threads: self.config.threads,
+            thread_gain: self.config.thread_gain,
             front: &mut self.front,
             dvs_counters,
             counters,

@@ -41,6 +41,8 @@ const PIECES_PER_STAGE: usize = 2;
 pub(crate) struct Call<'a> {
     pub layers: &'a mut [LayerRt],
     pub threads: usize,
+    /// See [`crate::Config::thread_gain`].
+    pub thread_gain: f64,
     pub front: &'a mut Front,
     pub dvs_counters: &'a mut LayerCounters,
     /// The layers' counters (layer 1 first).
@@ -114,9 +116,9 @@ impl Balance {
     /// thread runs a first stage (with the admission) and the last one (with the hand-out),
     /// each other thread one stage of at least one layer in between. The first and the last may
     /// hold no layer. Stage `i + 1` begins at `cuts[i]`. A thread is added only if it makes the
-    /// slowest stage faster by [`THREAD_GAIN`]: past the heaviest layer alone more threads only
-    /// spin. Until a call has measured the layers, each counts the same.
-    fn cuts(&mut self, layers: usize, threads: usize) -> Vec<usize> {
+    /// slowest stage faster by the fraction `gain` (see [`crate::Config::thread_gain`]). Until
+    /// a call has measured the layers, each counts the same.
+    fn cuts(&mut self, layers: usize, threads: usize, gain: f64) -> Vec<usize> {
         if self.cost.len() != layers + 2 {
             self.cost = vec![1.0; layers];
             self.cost.extend([0.0, 0.0]);
@@ -126,7 +128,7 @@ impl Balance {
         let mut best = caller_at_both_ends(cost, around, 1);
         for middle in 2..=most {
             let more = caller_at_both_ends(cost, around, middle);
-            if more.0 < best.0 * (1.0 - THREAD_GAIN) {
+            if more.0 <= best.0 * (1.0 - gain) {
                 best = more;
             }
         }
@@ -147,9 +149,6 @@ impl Balance {
         self.events += events;
     }
 }
-
-/// How much faster the slowest stage must get for the pipeline to take one more thread.
-const THREAD_GAIN: f64 = 0.05;
 
 /// The best cuts with `middle` threads between the caller's first and last stage (see
 /// [`Balance::cuts`]), and the cost of their slowest stage.
@@ -215,7 +214,7 @@ fn prefix_sums(cost: &[f64]) -> Vec<f64> {
 /// each other thread one in between). Appends the monitored spikes to `out` in one-thread order and
 /// calls `power(t_us, work)` once per admitted sensor event in order.
 pub(crate) fn run(call: Call<'_>, events: &[Event], buffers: &mut Buffers, out: &mut Vec<Spike>, mut power: impl FnMut(i64, Work)) {
-    let Call { layers, threads, front, dvs_counters, counters, busy_until_ns, wiring } = call;
+    let Call { layers, threads, thread_gain, front, dvs_counters, counters, busy_until_ns, wiring } = call;
     let mut rest = events;
     while !rest.is_empty() {
         // Until the layers are measured well, segments as long as all measured before, so
@@ -228,6 +227,7 @@ pub(crate) fn run(call: Call<'_>, events: &[Event], buffers: &mut Buffers, out: 
         let call = Call {
             layers: &mut *layers,
             threads,
+            thread_gain,
             front: &mut *front,
             dvs_counters: &mut *dvs_counters,
             counters: &mut *counters,
@@ -246,12 +246,12 @@ const SETTLED_EVENTS: usize = 64 * PIECE_EVENTS;
 
 /// [`run`] with the cuts of the time measured so far, which it adds to.
 fn run_segment(call: Call<'_>, events: &[Event], buffers: &mut Buffers, out: &mut Vec<Spike>, power: &mut impl FnMut(i64, Work)) {
-    let Call { layers, threads, front, dvs_counters, counters, busy_until_ns, wiring } = call;
+    let Call { layers, threads, thread_gain, front, dvs_counters, counters, busy_until_ns, wiring } = call;
     let n = layers.len();
     if n == 0 {
         return;
     }
-    let cuts = buffers.balance.cuts(n, threads);
+    let cuts = buffers.balance.cuts(n, threads, thread_gain);
     let Buffers { pieces, queues, fired, balance } = buffers;
     queues.resize_with(n, Queue::default);
     fired.resize_with(cuts.len() + 1, Padded::default);
@@ -460,26 +460,31 @@ fn receive<T>(rx: &Receiver<T>) -> Option<T> {
 mod tests {
     use super::{Balance, best_cuts};
 
+    const GAIN: f64 = 0.05;
+
     #[test]
     fn the_callers_thread_takes_both_ends() {
         // The gesture network's layers as measured, then admission and hand-out.
         let cost = vec![9.0, 20.0, 49.0, 24.0, 11.0, 4.0, 2.0, 1.0, 2.0, 2.5, 0.9];
         let mut balance = Balance { cost, events: 0 };
         // The caller: layer 1, layers 4-9, admission, hand-out (58.4); the other thread 69.
-        assert_eq!(balance.cuts(9, 2), vec![1, 3]);
+        assert_eq!(balance.cuts(9, 2, GAIN), vec![1, 3]);
         // Three threads: layers 1-2 on one, layer 3 (the slowest stage, 49) on another, the
         // caller layers 4-9 with admission and hand-out.
-        assert_eq!(balance.cuts(9, 3), vec![0, 2, 3]);
+        assert_eq!(balance.cuts(9, 3, GAIN), vec![0, 2, 3]);
         // Layer 3 alone is the slowest stage from three threads on: eight take no more.
-        assert_eq!(balance.cuts(9, 8), vec![0, 2, 3]);
+        assert_eq!(balance.cuts(9, 8, GAIN), vec![0, 2, 3]);
         // Nine layers that cost the same: four threads cut them 3 + 3 + 3 at best, which three
         // threads do too; sixteen cut them one per thread on nine threads.
         let mut even = Balance { cost: [vec![10.0; 9], vec![0.0, 0.0]].concat(), events: 0 };
-        assert_eq!(even.cuts(9, 4).len(), 3, "cuts of three threads");
-        assert_eq!(even.cuts(9, 16).len(), 9, "cuts of nine threads");
+        assert_eq!(even.cuts(9, 4, GAIN).len(), 3, "cuts of three threads");
+        assert_eq!(even.cuts(9, 16, GAIN).len(), 9, "cuts of nine threads");
+        // With no gain asked, a thread that is no slower is taken: every one that has a layer.
+        assert_eq!(even.cuts(9, 16, 0.0).len(), 10, "cuts of ten threads");
+        assert_eq!(balance.cuts(9, 8, 0.0).len(), 8, "cuts of eight threads");
         // A single layer runs in the middle, the ends empty.
         let mut one = Balance::default();
-        assert_eq!(one.cuts(1, 2), vec![0, 1]);
+        assert_eq!(one.cuts(1, 2, GAIN), vec![0, 1]);
     }
 
     #[test]

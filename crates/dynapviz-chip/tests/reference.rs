@@ -138,9 +138,16 @@ impl RefLayer {
 }
 
 fn simulate(n: &Network, events: &[Event], threads: usize) -> (Vec<Spike>, Simulator) {
-    // Threads for any input size, so that the short random inputs run pipelined too.
-    let config =
-        Config { mode: Mode::Event, monitors: Monitors::of(0..=n.layers.len()), threads, parallel_min_events: 0, ..Config::default() };
+    // Threads for any input size, so that the short random inputs run pipelined too, and every
+    // thread taken, so that three threads run three stages.
+    let config = Config {
+        mode: Mode::Event,
+        monitors: Monitors::of(0..=n.layers.len()),
+        threads,
+        thread_gain: 0.0,
+        parallel_min_events: 0,
+        ..Config::default()
+    };
     let mut sim = Simulator::new(n, config).expect("sim");
     let mut out = Vec::new();
     sim.process(events, &mut out);
