@@ -48,6 +48,24 @@ impl Queue {
         self.sites.extend_from_slice(sites);
     }
 
+    /// The queued sites, for a layer to append one run's spikes to in place; then
+    /// [`Self::close_run`].
+    pub fn sites_mut(&mut self) -> &mut Vec<Site> {
+        &mut self.sites
+    }
+
+    pub fn sites(&self) -> &[Site] {
+        &self.sites
+    }
+
+    /// Makes the sites appended from `start` on one run (at least one is); returns them.
+    #[inline]
+    pub fn close_run(&mut self, index: u32, t_ns: i64, start: usize) -> &[Site] {
+        debug_assert!(start < self.sites.len(), "a run has sites");
+        self.runs.push(Run { index, t_ns, start, len: self.sites.len() - start });
+        &self.sites[start..]
+    }
+
     pub fn is_empty(&self) -> bool {
         self.runs.is_empty()
     }
@@ -209,6 +227,22 @@ trait Respond {
     /// # Safety
     /// The CPU has the instructions the implementation uses.
     unsafe fn respond(&mut self, c: usize, y: usize, x: usize, fired: &mut Vec<Site>) -> (u64, u64);
+
+    /// [`Self::respond`] to each of `sites` in turn; returns the sums. One tight loop: the
+    /// synaptic operations and spikes stay in registers.
+    ///
+    /// # Safety
+    /// As [`Self::respond`].
+    #[inline(always)]
+    unsafe fn respond_all(&mut self, sites: &[Site], fired: &mut Vec<Site>) -> (u64, u64) {
+        let (mut ops, mut spikes) = (0, 0);
+        for s in sites {
+            // SAFETY: the caller's promise.
+            let (o, n) = unsafe { self.respond(usize::from(s.c), usize::from(s.y), usize::from(s.x), fired) };
+            (ops, spikes) = (ops + o, spikes + n);
+        }
+        (ops, spikes)
+    }
 }
 
 /// Any layer, tap by tap.
@@ -267,40 +301,55 @@ impl Route<'_> {
         let mut c = LayerCounters::default();
         let (li, monitored, latency_ns, busy) = (self.layer, self.monitored, self.wiring.latency_ns, self.wiring.busy);
         let dests = &self.wiring.destinations[li];
+        // The spikes go straight into the queue of the first destination in this cascade,
+        // where they stay: a copy per run cost as much as a small layer's work. Other
+        // destinations get copies.
+        let direct = dests.iter().find(|&&d| d < self.end).map(|&d| d - self.first);
+        let copies = dests.len() > usize::from(direct.is_some());
         for (Run { index, t_ns, .. }, sites) in queue.iter() {
             let t_out = t_ns + latency_ns;
-            let fired = &mut *self.fired;
-            fired.clear();
-            let (mut ops, mut spikes) = (0, 0);
-            for s in sites {
-                if let Some(b) = busy
-                    && self.busy_until_ns - t_out as f64 > b.max_backlog_ns
-                {
-                    c.dropped_busy += 1;
-                    continue;
+            let fired = match direct {
+                Some(q) => self.queues[q].sites_mut(),
+                None => {
+                    self.fired.clear();
+                    &mut *self.fired
                 }
-                // SAFETY: the caller's promise.
-                let (o, n) = unsafe { respond.respond(usize::from(s.c), usize::from(s.y), usize::from(s.x), fired) };
-                (ops, spikes) = (ops + o, spikes + n);
-                if let Some(b) = busy {
-                    self.busy_until_ns = self.busy_until_ns.max(t_out as f64) + b.ns_per_event + b.ns_per_synop * o as f64;
+            };
+            let start = fired.len();
+            let (ops, spikes) = match busy {
+                // SAFETY (both): the caller's promise.
+                None => {
+                    c.input_events += sites.len() as u64;
+                    unsafe { respond.respond_all(sites, fired) }
                 }
-                c.input_events += 1;
-            }
-            let after_pool = fired.len() as u64;
+                Some(b) => unsafe { respond_busy(b, &mut self.busy_until_ns, t_out, sites, fired, &mut respond, &mut c) },
+            };
+            let after_pool = (fired.len() - start) as u64;
             // Many runs make no spike that leaves the layer (pooling cuts some off).
-            if !fired.is_empty() {
+            if after_pool > 0 {
+                let made = match direct {
+                    Some(q) => self.queues[q].close_run(index, t_out, start),
+                    None => &self.fired[..],
+                };
                 if monitored {
                     let t = t_out.div_euclid(1000);
-                    fired.iter().for_each(|s| out(index, Spike { t, layer: (li + 1) as u16, c: s.c, y: s.y, x: s.x }));
+                    made.iter().for_each(|s| out(index, Spike { t, layer: (li + 1) as u16, c: s.c, y: s.y, x: s.x }));
                 }
-                let mut gone_beyond = false;
-                for &d in dests {
-                    if d < self.end {
-                        self.queues[d - self.first].push(index, t_out, fired);
-                    } else if !gone_beyond {
-                        beyond(li, index, t_out, fired);
-                        gone_beyond = true;
+                if copies {
+                    if let Some(q) = direct {
+                        self.fired.clear();
+                        self.fired.extend_from_slice(&self.queues[q].sites()[start..]);
+                    }
+                    let mut gone_beyond = false;
+                    for &d in dests {
+                        if Some(d - self.first) == direct {
+                            continue;
+                        } else if d < self.end {
+                            self.queues[d - self.first].push(index, t_out, self.fired);
+                        } else if !gone_beyond {
+                            beyond(li, index, t_out, self.fired);
+                            gone_beyond = true;
+                        }
                     }
                 }
             }
@@ -316,4 +365,34 @@ impl Route<'_> {
         }
         c
     }
+}
+
+/// [`Respond::respond_all`] with the busy model: an event that finds the core's backlog
+/// full is dropped and counted.
+///
+/// # Safety
+/// The CPU has the instructions `respond` uses.
+#[inline(always)]
+unsafe fn respond_busy(
+    b: BusyModel,
+    busy_until_ns: &mut f64,
+    t_out: i64,
+    sites: &[Site],
+    fired: &mut Vec<Site>,
+    respond: &mut impl Respond,
+    c: &mut LayerCounters,
+) -> (u64, u64) {
+    let (mut ops, mut spikes) = (0, 0);
+    for s in sites {
+        if *busy_until_ns - t_out as f64 > b.max_backlog_ns {
+            c.dropped_busy += 1;
+            continue;
+        }
+        // SAFETY: the caller's promise.
+        let (o, n) = unsafe { respond.respond(usize::from(s.c), usize::from(s.y), usize::from(s.x), fired) };
+        (ops, spikes) = (ops + o, spikes + n);
+        *busy_until_ns = busy_until_ns.max(t_out as f64) + b.ns_per_event + b.ns_per_synop * o as f64;
+        c.input_events += 1;
+    }
+    (ops, spikes)
 }
