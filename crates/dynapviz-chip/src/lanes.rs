@@ -54,15 +54,17 @@ impl Neuron {
 /// accumulator that stays in a register over a kernel row; which neurons fire is worked out
 /// again only for the rare rows where one does.
 pub(crate) trait Lanes {
-    /// Whether some neuron reached threshold, accumulated without branching.
+    /// The highest potential so far: whether some neuron reached threshold, found with one
+    /// compare per row instead of one per vector.
     type Any: Copy;
     /// # Safety
     /// The CPU has the instructions of the implementation (for all methods).
     unsafe fn none() -> Self::Any;
-    /// Adds the weights with int16 saturation, clamps at `min_v_mem` and folds "at threshold"
+    /// Adds the weights with int16 saturation, clamps at `min_v_mem` and folds the potentials
     /// into `any`.
     unsafe fn update(v: &mut [i16; 16], w: &[i16; 16], n: Neuron, any: Self::Any) -> Self::Any;
-    unsafe fn fired(any: Self::Any) -> bool;
+    /// Whether a potential folded into `any` is at threshold.
+    unsafe fn fired(any: Self::Any, n: Neuron) -> bool;
     /// Resets the neurons at threshold; returns a bit per neuron that fired.
     unsafe fn fire(v: &mut [i16; 16], n: Neuron) -> u16;
     /// [`Self::fire`] on 32 consecutive neurons: bit `i` is neuron `i`.
@@ -73,21 +75,26 @@ pub(crate) trait Lanes {
 pub(crate) struct Portable;
 
 impl Lanes for Portable {
-    type Any = bool;
+    type Any = i16;
 
     #[inline(always)]
-    unsafe fn none() -> bool {
-        false
+    unsafe fn none() -> i16 {
+        i16::MIN
     }
 
     #[inline(always)]
-    unsafe fn update(v: &mut [i16; 16], w: &[i16; 16], n: Neuron, any: bool) -> bool {
-        update_tail(v, w, n) | any
-    }
-
-    #[inline(always)]
-    unsafe fn fired(any: bool) -> bool {
+    unsafe fn update(v: &mut [i16; 16], w: &[i16; 16], n: Neuron, any: i16) -> i16 {
+        let mut any = any;
+        for (v, &w) in v.iter_mut().zip(w) {
+            *v = v.saturating_add(w).max(n.min);
+            any = any.max(*v);
+        }
         any
+    }
+
+    #[inline(always)]
+    unsafe fn fired(any: i16, n: Neuron) -> bool {
+        any > n.below
     }
 
     #[inline(always)]
@@ -135,8 +142,7 @@ pub(crate) struct Avx2;
 mod avx2_lanes {
     use std::arch::x86_64::{
         __m256i, _mm256_adds_epi16, _mm256_blendv_epi8, _mm256_cmpgt_epi16, _mm256_loadu_si256, _mm256_max_epi16, _mm256_movemask_epi8,
-        _mm256_or_si256, _mm256_packs_epi16, _mm256_permute4x64_epi64, _mm256_set1_epi16, _mm256_setzero_si256, _mm256_storeu_si256,
-        _mm256_subs_epi16, _mm256_testz_si256,
+        _mm256_packs_epi16, _mm256_permute4x64_epi64, _mm256_set1_epi16, _mm256_storeu_si256, _mm256_subs_epi16, _mm256_testz_si256,
     };
 
     use super::{Avx2, Lanes, Neuron, Reset};
@@ -147,7 +153,7 @@ mod avx2_lanes {
         #[inline(always)]
         unsafe fn none() -> __m256i {
             // SAFETY: the caller guarantees AVX2.
-            unsafe { zero() }
+            unsafe { lowest() }
         }
 
         #[inline(always)]
@@ -157,9 +163,9 @@ mod avx2_lanes {
         }
 
         #[inline(always)]
-        unsafe fn fired(any: __m256i) -> bool {
+        unsafe fn fired(any: __m256i, n: Neuron) -> bool {
             // SAFETY: the caller guarantees AVX2.
-            unsafe { fired(any) }
+            unsafe { fired(any, n) }
         }
 
         #[inline(always)]
@@ -188,8 +194,8 @@ mod avx2_lanes {
 
     #[target_feature(enable = "avx2")]
     #[inline]
-    fn zero() -> __m256i {
-        _mm256_setzero_si256()
+    fn lowest() -> __m256i {
+        _mm256_set1_epi16(i16::MIN)
     }
 
     #[target_feature(enable = "avx2")]
@@ -201,14 +207,15 @@ mod avx2_lanes {
             let x =
                 _mm256_max_epi16(_mm256_adds_epi16(_mm256_loadu_si256(p), _mm256_loadu_si256(w.as_ptr().cast())), _mm256_set1_epi16(n.min));
             _mm256_storeu_si256(p, x);
-            _mm256_or_si256(any, _mm256_cmpgt_epi16(x, _mm256_set1_epi16(n.below)))
+            _mm256_max_epi16(any, x)
         }
     }
 
     #[target_feature(enable = "avx2")]
     #[inline]
-    fn fired(any: __m256i) -> bool {
-        _mm256_testz_si256(any, any) == 0
+    fn fired(any: __m256i, n: Neuron) -> bool {
+        let at = _mm256_cmpgt_epi16(any, _mm256_set1_epi16(n.below));
+        _mm256_testz_si256(at, at) == 0
     }
 
     /// Resets the neurons at threshold; returns which are, as lanes.

@@ -449,7 +449,7 @@ impl Scatter<'_> {
                 tail |= update_tail(v_rest, w_rest, n);
             }
             // SAFETY: the caller's promise.
-            firing |= u32::from(tail || unsafe { K::fired(any) }) << ri;
+            firing |= u32::from(tail || unsafe { K::fired(any, n) }) << ri;
         }
         firing
     }

@@ -218,7 +218,7 @@ impl<const N: usize> Window<'_, N> {
                 for j in 0..chunks {
                     any = K::update(&mut *v.add(j), &*wt.add(j), n, any);
                 }
-                firing |= u32::from(K::fired(any)) << ri;
+                firing |= u32::from(K::fired(any, n)) << ri;
             }
             // Wrapping: past the last row they point nowhere and are not used.
             v = v.wrapping_add(row_step);
