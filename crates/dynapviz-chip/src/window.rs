@@ -172,10 +172,12 @@ impl<const N: usize> Window<'_, N> {
         // caller's promise.
         let spikes = unsafe {
             match k.len {
-                3 => self.scatter::<K, 3>(r, k, state, weights, fired),
-                2 => self.scatter::<K, 2>(r, k, state, weights, fired),
-                1 => self.scatter::<K, 1>(r, k, state, weights, fired),
-                _ => self.scatter::<K, 0>(r, k, state, weights, fired),
+                // The interior of a 3x3 kernel, the most common window: fully unrolled.
+                3 if r.len == 3 => self.scatter::<K, 3, 3>(r, k, state, weights, fired),
+                3 => self.scatter::<K, 3, 0>(r, k, state, weights, fired),
+                2 => self.scatter::<K, 2, 0>(r, k, state, weights, fired),
+                1 => self.scatter::<K, 1, 0>(r, k, state, weights, fired),
+                _ => self.scatter::<K, 0, 0>(r, k, state, weights, fired),
             }
         };
         ((rows * usize::from(k.len) * N * 16) as u64, spikes)
@@ -189,11 +191,19 @@ impl<const N: usize> Window<'_, N> {
     /// # Safety
     /// The window is in bounds; the CPU has the instructions of `K`.
     #[inline(always)]
-    unsafe fn scatter<K: Lanes, const C: usize>(&mut self, r: Span, k: Span, state: usize, weights: usize, fired: &mut Vec<Site>) -> u64 {
+    unsafe fn scatter<K: Lanes, const C: usize, const R: usize>(
+        &mut self,
+        r: Span,
+        k: Span,
+        state: usize,
+        weights: usize,
+        fired: &mut Vec<Site>,
+    ) -> u64 {
         let chunks = if C == 0 { usize::from(k.len) } else { C } * N;
+        let rows = if R == 0 { usize::from(r.len) } else { R };
         // SAFETY: the caller's promise.
         unsafe {
-            let firing = self.update::<K>(usize::from(r.len), chunks, state, weights);
+            let firing = self.update::<K>(rows, chunks, state, weights);
             if firing == 0 { 0 } else { self.fire::<K>(firing, chunks, r, k, state, fired) }
         }
     }
