@@ -183,8 +183,9 @@ impl<const N: usize> Window<'_, N> {
         ((rows * usize::from(k.len) * N * 16) as u64, spikes)
     }
 
-    /// Both passes over the window of rows `r` and columns `k` (`C` of them when not 0, so that
-    /// the runs unroll): adds the weights, then fires the rows with a neuron at threshold.
+    /// Both passes over the window of rows `r` and columns `k` (`R` and `C` of them when not 0,
+    /// so that the loops unroll): adds the weights, then fires the rows with a neuron at
+    /// threshold.
     /// Each neuron is touched once per event, so firing after all updates is the same as
     /// firing after each.
     ///
