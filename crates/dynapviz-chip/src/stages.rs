@@ -89,10 +89,9 @@ struct Flight {
 
 impl Flight {
     fn push(&mut self, source: usize, index: u32, t_ns: i64, sites: &[Site]) {
-        if !sites.is_empty() {
-            self.sources.push(source);
-            self.spikes.push(index, t_ns, sites);
-        }
+        self.spikes.push(index, t_ns, sites);
+        // One source per run: a push makes none for no sites, and several past `u32::MAX`.
+        self.sources.resize(self.spikes.len(), source);
     }
 
     fn clear(&mut self) {
