@@ -84,12 +84,7 @@ impl Lanes for Portable {
 
     #[inline(always)]
     unsafe fn update(v: &mut [i16; 16], w: &[i16; 16], n: Neuron, any: i16) -> i16 {
-        let mut any = any;
-        for (v, &w) in v.iter_mut().zip(w) {
-            *v = v.saturating_add(w).max(n.min);
-            any = any.max(*v);
-        }
-        any
+        any.max(update_tail(v, w, n))
     }
 
     #[inline(always)]
@@ -110,15 +105,15 @@ impl Lanes for Portable {
 }
 
 /// Adds the weights of up to 16 neurons with int16 saturation and clamps at `min_v_mem`;
-/// returns whether one is at threshold.
+/// returns the highest potential (`i16::MIN` for none), as [`Lanes::update`] folds it.
 #[inline(always)]
-pub(crate) fn update_tail(v: &mut [i16], w: &[i16], n: Neuron) -> bool {
-    let mut any = false;
+pub(crate) fn update_tail(v: &mut [i16], w: &[i16], n: Neuron) -> i16 {
+    let mut highest = i16::MIN;
     for (v, &w) in v.iter_mut().zip(w) {
         *v = v.saturating_add(w).max(n.min);
-        any |= *v > n.below;
+        highest = highest.max(*v);
     }
-    any
+    highest
 }
 
 /// Resets the neurons at threshold among up to 16; returns a bit per neuron that fired.

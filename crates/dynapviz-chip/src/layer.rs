@@ -446,7 +446,7 @@ impl Scatter<'_> {
                     // SAFETY: the caller's promise.
                     any = unsafe { K::update(v, w, n, any) };
                 }
-                tail |= update_tail(v_rest, w_rest, n);
+                tail |= update_tail(v_rest, w_rest, n) > n.below;
             }
             // SAFETY: the caller's promise.
             firing |= u32::from(tail || unsafe { K::fired(any, n) }) << ri;
