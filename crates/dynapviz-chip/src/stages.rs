@@ -123,10 +123,11 @@ impl Balance {
             self.cost.extend([0.0, 0.0]);
         }
         let (cost, around) = (&self.cost[..layers], self.cost[layers] + self.cost[layers + 1]);
+        let prefix = prefix_sums(cost);
         let most = (threads.max(2) - 1).min(layers.max(1));
-        let mut best = caller_at_both_ends(cost, around, 1);
+        let mut best = caller_at_both_ends(cost, &prefix, around, 1);
         for middle in 2..=most {
-            let more = caller_at_both_ends(cost, around, middle);
+            let more = caller_at_both_ends(cost, &prefix, around, middle);
             if more.0 <= best.0 * (1.0 - gain) {
                 best = more;
             }
@@ -150,10 +151,10 @@ impl Balance {
 }
 
 /// The best cuts with `middle` threads between the caller's first and last stage (see
-/// [`Balance::cuts`]), and the cost of their slowest stage.
-fn caller_at_both_ends(cost: &[f64], around: f64, middle: usize) -> (f64, Vec<usize>) {
+/// [`Balance::cuts`]), and the cost of their slowest stage. `prefix`: the prefix sums of
+/// `cost`.
+fn caller_at_both_ends(cost: &[f64], prefix: &[f64], around: f64, middle: usize) -> (f64, Vec<usize>) {
     let layers = cost.len();
-    let prefix = prefix_sums(cost);
     let mut best = (f64::INFINITY, Vec::new());
     for first in 0..=layers {
         for last in first + middle..=layers {
