@@ -5,6 +5,7 @@
 
 use dynapviz_model::{ChipLayer, ModelError};
 
+use crate::aligned::Aligned;
 use crate::lanes::{Lanes, Neuron, fire_tail, update_tail};
 use crate::window::{AnyWindow, Windows};
 
@@ -32,7 +33,7 @@ pub struct LayerRt {
     /// follow each other.
     weights: Vec<i32>,
     /// The same weights as the chip stores them, for the event mode (empty for the binned mode).
-    weights16: Vec<i16>,
+    weights16: Aligned,
     bias: Option<Vec<i32>>,
     /// Spike threshold.
     pub threshold: i32,
@@ -42,7 +43,7 @@ pub struct LayerRt {
     /// empty for the event mode).
     state: Vec<i32>,
     /// Membrane potentials of the event mode: the chip's int16 (empty for the binned mode).
-    state16: Vec<i16>,
+    state16: Aligned,
     /// Binned mode: neuron columns that received input in the current bin, and their marks.
     touched: Vec<u32>,
     touched_mark: Vec<bool>,
@@ -113,7 +114,7 @@ impl LayerRt {
         let neurons = o * fh * fw;
         let chip = arithmetic == Arithmetic::Chip;
         let windows = if chip { Windows::new(&rows, &cols, o, c_in, neurons, weights.len()) } else { None };
-        let weights16 = if chip { weights.iter().map(|&w| w as i16).collect() } else { Vec::new() };
+        let weights16 = if chip { weights.iter().map(|&w| w as i16).collect() } else { Aligned::default() };
         Ok(Self {
             index: l.index,
             in_shape: l.in_shape,
@@ -129,7 +130,7 @@ impl LayerRt {
             threshold: q.threshold,
             min_v_mem: q.min_v_mem,
             state: if chip { Vec::new() } else { vec![0; neurons] },
-            state16: if chip { vec![0; neurons] } else { Vec::new() },
+            state16: Aligned::zeroed(if chip { neurons } else { 0 }),
             touched: Vec::new(),
             touched_mark: if chip { Vec::new() } else { vec![false; fh * fw] },
             neuron: Neuron {

@@ -2,6 +2,7 @@
 //! binned mode that reproduces sinabs' simulation bit for bit, with counters and a power
 //! estimate. Input: a mapped, discretized [`dynapviz_model::Network`] and DVS events.
 
+mod aligned;
 mod batch;
 mod cascade;
 pub mod dvs;
