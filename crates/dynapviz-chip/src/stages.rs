@@ -410,6 +410,10 @@ impl Stage<'_, '_> {
         }
         std::mem::swap(flight, arrived);
         flight.clear();
+        if let Some(queue) = self.sole_destination(arrived) {
+            // The whole flight is one layer's input: it becomes the queue, with no copy.
+            std::mem::swap(queue, &mut arrived.spikes);
+        }
         for (&source, (run, sites)) in arrived.sources.iter().zip(arrived.spikes.iter()) {
             let mut passed_on = false;
             for &d in &self.wiring.destinations[source] {
@@ -437,6 +441,17 @@ impl Stage<'_, '_> {
             |index, s| batch.tagged.push((index, s)),
             |source, index, t_ns, sites| flight.push(source, index, t_ns, sites),
         );
+    }
+}
+
+impl Stage<'_, '_> {
+    /// The queue of the one layer of this stage that every spike of `arrived` goes to, if it
+    /// is empty and they go nowhere else.
+    fn sole_destination(&mut self, arrived: &Flight) -> Option<&mut Queue> {
+        let &source = arrived.sources.first()?;
+        let &[d] = self.wiring.destinations[source].as_slice() else { return None };
+        let queue = self.queues.get_mut(d.checked_sub(self.first)?)?;
+        (queue.is_empty() && arrived.sources.iter().all(|&s| s == source)).then_some(queue)
     }
 }
 
