@@ -149,6 +149,34 @@ impl Queue {
     }
 }
 
+/// Spikes on their way to a later stage of the pipeline: per run, the layer that sent it.
+#[derive(Default)]
+pub(crate) struct Flight {
+    pub sources: Vec<usize>,
+    pub spikes: Queue,
+}
+
+impl Flight {
+    /// Queues `sites` as runs of layer `source` (none for no sites).
+    pub fn push(&mut self, source: usize, index: u32, t_ns: i64, sites: &[Site]) {
+        self.spikes.push(index, t_ns, sites);
+        // One source per run: a push makes none for no sites, and several past `u32::MAX`.
+        self.sources.resize(self.spikes.len(), source);
+    }
+
+    /// [`Queue::close_run`] of the spikes, made by layer `source`.
+    fn close_run(&mut self, source: usize, index: u32, t_ns: i64, start: usize) -> &[Site] {
+        self.spikes.close_run(index, t_ns, start);
+        self.sources.resize(self.spikes.len(), source);
+        &self.spikes.sites()[start..]
+    }
+
+    pub fn clear(&mut self) {
+        self.sources.clear();
+        self.spikes.clear();
+    }
+}
+
 /// A value on cache lines of its own: see [`Queue`].
 #[repr(align(128))]
 #[derive(Clone, Debug, Default)]
@@ -182,6 +210,9 @@ pub(crate) struct Cascade<'a> {
     pub wiring: &'a Wiring,
     /// Room for the spikes of one input event: kept by the owner, so that no event allocates.
     pub fired: &'a mut Vec<Site>,
+    /// Where spikes for layers after these go (a pipeline stage's; `None` when these are all
+    /// the layers).
+    pub flight: Option<&'a mut Flight>,
     /// Where to add the nanoseconds each layer takes (`spent_ns[i]` is layer `first + i`), for
     /// balancing threads; `None` saves reading the clock.
     pub spent_ns: Option<&'a mut [u64]>,
@@ -204,38 +235,32 @@ pub(crate) struct Wiring {
 impl Cascade<'_> {
     /// Runs everything queued for these layers, layer by layer (a layer's spikes only go to
     /// later layers, so one pass empties every queue). Monitored spikes go to
-    /// `out(sensor event, spike)`, in layer order. A spike for layers after this run goes once
-    /// to `beyond(layer, index, t_ns, sites)` (the 0-based layer that made them, their sensor
-    /// event and time): the caller sends them to every destination. Adds the work done for each
-    /// sensor event to `work[index]`.
-    pub fn run(&mut self, work: &mut [Work], out: impl FnMut(u32, Spike), beyond: impl FnMut(usize, u32, i64, &[Site])) {
+    /// `out(sensor event, spike)`, in layer order. A spike for layers after these goes once
+    /// to the flight, with the layer that made it: the caller sends it to every destination.
+    /// Adds the work done for each sensor event to `work[index]`.
+    pub fn run(&mut self, work: &mut [Work], out: impl FnMut(u32, Spike)) {
         #[cfg(target_arch = "x86_64")]
         if crate::lanes::avx2() {
             // SAFETY: the CPU has AVX2, checked just above.
-            return unsafe { self.run_avx2(work, out, beyond) };
+            return unsafe { self.run_avx2(work, out) };
         }
         // SAFETY: plain Rust.
-        unsafe { self.run_with::<Portable>(work, out, beyond) }
+        unsafe { self.run_with::<Portable>(work, out) }
     }
 
     /// The whole batch compiled for AVX2 (and the bit instructions [`crate::lanes::avx2`]
     /// checks too), so the vector code inlines into the loop.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,popcnt,bmi1")]
-    fn run_avx2(&mut self, work: &mut [Work], out: impl FnMut(u32, Spike), beyond: impl FnMut(usize, u32, i64, &[Site])) {
+    fn run_avx2(&mut self, work: &mut [Work], out: impl FnMut(u32, Spike)) {
         // SAFETY: this function only runs with AVX2.
-        unsafe { self.run_with::<Avx2>(work, out, beyond) }
+        unsafe { self.run_with::<Avx2>(work, out) }
     }
 
     /// # Safety
     /// The CPU has the instructions of `K`.
     #[inline(always)]
-    unsafe fn run_with<K: Lanes>(
-        &mut self,
-        work: &mut [Work],
-        mut out: impl FnMut(u32, Spike),
-        mut beyond: impl FnMut(usize, u32, i64, &[Site]),
-    ) {
+    unsafe fn run_with<K: Lanes>(&mut self, work: &mut [Work], mut out: impl FnMut(u32, Spike)) {
         for i in 0..self.layers.len() {
             if self.queues[i].is_empty() {
                 continue;
@@ -252,6 +277,7 @@ impl Cascade<'_> {
                 layer: li,
                 queues: &mut *self.queues,
                 fired: &mut *self.fired,
+                flight: self.flight.as_deref_mut(),
                 wiring: self.wiring,
                 monitored: self.wiring.monitored[li + 1],
                 busy_until_ns: self.busy_until_ns[i],
@@ -261,11 +287,11 @@ impl Cascade<'_> {
             // SAFETY (all calls): the caller's promise.
             let c = unsafe {
                 match layer.window() {
-                    Some(AnyWindow::N1(w)) => route.run(&queue, work, &mut out, &mut beyond, Windowed::<K, 1>(w, PhantomData)),
-                    Some(AnyWindow::N2(w)) => route.run(&queue, work, &mut out, &mut beyond, Windowed::<K, 2>(w, PhantomData)),
-                    Some(AnyWindow::N4(w)) => route.run(&queue, work, &mut out, &mut beyond, Windowed::<K, 4>(w, PhantomData)),
-                    Some(AnyWindow::N8(w)) => route.run(&queue, work, &mut out, &mut beyond, Windowed::<K, 8>(w, PhantomData)),
-                    None => route.run(&queue, work, &mut out, &mut beyond, General::<K>(layer, PhantomData)),
+                    Some(AnyWindow::N1(w)) => route.run(&queue, work, &mut out, Windowed::<K, 1>(w, PhantomData)),
+                    Some(AnyWindow::N2(w)) => route.run(&queue, work, &mut out, Windowed::<K, 2>(w, PhantomData)),
+                    Some(AnyWindow::N4(w)) => route.run(&queue, work, &mut out, Windowed::<K, 4>(w, PhantomData)),
+                    Some(AnyWindow::N8(w)) => route.run(&queue, work, &mut out, Windowed::<K, 8>(w, PhantomData)),
+                    None => route.run(&queue, work, &mut out, General::<K>(layer, PhantomData)),
                 }
             };
             self.busy_until_ns[i] = route.busy_until_ns;
@@ -326,6 +352,17 @@ impl<K: Lanes, const N: usize> Respond for Windowed<'_, K, N> {
     }
 }
 
+/// Where a layer writes its spikes as it makes them (see [`Route::run`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direct {
+    /// The queue of a layer of the cascade (its index there).
+    Queue(usize),
+    /// The flight to later stages.
+    Flight,
+    /// Nowhere to keep them: the scratch room.
+    Scratch,
+}
+
 /// What one layer's run needs besides the layer: where its spikes go.
 struct Route<'a> {
     /// The first layer of the cascade and the one past its last (0-based).
@@ -335,6 +372,7 @@ struct Route<'a> {
     layer: usize,
     queues: &'a mut [Queue],
     fired: &'a mut Vec<Site>,
+    flight: Option<&'a mut Flight>,
     wiring: &'a Wiring,
     monitored: bool,
     /// The layer's backlog (busy model), kept here while it runs: the backlogs of other
@@ -354,22 +392,26 @@ impl Route<'_> {
         queue: &Queue,
         work: &mut [Work],
         out: &mut impl FnMut(u32, Spike),
-        beyond: &mut impl FnMut(usize, u32, i64, &[Site]),
         mut respond: impl Respond,
     ) -> LayerCounters {
         let mut c = LayerCounters::default();
         let (li, monitored, latency_ns, busy) = (self.layer, self.monitored, self.wiring.latency_ns, self.wiring.busy);
         let dests = &self.wiring.destinations[li];
-        // The spikes go straight into the queue of the first destination in this cascade,
-        // where they stay: a copy per run cost as much as a small layer's work. Other
-        // destinations get copies.
-        let direct = dests.iter().find(|&&d| d < self.end).map(|&d| d - self.first);
-        let copies = dests.len() > usize::from(direct.is_some());
+        // The spikes go straight into the queue of the first destination in this cascade, or
+        // else into the flight to later stages, where they stay: a copy per run cost as much
+        // as a small layer's work. Other destinations get copies.
+        let direct = match dests.iter().find(|&&d| d < self.end) {
+            Some(&d) => Direct::Queue(d - self.first),
+            None if !dests.is_empty() && self.flight.is_some() => Direct::Flight,
+            None => Direct::Scratch,
+        };
+        let copies = dests.len() > usize::from(direct != Direct::Scratch) && direct != Direct::Flight;
         for (Run { index, t_ns, .. }, sites) in queue.iter() {
             let t_out = t_ns + latency_ns;
-            let fired = match direct {
-                Some(q) => self.queues[q].sites_mut(),
-                None => {
+            let fired = match (direct, self.flight.as_deref_mut()) {
+                (Direct::Queue(q), _) => self.queues[q].sites_mut(),
+                (Direct::Flight, Some(flight)) => flight.spikes.sites_mut(),
+                _ => {
                     self.fired.clear();
                     &mut *self.fired
                 }
@@ -386,27 +428,28 @@ impl Route<'_> {
             let after_pool = (fired.len() - start) as u64;
             // Many runs make no spike that leaves the layer (pooling cuts some off).
             if after_pool > 0 {
-                let made = match direct {
-                    Some(q) => self.queues[q].close_run(index, t_out, start),
-                    None => &self.fired[..],
+                let made = match (direct, self.flight.as_deref_mut()) {
+                    (Direct::Queue(q), _) => self.queues[q].close_run(index, t_out, start),
+                    (Direct::Flight, Some(flight)) => flight.close_run(li, index, t_out, start),
+                    _ => &self.fired[..],
                 };
                 if monitored {
                     let t = t_out.div_euclid(1000);
                     made.iter().for_each(|s| out(index, Spike { t, layer: (li + 1) as u16, c: s.c, y: s.y, x: s.x }));
                 }
                 if copies {
-                    if let Some(q) = direct {
+                    if let Direct::Queue(q) = direct {
                         self.fired.clear();
                         self.fired.extend_from_slice(&self.queues[q].sites()[start..]);
                     }
                     let mut gone_beyond = false;
                     for &d in dests {
-                        if Some(d - self.first) == direct {
+                        if direct == Direct::Queue(d - self.first) {
                             continue;
                         } else if d < self.end {
                             self.queues[d - self.first].push(index, t_out, self.fired);
-                        } else if !gone_beyond {
-                            beyond(li, index, t_out, self.fired);
+                        } else if !gone_beyond && let Some(flight) = self.flight.as_deref_mut() {
+                            flight.push(li, index, t_out, self.fired);
                             gone_beyond = true;
                         }
                     }

@@ -399,9 +399,10 @@ impl Simulator {
             busy_until_ns: &mut self.busy_until_ns,
             wiring: &self.wiring,
             fired: &mut self.fired,
+            flight: None,
             spent_ns: None,
         }
-        .run(&mut batch.work, |i, s| batch.tagged.push((i, s)), |_, _, _, _| unreachable!("every layer is in the cascade"));
+        .run(&mut batch.work, |i, s| batch.tagged.push((i, s)));
         let (power, samples) = (&mut self.power, &mut self.power_samples);
         batch.hand_out(out, |t, work| power.add(t, work, samples));
         self.batch = batch;

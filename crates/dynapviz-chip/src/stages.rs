@@ -23,7 +23,7 @@ use std::sync::mpsc::{self, Receiver, TryRecvError};
 use dynapviz_events::Event;
 
 use crate::batch::Batch;
-use crate::cascade::{Cascade, Padded, Queue, Wiring};
+use crate::cascade::{Cascade, Flight, Padded, Queue, Wiring};
 use crate::dvs::Front;
 use crate::layer::{LayerRt, Site};
 use crate::power::Work;
@@ -78,26 +78,6 @@ struct Piece {
     /// Nanoseconds each layer spent on this piece (0 for the layers of other stages), then the
     /// admission and the hand-out.
     spent_ns: Vec<u64>,
-}
-
-/// Spikes on their way to a later stage: per run, the layer that sent it.
-#[derive(Default)]
-struct Flight {
-    sources: Vec<usize>,
-    spikes: Queue,
-}
-
-impl Flight {
-    fn push(&mut self, source: usize, index: u32, t_ns: i64, sites: &[Site]) {
-        self.spikes.push(index, t_ns, sites);
-        // One source per run: a push makes none for no sites, and several past `u32::MAX`.
-        self.sources.resize(self.spikes.len(), source);
-    }
-
-    fn clear(&mut self) {
-        self.sources.clear();
-        self.spikes.clear();
-    }
 }
 
 /// Where to cut the layers: the time each layer took, from the calls before.
@@ -434,13 +414,10 @@ impl Stage<'_, '_> {
             busy_until_ns: self.busy_until_ns,
             wiring: self.wiring,
             fired: &mut self.fired.0,
+            flight: Some(flight),
             spent_ns: Some(&mut spent_ns[self.first..end]),
         }
-        .run(
-            &mut batch.work,
-            |index, s| batch.tagged.push((index, s)),
-            |source, index, t_ns, sites| flight.push(source, index, t_ns, sites),
-        );
+        .run(&mut batch.work, |index, s| batch.tagged.push((index, s)));
     }
 }
 
