@@ -359,7 +359,8 @@ enum Direct {
     Queue(usize),
     /// The flight to later stages.
     Flight,
-    /// Nowhere to keep them: the scratch room.
+    /// The scratch room: the layer has no destination (the output layer). A cascade without
+    /// a flight holds every layer, so no destination lies beyond it.
     Scratch,
 }
 
@@ -405,7 +406,12 @@ impl Route<'_> {
             None if !dests.is_empty() && self.flight.is_some() => Direct::Flight,
             None => Direct::Scratch,
         };
-        let copies = dests.len() > usize::from(direct != Direct::Scratch) && direct != Direct::Flight;
+        let copies = match direct {
+            Direct::Queue(_) => dests.len() > 1,
+            // Every destination is in a later stage: the flight takes them there.
+            Direct::Flight => false,
+            Direct::Scratch => !dests.is_empty(),
+        };
         for (Run { index, t_ns, .. }, sites) in queue.iter() {
             let t_out = t_ns + latency_ns;
             let fired = match (direct, self.flight.as_deref_mut()) {
