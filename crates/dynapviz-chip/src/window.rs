@@ -176,6 +176,9 @@ impl<const N: usize> Window<'_, N> {
                 3 if r.len == 3 => self.scatter::<K, 3, 3>(r, k, state, weights, fired),
                 3 => self.scatter::<K, 3, 0>(r, k, state, weights, fired),
                 2 => self.scatter::<K, 2, 0>(r, k, state, weights, fired),
+                // A kernel no wider than its stride (the gesture network's first layer): one
+                // output reached, fully unrolled.
+                1 if r.len == 1 => self.scatter::<K, 1, 1>(r, k, state, weights, fired),
                 1 => self.scatter::<K, 1, 0>(r, k, state, weights, fired),
                 _ => self.scatter::<K, 0, 0>(r, k, state, weights, fired),
             }
