@@ -393,15 +393,16 @@ impl Stage<'_, '_> {
         if let Some(queue) = self.sole_destination(arrived) {
             // The whole flight is one layer's input: it becomes the queue, with no copy.
             std::mem::swap(queue, &mut arrived.spikes);
-        }
-        for (&source, (run, sites)) in arrived.sources.iter().zip(arrived.spikes.iter()) {
-            let mut passed_on = false;
-            for &d in &self.wiring.destinations[source] {
-                if d >= end && !passed_on {
-                    flight.push(source, run.index, run.t_ns, sites);
-                    passed_on = true;
-                } else if d >= self.first && d < end {
-                    self.queues[d - self.first].push(run.index, run.t_ns, sites);
+        } else {
+            for (&source, (run, sites)) in arrived.sources.iter().zip(arrived.spikes.iter()) {
+                let mut passed_on = false;
+                for &d in &self.wiring.destinations[source] {
+                    if d >= end && !passed_on {
+                        flight.push(source, run.index, run.t_ns, sites);
+                        passed_on = true;
+                    } else if d >= self.first && d < end {
+                        self.queues[d - self.first].push(run.index, run.t_ns, sites);
+                    }
                 }
             }
         }
@@ -419,9 +420,7 @@ impl Stage<'_, '_> {
         }
         .run(&mut batch.work, |index, s| batch.tagged.push((index, s)));
     }
-}
 
-impl Stage<'_, '_> {
     /// The queue of the one layer of this stage that every spike of `arrived` goes to, if it
     /// is empty and they go nowhere else.
     fn sole_destination(&mut self, arrived: &Flight) -> Option<&mut Queue> {
