@@ -149,6 +149,47 @@ impl Queue {
     }
 }
 
+/// What a queue holds without growing: see [`Queue::make_room`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Room {
+    runs: usize,
+    sites: usize,
+}
+
+impl Room {
+    /// Room for what either holds.
+    pub fn max(self, other: Room) -> Room {
+        Room { runs: self.runs.max(other.runs), sites: self.sites.max(other.sites) }
+    }
+}
+
+/// Grows `v` to hold `n` items without allocating (no more: a queue's room is its high-water
+/// mark, not twice it).
+pub(crate) fn hold<T>(v: &mut Vec<T>, n: usize) {
+    v.reserve_exact(n.saturating_sub(v.len()));
+}
+
+impl Queue {
+    /// What this queue holds without allocating, its sorting room included.
+    pub fn room(&self) -> Room {
+        let Reorder { keys, runs, sites } = &self.reorder;
+        Room { runs: self.runs.capacity().max(runs.capacity()).max(keys.capacity()), sites: self.sites.capacity().max(sites.capacity()) }
+    }
+
+    /// Grows to hold `room` without allocating. The pipeline swaps a queue's memory between
+    /// roles (a flight becomes a layer's queue, the first layer's queue a piece's), and new
+    /// cuts of the layers give a buffer a new role: with the room of the largest, none grows
+    /// in its new role.
+    pub fn make_room(&mut self, room: Room) {
+        hold(&mut self.runs, room.runs);
+        hold(&mut self.sites, room.sites);
+        let Reorder { keys, runs, sites } = &mut self.reorder;
+        hold(keys, room.runs);
+        hold(runs, room.runs);
+        hold(sites, room.sites);
+    }
+}
+
 /// Spikes on their way to a later stage of the pipeline: per run, the layer that sent it.
 #[derive(Default)]
 pub(crate) struct Flight {
@@ -174,6 +215,18 @@ impl Flight {
     pub fn clear(&mut self) {
         self.sources.clear();
         self.spikes.clear();
+    }
+
+    /// [`Queue::room`] of the spikes and their sources.
+    pub fn room(&self) -> Room {
+        let room = self.spikes.room();
+        Room { runs: room.runs.max(self.sources.capacity()), ..room }
+    }
+
+    /// [`Queue::make_room`] for the spikes and their sources.
+    pub fn make_room(&mut self, room: Room) {
+        self.spikes.make_room(room);
+        hold(&mut self.sources, room.runs);
     }
 }
 

@@ -23,7 +23,7 @@ use std::sync::mpsc::{self, Receiver, TryRecvError};
 use dynapviz_events::Event;
 
 use crate::batch::Batch;
-use crate::cascade::{Cascade, Flight, Padded, Queue, Wiring};
+use crate::cascade::{Cascade, Flight, Padded, Queue, Room, Wiring, hold};
 use crate::dvs::Front;
 use crate::layer::{LayerRt, Site};
 use crate::power::Work;
@@ -62,6 +62,27 @@ pub(crate) struct Buffers {
     /// Per stage: room for one input event's spikes.
     fired: Vec<Padded<Vec<Site>>>,
     balance: Balance,
+}
+
+impl Buffers {
+    /// Gives every queue and flight the room of the largest, and every stage's room for one
+    /// event's spikes that of the largest. Spikes move from one buffer to another (a flight is
+    /// swapped in as a queue) and new cuts give buffers new roles: levelled, a buffer grows only
+    /// where the work needs more than any did before, and a warm call allocates nothing when
+    /// the cuts change.
+    fn level(&mut self) {
+        let flights = self.pieces.iter().flat_map(|p| [&p.flight, &p.arrived]);
+        let queues = self.queues.iter().chain(self.pieces.iter().map(|p| &p.admitted));
+        let room = flights.map(Flight::room).chain(queues.map(Queue::room)).fold(Room::default(), Room::max);
+        for piece in &mut self.pieces {
+            piece.flight.make_room(room);
+            piece.arrived.make_room(room);
+            piece.admitted.make_room(room);
+        }
+        self.queues.iter_mut().for_each(|q| q.make_room(room));
+        let fired = self.fired.iter().map(|f| f.capacity()).max().unwrap_or(0);
+        self.fired.iter_mut().for_each(|f| hold(f, fired));
+    }
 }
 
 /// A piece of sensor events on its way through the stages.
@@ -269,6 +290,7 @@ fn run_segment(call: Call<'_>, events: &[Event], buffers: &mut Buffers, out: &mu
         spent_ns.iter().map(|&ns| (ns / 100_000) as f64 / 10.0).collect::<Vec<_>>()
     );
     balance.update(&spent_ns, events.len());
+    buffers.level();
 }
 
 /// The stages on their threads, pieces passed on by channels and back to the caller's by the
@@ -449,7 +471,34 @@ fn receive<T>(rx: &Receiver<T>) -> Option<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Balance, best_cuts};
+    use super::{Balance, Buffers, Piece, best_cuts};
+    use crate::cascade::{Padded, Queue, Room};
+    use crate::layer::Site;
+
+    #[test]
+    fn levelled_buffers_all_have_the_largest_room() {
+        let site = Site { c: 0, y: 0, x: 0 };
+        let mut buffers =
+            Buffers { pieces: vec![Piece::default(), Piece::default()], queues: vec![Queue::default(); 3], ..Buffers::default() };
+        buffers.fired = vec![Padded(vec![site; 3]), Padded(Vec::new())];
+        // The most runs in one buffer, the most sites in another, each a different role.
+        buffers.queues[1].push(0, 0, &vec![site; 700]);
+        (0..40).for_each(|i| buffers.pieces[1].flight.push(2, i, 0, &[site]));
+        let expected = buffers.queues[1].room().max(buffers.pieces[1].flight.room());
+        buffers.level();
+        let flights = buffers.pieces.iter().flat_map(|p| [p.flight.room(), p.arrived.room()]);
+        let rooms: Vec<Room> =
+            buffers.queues.iter().chain(buffers.pieces.iter().map(|p| &p.admitted)).map(Queue::room).chain(flights).collect();
+        let largest = rooms.iter().copied().fold(Room::default(), Room::max);
+        assert_ne!(largest, Room::default());
+        assert!(rooms.iter().all(|&r| r == largest), "{rooms:?}");
+        // No more than the largest.
+        assert_eq!(largest, expected);
+        assert!(buffers.fired.iter().all(|f| f.capacity() >= 3));
+        // Levelled again, nothing grows.
+        buffers.level();
+        assert_eq!(buffers.queues[0].room(), largest);
+    }
 
     const GAIN: f64 = 0.05;
 
