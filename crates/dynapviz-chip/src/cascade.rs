@@ -8,8 +8,8 @@
 use std::marker::PhantomData;
 
 #[cfg(target_arch = "x86_64")]
-use crate::lanes::Avx2;
-use crate::lanes::{Lanes, Portable};
+use crate::lanes::{Avx2, Avx512};
+use crate::lanes::{Kernel, Lanes, Portable};
 use crate::layer::{LayerRt, Site};
 use crate::power::Work;
 use crate::sim::{BusyModel, LayerCounters, Spike};
@@ -283,6 +283,8 @@ pub(crate) struct Wiring {
     /// Latency of one layer, ns.
     pub latency_ns: i64,
     pub busy: Option<BusyModel>,
+    /// The kernel that runs: one the CPU has.
+    pub kernel: Kernel,
 }
 
 impl Cascade<'_> {
@@ -292,22 +294,33 @@ impl Cascade<'_> {
     /// to the flight, with the layer that made it: the caller sends it to every destination.
     /// Adds the work done for each sensor event to `work[index]`.
     pub fn run(&mut self, work: &mut [Work], out: impl FnMut(u32, Spike)) {
-        #[cfg(target_arch = "x86_64")]
-        if crate::lanes::avx2() {
-            // SAFETY: the CPU has AVX2, checked just above.
-            return unsafe { self.run_avx2(work, out) };
+        match self.wiring.kernel {
+            // SAFETY: the CPU has AVX-512 (and AVX2), as `Kernel::on_this_cpu` checked.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => unsafe { self.run_avx512(work, out) },
+            // SAFETY: the CPU has AVX2, as `Kernel::on_this_cpu` checked.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => unsafe { self.run_avx2(work, out) },
+            // SAFETY: plain Rust.
+            _ => unsafe { self.run_with::<Portable>(work, out) },
         }
-        // SAFETY: plain Rust.
-        unsafe { self.run_with::<Portable>(work, out) }
     }
 
-    /// The whole batch compiled for AVX2 (and the bit instructions [`crate::lanes::avx2`]
-    /// checks too), so the vector code inlines into the loop.
+    /// The whole batch compiled for AVX2 (and the bit instructions [`Kernel::Avx2`] names
+    /// too), so the vector code inlines into the loop.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,popcnt,bmi1")]
     fn run_avx2(&mut self, work: &mut [Work], out: impl FnMut(u32, Spike)) {
         // SAFETY: this function only runs with AVX2.
         unsafe { self.run_with::<Avx2>(work, out) }
+    }
+
+    /// [`Self::run_avx2`] for AVX-512.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,popcnt,bmi1")]
+    fn run_avx512(&mut self, work: &mut [Work], out: impl FnMut(u32, Spike)) {
+        // SAFETY: this function only runs with AVX-512.
+        unsafe { self.run_with::<Avx512>(work, out) }
     }
 
     /// # Safety

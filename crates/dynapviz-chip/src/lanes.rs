@@ -1,30 +1,38 @@
-//! The arithmetic of the event mode on 16 neurons at once, with AVX2 or in plain Rust, the
-//! firing rule it applies, and the run-time choice of AVX2 (which the binned mode follows too).
-
-use std::sync::atomic::{AtomicBool, Ordering};
+//! The arithmetic of the event mode on 16 or 32 neurons at once, with AVX-512, AVX2 or in
+//! plain Rust, the firing rule it applies, and the run-time choice of the kernel (which the
+//! binned mode follows too, up to AVX2).
 
 use dynapviz_model::network::Reset;
 
-/// Set by [`use_vector_instructions`]`(false)`.
-static PORTABLE_ONLY: AtomicBool = AtomicBool::new(false);
-
-/// Turns the AVX2 kernel off or back on, process-wide: to compare speeds, and to test the
-/// portable kernel on a machine that has AVX2. Results are identical either way.
-pub fn use_vector_instructions(on: bool) {
-    PORTABLE_ONLY.store(!on, Ordering::Relaxed);
+/// The instructions the event mode's kernel is compiled for, from the most portable up. All
+/// give identical results; [`crate::Config::kernel`] caps the choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kernel {
+    /// Plain Rust, for any CPU.
+    Portable,
+    /// 16 neurons per instruction (x86-64 with AVX2, POPCNT and BMI1).
+    Avx2,
+    /// 32 neurons per instruction, firing found as mask bits (x86-64 with AVX-512 F, BW and VL
+    /// besides the above).
+    Avx512,
 }
 
-/// Whether the AVX2 kernel runs: the CPU has it and it is not turned off. The kernel also
-/// counts and finds set bits with POPCNT and TZCNT (BMI1), which CPUs with AVX2 have in practice.
-#[inline]
-pub(crate) fn avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return !PORTABLE_ONLY.load(Ordering::Relaxed)
-        && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("popcnt")
-        && std::arch::is_x86_feature_detected!("bmi1");
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+impl Kernel {
+    /// The fastest kernel this CPU runs, up to `self`.
+    pub fn on_this_cpu(self) -> Kernel {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            let avx2 = has!("avx2") && has!("popcnt") && has!("bmi1");
+            if self >= Kernel::Avx512 && avx2 && has!("avx512f") && has!("avx512bw") && has!("avx512vl") {
+                return Kernel::Avx512;
+            }
+            if self >= Kernel::Avx2 && avx2 {
+                return Kernel::Avx2;
+            }
+        }
+        Kernel::Portable
+    }
 }
 
 /// The firing rule of one layer, in the chip's int16.
@@ -69,6 +77,15 @@ pub(crate) trait Lanes {
     unsafe fn fire(v: &mut [i16; 16], n: Neuron) -> u16;
     /// [`Self::fire`] on 32 consecutive neurons: bit `i` is neuron `i`.
     unsafe fn fire2(v: &mut [[i16; 16]; 2], n: Neuron) -> u32;
+
+    /// [`Self::update`] on 32 consecutive neurons: one instruction each where the CPU has
+    /// 32 lanes.
+    #[inline(always)]
+    unsafe fn update2(v: &mut [[i16; 16]; 2], w: &[[i16; 16]; 2], n: Neuron, any: Self::Any) -> Self::Any {
+        let ([v0, v1], [w0, w1]) = (v, w);
+        // SAFETY: the caller's promise.
+        unsafe { Self::update(v1, w1, n, Self::update(v0, w0, n, any)) }
+    }
 }
 
 /// Plain Rust, for any CPU (and for channel counts that are not a multiple of 16).
@@ -229,6 +246,141 @@ mod avx2_lanes {
             };
             let after = _mm256_max_epi16(_mm256_subs_epi16(x, minus), _mm256_set1_epi16(n.min));
             _mm256_storeu_si256(p, _mm256_blendv_epi8(x, after, at));
+            at
+        }
+    }
+}
+
+/// AVX-512: 32 neurons per instruction, and compares that give a bit per neuron directly.
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct Avx512;
+
+#[cfg(target_arch = "x86_64")]
+mod avx512_lanes {
+    use std::arch::x86_64::{
+        __m256i, __m512i, _mm256_adds_epi16, _mm256_cmpgt_epi16_mask, _mm256_loadu_si256, _mm256_mask_blend_epi16, _mm256_max_epi16,
+        _mm256_set1_epi16, _mm256_storeu_si256, _mm256_subs_epi16, _mm512_adds_epi16, _mm512_castsi256_si512, _mm512_cmpgt_epi16_mask,
+        _mm512_loadu_si512, _mm512_mask_blend_epi16, _mm512_mask_max_epi16, _mm512_max_epi16, _mm512_set1_epi16, _mm512_storeu_si512,
+        _mm512_subs_epi16,
+    };
+
+    use super::{Avx512, Lanes, Neuron, Reset};
+
+    impl Lanes for Avx512 {
+        /// 32 lanes: a 16-neuron update folds into the low half.
+        type Any = __m512i;
+
+        #[inline(always)]
+        unsafe fn none() -> __m512i {
+            // SAFETY: the caller guarantees AVX-512.
+            unsafe { lowest() }
+        }
+
+        #[inline(always)]
+        unsafe fn update(v: &mut [i16; 16], w: &[i16; 16], n: Neuron, any: __m512i) -> __m512i {
+            // SAFETY: the caller guarantees AVX-512.
+            unsafe { update16(v, w, n, any) }
+        }
+
+        #[inline(always)]
+        unsafe fn update2(v: &mut [[i16; 16]; 2], w: &[[i16; 16]; 2], n: Neuron, any: __m512i) -> __m512i {
+            // SAFETY: the caller guarantees AVX-512.
+            unsafe { update32(v, w, n, any) }
+        }
+
+        #[inline(always)]
+        unsafe fn fired(any: __m512i, n: Neuron) -> bool {
+            // SAFETY: the caller guarantees AVX-512.
+            unsafe { fired(any, n) }
+        }
+
+        #[inline(always)]
+        unsafe fn fire(v: &mut [i16; 16], n: Neuron) -> u16 {
+            // SAFETY: the caller guarantees AVX-512.
+            unsafe { fire16(v, n) }
+        }
+
+        #[inline(always)]
+        unsafe fn fire2(v: &mut [[i16; 16]; 2], n: Neuron) -> u32 {
+            // SAFETY: the caller guarantees AVX-512.
+            unsafe { fire32(v, n) }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw")]
+    #[inline]
+    fn lowest() -> __m512i {
+        _mm512_set1_epi16(i16::MIN)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    #[inline]
+    fn update16(v: &mut [i16; 16], w: &[i16; 16], n: Neuron, any: __m512i) -> __m512i {
+        // SAFETY: both arrays are 16 i16 (32 bytes); the loads and stores are unaligned.
+        unsafe {
+            let p = v.as_mut_ptr().cast::<__m256i>();
+            let x =
+                _mm256_max_epi16(_mm256_adds_epi16(_mm256_loadu_si256(p), _mm256_loadu_si256(w.as_ptr().cast())), _mm256_set1_epi16(n.min));
+            _mm256_storeu_si256(p, x);
+            // Only the low 16 lanes take part; the high ones keep `any`'s.
+            _mm512_mask_max_epi16(any, 0xffff, any, _mm512_castsi256_si512(x))
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw")]
+    #[inline]
+    fn update32(v: &mut [[i16; 16]; 2], w: &[[i16; 16]; 2], n: Neuron, any: __m512i) -> __m512i {
+        // SAFETY: both arrays are 32 i16 (64 bytes); the loads and stores are unaligned.
+        unsafe {
+            let p = v.as_mut_ptr().cast::<__m512i>();
+            let x =
+                _mm512_max_epi16(_mm512_adds_epi16(_mm512_loadu_si512(p), _mm512_loadu_si512(w.as_ptr().cast())), _mm512_set1_epi16(n.min));
+            _mm512_storeu_si512(p, x);
+            _mm512_max_epi16(any, x)
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw")]
+    #[inline]
+    fn fired(any: __m512i, n: Neuron) -> bool {
+        _mm512_cmpgt_epi16_mask(any, _mm512_set1_epi16(n.below)) != 0
+    }
+
+    /// Resets the neurons at threshold among 16; returns a bit per neuron that is.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    #[inline]
+    fn fire16(v: &mut [i16; 16], n: Neuron) -> u16 {
+        // SAFETY: 16 i16 (32 bytes), unaligned load and store.
+        unsafe {
+            let p = v.as_mut_ptr().cast::<__m256i>();
+            let x = _mm256_loadu_si256(p);
+            let at = _mm256_cmpgt_epi16_mask(x, _mm256_set1_epi16(n.below));
+            // Subtracting the potential itself resets to zero.
+            let minus = match n.reset {
+                Reset::Subtract => _mm256_set1_epi16(n.threshold16),
+                Reset::Zero => x,
+            };
+            let after = _mm256_max_epi16(_mm256_subs_epi16(x, minus), _mm256_set1_epi16(n.min));
+            _mm256_storeu_si256(p, _mm256_mask_blend_epi16(at, x, after));
+            at
+        }
+    }
+
+    /// [`fire16`] on 32 neurons.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    #[inline]
+    fn fire32(v: &mut [[i16; 16]; 2], n: Neuron) -> u32 {
+        // SAFETY: 32 i16 (64 bytes), unaligned load and store.
+        unsafe {
+            let p = v.as_mut_ptr().cast::<__m512i>();
+            let x = _mm512_loadu_si512(p);
+            let at = _mm512_cmpgt_epi16_mask(x, _mm512_set1_epi16(n.below));
+            let minus = match n.reset {
+                Reset::Subtract => _mm512_set1_epi16(n.threshold16),
+                Reset::Zero => x,
+            };
+            let after = _mm512_max_epi16(_mm512_subs_epi16(x, minus), _mm512_set1_epi16(n.min));
+            _mm512_storeu_si512(p, _mm512_mask_blend_epi16(at, x, after));
             at
         }
     }

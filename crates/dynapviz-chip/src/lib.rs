@@ -13,6 +13,6 @@ mod sim;
 mod stages;
 mod window;
 
-pub use lanes::use_vector_instructions;
+pub use lanes::Kernel;
 pub use power::{Coefficients, PowerSample, RAILS};
 pub use sim::{BusyModel, Config, InputCounters, LayerCounters, Mode, Monitors, SimError, Simulator, Spike};

@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::batch::Batch;
 use crate::cascade::{Cascade, Queue, Wiring};
 use crate::dvs::Front;
+use crate::lanes::Kernel;
 use crate::layer::{Arithmetic, LayerRt, Site};
 use crate::power::{Coefficients, PowerMonitor, PowerSample, Work};
 use crate::stages;
@@ -114,6 +115,10 @@ pub struct Config {
     /// Calls to [`Simulator::process`] with fewer sensor events run on one thread: starting the
     /// others costs more than they save (live playback hands over small chunks).
     pub parallel_min_events: usize,
+    /// The fastest kernel the event mode may run (the binned mode: up to AVX2). The default,
+    /// [`Kernel::Avx512`], runs the fastest the CPU has; lower ones are for comparing speeds
+    /// and testing them on a machine that has faster ones. Results are identical.
+    pub kernel: Kernel,
 }
 
 impl Default for Config {
@@ -130,6 +135,7 @@ impl Default for Config {
             threads: 1,
             thread_gain: 0.05,
             parallel_min_events: 16_384,
+            kernel: Kernel::Avx512,
         }
     }
 }
@@ -287,6 +293,7 @@ impl Simulator {
                 monitored: (0..=n).map(|i| config.monitors.contains(i)).collect(),
                 latency_ns: config.layer_latency_ns,
                 busy: config.busy,
+                kernel: config.kernel.on_this_cpu(),
             },
             power: PowerMonitor::new(config.power_rate_hz, config.power_rails, config.power),
             counters: vec![LayerCounters::default(); n + 1],
@@ -302,6 +309,11 @@ impl Simulator {
             layers,
             config,
         })
+    }
+
+    /// The kernel the event mode runs on this CPU (see [`Config::kernel`]).
+    pub fn kernel(&self) -> Kernel {
+        self.wiring.kernel
     }
 
     /// Per-layer counters; index 0 is the DVS layer.
@@ -490,7 +502,7 @@ impl Simulator {
     /// Ends a bin: sums its input into every layer and fires, layer by layer.
     fn run_bin(&mut self, bin: i64, bin_us: i64, out: &mut Vec<Spike>) {
         #[cfg(target_arch = "x86_64")]
-        if crate::lanes::avx2() {
+        if self.wiring.kernel >= Kernel::Avx2 {
             // SAFETY: the CPU has AVX2, checked just above.
             return unsafe { self.run_bin_avx2(bin, bin_us, out) };
         }

@@ -3,7 +3,7 @@
 //! random networks of every geometry the chip allows and on the sinabs gesture network.
 
 use dynapviz_chip::dvs;
-use dynapviz_chip::{BusyModel, Config, Mode, Monitors, Simulator, Spike};
+use dynapviz_chip::{BusyModel, Config, Kernel, Mode, Monitors, Simulator, Spike};
 use dynapviz_events::Event;
 use dynapviz_model::convert::{DvsOptions, convert};
 use dynapviz_model::discretize::discretize;
@@ -137,7 +137,7 @@ impl RefLayer {
     }
 }
 
-fn simulate(n: &Network, events: &[Event], threads: usize) -> (Vec<Spike>, Simulator) {
+fn simulate(n: &Network, events: &[Event], threads: usize, kernel: Kernel) -> (Vec<Spike>, Simulator) {
     // Threads for any input size, so that the short random inputs run pipelined too, and every
     // thread taken, so that three threads run three stages.
     let config = Config {
@@ -146,6 +146,7 @@ fn simulate(n: &Network, events: &[Event], threads: usize) -> (Vec<Spike>, Simul
         threads,
         thread_gain: 0.0,
         parallel_min_events: 0,
+        kernel,
         ..Config::default()
     };
     let mut sim = Simulator::new(n, config).expect("sim");
@@ -155,12 +156,22 @@ fn simulate(n: &Network, events: &[Event], threads: usize) -> (Vec<Spike>, Simul
     (out, sim)
 }
 
-/// The simulator on one, two and three threads against the reference.
+/// The simulator on one, two and three threads against the reference, with the fastest kernel
+/// this CPU has.
 fn assert_same(n: &Network, events: &[Event]) -> Result<usize, TestCaseError> {
+    assert_same_with(n, events, Kernel::Avx512)
+}
+
+/// [`assert_same`] with no kernel faster than `kernel`. Says when the CPU lacks it, since the
+/// test then runs a slower one.
+fn assert_same_with(n: &Network, events: &[Event], kernel: Kernel) -> Result<usize, TestCaseError> {
     let mut reference = Reference::new(n);
     let want = reference.run(events);
+    if kernel.on_this_cpu() != kernel {
+        println!("this CPU has no {kernel:?} kernel: testing {:?}", kernel.on_this_cpu());
+    }
     for threads in [1, 2, 3] {
-        let (got, sim) = simulate(n, events, threads);
+        let (got, sim) = simulate(n, events, threads, kernel);
         check(&got, &sim, &want, &reference).map_err(|e| TestCaseError::fail(format!("{threads} thread(s): {e}")))?;
     }
     Ok(want.len())
@@ -228,12 +239,15 @@ proptest! {
 
     #[test]
     fn portable_kernel_equals_the_reference(layers in prop::collection::vec(geometry(), 1..=2), seed in 0u64..10_000, input in events(24)) {
-        // Process-wide, but harmless to the other tests: both kernels give identical results.
-        dynapviz_chip::use_vector_instructions(false);
-        let result = network(&layers, 24, seed).map(|n| assert_same(&n, &input));
-        dynapviz_chip::use_vector_instructions(true);
-        if let Some(r) = result {
-            r?;
+        if let Some(n) = network(&layers, 24, seed) {
+            assert_same_with(&n, &input, Kernel::Portable)?;
+        }
+    }
+
+    #[test]
+    fn avx2_kernel_equals_the_reference(layers in prop::collection::vec(geometry(), 1..=2), seed in 0u64..10_000, input in events(24)) {
+        if let Some(n) = network(&layers, 24, seed) {
+            assert_same_with(&n, &input, Kernel::Avx2)?;
         }
     }
 
@@ -314,8 +328,8 @@ fn a_long_call_cut_into_segments_equals_one_thread() {
     // One call of the whole recording: the pipeline measures the layers on segments that
     // double (32 k, 32 k, then the rest here) and cuts them again between segments.
     assert!(events.len() > 100_000, "long enough for three segments");
-    let (one, one_sim) = simulate(&net, &events, 1);
-    let (two, two_sim) = simulate(&net, &events, 2);
+    let (one, one_sim) = simulate(&net, &events, 1, Kernel::Avx512);
+    let (two, two_sim) = simulate(&net, &events, 2, Kernel::Avx512);
     assert_eq!(one_sim.counters(), two_sim.counters(), "counters");
     assert!(one == two, "spikes differ ({} against {})", one.len(), two.len());
 }
