@@ -2,12 +2,13 @@
 //! The sinabs gesture network on the golden DVS input (2.5 M events/s, dense) and on the same
 //! input decimated to DVS-gesture-like rates (830, 313 and 104 k events/s); prints input
 //! events/s, synaptic operations/s per core and the real-time factor, for the event-driven mode
-//! on one and two threads (`event2`) and the binned mode.
+//! on one thread (with the fastest kernel this CPU has, and with AVX2 when that is not it) and
+//! two (`event2`), and for the binned mode.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use dynapviz_chip::{Config, Mode, Monitors, Simulator};
+use dynapviz_chip::{Config, Kernel, Mode, Monitors, Simulator};
 use dynapviz_events::Event;
 use dynapviz_model::Pipeline;
 
@@ -33,9 +34,21 @@ fn main() {
         }
         let sim_secs = (input.last().map_or(0, |e| e.t) - input[0].t) as f64 * 1e-6;
         let rate = input.len() as f64 / sim_secs;
-        for (name, mode, threads) in [("event", Mode::Event, 1), ("event2", Mode::Event, 2), ("binned", Mode::Binned { bin_us: 1000 }, 1)] {
-            let config = Config { mode, monitors: Monitors::of([net.layers.len()]), threads, ..Config::default() };
+        let binned = Mode::Binned { bin_us: 1000 };
+        let runs = [
+            ("event", Mode::Event, 1, Kernel::Avx512),
+            ("event", Mode::Event, 1, Kernel::Avx2),
+            ("event2", Mode::Event, 2, Kernel::Avx512),
+            ("binned", binned, 1, Kernel::Avx512),
+        ];
+        for (name, mode, threads, kernel) in runs {
+            if kernel != Kernel::Avx512 && kernel.on_this_cpu() == Kernel::Avx512.on_this_cpu() {
+                // This CPU has nothing faster than `kernel`: the run above was this one.
+                continue;
+            }
+            let config = Config { mode, monitors: Monitors::of([net.layers.len()]), threads, kernel, ..Config::default() };
             let mut sim = Simulator::new(&net, config).expect("sim");
+            let name = if mode == Mode::Event { format!("{name} {:?}", sim.kernel()) } else { name.to_string() };
             let mut out = Vec::new();
             let t = Instant::now();
             for chunk in input.chunks(1 << 18) {
@@ -48,7 +61,7 @@ fn main() {
             let synops: u64 = c.iter().map(|l| l.synaptic_ops).sum();
             let busiest = c.iter().map(|l| l.synaptic_ops).max().unwrap_or(0);
             println!(
-                "{name:>6} mode, input {:>6.0} k ev/s: {:>6.2} M input ev/s, {:>6.3} G synops/s on {threads} CPU thread(s) ({:.3} G/s of it in the busiest chip core), {:>7.1}x real time",
+                "{name:>13} mode, input {:>6.0} k ev/s: {:>6.2} M input ev/s, {:>6.3} G synops/s on {threads} CPU thread(s) ({:.3} G/s of it in the busiest chip core), {:>7.1}x real time",
                 rate / 1e3,
                 input.len() as f64 / wall / 1e6,
                 synops as f64 / wall / 1e9,
