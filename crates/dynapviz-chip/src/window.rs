@@ -255,6 +255,9 @@ impl<const N: usize> Window<'_, N> {
         // Room for every neuron of the firing rows, so that a spike is a plain write.
         fired.reserve(firing.count_ones() as usize * chunks * 16);
         let (sites, mut len) = (fired.as_mut_ptr(), fired.len());
+        // The pooled columns of the window's columns, read without bounds checks: in a local,
+        // not reloaded after every write of a site.
+        let cols = w.pooled_cols.as_ptr().wrapping_add(usize::from(k.first));
         let mut spikes = 0;
         while firing != 0 {
             let ri = firing.trailing_zeros() as usize;
@@ -286,7 +289,9 @@ impl<const N: usize> Window<'_, N> {
                 while bits != 0 {
                     let neuron = word * 64 + bits.trailing_zeros() as usize;
                     bits &= bits - 1;
-                    let px = w.pooled_cols[usize::from(k.first) + neuron / (N * 16)];
+                    // SAFETY: `neuron` is below `chunks * 16`, `k.len * N * 16`, and
+                    // `Windows::within` checked that the window's columns have pooled columns.
+                    let px = unsafe { *cols.add(neuron / (N * 16)) };
                     if px != CUT {
                         // SAFETY: reserved above: at most one site per neuron of the rows.
                         unsafe { sites.add(len).write(Site { c: (neuron % (N * 16)) as u16, y: py, x: px }) };
