@@ -31,11 +31,8 @@ impl Batch {
         self.work.resize(events.len(), Work::default());
         self.times.clear();
         self.times.resize(events.len(), 0);
-        for (i, e) in events.iter().enumerate() {
-            if let Some(t) = front.admit_to(e, i as u32, dvs, monitor_dvs, first_queue, &mut self.tagged) {
-                (self.work[i].sensor_events, self.times[i]) = (1, t);
-            }
-        }
+        let (work, times) = (&mut self.work, &mut self.times);
+        front.admit_batch(events, dvs, monitor_dvs, first_queue, &mut self.tagged, |i, t| (work[i].sensor_events, times[i]) = (1, t));
     }
 
     /// Ends the batch: appends the monitored spikes to `out` in sensor-event order (stable:

@@ -117,9 +117,45 @@ impl Front {
     /// `dvs` (the DVS layer's counters).
     #[inline]
     pub fn admit(&mut self, e: &Event, drop_late: bool, dvs: &mut LayerCounters) -> Option<(i64, Site)> {
-        let t = match self.last_t {
+        let mut admitting = Admitting::from(&*self);
+        let admitted = self.map_event(e, drop_late, &mut admitting);
+        admitting.end(self, dvs);
+        admitted
+    }
+
+    /// Event mode: admits a batch of sensor events in order. Each admitted one, event `i` of
+    /// the batch at time `t`, is queued for the first layer, tagged in `tagged` when the DVS
+    /// layer is monitored, and handed to `admitted(i, t)`. The last time and the counters stay
+    /// in registers over the batch, not in memory: this runs for every sensor event.
+    #[inline]
+    pub fn admit_batch(
+        &mut self,
+        events: &[Event],
+        dvs: &mut LayerCounters,
+        monitored: bool,
+        first_layer: &mut Queue,
+        tagged: &mut Vec<(u32, Spike)>,
+        mut admitted: impl FnMut(usize, i64),
+    ) {
+        first_layer.reserve_singles(events.len());
+        let mut admitting = Admitting::from(&*self);
+        for (i, e) in events.iter().enumerate() {
+            let Some((t, site)) = self.map_event(e, false, &mut admitting) else { continue };
+            if monitored {
+                tagged.push((i as u32, Spike { t, layer: 0, c: site.c, y: site.y, x: site.x }));
+            }
+            first_layer.push_single(i as u32, t * 1000, site);
+            admitted(i, t);
+        }
+        admitting.end(self, dvs);
+    }
+
+    /// [`Self::admit`] with the last time and the counters in `admitting`.
+    #[inline(always)]
+    fn map_event(&self, e: &Event, drop_late: bool, admitting: &mut Admitting) -> Option<(i64, Site)> {
+        let t = match admitting.last_t {
             Some(last) if e.t < last => {
-                self.input.time_backwards += 1;
+                admitting.input.time_backwards += 1;
                 if drop_late {
                     return None;
                 }
@@ -127,42 +163,43 @@ impl Front {
             }
             _ => e.t,
         };
-        self.last_t = Some(t);
+        admitting.last_t = Some(t);
         let y = self.rows.get(usize::from(e.y)).copied().unwrap_or(OUT_OF_RANGE);
         let x = self.cols.get(usize::from(e.x)).copied().unwrap_or(OUT_OF_RANGE);
         if y >= CROPPED || x >= CROPPED {
             if y == OUT_OF_RANGE || x == OUT_OF_RANGE {
-                self.input.out_of_range += 1;
+                admitting.input.out_of_range += 1;
             } else {
-                self.input.cropped += 1;
+                admitting.input.cropped += 1;
             }
             return None;
         }
         let c = if self.merge_polarities { 0 } else { u16::from(e.p) };
         let site = if self.swap_xy { Site { c, y: x, x: y } } else { Site { c, y, x } };
-        dvs.input_events += 1;
-        dvs.spikes_after_pool += 1;
+        admitting.admitted += 1;
         Some((t, site))
     }
+}
 
-    /// Event mode: admits `e` as event `index` of a batch, queues its site for the first layer
-    /// and, when the DVS layer is monitored, tags its spike in `tagged`. Returns its time.
-    #[inline]
-    pub fn admit_to(
-        &mut self,
-        e: &Event,
-        index: u32,
-        dvs: &mut LayerCounters,
-        monitored: bool,
-        first_layer: &mut Queue,
-        tagged: &mut Vec<(u32, Spike)>,
-    ) -> Option<i64> {
-        let (t, site) = self.admit(e, false, dvs)?;
-        if monitored {
-            tagged.push((index, Spike { t, layer: 0, c: site.c, y: site.y, x: site.x }));
-        }
-        first_layer.push(index, t * 1000, &[site]);
-        Some(t)
+/// What admitting changes, in locals while it runs: see [`Front::admit_batch`].
+struct Admitting {
+    last_t: Option<i64>,
+    input: InputCounters,
+    admitted: u64,
+}
+
+impl From<&Front> for Admitting {
+    fn from(front: &Front) -> Self {
+        Self { last_t: front.last_t, input: front.input, admitted: 0 }
+    }
+}
+
+impl Admitting {
+    /// Stores what was admitted in the front and the DVS layer's counters.
+    fn end(self, front: &mut Front, dvs: &mut LayerCounters) {
+        (front.last_t, front.input) = (self.last_t, self.input);
+        dvs.input_events += self.admitted;
+        dvs.spikes_after_pool += self.admitted;
     }
 }
 
