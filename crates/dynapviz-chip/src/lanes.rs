@@ -233,7 +233,7 @@ mod avx2_lanes {
     /// Resets the neurons at threshold; returns which are, as lanes.
     #[target_feature(enable = "avx2")]
     #[inline]
-    fn fire(v: &mut [i16; 16], n: Neuron) -> __m256i {
+    pub(super) fn fire(v: &mut [i16; 16], n: Neuron) -> __m256i {
         // SAFETY: 16 i16 (32 bytes), unaligned load and store.
         unsafe {
             let p = v.as_mut_ptr().cast::<__m256i>();
@@ -258,10 +258,9 @@ pub(crate) struct Avx512;
 #[cfg(target_arch = "x86_64")]
 mod avx512_lanes {
     use std::arch::x86_64::{
-        __m256i, __m512i, _mm256_adds_epi16, _mm256_cmpgt_epi16_mask, _mm256_loadu_si256, _mm256_mask_blend_epi16, _mm256_max_epi16,
-        _mm256_set1_epi16, _mm256_storeu_si256, _mm256_subs_epi16, _mm512_adds_epi16, _mm512_castsi256_si512, _mm512_cmpgt_epi16_mask,
-        _mm512_loadu_si512, _mm512_mask_blend_epi16, _mm512_mask_max_epi16, _mm512_max_epi16, _mm512_set1_epi16, _mm512_storeu_si512,
-        _mm512_subs_epi16,
+        __m256i, __m512i, _mm256_adds_epi16, _mm256_loadu_si256, _mm256_max_epi16, _mm256_movepi16_mask, _mm256_set1_epi16,
+        _mm256_storeu_si256, _mm512_adds_epi16, _mm512_castsi256_si512, _mm512_cmpgt_epi16_mask, _mm512_loadu_si512,
+        _mm512_mask_blend_epi16, _mm512_mask_max_epi16, _mm512_max_epi16, _mm512_set1_epi16, _mm512_storeu_si512, _mm512_subs_epi16,
     };
 
     use super::{Avx512, Lanes, Neuron, Reset};
@@ -346,27 +345,14 @@ mod avx512_lanes {
         _mm512_cmpgt_epi16_mask(any, _mm512_set1_epi16(n.below)) != 0
     }
 
-    /// Resets the neurons at threshold among 16; returns a bit per neuron that is.
+    /// AVX2's reset of 16 neurons; returns a bit per neuron that fired.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     #[inline]
     fn fire16(v: &mut [i16; 16], n: Neuron) -> u16 {
-        // SAFETY: 16 i16 (32 bytes), unaligned load and store.
-        unsafe {
-            let p = v.as_mut_ptr().cast::<__m256i>();
-            let x = _mm256_loadu_si256(p);
-            let at = _mm256_cmpgt_epi16_mask(x, _mm256_set1_epi16(n.below));
-            // Subtracting the potential itself resets to zero.
-            let minus = match n.reset {
-                Reset::Subtract => _mm256_set1_epi16(n.threshold16),
-                Reset::Zero => x,
-            };
-            let after = _mm256_max_epi16(_mm256_subs_epi16(x, minus), _mm256_set1_epi16(n.min));
-            _mm256_storeu_si256(p, _mm256_mask_blend_epi16(at, x, after));
-            at
-        }
+        _mm256_movepi16_mask(super::avx2_lanes::fire(v, n))
     }
 
-    /// [`fire16`] on 32 neurons.
+    /// Resets the neurons at threshold among 32; returns a bit per neuron that fired.
     #[target_feature(enable = "avx512f,avx512bw")]
     #[inline]
     fn fire32(v: &mut [[i16; 16]; 2], n: Neuron) -> u32 {
