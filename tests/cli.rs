@@ -181,23 +181,26 @@ fn headless_demo_writes_pictures_and_a_report() {
 }
 
 #[test]
-fn simulate_gives_the_same_results_on_one_and_two_threads() {
+fn simulate_gives_the_same_results_on_any_threads_and_kernel() {
     let Some(case) = dynapviz_testkit::shared("fixtures/golden/gesture_r50") else { return };
-    let run = |threads: &str| {
+    let run = |threads: &str, kernel: &[&str]| {
         let (model, input) = (case.join("model.onnx"), case.join("input.csv"));
         let args = ["simulate", "--model", model.to_str().expect("path"), "--input-shape", "2,128,128", "--input"];
-        let (ok, out, err) =
-            dynapviz(&[&args[..], &[input.to_str().expect("path"), "--monitor", "dvs,3,-1", "--threads", threads, "--json"]].concat());
+        let (ok, out, err) = dynapviz(
+            &[&args[..], &[input.to_str().expect("path"), "--monitor", "dvs,3,-1", "--threads", threads, "--json"], kernel].concat(),
+        );
         assert!(ok, "{err}");
         let mut v: serde_json::Value = serde_json::from_str(&out).expect("json");
-        for timing in ["wall_seconds", "events_per_second"] {
-            v.as_object_mut().expect("object").remove(timing);
+        for what_differs in ["wall_seconds", "events_per_second", "kernel"] {
+            v.as_object_mut().expect("object").remove(what_differs);
         }
         v
     };
-    let one = run("1");
+    let one = run("1", &[]);
     assert!(one["class_counts"].as_array().is_some_and(|c| c.iter().any(|n| n.as_u64() > Some(0))), "{one}");
-    assert_eq!(one, run("2"));
+    assert_eq!(one, run("2", &[]));
+    assert_eq!(one, run("1", &["--kernel", "portable"]), "the portable kernel");
+    assert_eq!(one, run("2", &["--kernel", "avx2"]), "AVX2 (or the portable kernel, on a CPU without it)");
     let (ok, _, err) = dynapviz(&["simulate", "--input", "x.csv", "--threads", "0"]);
     assert!(!ok && err.contains("--threads") && !err.contains("panicked"), "{err}");
 }

@@ -6,7 +6,7 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use dynapviz_chip::{BusyModel, Config, Monitors, RAILS, Simulator};
+use dynapviz_chip::{BusyModel, Config, Kernel, Mode, Monitors, RAILS, Simulator};
 use dynapviz_events::{Event, EventReader, Geometry};
 use serde::Serialize;
 
@@ -101,9 +101,31 @@ pub struct Args {
     power_rate: f64,
     #[command(flatten)]
     threads: ThreadsArg,
+    /// The fastest kernel the event mode may use (default: the fastest this CPU has). Results
+    /// are identical; this is for comparing speeds.
+    #[arg(long, value_enum)]
+    kernel: Option<KernelArg>,
     /// Print JSON (the layout of the golden fixtures' expected.json).
     #[arg(long)]
     json: bool,
+}
+
+/// `--kernel`: see [`Kernel`].
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum KernelArg {
+    Avx512,
+    Avx2,
+    Portable,
+}
+
+impl From<KernelArg> for Kernel {
+    fn from(k: KernelArg) -> Kernel {
+        match k {
+            KernelArg::Avx512 => Kernel::Avx512,
+            KernelArg::Avx2 => Kernel::Avx2,
+            KernelArg::Portable => Kernel::Portable,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -122,6 +144,8 @@ struct LayerOut {
 #[derive(Serialize)]
 struct Output {
     mode: String,
+    /// The event mode's kernel on this CPU.
+    kernel: String,
     device: String,
     input: String,
     input_events: u64,
@@ -155,6 +179,7 @@ pub fn run(args: Args) -> Result<()> {
         power_rate_hz: args.power_rate,
         power_rails: if profile.has_sensor { 5 } else { 3 },
         threads: args.threads.or(super::cores()),
+        kernel: args.kernel.map_or(Kernel::Avx512, Kernel::from),
         ..Config::default()
     };
     let mut sim = Simulator::new(&net, config)?;
@@ -237,6 +262,7 @@ pub fn run(args: Args) -> Result<()> {
         .collect();
     let out = Output {
         mode: format!("{:?}", args.mode).to_lowercase(),
+        kernel: format!("{:?}", sim.kernel()).to_lowercase(),
         device: profile.name.to_string(),
         input: args.input.display().to_string(),
         input_events: total,
@@ -261,8 +287,9 @@ pub fn run(args: Args) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
+    let kernel = if mode == Mode::Event { format!(", {} kernel", out.kernel) } else { String::new() };
     println!(
-        "{} mode on {} ({} input events, {:.3} s wall, {:.2} M events/s)",
+        "{} mode on {}{kernel} ({} input events, {:.3} s wall, {:.2} M events/s)",
         out.mode,
         out.device,
         total,
