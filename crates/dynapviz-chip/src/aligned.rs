@@ -1,7 +1,7 @@
 //! int16 memory on 64-byte boundaries, for the event mode's potentials and weights. The
-//! vector kernel reads and writes 32 bytes at a time at multiples of the channel count (16,
-//! 32, ...); from an allocator that aligns to 16 bytes, half of those accesses of a layer of
-//! 32 channels straddled two cache lines.
+//! vector kernels read and write 32 or 64 bytes at a time at multiples of the channel count
+//! (16, 32, ...); from an allocator that aligns to 16 bytes, half of the 32-byte accesses of a
+//! layer of 32 channels straddled two cache lines.
 
 use std::ops::{Deref, DerefMut};
 

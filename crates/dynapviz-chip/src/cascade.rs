@@ -58,19 +58,6 @@ impl Queue {
         self.runs_of(index, t_ns, sites.len());
     }
 
-    /// Room for `n` more runs of one site each, so that [`Self::push_single`] does not grow.
-    pub fn reserve_singles(&mut self, n: usize) {
-        self.runs.reserve(n);
-        self.sites.reserve(n);
-    }
-
-    /// Queues one site as a run: [`Self::push`] of one, without the copy of a slice.
-    #[inline(always)]
-    pub fn push_single(&mut self, index: u32, t_ns: i64, site: Site) {
-        self.sites.push(site);
-        self.runs.push(Run { index, len: 1, t_ns });
-    }
-
     /// The queued sites, for a layer to append one run's spikes to in place; then
     /// [`Self::close_run`].
     pub fn sites_mut(&mut self) -> &mut Vec<Site> {

@@ -137,14 +137,13 @@ impl Front {
         tagged: &mut Vec<(u32, Spike)>,
         mut admitted: impl FnMut(usize, i64),
     ) {
-        first_layer.reserve_singles(events.len());
         let mut admitting = Admitting::from(&*self);
         for (i, e) in events.iter().enumerate() {
             let Some((t, site)) = self.map_event(e, false, &mut admitting) else { continue };
             if monitored {
                 tagged.push((i as u32, Spike { t, layer: 0, c: site.c, y: site.y, x: site.x }));
             }
-            first_layer.push_single(i as u32, t * 1000, site);
+            first_layer.push(i as u32, t * 1000, &[site]);
             admitted(i, t);
         }
         admitting.end(self, dvs);
