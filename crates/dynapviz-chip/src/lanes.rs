@@ -35,25 +35,60 @@ impl Kernel {
     }
 }
 
-/// The firing rule of one layer, in the chip's int16.
+/// The firing rule of one layer, in the chip's int16, on potentials as the layer stores them:
+/// plain, or biased by `offset` so that `min_v_mem` is stored as `i16::MIN`. Biased, the
+/// saturating add clamps at `min_v_mem` by itself, which saves an instruction per vector on the
+/// hot path; that is exact only for a layer whose potentials never reach int16's top (see
+/// [`crate::layer`]), where the chip's own saturation would act.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Neuron {
     pub threshold: i32,
     /// The threshold as int16 (only used when a neuron fires, which needs it to be one).
     pub threshold16: i16,
-    /// `threshold - 1` as int16: a potential above it fires (never, for thresholds past int16).
+    /// `threshold - 1`, stored: a potential above it fires (never, for thresholds past int16).
     pub below: i16,
+    /// `min_v_mem`, stored (`i16::MIN` when biased).
     pub min: i16,
+    /// The potential after a reset to zero, stored.
+    pub rest: i16,
     pub reset: Reset,
+    /// Stored minus plain potential.
+    pub offset: i32,
 }
 
 impl Neuron {
-    /// The potential after a spike from `v` (at or above threshold): reset, then clamped.
+    /// The rule for `threshold` (positive), `min_v_mem` and `reset`, on plain or biased
+    /// potentials.
+    pub fn new(threshold: i32, min_v_mem: i32, reset: Reset, biased: bool) -> Self {
+        let (lowest, highest) = (i32::from(i16::MIN), i32::from(i16::MAX));
+        let min = min_v_mem.clamp(lowest, highest);
+        let offset = if biased { lowest - min } else { 0 };
+        // Biased, the layer's check guarantees `min <= threshold - 1 <= i16::MAX`, so these
+        // stay in int16; plain, the offset is 0.
+        let stored = |v: i32| (v + offset).clamp(lowest, highest) as i16;
+        Self {
+            threshold,
+            threshold16: threshold.min(highest) as i16,
+            below: stored((threshold - 1).min(highest)),
+            min: stored(min),
+            rest: stored(0.max(min)),
+            reset,
+            offset,
+        }
+    }
+
+    /// Whether the potentials are stored so that adding needs no clamp at `min_v_mem`.
+    pub fn floor_is_saturation(self) -> bool {
+        self.min == i16::MIN
+    }
+
+    /// The stored potential after a spike from stored `v` (at or above threshold): reset, then
+    /// clamped.
     #[inline(always)]
-    pub fn after_spike(self, v: i16) -> i16 {
+    pub fn after_spike(self, v: i32) -> i16 {
         match self.reset {
-            Reset::Subtract => (i32::from(v) - self.threshold).max(i32::from(self.min)) as i16,
-            Reset::Zero => 0.max(self.min),
+            Reset::Subtract => (v - self.threshold).max(i32::from(self.min)) as i16,
+            Reset::Zero => self.rest,
         }
     }
 }
@@ -71,6 +106,9 @@ pub(crate) trait Lanes {
     /// Adds the weights with int16 saturation, clamps at `min_v_mem` and folds the potentials
     /// into `any`.
     unsafe fn update(v: &mut [i16; 16], w: &[i16; 16], n: Neuron, any: Self::Any) -> Self::Any;
+    /// [`Self::update`] for potentials whose floor is the saturation
+    /// ([`Neuron::floor_is_saturation`]): no clamp.
+    unsafe fn add(v: &mut [i16; 16], w: &[i16; 16], any: Self::Any) -> Self::Any;
     /// Whether a potential folded into `any` is at threshold.
     unsafe fn fired(any: Self::Any, n: Neuron) -> bool;
     /// Resets the neurons at threshold; returns a bit per neuron that fired.
@@ -78,13 +116,13 @@ pub(crate) trait Lanes {
     /// [`Self::fire`] on 32 consecutive neurons: bit `i` is neuron `i`.
     unsafe fn fire2(v: &mut [[i16; 16]; 2], n: Neuron) -> u32;
 
-    /// [`Self::update`] on 32 consecutive neurons: one instruction each where the CPU has
-    /// 32 lanes.
+    /// [`Self::add`] on 32 consecutive neurons: one instruction each where the CPU has 32
+    /// lanes.
     #[inline(always)]
-    unsafe fn update2(v: &mut [[i16; 16]; 2], w: &[[i16; 16]; 2], n: Neuron, any: Self::Any) -> Self::Any {
+    unsafe fn add2(v: &mut [[i16; 16]; 2], w: &[[i16; 16]; 2], any: Self::Any) -> Self::Any {
         let ([v0, v1], [w0, w1]) = (v, w);
         // SAFETY: the caller's promise.
-        unsafe { Self::update(v1, w1, n, Self::update(v0, w0, n, any)) }
+        unsafe { Self::add(v1, w1, Self::add(v0, w0, any)) }
     }
 }
 
@@ -102,6 +140,16 @@ impl Lanes for Portable {
     #[inline(always)]
     unsafe fn update(v: &mut [i16; 16], w: &[i16; 16], n: Neuron, any: i16) -> i16 {
         any.max(update_tail(v, w, n))
+    }
+
+    #[inline(always)]
+    unsafe fn add(v: &mut [i16; 16], w: &[i16; 16], any: i16) -> i16 {
+        let mut highest = any;
+        for (v, &w) in v.iter_mut().zip(w) {
+            *v = v.saturating_add(w);
+            highest = highest.max(*v);
+        }
+        highest
     }
 
     #[inline(always)]
@@ -139,7 +187,7 @@ pub(crate) fn fire_tail(v: &mut [i16], n: Neuron) -> u16 {
     let mut fired = 0;
     for (i, v) in v.iter_mut().enumerate() {
         if *v > n.below {
-            *v = n.after_spike(*v);
+            *v = n.after_spike(i32::from(*v));
             fired |= 1 << i;
         }
     }
@@ -172,6 +220,12 @@ mod avx2_lanes {
         unsafe fn update(v: &mut [i16; 16], w: &[i16; 16], n: Neuron, any: __m256i) -> __m256i {
             // SAFETY: the caller guarantees AVX2.
             unsafe { update(v, w, n, any) }
+        }
+
+        #[inline(always)]
+        unsafe fn add(v: &mut [i16; 16], w: &[i16; 16], any: __m256i) -> __m256i {
+            // SAFETY: the caller guarantees AVX2.
+            unsafe { add(v, w, any) }
         }
 
         #[inline(always)]
@@ -225,6 +279,18 @@ mod avx2_lanes {
 
     #[target_feature(enable = "avx2")]
     #[inline]
+    fn add(v: &mut [i16; 16], w: &[i16; 16], any: __m256i) -> __m256i {
+        // SAFETY: both arrays are 16 i16 (32 bytes); the loads and stores are unaligned.
+        unsafe {
+            let p = v.as_mut_ptr().cast::<__m256i>();
+            let x = _mm256_adds_epi16(_mm256_loadu_si256(p), _mm256_loadu_si256(w.as_ptr().cast()));
+            _mm256_storeu_si256(p, x);
+            _mm256_max_epi16(any, x)
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    #[inline]
     fn fired(any: __m256i, n: Neuron) -> bool {
         let at = _mm256_cmpgt_epi16(any, _mm256_set1_epi16(n.below));
         _mm256_testz_si256(at, at) == 0
@@ -239,12 +305,10 @@ mod avx2_lanes {
             let p = v.as_mut_ptr().cast::<__m256i>();
             let x = _mm256_loadu_si256(p);
             let at = _mm256_cmpgt_epi16(x, _mm256_set1_epi16(n.below));
-            // Subtracting the potential itself resets to zero.
-            let minus = match n.reset {
-                Reset::Subtract => _mm256_set1_epi16(n.threshold16),
-                Reset::Zero => x,
+            let after = match n.reset {
+                Reset::Subtract => _mm256_max_epi16(_mm256_subs_epi16(x, _mm256_set1_epi16(n.threshold16)), _mm256_set1_epi16(n.min)),
+                Reset::Zero => _mm256_set1_epi16(n.rest),
             };
-            let after = _mm256_max_epi16(_mm256_subs_epi16(x, minus), _mm256_set1_epi16(n.min));
             _mm256_storeu_si256(p, _mm256_blendv_epi8(x, after, at));
             at
         }
@@ -282,9 +346,15 @@ mod avx512_lanes {
         }
 
         #[inline(always)]
-        unsafe fn update2(v: &mut [[i16; 16]; 2], w: &[[i16; 16]; 2], n: Neuron, any: __m512i) -> __m512i {
+        unsafe fn add(v: &mut [i16; 16], w: &[i16; 16], any: __m512i) -> __m512i {
             // SAFETY: the caller guarantees AVX-512.
-            unsafe { update32(v, w, n, any) }
+            unsafe { add16(v, w, any) }
+        }
+
+        #[inline(always)]
+        unsafe fn add2(v: &mut [[i16; 16]; 2], w: &[[i16; 16]; 2], any: __m512i) -> __m512i {
+            // SAFETY: the caller guarantees AVX-512.
+            unsafe { add32(v, w, any) }
         }
 
         #[inline(always)]
@@ -321,22 +391,39 @@ mod avx512_lanes {
             let x =
                 _mm256_max_epi16(_mm256_adds_epi16(_mm256_loadu_si256(p), _mm256_loadu_si256(w.as_ptr().cast())), _mm256_set1_epi16(n.min));
             _mm256_storeu_si256(p, x);
-            // Only the low 16 lanes take part; the high ones keep `any`'s.
-            _mm512_mask_max_epi16(any, 0xffff, any, _mm512_castsi256_si512(x))
+            fold16(any, x)
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    #[inline]
+    fn add16(v: &mut [i16; 16], w: &[i16; 16], any: __m512i) -> __m512i {
+        // SAFETY: both arrays are 16 i16 (32 bytes); the loads and stores are unaligned.
+        unsafe {
+            let p = v.as_mut_ptr().cast::<__m256i>();
+            let x = _mm256_adds_epi16(_mm256_loadu_si256(p), _mm256_loadu_si256(w.as_ptr().cast()));
+            _mm256_storeu_si256(p, x);
+            fold16(any, x)
         }
     }
 
     #[target_feature(enable = "avx512f,avx512bw")]
     #[inline]
-    fn update32(v: &mut [[i16; 16]; 2], w: &[[i16; 16]; 2], n: Neuron, any: __m512i) -> __m512i {
+    fn add32(v: &mut [[i16; 16]; 2], w: &[[i16; 16]; 2], any: __m512i) -> __m512i {
         // SAFETY: both arrays are 32 i16 (64 bytes); the loads and stores are unaligned.
         unsafe {
             let p = v.as_mut_ptr().cast::<__m512i>();
-            let x =
-                _mm512_max_epi16(_mm512_adds_epi16(_mm512_loadu_si512(p), _mm512_loadu_si512(w.as_ptr().cast())), _mm512_set1_epi16(n.min));
+            let x = _mm512_adds_epi16(_mm512_loadu_si512(p), _mm512_loadu_si512(w.as_ptr().cast()));
             _mm512_storeu_si512(p, x);
             _mm512_max_epi16(any, x)
         }
+    }
+
+    /// Folds 16 potentials into the low half of `any`; the high half keeps its own.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    #[inline]
+    fn fold16(any: __m512i, x: __m256i) -> __m512i {
+        _mm512_mask_max_epi16(any, 0xffff, any, _mm512_castsi256_si512(x))
     }
 
     #[target_feature(enable = "avx512f,avx512bw")]
@@ -361,11 +448,10 @@ mod avx512_lanes {
             let p = v.as_mut_ptr().cast::<__m512i>();
             let x = _mm512_loadu_si512(p);
             let at = _mm512_cmpgt_epi16_mask(x, _mm512_set1_epi16(n.below));
-            let minus = match n.reset {
-                Reset::Subtract => _mm512_set1_epi16(n.threshold16),
-                Reset::Zero => x,
+            let after = match n.reset {
+                Reset::Subtract => _mm512_max_epi16(_mm512_subs_epi16(x, _mm512_set1_epi16(n.threshold16)), _mm512_set1_epi16(n.min)),
+                Reset::Zero => _mm512_set1_epi16(n.rest),
             };
-            let after = _mm512_max_epi16(_mm512_subs_epi16(x, minus), _mm512_set1_epi16(n.min));
             _mm512_storeu_si512(p, _mm512_mask_blend_epi16(at, x, after));
             at
         }

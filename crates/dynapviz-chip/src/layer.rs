@@ -3,6 +3,7 @@
 //! state of the simulation it is built for (the event mode's general path and the binned mode;
 //! the event mode's common layers run as windows, see `window.rs`).
 
+use dynapviz_model::network::Reset;
 use dynapviz_model::{ChipLayer, ModelError};
 
 use crate::aligned::Aligned;
@@ -113,7 +114,14 @@ impl LayerRt {
         let cols = Fanout::new(l.in_shape[2], kw, l.stride[1], l.padding[1], fw, l.pool[1], l.out_shape[2], [o, o], true);
         let neurons = o * fh * fw;
         let chip = arithmetic == Arithmetic::Chip;
-        let windows = if chip { Windows::new(&rows, &cols, o, c_in, neurons, weights.len()) } else { None };
+        let bias: Option<Vec<i32>> = q.bias.as_ref().map(|b| b.iter().map(|&v| i32::from(v)).collect());
+        // The windows add without a clamp at `min_v_mem`: only for potentials stored biased.
+        let largest_rise = weights.iter().chain(bias.iter().flatten()).copied().max().unwrap_or(0);
+        let windows = if chip { Windows::new(&rows, &cols, o, c_in, neurons, weights.len()) } else { None }
+            .filter(|_| biasable(q.threshold, q.min_v_mem, l.reset, largest_rise));
+        let neuron = Neuron::new(q.threshold, q.min_v_mem, l.reset, windows.is_some());
+        let mut state16 = Aligned::zeroed(if chip { neurons } else { 0 });
+        state16.fill(neuron.offset as i16);
         let weights16 = if chip { weights.iter().map(|&w| w as i16).collect() } else { Aligned::default() };
         Ok(Self {
             index: l.index,
@@ -126,27 +134,21 @@ impl LayerRt {
             out_shape: l.out_shape,
             weights16,
             weights: if chip { Vec::new() } else { weights },
-            bias: q.bias.as_ref().map(|b| b.iter().map(|&v| i32::from(v)).collect()),
+            bias,
             threshold: q.threshold,
             min_v_mem: q.min_v_mem,
             state: if chip { Vec::new() } else { vec![0; neurons] },
-            state16: Aligned::zeroed(if chip { neurons } else { 0 }),
+            state16,
             touched: Vec::new(),
             touched_mark: if chip { Vec::new() } else { vec![false; fh * fw] },
-            neuron: Neuron {
-                threshold: q.threshold,
-                threshold16: q.threshold.min(i32::from(i16::MAX)) as i16,
-                below: (q.threshold - 1).min(i32::from(i16::MAX)) as i16,
-                min: q.min_v_mem.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16,
-                reset: l.reset,
-            },
+            neuron,
         })
     }
 
     /// Clears the membrane potentials.
     pub fn reset_state(&mut self) {
         self.state.fill(0);
-        self.state16.fill(0);
+        self.state16.fill(self.neuron.offset as i16);
         self.touched.clear();
         self.touched_mark.fill(false);
     }
@@ -249,13 +251,14 @@ impl LayerRt {
         let (o, n, geometry) = (self.out_channels, self.neuron, self.geometry());
         let mut spikes = 0;
         for (i, v) in self.state16.iter_mut().enumerate() {
-            let sum = (i32::from(*v) + bias[i % o]).clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16;
-            *v = if sum > n.below {
+            // Saturates as the plain potential, compared and reset as stored.
+            let sum = (i32::from(*v) - n.offset + bias[i % o]).clamp(i32::from(i16::MIN), i32::from(i16::MAX)) + n.offset;
+            *v = if sum > i32::from(n.below) {
                 spikes += 1;
                 spike(geometry.site(i / o, i % o));
                 n.after_spike(sum)
             } else {
-                sum.max(n.min)
+                sum.max(i32::from(n.min)) as i16
             };
         }
         spikes
@@ -331,6 +334,24 @@ impl Reach {
     fn taps(&self, c: usize, y: usize, x: usize) -> Option<(&[Tap], &[Tap], usize)> {
         (c < self.channels).then(|| (self.rows.of(y), self.cols.of(x), c * self.channel_stride))
     }
+}
+
+/// Whether a layer's potentials can be stored biased (see [`Neuron`]): they never reach int16's
+/// top, where the chip saturates, and 0 is not below `min_v_mem`.
+///
+/// Between events every potential is at most `threshold - 1`. It starts at 0 (`min_v_mem <= 0`
+/// < threshold). An event (or a leak tick) raises it by at most `largest_rise`, the largest
+/// weight or bias; a neuron that then reaches threshold resets to `max(0, min_v_mem)`, or
+/// subtracts the threshold and lands at most at `largest_rise - 1`, below threshold when
+/// `largest_rise <= threshold`. So no sum exceeds `threshold - 1 + largest_rise`, which must
+/// fit in int16.
+fn biasable(threshold: i32, min_v_mem: i32, reset: Reset, largest_rise: i32) -> bool {
+    let rise = largest_rise.max(0);
+    let settles = match reset {
+        Reset::Subtract => rise <= threshold,
+        Reset::Zero => true,
+    };
+    threshold >= 1 && min_v_mem <= 0 && settles && threshold - 1 + rise <= i32::from(i16::MAX)
 }
 
 /// [`Tap::pooled`] of rows and columns past the pooled map.

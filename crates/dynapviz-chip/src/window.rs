@@ -119,9 +119,10 @@ impl Windows {
     }
 
     /// The windows with the layer's neurons and weights, typed by the output's chunks; `None`
-    /// unless `state` and `weights` are what the windows were checked against.
+    /// unless `state` and `weights` are what the windows were checked against and the
+    /// potentials are stored so that adding needs no clamp ([`Neuron::floor_is_saturation`]).
     pub(crate) fn with<'a>(&'a self, state: &'a mut [i16], weights: &'a [i16], neuron: Neuron) -> Option<AnyWindow<'a>> {
-        if (state.len(), weights.len()) != self.checked {
+        if (state.len(), weights.len()) != self.checked || !neuron.floor_is_saturation() {
             return None;
         }
         Some(match self.chunks {
@@ -212,8 +213,9 @@ impl<const N: usize> Window<'_, N> {
         }
     }
 
-    /// Adds the weights to the `rows` runs of `chunks` vectors; returns a bit per row with a
-    /// neuron at threshold.
+    /// Adds the weights to the `rows` runs of `chunks` vectors (no clamp: the potentials'
+    /// floor is the saturation, see [`Windows::with`]); returns a bit per row with a neuron at
+    /// threshold.
     ///
     /// # Safety
     /// As [`Self::scatter`].
@@ -230,10 +232,10 @@ impl<const N: usize> Window<'_, N> {
                 let (v, wt) = (v.cast::<[i16; 16]>(), wt.cast::<[i16; 16]>());
                 let mut any = K::none();
                 for j in 0..chunks / 2 {
-                    any = K::update2(&mut *v.add(2 * j).cast(), &*wt.add(2 * j).cast(), n, any);
+                    any = K::add2(&mut *v.add(2 * j).cast(), &*wt.add(2 * j).cast(), any);
                 }
                 if chunks % 2 == 1 {
-                    any = K::update(&mut *v.add(chunks - 1), &*wt.add(chunks - 1), n, any);
+                    any = K::add(&mut *v.add(chunks - 1), &*wt.add(chunks - 1), any);
                 }
                 firing |= u32::from(K::fired(any, n)) << ri;
             }

@@ -38,6 +38,8 @@ struct RefLayer {
     v: Vec<i32>,
     synops: u64,
     spikes: u64,
+    /// Sums the int16 saturation cut at the top.
+    saturated: u64,
 }
 
 impl Reference {
@@ -63,6 +65,7 @@ impl Reference {
                     v: vec![0; l.out_channels * l.conv_out[0] * l.conv_out[1]],
                     synops: 0,
                     spikes: 0,
+                    saturated: 0,
                 }
             })
             .collect();
@@ -117,6 +120,7 @@ impl RefLayer {
                 for oc in 0..self.o {
                     let w = i32::from(self.weights[((oc * c_in + c) * kh + ky) * kw + kx]);
                     let v = &mut self.v[(oy * fw + ox) * self.o + oc];
+                    self.saturated += u64::from(*v + w > 32767);
                     *v = (*v + w).clamp(-32768, 32767).max(self.min);
                     self.synops += 1;
                     if *v >= self.threshold {
@@ -260,6 +264,68 @@ proptest! {
             assert_same(&n, &input)?;
         }
     }
+}
+
+/// Firing rules far from sinabs' usual ones, where the fast path's biased potentials would not
+/// be exact and the layers must take the plain path.
+#[derive(Clone, Copy, Debug)]
+enum Rule {
+    /// A threshold below the largest weight: a neuron can stay above it after a spike.
+    LowThreshold,
+    /// A positive `min_v_mem`: the potentials' floor is above their start.
+    PositiveFloor,
+    /// A threshold near int16's top: sums can reach the chip's saturation.
+    HighThreshold,
+}
+
+fn apply(n: &mut Network, rule: Rule, zero: bool) {
+    for l in &mut n.layers {
+        let q = l.quant.as_mut().expect("discretized");
+        (q.threshold, q.min_v_mem) = match rule {
+            Rule::LowThreshold => (q.threshold / 8 + 1, -(q.threshold / 8 + 1)),
+            Rule::PositiveFloor => (q.threshold, 3),
+            Rule::HighThreshold => (32_700, -300),
+        };
+        if zero {
+            l.reset = Reset::Zero;
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn unusual_firing_rules_equal_the_reference(
+        layers in prop::collection::vec(geometry(), 1..=2),
+        seed in 0u64..10_000,
+        rule in prop::sample::select(vec![Rule::LowThreshold, Rule::PositiveFloor, Rule::HighThreshold]),
+        zero in any::<bool>(),
+        input in events(24),
+    ) {
+        if let Some(mut n) = network(&layers, 24, seed) {
+            apply(&mut n, rule, zero);
+            assert_same(&n, &input)?;
+        }
+    }
+}
+
+#[test]
+fn sums_that_saturate_equal_the_reference() {
+    // Excitatory weights on a small map charge the neurons up to int16's top, where the
+    // chip saturates, just before they reach the threshold.
+    let layer = Geometry { out: 16, kernel: 3, stride: 1, padding: 1, pool: 1 };
+    let mut n = network(&[layer], 8, 3).expect("network");
+    apply(&mut n, Rule::HighThreshold, false);
+    let q = n.layers[0].quant.as_mut().expect("discretized");
+    q.weights.iter_mut().for_each(|w| *w = w.unsigned_abs().clamp(40, 127) as i8);
+    let mut uniform = dynapviz_testkit::uniform(5);
+    let events: Vec<Event> =
+        (0..20_000i64).map(|i| Event::new(i, (uniform() * 8.0) as u16 % 8, (uniform() * 8.0) as u16 % 8, uniform() > 0.5)).collect();
+    assert_same(&n, &events).unwrap_or_else(|e| panic!("{e}"));
+    let mut reference = Reference::new(&n);
+    let spikes = reference.run(&events).iter().filter(|s| s.layer == 1).count();
+    assert!(reference.layers[0].saturated > 0 && spikes > 0, "saturated {} times, {spikes} spikes", reference.layers[0].saturated);
 }
 
 #[test]
