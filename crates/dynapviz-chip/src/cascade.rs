@@ -352,7 +352,7 @@ impl Cascade<'_> {
             // One loop per kind of layer, so that the kind is not decided per event.
             // SAFETY (all calls): the caller's promise.
             let c = unsafe {
-                match layer.window() {
+                match layer.window(&self.counters[i]) {
                     Some(AnyWindow::N1(w)) => route.run(&queue, work, &mut out, Windowed::<K, 1>(w, PhantomData)),
                     Some(AnyWindow::N2(w)) => route.run(&queue, work, &mut out, Windowed::<K, 2>(w, PhantomData)),
                     Some(AnyWindow::N4(w)) => route.run(&queue, work, &mut out, Windowed::<K, 4>(w, PhantomData)),

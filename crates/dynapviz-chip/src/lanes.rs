@@ -115,6 +115,12 @@ pub(crate) trait Lanes {
     unsafe fn fire(v: &mut [i16; 16], n: Neuron) -> u16;
     /// [`Self::fire`] on 32 consecutive neurons: bit `i` is neuron `i`.
     unsafe fn fire2(v: &mut [[i16; 16]; 2], n: Neuron) -> u32;
+    /// [`Self::add`] and [`Self::fire`] in one pass, for potentials whose floor is the
+    /// saturation: returns a bit per neuron that fired. Each neuron is touched once per event,
+    /// so firing right after its add is the same as firing after all adds.
+    unsafe fn step(v: &mut [i16; 16], w: &[i16; 16], n: Neuron) -> u16;
+    /// [`Self::step`] on 32 consecutive neurons: bit `i` is neuron `i`.
+    unsafe fn step2(v: &mut [[i16; 16]; 2], w: &[[i16; 16]; 2], n: Neuron) -> u32;
 
     /// [`Self::add`] on 32 consecutive neurons: one instruction each where the CPU has 32
     /// lanes.
@@ -166,6 +172,25 @@ impl Lanes for Portable {
     unsafe fn fire2(v: &mut [[i16; 16]; 2], n: Neuron) -> u32 {
         let [a, b] = v;
         u32::from(fire_tail(a, n)) | u32::from(fire_tail(b, n)) << 16
+    }
+
+    #[inline(always)]
+    unsafe fn step(v: &mut [i16; 16], w: &[i16; 16], n: Neuron) -> u16 {
+        let mut fired = 0;
+        for (i, (v, &w)) in v.iter_mut().zip(w).enumerate() {
+            let x = v.saturating_add(w);
+            let at = x > n.below;
+            *v = if at { n.after_spike(i32::from(x)) } else { x };
+            fired |= u16::from(at) << i;
+        }
+        fired
+    }
+
+    #[inline(always)]
+    unsafe fn step2(v: &mut [[i16; 16]; 2], w: &[[i16; 16]; 2], n: Neuron) -> u32 {
+        let ([a, b], [wa, wb]) = (v, w);
+        // SAFETY: plain Rust.
+        unsafe { u32::from(Self::step(a, wa, n)) | u32::from(Self::step(b, wb, n)) << 16 }
     }
 }
 
@@ -237,12 +262,7 @@ mod avx2_lanes {
         #[inline(always)]
         unsafe fn fire(v: &mut [i16; 16], n: Neuron) -> u16 {
             // SAFETY: the caller guarantees AVX2.
-            unsafe {
-                let at = fire(v, n);
-                // Bytes 0-7 and 16-23 of the packed compare are neurons 0-7 and 8-15.
-                let m = _mm256_movemask_epi8(_mm256_packs_epi16(at, at)) as u32;
-                ((m & 0xff) | ((m >> 8) & 0xff00)) as u16
-            }
+            unsafe { bits(fire(v, n)) }
         }
 
         #[inline(always)]
@@ -250,12 +270,42 @@ mod avx2_lanes {
             // SAFETY: the caller guarantees AVX2.
             unsafe {
                 let [a, b] = v;
-                let (a, b) = (fire(a, n), fire(b, n));
-                // Packing interleaves the halves (a 0-7, b 0-7, a 8-15, b 8-15); the permute
-                // puts them back in neuron order.
-                _mm256_movemask_epi8(_mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi16(a, b))) as u32
+                bits2(fire(a, n), fire(b, n))
             }
         }
+
+        #[inline(always)]
+        unsafe fn step(v: &mut [i16; 16], w: &[i16; 16], n: Neuron) -> u16 {
+            // SAFETY: the caller guarantees AVX2.
+            unsafe { bits(step(v, w, n)) }
+        }
+
+        #[inline(always)]
+        unsafe fn step2(v: &mut [[i16; 16]; 2], w: &[[i16; 16]; 2], n: Neuron) -> u32 {
+            // SAFETY: the caller guarantees AVX2.
+            unsafe {
+                let ([a, b], [wa, wb]) = (v, w);
+                bits2(step(a, wa, n), step(b, wb, n))
+            }
+        }
+    }
+
+    /// A bit per lane of a compare.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn bits(at: __m256i) -> u16 {
+        // Bytes 0-7 and 16-23 of the packed compare are neurons 0-7 and 8-15.
+        let m = _mm256_movemask_epi8(_mm256_packs_epi16(at, at)) as u32;
+        ((m & 0xff) | ((m >> 8) & 0xff00)) as u16
+    }
+
+    /// A bit per lane of two compares, `a`'s the low 16.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn bits2(a: __m256i, b: __m256i) -> u32 {
+        // Packing interleaves the halves (a 0-7, b 0-7, a 8-15, b 8-15); the permute puts
+        // them back in neuron order.
+        _mm256_movemask_epi8(_mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi16(a, b))) as u32
     }
 
     #[target_feature(enable = "avx2")]
@@ -303,15 +353,35 @@ mod avx2_lanes {
         // SAFETY: 16 i16 (32 bytes), unaligned load and store.
         unsafe {
             let p = v.as_mut_ptr().cast::<__m256i>();
-            let x = _mm256_loadu_si256(p);
-            let at = _mm256_cmpgt_epi16(x, _mm256_set1_epi16(n.below));
-            let after = match n.reset {
-                Reset::Subtract => _mm256_max_epi16(_mm256_subs_epi16(x, _mm256_set1_epi16(n.threshold16)), _mm256_set1_epi16(n.min)),
-                Reset::Zero => _mm256_set1_epi16(n.rest),
-            };
-            _mm256_storeu_si256(p, _mm256_blendv_epi8(x, after, at));
+            let (x, at) = reset(_mm256_loadu_si256(p), n);
+            _mm256_storeu_si256(p, x);
             at
         }
+    }
+
+    /// [`Lanes::step`]; returns the neurons that fired, as lanes.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn step(v: &mut [i16; 16], w: &[i16; 16], n: Neuron) -> __m256i {
+        // SAFETY: both arrays are 16 i16 (32 bytes); the loads and stores are unaligned.
+        unsafe {
+            let p = v.as_mut_ptr().cast::<__m256i>();
+            let (x, at) = reset(_mm256_adds_epi16(_mm256_loadu_si256(p), _mm256_loadu_si256(w.as_ptr().cast())), n);
+            _mm256_storeu_si256(p, x);
+            at
+        }
+    }
+
+    /// The potentials `x` after the neurons at threshold spike, and which those are (as lanes).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn reset(x: __m256i, n: Neuron) -> (__m256i, __m256i) {
+        let at = _mm256_cmpgt_epi16(x, _mm256_set1_epi16(n.below));
+        let after = match n.reset {
+            Reset::Subtract => _mm256_max_epi16(_mm256_subs_epi16(x, _mm256_set1_epi16(n.threshold16)), _mm256_set1_epi16(n.min)),
+            Reset::Zero => _mm256_set1_epi16(n.rest),
+        };
+        (_mm256_blendv_epi8(x, after, at), at)
     }
 }
 
@@ -322,9 +392,10 @@ pub(crate) struct Avx512;
 #[cfg(target_arch = "x86_64")]
 mod avx512_lanes {
     use std::arch::x86_64::{
-        __m256i, __m512i, _mm256_adds_epi16, _mm256_loadu_si256, _mm256_max_epi16, _mm256_movepi16_mask, _mm256_set1_epi16,
-        _mm256_storeu_si256, _mm512_adds_epi16, _mm512_castsi256_si512, _mm512_cmpgt_epi16_mask, _mm512_loadu_si512,
-        _mm512_mask_blend_epi16, _mm512_mask_max_epi16, _mm512_max_epi16, _mm512_set1_epi16, _mm512_storeu_si512, _mm512_subs_epi16,
+        __m256i, __m512i, _mm256_adds_epi16, _mm256_cmpgt_epi16_mask, _mm256_loadu_si256, _mm256_mask_mov_epi16, _mm256_mask_subs_epi16,
+        _mm256_max_epi16, _mm256_movepi16_mask, _mm256_set1_epi16, _mm256_storeu_si256, _mm512_adds_epi16, _mm512_castsi256_si512,
+        _mm512_cmpgt_epi16_mask, _mm512_loadu_si512, _mm512_mask_blend_epi16, _mm512_mask_max_epi16, _mm512_mask_mov_epi16,
+        _mm512_mask_subs_epi16, _mm512_max_epi16, _mm512_set1_epi16, _mm512_storeu_si512, _mm512_subs_epi16,
     };
 
     use super::{Avx512, Lanes, Neuron, Reset};
@@ -373,6 +444,55 @@ mod avx512_lanes {
         unsafe fn fire2(v: &mut [[i16; 16]; 2], n: Neuron) -> u32 {
             // SAFETY: the caller guarantees AVX-512.
             unsafe { fire32(v, n) }
+        }
+
+        #[inline(always)]
+        unsafe fn step(v: &mut [i16; 16], w: &[i16; 16], n: Neuron) -> u16 {
+            // SAFETY: the caller guarantees AVX-512.
+            unsafe { step16(v, w, n) }
+        }
+
+        #[inline(always)]
+        unsafe fn step2(v: &mut [[i16; 16]; 2], w: &[[i16; 16]; 2], n: Neuron) -> u32 {
+            // SAFETY: the caller guarantees AVX-512.
+            unsafe { step32(v, w, n) }
+        }
+    }
+
+    /// [`Lanes::step`] on 16 neurons: the reset is masked by the compare, and the floor is
+    /// the saturation, so a spike costs no clamp.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    #[inline]
+    fn step16(v: &mut [i16; 16], w: &[i16; 16], n: Neuron) -> u16 {
+        // SAFETY: both arrays are 16 i16 (32 bytes); the loads and stores are unaligned.
+        unsafe {
+            let p = v.as_mut_ptr().cast::<__m256i>();
+            let x = _mm256_adds_epi16(_mm256_loadu_si256(p), _mm256_loadu_si256(w.as_ptr().cast()));
+            let at = _mm256_cmpgt_epi16_mask(x, _mm256_set1_epi16(n.below));
+            let x = match n.reset {
+                Reset::Subtract => _mm256_mask_subs_epi16(x, at, x, _mm256_set1_epi16(n.threshold16)),
+                Reset::Zero => _mm256_mask_mov_epi16(x, at, _mm256_set1_epi16(n.rest)),
+            };
+            _mm256_storeu_si256(p, x);
+            at
+        }
+    }
+
+    /// [`Lanes::step`] on 32 neurons, as [`step16`].
+    #[target_feature(enable = "avx512f,avx512bw")]
+    #[inline]
+    fn step32(v: &mut [[i16; 16]; 2], w: &[[i16; 16]; 2], n: Neuron) -> u32 {
+        // SAFETY: both arrays are 32 i16 (64 bytes); the loads and stores are unaligned.
+        unsafe {
+            let p = v.as_mut_ptr().cast::<__m512i>();
+            let x = _mm512_adds_epi16(_mm512_loadu_si512(p), _mm512_loadu_si512(w.as_ptr().cast()));
+            let at = _mm512_cmpgt_epi16_mask(x, _mm512_set1_epi16(n.below));
+            let x = match n.reset {
+                Reset::Subtract => _mm512_mask_subs_epi16(x, at, x, _mm512_set1_epi16(n.threshold16)),
+                Reset::Zero => _mm512_mask_mov_epi16(x, at, _mm512_set1_epi16(n.rest)),
+            };
+            _mm512_storeu_si512(p, x);
+            at
         }
     }
 

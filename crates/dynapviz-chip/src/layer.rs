@@ -8,6 +8,7 @@ use dynapviz_model::{ChipLayer, ModelError};
 
 use crate::aligned::Aligned;
 use crate::lanes::{Lanes, Neuron, fire_tail, update_tail};
+use crate::sim::LayerCounters;
 use crate::window::{AnyWindow, Windows};
 
 /// One chip layer ready to run.
@@ -265,8 +266,9 @@ impl LayerRt {
     }
 
     /// The layer as windows, for the event mode; `None` if it is not of the common shape.
-    pub(crate) fn window(&mut self) -> Option<AnyWindow<'_>> {
-        self.windows.as_ref()?.with(&mut self.state16, &self.weights16, self.neuron)
+    /// `seen`: its counters so far (see [`Windows::with`]).
+    pub(crate) fn window(&mut self, seen: &LayerCounters) -> Option<AnyWindow<'_>> {
+        self.windows.as_ref()?.with(&mut self.state16, &self.weights16, self.neuron, (seen.synaptic_ops, seen.spikes))
     }
 
     /// Whether the layer has a bias (a leak on the chip).

@@ -155,7 +155,10 @@ fn simulate(n: &Network, events: &[Event], threads: usize, kernel: Kernel) -> (V
     };
     let mut sim = Simulator::new(n, config).expect("sim");
     let mut out = Vec::new();
-    sim.process(events, &mut out);
+    // In several calls: the layers choose how to run from what they did before.
+    for chunk in events.chunks(300) {
+        sim.process(chunk, &mut out);
+    }
     sim.finish(&mut out);
     (out, sim)
 }
