@@ -93,9 +93,11 @@ impl Neuron {
     }
 }
 
-/// The arithmetic on 16 neurons at once, with AVX2 or without. "At threshold" is folded into an
-/// accumulator that stays in a register over a kernel row; which neurons fire is worked out
-/// again only for the rare rows where one does.
+/// The arithmetic on 16 neurons at once (32 for the `2` methods where the CPU has 32 lanes), in
+/// two ways. Two passes: "at threshold" is folded into an accumulator that stays in a register
+/// over a kernel row, and which neurons fire is worked out again only for the rows where one
+/// does. One pass ([`Self::step`]): add, compare and reset each vector at once, for layers
+/// where most rows fire.
 pub(crate) trait Lanes {
     /// The highest potential so far: whether some neuron reached threshold, found with one
     /// compare per row instead of one per vector.
