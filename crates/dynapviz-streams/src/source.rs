@@ -13,12 +13,17 @@ use dynapviz_events::{CHUNK, Event, EventReader, Geometry};
 pub struct Controls {
     paused: Arc<AtomicBool>,
     speed_bits: Arc<AtomicU64>,
+    lag_us: Arc<AtomicU64>,
 }
 
 impl Controls {
     /// Playing at `speed` (1.0 = real time; 0 or below = as fast as possible).
     pub fn new(speed: f64) -> Self {
-        Self { paused: Arc::new(AtomicBool::new(false)), speed_bits: Arc::new(AtomicU64::new(speed.to_bits())) }
+        Self {
+            paused: Arc::new(AtomicBool::new(false)),
+            speed_bits: Arc::new(AtomicU64::new(speed.to_bits())),
+            lag_us: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     /// Pauses or resumes.
@@ -39,6 +44,17 @@ impl Controls {
     /// The speed factor (<= 0: as fast as possible).
     pub fn speed(&self) -> f64 {
         f64::from_bits(self.speed_bits.load(Ordering::Relaxed))
+    }
+
+    /// How far paced playback was behind the wall clock when it last handed out events: the
+    /// speed asked is not the speed reached when whatever takes the events (the simulator,
+    /// the display) cannot keep up. Zero when on time, paused or unpaced.
+    pub fn lag(&self) -> Duration {
+        Duration::from_micros(self.lag_us.load(Ordering::Relaxed))
+    }
+
+    fn set_lag(&self, lag: Duration) {
+        self.lag_us.store(lag.as_micros().min(u128::from(u64::MAX)) as u64, Ordering::Relaxed);
     }
 }
 
@@ -118,6 +134,7 @@ impl FileSource {
     pub fn next_chunk(&mut self, out: &mut Vec<Event>) -> dynapviz_events::Result<bool> {
         if self.controls.paused() {
             self.origin = None;
+            self.controls.set_lag(Duration::ZERO);
             std::thread::sleep(Duration::from_millis(10));
             return Ok(true);
         }
@@ -127,6 +144,7 @@ impl FileSource {
         let speed = self.controls.speed();
         let rest = &self.pending[self.pending_at..];
         if speed <= 0.0 {
+            self.controls.set_lag(Duration::ZERO);
             out.extend_from_slice(rest);
             self.pending_at = self.pending.len();
             return Ok(true);
@@ -143,6 +161,7 @@ impl FileSource {
         // Hand out one slice of event time when the wall clock reaches its start.
         let due = wall0 + Duration::from_secs_f64(((t_first - ev0).max(0) as f64 * 1e-6) / speed);
         let now = Instant::now();
+        self.controls.set_lag(now.saturating_duration_since(due));
         if due > now {
             std::thread::sleep((due - now).min(Duration::from_millis(20)));
             if Instant::now() < due {
@@ -153,5 +172,51 @@ impl FileSource {
         out.extend_from_slice(&rest[..end]);
         self.pending_at += end;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dynapviz_events::{EventWriter, Format};
+
+    use super::*;
+
+    /// A recording of an event every millisecond for `ms` milliseconds.
+    fn recording(dir: &Path, ms: i64) -> PathBuf {
+        let path = dir.join("steady.aedat4");
+        let mut w = EventWriter::create(&path, Format::Aedat4, Geometry::new(8, 8)).expect("create");
+        w.write(&(0..ms).map(|i| Event::new(i * 1000, (i % 8) as u16, 0, true)).collect::<Vec<_>>()).expect("write");
+        w.finish().expect("finish");
+        path
+    }
+
+    #[test]
+    fn a_consumer_that_stalls_shows_as_lag_and_pausing_clears_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let controls = Controls::new(1.0);
+        let mut source = FileSource::open(&recording(dir.path(), 2000), false, controls.clone()).expect("open");
+        let mut out = Vec::new();
+        assert!(source.next_chunk(&mut out).expect("chunk") && !out.is_empty(), "the first slice is due at once");
+        // The next slice was due 5 ms after the first: handed out 400 ms late.
+        std::thread::sleep(Duration::from_millis(400));
+        while out.len() < 10 {
+            source.next_chunk(&mut out).expect("chunk");
+        }
+        assert!(controls.lag() >= Duration::from_millis(350), "lag {:?}", controls.lag());
+        controls.set_paused(true);
+        source.next_chunk(&mut out).expect("chunk");
+        assert_eq!(controls.lag(), Duration::ZERO, "paused: no lag");
+    }
+
+    #[test]
+    fn unpaced_playback_has_no_lag() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let controls = Controls::new(0.0);
+        let mut source = FileSource::open(&recording(dir.path(), 100), false, controls.clone()).expect("open");
+        let mut out = Vec::new();
+        std::thread::sleep(Duration::from_millis(50));
+        while source.next_chunk(&mut out).expect("chunk") {}
+        assert_eq!(out.len(), 100);
+        assert_eq!(controls.lag(), Duration::ZERO);
     }
 }

@@ -62,6 +62,7 @@ impl ViewerApp<'_> {
             }
             self.dashboard.stats.paused = c.paused();
             self.dashboard.stats.speed = c.speed();
+            self.dashboard.stats.behind_s = c.lag().as_secs_f64();
         }
         if shot {
             let rect = ctx.content_rect();

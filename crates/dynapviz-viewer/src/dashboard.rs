@@ -41,8 +41,11 @@ pub struct ViewStats {
     pub events: u64,
     /// Playback paused.
     pub paused: bool,
-    /// Playback speed factor (0: as fast as possible).
+    /// Playback speed factor asked (0: as fast as possible).
     pub speed: f64,
+    /// How far paced playback is behind the wall clock, s (see
+    /// [`dynapviz_streams::source::Controls::lag`]).
+    pub behind_s: f64,
 }
 
 /// What the chip panel shows about one layer besides its live counters.
@@ -306,7 +309,12 @@ impl Dashboard {
         }
         let s = &self.stats;
         let latency = s.latency_ms.map_or("-".to_string(), |(p50, p99)| format!("{p50:.1} / {p99:.1} ms"));
-        let speed = if s.speed <= 0.0 { "max".to_string() } else { format!("{:.2}x", s.speed) };
+        let speed = match (s.speed, s.behind_s) {
+            (v, _) if v <= 0.0 => "max".to_string(),
+            // Under a frame or two of lag is jitter, not falling behind.
+            (v, behind) if behind >= 0.1 => format!("{v:.2}x, {behind:.1} s behind"),
+            (v, _) => format!("{v:.2}x"),
+        };
         let text = format!(
             "{}   {:.0} fps   event-to-screen p50/p99 {latency}   skipped frames {}   events {}   speed {speed}   [space] pause  [+/-] speed  [c] chip  {}[s] screenshot",
             if s.paused { "PAUSED" } else { "live" },
