@@ -97,10 +97,54 @@ impl Source {
     /// Reads one line including its terminator (at most `limit` bytes), `None` at the end.
     pub(crate) fn read_line(&mut self, limit: usize) -> Result<Option<Vec<u8>>> {
         let mut line = Vec::new();
-        let n = (&mut self.inner)
-            .take(limit as u64)
-            .read_until(b'\n', &mut line)
-            .map_err(|e| Error::Io { path: self.path.clone(), error: e })?;
+        Ok(self.read_line_into(limit, &mut line)?.map(|_| line))
+    }
+
+    /// Hands lines to `line(offset, bytes)` (terminator included, at most `limit` bytes each)
+    /// until it returns false (after that line) or the file ends; returns whether it stopped
+    /// early. Lines whole in
+    /// the read buffer are handed out in place, so text formats read without a copy or an
+    /// allocation per line; the rare line that straddles the buffer's end goes through `spill`,
+    /// which keeps its room. [`Self::offset`] is past the last line handed out.
+    pub(crate) fn lines(&mut self, limit: usize, spill: &mut Vec<u8>, mut line: impl FnMut(u64, &[u8]) -> bool) -> Result<bool> {
+        loop {
+            let buf = self.inner.fill_buf().map_err(|e| Error::Io { path: self.path.clone(), error: e })?;
+            if buf.is_empty() {
+                return Ok(false);
+            }
+            let (mut used, mut stopped) = (0, false);
+            while let Some(end) = memchr::memchr(b'\n', &buf[used..]) {
+                if end >= limit {
+                    break;
+                }
+                let offset = self.offset + used as u64;
+                used += end + 1;
+                if !line(offset, &buf[used - end - 1..used]) {
+                    stopped = true;
+                    break;
+                }
+            }
+            self.inner.consume(used);
+            self.offset += used as u64;
+            if stopped {
+                return Ok(true);
+            }
+            if used == 0 {
+                // No whole line at the front of the buffer: the line straddles its end, is too
+                // long, or is the last one and has no terminator.
+                spill.clear();
+                let Some(raw) = self.read_line_into(limit, spill)? else { return Ok(false) };
+                if !line(self.offset - raw as u64, spill) {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+
+    /// [`Self::read_line`] into `line`; returns the bytes read, `None` at the end.
+    fn read_line_into(&mut self, limit: usize, line: &mut Vec<u8>) -> Result<Option<usize>> {
+        let n =
+            (&mut self.inner).take(limit as u64).read_until(b'\n', line).map_err(|e| Error::Io { path: self.path.clone(), error: e })?;
         if n == 0 {
             return Ok(None);
         }
@@ -108,7 +152,7 @@ impl Source {
             return Err(self.error(format!("line longer than {limit} bytes")));
         }
         self.offset += n as u64;
-        Ok(Some(line))
+        Ok(Some(n))
     }
 
     /// Reads the text header lines that start with `prefix` (like `%` or `#`). The header ends

@@ -322,3 +322,54 @@ fn npz_with_separate_columns_and_tonic_float_layout() {
     let p = write_file(dir.path(), "tonic.npy", &npy("<f4", "(2, 4)", &floats));
     assert_eq!(decode(&p).expect("decode"), vec![Event::new(1500, 10, 20, true), Event::new(2250, 11, 21, false)]);
 }
+
+/// Lines are read in place from a 64 KB buffer: a file several buffers long, read in chunks that
+/// end anywhere, gives every event once, in order, whatever line straddles a buffer's end.
+#[test]
+fn csv_reads_long_files_in_any_chunks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events: Vec<Event> = (0..30_000i64).map(|i| Event::new(i * 7, (i % 641) as u16, (i % 479) as u16, i % 3 == 0)).collect();
+    let mut text = String::from("# a comment\nt,x,y,p\n");
+    for (i, e) in events.iter().enumerate() {
+        // Lines of varied length and ending, a comment now and then: buffer ends fall anywhere.
+        let pad = " ".repeat(i % 5);
+        let end = if i % 7 == 0 { "\r\n" } else { "\n" };
+        text += &format!("{},{pad}{},{},{}{end}", e.t, e.x, e.y, u8::from(e.p));
+        if i % 1000 == 999 {
+            text += "\n# more\n";
+        }
+    }
+    text.pop(); // the last line has no terminator
+    let path = write_file(dir.path(), "long.csv", text.as_bytes());
+    for chunk in [1, 7, 4096, 1 << 20] {
+        let mut r = open(&path).expect("open");
+        let mut got = Vec::new();
+        loop {
+            let n = r.read_chunk(&mut got, chunk).expect("read");
+            assert!(n <= chunk);
+            if n == 0 {
+                break;
+            }
+        }
+        assert_eq!(got.len(), events.len(), "chunks of {chunk}");
+        assert!(got == events, "chunks of {chunk}");
+    }
+}
+
+/// A bad line past the first buffer is named by its line and its byte offset.
+#[test]
+fn csv_names_bad_lines_far_into_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut text = String::new();
+    for i in 0..10_000 {
+        text += &format!("{i},1,2,1\n");
+    }
+    let offset = text.len();
+    text += "10000,1,2,maybe\n";
+    let path = write_file(dir.path(), "bad.csv", text.as_bytes());
+    let err = decode(&path).expect_err("bad polarity").to_string();
+    assert!(err.contains(&format!("at byte {offset}: line 10001: p `maybe`")), "{err}");
+    let long = format!("1,2,3,1\n{}\n", "9".repeat(5000));
+    let err = decode(&write_file(dir.path(), "long.csv", long.as_bytes())).expect_err("long line").to_string();
+    assert!(err.contains("at byte 8: line longer than 4096 bytes"), "{err}");
+}
