@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Times the Python event-file readers users have (faery, aedat, expelliarmus) on the given
+"""Times the Python event-file readers users have (faery, aedat, expelliarmus; numpy and pandas
+for CSV) on the given
 files: best of N full decodes, printed as `reader<TAB>file<TAB>events<TAB>M events/s`.
 Run by tools/bench-readers, which compares them with dynapviz in the same run."""
 
@@ -33,9 +34,23 @@ def expelliarmus_count(path, encoding):
     return len(Wizard(encoding=encoding, fpath=path).read())
 
 
+def numpy_csv_count(path):
+    import numpy as np
+
+    return len(np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.int64))
+
+
+def pandas_csv_count(path):
+    import pandas as pd
+
+    return len(pd.read_csv(path))
+
+
 def readers_for(path):
     ext = os.path.splitext(path)[1].lower()
     out = [("faery", faery_count)]
+    if ext == ".csv":
+        out += [("numpy", numpy_csv_count), ("pandas", pandas_csv_count)]
     if ext == ".aedat4":
         out.append(("aedat", aedat_count))
     if ext in (".raw", ".evt2"):

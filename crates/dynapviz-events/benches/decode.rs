@@ -1,5 +1,6 @@
 //! Decode throughput per format: `cargo bench -p dynapviz-events --bench decode`.
-//! Prints M events/s for every real recording in `../shared/fixtures/events/` and for a
+//! Prints M events/s for every real recording in `../shared/fixtures/events/` (and the golden
+//! input of the sinabs fixtures, a CSV file) and for a
 //! 2 M-event recording written here in every writable format. `tools/bench-readers` runs this
 //! and the Python readers on the same files and prints the ratios.
 
@@ -44,6 +45,8 @@ fn main() {
         println!("(no shared fixtures at {}: real recordings skipped)", shared.display());
     }
     files.sort();
+    // The sinabs fixtures' input: CSV, the text format many tools export.
+    files.extend(Some(shared.join("../golden/gesture_r50/input.csv")).filter(|p| p.exists()));
     // A synthetic recording in every writable format: 2 M events, 640x480, 1 M events/s.
     let dir = std::env::temp_dir().join(format!("dynapviz-bench-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
