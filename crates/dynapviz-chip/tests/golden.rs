@@ -1,9 +1,10 @@
 //! Binned mode against sinabs' own simulation: every layer's spike count after pooling, the
-//! class counts and the per-bin class counts of `fixtures/golden/*/expected.json`.
+//! class counts and the per-bin class counts of `fixtures/golden/*/expected.json`, with every
+//! kernel this CPU has (a bin runs compiled for AVX2 or as plain Rust by the kernel allowed).
 
 use std::path::{Path, PathBuf};
 
-use dynapviz_chip::{Config, Mode, Monitors, Simulator};
+use dynapviz_chip::{Config, Kernel, Mode, Monitors, Simulator};
 use dynapviz_model::Pipeline;
 
 fn shared() -> Option<PathBuf> {
@@ -11,7 +12,7 @@ fn shared() -> Option<PathBuf> {
     dynapviz_testkit::shared("fixtures/golden").map(|d| d.join("../.."))
 }
 
-fn run_case(case: &Path) {
+fn run_case(case: &Path, kernel: Kernel) {
     let expected: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(case.join("expected.json")).expect("expected.json")).expect("json");
     let shape: Vec<usize> = expected["input_shape"].as_array().expect("shape").iter().map(|v| v.as_u64().expect("dim") as usize).collect();
@@ -26,15 +27,20 @@ fn run_case(case: &Path) {
     let events = dynapviz_events::read_all(reader.as_mut()).expect("events");
     assert_eq!(events.len() as u64, expected["input_events"].as_u64().expect("n"));
     let n = net.layers.len();
-    let config = Config { mode: Mode::Binned { bin_us }, monitors: Monitors::of([n]), ..Config::default() };
+    let config = Config { mode: Mode::Binned { bin_us }, monitors: Monitors::of([n]), kernel, ..Config::default() };
     let mut sim = Simulator::new(&net, config).expect("sim");
+    assert_eq!(sim.kernel(), kernel);
     let mut out = Vec::new();
     sim.process(&events, &mut out);
     sim.finish(&mut out);
     let counters = sim.counters();
     for l in expected["layers"].as_array().expect("layers") {
         let i = l["index"].as_u64().expect("index") as usize;
-        assert_eq!(counters[i].spikes_after_pool, l["spikes_after_pool"].as_u64().expect("spikes"), "layer {i} spikes_after_pool");
+        assert_eq!(
+            counters[i].spikes_after_pool,
+            l["spikes_after_pool"].as_u64().expect("spikes"),
+            "layer {i} spikes_after_pool, {kernel:?}"
+        );
     }
     let classes = net.classes();
     let bins = expected["bins"].as_u64().expect("bins") as usize;
@@ -45,14 +51,14 @@ fn run_case(case: &Path) {
         total[usize::from(s.c)] += 1;
     }
     let want_total: Vec<u64> = expected["class_counts"].as_array().expect("cc").iter().map(|v| v.as_u64().expect("u")).collect();
-    assert_eq!(total, want_total, "class_counts");
+    assert_eq!(total, want_total, "class_counts, {kernel:?}");
     let want_bins: Vec<Vec<u64>> = expected["class_counts_per_bin"]
         .as_array()
         .expect("per bin")
         .iter()
         .map(|b| b.as_array().expect("row").iter().map(|v| v.as_u64().expect("u")).collect())
         .collect();
-    assert_eq!(per_bin, want_bins, "class_counts_per_bin");
+    assert_eq!(per_bin, want_bins, "class_counts_per_bin, {kernel:?}");
 }
 
 #[test]
@@ -63,7 +69,13 @@ fn binned_mode_reproduces_sinabs_bit_for_bit() {
     for entry in std::fs::read_dir(&golden).expect("golden dir") {
         let case = entry.expect("entry").path();
         if case.join("expected.json").exists() {
-            run_case(&case);
+            for kernel in [Kernel::Portable, Kernel::Avx2, Kernel::Avx512] {
+                if kernel.on_this_cpu() == kernel {
+                    run_case(&case, kernel);
+                } else {
+                    println!("this CPU has no {kernel:?} kernel: not tested");
+                }
+            }
             cases += 1;
         }
     }
