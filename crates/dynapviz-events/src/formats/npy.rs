@@ -54,6 +54,7 @@ impl Scalar {
     }
 
     /// Reads the value at the start of `b` as f64 (exact for integers below 2^53).
+    #[inline(always)]
     pub(crate) fn f64(self, b: &[u8]) -> f64 {
         match self {
             Scalar::Float { .. } => self.float(b),
@@ -75,9 +76,29 @@ impl Scalar {
         }
     }
 
-    /// Reads the value as an integer (floats are rounded).
+    /// Reads the value as an integer (floats are rounded). The little-endian types people save
+    /// events in are read directly: the same branch for every record, which the CPU predicts.
+    /// Inlined into the record loop: a call per field cost more than the read.
+    #[inline(always)]
     fn int(self, b: &[u8]) -> i64 {
+        let bytes = |n: usize| -> [u8; 8] {
+            let mut a = [0u8; 8];
+            a[..n].copy_from_slice(&b[..n]);
+            a
+        };
         match self {
+            Scalar::Int { size: 1, signed: false, .. } => i64::from(b[0]),
+            Scalar::Int { size: 1, signed: true, .. } => i64::from(b[0] as i8),
+            Scalar::Int { size: 2, signed, big: false } => {
+                let v = u16::from_le_bytes([b[0], b[1]]);
+                if signed { i64::from(v as i16) } else { i64::from(v) }
+            }
+            Scalar::Int { size: 4, signed, big: false } => {
+                let [b0, b1, b2, b3, ..] = bytes(4);
+                let v = u32::from_le_bytes([b0, b1, b2, b3]);
+                if signed { i64::from(v as i32) } else { i64::from(v) }
+            }
+            Scalar::Int { size: 8, big: false, .. } => i64::from_le_bytes(bytes(8)),
             Scalar::Int { size, signed, big } => {
                 let mut a = [0u8; 8];
                 if big {
@@ -332,5 +353,41 @@ impl<W: Write + Seek> Writer<W> {
         self.out.seek(SeekFrom::End(0))?;
         self.out.flush()?;
         Ok(self.out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Scalar;
+
+    /// Every integer type in both byte orders reads back the value written, at its extremes too.
+    #[test]
+    fn integers_read_back_in_every_size_sign_and_order() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for size in [1usize, 2, 4, 8] {
+            for signed in [false, true] {
+                for big in [false, true] {
+                    let bits = 8 * size as u32;
+                    let (lo, hi) = if signed { (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1) } else { (0, (1i128 << bits) - 1) };
+                    let mut values = vec![0, 1, lo, hi, lo + 1, hi - 1];
+                    for _ in 0..50 {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        values.push(lo + (i128::from(x) % (hi - lo + 1)));
+                    }
+                    for v in values.into_iter().filter(|v| (lo..=hi).contains(v) && *v <= i128::from(i64::MAX)) {
+                        let le = (v as u64).to_le_bytes();
+                        let mut b = le[..size].to_vec();
+                        if big {
+                            b.reverse();
+                        }
+                        b.push(0xAB); // the next field's byte, never read
+                        let scalar = Scalar::Int { size, signed, big };
+                        assert_eq!(i128::from(scalar.int(&b)), v, "{scalar:?} {v}");
+                    }
+                }
+            }
+        }
     }
 }
