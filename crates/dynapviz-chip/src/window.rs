@@ -152,6 +152,19 @@ impl Windows {
     }
 }
 
+/// Where one event lands in a window: its rows and columns, how many (a constant where the
+/// caller unrolls them), and the offsets of its first neurons and weights.
+#[derive(Clone, Copy)]
+struct Landing {
+    r: Span,
+    k: Span,
+    rows: usize,
+    /// Vectors of 16 neurons per row: columns times the output's chunks.
+    chunks: usize,
+    state: usize,
+    weights: usize,
+}
+
 /// A [`Window`] of any of the channel counts that have one.
 pub(crate) enum AnyWindow<'a> {
     N1(Window<'a, 1>),
@@ -223,13 +236,14 @@ impl<const N: usize> Window<'_, N> {
     ) -> u64 {
         let chunks = if C == 0 { usize::from(k.len) } else { C } * N;
         let rows = if R == 0 { usize::from(r.len) } else { R };
+        let at = Landing { r, k, rows, chunks, state, weights };
         // SAFETY: the caller's promise.
         unsafe {
             if self.dense {
-                self.step_all::<K>(rows, chunks, r, k, state, weights, fired)
+                self.step_all::<K>(at, fired)
             } else {
-                let firing = self.update::<K>(rows, chunks, state, weights);
-                if firing == 0 { 0 } else { self.fire::<K>(firing, chunks, r, k, state, fired) }
+                let firing = self.update::<K>(at);
+                if firing == 0 { 0 } else { self.fire::<K>(firing, at, fired) }
             }
         }
     }
@@ -242,29 +256,19 @@ impl<const N: usize> Window<'_, N> {
     /// # Safety
     /// As [`Self::scatter`].
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn step_all<K: Lanes>(
-        &mut self,
-        rows: usize,
-        chunks: usize,
-        r: Span,
-        k: Span,
-        state: usize,
-        weights: usize,
-        fired: &mut Vec<Site>,
-    ) -> u64 {
-        let words = chunks.div_ceil(4);
+    unsafe fn step_all<K: Lanes>(&mut self, at: Landing, fired: &mut Vec<Site>) -> u64 {
+        let words = at.chunks.div_ceil(4);
         // At most 16 kernel columns of 8 chunks: 32 words, so a block has a row or more.
         let per_block = BITS / words;
         let mut bits = [0u64; BITS];
         let (mut spikes, mut first) = (0, 0);
-        while first < rows {
-            let block = per_block.min(rows - first);
+        while first < at.rows {
+            let block = per_block.min(at.rows - first);
             // SAFETY: the caller's promise.
             unsafe {
-                let firing = self.step::<K>(first, block, chunks, state, weights, &mut bits);
+                let firing = self.step::<K>(first, block, at, &mut bits);
                 if firing != 0 {
-                    spikes += self.emit(firing, first, chunks, r, k, &bits, fired);
+                    spikes += self.emit(firing, first, at, &bits, fired);
                 }
             }
             first += block;
@@ -279,15 +283,8 @@ impl<const N: usize> Window<'_, N> {
     /// # Safety
     /// As [`Self::scatter`].
     #[inline(always)]
-    unsafe fn step<K: Lanes>(
-        &mut self,
-        first: usize,
-        block: usize,
-        chunks: usize,
-        state: usize,
-        weights: usize,
-        bits: &mut [u64; BITS],
-    ) -> u32 {
+    unsafe fn step<K: Lanes>(&mut self, first: usize, block: usize, at: Landing, bits: &mut [u64; BITS]) -> u32 {
+        let Landing { chunks, state, weights, .. } = at;
         // In locals: the compiler cannot tell that the writes to the neurons leave them alone.
         let (n, row_step, weight_row_step) = (self.neuron, self.windows.row_step, self.windows.weight_row_step);
         let words = chunks.div_ceil(4);
@@ -329,17 +326,8 @@ impl<const N: usize> Window<'_, N> {
     /// # Safety
     /// As [`Self::scatter`].
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn emit(
-        &self,
-        mut firing: u32,
-        first: usize,
-        chunks: usize,
-        r: Span,
-        k: Span,
-        bits: &[u64; BITS],
-        fired: &mut Vec<Site>,
-    ) -> u64 {
+    unsafe fn emit(&self, mut firing: u32, first: usize, at: Landing, bits: &[u64; BITS], fired: &mut Vec<Site>) -> u64 {
+        let Landing { r, k, chunks, .. } = at;
         let words = chunks.div_ceil(4);
         let mut sites = Emitter::<N>::new(self.windows, k, firing, chunks, fired);
         let mut spikes = 0;
@@ -365,7 +353,8 @@ impl<const N: usize> Window<'_, N> {
     /// # Safety
     /// As [`Self::scatter`].
     #[inline(always)]
-    unsafe fn update<K: Lanes>(&mut self, rows: usize, chunks: usize, state: usize, weights: usize) -> u32 {
+    unsafe fn update<K: Lanes>(&mut self, at: Landing) -> u32 {
+        let Landing { rows, chunks, state, weights, .. } = at;
         // In locals: the compiler cannot tell that the writes to the neurons leave them alone.
         let (n, row_step, weight_row_step) = (self.neuron, self.windows.row_step, self.windows.weight_row_step);
         let mut v = self.state.as_mut_ptr().wrapping_add(state);
@@ -397,7 +386,8 @@ impl<const N: usize> Window<'_, N> {
     /// # Safety
     /// As [`Self::scatter`].
     #[inline(always)]
-    unsafe fn fire<K: Lanes>(&mut self, mut firing: u32, chunks: usize, r: Span, k: Span, state: usize, fired: &mut Vec<Site>) -> u64 {
+    unsafe fn fire<K: Lanes>(&mut self, mut firing: u32, at: Landing, fired: &mut Vec<Site>) -> u64 {
+        let Landing { r, k, chunks, state, .. } = at;
         let (n, w) = (self.neuron, self.windows);
         let mut sites = Emitter::<N>::new(w, k, firing, chunks, fired);
         let mut spikes = 0;
