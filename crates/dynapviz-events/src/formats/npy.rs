@@ -35,8 +35,10 @@ impl Scalar {
             b'>' => (true, &s[1..]),
             _ => (false, s),
         };
-        let kind = rest.chars().next()?;
-        let size: usize = rest[1..].parse().ok()?;
+        // The kind may be any character in a corrupt header: split after it, not after a byte.
+        let mut chars = rest.chars();
+        let kind = chars.next()?;
+        let size: usize = chars.as_str().parse().ok()?;
         Some(match kind {
             'i' if matches!(size, 1 | 2 | 4 | 8) => Scalar::Int { size, signed: true, big: order },
             'u' if matches!(size, 1 | 2 | 4 | 8) => Scalar::Int { size, signed: false, big: order },
@@ -189,6 +191,12 @@ impl Header {
             let scalar = Scalar::parse(ty).ok_or_else(|| format!("unsupported type `{ty}`"))?;
             fields.push((String::new(), scalar, 0));
             offset = scalar.size();
+        }
+        if fields.is_empty() {
+            return Err("descr names no field".into());
+        }
+        if offset == 0 {
+            return Err("records of 0 bytes".into());
         }
         Ok(Header { fields, record: offset, shape })
     }
@@ -358,7 +366,27 @@ impl<W: Write + Seek> Writer<W> {
 
 #[cfg(test)]
 mod tests {
-    use super::Scalar;
+    use super::{Header, Scalar};
+
+    /// Headers the fuzzer found panicking: no field at all, and records of no bytes.
+    #[test]
+    fn headers_without_fields_or_bytes_are_refused() {
+        let shape = "'fortran_order': False, 'shape': (10,), }";
+        assert_eq!(Header::parse(&format!("{{'descr': [], {shape}")).err().as_deref(), Some("descr names no field"));
+        let empty = "[('t', '|V0'), ('x', '|V0'), ('y', '|V0'), ('p', '|V0')]";
+        assert_eq!(Header::parse(&format!("{{'descr': {empty}, {shape}")).err().as_deref(), Some("records of 0 bytes"));
+        assert_eq!(Header::parse(&format!("{{'descr': '|V0', {shape}")).err().as_deref(), Some("records of 0 bytes"));
+        assert!(Header::parse(&format!("{{'descr': '<i8', {shape}")).is_ok());
+    }
+
+    /// A corrupt type code whose kind is not ASCII is no type (the fuzzer found it panicking).
+    #[test]
+    fn a_type_code_of_any_text_is_read_or_refused() {
+        assert_eq!(Scalar::parse("<i2"), Some(Scalar::Int { size: 2, signed: true, big: false }));
+        for bad in ["<\u{ffff}8", "\u{e9}", ">\u{1F600}4", "<", "i", "<i3"] {
+            assert_eq!(Scalar::parse(bad), None, "{bad:?}");
+        }
+    }
 
     /// Every integer type in both byte orders reads back the value written, at its extremes too.
     #[test]
