@@ -101,16 +101,15 @@ impl Source {
     }
 
     /// Hands lines to `line(offset, bytes)` (terminator included, at most `limit` bytes each)
-    /// until it returns false (after that line) or the file ends; returns whether it stopped
-    /// early. Lines whole in
-    /// the read buffer are handed out in place, so text formats read without a copy or an
-    /// allocation per line; the rare line that straddles the buffer's end goes through `spill`,
-    /// which keeps its room. [`Self::offset`] is past the last line handed out.
-    pub(crate) fn lines(&mut self, limit: usize, spill: &mut Vec<u8>, mut line: impl FnMut(u64, &[u8]) -> bool) -> Result<bool> {
+    /// until it returns false (after that line) or the file ends. Lines whole in the read
+    /// buffer are handed out in place, so text formats read without a copy or an allocation per
+    /// line; the rare line that straddles the buffer's end goes through `spill`, which keeps its
+    /// room. [`Self::offset`] is past the last line handed out.
+    pub(crate) fn lines(&mut self, limit: usize, spill: &mut Vec<u8>, mut line: impl FnMut(u64, &[u8]) -> bool) -> Result<()> {
         loop {
             let buf = self.inner.fill_buf().map_err(|e| Error::Io { path: self.path.clone(), error: e })?;
             if buf.is_empty() {
-                return Ok(false);
+                return Ok(());
             }
             let (mut used, mut stopped) = (0, false);
             while let Some(end) = memchr::memchr(b'\n', &buf[used..]) {
@@ -127,15 +126,15 @@ impl Source {
             self.inner.consume(used);
             self.offset += used as u64;
             if stopped {
-                return Ok(true);
+                return Ok(());
             }
             if used == 0 {
                 // No whole line at the front of the buffer: the line straddles its end, is too
                 // long, or is the last one and has no terminator.
                 spill.clear();
-                let Some(raw) = self.read_line_into(limit, spill)? else { return Ok(false) };
-                if !line(self.offset - raw as u64, spill) {
-                    return Ok(true);
+                let Some(len) = self.read_line_into(limit, spill)? else { return Ok(()) };
+                if !line(self.offset - len as u64, spill) {
+                    return Ok(());
                 }
             }
         }

@@ -368,7 +368,8 @@ impl<W: Write + Seek> Writer<W> {
 mod tests {
     use super::{Header, Scalar};
 
-    /// Headers the fuzzer found panicking: no field at all, and records of no bytes.
+    /// Headers that panicked: no field at all (found by the fuzzer), and records of no bytes
+    /// (a division by zero, found by reading the code).
     #[test]
     fn headers_without_fields_or_bytes_are_refused() {
         let shape = "'fortran_order': False, 'shape': (10,), }";
