@@ -181,20 +181,22 @@ mod tests {
 
     use super::*;
 
-    /// A recording of an event every millisecond for `ms` milliseconds.
-    fn recording(dir: &Path, ms: i64) -> PathBuf {
+    /// A recording of an event every millisecond for `ms` milliseconds in `dir`, opened for
+    /// playback at `speed`, with its controls.
+    fn steady(dir: &Path, ms: i64, speed: f64) -> (Controls, FileSource) {
         let path = dir.join("steady.aedat4");
         let mut w = EventWriter::create(&path, Format::Aedat4, Geometry::new(8, 8)).expect("create");
         w.write(&(0..ms).map(|i| Event::new(i * 1000, (i % 8) as u16, 0, true)).collect::<Vec<_>>()).expect("write");
         w.finish().expect("finish");
-        path
+        let controls = Controls::new(speed);
+        let source = FileSource::open(&path, false, controls.clone()).expect("open");
+        (controls, source)
     }
 
     #[test]
     fn a_consumer_that_stalls_shows_as_lag_and_pausing_clears_it() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let controls = Controls::new(1.0);
-        let mut source = FileSource::open(&recording(dir.path(), 2000), false, controls.clone()).expect("open");
+        let (controls, mut source) = steady(dir.path(), 2000, 1.0);
         let mut out = Vec::new();
         assert!(source.next_chunk(&mut out).expect("chunk") && !out.is_empty(), "the first slice is due at once");
         // The next slice was due 5 ms after the first: handed out 400 ms late.
@@ -211,8 +213,7 @@ mod tests {
     #[test]
     fn unpaced_playback_has_no_lag() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let controls = Controls::new(0.0);
-        let mut source = FileSource::open(&recording(dir.path(), 100), false, controls.clone()).expect("open");
+        let (controls, mut source) = steady(dir.path(), 100, 0.0);
         let mut out = Vec::new();
         std::thread::sleep(Duration::from_millis(50));
         while source.next_chunk(&mut out).expect("chunk") {}
