@@ -116,11 +116,12 @@ impl LayerRt {
         let neurons = o * fh * fw;
         let chip = arithmetic == Arithmetic::Chip;
         let bias: Option<Vec<i32>> = q.bias.as_ref().map(|b| b.iter().map(|&v| i32::from(v)).collect());
-        // The windows add without a clamp at `min_v_mem`: only for potentials stored biased.
+        let windows = if chip { Windows::new(&rows, &cols, o, c_in, neurons, weights.len()) } else { None };
+        // Biased potentials save the windows a clamp at `min_v_mem` per vector; where that
+        // would not be exact, they clamp.
         let largest_rise = weights.iter().chain(bias.iter().flatten()).copied().max().unwrap_or(0);
-        let windows = if chip { Windows::new(&rows, &cols, o, c_in, neurons, weights.len()) } else { None }
-            .filter(|_| biasable(q.threshold, q.min_v_mem, l.reset, largest_rise));
-        let neuron = Neuron::new(q.threshold, q.min_v_mem, l.reset, windows.is_some());
+        let biased = windows.is_some() && biasable(q.threshold, q.min_v_mem, l.reset, largest_rise);
+        let neuron = Neuron::new(q.threshold, q.min_v_mem, l.reset, biased);
         let mut state16 = Aligned::zeroed(if chip { neurons } else { 0 });
         state16.fill(neuron.offset as i16);
         let weights16 = if chip { weights.iter().map(|&w| w as i16).collect() } else { Aligned::default() };

@@ -133,20 +133,22 @@ impl Windows {
     }
 
     /// The windows with the layer's neurons and weights, typed by the output's chunks; `None`
-    /// unless `state` and `weights` are what the windows were checked against and the
-    /// potentials are stored so that adding needs no clamp ([`Neuron::floor_is_saturation`]).
-    /// `seen`: the layer's synaptic operations and spikes so far, which choose between one
-    /// pass and two (see [`Self::dense`]).
+    /// unless `state` and `weights` are what the windows were checked against. `seen`: the
+    /// layer's synaptic operations and spikes so far, which choose between one pass and two
+    /// (see [`Self::dense`]).
     pub(crate) fn with<'a>(&'a self, state: &'a mut [i16], weights: &'a [i16], neuron: Neuron, seen: (u64, u64)) -> Option<AnyWindow<'a>> {
-        if (state.len(), weights.len()) != self.checked || !neuron.floor_is_saturation() {
+        if (state.len(), weights.len()) != self.checked {
             return None;
         }
-        let dense = self.dense(seen);
+        // Potentials whose floor is not the saturation are clamped at each add, in two passes
+        // (the one pass adds without a clamp).
+        let clamp = !neuron.floor_is_saturation();
+        let dense = !clamp && self.dense(seen);
         Some(match self.chunks {
-            1 => AnyWindow::N1(Window { windows: self, state, weights, neuron, dense }),
-            2 => AnyWindow::N2(Window { windows: self, state, weights, neuron, dense }),
-            4 => AnyWindow::N4(Window { windows: self, state, weights, neuron, dense }),
-            8 => AnyWindow::N8(Window { windows: self, state, weights, neuron, dense }),
+            1 => AnyWindow::N1(Window { windows: self, state, weights, neuron, dense, clamp }),
+            2 => AnyWindow::N2(Window { windows: self, state, weights, neuron, dense, clamp }),
+            4 => AnyWindow::N4(Window { windows: self, state, weights, neuron, dense, clamp }),
+            8 => AnyWindow::N8(Window { windows: self, state, weights, neuron, dense, clamp }),
             _ => return None,
         })
     }
@@ -180,8 +182,12 @@ pub(crate) struct Window<'a, const N: usize> {
     state: &'a mut [i16],
     weights: &'a [i16],
     neuron: Neuron,
-    /// Most rows an event reaches have a spike: one pass (see [`Self::step_all`]).
+    /// Most rows an event reaches have a spike: one pass (see [`Self::step_all`]). Never
+    /// with `clamp`.
     dense: bool,
+    /// The potentials are stored plain, not biased ([`Neuron::floor_is_saturation`]): each
+    /// add clamps at `min_v_mem`.
+    clamp: bool,
 }
 
 impl<const N: usize> Window<'_, N> {
@@ -346,9 +352,9 @@ impl<const N: usize> Window<'_, N> {
         spikes
     }
 
-    /// Adds the weights to the `rows` runs of `chunks` vectors (no clamp: the potentials'
-    /// floor is the saturation, see [`Windows::with`]); returns a bit per row with a neuron at
-    /// threshold.
+    /// Adds the weights to the `rows` runs of `chunks` vectors (clamped at `min_v_mem` only
+    /// with `clamp`: else the potentials' floor is the saturation); returns a bit per row with
+    /// a neuron at threshold.
     ///
     /// # Safety
     /// As [`Self::scatter`].
@@ -359,17 +365,23 @@ impl<const N: usize> Window<'_, N> {
         let (n, row_step, weight_row_step) = (self.neuron, self.windows.row_step, self.windows.weight_row_step);
         let mut v = self.state.as_mut_ptr().wrapping_add(state);
         let mut wt = self.weights.as_ptr().wrapping_add(weights);
-        let mut firing = 0u32;
+        let (mut firing, clamp) = (0u32, self.clamp);
         for ri in 0..rows {
             // SAFETY: the caller's promise: row `ri`'s runs are in bounds.
             unsafe {
                 let (v, wt) = (v.cast::<[i16; 16]>(), wt.cast::<[i16; 16]>());
                 let mut any = K::none();
-                for j in 0..chunks / 2 {
-                    any = K::add2(&mut *v.add(2 * j).cast(), &*wt.add(2 * j).cast(), any);
-                }
-                if chunks % 2 == 1 {
-                    any = K::add(&mut *v.add(chunks - 1), &*wt.add(chunks - 1), any);
+                if clamp {
+                    for j in 0..chunks {
+                        any = K::update(&mut *v.add(j), &*wt.add(j), n, any);
+                    }
+                } else {
+                    for j in 0..chunks / 2 {
+                        any = K::add2(&mut *v.add(2 * j).cast(), &*wt.add(2 * j).cast(), any);
+                    }
+                    if chunks % 2 == 1 {
+                        any = K::add(&mut *v.add(chunks - 1), &*wt.add(chunks - 1), any);
+                    }
                 }
                 firing |= u32::from(K::fired(any, n)) << ri;
             }

@@ -269,8 +269,8 @@ proptest! {
     }
 }
 
-/// Firing rules far from sinabs' usual ones, where the fast path's biased potentials would not
-/// be exact and the layers must take the plain path.
+/// Firing rules far from sinabs' usual ones, where biased potentials would not be exact: the
+/// layers store them plain and clamp at each add.
 #[derive(Clone, Copy, Debug)]
 enum Rule {
     /// A threshold below the largest weight: a neuron can stay above it after a spike.
