@@ -132,6 +132,14 @@ pub(crate) trait Lanes {
         // SAFETY: the caller's promise.
         unsafe { Self::add(v1, w1, Self::add(v0, w0, any)) }
     }
+
+    /// [`Self::update`] on 32 consecutive neurons, as [`Self::add2`].
+    #[inline(always)]
+    unsafe fn update2(v: &mut [[i16; 16]; 2], w: &[[i16; 16]; 2], n: Neuron, any: Self::Any) -> Self::Any {
+        let ([v0, v1], [w0, w1]) = (v, w);
+        // SAFETY: the caller's promise.
+        unsafe { Self::update(v1, w1, n, Self::update(v0, w0, n, any)) }
+    }
 }
 
 /// Plain Rust, for any CPU (and for channel counts that are not a multiple of 16).
@@ -431,6 +439,12 @@ mod avx512_lanes {
         }
 
         #[inline(always)]
+        unsafe fn update2(v: &mut [[i16; 16]; 2], w: &[[i16; 16]; 2], n: Neuron, any: __m512i) -> __m512i {
+            // SAFETY: the caller guarantees AVX-512.
+            unsafe { update32(v, w, n, any) }
+        }
+
+        #[inline(always)]
         unsafe fn fired(any: __m512i, n: Neuron) -> bool {
             // SAFETY: the caller guarantees AVX-512.
             unsafe { fired(any, n) }
@@ -526,6 +540,19 @@ mod avx512_lanes {
             let x = _mm256_adds_epi16(_mm256_loadu_si256(p), _mm256_loadu_si256(w.as_ptr().cast()));
             _mm256_storeu_si256(p, x);
             fold16(any, x)
+        }
+    }
+
+    /// [`update16`] on 32 neurons.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    #[inline]
+    fn update32(v: &mut [[i16; 16]; 2], w: &[[i16; 16]; 2], n: Neuron, any: __m512i) -> __m512i {
+        // SAFETY: both arrays are 32 i16 (64 bytes); the loads and stores are unaligned.
+        unsafe {
+            let p = v.as_mut_ptr().cast::<__m512i>();
+            let x = _mm512_max_epi16(_mm512_adds_epi16(_mm512_loadu_si512(p), _mm512_loadu_si512(w.as_ptr().cast())), _mm512_set1_epi16(n.min));
+            _mm512_storeu_si512(p, x);
+            _mm512_max_epi16(any, x)
         }
     }
 

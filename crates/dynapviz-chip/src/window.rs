@@ -372,8 +372,11 @@ impl<const N: usize> Window<'_, N> {
                 let (v, wt) = (v.cast::<[i16; 16]>(), wt.cast::<[i16; 16]>());
                 let mut any = K::none();
                 if clamp {
-                    for j in 0..chunks {
-                        any = K::update(&mut *v.add(j), &*wt.add(j), n, any);
+                    for j in 0..chunks / 2 {
+                        any = K::update2(&mut *v.add(2 * j).cast(), &*wt.add(2 * j).cast(), n, any);
+                    }
+                    if chunks % 2 == 1 {
+                        any = K::update(&mut *v.add(chunks - 1), &*wt.add(chunks - 1), n, any);
                     }
                 } else {
                     for j in 0..chunks / 2 {
