@@ -550,7 +550,8 @@ mod avx512_lanes {
         // SAFETY: both arrays are 32 i16 (64 bytes); the loads and stores are unaligned.
         unsafe {
             let p = v.as_mut_ptr().cast::<__m512i>();
-            let x = _mm512_max_epi16(_mm512_adds_epi16(_mm512_loadu_si512(p), _mm512_loadu_si512(w.as_ptr().cast())), _mm512_set1_epi16(n.min));
+            let x =
+                _mm512_max_epi16(_mm512_adds_epi16(_mm512_loadu_si512(p), _mm512_loadu_si512(w.as_ptr().cast())), _mm512_set1_epi16(n.min));
             _mm512_storeu_si512(p, x);
             _mm512_max_epi16(any, x)
         }
