@@ -140,15 +140,14 @@ impl Windows {
         if (state.len(), weights.len()) != self.checked {
             return None;
         }
-        // Potentials whose floor is not the saturation are clamped at each add, in two passes
-        // (the one pass adds without a clamp).
-        let clamp = !neuron.floor_is_saturation();
-        let dense = !clamp && self.dense(seen);
+        // Potentials stored plain are clamped at each add, in two passes (the one pass adds
+        // without a clamp).
+        let dense = neuron.floor_is_saturation() && self.dense(seen);
         Some(match self.chunks {
-            1 => AnyWindow::N1(Window { windows: self, state, weights, neuron, dense, clamp }),
-            2 => AnyWindow::N2(Window { windows: self, state, weights, neuron, dense, clamp }),
-            4 => AnyWindow::N4(Window { windows: self, state, weights, neuron, dense, clamp }),
-            8 => AnyWindow::N8(Window { windows: self, state, weights, neuron, dense, clamp }),
+            1 => AnyWindow::N1(Window { windows: self, state, weights, neuron, dense }),
+            2 => AnyWindow::N2(Window { windows: self, state, weights, neuron, dense }),
+            4 => AnyWindow::N4(Window { windows: self, state, weights, neuron, dense }),
+            8 => AnyWindow::N8(Window { windows: self, state, weights, neuron, dense }),
             _ => return None,
         })
     }
@@ -182,12 +181,9 @@ pub(crate) struct Window<'a, const N: usize> {
     state: &'a mut [i16],
     weights: &'a [i16],
     neuron: Neuron,
-    /// Most rows an event reaches have a spike: one pass (see [`Self::step_all`]). Never
-    /// with `clamp`.
+    /// Most rows an event reaches have a spike: one pass (see [`Self::step_all`]). Only for
+    /// potentials whose floor is the saturation ([`Neuron::floor_is_saturation`]).
     dense: bool,
-    /// The potentials are stored plain, not biased ([`Neuron::floor_is_saturation`]): each
-    /// add clamps at `min_v_mem`.
-    clamp: bool,
 }
 
 impl<const N: usize> Window<'_, N> {
@@ -352,9 +348,9 @@ impl<const N: usize> Window<'_, N> {
         spikes
     }
 
-    /// Adds the weights to the `rows` runs of `chunks` vectors (clamped at `min_v_mem` only
-    /// with `clamp`: else the potentials' floor is the saturation); returns a bit per row with
-    /// a neuron at threshold.
+    /// Adds the weights to the `rows` runs of `chunks` vectors (clamped at `min_v_mem` for
+    /// potentials stored plain; biased, their floor is the saturation); returns a bit per row
+    /// with a neuron at threshold.
     ///
     /// # Safety
     /// As [`Self::scatter`].
@@ -365,7 +361,7 @@ impl<const N: usize> Window<'_, N> {
         let (n, row_step, weight_row_step) = (self.neuron, self.windows.row_step, self.windows.weight_row_step);
         let mut v = self.state.as_mut_ptr().wrapping_add(state);
         let mut wt = self.weights.as_ptr().wrapping_add(weights);
-        let (mut firing, clamp) = (0u32, self.clamp);
+        let (mut firing, clamp) = (0u32, !n.floor_is_saturation());
         for ri in 0..rows {
             // SAFETY: the caller's promise: row `ri`'s runs are in bounds.
             unsafe {
