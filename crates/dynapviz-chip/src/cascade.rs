@@ -570,3 +570,26 @@ unsafe fn respond_busy(
     }
     (ops, spikes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Queue;
+
+    /// A run counts its sites in a `u32`; one sensor event's spikes past that are queued as
+    /// several runs of the same event and time, which every layer takes one after another, as
+    /// it takes the runs of a queue fed by several layers. (The sites themselves, 24 GB, are
+    /// not made: counting runs does not read them.)
+    #[test]
+    fn a_run_past_u32_max_sites_is_split_into_runs_of_the_same_event_and_time() {
+        let mut queue = Queue::default();
+        let len = 2 * u32::MAX as usize + 5;
+        queue.runs_of(7, 123, len);
+        let runs: Vec<_> = queue.runs.iter().map(|r| (r.index, r.len, r.t_ns)).collect();
+        assert_eq!(runs, [(7, u32::MAX, 123), (7, u32::MAX, 123), (7, 5, 123)]);
+        // No sites, no run; exactly `u32::MAX`, one.
+        queue.runs_of(8, 0, 0);
+        queue.runs_of(9, 1, u32::MAX as usize);
+        assert_eq!(queue.len(), 4);
+        assert_eq!((queue.runs[3].index, queue.runs[3].len), (9, u32::MAX));
+    }
+}
