@@ -20,7 +20,7 @@ pub enum Kernel {
 impl Kernel {
     /// The fastest kernel this CPU runs, up to `self`.
     pub fn on_this_cpu(self) -> Kernel {
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(all(target_arch = "x86_64", not(dynapviz_portable)))]
         {
             use std::arch::is_x86_feature_detected as has;
             let avx2 = has!("avx2") && has!("popcnt") && has!("bmi1");
@@ -43,7 +43,9 @@ impl Kernel {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Neuron {
     pub threshold: i32,
-    /// The threshold as int16 (only used when a neuron fires, which needs it to be one).
+    /// The threshold as int16 (only used when a neuron fires, which needs it to be one), for
+    /// the vector kernels.
+    #[cfg_attr(any(not(target_arch = "x86_64"), dynapviz_portable), expect(dead_code, reason = "only the x86 kernels subtract in int16"))]
     pub threshold16: i16,
     /// `threshold - 1`, stored: a potential above it fires (never, for thresholds past int16).
     pub below: i16,
@@ -230,10 +232,10 @@ pub(crate) fn fire_tail(v: &mut [i16], n: Neuron) -> u16 {
 }
 
 /// AVX2: 16 neurons per instruction.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(dynapviz_portable)))]
 pub(crate) struct Avx2;
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(dynapviz_portable)))]
 mod avx2_lanes {
     use std::arch::x86_64::{
         __m256i, _mm256_adds_epi16, _mm256_blendv_epi8, _mm256_cmpgt_epi16, _mm256_loadu_si256, _mm256_max_epi16, _mm256_movemask_epi8,
@@ -396,10 +398,10 @@ mod avx2_lanes {
 }
 
 /// AVX-512: 32 neurons per instruction, and compares that give a bit per neuron directly.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(dynapviz_portable)))]
 pub(crate) struct Avx512;
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(dynapviz_portable)))]
 mod avx512_lanes {
     use std::arch::x86_64::{
         __m256i, __m512i, _mm256_adds_epi16, _mm256_cmpgt_epi16_mask, _mm256_loadu_si256, _mm256_mask_mov_epi16, _mm256_mask_subs_epi16,
@@ -604,6 +606,25 @@ mod avx512_lanes {
             };
             _mm512_storeu_si512(p, _mm512_mask_blend_epi16(at, x, after));
             at
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Kernel;
+
+    /// A request is a cap: no CPU gets a kernel above the one asked for. Built as for a CPU
+    /// other than x86-64 (`--cfg dynapviz_portable`, as CI does), every request gets the
+    /// plain-Rust kernel, which is then what all other tests run.
+    #[test]
+    fn the_kernel_is_capped_by_the_request_and_portable_off_x86() {
+        for asked in [Kernel::Portable, Kernel::Avx2, Kernel::Avx512] {
+            let got = asked.on_this_cpu();
+            assert!(got <= asked, "asked for {asked:?}, got {got:?}");
+            if cfg!(any(not(target_arch = "x86_64"), dynapviz_portable)) {
+                assert_eq!(got, Kernel::Portable);
+            }
         }
     }
 }
