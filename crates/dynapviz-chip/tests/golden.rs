@@ -73,7 +73,7 @@ fn binned_mode_reproduces_sinabs_bit_for_bit() {
                 if kernel.on_this_cpu() == kernel {
                     run_case(&case, kernel);
                 } else {
-                    println!("this CPU has no {kernel:?} kernel: not tested");
+                    dynapviz_testkit::note(&format!("this CPU has no {kernel:?} kernel: not tested"));
                 }
             }
             cases += 1;

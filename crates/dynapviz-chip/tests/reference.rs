@@ -175,7 +175,7 @@ fn assert_same_with(n: &Network, events: &[Event], kernel: Kernel) -> Result<usi
     let mut reference = Reference::new(n);
     let want = reference.run(events);
     if kernel.on_this_cpu() != kernel {
-        println!("this CPU has no {kernel:?} kernel: testing {:?}", kernel.on_this_cpu());
+        dynapviz_testkit::note(&format!("this CPU has no {kernel:?} kernel: testing {:?}", kernel.on_this_cpu()));
     }
     for threads in [1, 2, 3] {
         let (got, sim) = simulate(n, events, threads, kernel);

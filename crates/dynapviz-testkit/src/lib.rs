@@ -1,6 +1,9 @@
 //! Test helpers shared by the dynapviz crates.
 
+use std::collections::HashSet;
+use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 /// `shared/<sub>` beside the repository (or under `$DYNAPVIZ_SHARED`), when it exists. When it
 /// does not, prints why the calling test skips and returns `None`: a test must never pass
@@ -13,8 +16,20 @@ pub fn shared(sub: &str) -> Option<PathBuf> {
     if dir.exists() {
         Some(dir)
     } else {
-        println!("SKIPPED: no shared fixtures at {} (set DYNAPVIZ_SHARED)", dir.display());
+        note(&format!("SKIPPED: no shared fixtures at {} (set DYNAPVIZ_SHARED)", dir.display()));
         None
+    }
+}
+
+/// Prints `message` once per test binary, where `cargo test` shows it even when the test
+/// passes: the harness captures `println!` and `eprintln!` and shows them only for a failure,
+/// so a skip said that way would look like a pass. Direct writes to stderr are not captured.
+pub fn note(message: &str) {
+    static NOTED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    let mut noted = NOTED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if noted.get_or_insert_with(HashSet::new).insert(message.to_owned()) {
+        // Nowhere to report a failed write to stderr; the test's own result stands.
+        let _ = writeln!(std::io::stderr(), "{message}");
     }
 }
 
