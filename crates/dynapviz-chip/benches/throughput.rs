@@ -5,7 +5,6 @@
 //! on one thread (with the fastest kernel this CPU has, and with AVX2 when that is not it) and
 //! two (`event2`), and for the binned mode.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use dynapviz_chip::{Config, Kernel, Mode, Monitors, Simulator};
@@ -13,11 +12,7 @@ use dynapviz_events::Event;
 use dynapviz_model::Pipeline;
 
 fn main() {
-    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/golden/gesture_r50");
-    if !shared.exists() {
-        println!("SKIPPED: {} is absent", shared.display());
-        return;
-    }
+    let Some(shared) = dynapviz_testkit::shared("fixtures/golden/gesture_r50") else { return };
     let t0 = Instant::now();
     let net = Pipeline::new(&shared.join("model.onnx")).input_shape([2, 128, 128]).device("speck2e").build().expect("model");
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;

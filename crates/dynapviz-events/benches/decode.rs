@@ -36,17 +36,17 @@ fn measure(path: &Path, budget: Duration) -> Result<(u64, f64), dynapviz_events:
 
 fn main() {
     let budget = Duration::from_millis(std::env::var("BENCH_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(700));
-    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/events");
     println!("{:<34} {:>10} {:>12} {:>14}", "file", "format", "events", "M events/s");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&shared)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e != "md")).collect())
-        .unwrap_or_default();
-    if files.is_empty() {
-        println!("(no shared fixtures at {}: real recordings skipped)", shared.display());
-    }
+    // Without the shared fixtures (`shared` says so), only the synthetic recordings below.
+    let shared = dynapviz_testkit::shared("fixtures/events");
+    let mut files: Vec<PathBuf> = shared
+        .iter()
+        .filter_map(|dir| std::fs::read_dir(dir).ok())
+        .flat_map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e != "md")))
+        .collect();
     files.sort();
     // The sinabs fixtures' input: CSV, the text format many tools export.
-    files.extend(Some(shared.join("../golden/gesture_r50/input.csv")).filter(|p| p.exists()));
+    files.extend(shared.map(|dir| dir.join("../golden/gesture_r50/input.csv")).filter(|p| p.exists()));
     // A synthetic recording in every writable format: 2 M events, 640x480, 1 M events/s.
     let dir = std::env::temp_dir().join(format!("dynapviz-bench-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
