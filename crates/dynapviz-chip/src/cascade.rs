@@ -7,7 +7,7 @@
 
 use std::marker::PhantomData;
 
-#[cfg(all(target_arch = "x86_64", not(dynapviz_portable)))]
+#[cfg(x86_kernels)]
 use crate::lanes::{Avx2, Avx512};
 use crate::lanes::{Kernel, Lanes, Portable};
 use crate::layer::{LayerRt, Site};
@@ -296,10 +296,10 @@ impl Cascade<'_> {
     pub fn run(&mut self, work: &mut [Work], out: impl FnMut(u32, Spike)) {
         match self.wiring.kernel {
             // SAFETY: the CPU has AVX-512 (and AVX2), as `Kernel::on_this_cpu` checked.
-            #[cfg(all(target_arch = "x86_64", not(dynapviz_portable)))]
+            #[cfg(x86_kernels)]
             Kernel::Avx512 => unsafe { self.run_avx512(work, out) },
             // SAFETY: the CPU has AVX2, as `Kernel::on_this_cpu` checked.
-            #[cfg(all(target_arch = "x86_64", not(dynapviz_portable)))]
+            #[cfg(x86_kernels)]
             Kernel::Avx2 => unsafe { self.run_avx2(work, out) },
             // SAFETY: plain Rust.
             _ => unsafe { self.run_with::<Portable>(work, out) },
@@ -308,7 +308,7 @@ impl Cascade<'_> {
 
     /// The whole batch compiled for AVX2 (and the bit instructions [`Kernel::Avx2`] names
     /// too), so the vector code inlines into the loop.
-    #[cfg(all(target_arch = "x86_64", not(dynapviz_portable)))]
+    #[cfg(x86_kernels)]
     #[target_feature(enable = "avx2,popcnt,bmi1")]
     fn run_avx2(&mut self, work: &mut [Work], out: impl FnMut(u32, Spike)) {
         // SAFETY: this function only runs with AVX2.
@@ -316,7 +316,7 @@ impl Cascade<'_> {
     }
 
     /// [`Self::run_avx2`] for AVX-512.
-    #[cfg(all(target_arch = "x86_64", not(dynapviz_portable)))]
+    #[cfg(x86_kernels)]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,popcnt,bmi1")]
     fn run_avx512(&mut self, work: &mut [Work], out: impl FnMut(u32, Spike)) {
         // SAFETY: this function only runs with AVX-512.

@@ -20,7 +20,7 @@ pub enum Kernel {
 impl Kernel {
     /// The fastest kernel this CPU runs, up to `self`.
     pub fn on_this_cpu(self) -> Kernel {
-        #[cfg(all(target_arch = "x86_64", not(dynapviz_portable)))]
+        #[cfg(x86_kernels)]
         {
             use std::arch::is_x86_feature_detected as has;
             let avx2 = has!("avx2") && has!("popcnt") && has!("bmi1");
@@ -45,7 +45,7 @@ pub(crate) struct Neuron {
     pub threshold: i32,
     /// The threshold as int16 (only used when a neuron fires, which needs it to be one), for
     /// the vector kernels.
-    #[cfg_attr(any(not(target_arch = "x86_64"), dynapviz_portable), expect(dead_code, reason = "only the x86 kernels subtract in int16"))]
+    #[cfg_attr(not(x86_kernels), expect(dead_code, reason = "only the x86 kernels subtract in int16"))]
     pub threshold16: i16,
     /// `threshold - 1`, stored: a potential above it fires (never, for thresholds past int16).
     pub below: i16,
@@ -232,10 +232,10 @@ pub(crate) fn fire_tail(v: &mut [i16], n: Neuron) -> u16 {
 }
 
 /// AVX2: 16 neurons per instruction.
-#[cfg(all(target_arch = "x86_64", not(dynapviz_portable)))]
+#[cfg(x86_kernels)]
 pub(crate) struct Avx2;
 
-#[cfg(all(target_arch = "x86_64", not(dynapviz_portable)))]
+#[cfg(x86_kernels)]
 mod avx2_lanes {
     use std::arch::x86_64::{
         __m256i, _mm256_adds_epi16, _mm256_blendv_epi8, _mm256_cmpgt_epi16, _mm256_loadu_si256, _mm256_max_epi16, _mm256_movemask_epi8,
@@ -398,10 +398,10 @@ mod avx2_lanes {
 }
 
 /// AVX-512: 32 neurons per instruction, and compares that give a bit per neuron directly.
-#[cfg(all(target_arch = "x86_64", not(dynapviz_portable)))]
+#[cfg(x86_kernels)]
 pub(crate) struct Avx512;
 
-#[cfg(all(target_arch = "x86_64", not(dynapviz_portable)))]
+#[cfg(x86_kernels)]
 mod avx512_lanes {
     use std::arch::x86_64::{
         __m256i, __m512i, _mm256_adds_epi16, _mm256_cmpgt_epi16_mask, _mm256_loadu_si256, _mm256_mask_mov_epi16, _mm256_mask_subs_epi16,

@@ -501,7 +501,7 @@ impl Simulator {
 
     /// Ends a bin: sums its input into every layer and fires, layer by layer.
     fn run_bin(&mut self, bin: i64, bin_us: i64, out: &mut Vec<Spike>) {
-        #[cfg(all(target_arch = "x86_64", not(dynapviz_portable)))]
+        #[cfg(x86_kernels)]
         if self.wiring.kernel >= Kernel::Avx2 {
             // SAFETY: the CPU has AVX2, checked just above.
             return unsafe { self.run_bin_avx2(bin, bin_us, out) };
@@ -510,7 +510,7 @@ impl Simulator {
     }
 
     /// The bin compiled for AVX2, so that the sums over output channels take 8 lanes at once.
-    #[cfg(all(target_arch = "x86_64", not(dynapviz_portable)))]
+    #[cfg(x86_kernels)]
     #[target_feature(enable = "avx2")]
     fn run_bin_avx2(&mut self, bin: i64, bin_us: i64, out: &mut Vec<Spike>) {
         self.run_bin_with(bin, bin_us, out);

@@ -1,6 +1,6 @@
 //! Test helpers shared by the dynapviz crates.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -25,9 +25,9 @@ pub fn shared(sub: &str) -> Option<PathBuf> {
 /// passes: the harness captures `println!` and `eprintln!` and shows them only for a failure,
 /// so a skip said that way would look like a pass. Direct writes to stderr are not captured.
 pub fn note(message: &str) {
-    static NOTED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    static NOTED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
     let mut noted = NOTED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if noted.get_or_insert_with(HashSet::new).insert(message.to_owned()) {
+    if noted.insert(message.to_owned()) {
         // Nowhere to report a failed write to stderr; the test's own result stands.
         let _ = writeln!(std::io::stderr(), "{message}");
     }
