@@ -270,7 +270,7 @@ impl<const N: usize> Window<'_, N> {
             unsafe {
                 let firing = self.step::<K>(first, block, at, &mut bits);
                 if firing != 0 {
-                    spikes += self.emit(firing, first, at, &bits, fired);
+                    spikes += self.emit(firing, first, block, at, &bits, fired);
                 }
             }
             first += block;
@@ -321,21 +321,21 @@ impl<const N: usize> Window<'_, N> {
         firing
     }
 
-    /// Appends the sites of the neurons that fired in the `firing` rows of the block from row
-    /// `first` (their bits in `bits`, as [`Self::step`] left them) in raster order (row,
-    /// column, channel); returns the spikes.
+    /// Appends the sites of the neurons that fired in the block of `block` rows from row
+    /// `first` (their bits in `bits`, as [`Self::step`] left them; `firing` has a bit per row
+    /// with one) in raster order (row, column, channel); returns the spikes. Every row of the
+    /// block is visited: in a layer where most rows fire, which do is what the CPU cannot
+    /// predict (see [`Emitter::row_word`]).
     ///
     /// # Safety
     /// As [`Self::scatter`].
     #[inline(always)]
-    unsafe fn emit(&self, mut firing: u32, first: usize, at: Landing, bits: &[u64; BITS], fired: &mut Vec<Site>) -> u64 {
+    unsafe fn emit(&self, firing: u32, first: usize, block: usize, at: Landing, bits: &[u64; BITS], fired: &mut Vec<Site>) -> u64 {
         let Landing { r, k, chunks, .. } = at;
         let words = chunks.div_ceil(4);
         let mut sites = Emitter::<N>::new(self.windows, k, firing, chunks, fired);
         let mut spikes = 0;
-        while firing != 0 {
-            let ri = firing.trailing_zeros() as usize;
-            firing &= firing - 1;
+        for ri in 0..block {
             let py = self.windows.pooled_rows[usize::from(r.first) + first + ri];
             for word in 0..words {
                 let b = bits[ri * words + word];
@@ -444,38 +444,52 @@ struct Emitter<'a, const N: usize> {
     /// The pooled columns of the window's columns, read without bounds checks: in a local,
     /// not reloaded after every write of a site.
     cols: *const u16,
+    /// The window's last column (index into `cols`).
+    last_col: usize,
 }
 
 impl<'a, const N: usize> Emitter<'a, N> {
     /// Room for the `firing` rows of `chunks` vectors of the window with columns `k`.
     #[inline(always)]
     fn new(w: &Windows, k: Span, firing: u32, chunks: usize, fired: &'a mut Vec<Site>) -> Self {
-        fired.reserve(firing.count_ones() as usize * chunks * 16);
+        // One more than the neurons of the rows: `row_word` may write a site past the last.
+        fired.reserve(firing.count_ones() as usize * chunks * 16 + 1);
         let (sites, len) = (fired.as_mut_ptr(), fired.len());
-        Self { fired, sites, len, cols: w.pooled_cols.as_ptr().wrapping_add(usize::from(k.first)) }
+        let cols = w.pooled_cols.as_ptr().wrapping_add(usize::from(k.first));
+        Self { fired, sites, len, cols, last_col: usize::from(k.len).saturating_sub(1) }
     }
 
-    /// Appends the sites of the neurons in `bits`, word `word` (64 neurons) of a firing row of
-    /// pooled row `py` (none when pooling cuts it off).
+    /// Appends the sites of the neurons in `bits`, word `word` (64 neurons) of a row of pooled
+    /// row `py` (none when pooling cuts it off). Two spikes at a time, each written whether or
+    /// not it is one (a site written for none is overwritten by the next, or lies past the
+    /// end), so the only branch is whether the word has more than two: how many spikes a word
+    /// has, 0 included, is what the CPU cannot predict. On `synth02` with the gesture network,
+    /// the first two layers took 18 % and 21 % less time than with a branch per spike, and
+    /// layers 3-5 a few per cent less.
     ///
     /// # Safety
-    /// The neurons are below the row's `chunks * 16`, and this is called once per word of a
-    /// row of the `firing` ones [`Self::new`] made room for.
+    /// The neurons are below the row's `chunks * 16`; the row is one of the `firing` ones
+    /// [`Self::new`] made room for, or `bits` is 0.
     #[inline(always)]
     unsafe fn row_word(&mut self, py: u16, word: usize, mut bits: u64) {
         if py == CUT {
             return;
         }
-        while bits != 0 {
-            let neuron = word * 64 + bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            // SAFETY: `neuron` is below `chunks * 16`, `k.len * N * 16`, and `Windows::within`
-            // checked that the window's columns have pooled columns.
-            let px = unsafe { *self.cols.add(neuron / (N * 16)) };
-            if px != CUT {
-                // SAFETY: reserved in `new`: at most one site per neuron of the rows.
+        loop {
+            for _ in 0..2 {
+                let spike = bits != 0;
+                // Some neuron of the row when `bits` is 0: its column is clamped to the window.
+                let neuron = word * 64 + (bits.trailing_zeros() & 63) as usize;
+                bits &= bits.wrapping_sub(1);
+                // SAFETY: the column is clamped to the window's, which `Windows::within`
+                // checked have pooled columns.
+                let px = unsafe { *self.cols.add((neuron / (N * 16)).min(self.last_col)) };
+                // SAFETY: reserved in `new`: `len` is at most the spikes of the firing rows.
                 unsafe { self.sites.add(self.len).write(Site { c: (neuron % (N * 16)) as u16, y: py, x: px }) };
-                self.len += 1;
+                self.len += usize::from(spike & (px != CUT));
+            }
+            if bits == 0 {
+                break;
             }
         }
     }
