@@ -240,7 +240,7 @@ pub(crate) fn run(call: Call<'_>, events: &[Event], buffers: &mut Buffers, out: 
 }
 
 /// Sensor events of the first segment, which measures the layers to cut them well.
-const MEASURE_EVENTS: usize = 8 * PIECE_EVENTS;
+const MEASURE_EVENTS: usize = 2 * PIECE_EVENTS;
 
 /// Sensor events measured after which a call runs as one segment.
 const SETTLED_EVENTS: usize = 64 * PIECE_EVENTS;
