@@ -353,9 +353,13 @@ impl Cascade<'_> {
             // SAFETY (all calls): the caller's promise.
             let c = unsafe {
                 match layer.window(&self.counters[i]) {
+                    Some(AnyWindow::N1(w)) if w.deferred() => route.run(&queue, work, &mut out, Deferring::<K, 1>(w, PhantomData)),
                     Some(AnyWindow::N1(w)) => route.run(&queue, work, &mut out, Windowed::<K, 1>(w, PhantomData)),
+                    Some(AnyWindow::N2(w)) if w.deferred() => route.run(&queue, work, &mut out, Deferring::<K, 2>(w, PhantomData)),
                     Some(AnyWindow::N2(w)) => route.run(&queue, work, &mut out, Windowed::<K, 2>(w, PhantomData)),
+                    Some(AnyWindow::N4(w)) if w.deferred() => route.run(&queue, work, &mut out, Deferring::<K, 4>(w, PhantomData)),
                     Some(AnyWindow::N4(w)) => route.run(&queue, work, &mut out, Windowed::<K, 4>(w, PhantomData)),
+                    Some(AnyWindow::N8(w)) if w.deferred() => route.run(&queue, work, &mut out, Deferring::<K, 8>(w, PhantomData)),
                     Some(AnyWindow::N8(w)) => route.run(&queue, work, &mut out, Windowed::<K, 8>(w, PhantomData)),
                     None => route.run(&queue, work, &mut out, General::<K>(layer, PhantomData)),
                 }
@@ -415,6 +419,30 @@ impl<K: Lanes, const N: usize> Respond for Windowed<'_, K, N> {
     unsafe fn respond(&mut self, c: usize, y: usize, x: usize, fired: &mut Vec<Site>) -> (u64, u64) {
         // SAFETY: the caller's promise.
         unsafe { self.0.event::<K>(c, y, x, fired) }
+    }
+}
+
+/// A layer of the common shape whose runs write their sites after their last event (see
+/// [`Window::events`]): a loop of its own, so that the others' are compiled as without it.
+struct Deferring<'a, K, const N: usize>(Window<'a, N>, PhantomData<K>);
+
+impl<K: Lanes, const N: usize> Respond for Deferring<'_, K, N> {
+    #[inline(always)]
+    unsafe fn respond(&mut self, c: usize, y: usize, x: usize, fired: &mut Vec<Site>) -> (u64, u64) {
+        // SAFETY: the caller's promise.
+        unsafe { self.0.event::<K>(c, y, x, fired) }
+    }
+
+    #[inline(always)]
+    unsafe fn respond_all(&mut self, sites: &[Site], fired: &mut Vec<Site>) -> (u64, u64) {
+        let (mut ops, mut spikes) = (0, 0);
+        // A long run in parts, so that the words kept stay few.
+        for part in sites.chunks(self.0.events_at_once()) {
+            // SAFETY: the caller's promise.
+            let (o, n) = unsafe { self.0.events::<K>(part, fired) };
+            (ops, spikes) = (ops + o, spikes + n);
+        }
+        (ops, spikes)
     }
 }
 

@@ -9,7 +9,7 @@ use dynapviz_model::{ChipLayer, ModelError};
 use crate::aligned::Aligned;
 use crate::lanes::{Lanes, Neuron, fire_tail, update_tail};
 use crate::sim::LayerCounters;
-use crate::window::{AnyWindow, Windows};
+use crate::window::{AnyWindow, Pending, Windows};
 
 /// One chip layer ready to run.
 #[derive(Clone, Debug)]
@@ -51,6 +51,8 @@ pub struct LayerRt {
     touched_mark: Vec<bool>,
     /// Event mode: the firing rule in int16.
     neuron: Neuron,
+    /// Event mode: the windows' words of firing bits, kept between runs (no allocation per run).
+    pending: Vec<Pending>,
 }
 
 /// A neuron address in a layer's output after pooling, with a spike count.
@@ -144,6 +146,7 @@ impl LayerRt {
             touched: Vec::new(),
             touched_mark: if chip { Vec::new() } else { vec![false; fh * fw] },
             neuron,
+            pending: Vec::new(),
         })
     }
 
@@ -269,7 +272,7 @@ impl LayerRt {
     /// The layer as windows, for the event mode; `None` if it is not of the common shape.
     /// `seen`: its counters so far (see [`Windows::with`]).
     pub(crate) fn window(&mut self, seen: &LayerCounters) -> Option<AnyWindow<'_>> {
-        self.windows.as_ref()?.with(&mut self.state16, &self.weights16, self.neuron, (seen.synaptic_ops, seen.spikes))
+        self.windows.as_ref()?.with(&mut self.state16, &self.weights16, self.neuron, (seen.synaptic_ops, seen.spikes), &mut self.pending)
     }
 
     /// Whether the layer has a bias (a leak on the chip).
