@@ -229,7 +229,7 @@ enum Pass {
 
 /// A word of firing bits (64 neurons of one row of an event's window) whose sites are yet to
 /// be written, with where they land.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Pending {
     bits: u64,
     /// Pooled row.
@@ -316,8 +316,9 @@ impl<const N: usize> Window<'_, N> {
     /// spikes. Each window is stepped in one pass (added and reset at once, see
     /// [`Lanes::step`]); its words of firing bits are kept without a branch (a word with none
     /// is overwritten by the next), and the sites of their spikes are written after the last
-    /// event, in one loop over the words that have any. Per event, whether a row fires and how many of its words have spikes are what the
-    /// CPU cannot predict; here it is asked only how many words have any.
+    /// event, in one loop over the words that have any. Per event, whether a row fires and how
+    /// many of its words have spikes are what the CPU cannot predict; here it is asked only how
+    /// many words have any.
     ///
     /// # Safety
     /// The CPU has the instructions of `K`.
@@ -331,6 +332,8 @@ impl<const N: usize> Window<'_, N> {
         let (mut ops, mut spikes, mut kept) = (0, 0, 0);
         for s in sites {
             let (c, y, x) = (usize::from(s.c), usize::from(s.y), usize::from(s.x));
+            // The same lookup as `event`'s, written out: as a shared function returning an
+            // `Option`, it made layer 3 of the gesture network 18 % slower here.
             let (Some(&r), Some(&k)) = (w.rows.get(y), w.cols.get(x)) else { continue };
             if c >= w.channels || r.len == 0 || k.len == 0 {
                 continue;
