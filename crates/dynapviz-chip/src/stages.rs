@@ -14,9 +14,10 @@
 //!
 //! A spike crosses threads once per stage boundary, in a piece's buffer, and no thread waits
 //! for another within a piece. The cuts follow the time each layer took per sensor event before.
-//! The first 32 k sensor events, cut as if every layer took the same, measure it; then the cuts
-//! are made again on segments of 32 k, 64 k and 128 k sensor events, since what a few events
-//! (of a network whose neurons have only begun to charge) measure is far from what follows.
+//! The first 8 k sensor events, cut as if every layer took the same, measure it; then the cuts
+//! are made again on segments as long as all measured before (8 k, 16 k ... 128 k sensor
+//! events), since what a few events (of a network whose neurons have only begun to charge)
+//! measure is far from what follows. Each segment drains the pipeline.
 
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 
