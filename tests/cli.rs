@@ -206,6 +206,41 @@ fn simulate_gives_the_same_results_on_any_threads_and_kernel() {
 }
 
 #[test]
+fn simulate_stops_at_a_broken_line_deep_in_the_recording() {
+    let Some(case) = dynapviz_testkit::shared("fixtures/golden/gesture_r50") else { return };
+    // A line that is no event after 20 000 good ones: the decoder, ahead on its own thread,
+    // meets it while the simulator's pipeline runs on the chunks before (`--no-rescale`: a CSV
+    // states no sensor size, and the scan for its extent would meet it first).
+    let text = std::fs::read_to_string(case.join("input.csv")).expect("input");
+    let mut lines: Vec<&str> = text.lines().collect();
+    let header = usize::from(lines.first().is_some_and(|l| l.starts_with('t')));
+    let bad = header + 20_000;
+    assert!(lines.len() > bad + 1000, "the golden input has more than 21 000 events");
+    lines.insert(bad, "12,x,3,1");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("broken.csv");
+    std::fs::write(&input, lines.join("\n")).expect("write");
+    let model = case.join("model.onnx");
+    for threads in ["1", "2"] {
+        let args = [
+            "simulate",
+            "--model",
+            model.to_str().expect("path"),
+            "--input-shape",
+            "2,128,128",
+            "--no-rescale",
+            "--threads",
+            threads,
+            "--input",
+        ];
+        let (ok, out, err) = dynapviz(&[&args[..], &[input.to_str().expect("path")]].concat());
+        assert!(!ok && out.is_empty(), "{threads} thread(s): no results from a broken recording: {out}");
+        let line = format!("line {}", bad + 1);
+        assert!(err.contains("broken.csv") && err.contains(&line) && !err.contains("panicked"), "{threads} thread(s): {err}");
+    }
+}
+
+#[test]
 fn simulate_fits_a_larger_sensor_onto_the_network_input() {
     let Some(case) = dynapviz_testkit::shared("fixtures/golden/gesture_r50") else { return };
     let dir = tempfile::tempdir().expect("tempdir");

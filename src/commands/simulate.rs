@@ -12,61 +12,80 @@ use serde::Serialize;
 
 use super::model::{ModelArgs, SimMode, ThreadsArg};
 
-/// Sensor events per call of the simulator (4 MB): several threads fill and drain their
-/// pipeline once per call.
-const SIM_CHUNK: usize = 1 << 18;
+/// Sensor events per chunk of the recording once it runs (1 MB): the simulator runs through
+/// the chunks as one stream, so their size only sets the memory held and how often the
+/// decoder hands over.
+const CHUNK: usize = 1 << 16;
+
+/// The recording's first chunk, each next one twice as large up to [`CHUNK`]: the simulation
+/// starts as soon as a few events are decoded.
+const FIRST_CHUNK: usize = 1 << 13;
 
 /// Chunks of the recording the reader decodes ahead of the simulator.
 const READ_AHEAD: usize = 2;
 
-/// Feeds `reader`'s events to `simulate` in chunks of [`SIM_CHUNK`]. With `ahead`, they are
-/// decoded on a thread of their own while the simulator runs the chunk before (decoding CSV or
-/// LZ4 costs as much as simulating a light recording). That pays whenever there is a second
-/// core, even one the simulator's pipeline uses: the decoder works in the pipeline's gaps
-/// (on 2 cores, 2 simulation threads and the busiest synthetic gesture recording, about 3 %
-/// less wall time). Stops at the first error of either side.
-fn feed(mut reader: Box<dyn EventReader>, ahead: bool, mut simulate: impl FnMut(&mut Vec<Event>) -> Result<()>) -> Result<()> {
-    if !ahead {
-        let mut chunk = Vec::with_capacity(SIM_CHUNK);
-        loop {
-            chunk.clear();
-            if reader.read_chunk(&mut chunk, SIM_CHUNK)? == 0 {
-                return Ok(());
-            }
-            simulate(&mut chunk)?;
+/// A recording, decoded chunk by chunk. With a second core, on a thread of its own from the
+/// moment it is opened (while the model loads), ahead of the simulator: decoding CSV or LZ4
+/// costs as much as simulating a light recording, and the decoder works in the gaps of the
+/// simulator's pipeline even when that uses every core.
+enum Recording {
+    /// Decoded when asked.
+    Here { reader: Box<dyn EventReader>, chunk_len: usize },
+    /// Decoded ahead: full chunks (or the first error) come in, used ones go back.
+    Ahead { full: mpsc::Receiver<dynapviz_events::Result<Vec<Event>>>, used: mpsc::Sender<Vec<Event>> },
+}
+
+impl Recording {
+    fn open(mut reader: Box<dyn EventReader>, ahead: bool) -> Self {
+        if !ahead {
+            return Recording::Here { reader, chunk_len: FIRST_CHUNK };
         }
-    }
-    let (full_tx, full_rx) = mpsc::sync_channel::<dynapviz_events::Result<Vec<Event>>>(READ_AHEAD);
-    let (empty_tx, empty_rx) = mpsc::channel::<Vec<Event>>();
-    std::thread::scope(|scope| {
-        scope.spawn(move || {
-            let mut next = Vec::with_capacity(SIM_CHUNK);
+        let (full_tx, full) = mpsc::sync_channel(READ_AHEAD);
+        let (used, used_rx) = mpsc::channel::<Vec<Event>>();
+        // Not joined: it stops at the end of the recording, at its first error, or when the
+        // simulator is gone (its sends fail).
+        std::thread::spawn(move || {
+            let mut chunk_len = FIRST_CHUNK;
             loop {
+                // A chunk the simulator is done with, or a new one: at most READ_AHEAD + 2
+                // are ever in use.
+                let mut next = used_rx.try_recv().unwrap_or_default();
                 next.clear();
-                match reader.read_chunk(&mut next, SIM_CHUNK) {
+                let read = reader.read_chunk(&mut next, chunk_len);
+                chunk_len = (2 * chunk_len).min(CHUNK);
+                match read {
                     Ok(0) => break,
-                    // The simulator is gone (an error there): stop reading.
-                    Ok(_) if full_tx.send(Ok(next)).is_err() => break,
-                    Ok(_) => {}
+                    Ok(_) if full_tx.send(Ok(next)).is_ok() => {}
+                    Ok(_) => break,
                     Err(e) => {
                         let _ = full_tx.send(Err(e));
                         break;
                     }
                 }
-                // A buffer the simulator is done with, or a new one: at most READ_AHEAD + 2
-                // are ever in use.
-                next = empty_rx.try_recv().unwrap_or_else(|_| Vec::with_capacity(SIM_CHUNK));
             }
         });
-        // Moved in, so that both ends close when this returns, even early.
-        let (full_rx, empty_tx) = (full_rx, empty_tx);
-        for chunk in full_rx.iter() {
-            let mut chunk = chunk?;
-            simulate(&mut chunk)?;
-            let _ = empty_tx.send(chunk);
+        Recording::Ahead { full, used }
+    }
+
+    /// Replaces `chunk` with the recording's next chunk (never empty); false at its end.
+    fn next(&mut self, chunk: &mut Vec<Event>) -> Result<bool> {
+        match self {
+            Recording::Here { reader, chunk_len } => {
+                chunk.clear();
+                let n = reader.read_chunk(chunk, *chunk_len)?;
+                *chunk_len = (2 * *chunk_len).min(CHUNK);
+                Ok(n > 0)
+            }
+            Recording::Ahead { full, used } => match full.recv() {
+                Ok(next) => {
+                    let _ = used.send(std::mem::replace(chunk, next?));
+                    Ok(true)
+                }
+                // The reader is done.
+                Err(mpsc::RecvError) => Ok(false),
+            },
         }
-        Ok(())
-    })
+    }
 }
 
 /// Simulate the chip on a recording.
@@ -165,6 +184,10 @@ struct Output {
 
 pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
+    // Decoding starts while the model loads.
+    let reader = dynapviz_events::open(&args.input)?;
+    let stated = reader.geometry();
+    let mut recording = Recording::open(reader, super::cores() >= 2);
     let net = args.model.build()?;
     let n = net.layers.len();
     anyhow::ensure!(args.bin_us > 0, "--bin-us must be positive");
@@ -183,27 +206,27 @@ pub fn run(args: Args) -> Result<()> {
         ..Config::default()
     };
     let mut sim = Simulator::new(&net, config)?;
-    let reader = dynapviz_events::open(&args.input)?;
     let [_, h, w] = net.dvs.input_shape;
     let shape = Geometry::new(w as u16, h as u16);
-    let rescale = if args.no_rescale { None } else { super::fit::input_rescale(&args.input, reader.geometry(), shape)? };
+    let rescale = if args.no_rescale { None } else { super::fit::input_rescale(&args.input, stated, shape)? };
     let len = std::fs::metadata(&args.input).map(|m| m.len()).unwrap_or(0);
     let bar = super::byte_progress(len, "simulating");
     let classes = net.classes();
     let mut class_counts = vec![0u64; classes];
     let mut per_bin: Vec<Vec<u64>> = Vec::new();
     let mut monitored = vec![0u64; n + 1];
-    let mut first_bin = None;
-    let mut spikes = Vec::new();
+    // Bins count from the first input event's bin.
+    let first_bin = std::cell::Cell::new(None);
     let mut total = 0u64;
     let mut power_sum = [0f64; 5];
     let mut power_n = [0u64; 5];
-    let mut tally = |spikes: &mut Vec<dynapviz_chip::Spike>, first_bin: &mut Option<i64>| -> Result<()> {
-        for s in spikes.iter() {
+    let mut tally = |spikes: &[dynapviz_chip::Spike], samples: &[dynapviz_chip::PowerSample]| -> Result<()> {
+        for s in spikes {
             monitored[usize::from(s.layer)] += 1;
             if usize::from(s.layer) == n {
                 class_counts[usize::from(s.c)] += 1;
-                let b0 = *first_bin.get_or_insert(s.t.div_euclid(args.bin_us));
+                let b0 = first_bin.get().unwrap_or_else(|| s.t.div_euclid(args.bin_us));
+                first_bin.set(Some(b0));
                 let b = usize::try_from(s.t.div_euclid(args.bin_us) - b0).context("output spike before the first bin")?;
                 if per_bin.len() <= b {
                     per_bin.resize(b + 1, vec![0; classes]);
@@ -211,33 +234,30 @@ pub fn run(args: Args) -> Result<()> {
                 per_bin[b][usize::from(s.c)] += 1;
             }
         }
-        spikes.clear();
+        for p in samples {
+            power_sum[usize::from(p.channel)] += p.value;
+            power_n[usize::from(p.channel)] += 1;
+        }
         Ok(())
     };
-    feed(reader, super::cores() >= 2, |chunk| {
-        // Bins count from the first input event's bin.
-        if first_bin.is_none() {
-            first_bin = Some(chunk[0].t.div_euclid(args.bin_us));
+    let next = |chunk: &mut Vec<Event>| -> Result<bool> {
+        if !recording.next(chunk)? {
+            return Ok(false);
+        }
+        if let (None, Some(e)) = (first_bin.get(), chunk.first()) {
+            first_bin.set(Some(e.t.div_euclid(args.bin_us)));
         }
         total += chunk.len() as u64;
         if let Some((_, r)) = &rescale {
             r.apply(chunk);
         }
-        sim.process(chunk, &mut spikes);
-        tally(&mut spikes, &mut first_bin)?;
-        for p in sim.take_power_samples() {
-            power_sum[usize::from(p.channel)] += p.value;
-            power_n[usize::from(p.channel)] += 1;
-        }
         bar.set_position((total * 8).min(len));
-        Ok(())
-    })?;
+        Ok(true)
+    };
+    sim.process_stream(next, &mut tally)?;
+    let mut spikes = Vec::new();
     sim.finish(&mut spikes);
-    tally(&mut spikes, &mut first_bin)?;
-    for p in sim.take_power_samples() {
-        power_sum[usize::from(p.channel)] += p.value;
-        power_n[usize::from(p.channel)] += 1;
-    }
+    tally(&spikes, &sim.take_power_samples())?;
     bar.finish_and_clear();
     let wall = started.elapsed().as_secs_f64();
     let counters = sim.counters();

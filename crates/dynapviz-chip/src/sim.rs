@@ -366,10 +366,59 @@ impl Simulator {
     /// order a one-thread simulation gives them, whatever [`Config::threads`] says.
     pub fn process(&mut self, events: &[Event], out: &mut Vec<Spike>) {
         if self.threads() >= 2 && events.len() >= self.config.parallel_min_events {
-            return self.process_stages(events, out);
+            return self.process_stages(&mut { events }, |batch, power, samples| {
+                batch.hand_out(out, |t, work| power.add(t, work, samples));
+                true
+            });
         }
         for piece in events.chunks(stages::PIECE_EVENTS) {
             self.process_serial(piece, out);
+        }
+    }
+
+    /// Feeds a whole stream of sensor events: `next` replaces the contents of its buffer with
+    /// the next chunk and says false at the end. `sink` gets the monitored spikes (in the order
+    /// of [`Simulator::process`]) and the power samples as they come out, a few thousand sensor
+    /// events at a time; they are cleared after each call. The results are those of calling
+    /// [`Simulator::process`] per chunk, but several threads run through the chunks as one
+    /// pipeline, which they would otherwise fill and drain once per chunk. Stops at the first
+    /// error of either closure and returns it.
+    pub fn process_stream<E>(
+        &mut self,
+        mut next: impl FnMut(&mut Vec<Event>) -> Result<bool, E>,
+        mut sink: impl FnMut(&[Spike], &[PowerSample]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut out = Vec::new();
+        if self.threads() < 2 {
+            let mut chunk = Vec::new();
+            while next(&mut chunk)? {
+                for piece in chunk.chunks(stages::PIECE_EVENTS) {
+                    self.process_serial(piece, &mut out);
+                    sink(&out, &self.power_samples)?;
+                    out.clear();
+                    self.power_samples.clear();
+                }
+            }
+            return Ok(());
+        }
+        let (mut read_error, mut sink_error) = (None, None);
+        let mut events = stages::Chunks::new(|chunk: &mut Vec<Event>| {
+            next(chunk).unwrap_or_else(|e| {
+                read_error = Some(e);
+                false
+            })
+        });
+        self.process_stages(&mut events, |batch, power, samples| {
+            batch.hand_out(&mut out, |t, work| power.add(t, work, samples));
+            let sunk = sink(&out, samples);
+            out.clear();
+            samples.clear();
+            sunk.map_err(|e| sink_error = Some(e)).is_ok()
+        });
+        drop(events);
+        match read_error.or(sink_error) {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
     }
 
@@ -420,8 +469,13 @@ impl Simulator {
         self.batch = batch;
     }
 
-    /// Event mode on several threads (see [`stages`]).
-    fn process_stages(&mut self, events: &[Event], out: &mut Vec<Spike>) {
+    /// Event mode on several threads (see [`stages`]); `deliver` hands out each piece's batch
+    /// and says whether to go on.
+    fn process_stages(
+        &mut self,
+        events: &mut dyn stages::Events,
+        mut deliver: impl FnMut(&mut Batch, &mut PowerMonitor, &mut Vec<PowerSample>) -> bool,
+    ) {
         let Some((dvs_counters, counters)) = self.counters.split_first_mut() else { return };
         let call = stages::Call {
             layers: &mut self.layers,
@@ -434,7 +488,7 @@ impl Simulator {
             wiring: &self.wiring,
         };
         let (power, samples) = (&mut self.power, &mut self.power_samples);
-        stages::run(call, events, &mut self.stages, out, |t, work| power.add(t, work, samples));
+        stages::run(call, events, &mut self.stages, |batch| deliver(batch, power, samples));
     }
 
     /// Completes the simulation: runs the last open bin (binned mode) and emits the last

@@ -17,7 +17,10 @@
 //! The first 8 k sensor events, cut as if every layer took the same, measure it; then the cuts
 //! are made again on segments as long as all measured before (8 k, 16 k ... 128 k sensor
 //! events), since what a few events (of a network whose neurons have only begun to charge)
-//! measure is far from what follows. Each segment drains the pipeline.
+//! measure is far from what follows; after that, every 1 M sensor events, so that the cuts
+//! follow the input when it changes. Each segment drains the pipeline. A call's events, or a
+//! stream of chunks ([`Chunks`], which runs through the chunks without draining between
+//! them), are cut into segments.
 
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 
@@ -27,8 +30,7 @@ use crate::batch::Batch;
 use crate::cascade::{Cascade, Flight, Padded, Queue, Room, Wiring, hold};
 use crate::dvs::Front;
 use crate::layer::{LayerRt, Site};
-use crate::power::Work;
-use crate::sim::{LayerCounters, Spike};
+use crate::sim::LayerCounters;
 
 /// Sensor events per piece: small enough that filling and draining the pipeline is a small
 /// part of a call, large enough that handing a piece on costs nothing next to running it.
@@ -212,20 +214,74 @@ fn prefix_sums(cost: &[f64]) -> Vec<f64> {
         .collect()
 }
 
+/// Sensor events for the pipeline, taken a piece at a time: a slice, or a stream of chunks.
+pub(crate) trait Events {
+    /// The next at most `max` sensor events; empty once there are no more.
+    fn next_piece(&mut self, max: usize) -> &[Event];
+    /// Whether there are no more sensor events (a stream waits for its next chunk to know).
+    fn is_done(&mut self) -> bool;
+}
+
+impl Events for &[Event] {
+    fn next_piece(&mut self, max: usize) -> &[Event] {
+        let (piece, rest) = self.split_at(max.min(self.len()));
+        *self = rest;
+        piece
+    }
+
+    fn is_done(&mut self) -> bool {
+        self.is_empty()
+    }
+}
+
+/// A stream of chunks of sensor events: `refill` replaces the chunk with the next one and says
+/// false when there is none.
+pub(crate) struct Chunks<F> {
+    chunk: Vec<Event>,
+    /// Sensor events of `chunk` taken so far.
+    taken: usize,
+    refill: F,
+    done: bool,
+}
+
+impl<F: FnMut(&mut Vec<Event>) -> bool> Chunks<F> {
+    pub fn new(refill: F) -> Self {
+        Self { chunk: Vec::new(), taken: 0, refill, done: false }
+    }
+}
+
+impl<F: FnMut(&mut Vec<Event>) -> bool> Events for Chunks<F> {
+    fn next_piece(&mut self, max: usize) -> &[Event] {
+        if self.is_done() {
+            return &[];
+        }
+        let end = self.chunk.len().min(self.taken + max);
+        let piece = &self.chunk[self.taken..end];
+        self.taken = end;
+        piece
+    }
+
+    fn is_done(&mut self) -> bool {
+        while !self.done && self.taken == self.chunk.len() {
+            self.taken = 0;
+            self.done = !(self.refill)(&mut self.chunk);
+        }
+        self.done
+    }
+}
+
 /// Runs `events` through the pipeline (the caller's thread runs the first and the last stage,
-/// each other thread one in between). Appends the monitored spikes to `out` in one-thread order and
-/// calls `power(t_us, work)` once per admitted sensor event in order.
-pub(crate) fn run(call: Call<'_>, events: &[Event], buffers: &mut Buffers, out: &mut Vec<Spike>, mut power: impl FnMut(i64, Work)) {
+/// each other thread one in between) and calls `deliver` with each piece's batch in order, to
+/// hand out its monitored spikes and work (see [`Batch::hand_out`]). Once `deliver` says false,
+/// no more sensor events are admitted.
+pub(crate) fn run(call: Call<'_>, events: &mut dyn Events, buffers: &mut Buffers, mut deliver: impl FnMut(&mut Batch) -> bool) {
     let Call { layers, threads, thread_gain, front, dvs_counters, counters, busy_until_ns, wiring } = call;
-    let mut rest = events;
-    while !rest.is_empty() {
+    while !events.is_done() {
         // Until the layers are measured well, segments as long as all measured before, so
         // that cuts made on a few events (of a network whose neurons have only begun to
         // charge) are soon made again on more.
         let measured = buffers.balance.events;
-        let len = if measured < SETTLED_EVENTS { measured.max(MEASURE_EVENTS) } else { rest.len() };
-        let (segment, after) = rest.split_at(len.min(rest.len()));
-        rest = after;
+        let len = if measured < SETTLED_EVENTS { measured.max(MEASURE_EVENTS) } else { RECUT_EVENTS };
         let call = Call {
             layers: &mut *layers,
             threads,
@@ -236,22 +292,36 @@ pub(crate) fn run(call: Call<'_>, events: &[Event], buffers: &mut Buffers, out: 
             busy_until_ns: &mut *busy_until_ns,
             wiring,
         };
-        run_segment(call, segment, buffers, out, &mut power);
+        if !run_segment(call, events, len, buffers, &mut deliver) {
+            break;
+        }
     }
 }
 
 /// Sensor events of the first segment, which measures the layers to cut them well.
 const MEASURE_EVENTS: usize = 2 * PIECE_EVENTS;
 
-/// Sensor events measured after which a call runs as one segment.
+/// Sensor events measured after which segments are [`RECUT_EVENTS`] long.
 const SETTLED_EVENTS: usize = 64 * PIECE_EVENTS;
 
-/// [`run`] with the cuts of the time measured so far, which it adds to.
-fn run_segment(call: Call<'_>, events: &[Event], buffers: &mut Buffers, out: &mut Vec<Spike>, power: &mut impl FnMut(i64, Work)) {
+/// Sensor events per segment once the layers are measured: long enough that its drain costs
+/// nothing (well under 1 %), short enough that the cuts follow the input when it changes (a
+/// busier scene, other layers busier) on a long stream.
+const RECUT_EVENTS: usize = 256 * PIECE_EVENTS;
+
+/// [`run`] on up to `len` sensor events with the cuts of the time measured so far, which it
+/// adds to; false once `deliver` said false.
+fn run_segment(
+    call: Call<'_>,
+    events: &mut dyn Events,
+    len: usize,
+    buffers: &mut Buffers,
+    deliver: &mut impl FnMut(&mut Batch) -> bool,
+) -> bool {
     let Call { layers, threads, thread_gain, front, dvs_counters, counters, busy_until_ns, wiring } = call;
     let n = layers.len();
     if n == 0 {
-        return;
+        return false;
     }
     let cuts = buffers.balance.cuts(n, threads, thread_gain);
     let Buffers { pieces, queues, fired, balance } = buffers;
@@ -272,36 +342,41 @@ fn run_segment(call: Call<'_>, events: &[Event], buffers: &mut Buffers, out: &mu
         stages.push(Stage { first: start, layers: l, counters: c, busy_until_ns: b, queues: q, fired: f, wiring });
         (layers, counters, busy, queues, start) = (l_rest, c_rest, b_rest, q_rest, end);
     }
-    let admission = Admission { front, dvs_counters, monitor_dvs: wiring.monitored[0], pieces: events.chunks(PIECE_EVENTS) };
+    let mut admission = Admission { front, dvs_counters, monitor_dvs: wiring.monitored[0], events, left: len, admitted: 0 };
+    let mut go_on = true;
     let hand_out = |piece: &mut Piece| {
         let t0 = std::time::Instant::now();
-        piece.batch.hand_out(out, &mut *power);
+        go_on &= deliver(&mut piece.batch);
         piece.spent_ns[n + 1] += t0.elapsed().as_nanos() as u64;
         for (total, &ns) in spent_ns.iter_mut().zip(&piece.spent_ns) {
             *total += ns;
         }
+        go_on
     };
     let started = std::time::Instant::now();
-    pipeline(stages, admission, pieces, n, hand_out);
+    pipeline(stages, &mut admission, pieces, n, hand_out);
+    let admitted = admission.admitted;
     tracing::debug!(
-        events = events.len(),
+        events = admitted,
         wall_ms = started.elapsed().as_secs_f64() * 1e3,
         ?cuts,
         "pipeline segment; busy ms per layer, then admission and hand-out: {:?}",
         spent_ns.iter().map(|&ns| (ns / 100_000) as f64 / 10.0).collect::<Vec<_>>()
     );
-    balance.update(&spent_ns, events.len());
+    balance.update(&spent_ns, admitted);
     buffers.level();
+    go_on
 }
 
 /// The stages on their threads, pieces passed on by channels and back to the caller's by the
-/// last. A stage that panics drops its channels, so the others stop instead of waiting.
+/// last. A stage that panics drops its channels, so the others stop instead of waiting. Once
+/// `hand_out` says false, no more pieces start.
 fn pipeline(
     mut stages: Vec<Stage<'_, '_>>,
-    mut admission: Admission<'_, '_>,
+    admission: &mut Admission<'_, '_>,
     pieces: &mut Vec<Piece>,
     n: usize,
-    mut hand_out: impl FnMut(&mut Piece),
+    mut hand_out: impl FnMut(&mut Piece) -> bool,
 ) {
     let in_flight = PIECES_PER_STAGE * stages.len();
     let Some(mut last) = stages.pop() else { return };
@@ -334,10 +409,11 @@ fn pipeline(
             })
             .collect();
         // Starts `piece` and sends it to the middle stages, or keeps it once the input has run
-        // out (and closes the channel, so that they see the end); false if they are gone.
+        // out or `more` is false (and closes the channel, so that they see the end); false if
+        // they are gone.
         let (mut to_middle, spare) = (Some(to_middle), &mut spare);
-        let mut pass_on = move |mut piece: Piece| match &to_middle {
-            Some(tx) if start(&mut piece) => tx.send(piece).is_ok(),
+        let mut pass_on = move |mut piece: Piece, more: bool| match &to_middle {
+            Some(tx) if more && start(&mut piece) => tx.send(piece).is_ok(),
             _ => {
                 to_middle = None;
                 spare.push(piece);
@@ -345,14 +421,14 @@ fn pipeline(
             }
         };
         for piece in pieces.drain(..) {
-            pass_on(piece);
+            pass_on(piece, true);
         }
         // Ends once the middle stages have seen the end of the input and every piece in flight
         // came through.
         while let Some(mut piece) = receive(&rx) {
             last.run(&mut piece);
-            hand_out(&mut piece);
-            if !pass_on(piece) {
+            let more = hand_out(&mut piece);
+            if !pass_on(piece, more) {
                 break;
             }
         }
@@ -369,13 +445,22 @@ struct Admission<'a, 'e> {
     front: &'a mut Front,
     dvs_counters: &'a mut LayerCounters,
     monitor_dvs: bool,
-    pieces: std::slice::Chunks<'e, Event>,
+    events: &'e mut dyn Events,
+    /// Sensor events the segment may still admit.
+    left: usize,
+    /// Sensor events admitted so far.
+    admitted: usize,
 }
 
 impl Admission<'_, '_> {
     /// Admits the next piece of sensor events into `piece`; false when there is none.
     fn next(&mut self, piece: &mut Piece, layers: usize) -> bool {
-        let Some(events) = self.pieces.next() else { return false };
+        let events = self.events.next_piece(PIECE_EVENTS.min(self.left));
+        if events.is_empty() {
+            return false;
+        }
+        self.left -= events.len();
+        self.admitted += events.len();
         let t0 = std::time::Instant::now();
         piece.flight.clear();
         piece.spent_ns.clear();

@@ -141,7 +141,21 @@ impl RefLayer {
     }
 }
 
+/// How the input reaches the simulator.
+#[derive(Clone, Copy, Debug)]
+enum Feed {
+    /// [`Simulator::process`] per chunk of this many sensor events.
+    Calls(usize),
+    /// [`Simulator::process_stream`], in chunks of 1, 2 ... 16 times this many.
+    Stream(usize),
+}
+
 fn simulate(n: &Network, events: &[Event], threads: usize, kernel: Kernel) -> (Vec<Spike>, Simulator) {
+    // In several calls: the layers choose how to run from what they did before.
+    simulate_fed(n, events, threads, kernel, Feed::Calls(300))
+}
+
+fn simulate_fed(n: &Network, events: &[Event], threads: usize, kernel: Kernel, feed: Feed) -> (Vec<Spike>, Simulator) {
     // Threads for any input size, so that the short random inputs run pipelined too, and every
     // thread taken, so that three threads run three stages.
     let config = Config {
@@ -155,9 +169,21 @@ fn simulate(n: &Network, events: &[Event], threads: usize, kernel: Kernel) -> (V
     };
     let mut sim = Simulator::new(n, config).expect("sim");
     let mut out = Vec::new();
-    // In several calls: the layers choose how to run from what they did before.
-    for chunk in events.chunks(300) {
-        sim.process(chunk, &mut out);
+    match feed {
+        Feed::Calls(len) => events.chunks(len).for_each(|chunk| sim.process(chunk, &mut out)),
+        Feed::Stream(len) => {
+            let (mut rest, mut sizes) = (events, (1..=16).cycle());
+            let next = |chunk: &mut Vec<Event>| -> Result<bool, ()> {
+                let (now, after) = rest.split_at((len * sizes.next().unwrap_or(1)).min(rest.len()));
+                (*chunk, rest) = (now.to_vec(), after);
+                Ok(!chunk.is_empty())
+            };
+            let sink = |spikes: &[Spike], _: &[_]| -> Result<(), ()> {
+                out.extend_from_slice(spikes);
+                Ok(())
+            };
+            sim.process_stream(next, sink).expect("no errors");
+        }
     }
     sim.finish(&mut out);
     (out, sim)
@@ -177,9 +203,11 @@ fn assert_same_with(n: &Network, events: &[Event], kernel: Kernel) -> Result<usi
     if kernel.on_this_cpu() != kernel {
         dynapviz_testkit::note(&format!("this CPU has no {kernel:?} kernel: testing {:?}", kernel.on_this_cpu()));
     }
-    for threads in [1, 2, 3] {
-        let (got, sim) = simulate(n, events, threads, kernel);
-        check(&got, &sim, &want, &reference).map_err(|e| TestCaseError::fail(format!("{threads} thread(s): {e}")))?;
+    for (threads, feed) in
+        [(1, Feed::Calls(300)), (2, Feed::Calls(300)), (3, Feed::Calls(300)), (1, Feed::Stream(50)), (2, Feed::Stream(50))]
+    {
+        let (got, sim) = simulate_fed(n, events, threads, kernel, feed);
+        check(&got, &sim, &want, &reference).map_err(|e| TestCaseError::fail(format!("{threads} thread(s), {feed:?}: {e}")))?;
     }
     Ok(want.len())
 }
@@ -394,11 +422,72 @@ fn two_threads_give_the_same_counters_drops_and_power() {
 #[test]
 fn a_long_call_cut_into_segments_equals_one_thread() {
     let Some((net, events)) = gesture_case() else { return };
-    // One call of the whole recording: the pipeline measures the layers on segments that
-    // double (32 k, 32 k, then the rest here) and cuts them again between segments.
-    assert!(events.len() > 100_000, "long enough for three segments");
+    // One call of the whole recording, and a stream of chunks of 3 k to 48 k sensor events:
+    // the pipeline measures the layers on segments that double (8 k, 8 k, 16 k ... then the
+    // rest) and cuts them again between segments, across the chunks of a stream.
+    assert!(events.len() > 100_000, "long enough for five segments");
     let (one, one_sim) = simulate(&net, &events, 1, Kernel::Avx512);
-    let (two, two_sim) = simulate(&net, &events, 2, Kernel::Avx512);
-    assert_eq!(one_sim.counters(), two_sim.counters(), "counters");
-    assert!(one == two, "spikes differ ({} against {})", one.len(), two.len());
+    for feed in [Feed::Calls(events.len()), Feed::Stream(3000)] {
+        let (two, two_sim) = simulate_fed(&net, &events, 2, Kernel::Avx512, feed);
+        assert_eq!(one_sim.counters(), two_sim.counters(), "counters, {feed:?}");
+        assert!(one == two, "spikes differ ({} against {}), {feed:?}", one.len(), two.len());
+    }
+}
+
+#[test]
+fn a_stream_gives_the_same_power_samples_and_stops_at_the_first_error() {
+    let geometry = Geometry { out: 8, kernel: 3, stride: 1, padding: 1, pool: 1 };
+    let net = network(&[geometry.clone(), geometry], 24, 7).expect("network");
+    // 120 ms of input (6 power samples per rail), in chunks of 1 000 sensor events.
+    let events: Vec<Event> = (0..40_000).map(|i: i64| Event::new(3 * i, (i * 7 % 24) as u16, (i * 5 % 24) as u16, i % 3 == 0)).collect();
+    let config = |threads| Config { threads, parallel_min_events: 0, monitors: Monitors::of([2]), ..Config::default() };
+    // Per call, one thread.
+    let mut sim = Simulator::new(&net, config(1)).expect("sim");
+    let mut want = Vec::new();
+    events.chunks(1000).for_each(|chunk| sim.process(chunk, &mut want));
+    let want_power = sim.take_power_samples();
+    assert!(
+        !want.is_empty() && want_power.len() > 2,
+        "the network is active ({} spikes) and sampled ({} power samples)",
+        want.len(),
+        want_power.len()
+    );
+    for threads in [1, 2] {
+        // A stream of the same chunks, with an error from the source or the sink after `fail`
+        // chunks (never, when None).
+        let run = |source_fails: Option<usize>, sink_fails: Option<usize>| {
+            let mut sim = Simulator::new(&net, config(threads)).expect("sim");
+            let (mut chunks, mut asked, mut sunk) = (events.chunks(1000), 0, 0);
+            let (mut spikes, mut power) = (Vec::new(), Vec::new());
+            let next = |chunk: &mut Vec<Event>| {
+                asked += 1;
+                if source_fails == Some(asked - 1) {
+                    return Err("source");
+                }
+                *chunk = chunks.next().map(<[Event]>::to_vec).unwrap_or_default();
+                Ok(!chunk.is_empty())
+            };
+            let sink = |s: &[Spike], p: &[_]| {
+                sunk += 1;
+                spikes.extend_from_slice(s);
+                power.extend_from_slice(p);
+                if sink_fails == Some(sunk) { Err("sink") } else { Ok(()) }
+            };
+            let result = sim.process_stream(next, sink);
+            (result, spikes, power, asked)
+        };
+        let (result, spikes, power, asked) = run(None, None);
+        assert_eq!(result, Ok(()));
+        assert!(spikes == want, "{threads} thread(s): spikes differ");
+        assert_eq!(power.len(), want_power.len(), "{threads} thread(s): power samples");
+        assert!(power.iter().zip(&want_power).all(|(a, b)| (a.timestamp, a.channel, a.value) == (b.timestamp, b.channel, b.value)));
+        assert_eq!(asked, 41, "every chunk, then the end");
+        let (result, spikes, _, asked) = run(Some(5), None);
+        assert_eq!(result, Err("source"), "{threads} thread(s)");
+        assert_eq!(asked, 6, "nothing asked after the error");
+        assert!(spikes.len() < want.len());
+        let (result, _, _, asked) = run(None, Some(1));
+        assert_eq!(result, Err("sink"), "{threads} thread(s)");
+        assert!(asked < 20, "{threads} thread(s): no more input admitted once the sink failed ({asked} chunks asked)");
+    }
 }
