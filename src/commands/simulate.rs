@@ -49,7 +49,7 @@ impl Recording {
             loop {
                 // A chunk the simulator is done with, or a new one: at most READ_AHEAD + 2
                 // are ever in use.
-                let mut next = used_rx.try_recv().unwrap_or_default();
+                let mut next = used_rx.try_recv().unwrap_or_else(|_| Vec::with_capacity(chunk_len));
                 next.clear();
                 let read = reader.read_chunk(&mut next, chunk_len);
                 chunk_len = (2 * chunk_len).min(CHUNK);

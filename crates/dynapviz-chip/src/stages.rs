@@ -235,7 +235,7 @@ impl Events for &[Event] {
 }
 
 /// A stream of chunks of sensor events: `refill` replaces the chunk with the next one and says
-/// false when there is none.
+/// false when there is none (an empty chunk is skipped).
 pub(crate) struct Chunks<F> {
     chunk: Vec<Event>,
     /// Sensor events of `chunk` taken so far.
