@@ -30,33 +30,47 @@ const READ_AHEAD: usize = 2;
 /// simulator's pipeline even when that uses every core.
 enum Recording {
     /// Decoded when asked.
-    Here { reader: Box<dyn EventReader>, chunk_len: usize },
+    Here(Chunked),
     /// Decoded ahead: full chunks (or the first error) come in, used ones go back.
     Ahead { full: mpsc::Receiver<dynapviz_events::Result<Vec<Event>>>, used: mpsc::Sender<Vec<Event>> },
 }
 
+/// A reader and the size of its next chunk: [`FIRST_CHUNK`], then twice as large each time up
+/// to [`CHUNK`].
+struct Chunked {
+    reader: Box<dyn EventReader>,
+    len: usize,
+}
+
+impl Chunked {
+    /// Replaces `chunk` with the next chunk (never empty); false at the end.
+    fn read(&mut self, chunk: &mut Vec<Event>) -> dynapviz_events::Result<bool> {
+        chunk.clear();
+        let n = self.reader.read_chunk(chunk, self.len)?;
+        self.len = (2 * self.len).min(CHUNK);
+        Ok(n > 0)
+    }
+}
+
 impl Recording {
-    fn open(mut reader: Box<dyn EventReader>, ahead: bool) -> Self {
+    fn open(reader: Box<dyn EventReader>, ahead: bool) -> Self {
+        let mut chunked = Chunked { reader, len: FIRST_CHUNK };
         if !ahead {
-            return Recording::Here { reader, chunk_len: FIRST_CHUNK };
+            return Recording::Here(chunked);
         }
         let (full_tx, full) = mpsc::sync_channel(READ_AHEAD);
         let (used, used_rx) = mpsc::channel::<Vec<Event>>();
         // Not joined: it stops at the end of the recording, at its first error, or when the
         // simulator is gone (its sends fail).
         std::thread::spawn(move || {
-            let mut chunk_len = FIRST_CHUNK;
             loop {
                 // A chunk the simulator is done with, or a new one: at most READ_AHEAD + 2
                 // are ever in use.
-                let mut next = used_rx.try_recv().unwrap_or_else(|_| Vec::with_capacity(chunk_len));
-                next.clear();
-                let read = reader.read_chunk(&mut next, chunk_len);
-                chunk_len = (2 * chunk_len).min(CHUNK);
-                match read {
-                    Ok(0) => break,
-                    Ok(_) if full_tx.send(Ok(next)).is_ok() => {}
-                    Ok(_) => break,
+                let mut next = used_rx.try_recv().unwrap_or_else(|_| Vec::with_capacity(chunked.len));
+                match chunked.read(&mut next) {
+                    Ok(false) => break,
+                    Ok(true) if full_tx.send(Ok(next)).is_ok() => {}
+                    Ok(true) => break,
                     Err(e) => {
                         let _ = full_tx.send(Err(e));
                         break;
@@ -70,12 +84,7 @@ impl Recording {
     /// Replaces `chunk` with the recording's next chunk (never empty); false at its end.
     fn next(&mut self, chunk: &mut Vec<Event>) -> Result<bool> {
         match self {
-            Recording::Here { reader, chunk_len } => {
-                chunk.clear();
-                let n = reader.read_chunk(chunk, *chunk_len)?;
-                *chunk_len = (2 * *chunk_len).min(CHUNK);
-                Ok(n > 0)
-            }
+            Recording::Here(chunked) => Ok(chunked.read(chunk)?),
             Recording::Ahead { full, used } => match full.recv() {
                 Ok(next) => {
                     let _ = used.send(std::mem::replace(chunk, next?));
