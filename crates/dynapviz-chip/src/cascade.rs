@@ -361,6 +361,8 @@ impl Cascade<'_> {
                     Some(AnyWindow::N4(w)) => route.run(&queue, work, &mut out, Windowed::<K, 4>(w, PhantomData)),
                     Some(AnyWindow::N8(w)) if w.deferred() => route.run(&queue, work, &mut out, Deferring::<K, 8>(w, PhantomData)),
                     Some(AnyWindow::N8(w)) => route.run(&queue, work, &mut out, Windowed::<K, 8>(w, PhantomData)),
+                    Some(AnyWindow::N16(w)) if w.deferred() => route.run(&queue, work, &mut out, Deferring::<K, 16>(w, PhantomData)),
+                    Some(AnyWindow::N16(w)) => route.run(&queue, work, &mut out, Windowed::<K, 16>(w, PhantomData)),
                     None => route.run(&queue, work, &mut out, General::<K>(layer, PhantomData)),
                 }
             };

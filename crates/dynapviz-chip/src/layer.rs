@@ -20,6 +20,10 @@ pub struct LayerRt {
     pub in_shape: [usize; 3],
     /// Output channels.
     pub out_channels: usize,
+    /// Channels each neuron column stores: the output channels, and in the event mode as many
+    /// more as make a whole number of vectors the windows run (see [`stored_channels`]). The
+    /// extra channels have no weights and no bias, so they never fire.
+    lanes: usize,
     /// Which neurons and weights each input reaches.
     reach: Reach,
     /// The same as windows, for the fast event mode of the common layer shape.
@@ -101,24 +105,29 @@ impl LayerRt {
                 q.weights.len()
             )));
         }
-        let mut weights = vec![0i32; c_in * kh * kw * o];
+        let chip = arithmetic == Arithmetic::Chip;
+        let lanes = if chip { stored_channels(o) } else { o };
+        let mut weights = vec![0i32; c_in * kh * kw * lanes];
         for oc in 0..o {
             for c in 0..c_in {
                 for ky in 0..kh {
                     for kx in 0..kw {
-                        weights[((c * kh + ky) * kw + (kw - 1 - kx)) * o + oc] =
+                        weights[((c * kh + ky) * kw + (kw - 1 - kx)) * lanes + oc] =
                             i32::from(q.weights[((oc * c_in + c) * kh + ky) * kw + kx]);
                     }
                 }
             }
         }
         let [fh, fw] = l.conv_out;
-        let rows = Fanout::new(l.in_shape[1], kh, l.stride[0], l.padding[0], fh, l.pool[0], l.out_shape[1], [fw * o, kw * o], false);
-        let cols = Fanout::new(l.in_shape[2], kw, l.stride[1], l.padding[1], fw, l.pool[1], l.out_shape[2], [o, o], true);
-        let neurons = o * fh * fw;
-        let chip = arithmetic == Arithmetic::Chip;
+        let rows =
+            Fanout::new(l.in_shape[1], kh, l.stride[0], l.padding[0], fh, l.pool[0], l.out_shape[1], [fw * lanes, kw * lanes], false);
+        let cols = Fanout::new(l.in_shape[2], kw, l.stride[1], l.padding[1], fw, l.pool[1], l.out_shape[2], [lanes, lanes], true);
+        let neurons = lanes * fh * fw;
         let bias: Option<Vec<i32>> = q.bias.as_ref().map(|b| b.iter().map(|&v| i32::from(v)).collect());
-        let windows = if chip { Windows::new(&rows, &cols, o, c_in, neurons, weights.len()) } else { None };
+        if let Some(b) = bias.as_ref().filter(|b| b.len() != o) {
+            return Err(ModelError::Invalid(format!("layer {}: {} biases, expected one per output channel ({o})", l.index, b.len())));
+        }
+        let windows = if chip { Windows::new(&rows, &cols, lanes, o, c_in, neurons, weights.len()) } else { None };
         // Biased potentials save the windows a clamp at `min_v_mem` per vector; where that
         // would not be exact, they clamp.
         let largest_rise = weights.iter().chain(bias.iter().flatten()).copied().max().unwrap_or(0);
@@ -131,7 +140,8 @@ impl LayerRt {
             index: l.index,
             in_shape: l.in_shape,
             out_channels: o,
-            reach: Reach { rows, cols, channels: c_in, channel_stride: kh * kw * o },
+            lanes,
+            reach: Reach { rows, cols, channels: c_in, channel_stride: kh * kw * lanes },
             windows,
             pool: l.pool,
             conv_out: l.conv_out,
@@ -200,12 +210,11 @@ impl LayerRt {
     /// The CPU has the instructions of `K`.
     #[inline(always)]
     pub(crate) unsafe fn event_with<K: Lanes>(&mut self, c: usize, y: usize, x: usize, fired: &mut Vec<Site>) -> (u64, u64) {
-        let o = self.out_channels;
         let Some((rows, cols, wc)) = self.reach.taps(c, y, x) else { return (0, 0) };
-        let scatter = Scatter { rows, cols, weights: &self.weights16[wc..], o, neuron: self.neuron };
+        let scatter = Scatter { rows, cols, weights: &self.weights16[wc..], o: self.lanes, neuron: self.neuron };
         // SAFETY: the caller's promise.
         let spikes = unsafe { scatter.run::<K>(&mut self.state16, fired) };
-        ((rows.len() * cols.len() * o) as u64, spikes)
+        ((rows.len() * cols.len() * self.out_channels) as u64, spikes)
     }
 
     /// sinabs semantics for every neuron (one time bin): add the bias, then
@@ -253,14 +262,16 @@ impl LayerRt {
     /// leak), saturating at int16, then applies the chip's firing rule to each. Returns spikes.
     pub fn leak_tick(&mut self, mut spike: impl FnMut(Option<Site>)) -> u64 {
         let Some(bias) = &self.bias else { return 0 };
-        let (o, n, geometry) = (self.out_channels, self.neuron, self.geometry());
+        let (lanes, n, geometry) = (self.lanes, self.neuron, self.geometry());
         let mut spikes = 0;
         for (i, v) in self.state16.iter_mut().enumerate() {
+            // The extra lanes (past the bias's `o` channels) stay as they are.
+            let Some(&b) = bias.get(i % lanes) else { continue };
             // Saturates as the plain potential, compared and reset as stored.
-            let sum = (i32::from(*v) - n.offset + bias[i % o]).clamp(i32::from(i16::MIN), i32::from(i16::MAX)) + n.offset;
+            let sum = (i32::from(*v) - n.offset + b).clamp(i32::from(i16::MIN), i32::from(i16::MAX)) + n.offset;
             *v = if sum > i32::from(n.below) {
                 spikes += 1;
-                spike(geometry.site(i / o, i % o));
+                spike(geometry.site(i / lanes, i % lanes));
                 n.after_spike(sum)
             } else {
                 sum.max(i32::from(n.min)) as i16
@@ -339,6 +350,18 @@ impl Reach {
     #[inline]
     fn taps(&self, c: usize, y: usize, x: usize) -> Option<(&[Tap], &[Tap], usize)> {
         (c < self.channels).then(|| (self.rows.of(y), self.cols.of(x), c * self.channel_stride))
+    }
+}
+
+/// The channels the event mode stores per neuron column for `o` output channels: the next
+/// channel count the windows run (16, 32, 64, 128 or 256), or past 256 the next multiple of 16.
+/// A layer of 11 classes (the gesture network's output) or of 256 channels otherwise ran a
+/// general path at 3-5 times the cost per synaptic operation; padded, it runs as whole vectors
+/// and costs a few lanes that never fire.
+fn stored_channels(o: usize) -> usize {
+    match o {
+        0..=256 => o.max(1).next_power_of_two().max(16),
+        _ => o.next_multiple_of(16),
     }
 }
 

@@ -1,5 +1,6 @@
-//! The event-mode scatter of the common layer: stride 1 along x and 16, 32, 64 or 128 output
-//! channels. An input reaches a window of consecutive output rows and columns, and per kernel
+//! The event-mode scatter of the common layer: stride 1 along x and 16, 32, 64, 128 or 256
+//! channels stored per neuron column (a layer of up to 256 output channels stores as many as
+//! the next of these, see `LayerRt`). An input reaches a window of consecutive output rows and columns, and per kernel
 //! row the neurons it reaches are one contiguous run, and so are their weights (kernel columns
 //! are stored reversed). So an event is a handful of fixed runs of vectors, found with one
 //! lookup per axis. The windows are checked against the layer's memory once, when the layer
@@ -45,8 +46,11 @@ pub(crate) struct Windows {
     /// Input channels, and the weights of each.
     channels: usize,
     channel_stride: usize,
-    /// Output channels in chunks of 16.
+    /// Channels stored per neuron column, in chunks of 16.
     chunks: usize,
+    /// Output channels (at most `chunks * 16`; the rest never fire): each counts a synaptic
+    /// operation.
+    out_channels: usize,
     /// Most words of firing bits one event's window has (see [`Pending`]).
     max_words: usize,
     /// The lengths of the neurons and weights the windows were checked against.
@@ -56,12 +60,28 @@ pub(crate) struct Windows {
 impl Windows {
     /// The windows of a layer with these taps, or `None` when the layer is not of the common
     /// shape (or, which cannot happen, its taps are not regular or overreach its memory).
-    pub(crate) fn new(rows: &Fanout, cols: &Fanout, o: usize, channels: usize, state_len: usize, weights_len: usize) -> Option<Self> {
-        if !matches!(o, 16 | 32 | 64 | 128) {
+    ///
+    /// `o` channels are stored per neuron column, of which the first `out_channels` are the
+    /// layer's.
+    pub(crate) fn new(
+        rows: &Fanout,
+        cols: &Fanout,
+        o: usize,
+        out_channels: usize,
+        channels: usize,
+        state_len: usize,
+        weights_len: usize,
+    ) -> Option<Self> {
+        if !matches!(o, 16 | 32 | 64 | 128 | 256) || out_channels > o {
             return None;
         }
         let row_taps: Vec<_> = (0..rows.len()).map(|y| rows.of(y)).collect();
         let col_taps: Vec<_> = (0..cols.len()).map(|x| cols.of(x)).collect();
+        // A row of a window keeps its firing bits in at most `BITS` words (see
+        // `Window::step_all`): 256 channels fit 8 kernel columns.
+        if col_taps.iter().map(|t| t.len()).max().unwrap_or(0) * o > BITS * 64 {
+            return None;
+        }
         // Row steps from any input that reaches two output rows (none: a step is never used).
         let steps = row_taps.iter().find(|t| t.len() >= 2).map_or(Some((0, 0)), |t| {
             Some((t[1].state.checked_sub(t[0].state)? as usize, t[0].weight.checked_sub(t[1].weight)? as usize))
@@ -103,6 +123,7 @@ impl Windows {
             channels,
             channel_stride: weights_len / channels.max(1),
             chunks: o / 16,
+            out_channels,
             max_words: row_taps.iter().map(|t| t.len()).max().unwrap_or(0)
                 * col_taps.iter().map(|t| (t.len() * o / 16).div_ceil(4)).max().unwrap_or(0),
             checked: (state_len, weights_len),
@@ -121,7 +142,7 @@ impl Windows {
     /// two layers were 10-20 % slower in; layers 3-5 at 0.09-0.17 spikes per row (on other
     /// recordings too) 16-28 % faster in two.
     fn pass(&self, (synaptic_ops, spikes): (u64, u64)) -> Pass {
-        let row = self.cols.iter().map(|k| u64::from(k.len)).max().unwrap_or(0) * (self.chunks * 16) as u64;
+        let row = self.cols.iter().map(|k| u64::from(k.len)).max().unwrap_or(0) * self.out_channels as u64;
         // Spikes per row reached, times 10.
         let per_row = spikes.saturating_mul(10 * row).checked_div(synaptic_ops).unwrap_or(0);
         match per_row {
@@ -173,6 +194,7 @@ impl Windows {
             2 => AnyWindow::N2(Window { windows: self, state, weights, neuron, pass, pending }),
             4 => AnyWindow::N4(Window { windows: self, state, weights, neuron, pass, pending }),
             8 => AnyWindow::N8(Window { windows: self, state, weights, neuron, pass, pending }),
+            16 => AnyWindow::N16(Window { windows: self, state, weights, neuron, pass, pending }),
             _ => return None,
         })
     }
@@ -197,6 +219,7 @@ pub(crate) enum AnyWindow<'a> {
     N2(Window<'a, 2>),
     N4(Window<'a, 4>),
     N8(Window<'a, 8>),
+    N16(Window<'a, 16>),
 }
 
 /// A layer's windows with its neurons and weights, `N` chunks of 16 channels: runs the events
@@ -279,7 +302,7 @@ impl<const N: usize> Window<'_, N> {
                 _ => self.scatter::<K, 0, 0>(r, k, state, weights, fired),
             }
         };
-        ((rows * usize::from(k.len) * N * 16) as u64, spikes)
+        ((rows * usize::from(k.len) * w.out_channels) as u64, spikes)
     }
 
     /// One event over the window of rows `r` and columns `k` (`R` and `C` of them when not 0,
@@ -340,7 +363,7 @@ impl<const N: usize> Window<'_, N> {
             }
             let state = (r.state + k.state) as usize;
             let weights = c * w.channel_stride + (r.weight + k.weight) as usize;
-            ops += (usize::from(r.len) * usize::from(k.len) * N * 16) as u64;
+            ops += (usize::from(r.len) * usize::from(k.len) * w.out_channels) as u64;
             // SAFETY: `Windows::new` checked that every run of every window is in bounds;
             // `pending` has room for `max_words` per event; the caller's promise.
             kept = unsafe {
@@ -431,7 +454,7 @@ impl<const N: usize> Window<'_, N> {
     #[inline(always)]
     unsafe fn step_all<K: Lanes>(&mut self, at: Landing, fired: &mut Vec<Site>) -> u64 {
         let words = at.chunks.div_ceil(4);
-        // At most 16 kernel columns of 8 chunks: 32 words, so a block has a row or more.
+        // At most `BITS` words a row (`Windows::new` checks): a block has a row or more.
         let per_block = BITS / words;
         let mut bits = [0u64; BITS];
         let (mut spikes, mut first) = (0, 0);
@@ -789,6 +812,7 @@ mod tests {
                 AnyWindow::N2(w) => go(w, pass, run, &mut fired),
                 AnyWindow::N4(w) => go(w, pass, run, &mut fired),
                 AnyWindow::N8(w) => go(w, pass, run, &mut fired),
+                AnyWindow::N16(w) => go(w, pass, run, &mut fired),
             };
             (ops, spikes) = (ops + o, spikes + n);
         }
@@ -797,11 +821,12 @@ mod tests {
 
     /// One pass, one pass with the sites written after each run, and two passes are three ways
     /// to the same spikes: every site in the same order, the same counts, on windows of every
-    /// width the kernels unroll, at the edges, where pooling cuts rows and columns off, and in
+    /// width the kernels unroll and every channel count they store (11 and 48 stored padded),
+    /// at the edges, where pooling cuts rows and columns off, and in
     /// a run of more events than [`Window::events_at_once`].
     #[test]
     fn every_pass_makes_the_same_spikes() {
-        for (o, k, pad) in [(16, 3, 1), (32, 3, 1), (64, 3, 1), (32, 2, 0), (16, 5, 2), (128, 1, 0)] {
+        for (o, k, pad) in [(16, 3, 1), (32, 3, 1), (64, 3, 1), (32, 2, 0), (16, 5, 2), (128, 1, 0), (256, 3, 1), (11, 3, 1), (48, 2, 0)] {
             // A conv output of 11x11: pooling cuts its last row and column off.
             let l = layer(o, k, pad, 10 + k - 2 * pad);
             let mut input = runs(l.in_shape, 3000);

@@ -232,7 +232,8 @@ fn power_samples_at_the_configured_rate() {
 #[test]
 fn the_leak_charges_the_chip_neurons_without_input() {
     // Weight 0: input changes nothing. Bias 5 per 1 ms tick, threshold 10: every neuron fires
-    // at every second tick, 5 times in 10 ms, at the tick's time.
+    // at every second tick, 5 times in 10 ms, at the tick's time. The one channel is stored
+    // as 16: the 15 lanes past it get no bias and never fire.
     let mut n = net(1, 1, 1, 2, vec![0], 10, -10);
     if let Some(q) = n.layers[0].quant.as_mut() {
         q.bias = Some(vec![5]);

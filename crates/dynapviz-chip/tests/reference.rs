@@ -360,6 +360,27 @@ fn sums_that_saturate_equal_the_reference() {
 }
 
 #[test]
+fn layers_stored_padded_or_wider_than_a_window_equal_the_reference() {
+    // The event mode stores 11 channels as 16 and 100 as 128 (lanes that never fire), runs 256
+    // as its widest window and 272 without one; the classes of a network's last layer (1x1 on
+    // one pixel) are the usual odd count. (The leak on a padded layer: see `event_mode.rs`.)
+    let first = Geometry { out: 16, kernel: 3, stride: 1, padding: 1, pool: 2 };
+    let mut uniform = dynapviz_testkit::uniform(17);
+    let events: Vec<Event> =
+        (0..1500i64).map(|i| Event::new(i, (uniform() * 16.0) as u16 % 16, (uniform() * 16.0) as u16 % 16, uniform() > 0.5)).collect();
+    for (i, (out, kernel, padding)) in [(11, 3, 1), (100, 3, 1), (256, 2, 0), (272, 3, 1), (11, 8, 0)].into_iter().enumerate() {
+        let wide = Geometry { out, kernel, stride: 1, padding, pool: 1 };
+        let n = network(&[first.clone(), wide], 16, 40 + i as u64).expect("network");
+        for kernel in [Kernel::Portable, Kernel::Avx2, Kernel::Avx512] {
+            assert_same_with(&n, &events, kernel).unwrap_or_else(|e| panic!("{out} channels, {kernel:?}: {e}"));
+        }
+        let mut reference = Reference::new(&n);
+        reference.run(&events);
+        assert!(reference.layers[1].spikes > 100, "{out} channels: layer 2 is active ({} spikes)", reference.layers[1].spikes);
+    }
+}
+
+#[test]
 fn a_layer_with_two_destinations_equals_the_reference() {
     // Layer 1 feeds layer 2 and, past it, layer 3: layer 3's queue takes spikes of two layers.
     let same = Geometry { out: 8, kernel: 3, stride: 1, padding: 1, pool: 1 };
