@@ -1,8 +1,8 @@
 //! The event-mode scatter of the common layer: stride 1 along x and 16, 32, 64, 128 or 256
 //! channels stored per neuron column (a layer of up to 256 output channels stores as many as
-//! the next of these, see `LayerRt`). An input reaches a window of consecutive output rows and columns, and per kernel
-//! row the neurons it reaches are one contiguous run, and so are their weights (kernel columns
-//! are stored reversed). So an event is a handful of fixed runs of vectors, found with one
+//! the next of these, see `LayerRt`). An input reaches a window of consecutive output rows and
+//! columns, and per kernel row the neurons it reaches are one contiguous run, and so are their
+//! weights (kernel columns are stored reversed). So an event is a handful of fixed runs of vectors, found with one
 //! lookup per axis. The windows are checked against the layer's memory once, when the layer
 //! is built, so the loop over a run needs no bounds checks.
 
@@ -822,8 +822,8 @@ mod tests {
     /// One pass, one pass with the sites written after each run, and two passes are three ways
     /// to the same spikes: every site in the same order, the same counts, on windows of every
     /// width the kernels unroll and every channel count they store (11 and 48 stored padded),
-    /// at the edges, where pooling cuts rows and columns off, and in
-    /// a run of more events than [`Window::events_at_once`].
+    /// at the edges, where pooling cuts rows and columns off, and in a run of more events than
+    /// [`Window::events_at_once`].
     #[test]
     fn every_pass_makes_the_same_spikes() {
         for (o, k, pad) in [(16, 3, 1), (32, 3, 1), (64, 3, 1), (32, 2, 0), (16, 5, 2), (128, 1, 0), (256, 3, 1), (11, 3, 1), (48, 2, 0)] {
