@@ -120,11 +120,21 @@ pub(crate) trait Lanes {
     /// [`Self::fire`] on 32 consecutive neurons: bit `i` is neuron `i`.
     unsafe fn fire2(v: &mut [[i16; 16]; 2], n: Neuron) -> u32;
     /// [`Self::add`] and [`Self::fire`] in one pass, for potentials whose floor is the
-    /// saturation: returns a bit per neuron that fired. Each neuron is touched once per event,
-    /// so firing right after its add is the same as firing after all adds.
-    unsafe fn step(v: &mut [i16; 16], w: &[i16; 16], n: Neuron) -> u16;
-    /// [`Self::step`] on 32 consecutive neurons: bit `i` is neuron `i`.
+    /// saturation: returns a bit per neuron that fired, in lane order (see [`Self::unlane`]).
+    /// Each neuron is touched once per event, so firing right after its add is the same as
+    /// firing after all adds.
+    unsafe fn step(v: &mut [i16; 16], w: &[i16; 16], n: Neuron) -> u32;
+    /// [`Self::step`] on 32 consecutive neurons, in lane order.
     unsafe fn step2(v: &mut [[i16; 16]; 2], w: &[[i16; 16]; 2], n: Neuron) -> u32;
+
+    /// Neuron order (bit `i` of each half is neuron `i` of its 32) from the lane order of two
+    /// halves made by [`Self::step`] or [`Self::step2`]. Where that order is not the neurons'
+    /// own, putting it right costs a few scalar instructions per word with a spike, instead of
+    /// a lane-crossing shuffle per 32 neurons stepped.
+    #[inline(always)]
+    fn unlane(bits: u64) -> u64 {
+        bits
+    }
 
     /// [`Self::add`] on 32 consecutive neurons: one instruction each where the CPU has 32
     /// lanes.
@@ -187,13 +197,13 @@ impl Lanes for Portable {
     }
 
     #[inline(always)]
-    unsafe fn step(v: &mut [i16; 16], w: &[i16; 16], n: Neuron) -> u16 {
+    unsafe fn step(v: &mut [i16; 16], w: &[i16; 16], n: Neuron) -> u32 {
         let mut fired = 0;
         for (i, (v, &w)) in v.iter_mut().zip(w).enumerate() {
             let x = v.saturating_add(w);
             let at = x > n.below;
             *v = if at { n.after_spike(i32::from(x)) } else { x };
-            fired |= u16::from(at) << i;
+            fired |= u32::from(at) << i;
         }
         fired
     }
@@ -202,7 +212,7 @@ impl Lanes for Portable {
     unsafe fn step2(v: &mut [[i16; 16]; 2], w: &[[i16; 16]; 2], n: Neuron) -> u32 {
         let ([a, b], [wa, wb]) = (v, w);
         // SAFETY: plain Rust.
-        unsafe { u32::from(Self::step(a, wa, n)) | u32::from(Self::step(b, wb, n)) << 16 }
+        unsafe { Self::step(a, wa, n) | Self::step(b, wb, n) << 16 }
     }
 }
 
@@ -238,8 +248,9 @@ pub(crate) struct Avx2;
 #[cfg(x86_kernels)]
 mod avx2_lanes {
     use std::arch::x86_64::{
-        __m256i, _mm256_adds_epi16, _mm256_blendv_epi8, _mm256_cmpgt_epi16, _mm256_loadu_si256, _mm256_max_epi16, _mm256_movemask_epi8,
-        _mm256_packs_epi16, _mm256_permute4x64_epi64, _mm256_set1_epi16, _mm256_storeu_si256, _mm256_subs_epi16, _mm256_testz_si256,
+        __m256i, _mm256_adds_epi16, _mm256_and_si256, _mm256_blendv_epi8, _mm256_cmpgt_epi16, _mm256_loadu_si256, _mm256_max_epi16,
+        _mm256_movemask_epi8, _mm256_packs_epi16, _mm256_permute4x64_epi64, _mm256_set1_epi16, _mm256_setzero_si256, _mm256_storeu_si256,
+        _mm256_subs_epi16, _mm256_testz_si256,
     };
 
     use super::{Avx2, Lanes, Neuron, Reset};
@@ -287,9 +298,9 @@ mod avx2_lanes {
         }
 
         #[inline(always)]
-        unsafe fn step(v: &mut [i16; 16], w: &[i16; 16], n: Neuron) -> u16 {
+        unsafe fn step(v: &mut [i16; 16], w: &[i16; 16], n: Neuron) -> u32 {
             // SAFETY: the caller guarantees AVX2.
-            unsafe { bits(step(v, w, n)) }
+            unsafe { lane_bits(step(v, w, n), _mm256_setzero_si256()) }
         }
 
         #[inline(always)]
@@ -297,9 +308,26 @@ mod avx2_lanes {
             // SAFETY: the caller guarantees AVX2.
             unsafe {
                 let ([a, b], [wa, wb]) = (v, w);
-                bits2(step(a, wa, n), step(b, wb, n))
+                lane_bits(step(a, wa, n), step(b, wb, n))
             }
         }
+
+        /// Swaps bytes 1 and 2 of each half: see [`lane_bits`].
+        #[inline(always)]
+        fn unlane(m: u64) -> u64 {
+            const KEEP: u64 = 0xff00_00ff_ff00_00ff;
+            const BYTE: u64 = 0x0000_ff00_0000_ff00;
+            (m & KEEP) | ((m << 8) & (BYTE << 8)) | ((m >> 8) & BYTE)
+        }
+    }
+
+    /// A bit per lane of two compares, in lane order: packing interleaves the 128-bit halves,
+    /// so the bytes of the mask are `a` 0-7, `b` 0-7, `a` 8-15 and `b` 8-15
+    /// ([`Lanes::unlane`] swaps the middle two).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn lane_bits(a: __m256i, b: __m256i) -> u32 {
+        _mm256_movemask_epi8(_mm256_packs_epi16(a, b)) as u32
     }
 
     /// A bit per lane of a compare.
@@ -371,14 +399,21 @@ mod avx2_lanes {
         }
     }
 
-    /// [`Lanes::step`]; returns the neurons that fired, as lanes.
+    /// [`Lanes::step`]; returns the neurons that fired, as lanes. The floor is the saturation,
+    /// so a subtracting reset needs no clamp: the threshold is subtracted from all lanes, 0
+    /// from those below it.
     #[target_feature(enable = "avx2")]
     #[inline]
     fn step(v: &mut [i16; 16], w: &[i16; 16], n: Neuron) -> __m256i {
         // SAFETY: both arrays are 16 i16 (32 bytes); the loads and stores are unaligned.
         unsafe {
             let p = v.as_mut_ptr().cast::<__m256i>();
-            let (x, at) = reset(_mm256_adds_epi16(_mm256_loadu_si256(p), _mm256_loadu_si256(w.as_ptr().cast())), n);
+            let x = _mm256_adds_epi16(_mm256_loadu_si256(p), _mm256_loadu_si256(w.as_ptr().cast()));
+            let at = _mm256_cmpgt_epi16(x, _mm256_set1_epi16(n.below));
+            let x = match n.reset {
+                Reset::Subtract => _mm256_subs_epi16(x, _mm256_and_si256(at, _mm256_set1_epi16(n.threshold16))),
+                Reset::Zero => _mm256_blendv_epi8(x, _mm256_set1_epi16(n.rest), at),
+            };
             _mm256_storeu_si256(p, x);
             at
         }
@@ -465,9 +500,9 @@ mod avx512_lanes {
         }
 
         #[inline(always)]
-        unsafe fn step(v: &mut [i16; 16], w: &[i16; 16], n: Neuron) -> u16 {
+        unsafe fn step(v: &mut [i16; 16], w: &[i16; 16], n: Neuron) -> u32 {
             // SAFETY: the caller guarantees AVX-512.
-            unsafe { step16(v, w, n) }
+            unsafe { u32::from(step16(v, w, n)) }
         }
 
         #[inline(always)]

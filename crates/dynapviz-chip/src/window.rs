@@ -254,6 +254,7 @@ enum Pass {
 /// be written, with where they land.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Pending {
+    /// In lane order (see [`Lanes::unlane`]).
     bits: u64,
     /// Pooled row.
     py: u16,
@@ -387,7 +388,7 @@ impl<const N: usize> Window<'_, N> {
             unsafe {
                 let p = *pending.add(i);
                 let cols = w.pooled_cols.as_ptr().add(usize::from(p.first_col));
-                len = write_word::<N>(out, len, cols, usize::from(p.last_col), p.py, usize::from(p.word), p.bits);
+                len = write_word::<N>(out, len, cols, usize::from(p.last_col), p.py, usize::from(p.word), K::unlane(p.bits));
             }
         }
         // SAFETY: the sites up to `len` are written, within the reserved room.
@@ -464,7 +465,7 @@ impl<const N: usize> Window<'_, N> {
             unsafe {
                 let firing = self.step::<K>(first, block, at, &mut bits);
                 if firing != 0 {
-                    spikes += self.emit(firing, first, block, at, &bits, fired);
+                    spikes += self.emit::<K>(firing, first, block, at, &bits, fired);
                 }
             }
             first += block;
@@ -473,7 +474,7 @@ impl<const N: usize> Window<'_, N> {
     }
 
     /// Steps rows `first..first + block` of `chunks` vectors: the bits of the neurons that
-    /// fired go to `bits`, `chunks.div_ceil(4)` words a row; returns a bit per row of the block
+    /// fired go to `bits` in lane order, `chunks.div_ceil(4)` words a row; returns a bit per row of the block
     /// with one that fired.
     ///
     /// # Safety
@@ -511,7 +512,15 @@ impl<const N: usize> Window<'_, N> {
     /// # Safety
     /// As [`Self::scatter`].
     #[inline(always)]
-    unsafe fn emit(&self, firing: u32, first: usize, block: usize, at: Landing, bits: &[u64; BITS], fired: &mut Vec<Site>) -> u64 {
+    unsafe fn emit<K: Lanes>(
+        &self,
+        firing: u32,
+        first: usize,
+        block: usize,
+        at: Landing,
+        bits: &[u64; BITS],
+        fired: &mut Vec<Site>,
+    ) -> u64 {
         let Landing { r, k, chunks, .. } = at;
         let words = chunks.div_ceil(4);
         let mut sites = Emitter::<N>::new(self.windows, k, firing, chunks, fired);
@@ -519,7 +528,7 @@ impl<const N: usize> Window<'_, N> {
         for ri in 0..block {
             let py = self.windows.pooled_rows[usize::from(r.first) + first + ri];
             for word in 0..words {
-                let b = bits[ri * words + word];
+                let b = K::unlane(bits[ri * words + word]);
                 spikes += u64::from(b.count_ones());
                 // SAFETY: the caller's promise.
                 unsafe { sites.row_word(py, word, b) };
@@ -671,7 +680,8 @@ struct Keep<'a> {
 }
 
 /// Steps word `word` (chunks `4 * word..4 * word + 4`, those below `chunks`) of the row of
-/// neurons `v` with weights `wt` (see [`Lanes::step`]); returns the bits of those that fired.
+/// neurons `v` with weights `wt` (see [`Lanes::step`]); returns the bits of those that fired,
+/// in lane order ([`Lanes::unlane`] puts them in neuron order).
 ///
 /// # Safety
 /// The row's `chunks` vectors are in bounds; the CPU has the instructions of `K`.
@@ -685,7 +695,7 @@ unsafe fn step_word<K: Lanes>(v: *mut [i16; 16], wt: *const [i16; 16], word: usi
             if j + 1 < chunks {
                 K::step2(&mut *v.add(j).cast(), &*wt.add(j).cast(), n)
             } else if j < chunks {
-                u32::from(K::step(&mut *v.add(j), &*wt.add(j), n))
+                K::step(&mut *v.add(j), &*wt.add(j), n)
             } else {
                 0
             }
