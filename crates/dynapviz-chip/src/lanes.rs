@@ -115,9 +115,10 @@ pub(crate) trait Lanes {
     unsafe fn add(v: &mut [i16; 16], w: &[i16; 16], any: Self::Any) -> Self::Any;
     /// Whether a potential folded into `any` is at threshold.
     unsafe fn fired(any: Self::Any, n: Neuron) -> bool;
-    /// Resets the neurons at threshold; returns a bit per neuron that fired.
-    unsafe fn fire(v: &mut [i16; 16], n: Neuron) -> u16;
-    /// [`Self::fire`] on 32 consecutive neurons: bit `i` is neuron `i`.
+    /// Resets the neurons at threshold; returns a bit per neuron that fired, in lane order
+    /// (see [`Self::unlane`]).
+    unsafe fn fire(v: &mut [i16; 16], n: Neuron) -> u32;
+    /// [`Self::fire`] on 32 consecutive neurons, in lane order.
     unsafe fn fire2(v: &mut [[i16; 16]; 2], n: Neuron) -> u32;
     /// [`Self::add`] and [`Self::fire`] in one pass, for potentials whose floor is the
     /// saturation: returns a bit per neuron that fired, in lane order (see [`Self::unlane`]).
@@ -128,9 +129,9 @@ pub(crate) trait Lanes {
     unsafe fn step2(v: &mut [[i16; 16]; 2], w: &[[i16; 16]; 2], n: Neuron) -> u32;
 
     /// Neuron order (bit `i` of each half is neuron `i` of its 32) from the lane order of two
-    /// halves made by [`Self::step`] or [`Self::step2`]. Where that order is not the neurons'
-    /// own, putting it right costs a few scalar instructions per word with a spike, instead of
-    /// a lane-crossing shuffle per 32 neurons stepped.
+    /// halves made by [`Self::step`], [`Self::fire`] or their 32-neuron forms. Where that order
+    /// is not the neurons' own, putting it right costs a few scalar instructions per word with
+    /// a spike, instead of a lane-crossing shuffle per 32 neurons stepped.
     #[inline(always)]
     fn unlane(bits: u64) -> u64 {
         bits
@@ -186,8 +187,8 @@ impl Lanes for Portable {
     }
 
     #[inline(always)]
-    unsafe fn fire(v: &mut [i16; 16], n: Neuron) -> u16 {
-        fire_tail(v, n)
+    unsafe fn fire(v: &mut [i16; 16], n: Neuron) -> u32 {
+        u32::from(fire_tail(v, n))
     }
 
     #[inline(always)]
@@ -249,8 +250,8 @@ pub(crate) struct Avx2;
 mod avx2_lanes {
     use std::arch::x86_64::{
         __m256i, _mm256_adds_epi16, _mm256_and_si256, _mm256_blendv_epi8, _mm256_cmpgt_epi16, _mm256_loadu_si256, _mm256_max_epi16,
-        _mm256_movemask_epi8, _mm256_packs_epi16, _mm256_permute4x64_epi64, _mm256_set1_epi16, _mm256_setzero_si256, _mm256_storeu_si256,
-        _mm256_subs_epi16, _mm256_testz_si256,
+        _mm256_movemask_epi8, _mm256_packs_epi16, _mm256_set1_epi16, _mm256_setzero_si256, _mm256_storeu_si256, _mm256_subs_epi16,
+        _mm256_testz_si256,
     };
 
     use super::{Avx2, Lanes, Neuron, Reset};
@@ -283,9 +284,9 @@ mod avx2_lanes {
         }
 
         #[inline(always)]
-        unsafe fn fire(v: &mut [i16; 16], n: Neuron) -> u16 {
+        unsafe fn fire(v: &mut [i16; 16], n: Neuron) -> u32 {
             // SAFETY: the caller guarantees AVX2.
-            unsafe { bits(fire(v, n)) }
+            unsafe { lane_bits(fire(v, n), _mm256_setzero_si256()) }
         }
 
         #[inline(always)]
@@ -293,7 +294,7 @@ mod avx2_lanes {
             // SAFETY: the caller guarantees AVX2.
             unsafe {
                 let [a, b] = v;
-                bits2(fire(a, n), fire(b, n))
+                lane_bits(fire(a, n), fire(b, n))
             }
         }
 
@@ -328,24 +329,6 @@ mod avx2_lanes {
     #[inline]
     fn lane_bits(a: __m256i, b: __m256i) -> u32 {
         _mm256_movemask_epi8(_mm256_packs_epi16(a, b)) as u32
-    }
-
-    /// A bit per lane of a compare.
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    fn bits(at: __m256i) -> u16 {
-        // Bytes 0-7 and 16-23 of the packed compare are neurons 0-7 and 8-15.
-        let m = _mm256_movemask_epi8(_mm256_packs_epi16(at, at)) as u32;
-        ((m & 0xff) | ((m >> 8) & 0xff00)) as u16
-    }
-
-    /// A bit per lane of two compares, `a`'s the low 16.
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    fn bits2(a: __m256i, b: __m256i) -> u32 {
-        // Packing interleaves the halves (a 0-7, b 0-7, a 8-15, b 8-15); the permute puts
-        // them back in neuron order.
-        _mm256_movemask_epi8(_mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi16(a, b))) as u32
     }
 
     #[target_feature(enable = "avx2")]
@@ -488,9 +471,9 @@ mod avx512_lanes {
         }
 
         #[inline(always)]
-        unsafe fn fire(v: &mut [i16; 16], n: Neuron) -> u16 {
+        unsafe fn fire(v: &mut [i16; 16], n: Neuron) -> u32 {
             // SAFETY: the caller guarantees AVX-512.
-            unsafe { fire16(v, n) }
+            unsafe { u32::from(fire16(v, n)) }
         }
 
         #[inline(always)]

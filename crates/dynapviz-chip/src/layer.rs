@@ -530,8 +530,9 @@ impl Scatter<'_> {
                     }
                 };
                 for (j, v) in chunks.iter_mut().enumerate() {
+                    // Put in neuron order, the 16 neurons' bits are the low 16.
                     // SAFETY: the caller's promise.
-                    emit(unsafe { K::fire(v, n) }, j * 16);
+                    emit(unsafe { K::unlane(u64::from(K::fire(v, n))) } as u16, j * 16);
                 }
                 emit(fire_tail(tail, n), chunks.len() * 16);
             }

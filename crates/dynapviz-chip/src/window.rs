@@ -608,7 +608,7 @@ impl<const N: usize> Window<'_, N> {
                         if j + 1 < chunks {
                             K::fire2(&mut *v.add(j).cast(), n)
                         } else if j < chunks {
-                            u32::from(K::fire(&mut *v.add(j), n))
+                            K::fire(&mut *v.add(j), n)
                         } else {
                             0
                         }
@@ -617,7 +617,7 @@ impl<const N: usize> Window<'_, N> {
                 }
                 spikes += u64::from(bits.count_ones());
                 // SAFETY: the caller's promise.
-                unsafe { sites.row_word(py, word, bits) };
+                unsafe { sites.row_word(py, word, K::unlane(bits)) };
             }
         }
         sites.done();
