@@ -474,8 +474,8 @@ impl<const N: usize> Window<'_, N> {
     }
 
     /// Steps rows `first..first + block` of `chunks` vectors: the bits of the neurons that
-    /// fired go to `bits` in lane order, `chunks.div_ceil(4)` words a row; returns a bit per row of the block
-    /// with one that fired.
+    /// fired go to `bits` in lane order, `chunks.div_ceil(4)` words a row; returns a bit per
+    /// row of the block with one that fired.
     ///
     /// # Safety
     /// As [`Self::scatter`].
