@@ -130,8 +130,9 @@ pub(crate) trait Lanes {
 
     /// Neuron order (bit `i` of each half is neuron `i` of its 32) from the lane order of two
     /// halves made by [`Self::step`], [`Self::fire`] or their 32-neuron forms. Where that order
-    /// is not the neurons' own, putting it right costs a few scalar instructions per word with
-    /// a spike, instead of a lane-crossing shuffle per 32 neurons stepped.
+    /// is not the neurons' own, putting it right costs a few scalar instructions per word whose
+    /// sites are written (each kept word of a deferred layer, each word of a firing row or
+    /// block otherwise), instead of a lane-crossing shuffle per 32 neurons stepped.
     #[inline(always)]
     fn unlane(bits: u64) -> u64 {
         bits
