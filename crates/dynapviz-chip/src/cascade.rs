@@ -441,7 +441,7 @@ impl<K: Lanes, const N: usize> Respond for Deferring<'_, K, N> {
         // A long run in parts, so that the words kept stay few.
         for part in sites.chunks(self.0.events_at_once()) {
             // SAFETY: the caller's promise.
-            let (o, n) = unsafe { self.0.events::<K>(part, fired) };
+            let (o, n) = unsafe { K::deferred(&mut self.0, part, fired) };
             (ops, spikes) = (ops + o, spikes + n);
         }
         (ops, spikes)

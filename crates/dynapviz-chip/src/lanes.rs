@@ -4,6 +4,9 @@
 
 use dynapviz_model::network::Reset;
 
+use crate::layer::Site;
+use crate::window::Window;
+
 /// The instructions the event mode's kernel is compiled for, from the most portable up. All
 /// give identical results; [`crate::Config::kernel`] caps the choice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -154,6 +157,16 @@ pub(crate) trait Lanes {
         // SAFETY: the caller's promise.
         unsafe { Self::update(v1, w1, n, Self::update(v0, w0, n, any)) }
     }
+
+    /// [`Window::events`] with this kernel, in a function of its own rather than inlined
+    /// into the cascade's loop over every layer: there, the deferred loop shared its registers
+    /// with everything else and reloaded its constants from the stack on every row.
+    ///
+    /// # Safety
+    /// As [`Window::events`].
+    unsafe fn deferred<const N: usize>(w: &mut Window<'_, N>, sites: &[Site], fired: &mut Vec<Site>) -> (u64, u64)
+    where
+        Self: Sized;
 }
 
 /// Plain Rust, for any CPU (and for channel counts that are not a multiple of 16).
@@ -161,6 +174,12 @@ pub(crate) struct Portable;
 
 impl Lanes for Portable {
     type Any = i16;
+
+    #[inline(never)]
+    unsafe fn deferred<const N: usize>(w: &mut Window<'_, N>, sites: &[Site], fired: &mut Vec<Site>) -> (u64, u64) {
+        // SAFETY: the caller's promise; the portable kernel needs nothing of the CPU.
+        unsafe { w.events::<Self>(sites, fired) }
+    }
 
     #[inline(always)]
     unsafe fn none() -> i16 {
@@ -255,10 +274,17 @@ mod avx2_lanes {
         _mm256_testz_si256,
     };
 
-    use super::{Avx2, Lanes, Neuron, Reset};
+    use super::{Avx2, Lanes, Neuron, Reset, Site, Window};
 
     impl Lanes for Avx2 {
         type Any = __m256i;
+
+        #[inline(never)]
+        #[target_feature(enable = "avx2,popcnt,bmi1")]
+        unsafe fn deferred<const N: usize>(w: &mut Window<'_, N>, sites: &[Site], fired: &mut Vec<Site>) -> (u64, u64) {
+            // SAFETY: the caller's promise (AVX2 among it).
+            unsafe { w.events::<Self>(sites, fired) }
+        }
 
         #[inline(always)]
         unsafe fn none() -> __m256i {
@@ -429,11 +455,18 @@ mod avx512_lanes {
         _mm512_mask_subs_epi16, _mm512_max_epi16, _mm512_set1_epi16, _mm512_storeu_si512, _mm512_subs_epi16,
     };
 
-    use super::{Avx512, Lanes, Neuron, Reset};
+    use super::{Avx512, Lanes, Neuron, Reset, Site, Window};
 
     impl Lanes for Avx512 {
         /// 32 lanes: a 16-neuron update folds into the low half.
         type Any = __m512i;
+
+        #[inline(never)]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,popcnt,bmi1")]
+        unsafe fn deferred<const N: usize>(w: &mut Window<'_, N>, sites: &[Site], fired: &mut Vec<Site>) -> (u64, u64) {
+            // SAFETY: the caller's promise (AVX-512 among it).
+            unsafe { w.events::<Self>(sites, fired) }
+        }
 
         #[inline(always)]
         unsafe fn none() -> __m512i {

@@ -6,6 +6,8 @@
 //! lookup per axis. The windows are checked against the layer's memory once, when the layer
 //! is built, so the loop over a run needs no bounds checks.
 
+use dynapviz_model::network::Reset;
+
 use crate::lanes::{Lanes, Neuron};
 use crate::layer::{CUT, Fanout, Site, Tap};
 
@@ -348,6 +350,23 @@ impl<const N: usize> Window<'_, N> {
     /// The CPU has the instructions of `K`.
     #[inline(always)]
     pub(crate) unsafe fn events<K: Lanes>(&mut self, sites: &[Site], fired: &mut Vec<Site>) -> (u64, u64) {
+        // A loop per reset mode, so that the step of every row does not ask which it is.
+        let n = self.neuron;
+        // SAFETY: the caller's promise.
+        unsafe {
+            match n.reset {
+                Reset::Subtract => self.events_as::<K>(Neuron { reset: Reset::Subtract, ..n }, sites, fired),
+                Reset::Zero => self.events_as::<K>(Neuron { reset: Reset::Zero, ..n }, sites, fired),
+            }
+        }
+    }
+
+    /// [`Self::events`] with the layer's firing rule `n`, its reset mode fixed at compile time.
+    ///
+    /// # Safety
+    /// The CPU has the instructions of `K`.
+    #[inline(always)]
+    unsafe fn events_as<K: Lanes>(&mut self, n: Neuron, sites: &[Site], fired: &mut Vec<Site>) -> (u64, u64) {
         debug_assert_eq!(self.pass, Pass::Deferred);
         let w = self.windows;
         self.pending.clear();
@@ -367,15 +386,15 @@ impl<const N: usize> Window<'_, N> {
             ops += (usize::from(r.len) * usize::from(k.len) * w.out_channels) as u64;
             // SAFETY: `Windows::new` checked that every run of every window is in bounds;
             // `pending` has room for `max_words` per event; the caller's promise.
-            kept = unsafe {
-                let to = Keep { pending, kept, spikes: &mut spikes };
+            (kept, spikes) = unsafe {
+                let to = Keep { pending, kept, spikes };
                 match k.len {
-                    3 if r.len == 3 => self.defer::<K, 3, 3>(r, k, state, weights, to),
-                    3 => self.defer::<K, 3, 0>(r, k, state, weights, to),
-                    2 => self.defer::<K, 2, 0>(r, k, state, weights, to),
-                    1 if r.len == 1 => self.defer::<K, 1, 1>(r, k, state, weights, to),
-                    1 => self.defer::<K, 1, 0>(r, k, state, weights, to),
-                    _ => self.defer::<K, 0, 0>(r, k, state, weights, to),
+                    3 if r.len == 3 => self.defer::<K, 3, 3>(n, r, k, state, weights, to),
+                    3 => self.defer::<K, 3, 0>(n, r, k, state, weights, to),
+                    2 => self.defer::<K, 2, 0>(n, r, k, state, weights, to),
+                    1 if r.len == 1 => self.defer::<K, 1, 1>(n, r, k, state, weights, to),
+                    1 => self.defer::<K, 1, 0>(n, r, k, state, weights, to),
+                    _ => self.defer::<K, 0, 0>(n, r, k, state, weights, to),
                 }
             };
         }
@@ -403,26 +422,28 @@ impl<const N: usize> Window<'_, N> {
     }
 
     /// One event over the window of rows `r` and columns `k` in one pass (as [`Self::scatter`]
-    /// for `C` and `R`): appends its words of firing bits to `to.pending`, keeping those with a
-    /// spike that pooling does not cut off; returns how many are kept now.
+    /// for `C` and `R`, with firing rule `n`): appends its words of firing bits to
+    /// `to.pending`, keeping those with a spike that pooling does not cut off; returns how many
+    /// are kept now, and the spikes so far.
     ///
     /// # Safety
     /// As [`Self::scatter`]; `to.pending` has room for the window's words after `to.kept`.
     #[inline(always)]
     unsafe fn defer<K: Lanes, const C: usize, const R: usize>(
         &mut self,
+        n: Neuron,
         r: Span,
         k: Span,
         state: usize,
         weights: usize,
         to: Keep,
-    ) -> usize {
-        let Keep { pending, mut kept, spikes } = to;
+    ) -> (usize, u64) {
+        let Keep { pending, mut kept, mut spikes } = to;
         let chunks = if C == 0 { usize::from(k.len) } else { C } * N;
         let rows = if R == 0 { usize::from(r.len) } else { R };
         let words = chunks.div_ceil(4);
-        // In locals: the compiler cannot tell that the writes to the neurons leave them alone.
-        let (n, w) = (self.neuron, self.windows);
+        // In a local: the compiler cannot tell that the writes to the neurons leave it alone.
+        let w = self.windows;
         let (row_step, weight_row_step) = (w.row_step, w.weight_row_step);
         let (first_col, last_col) = (k.first, k.len - 1);
         for ri in 0..rows {
@@ -436,13 +457,13 @@ impl<const N: usize> Window<'_, N> {
                 // SAFETY: the caller's promise: the row's runs are in bounds, and the room.
                 unsafe {
                     let bits = step_word::<K>(v, wt, word, chunks, n);
-                    *spikes += u64::from(bits.count_ones());
+                    spikes += u64::from(bits.count_ones());
                     pending.add(kept).write(Pending { bits, py, first_col, last_col, word: word as u16 });
                     kept += usize::from((bits != 0) & (py != CUT));
                 }
             }
         }
-        kept
+        (kept, spikes)
     }
 
     /// The window in one pass per block of rows, for a layer where most rows have a spike:
@@ -672,11 +693,12 @@ impl<'a, const N: usize> Emitter<'a, N> {
 }
 
 /// Where [`Window::defer`] keeps words of firing bits: `pending` with `kept` of them so far,
-/// and the spikes they (and the words not kept) had.
-struct Keep<'a> {
+/// and the spikes they (and the words not kept) had. By value, returned updated: a count
+/// behind a reference stayed in memory, a load and a store on every row.
+struct Keep {
     pending: *mut Pending,
     kept: usize,
-    spikes: &'a mut u64,
+    spikes: u64,
 }
 
 /// Steps word `word` (chunks `4 * word..4 * word + 4`, those below `chunks`) of the row of
