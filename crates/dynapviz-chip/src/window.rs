@@ -693,8 +693,8 @@ impl<'a, const N: usize> Emitter<'a, N> {
 }
 
 /// Where [`Window::defer`] keeps words of firing bits: `pending` with `kept` of them so far,
-/// and the spikes they (and the words not kept) had. By value, returned updated: a count
-/// behind a reference stayed in memory, a load and a store on every row.
+/// and the spikes they (and the words not kept) had. Passed by value, its counts handed back
+/// by `defer`: a count behind a reference stayed in memory, a load and a store on every row.
 struct Keep {
     pending: *mut Pending,
     kept: usize,
