@@ -5,7 +5,7 @@ use dynapviz_events::Event;
 
 use crate::cascade::Queue;
 use crate::dvs::Front;
-use crate::power::Work;
+use crate::power::{PowerMonitor, PowerSample, Work};
 use crate::sim::{LayerCounters, Spike};
 
 /// Per batch of sensor events (indexed by position in the batch): monitored spikes, work and
@@ -36,9 +36,10 @@ impl Batch {
     }
 
     /// Ends the batch: appends the monitored spikes to `out` in sensor-event order (stable:
-    /// within one event they keep the order they were tagged in, layer by layer) and calls
-    /// `power(t_us, work)` for each admitted event, in order.
-    pub fn hand_out(&mut self, out: &mut Vec<Spike>, mut power: impl FnMut(i64, Work)) {
+    /// within one event they keep the order they were tagged in, layer by layer) and adds the
+    /// work of each admitted event to `power` at its time, in order, `power`'s samples going
+    /// to `samples`.
+    pub fn hand_out(&mut self, out: &mut Vec<Spike>, power: &mut PowerMonitor, samples: &mut Vec<PowerSample>) {
         // A counting sort by sensor event: stable, linear, and with no scratch memory to
         // allocate, unlike the standard stable sort.
         self.places.clear();
@@ -58,10 +59,7 @@ impl Batch {
             out[*place] = s;
             *place += 1;
         }
-        for (w, &t) in self.work.iter().zip(&self.times) {
-            if w.sensor_events > 0 {
-                power(t, *w);
-            }
-        }
+        let admitted = self.work.iter().zip(&self.times).filter(|(w, _)| w.sensor_events > 0);
+        power.add_all(admitted.map(|(&w, &t)| (t, w)), samples);
     }
 }

@@ -58,6 +58,14 @@ impl Queue {
         self.runs_of(index, t_ns, sites.len());
     }
 
+    /// Queues one site as a run of its own, as the admission does for every sensor event: no
+    /// slice to copy and no length to check.
+    #[inline(always)]
+    pub fn push_site(&mut self, index: u32, t_ns: i64, site: Site) {
+        self.sites.push(site);
+        self.runs.push(Run { index, len: 1, t_ns });
+    }
+
     /// The queued sites, for a layer to append one run's spikes to in place; then
     /// [`Self::close_run`].
     pub fn sites_mut(&mut self) -> &mut Vec<Site> {

@@ -143,7 +143,7 @@ impl Front {
             if monitored {
                 tagged.push((i as u32, Spike { t, layer: 0, c: site.c, y: site.y, x: site.x }));
             }
-            first_layer.push(i as u32, t * 1000, &[site]);
+            first_layer.push_site(i as u32, t * 1000, site);
             admitted(i, t);
         }
         admitting.end(self, dvs);

@@ -367,7 +367,7 @@ impl Simulator {
     pub fn process(&mut self, events: &[Event], out: &mut Vec<Spike>) {
         if self.threads() >= 2 && events.len() >= self.config.parallel_min_events {
             return self.process_stages(&mut { events }, |batch, power, samples| {
-                batch.hand_out(out, |t, work| power.add(t, work, samples));
+                batch.hand_out(out, power, samples);
                 true
             });
         }
@@ -409,7 +409,7 @@ impl Simulator {
             })
         });
         self.process_stages(&mut events, |batch, power, samples| {
-            batch.hand_out(&mut out, |t, work| power.add(t, work, samples));
+            batch.hand_out(&mut out, power, samples);
             let sunk = sink(&out, samples);
             out.clear();
             samples.clear();
@@ -465,7 +465,7 @@ impl Simulator {
         }
         .run(&mut batch.work, |i, s| batch.tagged.push((i, s)));
         let (power, samples) = (&mut self.power, &mut self.power_samples);
-        batch.hand_out(out, |t, work| power.add(t, work, samples));
+        batch.hand_out(out, power, samples);
         self.batch = batch;
     }
 
