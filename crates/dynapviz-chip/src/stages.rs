@@ -18,9 +18,13 @@
 //! are made again on segments as long as all measured before (8 k, 16 k ... 128 k sensor
 //! events), since what a few events (of a network whose neurons have only begun to charge)
 //! measure is far from what follows; after that, every 1 M sensor events, so that the cuts
-//! follow the input when it changes. Each segment drains the pipeline. A call's events, or a
-//! stream of chunks ([`Chunks`], which runs through the chunks without draining between
-//! them), are cut into segments.
+//! follow the input when it changes. Each segment drains the pipeline; the short ones run in
+//! smaller pieces, so that they do not run mostly while it fills and drains. The admission's
+//! cost is measured apart for cuts that keep layer 1 on the caller's thread and for those that
+//! do not (and the hand-out's by where the last layer runs): it is three times as much when its
+//! pieces' buffers go to another thread's cache. A call's events, or a stream of chunks
+//! ([`Chunks`], which runs through the chunks without draining between them), are cut into
+//! segments.
 
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 
@@ -74,6 +78,13 @@ impl Buffers {
     /// where the work needs more than any did before, and a warm call allocates nothing when
     /// the cuts change.
     fn level(&mut self) {
+        // Between segments no piece is on its way: what they hold is spent, and emptied, their
+        // buffers grow without copying it.
+        for piece in &mut self.pieces {
+            piece.flight.clear();
+            piece.arrived.clear();
+            piece.admitted.clear();
+        }
         let flights = self.pieces.iter().flat_map(|p| [&p.flight, &p.arrived]);
         let queues = self.queues.iter().chain(self.pieces.iter().map(|p| &p.admitted));
         let room = flights.map(Flight::room).chain(queues.map(Queue::room)).fold(Room::default(), Room::max);
@@ -84,7 +95,10 @@ impl Buffers {
         }
         self.queues.iter_mut().for_each(|q| q.make_room(room));
         let fired = self.fired.iter().map(|f| f.capacity()).max().unwrap_or(0);
-        self.fired.iter_mut().for_each(|f| hold(f, fired));
+        self.fired.iter_mut().for_each(|f| {
+            f.clear();
+            hold(f, fired);
+        });
     }
 }
 
@@ -107,9 +121,12 @@ struct Piece {
 /// Where to cut the layers: the time each layer took, from the calls before.
 #[derive(Default)]
 struct Balance {
-    /// Per layer, then the admission and the hand-out: nanoseconds per sensor event, averaged
-    /// over the segments run so far.
+    /// Per layer: nanoseconds per sensor event, averaged over the segments run so far.
     cost: Vec<f64>,
+    /// The admission's cost, by where layer 1 runs.
+    admission: EndCost,
+    /// The hand-out's cost, by where the last layer runs.
+    hand_out: EndCost,
     /// Sensor events measured so far.
     events: usize,
 }
@@ -122,16 +139,15 @@ impl Balance {
     /// slowest stage faster by the fraction `gain` (see [`crate::Config::thread_gain`]). Until
     /// a call has measured the layers, each counts the same.
     fn cuts(&mut self, layers: usize, threads: usize, gain: f64) -> Vec<usize> {
-        if self.cost.len() != layers + 2 {
+        if self.cost.len() != layers {
             self.cost = vec![1.0; layers];
-            self.cost.extend([0.0, 0.0]);
         }
-        let (cost, around) = (&self.cost[..layers], self.cost[layers] + self.cost[layers + 1]);
-        let prefix = prefix_sums(cost);
+        let prefix = prefix_sums(&self.cost);
+        let ends = |first: usize, last: usize| self.admission.cost(first > 0) + self.hand_out.cost(last < layers);
         let most = (threads.max(2) - 1).min(layers.max(1));
-        let mut best = caller_at_both_ends(cost, &prefix, around, 1);
+        let mut best = caller_at_both_ends(&self.cost, &prefix, ends, 1);
         for middle in 2..=most {
-            let more = caller_at_both_ends(cost, &prefix, around, middle);
+            let more = caller_at_both_ends(&self.cost, &prefix, ends, middle);
             if more.0 <= best.0 * (1.0 - gain) {
                 best = more;
             }
@@ -140,29 +156,58 @@ impl Balance {
     }
 
     /// Adds one segment's measurements (per layer, then admission and hand-out) over `events`
-    /// sensor events.
-    fn update(&mut self, spent_ns: &[u64], events: usize) {
-        let per_event = spent_ns.iter().map(|&ns| ns as f64 / events.max(1) as f64);
-        if self.events == 0 {
-            self.cost = per_event.collect();
+    /// sensor events, run with `cuts`.
+    fn update(&mut self, spent_ns: &[u64], events: usize, cuts: &[usize]) {
+        let layers = spent_ns.len().saturating_sub(2);
+        let mut per_event = spent_ns.iter().map(|&ns| ns as f64 / events.max(1) as f64);
+        if self.events == 0 || self.cost.len() != layers {
+            self.cost = per_event.by_ref().take(layers).collect();
         } else {
-            for (c, ns) in self.cost.iter_mut().zip(per_event) {
+            for (c, ns) in self.cost.iter_mut().zip(per_event.by_ref()) {
                 *c = 0.5 * *c + 0.5 * ns;
             }
         }
+        let near = (cuts.first().is_some_and(|&c| c > 0), cuts.last().is_some_and(|&c| c < layers));
+        self.admission.update(near.0, per_event.next().unwrap_or(0.0));
+        self.hand_out.update(near.1, per_event.next().unwrap_or(0.0));
         self.events += events;
+    }
+}
+
+/// Nanoseconds per sensor event of one of the caller's jobs at an end of the pipeline, by
+/// whether the caller's thread also runs the layer at that end (layer 1 next to the admission,
+/// the last layer next to the hand-out). Apart from it, the pieces' buffers the job writes or
+/// reads move between the threads' caches: on the gesture network the admission took 8.5 ns per
+/// sensor event next to layer 1 and 31 ns apart from it, which, counted for both, kept layer 1
+/// off the caller's thread for good. A cost not measured yet is taken to be the other one.
+#[derive(Default, Clone, Copy)]
+struct EndCost {
+    near: Option<f64>,
+    apart: Option<f64>,
+}
+
+impl EndCost {
+    fn cost(self, near: bool) -> f64 {
+        let (this, other) = if near { (self.near, self.apart) } else { (self.apart, self.near) };
+        this.or(other).unwrap_or(0.0)
+    }
+
+    fn update(&mut self, near: bool, ns: f64) {
+        let slot = if near { &mut self.near } else { &mut self.apart };
+        *slot = Some(slot.map_or(ns, |c| 0.5 * c + 0.5 * ns));
     }
 }
 
 /// The best cuts with `middle` threads between the caller's first and last stage (see
 /// [`Balance::cuts`]), and the cost of their slowest stage. `prefix`: the prefix sums of
-/// `cost`.
-fn caller_at_both_ends(cost: &[f64], prefix: &[f64], around: f64, middle: usize) -> (f64, Vec<usize>) {
+/// `cost`; `ends(first, last)`: the cost of the admission and the hand-out with the caller's
+/// stages ending at `first` and beginning at `last`.
+fn caller_at_both_ends(cost: &[f64], prefix: &[f64], ends: impl Fn(usize, usize) -> f64, middle: usize) -> (f64, Vec<usize>) {
     let layers = cost.len();
     let mut best = (f64::INFINITY, Vec::new());
     for first in 0..=layers {
         for last in first + middle..=layers {
-            let caller = prefix[first] + prefix[layers] - prefix[last] + around;
+            let caller = prefix[first] + prefix[layers] - prefix[last] + ends(first, last);
             let inner = best_cuts(&cost[first..last], middle).into_iter().map(|c| first + c);
             let cuts: Vec<usize> = std::iter::once(first).chain(inner).chain([last]).collect();
             let slowest = cuts.windows(2).map(|w| prefix[w[1]] - prefix[w[0]]).fold(caller, f64::max);
@@ -342,7 +387,8 @@ fn run_segment(
         stages.push(Stage { first: start, layers: l, counters: c, busy_until_ns: b, queues: q, fired: f, wiring });
         (layers, counters, busy, queues, start) = (l_rest, c_rest, b_rest, q_rest, end);
     }
-    let mut admission = Admission { front, dvs_counters, monitor_dvs: wiring.monitored[0], events, left: len, admitted: 0 };
+    let piece_events = piece_events(len);
+    let mut admission = Admission { front, dvs_counters, monitor_dvs: wiring.monitored[0], events, left: len, piece_events, admitted: 0 };
     let mut go_on = true;
     let hand_out = |piece: &mut Piece| {
         let t0 = std::time::Instant::now();
@@ -363,10 +409,25 @@ fn run_segment(
         "pipeline segment; busy ms per layer, then admission and hand-out: {:?}",
         spent_ns.iter().map(|&ns| (ns / 100_000) as f64 / 10.0).collect::<Vec<_>>()
     );
-    balance.update(&spent_ns, admitted);
+    balance.update(&spent_ns, admitted, &cuts);
     buffers.level();
     go_on
 }
+
+/// Sensor events per piece in a segment of `len`: [`PIECE_EVENTS`], or fewer in the short
+/// segments at the start, so that each has [`SEGMENT_PIECES`] pieces. A segment of a few pieces
+/// runs mostly while the pipeline fills and drains, its threads one after the other (the first
+/// two, of two pieces each, took as long as their busy time on both threads added up).
+fn piece_events(len: usize) -> usize {
+    (len / SEGMENT_PIECES).clamp(MIN_PIECE_EVENTS, PIECE_EVENTS)
+}
+
+/// Pieces in a segment at the least, if it is long enough for pieces of [`MIN_PIECE_EVENTS`].
+const SEGMENT_PIECES: usize = 16;
+
+/// Sensor events of the smallest piece: handing a piece on (a channel and the timing of each
+/// layer) stays small next to running it.
+const MIN_PIECE_EVENTS: usize = 512;
 
 /// The stages on their threads, pieces passed on by channels and back to the caller's by the
 /// last. A stage that panics drops its channels, so the others stop instead of waiting. Once
@@ -448,6 +509,8 @@ struct Admission<'a, 'e> {
     events: &'e mut dyn Events,
     /// Sensor events the segment may still admit.
     left: usize,
+    /// Sensor events per piece (see [`piece_events`]).
+    piece_events: usize,
     /// Sensor events admitted so far.
     admitted: usize,
 }
@@ -455,7 +518,7 @@ struct Admission<'a, 'e> {
 impl Admission<'_, '_> {
     /// Admits the next piece of sensor events into `piece`; false when there is none.
     fn next(&mut self, piece: &mut Piece, layers: usize) -> bool {
-        let events = self.events.next_piece(PIECE_EVENTS.min(self.left));
+        let events = self.events.next_piece(self.piece_events.min(self.left));
         if events.is_empty() {
             return false;
         }
@@ -557,7 +620,7 @@ fn receive<T>(rx: &Receiver<T>) -> Option<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Balance, Buffers, Piece, best_cuts};
+    use super::{Balance, Buffers, EndCost, Piece, best_cuts};
     use crate::cascade::{Padded, Queue, Room};
     use crate::layer::Site;
 
@@ -591,8 +654,7 @@ mod tests {
     #[test]
     fn the_callers_thread_takes_both_ends() {
         // The gesture network's layers as measured, then admission and hand-out.
-        let cost = vec![9.0, 20.0, 49.0, 24.0, 11.0, 4.0, 2.0, 1.0, 2.0, 2.5, 0.9];
-        let mut balance = Balance { cost, events: 0 };
+        let mut balance = measured(&GESTURE, 2.5, 0.9);
         // The caller: layer 1, layers 4-9, admission, hand-out (58.4); the other thread 69.
         assert_eq!(balance.cuts(9, 2, GAIN), vec![1, 3]);
         // Three threads: layers 1-2 on one, layer 3 (the slowest stage, 49) on another, the
@@ -602,7 +664,7 @@ mod tests {
         assert_eq!(balance.cuts(9, 8, GAIN), vec![0, 2, 3]);
         // Nine layers that cost the same: four threads cut them 3 + 3 + 3 at best, which three
         // threads do too; sixteen cut them one per thread on nine threads.
-        let mut even = Balance { cost: [vec![10.0; 9], vec![0.0, 0.0]].concat(), events: 0 };
+        let mut even = measured(&[10.0; 9], 0.0, 0.0);
         assert_eq!(even.cuts(9, 4, GAIN).len(), 3, "cuts of three threads");
         assert_eq!(even.cuts(9, 16, GAIN).len(), 9, "cuts of nine threads");
         // With no gain asked, a thread that is no slower is taken: every one that has a layer.
@@ -611,6 +673,34 @@ mod tests {
         // A single layer runs in the middle, the ends empty.
         let mut one = Balance::default();
         assert_eq!(one.cuts(1, 2, GAIN), vec![0, 1]);
+    }
+
+    /// The gesture network's layers as measured (ns per sensor event).
+    const GESTURE: [f64; 9] = [9.0, 20.0, 49.0, 24.0, 11.0, 4.0, 2.0, 1.0, 2.0];
+
+    /// A balance that measured `cost` per layer, and the admission and hand-out wherever.
+    fn measured(cost: &[f64], admission: f64, hand_out: f64) -> Balance {
+        let end = |ns| EndCost { near: Some(ns), apart: None };
+        Balance { cost: cost.to_vec(), admission: end(admission), hand_out: end(hand_out), events: 0 }
+    }
+
+    #[test]
+    fn the_admission_counts_where_it_was_measured() {
+        let spent = |admission: f64| -> Vec<u64> { GESTURE.iter().chain(&[admission, 0.9]).map(|&c| (c * 1e3) as u64).collect() };
+        let mut balance = Balance::default();
+        // Measured with layer 1 on the other thread, the admission is dear (its buffers move
+        // between the caches); taken to be as dear next to layer 1, it keeps layer 1 away:
+        // the caller's thread would take 9 + 44 + 30 + 0.9 with it, the other 78 without.
+        balance.update(&spent(30.0), 1000, &[0, 3]);
+        assert_eq!(balance.cuts(9, 2, GAIN), vec![0, 3]);
+        // Next to layer 1 it is cheap, and layer 1 stays there (62.4 against 69), though the
+        // dear measurement still counts for cuts that send it away.
+        balance.update(&spent(8.5), 1000, &[1, 3]);
+        assert_eq!(balance.cuts(9, 2, GAIN), vec![1, 3]);
+        assert_eq!((balance.admission.cost(true), balance.admission.cost(false)), (8.5, 30.0));
+        // The hand-out, measured next to the last layer only, counts the same for both.
+        assert_eq!(balance.hand_out.cost(false), 0.9);
+        assert_eq!(balance.cost, GESTURE);
     }
 
     #[test]
