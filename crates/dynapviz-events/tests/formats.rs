@@ -22,11 +22,18 @@ fn decode(path: &Path) -> Result<Vec<Event>, Error> {
 // ---------- AEDAT 3.1, byte for byte ----------
 
 fn aedat31_packet(kind: u16, overflow: u32, events: &[(u32, u32)]) -> Vec<u8> {
+    let n = events.len() as u32;
+    let valid = events.iter().filter(|(d, _)| d & 1 == 1).count() as u32;
+    aedat31_packet_counted(kind, overflow, [n, n, valid], events)
+}
+
+/// A packet whose header states `[capacity, number, valid]`, with `events` (`capacity` of them)
+/// as its body.
+fn aedat31_packet_counted(kind: u16, overflow: u32, counts: [u32; 3], events: &[(u32, u32)]) -> Vec<u8> {
     let mut b = Vec::new();
     b.extend_from_slice(&kind.to_le_bytes());
     b.extend_from_slice(&1u16.to_le_bytes());
-    let n = events.len() as u32;
-    for v in [8u32, 4, overflow, n, n, n] {
+    for v in [8u32, 4, overflow].into_iter().chain(counts) {
         b.extend_from_slice(&v.to_le_bytes());
     }
     for (d, ts) in events {
@@ -63,12 +70,34 @@ fn aedat31_decodes_the_documented_layout_with_overflow() {
     assert_eq!(r.skipped().other_records, 1);
 }
 
+/// cAER's header counts the events in the packet's memory (capacity), those in use (number)
+/// and the valid ones among them: a packet with an invalid event in the middle and room to
+/// spare gives every valid event in use, and nothing of the spare room.
+#[test]
+fn aedat31_reads_the_events_in_use_past_invalid_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut bytes = b"#!AER-DAT3.1\r\n#Source 1: DVS128\r\n#!END-HEADER\r\n".to_vec();
+    let records = [
+        (polarity_data(1, 2, 1, 1), 10),
+        (polarity_data(3, 4, 0, 0), 11),
+        (polarity_data(5, 6, 0, 1), 12),
+        (polarity_data(7, 8, 1, 1), 13),
+    ];
+    bytes.extend(aedat31_packet_counted(1, 0, [4, 3, 2], &records));
+    bytes.extend(aedat31_packet(1, 0, &[(polarity_data(9, 9, 1, 1), 20)]));
+    let path = write_file(dir.path(), "v.aedat", &bytes);
+    let mut r = open(&path).expect("open");
+    let ev = read_all(r.as_mut()).expect("decode");
+    assert_eq!(ev, vec![Event::new(10, 1, 2, true), Event::new(12, 5, 6, false), Event::new(20, 9, 9, true)]);
+    assert_eq!(r.skipped().invalid_events, 1);
+}
+
 #[test]
 fn aedat31_rejects_corrupt_packet_headers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut bytes = b"#!AER-DAT3.1\r\n#!END-HEADER\r\n".to_vec();
     let mut p = aedat31_packet(1, 0, &[(polarity_data(1, 1, 1, 1), 1)]);
-    p[24..28].copy_from_slice(&9u32.to_le_bytes()); // number 9 > capacity 1
+    p[20..24].copy_from_slice(&9u32.to_le_bytes()); // number 9 > capacity 1
     bytes.extend(p);
     let path = write_file(dir.path(), "bad.aedat", &bytes);
     let err = decode(&path).expect_err("corrupt header").to_string();
@@ -255,6 +284,29 @@ fn coordinates_outside_the_stated_sensor_are_errors() {
     let p = write_file(dir.path(), "o.raw", &bytes);
     let err = decode(&p).expect_err("outside").to_string();
     assert!(err.contains("x=20 y=3") && err.contains("10x10") && err.contains("at byte 31"), "{err}");
+}
+
+#[test]
+fn aedat3_coordinates_outside_the_sensor_name_the_record_past_invalid_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut bytes = b"#!AER-DAT3.1\r\n#Source 1: DVS128\r\n#!END-HEADER\r\n".to_vec();
+    let body_at = bytes.len() + 28;
+    // A polarity packet: type, source, event size, ts offset, overflow, capacity, number, valid.
+    for field in [1u16, 1] {
+        bytes.extend_from_slice(&field.to_le_bytes());
+    }
+    for field in [8u32, 4, 0, 3, 3, 2] {
+        bytes.extend_from_slice(&field.to_le_bytes());
+    }
+    // Valid inside, invalid outside (skipped, not an error), valid outside.
+    for (x, y, valid, ts) in [(5u32, 6u32, 1u32, 10u32), (300, 6, 0, 11), (200, 7, 1, 12)] {
+        bytes.extend_from_slice(&((x << 17) | (y << 2) | valid).to_le_bytes());
+        bytes.extend_from_slice(&ts.to_le_bytes());
+    }
+    let p = write_file(dir.path(), "o.aedat", &bytes);
+    let err = decode(&p).expect_err("outside").to_string();
+    let third = body_at + 16;
+    assert!(err.contains("x=200 y=7") && err.contains("128x128") && err.contains(&format!("at byte {third}")), "{err}");
 }
 
 #[test]

@@ -67,7 +67,8 @@ impl crate::EventReader for Reader {
             }
             let u32_at = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
             let kind = u16::from_le_bytes([h[0], h[1]]);
-            let (size, overflow, capacity, number) = (u32_at(4), u32_at(12), u32_at(20), u32_at(24));
+            // The events' valid count (at 24) is not needed: each event says whether it is.
+            let (size, overflow, capacity, number) = (u32_at(4), u32_at(12), u32_at(16), u32_at(20));
             let body = u64::from(size) * u64::from(capacity);
             if number > capacity || body > MAX_PACKET {
                 return Err(self.src.error_at(at, format!("corrupt packet header: {number} events of {size} bytes in a packet of capacity {capacity}; expected number <= capacity and at most {MAX_PACKET} bytes")));
@@ -86,21 +87,36 @@ impl crate::EventReader for Reader {
             let read = self.src.read_exact(&mut buf, "a packet body");
             self.buf = buf;
             read?;
-            for (i, r) in self.buf.chunks_exact(size as usize).take(number as usize).enumerate() {
+            let records = || self.buf.chunks_exact(size as usize).take(number as usize);
+            let first = out.len();
+            // Room for every record first: a push then never grows the buffer, and the loop
+            // stays plain.
+            out.reserve(number as usize);
+            for r in records() {
                 let d = u32::from_le_bytes([r[0], r[1], r[2], r[3]]);
                 let ts = u32::from_le_bytes([r[4], r[5], r[6], r[7]]);
                 if d & 1 == 0 {
                     self.skipped.invalid_events += 1;
                     continue;
                 }
-                let e = Event {
+                out.push(Event {
                     t: (i64::from(overflow) << 31) | i64::from(ts),
                     x: ((d >> 17) & 0x1FFF) as u16,
                     y: ((d >> 2) & 0x1FFF) as u16,
                     p: (d >> 1) & 1 == 1,
-                };
-                self.src.check_xy(&e, self.geometry, body_at + i as u64 * u64::from(size))?;
-                out.push(e);
+                });
+            }
+            // Bounds are checked in a second, branch-light pass; the offset of an offending
+            // event is found again only on the error path.
+            if let Some(g) = self.geometry
+                && let Some(bad) = out[first..].iter().position(|e| !g.contains(e.x, e.y))
+            {
+                let record = records().enumerate().filter(|(_, r)| r[0] & 1 == 1).nth(bad).map_or(0, |(i, _)| i);
+                let e = out[first + bad];
+                return Err(self.src.error_at(
+                    body_at + record as u64 * u64::from(size),
+                    format!("event at x={} y={} lies outside the {g} sensor", e.x, e.y),
+                ));
             }
         }
         Ok(out.len() - start_len)
