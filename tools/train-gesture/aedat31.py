@@ -22,13 +22,16 @@ def read_events(path):
     pos = data.index(b"\n", end) + 1
     ts, words = [], []
     while pos + 28 <= len(data):
-        etype, _src, size, tsoff, overflow, _cap, number, _valid = np.frombuffer(data, "<u2", 2, pos).tolist() + np.frombuffer(
+        etype, _src, size, tsoff, overflow, capacity, number, _valid = np.frombuffer(data, "<u2", 2, pos).tolist() + np.frombuffer(
             data, "<u4", 6, pos + 4
         ).tolist()
         pos += 28
-        body = number * size
+        # The body is the packet's memory (capacity events); the first `number` are in use.
+        body = capacity * size
         if pos + body > len(data):
             raise ValueError(f"{path}: packet at byte {pos - 28} is truncated")
+        if number > capacity:
+            raise ValueError(f"{path}: packet at byte {pos - 28} says {number} events in use of {capacity}")
         if etype == POLARITY_EVENT and size == 8:
             ev = np.frombuffer(data, "<u4", 2 * number, pos).reshape(-1, 2)
             words.append(ev[:, 0])
