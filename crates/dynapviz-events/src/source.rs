@@ -187,10 +187,23 @@ impl Source {
         if let Some(g) = geometry
             && !g.contains(e.x, e.y)
         {
-            return Err(self.error_at(record_offset, format!("event at x={} y={} lies outside the {g} sensor", e.x, e.y)));
+            return Err(self.outside(e, g, record_offset));
         }
         Ok(())
     }
+
+    /// The error for `e`, decoded from the record at `record_offset`, lying outside the sensor `g`.
+    pub(crate) fn outside(&self, e: &Event, g: Geometry, record_offset: u64) -> Error {
+        self.error_at(record_offset, format!("event at x={} y={} lies outside the {g} sensor", e.x, e.y))
+    }
+}
+
+/// The first of `events` that lies outside `geometry`, with its index: the second pass of a
+/// reader that decodes a block with no check per event (and finds the offending record's offset
+/// again only on this error path).
+pub(crate) fn first_outside(events: &[Event], geometry: Option<Geometry>) -> Option<(usize, Geometry)> {
+    let g = geometry?;
+    events.iter().position(|e| !g.contains(e.x, e.y)).map(|i| (i, g))
 }
 
 /// Detects a value of `key` in header lines of the form `% key value` / `# key: value`.

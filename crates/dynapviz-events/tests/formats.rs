@@ -287,22 +287,13 @@ fn coordinates_outside_the_stated_sensor_are_errors() {
 }
 
 #[test]
-fn aedat3_coordinates_outside_the_sensor_name_the_record_past_invalid_ones() {
+fn aedat31_coordinates_outside_the_sensor_name_the_record_past_invalid_ones() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut bytes = b"#!AER-DAT3.1\r\n#Source 1: DVS128\r\n#!END-HEADER\r\n".to_vec();
     let body_at = bytes.len() + 28;
-    // A polarity packet: type, source, event size, ts offset, overflow, capacity, number, valid.
-    for field in [1u16, 1] {
-        bytes.extend_from_slice(&field.to_le_bytes());
-    }
-    for field in [8u32, 4, 0, 3, 3, 2] {
-        bytes.extend_from_slice(&field.to_le_bytes());
-    }
     // Valid inside, invalid outside (skipped, not an error), valid outside.
-    for (x, y, valid, ts) in [(5u32, 6u32, 1u32, 10u32), (300, 6, 0, 11), (200, 7, 1, 12)] {
-        bytes.extend_from_slice(&((x << 17) | (y << 2) | valid).to_le_bytes());
-        bytes.extend_from_slice(&ts.to_le_bytes());
-    }
+    let records = [(polarity_data(5, 6, 0, 1), 10), (polarity_data(300, 6, 0, 0), 11), (polarity_data(200, 7, 0, 1), 12)];
+    bytes.extend(aedat31_packet_counted(1, 0, [3, 3, 2], &records));
     let p = write_file(dir.path(), "o.aedat", &bytes);
     let err = decode(&p).expect_err("outside").to_string();
     let third = body_at + 16;

@@ -8,7 +8,7 @@
 use std::io::Write;
 
 use crate::reader::Skipped;
-use crate::source::{Source, header_value};
+use crate::source::{Source, first_outside, header_value};
 use crate::{Event, Format, Geometry, Result};
 
 const POLARITY: u16 = 1;
@@ -108,15 +108,9 @@ impl crate::EventReader for Reader {
             }
             // Bounds are checked in a second, branch-light pass; the offset of an offending
             // event is found again only on the error path.
-            if let Some(g) = self.geometry
-                && let Some(bad) = out[first..].iter().position(|e| !g.contains(e.x, e.y))
-            {
+            if let Some((bad, g)) = first_outside(&out[first..], self.geometry) {
                 let record = records().enumerate().filter(|(_, r)| r[0] & 1 == 1).nth(bad).map_or(0, |(i, _)| i);
-                let e = out[first + bad];
-                return Err(self.src.error_at(
-                    body_at + record as u64 * u64::from(size),
-                    format!("event at x={} y={} lies outside the {g} sensor", e.x, e.y),
-                ));
+                return Err(self.src.outside(&out[first + bad], g, body_at + record as u64 * u64::from(size)));
             }
         }
         Ok(out.len() - start_len)

@@ -7,7 +7,7 @@
 use std::io::Write;
 
 use crate::reader::Skipped;
-use crate::source::{Source, header_value};
+use crate::source::{Source, first_outside, header_value};
 use crate::{Event, Format, Geometry, Result};
 
 const CD_OFF: u32 = 0x0;
@@ -98,9 +98,7 @@ impl crate::EventReader for Reader {
             }
             // Bounds are checked in a second, branch-light pass; the offset of an offending
             // event is found again only on the error path.
-            if let Some(g) = self.geometry
-                && let Some(bad) = out[first..].iter().position(|e| !g.contains(e.x, e.y))
-            {
+            if let Some((bad, g)) = first_outside(&out[first..], self.geometry) {
                 let word = self.buf[..words * 4]
                     .chunks_exact(4)
                     .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]) >> 28)
@@ -108,10 +106,7 @@ impl crate::EventReader for Reader {
                     .filter(|(_, k)| *k == CD_OFF || *k == CD_ON)
                     .nth(bad)
                     .map_or(0, |(i, _)| i);
-                return Err(self.src.error_at(
-                    start + 4 * word as u64,
-                    format!("event at x={} y={} lies outside the {g} sensor", out[first + bad].x, out[first + bad].y),
-                ));
+                return Err(self.src.outside(&out[first + bad], g, start + 4 * word as u64));
             }
             if out.len() > start_len {
                 break;
