@@ -444,9 +444,10 @@ fn two_threads_give_the_same_counters_drops_and_power() {
 fn a_long_call_cut_into_segments_equals_one_thread() {
     let Some((net, events)) = gesture_case() else { return };
     // One call of the whole recording, and a stream of chunks of 3 k to 48 k sensor events:
-    // the pipeline measures the layers on segments that double (8 k, 8 k, 16 k ... then the
-    // rest) and cuts them again between segments, across the chunks of a stream.
-    assert!(events.len() > 100_000, "long enough for five segments");
+    // the pipeline looks at the cuts after 8 k, 8 k, 16 k ... sensor events, and drains to
+    // change them (at least once here: the first cuts count every layer the same), across the
+    // chunks of a stream.
+    assert!(events.len() > 100_000, "long enough for five looks at the cuts");
     let (one, one_sim) = simulate(&net, &events, 1, Kernel::Avx512);
     for feed in [Feed::Calls(events.len()), Feed::Stream(3000)] {
         let (two, two_sim) = simulate_fed(&net, &events, 2, Kernel::Avx512, feed);
