@@ -444,9 +444,10 @@ fn run_segment(call: Call<'_>, events: &mut dyn Events, buffers: &mut Buffers, d
     let watch = Watch { recut: Cell::new(false), piece_events: Cell::new(piece_events(look_every(balance.events))) };
     let mut admission = Admission { front, dvs_counters, monitor_dvs: wiring.monitored[0], events, admitted: 0, watch: &watch };
     let mut go_on = true;
-    // Measurements not yet added to the balance, over how many sensor events, in pieces of how
-    // many (after a look that changes the cuts, the last pieces admitted before it).
-    let (mut unseen, mut unseen_events, mut unseen_pieces) = (vec![0; n + 2], 0, watch.piece_events.get());
+    // Measurements not yet added to the balance, and over how many sensor events: in pieces
+    // of `watch.piece_events` (a look that changes the cuts leaves it as the pieces still on
+    // their way were admitted).
+    let (mut unseen, mut unseen_events) = (vec![0; n + 2], 0);
     let hand_out = |piece: &mut Piece| {
         let t0 = std::time::Instant::now();
         go_on &= deliver(&mut piece.batch);
@@ -457,14 +458,13 @@ fn run_segment(call: Call<'_>, events: &mut dyn Events, buffers: &mut Buffers, d
         }
         unseen_events += piece.batch.work.len();
         if unseen_events >= look_every(balance.events) && !watch.recut.get() {
-            balance.update(&unseen, unseen_events, &cuts, unseen_pieces);
+            balance.update(&unseen, unseen_events, &cuts, watch.piece_events.get());
             unseen.fill(0);
             unseen_events = 0;
             let better = balance.cuts(n, threads, thread_gain);
             watch.recut.set(balance.pace(&better) < balance.pace(&cuts) * (1.0 - RECUT_GAIN));
             if !watch.recut.get() {
-                unseen_pieces = piece_events(look_every(balance.events));
-                watch.piece_events.set(unseen_pieces);
+                watch.piece_events.set(piece_events(look_every(balance.events)));
             }
         }
         go_on
@@ -480,7 +480,7 @@ fn run_segment(call: Call<'_>, events: &mut dyn Events, buffers: &mut Buffers, d
         spent_ns.iter().map(|&ns| (ns / 100_000) as f64 / 10.0).collect::<Vec<_>>()
     );
     if unseen_events > 0 {
-        balance.update(&unseen, unseen_events, &cuts, unseen_pieces);
+        balance.update(&unseen, unseen_events, &cuts, watch.piece_events.get());
     }
     buffers.level();
     go_on
