@@ -11,7 +11,7 @@ use std::marker::PhantomData;
 use crate::lanes::{Avx2, Avx512};
 use crate::lanes::{Kernel, Lanes, Portable};
 use crate::layer::{LayerRt, Site};
-use crate::power::Work;
+use crate::power::{Counts, PeriodWork};
 use crate::sim::{BusyModel, LayerCounters, Spike};
 use crate::window::{AnyWindow, Window};
 
@@ -310,8 +310,8 @@ impl Cascade<'_> {
     /// later layers, so one pass empties every queue). Monitored spikes go to
     /// `out(sensor event, spike)`, in layer order. A spike for layers after these goes once
     /// to the flight, with the layer that made it: the caller sends it to every destination.
-    /// Adds the work done for each sensor event to `work[index]`.
-    pub fn run(&mut self, work: &mut [Work], out: impl FnMut(u32, Spike)) {
+    /// Adds the work done for each sensor event to its period in `work`.
+    pub fn run(&mut self, work: &mut PeriodWork, out: impl FnMut(u32, Spike)) {
         match self.wiring.kernel {
             // SAFETY: the CPU has AVX-512 (and AVX2), as `Kernel::on_this_cpu` checked.
             #[cfg(x86_kernels)]
@@ -328,7 +328,7 @@ impl Cascade<'_> {
     /// too), so the vector code inlines into the loop.
     #[cfg(x86_kernels)]
     #[target_feature(enable = "avx2,popcnt,bmi1")]
-    fn run_avx2(&mut self, work: &mut [Work], out: impl FnMut(u32, Spike)) {
+    fn run_avx2(&mut self, work: &mut PeriodWork, out: impl FnMut(u32, Spike)) {
         // SAFETY: this function only runs with AVX2.
         unsafe { self.run_with::<Avx2>(work, out) }
     }
@@ -336,7 +336,7 @@ impl Cascade<'_> {
     /// [`Self::run_avx2`] for AVX-512.
     #[cfg(x86_kernels)]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,popcnt,bmi1")]
-    fn run_avx512(&mut self, work: &mut [Work], out: impl FnMut(u32, Spike)) {
+    fn run_avx512(&mut self, work: &mut PeriodWork, out: impl FnMut(u32, Spike)) {
         // SAFETY: this function only runs with AVX-512.
         unsafe { self.run_with::<Avx512>(work, out) }
     }
@@ -344,7 +344,7 @@ impl Cascade<'_> {
     /// # Safety
     /// The CPU has the instructions of `K`.
     #[inline(always)]
-    unsafe fn run_with<K: Lanes>(&mut self, work: &mut [Work], mut out: impl FnMut(u32, Spike)) {
+    unsafe fn run_with<K: Lanes>(&mut self, work: &mut PeriodWork, mut out: impl FnMut(u32, Spike)) {
         for i in 0..self.layers.len() {
             if self.queues[i].is_empty() {
                 continue;
@@ -505,7 +505,7 @@ impl Route<'_> {
     unsafe fn run(
         &mut self,
         queue: &Queue,
-        work: &mut [Work],
+        work: &mut PeriodWork,
         out: &mut impl FnMut(u32, Spike),
         mut respond: impl Respond,
     ) -> LayerCounters {
@@ -526,7 +526,14 @@ impl Route<'_> {
             Direct::Flight => false,
             Direct::Scratch => !dests.is_empty(),
         };
+        // The work of each power period is what the counters count while the runs are in it.
+        let (mut tally, mut end) = (work.tally(monitored), 0);
         for (Run { index, t_ns, .. }, sites) in queue.iter() {
+            // The runs are in the order of their sensor events (a queue fed by several layers
+            // was sorted), so a run only moves forward from part to part.
+            if index >= end {
+                end = tally.seek(index, counts(&c));
+            }
             let t_out = t_ns + latency_ns;
             let fired = match (direct, self.flight.as_deref_mut()) {
                 (Direct::Queue(q), _) => self.queues[q].sites_mut(),
@@ -578,15 +585,16 @@ impl Route<'_> {
             c.synaptic_ops += ops;
             c.spikes += spikes;
             c.spikes_after_pool += after_pool;
-            let work = &mut work[index as usize];
-            work.synops += ops;
-            work.spikes += spikes;
-            if monitored {
-                work.output_events += after_pool;
-            }
         }
+        tally.add(counts(&c));
         c
     }
+}
+
+/// What a [`Tally`] needs of a layer's counters.
+#[inline(always)]
+fn counts(c: &LayerCounters) -> Counts {
+    [c.synaptic_ops, c.spikes, c.spikes_after_pool]
 }
 
 /// [`Respond::respond_all`] with the busy model: an event that finds the core's backlog

@@ -77,21 +77,145 @@ impl std::ops::AddAssign for Work {
     }
 }
 
+/// A batch's work by the power periods its sensor events fall in (see [`PeriodClock`]), which
+/// is all the power estimate needs of it: each layer sums its work per period as it runs,
+/// where it added to an array of every sensor event's work. That array (32 bytes a sensor
+/// event) was written by the layers of both threads of the pipeline, and its cache lines went
+/// back and forth between the cores: the admission, which cleared it, took a third longer.
+#[derive(Default)]
+pub(crate) struct PeriodWork {
+    parts: Vec<Part>,
+}
+
+/// The admitted sensor events of a batch from one on, up to the next part's first, and their
+/// work: within one period.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Part {
+    /// Its first sensor event, by position in the batch.
+    pub first: u32,
+    /// The time of that event, µs.
+    pub t_us: i64,
+    pub work: Work,
+}
+
+impl PeriodWork {
+    pub fn clear(&mut self) {
+        self.parts.clear();
+    }
+
+    /// Notes admitted sensor event `index` of the batch, at `t_us` (none before the last):
+    /// the batch's first, or one past the end of a period by `clock`, begins a part.
+    #[inline(always)]
+    pub fn admit(&mut self, index: u32, t_us: i64, clock: &mut PeriodClock) {
+        if clock.passes(t_us) || self.parts.is_empty() {
+            self.parts.push(Part { first: index, t_us, work: Work::default() });
+        }
+        if let Some(part) = self.parts.last_mut() {
+            part.work.sensor_events += 1;
+        }
+    }
+
+    /// The parts, in order.
+    pub fn parts(&self) -> &[Part] {
+        &self.parts
+    }
+
+    /// Adds a layer's work by sensor event, see [`Tally`]; `output`: whether the layer's
+    /// spikes leave the chip.
+    pub fn tally(&mut self, output: bool) -> Tally<'_> {
+        Tally { parts: &mut self.parts, at: 0, output, mark: [0; 3] }
+    }
+}
+
+/// Adds a layer's work to the parts of a [`PeriodWork`]. A layer's runs come in the order of
+/// their sensor events, so the part changes seldom: the layer keeps the end of the part it is
+/// in, and when a run passes it, the work its counters counted since it entered the part is
+/// added to it ([`Self::seek`]). A run costs a comparison, no sum.
+pub(crate) struct Tally<'a> {
+    parts: &'a mut [Part],
+    /// The part being added to.
+    at: usize,
+    output: bool,
+    /// The layer's [`Counts`] when it entered the part.
+    mark: Counts,
+}
+
+/// A layer's synaptic operations, spikes and spikes after pooling, counted from its first run.
+pub(crate) type Counts = [u64; 3];
+
+impl Tally<'_> {
+    /// Adds the work counted since the last move to the part (`counted`: the layer's counts so
+    /// far), then moves to the part of sensor event `index`, one of the batch's admitted ones
+    /// and none before the last move's; returns the end of that part's sensor events.
+    #[cold]
+    pub fn seek(&mut self, index: u32, counted: Counts) -> u32 {
+        self.add(counted);
+        self.at = self.parts.partition_point(|p| p.first <= index).saturating_sub(1);
+        self.parts.get(self.at + 1).map_or(u32::MAX, |p| p.first)
+    }
+
+    /// Adds the work counted since the last move to the part: at the end of a layer's runs.
+    #[inline]
+    pub fn add(&mut self, counted: Counts) {
+        let [synops, spikes, after_pool] = std::array::from_fn(|i| counted[i] - self.mark[i]);
+        if let Some(part) = self.parts.get_mut(self.at) {
+            part.work += Work { sensor_events: 0, synops, spikes, output_events: if self.output { after_pool } else { 0 } };
+        }
+        self.mark = counted;
+    }
+}
+
+/// Where the periods of the power samples end, in simulated time: the first a period after
+/// the first event, the others a period apart. The monitor emits its samples there, and the
+/// event mode's admission splits each batch of sensor events there (see [`PeriodWork`]): each
+/// follows a clock of its own, fed the same times.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PeriodClock {
+    period_us: i64,
+    /// The end of the period the last event is in; `None` before the first event.
+    next_us: Option<i64>,
+}
+
+impl PeriodClock {
+    /// A clock of periods at `rate_hz`, before its first event.
+    pub fn new(rate_hz: f64) -> Self {
+        Self { period_us: (1e6 / rate_hz.max(1e-3)).round().max(1.0) as i64, next_us: None }
+    }
+
+    /// Moves the clock to an event at `t_us` (none before the last): the ends of the periods
+    /// that end at or before it, in order. None for the first event, which starts the first
+    /// period.
+    #[inline]
+    pub fn advance(&mut self, t_us: i64) -> std::iter::StepBy<std::ops::RangeInclusive<i64>> {
+        let next = *self.next_us.get_or_insert(t_us + self.period_us);
+        let ended = if t_us < next { 0 } else { (t_us - next) / self.period_us + 1 };
+        self.next_us = Some(next + ended * self.period_us);
+        (next..=next + (ended - 1) * self.period_us).step_by(self.period_us as usize)
+    }
+
+    /// Whether a period ends at or before an event at `t_us`, moving the clock to it.
+    #[inline(always)]
+    fn passes(&mut self, t_us: i64) -> bool {
+        match self.next_us {
+            Some(next) if t_us < next => false,
+            _ => self.advance(t_us).next().is_some(),
+        }
+    }
+}
+
 /// Turns counted work into samples at `rate_hz` of simulated time.
 #[derive(Clone, Debug)]
 pub struct PowerMonitor {
     coefficients: Coefficients,
-    period_us: i64,
+    clock: PeriodClock,
     rails: usize,
-    next_us: Option<i64>,
     work: Work,
 }
 
 impl PowerMonitor {
     /// A monitor with `rails` = 5 (chip with sensor) or 3 (io, ram, logic).
     pub fn new(rate_hz: f64, rails: usize, coefficients: Coefficients) -> Self {
-        let period_us = (1e6 / rate_hz.max(1e-3)).round().max(1.0) as i64;
-        Self { coefficients, period_us, rails: rails.clamp(1, 5), next_us: None, work: Work::default() }
+        Self { coefficients, clock: PeriodClock::new(rate_hz), rails: rails.clamp(1, 5), work: Work::default() }
     }
 
     /// Adds work done at time `t_us`; emits the samples of every period that ended before it.
@@ -106,12 +230,12 @@ impl PowerMonitor {
     /// in memory.
     #[inline]
     pub fn add_all(&mut self, work: impl IntoIterator<Item = (i64, Work)>, out: &mut Vec<PowerSample>) {
-        let (mut sum, mut next) = (std::mem::take(&mut self.work), self.next_us);
+        let (mut sum, mut next) = (std::mem::take(&mut self.work), self.clock.next_us);
         for (t_us, w) in work {
             if next.is_none_or(|next| t_us >= next) {
                 self.work = sum;
                 self.advance(t_us, out);
-                (sum, next) = (std::mem::take(&mut self.work), self.next_us);
+                (sum, next) = (std::mem::take(&mut self.work), self.clock.next_us);
             }
             sum += w;
         }
@@ -121,22 +245,15 @@ impl PowerMonitor {
     /// Emits the samples of every period ending at or before `t_us`.
     #[inline]
     pub fn advance(&mut self, t_us: i64, out: &mut Vec<PowerSample>) {
-        let next = *self.next_us.get_or_insert(t_us + self.period_us);
-        if t_us < next {
-            return;
-        }
-        let mut end = next;
-        while end <= t_us {
+        for end in self.clock.advance(t_us) {
             self.emit(end, out);
-            end += self.period_us;
         }
-        self.next_us = Some(end);
     }
 
     fn emit(&mut self, end_us: i64, out: &mut Vec<PowerSample>) {
         let c = &self.coefficients;
         let w = std::mem::take(&mut self.work);
-        let secs = self.period_us as f64 * 1e-6;
+        let secs = self.clock.period_us as f64 * 1e-6;
         let dynamic = [
             w.output_events as f64 * c.io_per_output_event_j,
             w.synops as f64 * c.ram_per_synop_j,
@@ -152,7 +269,7 @@ impl PowerMonitor {
 
 #[cfg(test)]
 mod tests {
-    use super::{Coefficients, PowerMonitor, Work};
+    use super::{Coefficients, PeriodClock, PeriodWork, PowerMonitor, Work};
 
     /// A batch's work added at once gives the samples that adding it one sensor event at a time
     /// gives, and leaves the same work pending: with periods that end inside a batch, gaps
@@ -180,5 +297,69 @@ mod tests {
         all.advance(t + 20_000, &mut by_all);
         assert!(by_one.len() > 40 * 5, "{} samples", by_one.len());
         assert_eq!(by_one, by_all);
+    }
+
+    #[test]
+    fn a_clock_ends_every_period_an_event_passes() {
+        let mut clock = PeriodClock::new(50.0);
+        let ends = |clock: &mut PeriodClock, t: i64| clock.advance(t).collect::<Vec<i64>>();
+        let none: [i64; 0] = [];
+        // The first event starts the first period; an event at its end ends it.
+        assert_eq!(ends(&mut clock, 1_000), none);
+        assert_eq!(ends(&mut clock, 20_999), none);
+        assert_eq!(ends(&mut clock, 21_000), [21_000]);
+        // A gap passes several.
+        assert_eq!(ends(&mut clock, 100_000), [41_000, 61_000, 81_000]);
+        assert_eq!(ends(&mut clock, 100_001), none);
+        assert!(clock.passes(101_000));
+        assert!(!clock.passes(101_000));
+    }
+
+    /// The event mode's way: each batch split by the periods as it is admitted, each layer
+    /// adding its work to the parts in the order of its sensor events, gives the samples of
+    /// adding every admitted sensor event's work at its time. Some events are not admitted;
+    /// periods end inside batches and gaps span several.
+    #[test]
+    fn work_summed_by_period_gives_the_samples_of_work_by_sensor_event() {
+        let mut uniform = dynapviz_testkit::uniform(7);
+        let mut count = move |most: f32| (uniform() * most) as u64;
+        let mut t = 1_000;
+        let events: Vec<(i64, Work)> = (0..5000)
+            .map(|i| {
+                t += count(300.0) as i64 + if i % 997 == 0 { 70_000 } else { 0 };
+                (t, Work { sensor_events: 1, synops: count(1000.0), spikes: count(20.0), output_events: count(3.0) })
+            })
+            .collect();
+        let admitted = |i: usize| i % 3 != 1;
+        let mut by_event = PowerMonitor::new(50.0, 5, Coefficients::default());
+        let mut by_period = by_event.clone();
+        let (mut clock, mut work) = (PeriodClock::new(50.0), PeriodWork::default());
+        let (mut expected, mut got, mut parts) = (Vec::new(), Vec::new(), 0);
+        for batch in events.chunks(700) {
+            let batch: Vec<(u32, i64, Work)> =
+                batch.iter().enumerate().filter(|&(i, _)| admitted(i)).map(|(i, &(t, w))| (i as u32, t, w)).collect();
+            batch.iter().for_each(|&(_, t, w)| by_event.add(t, w, &mut expected));
+            work.clear();
+            batch.iter().for_each(|&(i, t, _)| work.admit(i, t, &mut clock));
+            // A layer whose spikes stay on the chip (its spikes after pooling are not output
+            // events), then one whose spikes leave it.
+            for output in [false, true] {
+                let (mut tally, mut counted, mut end) = (work.tally(output), [0; 3], 0);
+                for &(i, _, w) in &batch {
+                    if i >= end {
+                        end = tally.seek(i, counted);
+                    }
+                    let done = if output { [0, w.spikes, w.output_events] } else { [w.synops, 0, 99] };
+                    counted = std::array::from_fn(|k| counted[k] + done[k]);
+                }
+                tally.add(counted);
+            }
+            parts += work.parts().len();
+            by_period.add_all(work.parts().iter().map(|p| (p.t_us, p.work)), &mut got);
+        }
+        by_event.advance(t + 20_000, &mut expected);
+        by_period.advance(t + 20_000, &mut got);
+        assert!(parts > 40, "{parts} parts");
+        assert_eq!(expected, got);
     }
 }

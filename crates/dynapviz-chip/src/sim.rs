@@ -16,7 +16,7 @@ use crate::cascade::{Cascade, Queue, Wiring};
 use crate::dvs::Front;
 use crate::lanes::Kernel;
 use crate::layer::{Arithmetic, LayerRt, Site};
-use crate::power::{Coefficients, PowerMonitor, PowerSample, Work};
+use crate::power::{Coefficients, Part, PeriodClock, PowerMonitor, PowerSample, Work};
 use crate::stages;
 
 /// How time is simulated.
@@ -248,6 +248,9 @@ pub struct Simulator {
     counters: Vec<LayerCounters>,
     power: PowerMonitor,
     power_samples: Vec<PowerSample>,
+    /// The power periods as the admission sees them: ahead of `power`'s by the batches on
+    /// their way (see [`PeriodClock`]).
+    clock: PeriodClock,
     /// Event mode: per layer, events waiting.
     queues: Vec<Queue>,
     /// Binned mode: per layer, the input of the open bin with its spike counts.
@@ -296,6 +299,7 @@ impl Simulator {
                 kernel: config.kernel.on_this_cpu(),
             },
             power: PowerMonitor::new(config.power_rate_hz, config.power_rails, config.power),
+            clock: PeriodClock::new(config.power_rate_hz),
             counters: vec![LayerCounters::default(); n + 1],
             power_samples: Vec::new(),
             queues: vec![Queue::default(); n],
@@ -353,6 +357,7 @@ impl Simulator {
         self.bin = None;
         self.next_leak_us = None;
         self.power = PowerMonitor::new(self.config.power_rate_hz, self.config.power_rails, self.config.power);
+        self.clock = PeriodClock::new(self.config.power_rate_hz);
     }
 
     /// The most threads a call of [`Self::process`] with enough events runs on:
@@ -443,13 +448,13 @@ impl Simulator {
     /// monitored spikes in sensor-event order and adds each event's work to the power estimate.
     fn event_batch(&mut self, events: &[Event], out: &mut Vec<Spike>) {
         let mut batch = std::mem::take(&mut self.batch);
-        batch.admit(events, &mut self.front, &mut self.counters[0], self.wiring.monitored[0], &mut self.queues[0]);
+        batch.admit(events, &mut self.front, &mut self.counters[0], self.wiring.monitored[0], &mut self.queues[0], &mut self.clock);
         if let Some(tick) = self.config.leak_tick_us {
             // With a leak a batch is one sensor event (see `process_serial`): its leak spikes
             // come after its DVS spike and before its cascade.
             debug_assert!(events.len() <= 1, "a leak runs one sensor event at a time");
-            for i in (0..events.len()).filter(|&i| batch.work[i].sensor_events > 0) {
-                self.leak_until(batch.times[i], tick, i as u32, &mut batch.tagged);
+            if let Some(&Part { first, t_us, .. }) = batch.work.parts().first() {
+                self.leak_until(t_us, tick, first, &mut batch.tagged);
             }
         }
         Cascade {
@@ -482,6 +487,7 @@ impl Simulator {
             threads: self.config.threads,
             thread_gain: self.config.thread_gain,
             front: &mut self.front,
+            clock: &mut self.clock,
             dvs_counters,
             counters,
             busy_until_ns: &mut self.busy_until_ns,

@@ -36,6 +36,7 @@ use crate::batch::Batch;
 use crate::cascade::{Cascade, Flight, Padded, Queue, Room, Wiring, hold};
 use crate::dvs::Front;
 use crate::layer::{LayerRt, Site};
+use crate::power::PeriodClock;
 use crate::sim::LayerCounters;
 
 /// Sensor events per piece: small enough that filling and draining the pipeline is a small
@@ -53,6 +54,8 @@ pub(crate) struct Call<'a> {
     /// See [`crate::Config::thread_gain`].
     pub thread_gain: f64,
     pub front: &'a mut Front,
+    /// The power periods, as the admission splits the batches by them.
+    pub clock: &'a mut PeriodClock,
     pub dvs_counters: &'a mut LayerCounters,
     /// The layers' counters (layer 1 first).
     pub counters: &'a mut [LayerCounters],
@@ -376,13 +379,14 @@ impl<F: FnMut(&mut Vec<Event>) -> bool> Events for Chunks<F> {
 /// hand out its monitored spikes and work (see [`Batch::hand_out`]). Once `deliver` says false,
 /// no more sensor events are admitted.
 pub(crate) fn run(call: Call<'_>, events: &mut dyn Events, buffers: &mut Buffers, mut deliver: impl FnMut(&mut Batch) -> bool) {
-    let Call { layers, threads, thread_gain, front, dvs_counters, counters, busy_until_ns, wiring } = call;
+    let Call { layers, threads, thread_gain, front, clock, dvs_counters, counters, busy_until_ns, wiring } = call;
     while !events.is_done() {
         let call = Call {
             layers: &mut *layers,
             threads,
             thread_gain,
             front: &mut *front,
+            clock: &mut *clock,
             dvs_counters: &mut *dvs_counters,
             counters: &mut *counters,
             busy_until_ns: &mut *busy_until_ns,
@@ -417,7 +421,7 @@ const RECUT_GAIN: f64 = 0.03;
 /// cuts (see [`look_every`]), and the pipeline drains only when they would change them: a
 /// drain costs about a millisecond, and most looks change nothing.
 fn run_segment(call: Call<'_>, events: &mut dyn Events, buffers: &mut Buffers, deliver: &mut impl FnMut(&mut Batch) -> bool) -> bool {
-    let Call { layers, threads, thread_gain, front, dvs_counters, counters, busy_until_ns, wiring } = call;
+    let Call { layers, threads, thread_gain, front, clock, dvs_counters, counters, busy_until_ns, wiring } = call;
     let n = layers.len();
     if n == 0 {
         return false;
@@ -442,7 +446,7 @@ fn run_segment(call: Call<'_>, events: &mut dyn Events, buffers: &mut Buffers, d
         (layers, counters, busy, queues, start) = (l_rest, c_rest, b_rest, q_rest, end);
     }
     let watch = Watch { recut: Cell::new(false), piece_events: Cell::new(piece_events(look_every(balance.events))) };
-    let mut admission = Admission { front, dvs_counters, monitor_dvs: wiring.monitored[0], events, admitted: 0, watch: &watch };
+    let mut admission = Admission { front, clock, dvs_counters, monitor_dvs: wiring.monitored[0], events, admitted: 0, watch: &watch };
     let mut go_on = true;
     // Measurements not yet added to the balance, and over how many sensor events: in pieces
     // of `watch.piece_events` (a look that changes the cuts leaves it as the pieces still on
@@ -456,7 +460,7 @@ fn run_segment(call: Call<'_>, events: &mut dyn Events, buffers: &mut Buffers, d
             *total += ns;
             *unseen += ns;
         }
-        unseen_events += piece.batch.work.len();
+        unseen_events += piece.batch.len;
         if unseen_events >= look_every(balance.events) && !watch.recut.get() {
             balance.update(&unseen, unseen_events, &cuts, watch.piece_events.get());
             unseen.fill(0);
@@ -583,6 +587,7 @@ fn pipeline(
 /// Starting pieces: the caller's thread's extra job.
 struct Admission<'a, 'e> {
     front: &'a mut Front,
+    clock: &'a mut PeriodClock,
     dvs_counters: &'a mut LayerCounters,
     monitor_dvs: bool,
     events: &'e mut dyn Events,
@@ -615,7 +620,7 @@ impl Admission<'_, '_> {
         piece.spent_ns.clear();
         piece.spent_ns.resize(layers + 2, 0);
         piece.admitted.clear();
-        piece.batch.admit(events, self.front, self.dvs_counters, self.monitor_dvs, &mut piece.admitted);
+        piece.batch.admit(events, self.front, self.dvs_counters, self.monitor_dvs, &mut piece.admitted, self.clock);
         piece.spent_ns[layers] = t0.elapsed().as_nanos() as u64;
         true
     }
