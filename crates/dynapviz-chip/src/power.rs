@@ -271,20 +271,26 @@ impl PowerMonitor {
 mod tests {
     use super::{Coefficients, PeriodClock, PeriodWork, PowerMonitor, Work};
 
+    /// 5000 sensor events' times and work, a few hundred µs apart and now and then 70 ms.
+    fn events(seed: u64) -> Vec<(i64, Work)> {
+        let mut uniform = dynapviz_testkit::uniform(seed);
+        let mut count = move |most: f32| (uniform() * most) as u64;
+        let mut t = 1_000;
+        (0..5000)
+            .map(|i| {
+                t += count(300.0) as i64 + if i % 997 == 0 { 70_000 } else { 0 };
+                (t, Work { sensor_events: 1, synops: count(1000.0), spikes: count(20.0), output_events: count(3.0) })
+            })
+            .collect()
+    }
+
     /// A batch's work added at once gives the samples that adding it one sensor event at a time
     /// gives, and leaves the same work pending: with periods that end inside a batch, gaps
     /// longer than several periods, and the first event, which starts the first period.
     #[test]
     fn adding_a_batch_at_once_is_adding_it_event_by_event() {
-        let mut uniform = dynapviz_testkit::uniform(5);
-        let mut count = move |most: f32| (uniform() * most) as u64;
-        let mut t = 1_000;
-        let events: Vec<(i64, Work)> = (0..5000)
-            .map(|i| {
-                t += count(300.0) as i64 + if i % 997 == 0 { 70_000 } else { 0 };
-                (t, Work { sensor_events: 1, synops: count(1000.0), spikes: count(20.0), output_events: count(3.0) })
-            })
-            .collect();
+        let events = events(5);
+        let t = events.last().map_or(0, |e| e.0);
         let mut one = PowerMonitor::new(50.0, 5, Coefficients::default());
         let mut all = one.clone();
         let (mut by_one, mut by_all) = (Vec::new(), Vec::new());
@@ -321,15 +327,8 @@ mod tests {
     /// periods end inside batches and gaps span several.
     #[test]
     fn work_summed_by_period_gives_the_samples_of_work_by_sensor_event() {
-        let mut uniform = dynapviz_testkit::uniform(7);
-        let mut count = move |most: f32| (uniform() * most) as u64;
-        let mut t = 1_000;
-        let events: Vec<(i64, Work)> = (0..5000)
-            .map(|i| {
-                t += count(300.0) as i64 + if i % 997 == 0 { 70_000 } else { 0 };
-                (t, Work { sensor_events: 1, synops: count(1000.0), spikes: count(20.0), output_events: count(3.0) })
-            })
-            .collect();
+        let events = events(7);
+        let t = events.last().map_or(0, |e| e.0);
         let admitted = |i: usize| i % 3 != 1;
         let mut by_event = PowerMonitor::new(50.0, 5, Coefficients::default());
         let mut by_period = by_event.clone();
