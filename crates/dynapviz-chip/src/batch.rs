@@ -53,7 +53,9 @@ impl Batch {
         } else {
             self.sort_out(out);
         }
-        power.add_all(self.work.parts().iter().map(|p| (p.t_us, p.work)), samples);
+        for part in self.work.parts() {
+            power.add(part.t_us, part.work, samples);
+        }
     }
 
     /// Appends the monitored spikes to `out` by a counting sort on their sensor event: stable,

@@ -225,23 +225,6 @@ impl PowerMonitor {
         self.work += work;
     }
 
-    /// [`Self::add`] for each of `work` (time, work) in turn. The work is summed in locals
-    /// between the ends of periods: this runs for every sensor event, where `add` kept the sum
-    /// in memory.
-    #[inline]
-    pub fn add_all(&mut self, work: impl IntoIterator<Item = (i64, Work)>, out: &mut Vec<PowerSample>) {
-        let (mut sum, mut next) = (std::mem::take(&mut self.work), self.clock.next_us);
-        for (t_us, w) in work {
-            if next.is_none_or(|next| t_us >= next) {
-                self.work = sum;
-                self.advance(t_us, out);
-                (sum, next) = (std::mem::take(&mut self.work), self.clock.next_us);
-            }
-            sum += w;
-        }
-        self.work = sum;
-    }
-
     /// Emits the samples of every period ending at or before `t_us`.
     #[inline]
     pub fn advance(&mut self, t_us: i64, out: &mut Vec<PowerSample>) {
@@ -282,27 +265,6 @@ mod tests {
                 (t, Work { sensor_events: 1, synops: count(1000.0), spikes: count(20.0), output_events: count(3.0) })
             })
             .collect()
-    }
-
-    /// A batch's work added at once gives the samples that adding it one sensor event at a time
-    /// gives, and leaves the same work pending: with periods that end inside a batch, gaps
-    /// longer than several periods, and the first event, which starts the first period.
-    #[test]
-    fn adding_a_batch_at_once_is_adding_it_event_by_event() {
-        let events = events(5);
-        let t = events.last().map_or(0, |e| e.0);
-        let mut one = PowerMonitor::new(50.0, 5, Coefficients::default());
-        let mut all = one.clone();
-        let (mut by_one, mut by_all) = (Vec::new(), Vec::new());
-        for batch in events.chunks(700) {
-            batch.iter().for_each(|&(t, w)| one.add(t, w, &mut by_one));
-            all.add_all(batch.iter().copied(), &mut by_all);
-        }
-        // The work after the last period's end comes out in the next.
-        one.advance(t + 20_000, &mut by_one);
-        all.advance(t + 20_000, &mut by_all);
-        assert!(by_one.len() > 40 * 5, "{} samples", by_one.len());
-        assert_eq!(by_one, by_all);
     }
 
     #[test]
@@ -354,7 +316,7 @@ mod tests {
                 tally.add(counted);
             }
             parts += work.parts().len();
-            by_period.add_all(work.parts().iter().map(|p| (p.t_us, p.work)), &mut got);
+            work.parts().iter().for_each(|p| by_period.add(p.t_us, p.work, &mut got));
         }
         by_event.advance(t + 20_000, &mut expected);
         by_period.advance(t + 20_000, &mut got);
