@@ -279,3 +279,48 @@ fn simulate_fits_a_larger_sensor_onto_the_network_input() {
     let outside = raw["rejected_input"]["out_of_range"].as_u64().expect("count");
     assert!(outside > 0 && outside < original["input_events"].as_u64().expect("count"), "{raw}");
 }
+
+#[test]
+fn simulate_gets_through_a_gap_of_days_in_the_recording() {
+    let Some(case) = dynapviz_testkit::shared("fixtures/golden/gesture_r50") else { return };
+    // The golden input with its second half 12 days later: a paused recording, or a corrupt
+    // timestamp. The gap is a whole number of bins and starts at a bin's first event, so that
+    // binned mode sees the same bins.
+    const GAP_US: u64 = 1_000_000_000_000;
+    let csv = std::fs::read_to_string(case.join("input.csv")).expect("input.csv");
+    let lines: Vec<&str> = csv.lines().collect();
+    let time = |line: &str| line.split_once(',').and_then(|(t, _)| t.parse::<u64>().ok());
+    let bin = |i: usize| time(lines[i]).map(|t| t / 1000);
+    let half = (lines.len() / 2..lines.len()).find(|&i| bin(i) != bin(i - 1)).expect("a bin starts in the second half");
+    let shifted: Vec<String> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| match (line.split_once(','), time(line)) {
+            (Some((_, rest)), Some(t)) if i >= half => format!("{},{rest}", t + GAP_US),
+            _ => line.to_string(),
+        })
+        .collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gapped = dir.path().join("gapped.csv");
+    std::fs::write(&gapped, shifted.join("\n")).expect("write");
+    let model = case.join("model.onnx");
+    for mode in ["event", "binned"] {
+        let simulate = |input: &std::path::Path| {
+            let args = ["simulate", "--model", model.to_str().expect("path"), "--input-shape", "2,128,128", "--no-rescale", "--json"];
+            let (ok, out, err) = dynapviz(&[&args[..], &["--mode", mode, "--input", input.to_str().expect("path")]].concat());
+            assert!(ok, "{mode}: {err}");
+            serde_json::from_str::<serde_json::Value>(&out).expect("json")
+        };
+        let (original, gap) = (simulate(&case.join("input.csv")), simulate(&gapped));
+        // Without a leak the spikes do not depend on the time between events.
+        assert_eq!(gap["layers"], original["layers"], "{mode}");
+        assert_eq!(gap["class_counts"], original["class_counts"], "{mode}");
+        // A billion empty bins are not written out; the JSON says why.
+        assert_eq!(gap["class_counts_per_bin"], serde_json::json!([]), "{mode}");
+        assert!(gap["class_counts_per_bin_left_out"].as_str().is_some_and(|why| why.contains("--bin-us")), "{mode}: {gap}");
+        assert!(original["class_counts_per_bin_left_out"].is_null(), "{mode}");
+        // Twelve idle days: the mean power is the idle power (pixel-analog 0.611 mW).
+        let analog = gap["power_mean_mw"][4][1].as_f64().expect("pixel-analog");
+        assert!((analog - 0.6109).abs() < 1e-4, "{mode}: {analog}");
+    }
+}

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use dynapviz_chip::{Config, Mode, Monitors, RAILS, Simulator};
+use dynapviz_chip::{Config, Mode, Monitors, PowerMean, RAILS, Simulator};
 use dynapviz_events::{GESTURE_CLASSES, Geometry};
 use dynapviz_model::report;
 use dynapviz_streams::nodes::readout::MajorityReadout;
@@ -123,6 +123,7 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
         threads: args.threads.or(super::cores()),
         ..Config::default()
     };
+    let power_rate = config.power_rate_hz;
     let sim = Simulator::new(&net, config)?;
     let source = FileSource::open(&path, false, Controls::new(0.0))?;
     let config = SessionConfig {
@@ -145,7 +146,7 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
     // span a change of gesture or a pause judge nothing).
     let truth = |t_us: i64| segments.iter().find(|g| g.start_us <= t_us - COLLECTION_US && t_us <= g.end_us).map(|g| g.class as usize - 1);
     let mut counts: Option<Vec<u64>> = None;
-    let (mut power, mut power_n, mut right, mut judged) = ([0f64; 5], 0u64, 0u64, 0u64);
+    let (mut power, mut right, mut judged) = (PowerMean::new(power_rate), 0u64, 0u64);
     let stats = session
         .drain(|a| match a {
             Analysis::Counts { counts: c, .. } => counts = Some(c),
@@ -165,15 +166,10 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
                 ));
             }
             Analysis::Layers { .. } | Analysis::Snapshot(_) => {}
-            Analysis::Power(p) => {
-                power[usize::from(p.channel)] += p.value;
-                if p.channel == 0 {
-                    power_n += 1;
-                }
-            }
+            Analysis::Power(p) => power.add(&p),
         })
         .map_err(anyhow::Error::msg)?;
-    let rails: Vec<String> = RAILS.iter().zip(power).map(|(r, p)| format!("{r} {:.3}", p / power_n.max(1) as f64 * 1e3)).collect();
+    let rails: Vec<String> = RAILS.iter().zip(power.watts()).filter_map(|(r, w)| Some(format!("{r} {:.3}", w? * 1e3))).collect();
     say(format!(
         "4. {right} of {judged} readouts within one gesture were right; {} input events, {} output spikes",
         stats.events, stats.output_spikes

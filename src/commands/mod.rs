@@ -1,5 +1,6 @@
 //! One module per subcommand: argument definitions and the glue to the library crates.
 
+mod class_bins;
 pub mod convert;
 pub mod demo;
 pub mod eval;

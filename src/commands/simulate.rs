@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
-use dynapviz_chip::{BusyModel, Config, Kernel, Mode, Monitors, RAILS, Simulator};
+use anyhow::Result;
+use dynapviz_chip::{BusyModel, Config, Kernel, Mode, Monitors, PowerMean, RAILS, Simulator};
 use dynapviz_events::{Event, EventReader, Geometry};
 use serde::Serialize;
 
+use super::class_bins::ClassBins;
 use super::model::{ModelArgs, SimMode, ThreadsArg};
 
 /// Sensor events per chunk of the recording once it runs (1 MB): the simulator runs through
@@ -186,6 +187,9 @@ struct Output {
     rescaled_from: Option<String>,
     class_counts: Vec<u64>,
     class_counts_per_bin: Vec<Vec<u64>>,
+    /// Why `class_counts_per_bin` is empty although there are output spikes, if it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    class_counts_per_bin_left_out: Option<String>,
     power_mean_mw: Vec<(String, f64)>,
     wall_seconds: f64,
     events_per_second: f64,
@@ -222,40 +226,28 @@ pub fn run(args: Args) -> Result<()> {
     let bar = super::byte_progress(len, "simulating");
     let classes = net.classes();
     let mut class_counts = vec![0u64; classes];
-    let mut per_bin: Vec<Vec<u64>> = Vec::new();
+    let mut per_bin = ClassBins::new(args.bin_us, classes);
     let mut monitored = vec![0u64; n + 1];
-    // Bins count from the first input event's bin.
-    let first_bin = std::cell::Cell::new(None);
+    // Bins count from the first input event's.
+    let mut first_us = None;
     let mut total = 0u64;
-    let mut power_sum = [0f64; 5];
-    let mut power_n = [0u64; 5];
+    let mut power = PowerMean::new(args.power_rate);
     let mut tally = |spikes: &[dynapviz_chip::Spike], samples: &[dynapviz_chip::PowerSample]| -> Result<()> {
         for s in spikes {
             monitored[usize::from(s.layer)] += 1;
             if usize::from(s.layer) == n {
                 class_counts[usize::from(s.c)] += 1;
-                let b0 = first_bin.get().unwrap_or_else(|| s.t.div_euclid(args.bin_us));
-                first_bin.set(Some(b0));
-                let b = usize::try_from(s.t.div_euclid(args.bin_us) - b0).context("output spike before the first bin")?;
-                if per_bin.len() <= b {
-                    per_bin.resize(b + 1, vec![0; classes]);
-                }
-                per_bin[b][usize::from(s.c)] += 1;
+                per_bin.add(s.t, usize::from(s.c));
             }
         }
-        for p in samples {
-            power_sum[usize::from(p.channel)] += p.value;
-            power_n[usize::from(p.channel)] += 1;
-        }
+        samples.iter().for_each(|p| power.add(p));
         Ok(())
     };
     let next = |chunk: &mut Vec<Event>| -> Result<bool> {
         if !recording.next(chunk)? {
             return Ok(false);
         }
-        if let (None, Some(e)) = (first_bin.get(), chunk.first()) {
-            first_bin.set(Some(e.t.div_euclid(args.bin_us)));
-        }
+        first_us = first_us.or(chunk.first().map(|e| e.t));
         total += chunk.len() as u64;
         if let Some((_, r)) = &rescale {
             r.apply(chunk);
@@ -289,6 +281,15 @@ pub fn run(args: Args) -> Result<()> {
             }
         })
         .collect();
+    // Only the JSON has the table.
+    let table = if args.json { per_bin.dense(first_us) } else { Ok(Vec::new()) };
+    let (class_counts_per_bin, class_counts_per_bin_left_out) = match table {
+        Ok(table) => (table, None),
+        Err(why) => {
+            tracing::warn!("class_counts_per_bin left out: {why}");
+            (Vec::new(), Some(why))
+        }
+    };
     let out = Output {
         mode: format!("{:?}", args.mode).to_lowercase(),
         kernel: format!("{:?}", sim.kernel()).to_lowercase(),
@@ -296,19 +297,15 @@ pub fn run(args: Args) -> Result<()> {
         input: args.input.display().to_string(),
         input_events: total,
         bin_us: args.bin_us,
-        bins: per_bin.len(),
+        bins: class_counts_per_bin.len(),
         layers,
         dvs: counters[0],
         rejected_input: sim.input_counters(),
         rescaled_from: rescale.map(|(sensor, _)| sensor.to_string()),
         class_counts,
-        class_counts_per_bin: per_bin,
-        power_mean_mw: RAILS
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| power_n[*i] > 0)
-            .map(|(i, r)| (r.to_string(), power_sum[i] / power_n[i] as f64 * 1e3))
-            .collect(),
+        class_counts_per_bin,
+        class_counts_per_bin_left_out,
+        power_mean_mw: RAILS.iter().zip(power.watts()).filter_map(|(r, w)| Some((r.to_string(), w? * 1e3))).collect(),
         wall_seconds: wall,
         events_per_second: total as f64 / wall.max(1e-9),
     };
@@ -329,10 +326,14 @@ pub fn run(args: Args) -> Result<()> {
         println!("input rescaled from the {sensor} sensor to {shape}");
     }
     let r = out.rejected_input;
-    if r.out_of_range + r.cropped + r.time_backwards > 0 {
+    if r.out_of_range + r.cropped + r.time_backwards + r.time_out_of_range > 0 {
         println!(
-            "rejected input: {} outside the input shape, {} cropped, {} with time going backwards",
-            r.out_of_range, r.cropped, r.time_backwards
+            "rejected input: {} outside the input shape, {} cropped, {} with time going backwards, {} with a time past ±{} years",
+            r.out_of_range,
+            r.cropped,
+            r.time_backwards,
+            r.time_out_of_range,
+            dynapviz_chip::MAX_TIME_US / 31_557_600_000_000
         );
     }
     println!(

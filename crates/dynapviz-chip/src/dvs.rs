@@ -6,7 +6,7 @@ use dynapviz_model::network::DvsLayer;
 
 use crate::cascade::Queue;
 use crate::layer::Site;
-use crate::sim::{InputCounters, LayerCounters, Spike};
+use crate::sim::{InputCounters, LayerCounters, MAX_TIME_US, Spike};
 
 /// Why a sensor event did not reach the network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,6 +152,10 @@ impl Front {
     /// [`Self::admit`] with the last time and the counters in `admitting`.
     #[inline(always)]
     fn map_event(&self, e: &Event, drop_late: bool, admitting: &mut Admitting) -> Option<(i64, Site)> {
+        if e.t.unsigned_abs() > MAX_TIME_US as u64 {
+            admitting.input.time_out_of_range += 1;
+            return None;
+        }
         let t = match admitting.last_t {
             Some(last) if e.t < last => {
                 admitting.input.time_backwards += 1;

@@ -219,9 +219,11 @@ impl LayerRt {
 
     /// sinabs semantics for every neuron (one time bin): add the bias, then
     /// `n = v > 0 ? v / thr : 0`, `v -= n * thr`, clamp at `min_v_mem`. Calls `spike(site, n)`.
+    /// Returns whether any neuron's potential changed: a bin without input that changes none
+    /// and fires none would repeat itself until the next input.
     /// Inlined: the binned mode compiles its bins for AVX2 when the CPU has it.
     #[inline(always)]
-    pub fn fire_binned(&mut self, mut spike: impl FnMut(Option<Site>, i32)) {
+    pub fn fire_binned(&mut self, mut spike: impl FnMut(Option<Site>, i32)) -> bool {
         let o = self.out_channels;
         let (thr, min) = (self.threshold, self.min_v_mem);
         let geometry = self.geometry();
@@ -229,23 +231,28 @@ impl LayerRt {
             // Without a bias only neurons that received input this bin can change: visit those
             // (in first-touch order, which is deterministic) instead of the whole layer.
             let mut touched = std::mem::take(&mut self.touched);
+            let mut changed = false;
             for &base in &touched {
                 let base = base as usize;
                 self.touched_mark[base / o.max(1)] = false;
                 for (oc, v) in self.state[base..base + o].iter_mut().enumerate() {
+                    let was = *v;
                     if *v >= thr {
                         let n = *v / thr;
                         *v -= n * thr;
                         spike(geometry.site(base / o, oc), n);
                     }
                     *v = (*v).max(min);
+                    changed |= *v != was;
                 }
             }
             touched.clear();
             self.touched = touched;
-            return;
+            return changed;
         }
+        let mut changed = false;
         for (i, v) in self.state.iter_mut().enumerate() {
+            let was = *v;
             if let Some(b) = &self.bias {
                 *v += b[i % o];
             }
@@ -255,20 +262,25 @@ impl LayerRt {
                 spike(geometry.site(i / o, i % o), n);
             }
             *v = (*v).max(min);
+            changed |= *v != was;
         }
+        changed
     }
 
     /// Adds the bias once to every neuron of the event mode (one slow-clock tick of the chip's
-    /// leak), saturating at int16, then applies the chip's firing rule to each. Returns spikes.
-    pub fn leak_tick(&mut self, mut spike: impl FnMut(Option<Site>)) -> u64 {
-        let Some(bias) = &self.bias else { return 0 };
+    /// leak), saturating at int16, then applies the chip's firing rule to each. Returns the
+    /// spikes and whether any neuron's potential changed: a tick that changes none and fires
+    /// none would repeat itself until the next input.
+    pub fn leak_tick(&mut self, mut spike: impl FnMut(Option<Site>)) -> (u64, bool) {
+        let Some(bias) = &self.bias else { return (0, false) };
         let (lanes, n, geometry) = (self.lanes, self.neuron, self.geometry());
-        let mut spikes = 0;
+        let (mut spikes, mut changed) = (0, false);
         for (i, v) in self.state16.iter_mut().enumerate() {
             // The extra lanes (past the bias's `o` channels) stay as they are.
             let Some(&b) = bias.get(i % lanes) else { continue };
             // Saturates as the plain potential, compared and reset as stored.
             let sum = (i32::from(*v) - n.offset + b).clamp(i32::from(i16::MIN), i32::from(i16::MAX)) + n.offset;
+            let was = *v;
             *v = if sum > i32::from(n.below) {
                 spikes += 1;
                 spike(geometry.site(i / lanes, i % lanes));
@@ -276,8 +288,9 @@ impl LayerRt {
             } else {
                 sum.max(i32::from(n.min)) as i16
             };
+            changed |= *v != was;
         }
-        spikes
+        (spikes, changed)
     }
 
     /// The layer as windows, for the event mode; `None` if it is not of the common shape.

@@ -14,5 +14,5 @@ mod stages;
 mod window;
 
 pub use lanes::Kernel;
-pub use power::{Coefficients, PowerSample, RAILS};
-pub use sim::{BusyModel, Config, InputCounters, LayerCounters, Mode, Monitors, SimError, Simulator, Spike};
+pub use power::{Coefficients, IDLE_PERIODS_IN_FULL, PowerMean, PowerSample, RAILS};
+pub use sim::{BusyModel, Config, InputCounters, LayerCounters, MAX_TIME_US, Mode, Monitors, SimError, Simulator, Spike};

@@ -44,15 +44,53 @@ impl Default for Coefficients {
     }
 }
 
-/// One reading, as the devkit's monitor reports it: rail channel, watts, µs.
+/// One reading, as the devkit's monitor reports it: rail channel, watts, µs. A rail's samples
+/// come a period apart, except after an idle stretch longer than [`IDLE_PERIODS_IN_FULL`]:
+/// its first period has a sample, then one sample covers the rest (see [`PowerMonitor`]).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct PowerSample {
     /// 0 io, 1 ram, 2 logic, 3 pixel-digital, 4 pixel-analog.
     pub channel: u8,
-    /// Mean power over the sample period, W.
+    /// Mean power since the rail's previous sample (a period, for its first), W.
     pub value: f64,
-    /// End of the sample period, µs.
+    /// End of the time the sample covers, µs.
     pub timestamp: i64,
+}
+
+/// The longest idle stretch (periods without work) that gets a sample per period: 10 s at
+/// the default 50 Hz. A recording's pause of minutes, or a corrupt timestamp days ahead,
+/// would otherwise emit millions of identical samples at once.
+pub const IDLE_PERIODS_IN_FULL: i64 = 500;
+
+/// The mean power per rail over a run, from its samples, each weighted by the time it covers:
+/// a long idle stretch comes as one sample.
+#[derive(Clone, Debug)]
+pub struct PowerMean {
+    period_us: i64,
+    /// Per rail: the last sample's timestamp, and the sums of energy (J) and time (s).
+    rails: [(Option<i64>, f64, f64); 5],
+}
+
+impl PowerMean {
+    /// For samples at `rate_hz`, the rate the [`PowerMonitor`] was given.
+    pub fn new(rate_hz: f64) -> Self {
+        Self { period_us: period_us(rate_hz), rails: [(None, 0.0, 0.0); 5] }
+    }
+
+    /// Adds one sample; samples of channels beyond the five rails are ignored.
+    pub fn add(&mut self, sample: &PowerSample) {
+        if let Some((last, joules, secs)) = self.rails.get_mut(usize::from(sample.channel)) {
+            let covered = last.map_or(self.period_us, |t| sample.timestamp - t) as f64 * 1e-6;
+            *last = Some(sample.timestamp);
+            *joules += sample.value * covered;
+            *secs += covered;
+        }
+    }
+
+    /// Mean watts per rail, `None` for a rail without samples.
+    pub fn watts(&self) -> [Option<f64>; 5] {
+        self.rails.map(|(_, joules, secs)| (secs > 0.0).then(|| joules / secs))
+    }
 }
 
 /// Work counted since the last sample.
@@ -176,21 +214,33 @@ pub(crate) struct PeriodClock {
     next_us: Option<i64>,
 }
 
+/// A sample period at `rate_hz`, µs: at least 1.
+fn period_us(rate_hz: f64) -> i64 {
+    (1e6 / rate_hz.max(1e-3)).round().max(1.0) as i64
+}
+
+/// The ends of the periods an event passed: `count`, a period apart from `first`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Ends {
+    pub first: i64,
+    pub count: i64,
+}
+
 impl PeriodClock {
     /// A clock of periods at `rate_hz`, before its first event.
     pub fn new(rate_hz: f64) -> Self {
-        Self { period_us: (1e6 / rate_hz.max(1e-3)).round().max(1.0) as i64, next_us: None }
+        Self { period_us: period_us(rate_hz), next_us: None }
     }
 
     /// Moves the clock to an event at `t_us` (none before the last): the ends of the periods
-    /// that end at or before it, in order. None for the first event, which starts the first
-    /// period.
+    /// that end at or before it. None for the first event, which starts the first period.
+    /// Saturates rather than overflow on times near the ends of `i64`.
     #[inline]
-    pub fn advance(&mut self, t_us: i64) -> std::iter::StepBy<std::ops::RangeInclusive<i64>> {
-        let next = *self.next_us.get_or_insert(t_us + self.period_us);
-        let ended = if t_us < next { 0 } else { (t_us - next) / self.period_us + 1 };
-        self.next_us = Some(next + ended * self.period_us);
-        (next..=next + (ended - 1) * self.period_us).step_by(self.period_us as usize)
+    pub fn advance(&mut self, t_us: i64) -> Ends {
+        let next = *self.next_us.get_or_insert(t_us.saturating_add(self.period_us));
+        let count = if t_us < next { 0 } else { t_us.saturating_sub(next) / self.period_us + 1 };
+        self.next_us = Some(next.saturating_add(count.saturating_mul(self.period_us)));
+        Ends { first: next, count }
     }
 
     /// Whether a period ends at or before an event at `t_us`, moving the clock to it.
@@ -198,7 +248,7 @@ impl PeriodClock {
     fn passes(&mut self, t_us: i64) -> bool {
         match self.next_us {
             Some(next) if t_us < next => false,
-            _ => self.advance(t_us).next().is_some(),
+            _ => self.advance(t_us).count > 0,
         }
     }
 }
@@ -225,18 +275,28 @@ impl PowerMonitor {
         self.work += work;
     }
 
-    /// Emits the samples of every period ending at or before `t_us`.
+    /// Emits the samples of every period ending at or before `t_us`. Only the first of them
+    /// holds work (the work of later periods is added after); an idle stretch after it longer
+    /// than [`IDLE_PERIODS_IN_FULL`] gets a sample for its first period and one for the rest.
     #[inline]
     pub fn advance(&mut self, t_us: i64, out: &mut Vec<PowerSample>) {
-        for end in self.clock.advance(t_us) {
-            self.emit(end, out);
+        let Ends { first, count } = self.clock.advance(t_us);
+        let period = self.clock.period_us;
+        let full = if count - 1 > IDLE_PERIODS_IN_FULL { 2 } else { count };
+        for k in 0..full {
+            self.emit(first + k * period, period, out);
+        }
+        if full < count {
+            let last = first + (count - 1) * period;
+            self.emit(last, last - (first + period), out);
         }
     }
 
-    fn emit(&mut self, end_us: i64, out: &mut Vec<PowerSample>) {
+    /// Emits the samples of the `span_us` up to `end_us`, the pending work's.
+    fn emit(&mut self, end_us: i64, span_us: i64, out: &mut Vec<PowerSample>) {
         let c = &self.coefficients;
         let w = std::mem::take(&mut self.work);
-        let secs = self.clock.period_us as f64 * 1e-6;
+        let secs = span_us as f64 * 1e-6;
         let dynamic = [
             w.output_events as f64 * c.io_per_output_event_j,
             w.synops as f64 * c.ram_per_synop_j,
@@ -252,7 +312,7 @@ impl PowerMonitor {
 
 #[cfg(test)]
 mod tests {
-    use super::{Coefficients, PeriodClock, PeriodWork, PowerMonitor, Work};
+    use super::{Coefficients, Ends, IDLE_PERIODS_IN_FULL, PeriodClock, PeriodWork, PowerMean, PowerMonitor, Work};
 
     /// 5000 sensor events' times and work, a few hundred µs apart and now and then 70 ms.
     fn events(seed: u64) -> Vec<(i64, Work)> {
@@ -270,17 +330,52 @@ mod tests {
     #[test]
     fn a_clock_ends_every_period_an_event_passes() {
         let mut clock = PeriodClock::new(50.0);
-        let ends = |clock: &mut PeriodClock, t: i64| clock.advance(t).collect::<Vec<i64>>();
-        let none: [i64; 0] = [];
+        let none = Ends { first: 21_000, count: 0 };
         // The first event starts the first period; an event at its end ends it.
-        assert_eq!(ends(&mut clock, 1_000), none);
-        assert_eq!(ends(&mut clock, 20_999), none);
-        assert_eq!(ends(&mut clock, 21_000), [21_000]);
+        assert_eq!(clock.advance(1_000), none);
+        assert_eq!(clock.advance(20_999), none);
+        assert_eq!(clock.advance(21_000), Ends { first: 21_000, count: 1 });
         // A gap passes several.
-        assert_eq!(ends(&mut clock, 100_000), [41_000, 61_000, 81_000]);
-        assert_eq!(ends(&mut clock, 100_001), none);
+        assert_eq!(clock.advance(100_000), Ends { first: 41_000, count: 3 });
+        assert_eq!(clock.advance(100_001).count, 0);
         assert!(clock.passes(101_000));
         assert!(!clock.passes(101_000));
+        // Times at the ends of i64 do not overflow (the period end saturates there).
+        let mut from_min = PeriodClock::new(50.0);
+        assert_eq!(from_min.advance(i64::MIN).count, 0);
+        assert!(from_min.advance(i64::MAX).count > 0);
+        assert!(clock.advance(i64::MAX).count > 0);
+        assert!(clock.advance(i64::MAX).count <= 1);
+    }
+
+    /// An idle stretch longer than [`IDLE_PERIODS_IN_FULL`] costs three samples per rail
+    /// (the period with work, the first idle one, the rest), not one per period, and the
+    /// time-weighted mean is that of a sample per period.
+    #[test]
+    fn a_long_idle_stretch_is_one_sample_and_keeps_the_mean() {
+        let work = Work { sensor_events: 400, synops: 90_000, spikes: 500, output_events: 30 };
+        let run = |idle: i64| {
+            let mut monitor = PowerMonitor::new(50.0, 5, Coefficients::default());
+            let mut samples = Vec::new();
+            monitor.add(0, work, &mut samples);
+            monitor.add((idle + 1) * 20_000, Work::default(), &mut samples);
+            let mut mean = PowerMean::new(50.0);
+            samples.iter().for_each(|s| mean.add(s));
+            (samples, mean.watts())
+        };
+        let (busy, _) = run(0);
+        for idle in [IDLE_PERIODS_IN_FULL, IDLE_PERIODS_IN_FULL + 1, 10_i64.pow(9)] {
+            let (samples, watts) = run(idle);
+            let per_rail = if idle > IDLE_PERIODS_IN_FULL { 3 } else { idle + 1 };
+            assert_eq!(samples.len() as i64, 5 * per_rail, "{idle} idle periods");
+            assert_eq!(samples.last().map(|s| s.timestamp), Some((idle + 1) * 20_000));
+            for (ch, w) in watts.iter().enumerate() {
+                let static_w = Coefficients::default().static_w[ch];
+                let want = (busy[ch].value + static_w * idle as f64) / (idle + 1) as f64;
+                let got = w.unwrap_or(f64::NAN);
+                assert!((got - want).abs() <= 1e-12 * want, "rail {ch}, {idle} idle: {got} against {want}");
+            }
+        }
     }
 
     /// The event mode's way: each batch split by the periods as it is admitted, each layer

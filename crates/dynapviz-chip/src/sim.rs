@@ -175,7 +175,13 @@ pub struct InputCounters {
     /// Events earlier than their predecessor: processed at the predecessor's time (event mode)
     /// or dropped because their bin was already simulated (binned mode).
     pub time_backwards: u64,
+    /// Events whose time is more than [`MAX_TIME_US`] from 0 (corrupt): dropped.
+    pub time_out_of_range: u64,
 }
+
+/// The largest time of a sensor event, either side of 0: about 146 years in µs. The event
+/// mode counts in ns, and a corrupt timestamp near the end of `i64` would overflow there.
+pub const MAX_TIME_US: i64 = (1 << 62) / 1000;
 
 /// A spike of a monitored layer (layer 0: a sensor event after the DVS layer).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -516,6 +522,7 @@ impl Simulator {
         let next = *self.next_leak_us.get_or_insert(t_us - t_us.rem_euclid(tick) + tick);
         let mut at = next;
         while at <= t_us {
+            let mut quiet = true;
             for li in 0..self.layers.len() {
                 if !self.layers[li].has_bias() {
                     continue;
@@ -523,7 +530,8 @@ impl Simulator {
                 let monitored = self.wiring.monitored[li + 1];
                 let dests = self.wiring.destinations[li].clone();
                 let mut sites = Vec::new();
-                let n = self.layers[li].leak_tick(|s| sites.extend(s));
+                let (n, changed) = self.layers[li].leak_tick(|s| sites.extend(s));
+                quiet &= n == 0 && !changed;
                 self.counters[li + 1].spikes += n;
                 self.counters[li + 1].spikes_after_pool += sites.len() as u64;
                 if monitored {
@@ -534,6 +542,11 @@ impl Simulator {
                 }
             }
             at += tick;
+            if quiet && at <= t_us {
+                // The ticks up to `t_us` would repeat this one, which changed nothing: skipped,
+                // so that a long gap in the input costs no time.
+                at += ((t_us - at) / tick + 1) * tick;
+            }
         }
         self.next_leak_us = Some(at);
     }
@@ -545,10 +558,13 @@ impl Simulator {
         match self.bin {
             Some(cur) if b > cur => {
                 self.run_bin(cur, bin_us, out);
-                // Empty bins between matter only when a bias changes the state every bin.
+                // Empty bins between matter only when a bias changes the state every bin, and
+                // only up to the first that changes nothing: every later one would repeat it.
                 if self.layers.iter().any(LayerRt::has_bias) {
                     for empty in cur + 1..b {
-                        self.run_bin(empty, bin_us, out);
+                        if !self.run_bin(empty, bin_us, out) {
+                            break;
+                        }
                     }
                 }
                 self.bin = Some(b);
@@ -559,29 +575,32 @@ impl Simulator {
         self.bin_input[0].push((site, 1));
     }
 
-    /// Ends a bin: sums its input into every layer and fires, layer by layer.
-    fn run_bin(&mut self, bin: i64, bin_us: i64, out: &mut Vec<Spike>) {
+    /// Ends a bin: sums its input into every layer and fires, layer by layer. Returns whether
+    /// anything happened: input, a spike or a changed potential.
+    fn run_bin(&mut self, bin: i64, bin_us: i64, out: &mut Vec<Spike>) -> bool {
         #[cfg(x86_kernels)]
         if self.wiring.kernel >= Kernel::Avx2 {
             // SAFETY: the CPU has AVX2, checked just above.
             return unsafe { self.run_bin_avx2(bin, bin_us, out) };
         }
-        self.run_bin_with(bin, bin_us, out);
+        self.run_bin_with(bin, bin_us, out)
     }
 
     /// The bin compiled for AVX2, so that the sums over output channels take 8 lanes at once.
     #[cfg(x86_kernels)]
     #[target_feature(enable = "avx2")]
-    fn run_bin_avx2(&mut self, bin: i64, bin_us: i64, out: &mut Vec<Spike>) {
-        self.run_bin_with(bin, bin_us, out);
+    fn run_bin_avx2(&mut self, bin: i64, bin_us: i64, out: &mut Vec<Spike>) -> bool {
+        self.run_bin_with(bin, bin_us, out)
     }
 
     #[inline(always)]
-    fn run_bin_with(&mut self, bin: i64, bin_us: i64, out: &mut Vec<Spike>) {
+    fn run_bin_with(&mut self, bin: i64, bin_us: i64, out: &mut Vec<Spike>) -> bool {
         let t = bin * bin_us;
         let mut work = Work { sensor_events: self.bin_input[0].len() as u64, ..Work::default() };
+        let mut happened = false;
         for li in 0..self.layers.len() {
             let queue = std::mem::take(&mut self.bin_input[li]);
+            happened |= !queue.is_empty();
             let layer = &mut self.layers[li];
             let c = &mut self.counters[li + 1];
             for &(s, n) in &queue {
@@ -595,7 +614,7 @@ impl Simulator {
             let queues = &mut self.bin_input;
             let mut spikes = 0u64;
             let mut after_pool = 0u64;
-            layer.fire_binned(|site, n| {
+            happened |= layer.fire_binned(|site, n| {
                 spikes += n as u64;
                 if let Some(site) = site {
                     after_pool += n as u64;
@@ -609,6 +628,7 @@ impl Simulator {
                     }
                 }
             });
+            happened |= spikes > 0;
             c.spikes += spikes;
             c.spikes_after_pool += after_pool;
             work.spikes += spikes;
@@ -622,5 +642,6 @@ impl Simulator {
             }
         }
         self.power.add(t, work, &mut self.power_samples);
+        happened
     }
 }

@@ -1,6 +1,6 @@
 //! Properties of the event-driven chip model on small networks built here.
 
-use dynapviz_chip::{Config, Mode, Monitors, Simulator, Spike};
+use dynapviz_chip::{Config, MAX_TIME_US, Mode, Monitors, Simulator, Spike};
 use dynapviz_events::Event;
 use dynapviz_model::convert::{DvsOptions, convert};
 use dynapviz_model::discretize::discretize;
@@ -180,12 +180,23 @@ proptest! {
 #[test]
 fn bad_input_is_counted_not_fatal() {
     let n = net(2, 1, 1, 4, vec![1, 1], 1000, -1000);
-    let events = [Event::new(10, 1, 1, true), Event::new(5, 1, 1, true), Event::new(20, 9, 1, true)];
-    let (_, sim) = run(&n, Mode::Event, &events);
-    let c = sim.input_counters();
-    assert_eq!((c.time_backwards, c.out_of_range), (1, 1));
-    let (_, sim) = run(&n, Mode::Binned { bin_us: 1 }, &events);
-    assert_eq!(sim.input_counters().time_backwards, 1);
+    // A corrupt time near the end of i64 is dropped: it does not overflow the event mode's ns,
+    // nor become the time of the events after it.
+    let events = [
+        Event::new(10, 1, 1, true),
+        Event::new(5, 1, 1, true),
+        Event::new(20, 9, 1, true),
+        Event::new(i64::MAX - 5, 1, 1, true),
+        Event::new(MAX_TIME_US + 1, 1, 1, true),
+        Event::new(30, 1, 1, true),
+    ];
+    // The event at 5 is run at 10 in event mode, dropped in binned mode (its bin is done).
+    for (mode, admitted) in [(Mode::Event, 3), (Mode::Binned { bin_us: 1 }, 2)] {
+        let (_, sim) = run(&n, mode, &events);
+        let c = sim.input_counters();
+        assert_eq!((c.time_backwards, c.out_of_range, c.time_out_of_range), (1, 1, 2), "{mode:?}");
+        assert_eq!(sim.counters()[0].input_events, admitted, "{mode:?}");
+    }
     let mut unmapped = n.clone();
     unmapped.layers[0].quant = None;
     assert!(Simulator::new(&unmapped, Config::default()).is_err());
@@ -244,4 +255,34 @@ fn the_leak_charges_the_chip_neurons_without_input() {
     sim.process(&[Event::new(0, 0, 0, true), Event::new(10_000, 0, 0, true)], &mut out);
     assert_eq!(out.len(), 4 * 5, "4 neurons x 5 spikes: {out:?}");
     assert!(out.iter().all(|s| s.t % 2000 == 0 && s.t > 0), "{out:?}");
+}
+
+/// A leak (event mode) or a bias (binned mode) acts at every tick or bin of a gap in the input,
+/// until the neurons settle (here at `min_v_mem`, the biases being negative; a positive one
+/// fires all along, and is run tick by tick). A gap of 30 years
+/// (10^12 ticks or bins, which would take hours one by one) gives the spikes of a gap of 100,
+/// which the neurons settle in: the ticks and bins after a quiet one are skipped.
+#[test]
+fn a_gap_of_years_with_a_leak_costs_no_time_and_changes_nothing() {
+    let mut n = net(1, 2, 1, 3, vec![25, 8], 10, -10);
+    if let Some(q) = n.layers[0].quant.as_mut() {
+        q.bias = Some(vec![-3, -1]);
+    }
+    let at = |gap: i64| {
+        let events =
+            [Event::new(0, 1, 1, true), Event::new(500, 1, 2, true), Event::new(gap, 1, 1, true), Event::new(gap + 1500, 0, 1, true)];
+        let mut runs = Vec::new();
+        for (mode, leak) in [(Mode::Event, Some(1000)), (Mode::Binned { bin_us: 1000 }, None)] {
+            let config = Config { mode, leak_tick_us: leak, monitors: Monitors::of([1]), ..Config::default() };
+            let mut sim = Simulator::new(&n, config).expect("sim");
+            let mut out = Vec::new();
+            sim.process(&events, &mut out);
+            sim.finish(&mut out);
+            runs.push(out.iter().map(|s| (if s.t >= gap { s.t - gap } else { s.t }, s.c, s.y, s.x)).collect::<Vec<_>>());
+        }
+        runs
+    };
+    let short = at(100_000);
+    assert!(short.iter().all(|spikes| spikes.len() >= 2), "{short:?}");
+    assert_eq!(at(1_000_000_000_000_000), short);
 }
