@@ -44,14 +44,15 @@ pub fn load(model: &Path, arch: Option<&Path>) -> Result<(Ann, Option<[usize; 3]
 /// Checks that every weight is finite: a NaN or infinity would poison the discretization scale.
 pub fn check_finite(ann: &Ann) -> Result<()> {
     for l in &ann.layers {
-        let values: Box<dyn Iterator<Item = &f32>> = match &l.layer {
-            AnnLayer::Conv { weight, bias, .. } | AnnLayer::Linear { weight, bias } => {
-                Box::new(weight.data.iter().chain(bias.iter().flatten()))
-            }
-            AnnLayer::BatchNorm { scale, shift } => Box::new(scale.iter().chain(shift)),
+        let values: [&[f32]; 2] = match &l.layer {
+            AnnLayer::Conv { weight, bias, .. } | AnnLayer::Linear { weight, bias } => [&weight.data, bias.as_deref().unwrap_or_default()],
+            AnnLayer::BatchNorm { scale, shift } => [scale, shift],
             _ => continue,
         };
-        if let Some(v) = values.into_iter().find(|v| !v.is_finite()) {
+        // A fold without an early exit, which vectorizes; the culprit is looked for only then.
+        if !values.iter().all(|s| s.iter().fold(true, |finite, v| finite & v.is_finite()))
+            && let Some(v) = values.iter().flat_map(|s| s.iter()).find(|v| !v.is_finite())
+        {
             return Err(ModelError::Unsupported {
                 layer: format!("layer {} ({})", l.name, l.layer.kind()),
                 message: format!("weight value {v} is not finite"),
