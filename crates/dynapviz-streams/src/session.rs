@@ -242,8 +242,13 @@ impl Session {
                                 }
                             }
                             slot.publish(shown);
-                            frame.next_frame(boundary);
-                            next_frame = Some(boundary + config.frame_us);
+                            // The frames before the next event's are empty: only the last of
+                            // them could be seen (the slot keeps the latest), so a gap of
+                            // hours in the recording is one frame, not a million.
+                            let empty = (events[end].t - boundary) / config.frame_us;
+                            let skipped = boundary + (empty - 1).max(0) * config.frame_us;
+                            frame.next_frame(skipped);
+                            next_frame = Some(skipped + config.frame_us);
                         }
                         start = end;
                     }

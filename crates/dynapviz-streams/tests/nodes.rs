@@ -4,7 +4,7 @@ use dynapviz_chip::Spike;
 use dynapviz_events::{Event, Geometry};
 use dynapviz_streams::nodes::filter::{BackgroundActivityFilter, Crop, Decimate, HotPixelFilter, LayerSelect, PolarityFilter, Rescale};
 use dynapviz_streams::nodes::frame::FrameAccumulator;
-use dynapviz_streams::nodes::readout::{Collection, MajorityReadout, SpikeCollector, SpikeCount};
+use dynapviz_streams::nodes::readout::{Collection, EMPTY_COLLECTIONS_IN_FULL, MajorityReadout, SpikeCollector, SpikeCount};
 
 fn ev(t: i64, x: u16, y: u16, p: bool) -> Event {
     Event::new(t, x, y, p)
@@ -66,6 +66,26 @@ fn spike_collection_by_event_time_with_empty_intervals() {
     c.add(&[spike(0, 0), spike(1000, 0)], &mut out);
     assert_eq!(out.len(), 1);
     assert!(SpikeCollector::new(0.0).is_err());
+}
+
+#[test]
+fn a_gap_of_days_yields_a_bounded_number_of_empty_collections() {
+    let mut c = SpikeCollector::new(500.0).expect("500 ms");
+    let mut out = Vec::new();
+    let days = 12 * 86_400_000_000;
+    c.add(&[spike(0, 1), spike(days + 250_000, 2)], &mut out);
+    c.finish(&mut out);
+    assert_eq!(out.len(), 1 + EMPTY_COLLECTIONS_IN_FULL + 1, "the busy one, the empty ones in full, the one of the next spike");
+    assert_eq!(out.iter().map(|k| k.total).sum::<u64>(), 2);
+    // The intervals stay on the grid: the last one is the interval of the spike.
+    let last = out.last().expect("collections");
+    assert_eq!((last.start_us, last.end_us, last.total), (days, days + 500_000, 1));
+    assert!(out.windows(2).all(|w| w[0].end_us <= w[1].start_us), "in order, not overlapping");
+    // A shorter gap is still sampled in full.
+    let mut out = Vec::new();
+    let mut c = SpikeCollector::new(500.0).expect("500 ms");
+    c.add(&[spike(0, 1), spike(30_000_000, 2)], &mut out);
+    assert_eq!(out.len(), 60);
 }
 
 fn collection(channels: &[u16]) -> Collection {

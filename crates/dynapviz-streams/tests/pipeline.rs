@@ -12,7 +12,7 @@ use dynapviz_model::convert::{DvsOptions, convert};
 use dynapviz_model::discretize::discretize;
 use dynapviz_model::{Ann, AnnLayer, Network, Tensor};
 use dynapviz_streams::nodes::filter::Rescale;
-use dynapviz_streams::nodes::readout::{MajorityReadout, SpikeCollector, SpikeCount};
+use dynapviz_streams::nodes::readout::{EMPTY_COLLECTIONS_IN_FULL, MajorityReadout, SpikeCollector, SpikeCount};
 use dynapviz_streams::session::{Analysis, Session, SessionConfig, Source};
 use dynapviz_streams::source::{Controls, FileSource};
 use dynapviz_streams::synth::{DvsParams, Scene, SceneSource};
@@ -185,4 +185,51 @@ fn overload_keeps_memory_flat_counts_skips_and_loses_no_analysis() {
     assert_eq!(display.published(), taken + display.skipped(), "every frame was shown or counted as skipped");
     assert!(display.skipped() > 0, "the display was too slow: frames must have been skipped");
     assert!(peak - before < 200_000, "memory grew by {} KiB", peak - before);
+}
+
+/// Chunks of events, handed out in turn.
+struct Chunks(Vec<Vec<Event>>);
+
+impl Source for Chunks {
+    fn next_chunk(&mut self, out: &mut Vec<Event>) -> Result<bool, String> {
+        if self.0.is_empty() {
+            return Ok(false);
+        }
+        out.append(&mut self.0.remove(0));
+        Ok(true)
+    }
+}
+
+#[test]
+fn a_gap_of_days_costs_a_few_frames_and_collections_not_millions() {
+    // 100 ms of events, 12 days of nothing (a paused recording, or a corrupt timestamp), 100 ms
+    // more; in one chunk and split at the gap. With the simulated chip, so that its power
+    // samples cross the gap too.
+    let burst =
+        |t0: i64| (0..1000).map(|i| Event::new(t0 + i * 100, (i % 64) as u16, (i / 64 % 64) as u16, i % 2 == 0)).collect::<Vec<_>>();
+    let days = 12 * 86_400_000_000;
+    let (before, after) = (burst(0), burst(days));
+    let net = network();
+    for chunks in [vec![[before.clone(), after.clone()].concat()], vec![before.clone(), after.clone()]] {
+        let mut cfg = config();
+        cfg.snapshot_us = Some(1_000_000);
+        let session = Session::start(Box::new(Chunks(chunks)), Vec::new(), Some(sim(&net)), cfg).expect("start");
+        let display = Arc::clone(&session.display);
+        let (mut collections, mut snapshots, mut power) = (0u64, 0u64, 0u64);
+        let stats = session
+            .drain(|a| match a {
+                Analysis::Counts { .. } => collections += 1,
+                Analysis::Snapshot(_) => snapshots += 1,
+                Analysis::Power(_) => power += 1,
+                _ => {}
+            })
+            .expect("session");
+        assert_eq!(stats.events, 2000);
+        // 6 frames per burst (16.7 ms each), and the empty frame before the second.
+        assert!(display.published() <= 16, "{} frames", display.published());
+        // 2 collections per burst (50 ms each) and the empty ones in full.
+        assert!(collections <= 8 + EMPTY_COLLECTIONS_IN_FULL as u64, "{collections} collections");
+        assert!(snapshots <= 3, "{snapshots} snapshots");
+        assert!(power <= 5 * 20, "{power} power samples");
+    }
 }

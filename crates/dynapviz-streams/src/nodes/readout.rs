@@ -37,8 +37,14 @@ impl Collection {
     }
 }
 
+/// The most empty collections one step of time yields (a minute at the original's 500 ms):
+/// past them the collector moves straight to the interval the time is in, so that a pause of
+/// hours in a recording, or a corrupt timestamp days ahead, costs nothing.
+pub const EMPTY_COLLECTIONS_IN_FULL: usize = 120;
+
 /// Groups spikes into fixed intervals by their own timestamps: deterministic, so a replay gives
-/// the same collections. Empty intervals yield empty collections, so plots keep moving.
+/// the same collections. Empty intervals yield empty collections, so plots keep moving, up to
+/// [`EMPTY_COLLECTIONS_IN_FULL`] in a row.
 #[derive(Clone, Debug)]
 pub struct SpikeCollector {
     interval_us: i64,
@@ -59,9 +65,16 @@ impl SpikeCollector {
     /// completes every interval ending at or before it.
     pub fn advance(&mut self, t_us: i64, out: &mut Vec<Collection>) {
         let Some(cur) = &mut self.current else { return };
+        let mut empty = 0;
         while t_us >= cur.end_us {
             let next = Collection::new(cur.end_us, cur.end_us + self.interval_us);
-            out.push(std::mem::replace(cur, next));
+            let done = std::mem::replace(cur, next);
+            empty += usize::from(done.total == 0);
+            out.push(done);
+            if empty == EMPTY_COLLECTIONS_IN_FULL && t_us >= cur.end_us {
+                let start = cur.start_us + (t_us - cur.start_us) / self.interval_us * self.interval_us;
+                *cur = Collection::new(start, start.saturating_add(self.interval_us));
+            }
         }
     }
 
