@@ -15,6 +15,10 @@ use crate::nodes::frame::FrameAccumulator;
 use crate::nodes::readout::{MajorityReadout, SpikeCollector, SpikeCount};
 use crate::pipeline::{LatestSlot, batched};
 
+/// The most snapshots (`SessionConfig::snapshot_us`) of empty frames in a row: two minutes of a
+/// pause in the recording at one a second; a longer gap gets one frame for the rest.
+pub const EMPTY_SNAPSHOTS_IN_FULL: usize = 120;
+
 /// Anything that yields events in chunks.
 pub trait Source: Send {
     /// Appends the next events; `Ok(false)` at the end.
@@ -201,6 +205,7 @@ impl Session {
                 let mut stats = Stats::default();
                 let mut next_frame: Option<i64> = None;
                 let mut next_snapshot: Option<i64> = None;
+                let mut quiet_snapshots = 0;
                 let counter = SpikeCount { feature_count: config.feature_count };
                 let mut results: Vec<Analysis> = Vec::new();
                 while !stopped.load(std::sync::atomic::Ordering::Relaxed) && source.next_chunk(&mut events)? {
@@ -224,6 +229,9 @@ impl Session {
                         let boundary = *next_frame.get_or_insert(events[start].t + config.frame_us);
                         let end = start + events[start..].partition_point(|e| e.t < boundary);
                         frame.add(&events[start..end]);
+                        if end > start {
+                            quiet_snapshots = 0;
+                        }
                         if end < events.len() {
                             let shown = DisplayFrame {
                                 t_us: boundary,
@@ -239,16 +247,24 @@ impl Session {
                                 if boundary >= due {
                                     results.push(Analysis::Snapshot(Box::new(shown.clone())));
                                     next_snapshot = Some(due + every * ((boundary - due) / every.max(1) + 1));
+                                    quiet_snapshots += usize::from(end == start);
                                 }
                             }
                             slot.publish(shown);
-                            // The frames before the next event's are empty: only the last of
-                            // them could be seen (the slot keeps the latest), so a gap of
-                            // hours in the recording is one frame, not a million.
-                            let empty = (events[end].t - boundary) / config.frame_us;
-                            let skipped = boundary + (empty - 1).max(0) * config.frame_us;
-                            frame.next_frame(skipped);
-                            next_frame = Some(skipped + config.frame_us);
+                            // The frames up to the next event's are empty. Only the last of them
+                            // could be seen (the slot keeps the latest), and those a snapshot is
+                            // due in, for the first EMPTY_SNAPSHOTS_IN_FULL: a gap of hours in
+                            // the recording is a few frames, not a million.
+                            let f = config.frame_us;
+                            let mut stop = boundary + (events[end].t - boundary) / f * f;
+                            if let Some(due) =
+                                next_snapshot.filter(|_| config.snapshot_us.is_some() && quiet_snapshots < EMPTY_SNAPSHOTS_IN_FULL)
+                            {
+                                stop = stop.min(boundary + ((due - boundary).max(0) + f - 1) / f * f);
+                            }
+                            let started = (stop - f).max(boundary);
+                            frame.next_frame(started);
+                            next_frame = Some(started + f);
                         }
                         start = end;
                     }

@@ -13,7 +13,7 @@ use dynapviz_model::discretize::discretize;
 use dynapviz_model::{Ann, AnnLayer, Network, Tensor};
 use dynapviz_streams::nodes::filter::Rescale;
 use dynapviz_streams::nodes::readout::{EMPTY_COLLECTIONS_IN_FULL, MajorityReadout, SpikeCollector, SpikeCount};
-use dynapviz_streams::session::{Analysis, Session, SessionConfig, Source};
+use dynapviz_streams::session::{Analysis, EMPTY_SNAPSHOTS_IN_FULL, Session, SessionConfig, Source};
 use dynapviz_streams::source::{Controls, FileSource};
 use dynapviz_streams::synth::{DvsParams, Scene, SceneSource};
 
@@ -202,34 +202,41 @@ impl Source for Chunks {
 
 #[test]
 fn a_gap_of_days_costs_a_few_frames_and_collections_not_millions() {
-    // 100 ms of events, 12 days of nothing (a paused recording, or a corrupt timestamp), 100 ms
-    // more; in one chunk and split at the gap. With the simulated chip, so that its power
-    // samples cross the gap too.
+    // 100 ms of events, a gap (a pause in the recording, or a corrupt timestamp days ahead),
+    // 100 ms more; in one chunk and split at the gap. With the simulated chip, so that its power
+    // samples cross the gap too, and a snapshot due every second, as `--headless` asks.
     let burst =
         |t0: i64| (0..1000).map(|i| Event::new(t0 + i * 100, (i % 64) as u16, (i / 64 % 64) as u16, i % 2 == 0)).collect::<Vec<_>>();
-    let days = 12 * 86_400_000_000;
-    let (before, after) = (burst(0), burst(days));
     let net = network();
-    for chunks in [vec![[before.clone(), after.clone()].concat()], vec![before.clone(), after.clone()]] {
-        let mut cfg = config();
-        cfg.snapshot_us = Some(1_000_000);
-        let session = Session::start(Box::new(Chunks(chunks)), Vec::new(), Some(sim(&net)), cfg).expect("start");
-        let display = Arc::clone(&session.display);
-        let (mut collections, mut snapshots, mut power) = (0u64, 0u64, 0u64);
-        let stats = session
-            .drain(|a| match a {
-                Analysis::Counts { .. } => collections += 1,
-                Analysis::Snapshot(_) => snapshots += 1,
-                Analysis::Power(_) => power += 1,
-                _ => {}
-            })
-            .expect("session");
-        assert_eq!(stats.events, 2000);
-        // 6 frames per burst (16.7 ms each), and the empty frame before the second.
-        assert!(display.published() <= 16, "{} frames", display.published());
-        // 2 collections per burst (50 ms each) and the empty ones in full.
-        assert!(collections <= 8 + EMPTY_COLLECTIONS_IN_FULL as u64, "{collections} collections");
-        assert!(snapshots <= 3, "{snapshots} snapshots");
-        assert!(power <= 5 * 20, "{power} power samples");
+    for gap in [5_000_000, 12 * 86_400_000_000] {
+        let (before, after) = (burst(0), burst(gap));
+        for chunks in [vec![[before.clone(), after.clone()].concat()], vec![before.clone(), after.clone()]] {
+            let mut cfg = config();
+            cfg.snapshot_us = Some(1_000_000);
+            let session = Session::start(Box::new(Chunks(chunks)), Vec::new(), Some(sim(&net)), cfg).expect("start");
+            let display = Arc::clone(&session.display);
+            let (mut collections, mut snapshots, mut power) = (0u64, 0u64, 0u64);
+            let stats = session
+                .drain(|a| match a {
+                    Analysis::Counts { .. } => collections += 1,
+                    Analysis::Snapshot(_) => snapshots += 1,
+                    Analysis::Power(_) => power += 1,
+                    _ => {}
+                })
+                .expect("session");
+            assert_eq!(stats.events, 2000);
+            if gap == 5_000_000 {
+                // A short pause keeps its snapshots: one per second of it.
+                assert_eq!(snapshots, 5, "{gap} µs");
+                continue;
+            }
+            // 6 frames per burst (16.7 ms each); snapshots: of the first two minutes of the gap,
+            // of the empty frame before the second burst, and the one due at the 12 days.
+            assert_eq!(snapshots as usize, EMPTY_SNAPSHOTS_IN_FULL + 2);
+            assert!(display.published() <= 16 + snapshots, "{} frames", display.published());
+            // 2 collections per burst (50 ms each) and the empty ones in full.
+            assert!(collections <= 8 + EMPTY_COLLECTIONS_IN_FULL as u64, "{collections} collections");
+            assert!(power <= 5 * 20, "{power} power samples");
+        }
     }
 }

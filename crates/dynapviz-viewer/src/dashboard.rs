@@ -189,8 +189,19 @@ impl Dashboard {
         &self.resolved
     }
 
+    /// Seconds since the earliest time seen. Frames and analysis come by separate ways, so the
+    /// first to arrive need not be the earliest (a frame at the end of a gap in the recording
+    /// can come before the counts from before it): an earlier time moves the origin back and
+    /// the points drawn so far with it.
     fn seconds(&mut self, t_us: i64) -> f64 {
         let t0 = *self.t0_us.get_or_insert(t_us);
+        if t_us < t0 {
+            let shift = (t0 - t_us) as f64 * 1e-6;
+            self.counts.iter_mut().chain(&mut self.power).flatten().for_each(|p| p[0] += shift);
+            self.now_s += shift;
+            self.t0_us = Some(t_us);
+            return 0.0;
+        }
         (t_us - t0) as f64 * 1e-6
     }
 
@@ -516,6 +527,33 @@ mod tests {
         // The brightest value (channel 4, last pixel) is at tile (1, 1), its last pixel.
         let brightest = img.pixels.iter().max_by_key(|c| c.r()).copied();
         assert_eq!(brightest, Some(img.pixels[4 * 11 + 6]));
+    }
+
+    /// A frame from the end of a gap in the recording comes before the counts and power from
+    /// before it: the origin moves back to the earliest time, and the plots show the latest.
+    #[test]
+    fn an_earlier_time_moves_the_origin_back() {
+        let options = crate::options::VizOptions { add_power_monitor_plot: true, ..Default::default() };
+        let mut d = Dashboard::new(options.resolve(Some(3)).expect("options")).expect("dashboard");
+        let frame = |t_us| DisplayFrame {
+            t_us,
+            geometry: dynapviz_events::Geometry::new(4, 4),
+            on: vec![0.0; 16],
+            off: vec![0.0; 16],
+            newest_input: Instant::now(),
+            events_total: 0,
+            heat: None,
+        };
+        d.on_frame(&frame(20_500_000));
+        d.on_analysis(&Analysis::Counts { t_us: 500_000, counts: vec![1, 2, 3] });
+        let sample = dynapviz_chip::PowerSample { channel: 0, value: 1e-4, timestamp: 20_000 };
+        d.on_analysis(&Analysis::Power(sample));
+        d.on_analysis(&Analysis::Counts { t_us: 21_000_000, counts: vec![4, 5, 6] });
+        assert_eq!(d.t0_us, Some(20_000));
+        assert!((d.now_s - 20.98).abs() < 1e-9, "{}", d.now_s);
+        let xs: Vec<f64> = d.counts[0].iter().map(|p| p[0]).collect();
+        assert!(xs.len() == 2 && (xs[0] - 0.48).abs() < 1e-9 && (xs[1] - 20.98).abs() < 1e-9, "{xs:?}");
+        assert_eq!(d.power[0].front().map(|p| p[0]), Some(0.0));
     }
 
     #[test]
