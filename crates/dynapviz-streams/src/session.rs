@@ -256,11 +256,11 @@ impl Session {
                             // due in, for the first EMPTY_SNAPSHOTS_IN_FULL: a gap of hours in
                             // the recording is a few frames, not a million.
                             let f = config.frame_us;
-                            let mut stop = boundary + (events[end].t - boundary) / f * f;
+                            let mut stop = boundary.saturating_add(events[end].t.saturating_sub(boundary) / f * f);
                             if let Some(due) =
                                 next_snapshot.filter(|_| config.snapshot_us.is_some() && quiet_snapshots < EMPTY_SNAPSHOTS_IN_FULL)
                             {
-                                stop = stop.min(boundary + ((due - boundary).max(0) + f - 1) / f * f);
+                                stop = stop.min(boundary.saturating_add(due.saturating_sub(boundary).max(0).saturating_add(f - 1) / f * f));
                             }
                             let started = (stop - f).max(boundary);
                             frame.next_frame(started);

@@ -72,7 +72,7 @@ impl SpikeCollector {
             empty += usize::from(done.total == 0);
             out.push(done);
             if empty == EMPTY_COLLECTIONS_IN_FULL && t_us >= cur.end_us {
-                let start = cur.start_us + (t_us - cur.start_us) / self.interval_us * self.interval_us;
+                let start = cur.start_us.saturating_add(t_us.saturating_sub(cur.start_us) / self.interval_us * self.interval_us);
                 *cur = Collection::new(start, start.saturating_add(self.interval_us));
             }
         }
