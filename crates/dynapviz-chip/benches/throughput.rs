@@ -3,7 +3,7 @@
 //! input decimated to DVS-gesture-like rates (830, 313 and 104 k events/s); prints input
 //! events/s, synaptic operations/s per core and the real-time factor, for the event-driven mode
 //! on one thread (with the fastest kernel this CPU has, and with AVX2 when that is not it) and
-//! two (`event2`), and for the binned mode.
+//! on one per core, at least two (`eventN`, N threads), and for the binned mode.
 
 use std::time::Instant;
 
@@ -12,6 +12,8 @@ use dynapviz_events::Event;
 use dynapviz_model::Pipeline;
 
 fn main() {
+    // `RUST_LOG=dynapviz_chip=debug` shows the pipeline's segments: cuts, busy time per layer.
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
     let Some(shared) = dynapviz_testkit::shared("fixtures/golden/gesture_r50") else { return };
     let t0 = Instant::now();
     let net = Pipeline::new(&shared.join("model.onnx")).input_shape([2, 128, 128]).device("speck2e").build().expect("model");
@@ -20,6 +22,8 @@ fn main() {
     let dense = dynapviz_events::read_all(r.as_mut()).expect("events");
     let span_us = (dense.last().map_or(0, |e| e.t) - dense[0].t + 1) as f64;
     println!("model load + convert + map: {load_ms:.1} ms");
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+    let many = format!("event{cores}");
     for keep_every in [1usize, 3, 8, 24] {
         // Decimate and stretch time so the rate drops while the scene stays the same; repeat
         // to get a few seconds of input.
@@ -33,7 +37,7 @@ fn main() {
         let runs = [
             ("event", Mode::Event, 1, Kernel::Avx512),
             ("event", Mode::Event, 1, Kernel::Avx2),
-            ("event2", Mode::Event, 2, Kernel::Avx512),
+            (many.as_str(), Mode::Event, cores, Kernel::Avx512),
             ("binned", binned, 1, Kernel::Avx512),
         ];
         for (name, mode, threads, kernel) in runs {
