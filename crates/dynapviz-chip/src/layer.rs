@@ -57,6 +57,9 @@ pub struct LayerRt {
     neuron: Neuron,
     /// Event mode: the windows' words of firing bits, kept between runs (no allocation per run).
     pending: Vec<Pending>,
+    /// The plain potentials the neurons start with, `[oy][ox][lanes]` (see
+    /// `QuantParams::initial_v_mem`); empty when they all start at 0.
+    initial: Vec<i32>,
 }
 
 /// A neuron address in a layer's output after pooling, with a spike count.
@@ -127,16 +130,16 @@ impl LayerRt {
         if let Some(b) = bias.as_ref().filter(|b| b.len() != o) {
             return Err(ModelError::Invalid(format!("layer {}: {} biases, expected one per output channel ({o})", l.index, b.len())));
         }
+        let initial = initial_potentials(l, q.initial_v_mem.as_deref(), lanes)?;
         let windows = if chip { Windows::new(&rows, &cols, lanes, o, c_in, neurons, weights.len()) } else { None };
         // Biased potentials save the windows a clamp at `min_v_mem` per vector; where that
         // would not be exact, they clamp.
         let largest_rise = weights.iter().chain(bias.iter().flatten()).copied().max().unwrap_or(0);
-        let biased = windows.is_some() && biasable(q.threshold, q.min_v_mem, l.reset, largest_rise);
+        let highest_start = initial.iter().copied().max().unwrap_or(0);
+        let biased = windows.is_some() && biasable(q.threshold, q.min_v_mem, l.reset, largest_rise, highest_start);
         let neuron = Neuron::new(q.threshold, q.min_v_mem, l.reset, biased);
-        let mut state16 = Aligned::zeroed(if chip { neurons } else { 0 });
-        state16.fill(neuron.offset as i16);
         let weights16 = if chip { weights.iter().map(|&w| w as i16).collect() } else { Aligned::default() };
-        Ok(Self {
+        let mut layer = Self {
             index: l.index,
             in_shape: l.in_shape,
             out_channels: o,
@@ -152,20 +155,42 @@ impl LayerRt {
             threshold: q.threshold,
             min_v_mem: q.min_v_mem,
             state: if chip { Vec::new() } else { vec![0; neurons] },
-            state16,
+            state16: Aligned::zeroed(if chip { neurons } else { 0 }),
             touched: Vec::new(),
             touched_mark: if chip { Vec::new() } else { vec![false; fh * fw] },
             neuron,
             pending: Vec::new(),
-        })
+            initial,
+        };
+        layer.reset_state();
+        Ok(layer)
     }
 
-    /// Clears the membrane potentials.
+    /// Puts the membrane potentials back where they start.
     pub fn reset_state(&mut self) {
-        self.state.fill(0);
-        self.state16.fill(self.neuron.offset as i16);
         self.touched.clear();
         self.touched_mark.fill(false);
+        if self.initial.is_empty() {
+            self.state.fill(0);
+            self.state16.fill(self.neuron.offset as i16);
+            return;
+        }
+        let offset = self.neuron.offset;
+        for (s, &v) in self.state16.iter_mut().zip(&self.initial) {
+            *s = (v + offset).clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16;
+        }
+        for (s, &v) in self.state.iter_mut().zip(&self.initial) {
+            *s = v;
+        }
+        // The binned mode visits only the neurons that received input in a bin, unless the layer
+        // has a bias: one that starts at threshold fires in the first bin without any.
+        let o = self.out_channels.max(1);
+        for (column, start) in self.initial.chunks(o).enumerate() {
+            if !self.touched_mark.is_empty() && start.iter().any(|&v| v >= self.threshold) {
+                self.touched_mark[column] = true;
+                self.touched.push((column * o) as u32);
+            }
+        }
     }
 
     /// Bytes of neuron state the simulator holds for this layer.
@@ -382,18 +407,43 @@ fn stored_channels(o: usize) -> usize {
 /// top, where the chip saturates, and 0 is not below `min_v_mem`.
 ///
 /// Between events every potential is at most `threshold - 1`. It starts at 0 (`min_v_mem <= 0`
-/// < threshold). An event (or a leak tick) raises it by at most `largest_rise`, the largest
+/// < threshold), or at most at `highest_start` (see [`initial_potentials`]). An event (or a leak tick) raises it by at most `largest_rise`, the largest
 /// weight or bias; a neuron that then reaches threshold resets to `max(0, min_v_mem)`, or
 /// subtracts the threshold and lands at most at `largest_rise - 1`, below threshold when
 /// `largest_rise <= threshold`. So no sum exceeds `threshold - 1 + largest_rise`, which must
 /// fit in int16.
-fn biasable(threshold: i32, min_v_mem: i32, reset: Reset, largest_rise: i32) -> bool {
+fn biasable(threshold: i32, min_v_mem: i32, reset: Reset, largest_rise: i32, highest_start: i32) -> bool {
+    if highest_start >= threshold {
+        return false;
+    }
     let rise = largest_rise.max(0);
     let settles = match reset {
         Reset::Subtract => rise <= threshold,
         Reset::Zero => true,
     };
     threshold >= 1 && min_v_mem <= 0 && settles && threshold - 1 + rise <= i32::from(i16::MAX)
+}
+
+/// The plain potentials the neurons of `l` start with, `[oy][ox][lanes]`, from
+/// `initial_v_mem` (`[c][y][x]`, as sinabs holds them), each kept within `min_v_mem` and int16;
+/// empty for none.
+fn initial_potentials(l: &ChipLayer, initial_v_mem: Option<&[i16]>, lanes: usize) -> Result<Vec<i32>, ModelError> {
+    let Some(v) = initial_v_mem else { return Ok(Vec::new()) };
+    let ([fh, fw], o) = (l.conv_out, l.out_channels);
+    if v.len() != o * fh * fw {
+        return Err(ModelError::Invalid(format!(
+            "layer {}: {} initial potentials, expected one per neuron ({o} x {fh} x {fw})",
+            l.index,
+            v.len()
+        )));
+    }
+    let min = l.quant.as_ref().map_or(i32::from(i16::MIN), |q| q.min_v_mem);
+    let mut initial = vec![0; fh * fw * lanes];
+    for (i, &start) in v.iter().enumerate() {
+        let (c, column) = (i / (fh * fw), i % (fh * fw));
+        initial[column * lanes + c] = i32::from(start).max(min);
+    }
+    Ok(initial)
 }
 
 /// [`Tap::pooled`] of rows and columns past the pooled map.

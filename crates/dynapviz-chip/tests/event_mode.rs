@@ -22,7 +22,7 @@ fn net(in_ch: usize, out_ch: usize, k: usize, size: usize, weights: Vec<i8>, thr
     );
     ann.push("1", AnnLayer::Relu);
     let mut n = convert(&ann, [in_ch, size, size], &DvsOptions::default()).expect("convert");
-    n.layers[0].quant = Some(QuantParams { weights, bias: None, threshold, min_v_mem: min_v, scale: 1.0 });
+    n.layers[0].quant = Some(QuantParams { weights, bias: None, threshold, min_v_mem: min_v, scale: 1.0, initial_v_mem: None });
     n
 }
 

@@ -1,8 +1,10 @@
 //! Discretization to the chip's integers, exactly as sinabs does it (DESIGN.md §3), in f32
 //! arithmetic like torch: per layer one scale `s = min(scale(W, 8), scale(bias, 8),
-//! scale([min_v_mem, threshold], 16))`, then every value times `s`, rounded half to even.
+//! scale([min_v_mem, threshold], 16), scale(v_mem, 16))`, then every value times `s`, rounded
+//! half to even. `v_mem` are the potentials sinabs' conversion leaves (see [`crate::zero_step`]).
 
 use crate::network::{ChipLayer, Network, QuantParams};
+use crate::zero_step;
 
 /// sinabs' `determine_discretization_scale`: the factor that maps the values' range onto a
 /// signed `bits`-bit range, using the larger negative side when the values lean negative.
@@ -28,8 +30,9 @@ pub fn layer_scale(layer: &ChipLayer) -> f32 {
 
 /// Discretizes every layer in place (the float parameters stay).
 pub fn discretize(network: &mut Network) {
-    for layer in &mut network.layers {
-        let s = layer_scale(layer);
+    let potentials = zero_step::potentials(network);
+    for (layer, v_mem) in network.layers.iter_mut().zip(potentials) {
+        let s = v_mem.as_ref().map_or(layer_scale(layer), |v| layer_scale(layer).min(scale(v, 16)));
         let q = |v: f32| round_half_even(v * s);
         let f = &layer.float;
         layer.quant = Some(QuantParams {
@@ -38,6 +41,7 @@ pub fn discretize(network: &mut Network) {
             threshold: q(f.threshold) as i32,
             min_v_mem: q(f.min_v_mem) as i32,
             scale: s,
+            initial_v_mem: v_mem.map(|v| v.iter().map(|&x| q(x).clamp(-32768.0, 32767.0) as i16).collect()),
         });
     }
 }

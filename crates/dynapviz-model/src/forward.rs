@@ -94,22 +94,22 @@ pub fn forward(ann: &Ann, input: &Tensor) -> Result<Vec<f32>> {
 }
 
 /// One convolution's geometry.
-struct Conv {
-    c: usize,
-    h: usize,
-    w: usize,
-    o: usize,
-    kh: usize,
-    kw: usize,
-    stride: [usize; 2],
-    padding: [usize; 2],
-    oh: usize,
-    ow: usize,
+pub(crate) struct Conv {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub o: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub oh: usize,
+    pub ow: usize,
 }
 
 impl Conv {
     /// Output rows by kernel offset, skipping all-zero input rows. `[o][oh][ow]`.
-    fn dense(&self, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    pub(crate) fn dense(&self, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
         let Conv { c, h, w, o, kh, kw, stride, padding, oh, ow } = *self;
         let busy_rows: Vec<bool> = x.chunks(w.max(1)).map(|r| r.iter().any(|&v| v != 0.0)).collect();
         let mut out = vec![0f32; o * oh * ow];

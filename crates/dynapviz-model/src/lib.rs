@@ -24,6 +24,7 @@ pub mod network;
 mod pipeline;
 pub mod report;
 mod tensor;
+pub mod zero_step;
 
 pub use ann::{Ann, AnnLayer};
 pub use chip::{ChipProfile, MemoryUse};

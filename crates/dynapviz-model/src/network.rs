@@ -73,6 +73,10 @@ pub struct QuantParams {
     pub min_v_mem: i32,
     /// The factor the float parameters were multiplied by.
     pub scale: f32,
+    /// The potentials the neurons start with, `[c][y][x]` over the conv output: where sinabs'
+    /// conversion leaves a biased layer (see [`crate::zero_step`]), and what it writes to the
+    /// chip as the neurons' initial values. `None`: all zero.
+    pub initial_v_mem: Option<Vec<i16>>,
 }
 
 /// One chip layer: conv -> IAF -> sum pool.

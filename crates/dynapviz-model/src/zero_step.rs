@@ -1,0 +1,90 @@
+//! The potentials a network starts with. sinabs' `from_model(ann, input_shape=...)` infers the
+//! layers' shapes by running one time step of zeros through the spiking network, and leaves the
+//! neurons where that step put them: a layer with a bias (its own, or one folded in from batch
+//! norm) starts charged by it. `DynapcnnNetwork` then discretizes those potentials with the
+//! layer's weights, writes them to the chip as its neurons' initial values, and its own
+//! simulation starts from them: on a biased network the first bins differ without them. This is
+//! that step, on the float network.
+
+use crate::forward::Conv;
+use crate::network::{ChipLayer, Network, Reset};
+
+/// Per layer, the float potentials `[c][y][x]` (over the conv output) after one time step of
+/// zero input, or `None` where they are all zero (no bias reaches the layer).
+pub fn potentials(net: &Network) -> Vec<Option<Vec<f32>>> {
+    let n = net.layers.len();
+    // Per layer: the spikes its inputs sent it in the step, summed, `[c][y][x]` of its input.
+    let mut input: Vec<Option<Vec<f32>>> = vec![None; n];
+    let mut out = Vec::with_capacity(n);
+    for (i, layer) in net.layers.iter().enumerate() {
+        let v = step(layer, input[i].take());
+        let spikes = v.as_ref().and_then(|(_, spikes)| pooled(layer, spikes));
+        for &d in &layer.destinations {
+            let Some(spikes) = &spikes else { continue };
+            // Destinations are later layers, 1-based; a bad one was refused when converting.
+            let Some(target) = d.checked_sub(1).and_then(|d| input.get_mut(d)).filter(|_| d > layer.index) else { continue };
+            match target {
+                Some(sum) if sum.len() == spikes.len() => sum.iter_mut().zip(spikes).for_each(|(s, &x)| *s += x),
+                Some(_) => {}
+                None => *target = Some(spikes.clone()),
+            }
+        }
+        out.push(v.map(|(v, _)| v).filter(|v| v.iter().any(|&x| x != 0.0)));
+    }
+    out
+}
+
+/// One IAF step of `layer` on `input` (none: zeros), in f32 as torch computes it: the potentials
+/// after the step and the spikes it fired (`[c][y][x]` over the conv output); `None` when both
+/// are all zero.
+fn step(layer: &ChipLayer, input: Option<Vec<f32>>) -> Option<(Vec<f32>, Vec<f32>)> {
+    let f = &layer.float;
+    let [c, h, w] = layer.in_shape;
+    let [oh, ow] = layer.conv_out;
+    let o = layer.out_channels;
+    let per_channel = oh * ow;
+    let mut v = match input {
+        Some(x) if x.len() == c * h * w => {
+            let [kh, kw] = layer.kernel;
+            let conv = Conv { c, h, w, o, kh, kw, stride: layer.stride, padding: layer.padding, oh, ow };
+            conv.dense(&x, &f.weights, f.bias.as_deref())
+        }
+        _ => {
+            let bias = f.bias.as_ref()?;
+            bias.iter().flat_map(|&b| std::iter::repeat_n(b, per_channel)).collect()
+        }
+    };
+    let mut spikes = vec![0f32; v.len()];
+    for (v, s) in v.iter_mut().zip(&mut spikes) {
+        // sinabs' MultiSpike: `(v > 0) * trunc(v / threshold)` spikes, then the reset.
+        *s = if *v > 0.0 { (*v / f.threshold).trunc() } else { 0.0 };
+        if *s > 0.0 {
+            *v = match layer.reset {
+                Reset::Subtract => *v - *s * f.threshold,
+                Reset::Zero => 0.0,
+            };
+        }
+        // `relu(v - min_v_mem) + min_v_mem`, which rounds as f32 does.
+        *v = (*v - f.min_v_mem).max(0.0) + f.min_v_mem;
+    }
+    Some((v, spikes))
+}
+
+/// The spikes after the layer's sum pooling (`[c][y][x]` of its output), or `None` if none.
+fn pooled(layer: &ChipLayer, spikes: &[f32]) -> Option<Vec<f32>> {
+    if spikes.iter().all(|&s| s == 0.0) {
+        return None;
+    }
+    let [c, ph, pw] = layer.out_shape;
+    let [fh, fw] = layer.conv_out;
+    let [py, px] = layer.pool;
+    let mut out = vec![0f32; c * ph * pw];
+    for ch in 0..c {
+        for y in 0..(ph * py).min(fh) {
+            for x in 0..(pw * px).min(fw) {
+                out[(ch * ph + y / py) * pw + x / px] += spikes[(ch * fh + y) * fw + x];
+            }
+        }
+    }
+    Some(out)
+}

@@ -1,0 +1,282 @@
+#!/usr/bin/env python3
+"""Reference cases made by sinabs itself, for networks other than the gesture one: each case is a
+float ANN (exported to ONNX as torch does), an input recording and what sinabs' own conversion,
+discretization, "auto" mapping and CPU simulation made of them, in the layout of the shared
+golden fixtures (`expected.json`). The tests hold dynapviz to them as to the shared ones.
+
+Usage: `tools/sinabs-golden [OUT]` (default `tests/sinabs-cases`). `--check SHARED_CASE` makes the
+shared gesture case again from its own model and input and compares it with its `expected.json`:
+proof that this generator computes what that fixture's maker did.
+
+Weights are random (seeded) and scaled so that every layer spikes but none saturates; the inputs
+are the shared golden recording resampled to each case's input shape, or, without it, a
+synthetic bar sweeping the sensor.
+"""
+
+import argparse
+import hashlib
+import json
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import samna_stub  # noqa: E402, F401  (before sinabs)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+from sinabs.backend.dynapcnn import DynapcnnNetwork  # noqa: E402
+from sinabs.backend.dynapcnn.chip_factory import ChipFactory  # noqa: E402
+from sinabs.backend.dynapcnn.dvs_layer import DVSLayer  # noqa: E402
+from sinabs.from_torch import from_model  # noqa: E402
+
+SIMULATOR = "sinabs {} DynapcnnNetwork CPU forward (MultiSpike, subtract reset)"
+BIN_US = 1000
+
+
+def cases():
+    """Name -> (input shape, device, ANN builder, gain per weighted layer, seed). The gains bring
+    each layer's activity into a range where it spikes often but not at every bin."""
+    return {
+        # Bias in every layer (sinabs adds it each bin), a strided conv, a linear read-out over
+        # an 8x8 map (a conv with an 8x8 kernel on the chip).
+        "small_bias": (
+            (2, 32, 32),
+            "speck2edevkit",
+            lambda: nn.Sequential(
+                nn.Conv2d(2, 8, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
+                nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
+                nn.Flatten(), nn.Linear(16 * 8 * 8, 10),
+            ),
+            [0.6, 1.2, 1.5],
+            11,
+        ),
+        # Merged polarities (one input channel), a pooling on the input that the DVS layer takes,
+        # a 5x5 kernel with padding 2, pooling 4 and a conv read-out with no ReLU.
+        "merged_dvs_pool": (
+            (1, 128, 128),
+            "speck2fdevkit",
+            lambda: nn.Sequential(
+                nn.AvgPool2d(4),
+                nn.Conv2d(1, 8, 5, padding=2, bias=False), nn.ReLU(), nn.AvgPool2d(2),
+                nn.Conv2d(8, 16, 3, padding=1, bias=False), nn.ReLU(), nn.AvgPool2d(4),
+                nn.Conv2d(16, 5, 4, bias=False),
+            ),
+            [1.5, 1.4, 1.2],
+            12,
+        ),
+        # Stride 4 with a 4x4 kernel, a conv with no padding and stride 2, batch norm folded in,
+        # three linear layers (the first over a 3x3 map), one of 300 channels.
+        "strided_batchnorm": (
+            (2, 64, 64),
+            "speck2edevkit",
+            lambda: nn.Sequential(
+                nn.Conv2d(2, 16, 4, stride=4, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+                nn.Conv2d(16, 32, 3, stride=2, bias=False), nn.ReLU(), nn.AvgPool2d(2),
+                nn.Flatten(), nn.Linear(32 * 3 * 3, 64, bias=False), nn.ReLU(),
+                nn.Linear(64, 300, bias=False), nn.ReLU(), nn.Linear(300, 4, bias=False),
+            ),
+            [1.0, 1.2, 1.2, 1.2, 1.0],
+            13,
+        ),
+        # 1x1 and 7x7 kernels, stride 2 with padding 3, 64 channels.
+        "kernels_1_and_7": (
+            (2, 128, 128),
+            "speck2edevkit",
+            lambda: nn.Sequential(
+                nn.Conv2d(2, 8, 7, stride=2, padding=3, bias=False), nn.ReLU(), nn.AvgPool2d(2),
+                nn.Conv2d(8, 64, 1, bias=False), nn.ReLU(), nn.AvgPool2d(2),
+                nn.Conv2d(64, 32, 3, stride=2, padding=1, bias=False), nn.ReLU(), nn.AvgPool2d(2),
+                nn.Conv2d(32, 6, 4, bias=False),
+            ),
+            [0.8, 1.0, 1.2, 1.2],
+            14,
+        ),
+    }
+
+
+def gesture_ann():
+    return nn.Sequential(
+        nn.Conv2d(2, 16, 2, 2, bias=False), nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=1, bias=False), nn.ReLU(), nn.AvgPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.ReLU(), nn.AvgPool2d(2),
+        nn.Conv2d(32, 32, 3, padding=1, bias=False), nn.ReLU(), nn.AvgPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.ReLU(), nn.AvgPool2d(2),
+        nn.Conv2d(64, 64, 3, padding=1, bias=False), nn.ReLU(), nn.AvgPool2d(2),
+        nn.Dropout2d(0.5), nn.Conv2d(64, 256, 2, bias=False), nn.ReLU(),
+        nn.Dropout2d(0.5), nn.Flatten(), nn.Linear(256, 128, bias=False), nn.ReLU(),
+        nn.Linear(128, 11, bias=False),
+    )
+
+
+def randomize(ann, gains, seed):
+    """Seeded weights: He-scaled normal times the layer's gain; biases small and positive
+    (a bias charges every neuron each bin); batch norm with some spread."""
+    g = torch.Generator().manual_seed(seed)
+    weighted = [m for m in ann.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert len(weighted) == len(gains), (len(weighted), len(gains))
+    with torch.no_grad():
+        for m, gain in zip(weighted, gains):
+            fan_in = m.weight[0].numel()
+            m.weight.copy_(torch.randn(m.weight.shape, generator=g) * gain * math.sqrt(2.0 / fan_in))
+            if m.bias is not None:
+                m.bias.copy_(torch.rand(m.bias.shape, generator=g) * 0.05)
+        for m in ann.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                n = m.num_features
+                m.weight.copy_(0.5 + torch.rand(n, generator=g))
+                m.bias.copy_((torch.rand(n, generator=g) - 0.5) * 0.1)
+                m.running_mean.copy_((torch.rand(n, generator=g) - 0.5) * 0.2)
+                m.running_var.copy_(0.5 + torch.rand(n, generator=g))
+    return ann.eval()
+
+
+def read_csv(path):
+    return np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.int64).reshape(-1, 4)
+
+
+def synthetic_bar(size=128, ms=40, seed=0):
+    """A bar sweeping the sensor, ON events at its leading edge and OFF at its trailing one."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for t in range(0, ms * 1000, 50):
+        pos = int(t / (ms * 1000) * size)
+        for _ in range(6):
+            y = int(rng.integers(0, size))
+            for x, p in ((pos, 1), (pos - 3, 0)):
+                if 0 <= x < size:
+                    rows.append((t + int(rng.integers(0, 50)), x, y, p))
+    rows.sort()
+    return np.array(rows, dtype=np.int64)
+
+
+def resample(ev, shape, sensor=128):
+    """The recording's events mapped onto a `shape[1] x shape[2]` input (x and y scaled down)."""
+    _, h, w = shape
+    out = ev.copy()
+    out[:, 1] = ev[:, 1] * w // sensor
+    out[:, 2] = ev[:, 2] * h // sensor
+    return out
+
+
+def frames(ev, shape):
+    """sinabs' input: events summed into 1 ms bins, (bins, C, H, W); one channel merges polarities."""
+    c, h, w = shape
+    bins = int(ev[-1, 0] // BIN_US) + 1
+    x = torch.zeros((bins, c, h, w))
+    pol = ev[:, 3] if c == 2 else np.zeros(len(ev), dtype=np.int64)
+    np.add.at(x.numpy(), (ev[:, 0] // BIN_US, pol, ev[:, 2], ev[:, 1]), 1.0)
+    return x
+
+
+def expected(name, ann, shape, device, ev):
+    """What sinabs makes of the ANN and the input, in the layout of `expected.json`."""
+    import sinabs
+
+    snn = from_model(ann, input_shape=shape, add_spiking_output=True, batch_size=1).spiking_model
+    net = DynapcnnNetwork(snn, input_shape=shape, dvs_input=True, discretize=True)
+    cores = ChipFactory(device).get_config_builder().map_layers_to_cores(net.dynapcnn_layers)
+    counts = {}
+
+    def hook(index):
+        def count(_module, _inputs, out):
+            out = out[0] if isinstance(out, tuple) else out
+            counts[index] = counts.get(index, 0) + int(out.sum())
+
+        return count
+
+    layers = {i: l for i, l in net.dynapcnn_layers.items() if not isinstance(l, DVSLayer)}
+    for i, layer in layers.items():
+        layer.register_forward_hook(hook(i))
+    with torch.no_grad():
+        out = net(frames(ev, shape))
+    per_bin = out.reshape(out.shape[0], -1).round().long().tolist()
+    report = []
+    for number, (i, layer) in enumerate(sorted(layers.items()), start=1):
+        conv, spk = layer.conv_layer, layer.spk_layer
+        w = conv.weight.detach().round().to(torch.int8).contiguous()
+        report.append(
+            {
+                "index": number,
+                "core": cores[i],
+                "in_channels": conv.in_channels,
+                "out_channels": conv.out_channels,
+                "kernel": list(conv.kernel_size),
+                "stride": list(conv.stride),
+                "padding": list(conv.padding),
+                "pool": list(layer.pool[0]) if isinstance(layer.pool[0], (tuple, list)) else [layer.pool[0]] * 2,
+                "threshold": int(spk.spike_threshold),
+                "min_v_mem": int(spk.min_v_mem),
+                "weight_min": int(w.min()),
+                "weight_max": int(w.max()),
+                "weight_abs_sum": int(w.long().abs().sum()),
+                "weight_sha256_i8_oihw": hashlib.sha256(w.numpy().tobytes()).hexdigest(),
+                "spikes_after_pool": counts.get(i, 0),
+            }
+        )
+    dvs = net.dvs_layer if hasattr(net, "dvs_layer") else next(l for l in net.dynapcnn_layers.values() if isinstance(l, DVSLayer))
+    return {
+        "case": name,
+        "input_shape": list(shape),
+        "bins": len(per_bin),
+        "bin_us": BIN_US,
+        "input_events": len(ev),
+        "device": device,
+        "simulator": SIMULATOR.format(sinabs.__version__),
+        "class_counts": [int(v) for v in np.array(per_bin).sum(axis=0)],
+        "class_counts_per_bin": per_bin,
+        "layers": report,
+        "dvs": {"merge_polarities": bool(dvs.merge_polarities), "pooling": list(dvs.pool_layer.kernel_size)},
+    }
+
+
+def write_case(out, name, ann, shape, device, ev):
+    out.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(ann, torch.zeros(1, *shape), str(out / "model.onnx"), dynamo=False, input_names=["input"])
+    with open(out / "input.csv", "w") as f:
+        f.write("t_us,x,y,p\n")
+        f.writelines(f"{t},{x},{y},{p}\n" for t, x, y, p in ev.tolist())
+    (out / "arch.txt").write_text(f"input_shape={tuple(shape)}\n{ann}\n")
+    exp = expected(name, ann, shape, device, ev)
+    (out / "expected.json").write_text(json.dumps(exp) + "\n")
+    spikes = [l["spikes_after_pool"] for l in exp["layers"]]
+    print(f"{name}: {len(ev)} events, {exp['bins']} bins, spikes per layer {spikes}, classes {exp['class_counts']}")
+    return exp
+
+
+def check_gesture(case, params):
+    want = json.loads((case / "expected.json").read_text())
+    ann = gesture_ann()
+    ann.load_state_dict(torch.load(params, map_location="cpu"), strict=False)
+    ann.eval()
+    got = expected(want["case"], ann, tuple(want["input_shape"]), want["device"], read_csv(case / "input.csv"))
+    diff = [k for k in want if k != "simulator" and got.get(k) != want[k]]
+    if diff:
+        for k in diff:
+            print(f"{k}: got {json.dumps(got.get(k))[:400]}\n  want {json.dumps(want[k])[:400]}")
+        sys.exit(f"the generator does not reproduce {case}")
+    print(f"{case}: reproduced exactly")
+
+
+def main():
+    here = Path(__file__).resolve().parent.parent
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out", nargs="?", default=str(here / "tests/sinabs-cases"))
+    ap.add_argument("--shared", default=str(here / "../shared"))
+    ap.add_argument("--check", action="store_true", help="reproduce the shared gesture case first")
+    args = ap.parse_args()
+    shared = Path(args.shared) / "fixtures"
+    golden_input = shared / "golden/gesture_r50/input.csv"
+    if args.check:
+        check_gesture(shared / "golden/gesture_r50", shared / "sinabs-gesture/dvs_gesture_params.pt")
+    source = read_csv(golden_input) if golden_input.exists() else synthetic_bar()
+    torch.set_num_threads(1)
+    for name, (shape, device, build, gains, seed) in cases().items():
+        ann = randomize(build(), gains, seed)
+        ev = source if shape[1:] == (128, 128) else resample(source, shape)
+        write_case(Path(args.out) / name, name, ann, shape, device, ev)
+
+
+if __name__ == "__main__":
+    main()
