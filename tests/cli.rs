@@ -324,3 +324,26 @@ fn simulate_gets_through_a_gap_of_days_in_the_recording() {
         assert!((analog - 0.6109).abs() < 1e-4, "{mode}: {analog}");
     }
 }
+
+/// `simulate --json` in binned mode gives sinabs' `expected.json` numbers on a network that is
+/// not the gesture one (this repository's sinabs cases): the table of class counts covers every
+/// bin of the input, also the last ones without an output spike, as sinabs' does.
+#[test]
+fn simulate_json_equals_sinabs_on_a_network_of_its_own() {
+    let case = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sinabs-cases/strided_batchnorm");
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(case.join("expected.json")).expect("expected.json")).expect("json");
+    let (model, input) = (case.join("model.onnx"), case.join("input.csv"));
+    let args = ["simulate", "--model", model.to_str().expect("path"), "--input-shape", "2,64,64", "--device", "speck2edevkit"];
+    let (ok, out, err) = dynapviz(&[&args[..], &["--input", input.to_str().expect("path"), "--mode", "binned", "--json"]].concat());
+    assert!(ok, "{err}");
+    let got: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let table = expected["class_counts_per_bin"].as_array().expect("table");
+    assert!(table.last().is_some_and(|bin| bin.as_array().is_some_and(|b| b.iter().all(|n| n == 0))), "the case ends in empty bins");
+    for key in ["class_counts", "class_counts_per_bin", "bins"] {
+        assert_eq!(got[key], expected[key], "{key}");
+    }
+    for (g, e) in got["layers"].as_array().expect("layers").iter().zip(expected["layers"].as_array().expect("layers")) {
+        assert_eq!((&g["index"], &g["core"], &g["spikes_after_pool"]), (&e["index"], &e["core"], &e["spikes_after_pool"]));
+    }
+}

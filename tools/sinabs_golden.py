@@ -49,7 +49,7 @@ def cases():
                 nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
                 nn.Flatten(), nn.Linear(16 * 8 * 8, 10),
             ),
-            [0.6, 1.2, 1.5],
+            [0.6, 1.4, 2.5],
             11,
         ),
         # Merged polarities (one input channel), a pooling on the input that the DVS layer takes,
@@ -63,7 +63,7 @@ def cases():
                 nn.Conv2d(8, 16, 3, padding=1, bias=False), nn.ReLU(), nn.AvgPool2d(4),
                 nn.Conv2d(16, 5, 4, bias=False),
             ),
-            [1.5, 1.4, 1.2],
+            [2.0, 2.0, 2.5],
             12,
         ),
         # Stride 4 with a 4x4 kernel, a conv with no padding and stride 2, batch norm folded in,
@@ -77,7 +77,7 @@ def cases():
                 nn.Flatten(), nn.Linear(32 * 3 * 3, 64, bias=False), nn.ReLU(),
                 nn.Linear(64, 300, bias=False), nn.ReLU(), nn.Linear(300, 4, bias=False),
             ),
-            [1.0, 1.2, 1.2, 1.2, 1.0],
+            [1.2, 1.5, 1.5, 1.5, 2.0],
             13,
         ),
         # 1x1 and 7x7 kernels, stride 2 with padding 3, 64 channels.
@@ -90,10 +90,26 @@ def cases():
                 nn.Conv2d(64, 32, 3, stride=2, padding=1, bias=False), nn.ReLU(), nn.AvgPool2d(2),
                 nn.Conv2d(32, 6, 4, bias=False),
             ),
-            [0.8, 1.0, 1.2, 1.2],
+            [1.2, 1.6, 2.0, 2.5],
             14,
         ),
+        # Biases of both signs, some past the threshold: the shape-inference step fires those
+        # neurons and their spikes charge the next layer; negative ones start at min_v_mem.
+        "strong_bias": (
+            (2, 32, 32),
+            "speck2edevkit",
+            lambda: nn.Sequential(
+                nn.Conv2d(2, 8, 3, padding=1), nn.ReLU(),
+                nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(), nn.AvgPool2d(2),
+                nn.Flatten(), nn.Linear(8 * 8 * 8, 6),
+            ),
+            [0.5, 1.0, 1.5],
+            15,
+        ),
     }
+
+# Biases per case other than the default small positive ones: (low, high) of a uniform draw.
+BIAS_RANGE = {"strong_bias": (-1.5, 2.5)}
 
 
 def gesture_ann():
@@ -110,9 +126,10 @@ def gesture_ann():
     )
 
 
-def randomize(ann, gains, seed):
-    """Seeded weights: He-scaled normal times the layer's gain; biases small and positive
-    (a bias charges every neuron each bin); batch norm with some spread."""
+def randomize(ann, gains, seed, bias_range=(0.0, 0.05)):
+    """Seeded weights: He-scaled normal times the layer's gain; biases drawn from `bias_range`
+    (small and positive by default: a bias charges every neuron each bin); batch norm with some
+    spread."""
     g = torch.Generator().manual_seed(seed)
     weighted = [m for m in ann.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     assert len(weighted) == len(gains), (len(weighted), len(gains))
@@ -121,7 +138,8 @@ def randomize(ann, gains, seed):
             fan_in = m.weight[0].numel()
             m.weight.copy_(torch.randn(m.weight.shape, generator=g) * gain * math.sqrt(2.0 / fan_in))
             if m.bias is not None:
-                m.bias.copy_(torch.rand(m.bias.shape, generator=g) * 0.05)
+                low, high = bias_range
+                m.bias.copy_(low + torch.rand(m.bias.shape, generator=g) * (high - low))
         for m in ann.modules():
             if isinstance(m, nn.BatchNorm2d):
                 n = m.num_features
@@ -265,6 +283,7 @@ def main():
     ap.add_argument("out", nargs="?", default=str(here / "tests/sinabs-cases"))
     ap.add_argument("--shared", default=str(here / "../shared"))
     ap.add_argument("--check", action="store_true", help="reproduce the shared gesture case first")
+    ap.add_argument("--keep-every", type=int, default=6, help="use every Nth event of the recording")
     args = ap.parse_args()
     shared = Path(args.shared) / "fixtures"
     golden_input = shared / "golden/gesture_r50/input.csv"
@@ -273,8 +292,10 @@ def main():
     source = read_csv(golden_input) if golden_input.exists() else synthetic_bar()
     torch.set_num_threads(1)
     for name, (shape, device, build, gains, seed) in cases().items():
-        ann = randomize(build(), gains, seed)
-        ev = source if shape[1:] == (128, 128) else resample(source, shape)
+        ann = randomize(build(), gains, seed, BIAS_RANGE.get(name, (0.0, 0.05)))
+        # Every few events of the recording: a small fixture, still busy enough.
+        ev = source[:: args.keep_every]
+        ev = ev if shape[1:] == (128, 128) else resample(ev, shape)
         write_case(Path(args.out) / name, name, ann, shape, device, ev)
 
 

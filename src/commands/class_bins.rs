@@ -27,21 +27,23 @@ impl ClassBins {
         bin[class] += 1;
     }
 
-    /// The table from the bin of `first_us` (the first input event's time) to the last bin
-    /// with a spike; `Err` with what went wrong when a spike comes before that bin or the
-    /// table would pass [`MAX_BINS`].
-    pub fn dense(&self, first_us: Option<i64>) -> Result<Vec<Vec<u64>>, String> {
-        let (Some(first_us), Some((&first, _)), Some((&last, _))) = (first_us, self.counts.first_key_value(), self.counts.last_key_value())
-        else {
-            return Ok(Vec::new());
-        };
+    /// The table over the input's time, `input_us` (its first and last event's time, as sinabs
+    /// bins it): from the first event's bin to the last event's bin, or to the last bin with a
+    /// spike if that is later (the event mode's latency). `Err` with what went wrong when a
+    /// spike comes before the first bin or the table would pass [`MAX_BINS`].
+    pub fn dense(&self, input_us: Option<(i64, i64)>) -> Result<Vec<Vec<u64>>, String> {
+        let Some((first_us, last_us)) = input_us else { return Ok(Vec::new()) };
         let start = first_us.div_euclid(self.bin_us);
-        if first < start {
+        if let Some(&first) = self.counts.keys().next().filter(|&&first| first < start) {
             return Err(format!("an output spike at bin {first} comes before the first input event's bin {start}"));
         }
+        let last = self.counts.last_key_value().map_or(i64::MIN, |(&b, _)| b).max(last_us.div_euclid(self.bin_us));
         let len = last.saturating_sub(start).saturating_add(1);
         if len > MAX_BINS {
-            return Err(format!("the output spikes span {len} bins of {} µs, more than {MAX_BINS}: pass a larger --bin-us", self.bin_us));
+            return Err(format!(
+                "the input and its output span {len} bins of {} µs, more than {MAX_BINS}: pass a larger --bin-us",
+                self.bin_us
+            ));
         }
         let mut table = vec![vec![0; self.classes]; len as usize];
         for (bin, counts) in &self.counts {
@@ -56,14 +58,19 @@ mod tests {
     use super::{ClassBins, MAX_BINS};
 
     #[test]
-    fn bins_count_from_the_first_input_event_and_empty_ones_are_zero() {
+    fn bins_span_the_input_and_empty_ones_are_zero() {
         let mut bins = ClassBins::new(1000, 3);
         bins.add(2_500, 1);
         bins.add(2_999, 1);
         bins.add(4_000, 2);
-        assert_eq!(bins.dense(Some(1_200)), Ok(vec![vec![0; 3], vec![0, 2, 0], vec![0; 3], vec![0, 0, 1]]));
-        assert_eq!(ClassBins::new(1000, 3).dense(Some(0)), Ok(Vec::new()));
-        assert!(bins.dense(Some(3_000)).is_err_and(|e| e.contains("before the first input event")));
+        // From the first input event's bin to the last spike's, when that is later...
+        assert_eq!(bins.dense(Some((1_200, 3_000))), Ok(vec![vec![0; 3], vec![0, 2, 0], vec![0; 3], vec![0, 0, 1]]));
+        // ... or to the last input event's: bins without spikes at the end count, as sinabs
+        // counts every bin of its input.
+        assert_eq!(bins.dense(Some((1_200, 6_999))).map(|t| t.len()), Ok(6));
+        assert_eq!(ClassBins::new(1000, 3).dense(Some((0, 2_500))), Ok(vec![vec![0; 3]; 3]));
+        assert_eq!(ClassBins::new(1000, 3).dense(None), Ok(Vec::new()));
+        assert!(bins.dense(Some((3_000, 5_000))).is_err_and(|e| e.contains("before the first input event")));
     }
 
     #[test]
@@ -71,8 +78,10 @@ mod tests {
         let mut bins = ClassBins::new(1000, 11);
         bins.add(0, 0);
         bins.add((MAX_BINS - 1) * 1000, 0);
-        assert_eq!(bins.dense(Some(0)).map(|t| t.len() as i64), Ok(MAX_BINS));
+        assert_eq!(bins.dense(Some((0, 0))).map(|t| t.len() as i64), Ok(MAX_BINS));
         bins.add(i64::MAX, 3);
-        assert!(bins.dense(Some(0)).is_err_and(|e| e.contains("--bin-us")));
+        assert!(bins.dense(Some((0, 0))).is_err_and(|e| e.contains("--bin-us")));
+        // An input that spans too long a time, with few spikes, too.
+        assert!(ClassBins::new(1000, 3).dense(Some((0, MAX_BINS * 1000))).is_err_and(|e| e.contains("--bin-us")));
     }
 }

@@ -228,8 +228,8 @@ pub fn run(args: Args) -> Result<()> {
     let mut class_counts = vec![0u64; classes];
     let mut per_bin = ClassBins::new(args.bin_us, classes);
     let mut monitored = vec![0u64; n + 1];
-    // Bins count from the first input event's.
-    let mut first_us = None;
+    // The input's time, for the bins: its first event's and its latest.
+    let mut input_us: Option<(i64, i64)> = None;
     let mut total = 0u64;
     let mut power = PowerMean::new(args.power_rate);
     let mut tally = |spikes: &[dynapviz_chip::Spike], samples: &[dynapviz_chip::PowerSample]| -> Result<()> {
@@ -247,7 +247,10 @@ pub fn run(args: Args) -> Result<()> {
         if !recording.next(chunk)? {
             return Ok(false);
         }
-        first_us = first_us.or(chunk.first().map(|e| e.t));
+        if let Some(latest) = chunk.iter().map(|e| e.t).max() {
+            let first = input_us.map_or(chunk[0].t, |(first, _)| first);
+            input_us = Some((first, input_us.map_or(latest, |(_, last)| last.max(latest))));
+        }
         total += chunk.len() as u64;
         if let Some((_, r)) = &rescale {
             r.apply(chunk);
@@ -282,7 +285,7 @@ pub fn run(args: Args) -> Result<()> {
         })
         .collect();
     // Only the JSON has the table.
-    let table = if args.json { per_bin.dense(first_us) } else { Ok(Vec::new()) };
+    let table = if args.json { per_bin.dense(input_us) } else { Ok(Vec::new()) };
     let (class_counts_per_bin, class_counts_per_bin_left_out) = match table {
         Ok(table) => (table, None),
         Err(why) => {

@@ -286,3 +286,35 @@ fn a_gap_of_years_with_a_leak_costs_no_time_and_changes_nothing() {
     assert!(short.iter().all(|spikes| spikes.len() >= 2), "{short:?}");
     assert_eq!(at(1_000_000_000_000_000), short);
 }
+
+/// Neurons that start charged (sinabs' initial potentials of a biased network, see
+/// `dynapviz_model::zero_step`) need less input to fire, in both modes, and start there again
+/// after a reset.
+#[test]
+fn initial_potentials_are_where_the_neurons_start() {
+    // 1 -> 1 channel, 3x3 kernel of 5s on a 5x5 map, threshold 10: one event alone fires none.
+    let mut n = net(1, 1, 3, 5, vec![5; 9], 10, -10);
+    let event = [Event::new(100, 2, 2, true)];
+    for mode in [Mode::Event, Mode::Binned { bin_us: 1000 }] {
+        assert!(run(&n, mode, &event).0.is_empty(), "{mode:?}");
+    }
+    // Row 1 starts at 5 (its three neurons under the kernel fire), (3, 3) at -10 (the floor).
+    let mut start = vec![0i16; 25];
+    start[5..10].fill(5);
+    start[3 * 5 + 3] = -10;
+    n.layers[0].quant.as_mut().expect("quant").initial_v_mem = Some(start);
+    for mode in [Mode::Event, Mode::Binned { bin_us: 1000 }] {
+        let (out, mut sim) = run(&n, mode, &event);
+        let fired: Vec<(u16, u16)> = out.iter().map(|s| (s.y, s.x)).collect();
+        assert_eq!(fired, [(1, 1), (1, 2), (1, 3)], "{mode:?}");
+        sim.reset();
+        let mut again = Vec::new();
+        sim.process(&[Event::new(5000, 2, 2, true)], &mut again);
+        sim.finish(&mut again);
+        assert_eq!(again.iter().map(|s| (s.y, s.x)).collect::<Vec<_>>(), fired, "{mode:?} after a reset");
+    }
+    // One potential too many is a clear error.
+    n.layers[0].quant.as_mut().expect("quant").initial_v_mem = Some(vec![0; 26]);
+    let err = Simulator::new(&n, Config::default()).err().expect("refused").to_string();
+    assert!(err.contains("26 initial potentials"), "{err}");
+}

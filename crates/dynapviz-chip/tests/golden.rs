@@ -1,5 +1,7 @@
 //! Binned mode against sinabs' own simulation: every layer's spike count after pooling, the
-//! class counts and the per-bin class counts of `fixtures/golden/*/expected.json`, with every
+//! class counts and the per-bin class counts of `fixtures/golden/*/expected.json` (shared) and
+//! of `tests/sinabs-cases/*/expected.json` (this repository's, made by sinabs with
+//! `tools/sinabs_golden.py`: other shapes, biases, batch norm, merged polarities), with every
 //! kernel this CPU has (a bin runs compiled for AVX2 or as plain Rust by the kernel allowed).
 
 use std::path::{Path, PathBuf};
@@ -61,12 +63,10 @@ fn run_case(case: &Path, kernel: Kernel) {
     assert_eq!(per_bin, want_bins, "class_counts_per_bin, {kernel:?}");
 }
 
-#[test]
-fn binned_mode_reproduces_sinabs_bit_for_bit() {
-    let Some(shared) = shared() else { return };
-    let golden = shared.join("fixtures/golden");
+/// Runs every case of `dir` with every kernel this CPU has; returns how many cases there were.
+fn run_cases(dir: &Path) -> usize {
     let mut cases = 0;
-    for entry in std::fs::read_dir(&golden).expect("golden dir") {
+    for entry in std::fs::read_dir(dir).expect("cases dir") {
         let case = entry.expect("entry").path();
         if case.join("expected.json").exists() {
             for kernel in [Kernel::Portable, Kernel::Avx2, Kernel::Avx512] {
@@ -79,5 +79,17 @@ fn binned_mode_reproduces_sinabs_bit_for_bit() {
             cases += 1;
         }
     }
-    assert!(cases > 0, "no golden cases found");
+    cases
+}
+
+#[test]
+fn binned_mode_reproduces_sinabs_bit_for_bit() {
+    let Some(shared) = shared() else { return };
+    assert!(run_cases(&shared.join("fixtures/golden")) > 0, "no golden cases found");
+}
+
+#[test]
+fn binned_mode_reproduces_sinabs_on_other_networks() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/sinabs-cases");
+    assert!(run_cases(&dir) >= 5, "the repository's sinabs cases are missing from {}", dir.display());
 }

@@ -1,5 +1,7 @@
 //! The sinabs fixtures are the contract: conversion, discretization and mapping of the gesture
-//! network must equal `expected.json` from both import paths (ONNX, and .pt + ARCH).
+//! network must equal `expected.json` from both import paths (ONNX, and .pt + ARCH), and those
+//! of the networks in `tests/sinabs-cases` (made by sinabs itself, see
+//! `tools/sinabs_golden.py`) their own.
 
 use std::path::PathBuf;
 
@@ -38,6 +40,49 @@ fn check(net: &Network, expected: &serde_json::Value, what: &str) {
         assert_eq!(got.weight_sha256_i8_oihw.as_deref(), want["weight_sha256_i8_oihw"].as_str(), "{what} layer {i}: weights sha256");
     }
     assert_eq!(net.dvs.merge_polarities, expected["dvs"]["merge_polarities"].as_bool().expect("dvs"), "{what}: dvs merge");
+}
+
+#[test]
+fn other_networks_convert_discretize_and_map_as_sinabs_does() {
+    let dir = repo().join("tests/sinabs-cases");
+    let mut cases = 0;
+    for entry in std::fs::read_dir(&dir).expect("tests/sinabs-cases") {
+        let case = entry.expect("entry").path();
+        let Ok(text) = std::fs::read_to_string(case.join("expected.json")) else { continue };
+        let expected: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let shape: Vec<usize> =
+            expected["input_shape"].as_array().expect("shape").iter().map(|v| v.as_u64().unwrap_or(0) as usize).collect();
+        let net = Pipeline::new(&case.join("model.onnx"))
+            .input_shape([shape[0], shape[1], shape[2]])
+            .device(expected["device"].as_str().expect("device"))
+            .build()
+            .unwrap_or_else(|e| panic!("{}: {e}", case.display()));
+        check(&net, &expected, &case.display().to_string());
+        let pool: Vec<usize> =
+            expected["dvs"]["pooling"].as_array().expect("pooling").iter().map(|v| v.as_u64().unwrap_or(0) as usize).collect();
+        assert_eq!(net.dvs.pool.to_vec(), pool, "{}: dvs pooling", case.display());
+        cases += 1;
+    }
+    assert!(cases >= 5, "the repository's sinabs cases are missing from {}", dir.display());
+}
+
+/// A biased layer starts where sinabs' shape inference left it: one step of zeros charged every
+/// neuron by its bias (layer 1 of `small_bias`: the discretized bias itself, since nothing fires).
+#[test]
+fn a_biased_layer_starts_charged_by_its_bias() {
+    let case = repo().join("tests/sinabs-cases/small_bias");
+    let net = Pipeline::new(&case.join("model.onnx")).input_shape([2, 32, 32]).build().unwrap_or_else(|e| panic!("{e}"));
+    for layer in &net.layers {
+        let q = layer.quant.as_ref().expect("discretized");
+        let bias = q.bias.as_ref().expect("biased");
+        let start = q.initial_v_mem.as_ref().expect("charged");
+        let per_channel = layer.conv_out[0] * layer.conv_out[1];
+        assert_eq!(start.len(), layer.out_channels * per_channel);
+        // Below threshold, nothing fired in the step: every neuron holds its channel's bias.
+        for (i, &v) in start.iter().enumerate() {
+            assert_eq!(v, bias[i / per_channel], "layer {} neuron {i}", layer.index);
+        }
+    }
 }
 
 fn expected(shared: &std::path::Path) -> serde_json::Value {
