@@ -106,10 +106,27 @@ def cases():
             [0.5, 1.0, 1.5],
             15,
         ),
+        # A recording that starts 3.7 ms after 0 (sinabs' bins count from 0, and the bias charges
+        # the neurons in the empty ones), a non-square input, padding only along y, chained
+        # poolings (2 then 2) and a read-out that ends in ReLU (no spiking layer appended).
+        "late_start_non_square": (
+            (2, 48, 64),
+            "speck2edevkit",
+            lambda: nn.Sequential(
+                nn.Conv2d(2, 8, 5, stride=2, padding=2), nn.ReLU(), nn.AvgPool2d(2), nn.AvgPool2d(2),
+                nn.Conv2d(8, 16, 3, padding=(1, 0)), nn.ReLU(),
+                nn.Flatten(), nn.Linear(16 * 6 * 6, 7), nn.ReLU(),
+            ),
+            [1.0, 1.5, 2.0],
+            16,
+        ),
     }
 
 # Biases per case other than the default small positive ones: (low, high) of a uniform draw.
-BIAS_RANGE = {"strong_bias": (-1.5, 2.5)}
+BIAS_RANGE = {"strong_bias": (-1.5, 2.5), "late_start_non_square": (0.0, 0.2)}
+
+# Microseconds added to the recording's times, per case.
+START_US = {"late_start_non_square": 3700}
 
 
 def gesture_ann():
@@ -296,6 +313,9 @@ def main():
         # Every few events of the recording: a small fixture, still busy enough.
         ev = source[:: args.keep_every]
         ev = ev if shape[1:] == (128, 128) else resample(ev, shape)
+        if name in START_US:
+            ev = ev.copy()
+            ev[:, 0] += START_US[name]
         write_case(Path(args.out) / name, name, ann, shape, device, ev)
 
 

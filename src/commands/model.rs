@@ -169,6 +169,15 @@ pub fn run(args: Args) -> Result<()> {
             format!("{}/{}", l.memory.neuron, cap(|c| c.neuron)),
         );
     }
+    let charged: Vec<String> =
+        layers.iter().filter_map(|l| l.initial_v_mem_range.map(|[lo, hi]| format!("{} ({lo}..{hi})", l.index))).collect();
+    if !charged.is_empty() {
+        println!(
+            "layers that start charged, with their potentials: {} (sinabs' conversion runs one time step of zeros, \
+             and a bias charges the neurons in it; the chip gets them as initial values)",
+            charged.join(", ")
+        );
+    }
     if net.layers.is_empty() {
         bail!("the network has no layers");
     }

@@ -15,4 +15,6 @@ mod window;
 
 pub use lanes::Kernel;
 pub use power::{Coefficients, IDLE_PERIODS_IN_FULL, PowerMean, PowerSample, RAILS};
-pub use sim::{BusyModel, Config, InputCounters, LayerCounters, MAX_TIME_US, Mode, Monitors, SimError, Simulator, Spike};
+pub use sim::{
+    BusyModel, Config, InputCounters, LayerCounters, MAX_LEADING_BINS, MAX_TIME_US, Mode, Monitors, SimError, Simulator, Spike, first_bin,
+};

@@ -179,6 +179,19 @@ pub struct InputCounters {
     pub time_out_of_range: u64,
 }
 
+/// Binned mode: the most bins before the first input event that are run. sinabs' frames count
+/// bins from t = 0, and a bias charges the neurons in every one, also those before the first
+/// event; a recording that starts later than this after 0 (timed by a clock, not from its own
+/// start) begins at its first event's bin instead.
+pub const MAX_LEADING_BINS: i64 = 10_000;
+
+/// The first bin of a binned simulation (and of a table of bins) whose first input event is at
+/// `t_us`: bin 0, as sinabs' frames, unless that is more than [`MAX_LEADING_BINS`] before it.
+pub fn first_bin(t_us: i64, bin_us: i64) -> i64 {
+    let b = t_us.div_euclid(bin_us);
+    if (0..=MAX_LEADING_BINS).contains(&b) { 0 } else { b }
+}
+
 /// The largest time of a sensor event, either side of 0: about 146 years in µs. The event
 /// mode counts in ns, and a corrupt timestamp near the end of `i64` would overflow there.
 pub const MAX_TIME_US: i64 = (1 << 62) / 1000;
@@ -351,7 +364,9 @@ impl Simulator {
         self.layers.len()
     }
 
-    /// Clears all neuron states and counters, for a new recording.
+    /// Puts every neuron back where the network starts (0, or the initial potentials of a biased
+    /// network: `QuantParams::initial_v_mem`) and clears the counters, for a new recording, as
+    /// a freshly made simulator would run it.
     pub fn reset(&mut self) {
         self.layers.iter_mut().for_each(LayerRt::reset_state);
         self.counters.iter_mut().for_each(|c| *c = LayerCounters::default());
@@ -555,22 +570,19 @@ impl Simulator {
 
     fn binned_input(&mut self, t: i64, bin_us: i64, site: Site, out: &mut Vec<Spike>) {
         let b = t.div_euclid(bin_us);
-        match self.bin {
-            Some(cur) if b > cur => {
-                self.run_bin(cur, bin_us, out);
-                // Empty bins between matter only when a bias changes the state every bin, and
-                // only up to the first that changes nothing: every later one would repeat it.
-                if self.layers.iter().any(LayerRt::has_bias) {
-                    for empty in cur + 1..b {
-                        if !self.run_bin(empty, bin_us, out) {
-                            break;
-                        }
+        let cur = *self.bin.get_or_insert_with(|| first_bin(t, bin_us));
+        if b > cur {
+            self.run_bin(cur, bin_us, out);
+            // Empty bins between matter only when a bias changes the state every bin, and
+            // only up to the first that changes nothing: every later one would repeat it.
+            if self.layers.iter().any(LayerRt::has_bias) {
+                for empty in cur + 1..b {
+                    if !self.run_bin(empty, bin_us, out) {
+                        break;
                     }
                 }
-                self.bin = Some(b);
             }
-            None => self.bin = Some(b),
-            _ => {}
+            self.bin = Some(b);
         }
         self.bin_input[0].push((site, 1));
     }

@@ -46,6 +46,10 @@ pub struct LayerReport {
     pub core_memory: Option<CoreMemory>,
     /// The ANN layers it came from.
     pub source: Vec<String>,
+    /// The lowest and highest potential the neurons start with, when not all 0 (a biased
+    /// network, see [`crate::zero_step`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initial_v_mem_range: Option<[i16; 2]>,
 }
 
 impl LayerReport {
@@ -96,6 +100,10 @@ impl LayerReport {
             memory: MemoryUse::of(layer),
             core_memory: layer.core.and_then(|c| profile.and_then(|p| p.cores.get(c).copied())),
             source: layer.source.clone(),
+            initial_v_mem_range: layer.quant.as_ref().and_then(|q| {
+                let v = q.initial_v_mem.as_ref()?;
+                Some([*v.iter().min()?, *v.iter().max()?])
+            }),
         }
     }
 }
