@@ -120,6 +120,18 @@ def cases():
             [1.0, 1.5, 2.0],
             16,
         ),
+        # Batch norm after a linear layer (BatchNorm1d), and a first layer that is a linear one
+        # over the whole (small) input.
+        "linear_batchnorm": (
+            (2, 16, 16),
+            "speck2edevkit",
+            lambda: nn.Sequential(
+                nn.Flatten(), nn.Linear(2 * 16 * 16, 64, bias=False), nn.BatchNorm1d(64), nn.ReLU(),
+                nn.Linear(64, 5, bias=False),
+            ),
+            [1.5, 1.5],
+            17,
+        ),
     }
 
 # Biases per case other than the default small positive ones: (low, high) of a uniform draw.
@@ -158,7 +170,7 @@ def randomize(ann, gains, seed, bias_range=(0.0, 0.05)):
                 low, high = bias_range
                 m.bias.copy_(low + torch.rand(m.bias.shape, generator=g) * (high - low))
         for m in ann.modules():
-            if isinstance(m, nn.BatchNorm2d):
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
                 n = m.num_features
                 m.weight.copy_(0.5 + torch.rand(n, generator=g))
                 m.bias.copy_((torch.rand(n, generator=g) - 0.5) * 0.1)

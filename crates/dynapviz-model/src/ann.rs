@@ -40,13 +40,9 @@ pub enum AnnLayer {
         /// (sy, sx).
         stride: [usize; 2],
     },
-    /// `nn.BatchNorm2d`/`1d` in eval mode, as a per-channel affine map.
-    BatchNorm {
-        /// gamma / sqrt(var + eps).
-        scale: Vec<f32>,
-        /// beta - mean * scale.
-        shift: Vec<f32>,
-    },
+    /// `nn.BatchNorm2d`/`1d` in eval mode, with its parameters as trained: the ANN's forward
+    /// and sinabs' conversion fold them differently (see [`BatchNorm`]).
+    BatchNorm(BatchNorm),
     /// `nn.Flatten`.
     Flatten,
     /// `nn.Dropout*` (no-op at inference).
@@ -92,5 +88,41 @@ impl Ann {
     /// Appends a layer.
     pub fn push(&mut self, name: impl Into<String>, layer: AnnLayer) {
         self.layers.push(NamedLayer { name: name.into(), layer });
+    }
+}
+
+/// A batch norm's parameters per channel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchNorm {
+    pub gamma: Vec<f32>,
+    pub beta: Vec<f32>,
+    pub running_mean: Vec<f32>,
+    pub running_var: Vec<f32>,
+    pub eps: f32,
+}
+
+impl BatchNorm {
+    /// PyTorch's eval map as `y = x * scale + shift`, per channel, in f32: `scale = gamma /
+    /// sqrt(var + eps)`, `shift = beta - mean * scale`.
+    pub fn eval_affine(&self) -> (Vec<f32>, Vec<f32>) {
+        let scale: Vec<f32> = self.gamma.iter().zip(&self.running_var).map(|(g, v)| g / (v + self.eps).sqrt()).collect();
+        let shift = self.beta.iter().zip(&self.running_mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
+        (scale, shift)
+    }
+
+    /// sinabs' `merge_bn`, which folds the norm into the layer before it without `eps`: the
+    /// weights of output channel `o` times `factor[o] = gamma / sqrt(var)`, and its bias
+    /// `beta + (bias - mean) * factor`, in that order, in f32. Returns the factors and the new
+    /// biases for `bias` (0 without one).
+    pub fn sinabs_fold(&self, bias: Option<&[f32]>) -> (Vec<f32>, Vec<f32>) {
+        let factor: Vec<f32> = self.gamma.iter().zip(&self.running_var).map(|(g, v)| g / v.sqrt()).collect();
+        let bias = (0..factor.len()).map(|o| bias.and_then(|b| b.get(o)).copied().unwrap_or(0.0));
+        let new_bias = bias.zip(&self.running_mean).zip(&factor).zip(&self.beta).map(|(((b, m), f), beta)| beta + (b - m) * f).collect();
+        (factor, new_bias)
+    }
+
+    /// The four per-channel arrays.
+    pub fn arrays(&self) -> [&[f32]; 4] {
+        [&self.gamma, &self.beta, &self.running_mean, &self.running_var]
     }
 }

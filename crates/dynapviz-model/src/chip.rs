@@ -135,10 +135,9 @@ pub fn validate(network: &Network, profile: &ChipProfile) -> Result<()> {
         v.push(format!("the network has {} layers, the {} has {} cores", network.layers.len(), profile.name, profile.cores.len()));
     }
     let dvs = &network.dvs;
-    for p in dvs.pool {
-        if !POOLS.contains(&p) {
-            v.push(format!("layer 0 (DVS): pooling {p}: allowed {POOLS:?}"));
-        }
+    // Each rule once per layer, with both axes: not twice for a square kernel or pool.
+    if !dvs.pool.iter().all(|p| POOLS.contains(p)) {
+        v.push(format!("layer 0 (DVS): pooling {}x{}: allowed {POOLS:?}", dvs.pool[0], dvs.pool[1]));
     }
     if dvs.input_shape[1] > MAX_INPUT || dvs.input_shape[2] > MAX_INPUT {
         v.push(format!("layer 0 (DVS): input {}x{}: at most {MAX_INPUT}x{MAX_INPUT}", dvs.input_shape[1], dvs.input_shape[2]));
@@ -152,20 +151,14 @@ pub fn validate(network: &Network, profile: &ChipProfile) -> Result<()> {
         if kh.max(kw) > MAX_KERNEL {
             v.push(format!("{name}: kernel {kh}x{kw}: at most {MAX_KERNEL}x{MAX_KERNEL}"));
         }
-        for s in l.stride {
-            if !STRIDES.contains(&s) {
-                v.push(format!("{name}: stride {s}: allowed {STRIDES:?}"));
-            }
+        if !l.stride.iter().all(|s| STRIDES.contains(s)) {
+            v.push(format!("{name}: stride {},{}: allowed {STRIDES:?}", l.stride[0], l.stride[1]));
         }
-        for p in l.padding {
-            if p > MAX_PADDING {
-                v.push(format!("{name}: padding {p}: at most {MAX_PADDING}"));
-            }
+        if l.padding.iter().any(|&p| p > MAX_PADDING) {
+            v.push(format!("{name}: padding {},{}: at most {MAX_PADDING}", l.padding[0], l.padding[1]));
         }
-        for p in l.pool {
-            if !POOLS.contains(&p) {
-                v.push(format!("{name}: pooling {p}: allowed {POOLS:?}"));
-            }
+        if !l.pool.iter().all(|p| POOLS.contains(p)) {
+            v.push(format!("{name}: pooling {}x{}: allowed {POOLS:?}", l.pool[0], l.pool[1]));
         }
         for (what, c) in [("input", l.in_channels()), ("output", l.out_channels)] {
             if c > MAX_CHANNELS {

@@ -32,7 +32,7 @@ fn simplify(ann: &Ann) -> Result<Vec<NamedLayer>> {
     for l in &ann.layers {
         match &l.layer {
             AnnLayer::Dropout | AnnLayer::Identity => {}
-            AnnLayer::BatchNorm { scale, shift } => {
+            AnnLayer::BatchNorm(bn) => {
                 let Some(prev) = out.last_mut() else {
                     return Err(unsupported(l, "BatchNorm must follow a Conv2d or Linear"));
                 };
@@ -44,17 +44,16 @@ fn simplify(ann: &Ann) -> Result<Vec<NamedLayer>> {
                     ));
                 };
                 let out_ch = weight.shape[0];
-                if scale.len() != out_ch {
-                    return Err(unsupported(l, format!("BatchNorm has {} features, layer {prev_name} has {out_ch} outputs", scale.len())));
+                if let Some(n) = bn.arrays().iter().map(|a| a.len()).find(|&n| n != out_ch) {
+                    return Err(unsupported(l, format!("BatchNorm has {n} features, layer {prev_name} has {out_ch} outputs")));
                 }
+                // sinabs' fold (no eps), not the ANN's eval map: its weights are the contract.
+                let (factor, new_bias) = bn.sinabs_fold(bias.as_deref());
                 let per = weight.len() / out_ch.max(1);
                 for (o, chunk) in weight.data.chunks_mut(per.max(1)).enumerate() {
-                    chunk.iter_mut().for_each(|w| *w *= scale[o]);
+                    chunk.iter_mut().for_each(|w| *w *= factor[o]);
                 }
-                let b = bias.get_or_insert_with(|| vec![0.0; out_ch]);
-                for o in 0..out_ch {
-                    b[o] = b[o] * scale[o] + shift[o];
-                }
+                *bias = Some(new_bias);
                 prev.name = format!("{prev_name}+{}", l.name);
             }
             _ => out.push(l.clone()),

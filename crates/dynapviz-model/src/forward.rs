@@ -75,7 +75,8 @@ pub fn forward(ann: &Ann, input: &Tensor) -> Result<Vec<f32>> {
                 x = out;
                 shape = vec![c, oh, ow];
             }
-            AnnLayer::BatchNorm { scale, shift } => {
+            AnnLayer::BatchNorm(bn) => {
+                let (scale, shift) = bn.eval_affine();
                 let c = shape.first().copied().unwrap_or(0);
                 if scale.len() != c || shift.len() != c {
                     return Err(bad(format!("{} channels of batch norm for {c} channels", scale.len())));

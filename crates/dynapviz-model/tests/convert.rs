@@ -2,7 +2,7 @@
 
 use dynapviz_model::convert::{DvsOptions, convert};
 use dynapviz_model::discretize::{discretize, scale};
-use dynapviz_model::{Ann, AnnLayer, ChipProfile, ModelError, Ordering, Tensor, chip, mapping};
+use dynapviz_model::{Ann, AnnLayer, BatchNorm, ChipProfile, ModelError, Ordering, Tensor, chip, mapping};
 
 fn conv(o: usize, i: usize, k: usize, stride: usize, pad: usize, fill: f32) -> AnnLayer {
     AnnLayer::Conv {
@@ -109,12 +109,19 @@ fn one_input_channel_means_merged_polarities() {
 }
 
 #[test]
-fn batchnorm_folds_into_the_preceding_weights() {
-    let bn = AnnLayer::BatchNorm { scale: vec![2.0, 0.5], shift: vec![0.25, -1.0] };
-    let net = convert(&ann(vec![conv(2, 2, 1, 1, 0, 1.0), bn, AnnLayer::Relu]), [2, 4, 4], &DvsOptions::default()).expect("convert");
+fn batchnorm_folds_into_the_preceding_weights_as_sinabs_does() {
+    // gamma / sqrt(var): 2 and 0.5, exactly; sinabs' merge_bn leaves eps out, where the ANN's
+    // own eval map keeps it.
+    let bn =
+        BatchNorm { gamma: vec![4.0, 1.0], beta: vec![0.25, -1.0], running_mean: vec![0.5, 2.0], running_var: vec![4.0, 4.0], eps: 0.1 };
+    let (scale, _) = bn.eval_affine();
+    assert_eq!(scale, vec![4.0 / 4.1f32.sqrt(), 1.0 / 4.1f32.sqrt()]);
+    let layers = vec![conv(2, 2, 1, 1, 0, 1.0), AnnLayer::BatchNorm(bn), AnnLayer::Relu];
+    let net = convert(&ann(layers), [2, 4, 4], &DvsOptions::default()).expect("convert");
     let f = &net.layers[0].float;
     assert_eq!(f.weights, vec![2.0, 2.0, 0.5, 0.5]);
-    assert_eq!(f.bias, Some(vec![0.25, -1.0]));
+    // beta + (0 - mean) * factor.
+    assert_eq!(f.bias, Some(vec![0.25 - 0.5 * 2.0, -1.0 - 2.0 * 0.5]));
 }
 
 #[test]
@@ -163,9 +170,11 @@ fn discretization_scale_follows_sinabs() {
 fn every_constraint_violation_names_layer_limit_and_value() {
     let net = convert(&ann(vec![conv(4, 2, 17, 3, 8, 0.1), AnnLayer::Relu]), [2, 128, 128], &DvsOptions::default()).expect("convert");
     let err = chip::validate(&net, &ChipProfile::by_name("speck2e").expect("profile")).expect_err("violations").to_string();
-    for want in ["layer 1", "kernel 17x17: at most 16x16", "stride 3: allowed [1, 2, 4, 8]", "padding 8: at most 7"] {
+    for want in ["layer 1", "kernel 17x17: at most 16x16", "stride 3,3: allowed [1, 2, 4, 8]", "padding 8,8: at most 7"] {
         assert!(err.contains(want), "missing `{want}` in:\n{err}");
     }
+    // Each rule once, with both axes: not once per axis.
+    assert_eq!(err.matches("stride").count(), 1, "{err}");
     // 70k neurons: no core has that much neuron memory.
     let net = convert(&ann(vec![conv(18, 2, 1, 2, 0, 0.1), AnnLayer::Relu]), [2, 128, 128], &DvsOptions::default()).expect("convert");
     let err = chip::validate(&net, &ChipProfile::by_name("speck2e").expect("profile")).expect_err("too big").to_string();

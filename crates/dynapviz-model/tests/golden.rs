@@ -63,7 +63,7 @@ fn other_networks_convert_discretize_and_map_as_sinabs_does() {
         assert_eq!(net.dvs.pool.to_vec(), pool, "{}: dvs pooling", case.display());
         cases += 1;
     }
-    assert!(cases >= 6, "the repository's sinabs cases are missing from {}", dir.display());
+    assert!(cases >= 7, "the repository's sinabs cases are missing from {}", dir.display());
 }
 
 /// A biased layer starts where sinabs' shape inference left it: one step of zeros charged every

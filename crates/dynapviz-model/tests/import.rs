@@ -104,6 +104,28 @@ fn hand_encoded_onnx_imports() {
     assert_eq!(net.layers[0].padding, [1, 1]);
 }
 
+/// torch's exporter writes an initializer equal to another (an untrained batch norm's weight and
+/// running variance) as an Identity node of it: a constant, not a layer or a branch.
+#[test]
+fn an_identity_of_a_constant_is_that_constant() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ones, zeros) = (tensor("g", &[4], &[1.0; 4]), tensor("b", &[4], &[0.0; 4]));
+    let w = tensor("w", &[4, 2, 3, 3], &(0..72).map(|i| (i as f32 - 30.0) / 100.0).collect::<Vec<_>>());
+    let nodes = [
+        node("Identity", &["g"], "var", &[]),
+        node("Identity", &["b"], "mean", &[]),
+        node("Conv", &["x", "w"], "c", &[("kernel_shape", &[3, 3]), ("strides", &[1, 1]), ("pads", &[1, 1, 1, 1])]),
+        node("BatchNormalization", &["c", "g", "b", "mean", "var"], "n", &[]),
+        node("Relu", &["n"], "r", &[]),
+    ];
+    let p = write(dir.path(), "bn.onnx", &model(&nodes, &[w, ones, zeros]));
+    let net = Pipeline::new(&p).input_shape([2, 16, 16]).device("speck2e").build().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(net.layers.len(), 1);
+    // A batch norm of ones and zeros, folded as sinabs folds it (no eps), changes nothing.
+    assert_eq!(net.layers[0].float.weights[0], -0.3);
+    assert_eq!(net.layers[0].float.bias, Some(vec![0.0; 4]));
+}
+
 #[test]
 fn unknown_operator_is_named() {
     let dir = tempfile::tempdir().expect("tempdir");

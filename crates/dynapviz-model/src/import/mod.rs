@@ -7,15 +7,18 @@ pub mod torch;
 
 use std::path::Path;
 
-use crate::ann::{Ann, AnnLayer};
+use crate::ann::{Ann, AnnLayer, BatchNorm};
 use crate::error::{ModelError, Result, file_error};
 
-/// Eval-mode batch norm as a per-channel affine map `y = x * scale + shift`, computed in f32
-/// like PyTorch.
+/// An eval-mode batch norm from its parameters; every array has one value per channel.
 pub(crate) fn batch_norm(gamma: &[f32], beta: &[f32], mean: &[f32], var: &[f32], eps: f32) -> AnnLayer {
-    let scale: Vec<f32> = gamma.iter().zip(var).map(|(g, v)| g / (v + eps).sqrt()).collect();
-    let shift = beta.iter().zip(mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
-    AnnLayer::BatchNorm { scale, shift }
+    AnnLayer::BatchNorm(BatchNorm {
+        gamma: gamma.to_vec(),
+        beta: beta.to_vec(),
+        running_mean: mean.to_vec(),
+        running_var: var.to_vec(),
+        eps,
+    })
 }
 
 /// What an input file holds, chosen by extension.
@@ -44,9 +47,11 @@ pub fn load(model: &Path, arch: Option<&Path>) -> Result<(Ann, Option<[usize; 3]
 /// Checks that every weight is finite: a NaN or infinity would poison the discretization scale.
 pub fn check_finite(ann: &Ann) -> Result<()> {
     for l in &ann.layers {
-        let values: [&[f32]; 2] = match &l.layer {
-            AnnLayer::Conv { weight, bias, .. } | AnnLayer::Linear { weight, bias } => [&weight.data, bias.as_deref().unwrap_or_default()],
-            AnnLayer::BatchNorm { scale, shift } => [scale, shift],
+        let values: [&[f32]; 4] = match &l.layer {
+            AnnLayer::Conv { weight, bias, .. } | AnnLayer::Linear { weight, bias } => {
+                [&weight.data, bias.as_deref().unwrap_or_default(), &[], &[]]
+            }
+            AnnLayer::BatchNorm(bn) => bn.arrays(),
             _ => continue,
         };
         // A fold without an early exit, which vectorizes; the culprit is looked for only then.

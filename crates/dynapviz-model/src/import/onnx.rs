@@ -91,6 +91,7 @@ const INT64: i32 = 7;
 const DOUBLE: i32 = 11;
 
 /// A constant: float values (weights) or integers (shapes).
+#[derive(Clone)]
 enum Const {
     Float(Tensor),
     Ints(Vec<i64>),
@@ -198,6 +199,14 @@ pub fn load(path: &Path) -> Result<Ann> {
             let t = node.attr("value").and_then(|a| a.t.as_ref()).ok_or_else(|| node.unsupported("Constant without a tensor value"))?;
             let name = p.output.first().cloned().unwrap_or_default();
             consts.insert(name, decode_tensor(t, path)?);
+            continue;
+        }
+        if p.op_type == "Identity"
+            && let (Some(c), Some(name)) = (p.input.first().and_then(|i| consts.get(i)), p.output.first())
+        {
+            // torch's exporter gives an initializer equal to another one (an untrained batch
+            // norm's weight and running variance, both ones) as an Identity of it: a constant.
+            consts.insert(name.clone(), c.clone());
             continue;
         }
         let activations: Vec<&String> = p.input.iter().filter(|i| !consts.contains_key(*i) && !i.is_empty()).collect();
