@@ -10,26 +10,12 @@ import sys
 import time
 
 import samna_stub  # noqa: F401  (before sinabs)
+from sinabs_golden import gesture_ann  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
 from sinabs.from_torch import from_model  # noqa: E402
 from sinabs.backend.dynapcnn import DynapcnnNetwork  # noqa: E402
-
-
-def gesture_ann():
-    return nn.Sequential(
-        nn.Conv2d(2, 16, 2, 2, bias=False), nn.ReLU(),
-        nn.Conv2d(16, 16, 3, padding=1, bias=False), nn.ReLU(), nn.AvgPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.ReLU(), nn.AvgPool2d(2),
-        nn.Conv2d(32, 32, 3, padding=1, bias=False), nn.ReLU(), nn.AvgPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.ReLU(), nn.AvgPool2d(2),
-        nn.Conv2d(64, 64, 3, padding=1, bias=False), nn.ReLU(), nn.AvgPool2d(2),
-        nn.Dropout2d(0.5), nn.Conv2d(64, 256, 2, bias=False), nn.ReLU(),
-        nn.Dropout2d(0.5), nn.Flatten(), nn.Linear(256, 128, bias=False), nn.ReLU(),
-        nn.Linear(128, 11, bias=False),
-    )
 
 
 def main():

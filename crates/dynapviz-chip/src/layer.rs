@@ -407,9 +407,10 @@ fn stored_channels(o: usize) -> usize {
 /// top, where the chip saturates, and 0 is not below `min_v_mem`.
 ///
 /// Between events every potential is at most `threshold - 1`. It starts at 0 (`min_v_mem <= 0`
-/// < threshold), or at most at `highest_start` (see [`initial_potentials`]). An event (or a leak tick) raises it by at most `largest_rise`, the largest
-/// weight or bias; a neuron that then reaches threshold resets to `max(0, min_v_mem)`, or
-/// subtracts the threshold and lands at most at `largest_rise - 1`, below threshold when
+/// < threshold), or at most at `highest_start`, which must be below threshold too (see
+/// [`initial_potentials`]). An event (or a leak tick) raises it by at most `largest_rise`, the
+/// largest weight or bias; a neuron that then reaches threshold resets to `max(0, min_v_mem)`,
+/// or subtracts the threshold and lands at most at `largest_rise - 1`, below threshold when
 /// `largest_rise <= threshold`. So no sum exceeds `threshold - 1 + largest_rise`, which must
 /// fit in int16.
 fn biasable(threshold: i32, min_v_mem: i32, reset: Reset, largest_rise: i32, highest_start: i32) -> bool {
