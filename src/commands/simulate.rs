@@ -248,8 +248,10 @@ pub fn run(args: Args) -> Result<()> {
             return Ok(false);
         }
         if let Some(latest) = chunk.iter().map(|e| e.t).max() {
-            let first = input_us.map_or(chunk[0].t, |(first, _)| first);
-            input_us = Some((first, input_us.map_or(latest, |(_, last)| last.max(latest))));
+            input_us = Some(match input_us {
+                Some((first, last)) => (first, last.max(latest)),
+                None => (chunk[0].t, latest),
+            });
         }
         total += chunk.len() as u64;
         if let Some((_, r)) = &rescale {

@@ -3,7 +3,7 @@
 //! state of the simulation it is built for (the event mode's general path and the binned mode;
 //! the event mode's common layers run as windows, see `window.rs`).
 
-use dynapviz_model::network::Reset;
+use dynapviz_model::network::{QuantParams, Reset};
 use dynapviz_model::{ChipLayer, ModelError};
 
 use crate::aligned::Aligned;
@@ -130,7 +130,7 @@ impl LayerRt {
         if let Some(b) = bias.as_ref().filter(|b| b.len() != o) {
             return Err(ModelError::Invalid(format!("layer {}: {} biases, expected one per output channel ({o})", l.index, b.len())));
         }
-        let initial = initial_potentials(l, q.initial_v_mem.as_deref(), lanes)?;
+        let initial = initial_potentials(l, q, lanes)?;
         let windows = if chip { Windows::new(&rows, &cols, lanes, o, c_in, neurons, weights.len()) } else { None };
         // Biased potentials save the windows a clamp at `min_v_mem` per vector; where that
         // would not be exact, they clamp.
@@ -425,11 +425,11 @@ fn biasable(threshold: i32, min_v_mem: i32, reset: Reset, largest_rise: i32, hig
     threshold >= 1 && min_v_mem <= 0 && settles && threshold - 1 + rise <= i32::from(i16::MAX)
 }
 
-/// The plain potentials the neurons of `l` start with, `[oy][ox][lanes]`, from
+/// The plain potentials the neurons of `l` start with, `[oy][ox][lanes]`, from its
 /// `initial_v_mem` (`[c][y][x]`, as sinabs holds them), each kept within `min_v_mem` and int16;
 /// empty for none.
-fn initial_potentials(l: &ChipLayer, initial_v_mem: Option<&[i16]>, lanes: usize) -> Result<Vec<i32>, ModelError> {
-    let Some(v) = initial_v_mem else { return Ok(Vec::new()) };
+fn initial_potentials(l: &ChipLayer, q: &QuantParams, lanes: usize) -> Result<Vec<i32>, ModelError> {
+    let Some(v) = &q.initial_v_mem else { return Ok(Vec::new()) };
     let ([fh, fw], o) = (l.conv_out, l.out_channels);
     if v.len() != o * fh * fw {
         return Err(ModelError::Invalid(format!(
@@ -438,11 +438,10 @@ fn initial_potentials(l: &ChipLayer, initial_v_mem: Option<&[i16]>, lanes: usize
             v.len()
         )));
     }
-    let min = l.quant.as_ref().map_or(i32::from(i16::MIN), |q| q.min_v_mem);
     let mut initial = vec![0; fh * fw * lanes];
     for (i, &start) in v.iter().enumerate() {
         let (c, column) = (i / (fh * fw), i % (fh * fw));
-        initial[column * lanes + c] = i32::from(start).max(min);
+        initial[column * lanes + c] = i32::from(start).max(q.min_v_mem);
     }
     Ok(initial)
 }

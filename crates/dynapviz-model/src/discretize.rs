@@ -32,7 +32,8 @@ pub fn layer_scale(layer: &ChipLayer) -> f32 {
 pub fn discretize(network: &mut Network) {
     let potentials = zero_step::potentials(network);
     for (layer, v_mem) in network.layers.iter_mut().zip(potentials) {
-        let s = v_mem.as_ref().map_or(layer_scale(layer), |v| layer_scale(layer).min(scale(v, 16)));
+        let s = layer_scale(layer);
+        let s = v_mem.as_ref().map_or(s, |v| s.min(scale(v, 16)));
         let q = |v: f32| round_half_even(v * s);
         let f = &layer.float;
         layer.quant = Some(QuantParams {
