@@ -42,28 +42,42 @@ fn check(net: &Network, expected: &serde_json::Value, what: &str) {
     assert_eq!(net.dvs.merge_polarities, expected["dvs"]["merge_polarities"].as_bool().expect("dvs"), "{what}: dvs merge");
 }
 
+/// Each case's network as both of torch's exporters write it: `model.onnx` (TorchScript) and,
+/// but for networks with batch norm (see `tools/sinabs_golden.py`), `model.dynamo.onnx`
+/// (torch's default since 2.9: other operators, weights in a `.data` file beside it).
 #[test]
 fn other_networks_convert_discretize_and_map_as_sinabs_does() {
     let dir = repo().join("tests/sinabs-cases");
-    let mut cases = 0;
+    let (mut cases, mut dynamo) = (0, 0);
     for entry in std::fs::read_dir(&dir).expect("tests/sinabs-cases") {
         let case = entry.expect("entry").path();
         let Ok(text) = std::fs::read_to_string(case.join("expected.json")) else { continue };
         let expected: serde_json::Value = serde_json::from_str(&text).expect("json");
         let shape: Vec<usize> =
             expected["input_shape"].as_array().expect("shape").iter().map(|v| v.as_u64().unwrap_or(0) as usize).collect();
-        let net = Pipeline::new(&case.join("model.onnx"))
-            .input_shape([shape[0], shape[1], shape[2]])
-            .device(expected["device"].as_str().expect("device"))
-            .build()
-            .unwrap_or_else(|e| panic!("{}: {e}", case.display()));
-        check(&net, &expected, &case.display().to_string());
-        let pool: Vec<usize> =
-            expected["dvs"]["pooling"].as_array().expect("pooling").iter().map(|v| v.as_u64().unwrap_or(0) as usize).collect();
-        assert_eq!(net.dvs.pool.to_vec(), pool, "{}: dvs pooling", case.display());
-        cases += 1;
+        for file in ["model.onnx", "model.dynamo.onnx"] {
+            let model = case.join(file);
+            if file != "model.onnx" && !model.exists() {
+                continue;
+            }
+            let net = Pipeline::new(&model)
+                .input_shape([shape[0], shape[1], shape[2]])
+                .device(expected["device"].as_str().expect("device"))
+                .build()
+                .unwrap_or_else(|e| panic!("{}: {e}", model.display()));
+            check(&net, &expected, &model.display().to_string());
+            let pool: Vec<usize> =
+                expected["dvs"]["pooling"].as_array().expect("pooling").iter().map(|v| v.as_u64().unwrap_or(0) as usize).collect();
+            assert_eq!(net.dvs.pool.to_vec(), pool, "{}: dvs pooling", model.display());
+            if file == "model.onnx" {
+                cases += 1;
+            } else {
+                dynamo += 1;
+            }
+        }
     }
     assert!(cases >= 7, "the repository's sinabs cases are missing from {}", dir.display());
+    assert!(dynamo >= 5, "the dynamo exports of the sinabs cases are missing from {}", dir.display());
 }
 
 /// A biased layer starts where sinabs' shape inference left it: one step of zeros charged every

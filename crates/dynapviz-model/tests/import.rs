@@ -80,7 +80,7 @@ fn model(nodes: &[Vec<u8>], inits: &[Vec<u8>]) -> Vec<u8> {
 }
 
 fn conv_graph(extra: Vec<Vec<u8>>) -> Vec<u8> {
-    let w = tensor("w", &[4, 2, 3, 3], &(0..72).map(|i| (i as f32 - 30.0) / 100.0).collect::<Vec<_>>());
+    let w = tensor("w", &[4, 2, 3, 3], &conv_weights());
     let mut nodes = vec![
         node("Conv", &["x", "w"], "c", &[("kernel_shape", &[3, 3]), ("strides", &[1, 1]), ("pads", &[1, 1, 1, 1])]),
         node("Relu", &["c"], "r", &[]),
@@ -93,6 +93,87 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, bytes).expect("write");
     p
+}
+
+/// The weights of `conv_graph`, as `tensor` writes them into the model.
+fn conv_weights() -> Vec<f32> {
+    (0..72).map(|i| (i as f32 - 30.0) / 100.0).collect()
+}
+
+/// `conv_graph`'s weight tensor with its bytes in another file (ONNX external data, as torch's
+/// dynamo exporter writes every weight): `entries` are its (key, value) pairs.
+fn conv_graph_external(entries: &[(&str, &str)]) -> Vec<u8> {
+    let mut t = Vec::new();
+    for d in [4, 2, 3, 3] {
+        int_field(1, d, &mut t);
+    }
+    int_field(2, 1, &mut t);
+    bytes_field(8, b"w", &mut t);
+    for (key, value) in entries {
+        let mut e = Vec::new();
+        bytes_field(1, key.as_bytes(), &mut e);
+        bytes_field(2, value.as_bytes(), &mut e);
+        bytes_field(13, &e, &mut t);
+    }
+    int_field(14, 1, &mut t);
+    let nodes = [
+        node("Conv", &["x", "w"], "c", &[("kernel_shape", &[3, 3]), ("strides", &[1, 1]), ("pads", &[1, 1, 1, 1])]),
+        node("Relu", &["c"], "r", &[]),
+    ];
+    model(&nodes, &[t])
+}
+
+#[test]
+fn weights_in_an_external_data_file_are_read_from_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 16 bytes of something else first, as when several tensors share the file.
+    let mut data = vec![0xAB; 16];
+    data.extend(conv_weights().iter().flat_map(|v| v.to_le_bytes()));
+    std::fs::create_dir(dir.path().join("weights")).expect("mkdir");
+    write(&dir.path().join("weights"), "m.data", &data);
+    let length = (72 * 4).to_string();
+    let entries = [("location", "weights/m.data"), ("offset", "16"), ("length", length.as_str())];
+    let p = write(dir.path(), "ext.onnx", &conv_graph_external(&entries));
+    let net = Pipeline::new(&p).input_shape([2, 16, 16]).device("speck2e").build().unwrap_or_else(|e| panic!("{e}"));
+    let inline = write(dir.path(), "inline.onnx", &conv_graph(vec![]));
+    let want = Pipeline::new(&inline).input_shape([2, 16, 16]).device("speck2e").build().expect("inline");
+    assert_eq!(net.layers[0].float.weights, conv_weights());
+    assert_eq!(net.layers[0].quant, want.layers[0].quant);
+    // Without a length the tensor runs to the end of the file.
+    let p = write(dir.path(), "rest.onnx", &conv_graph_external(&[("location", "weights/m.data"), ("offset", "16")]));
+    let net = Pipeline::new(&p).input_shape([2, 16, 16]).build().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(net.layers[0].float.weights, conv_weights());
+}
+
+/// A bad reference to external data is an error naming the model, the tensor and what was
+/// expected; it never reads outside the model's folder or allocates what the file does not hold.
+#[test]
+fn bad_external_data_is_an_error_naming_the_tensor() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "m.data", &[0u8; 100]);
+    let all = (72 * 4).to_string();
+    let cases: [(&[(&str, &str)], &str); 7] = [
+        (&[], "names no file"),
+        (&[("location", "missing.data")], "missing.data"),
+        (&[("location", "../m.data")], "inside it"),
+        (&[("location", "/etc/passwd")], "inside it"),
+        (&[("location", "m.data"), ("length", all.as_str())], "which has 100"),
+        (&[("location", "m.data"), ("offset", "18446744073709551615"), ("length", "2")], "which has 100"),
+        (&[("location", "m.data"), ("offset", "ten")], "not a byte count"),
+    ];
+    for (entries, want) in cases {
+        let p = write(dir.path(), "bad.onnx", &conv_graph_external(entries));
+        let err = Pipeline::new(&p).input_shape([2, 16, 16]).build().expect_err("bad external data").to_string();
+        assert!(err.contains("bad.onnx") && err.contains("tensor `w`") && err.contains(want), "{entries:?}: {err}");
+    }
+    // The file holds fewer bytes than the dims ask: not silently cut.
+    let p = write(dir.path(), "short.onnx", &conv_graph_external(&[("location", "m.data")]));
+    let err = Pipeline::new(&p).input_shape([2, 16, 16]).build().expect_err("short").to_string();
+    assert!(err.contains("does not match its dims"), "{err}");
+    write(dir.path(), "odd.data", &[0u8; 7]);
+    let p = write(dir.path(), "odd.onnx", &conv_graph_external(&[("location", "odd.data")]));
+    let err = Pipeline::new(&p).input_shape([2, 16, 16]).build().expect_err("odd").to_string();
+    assert!(err.contains("7 bytes") && err.contains("4-byte"), "{err}");
 }
 
 #[test]
@@ -110,7 +191,7 @@ fn hand_encoded_onnx_imports() {
 fn an_identity_of_a_constant_is_that_constant() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (ones, zeros) = (tensor("g", &[4], &[1.0; 4]), tensor("b", &[4], &[0.0; 4]));
-    let w = tensor("w", &[4, 2, 3, 3], &(0..72).map(|i| (i as f32 - 30.0) / 100.0).collect::<Vec<_>>());
+    let w = tensor("w", &[4, 2, 3, 3], &conv_weights());
     let nodes = [
         node("Identity", &["g"], "var", &[]),
         node("Identity", &["b"], "mean", &[]),

@@ -1,10 +1,15 @@
-//! ONNX models as `torch.onnx.export` writes them. The protobuf messages are declared here with
+//! ONNX models as `torch.onnx.export` writes them, by either of its exporters (TorchScript, and
+//! dynamo, torch's default since 2.9, which keeps the weights in a `.onnx.data` file beside the
+//! model: see [`ExternalData`]). The protobuf messages are declared here with
 //! `prost` derives (the few fields we read), so no `protoc` runs at build time. The graph must be
 //! a chain: Conv, Relu, AveragePool, Flatten/Reshape, Gemm/MatMul(+Add), BatchNormalization,
 //! Dropout/Identity. Anything else is reported with the node's name and operator.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::collections::hash_map::Entry;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Component, Path, PathBuf};
 
 use prost::Message;
 
@@ -76,8 +81,18 @@ struct TensorProto {
     raw_data: Vec<u8>,
     #[prost(double, repeated, tag = "10")]
     double_data: Vec<f64>,
+    #[prost(message, repeated, tag = "13")]
+    external_data: Vec<StringStringEntryProto>,
     #[prost(int32, tag = "14")]
     data_location: i32,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct StringStringEntryProto {
+    #[prost(string, tag = "1")]
+    key: String,
+    #[prost(string, tag = "2")]
+    value: String,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -86,6 +101,8 @@ struct ValueInfoProto {
     name: String,
 }
 
+/// `TensorProto.data_location` of a tensor whose bytes are in another file.
+const EXTERNAL: i32 = 1;
 const FLOAT: i32 = 1;
 const INT64: i32 = 7;
 const DOUBLE: i32 = 11;
@@ -97,19 +114,83 @@ enum Const {
     Ints(Vec<i64>),
 }
 
-fn decode_tensor(t: &TensorProto, path: &Path) -> Result<Const> {
-    let bad = |what: &str| file_error(path, format!("tensor `{}`: {what}", t.name));
-    if t.data_location == 1 {
-        return Err(bad("weights stored in an external file are not supported: export with all weights inside the .onnx"));
+/// The files beside a model that hold its tensors' bytes (ONNX "external data": the dynamo
+/// exporter writes every weight to `<model>.data` unless told otherwise). Each tensor names a
+/// file relative to the model's folder, an offset and a length; only the asked range is read,
+/// after checking it against the file's size, so a corrupt length cannot allocate more than
+/// the file holds. Files are opened once.
+struct ExternalData<'a> {
+    model: &'a Path,
+    files: HashMap<String, (File, u64)>,
+}
+
+impl<'a> ExternalData<'a> {
+    fn new(model: &'a Path) -> Self {
+        Self { model, files: HashMap::new() }
     }
+
+    /// The bytes of tensor `t`, whose data location is external.
+    fn bytes(&mut self, t: &TensorProto) -> Result<Vec<u8>> {
+        let bad = |what: String| file_error(self.model, format!("tensor `{}`: {what}", t.name));
+        let entry = |key: &str| t.external_data.iter().find(|e| e.key == key).map(|e| e.value.as_str());
+        let number = |key: &str| -> Result<Option<u64>> {
+            entry(key).map(|v| v.parse::<u64>().map_err(|_| bad(format!("external data {key} `{v}` is not a byte count")))).transpose()
+        };
+        let location = entry("location").ok_or_else(|| bad("its data is external but names no file (no `location`)".into()))?;
+        let relative = Path::new(location);
+        // As onnx itself: a file in the model's folder or below it, never elsewhere.
+        if location.is_empty() || !relative.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
+            return Err(bad(format!("external data file `{location}`: expected a path relative to the model's folder, inside it")));
+        }
+        let (offset, length) = (number("offset")?.unwrap_or(0), number("length")?);
+        let (file, size) = match self.files.entry(location.to_string()) {
+            Entry::Occupied(open) => open.into_mut(),
+            Entry::Vacant(slot) => {
+                let path: PathBuf = self.model.parent().unwrap_or(Path::new(".")).join(relative);
+                let open = File::open(&path).and_then(|f| Ok((f.metadata()?.len(), f)));
+                let (size, file) = open.map_err(|e| bad(format!("external data file {}: {e}", path.display())))?;
+                slot.insert((file, size))
+            }
+        };
+        let size = *size;
+        let length = length.unwrap_or(size.saturating_sub(offset));
+        if offset.checked_add(length).is_none_or(|end| end > size) {
+            return Err(bad(format!("external data asks bytes {offset}..+{length} of `{location}`, which has {size}")));
+        }
+        let mut bytes = vec![0; length as usize];
+        file.seek(SeekFrom::Start(offset))
+            .and_then(|_| file.read_exact(&mut bytes))
+            .map_err(|e| bad(format!("reading external data file `{location}`: {e}")))?;
+        Ok(bytes)
+    }
+}
+
+fn decode_tensor(t: &TensorProto, path: &Path, external: &mut ExternalData) -> Result<Const> {
+    let bad = |what: &str| file_error(path, format!("tensor `{}`: {what}", t.name));
+    let fetched;
+    let raw: &[u8] = if t.data_location == EXTERNAL {
+        fetched = external.bytes(t)?;
+        &fetched
+    } else {
+        &t.raw_data
+    };
     let shape: Vec<usize> = t.dims.iter().map(|&d| usize::try_from(d).map_err(|_| bad("negative dimension"))).collect::<Result<_>>()?;
+    let width = match t.data_type {
+        FLOAT => 4,
+        DOUBLE | INT64 => 8,
+        other => return Err(bad(&format!("data type {other} is not supported (expected float32, float64 or int64)"))),
+    };
+    if !raw.len().is_multiple_of(width) {
+        return Err(bad(&format!("{} bytes of data: not a whole number of {width}-byte values", raw.len())));
+    }
+    let words = || raw.chunks_exact(width);
     match t.data_type {
         FLOAT | DOUBLE => {
-            let data: Vec<f32> = if !t.raw_data.is_empty() {
+            let data: Vec<f32> = if !raw.is_empty() {
                 if t.data_type == FLOAT {
-                    t.raw_data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+                    words().map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
                 } else {
-                    t.raw_data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or_default()) as f32).collect()
+                    words().map(|c| f64::from_le_bytes(c.try_into().unwrap_or_default()) as f32).collect()
                 }
             } else if t.data_type == FLOAT {
                 t.float_data.clone()
@@ -118,12 +199,11 @@ fn decode_tensor(t: &TensorProto, path: &Path) -> Result<Const> {
             };
             Tensor::new(shape, data).map(Const::Float).ok_or_else(|| bad("data length does not match its dims"))
         }
-        INT64 => Ok(Const::Ints(if t.raw_data.is_empty() {
+        _ => Ok(Const::Ints(if raw.is_empty() {
             t.int64_data.clone()
         } else {
-            t.raw_data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or_default())).collect()
+            words().map(|c| i64::from_le_bytes(c.try_into().unwrap_or_default())).collect()
         })),
-        other => Err(bad(&format!("data type {other} is not supported (expected float32, float64 or int64)"))),
     }
 }
 
@@ -180,8 +260,9 @@ pub fn load(path: &Path) -> Result<Ann> {
         ModelProto::decode(bytes.as_slice()).map_err(|e| file_error(path, format!("not an ONNX model (protobuf decode failed: {e})")))?;
     let graph = model.graph.ok_or_else(|| file_error(path, "ONNX model has no graph"))?;
     let mut consts: HashMap<String, Const> = HashMap::new();
+    let mut external = ExternalData::new(path);
     for t in &graph.initializer {
-        consts.insert(t.name.clone(), decode_tensor(t, path)?);
+        consts.insert(t.name.clone(), decode_tensor(t, path, &mut external)?);
     }
     let data_inputs: Vec<&str> = graph.input.iter().map(|i| i.name.as_str()).filter(|n| !consts.contains_key(*n)).collect();
     let [input] = data_inputs[..] else {
@@ -198,7 +279,7 @@ pub fn load(path: &Path) -> Result<Ann> {
         if p.op_type == "Constant" {
             let t = node.attr("value").and_then(|a| a.t.as_ref()).ok_or_else(|| node.unsupported("Constant without a tensor value"))?;
             let name = p.output.first().cloned().unwrap_or_default();
-            consts.insert(name, decode_tensor(t, path)?);
+            consts.insert(name, decode_tensor(t, path, &mut external)?);
             continue;
         }
         if p.op_type == "Identity"
@@ -216,7 +297,7 @@ pub fn load(path: &Path) -> Result<Ann> {
             } else {
                 "a branch of the graph (it does not consume the previous layer's output)"
             };
-            return Err(node.unsupported(format!("{what}: the chip runs a chain of layers; inputs {:?}", p.input)));
+            return Err(node.unsupported(format!("{what}: dynapviz imports chains of layers (the chip's second destination, for residual graphs, is not imported yet); inputs {:?}", p.input)));
         }
         let weight = |i: usize| -> Result<Tensor> {
             match p.input.get(i).and_then(|n| consts.get(n)) {
@@ -290,7 +371,7 @@ pub fn load(path: &Path) -> Result<Ann> {
                 }
                 AnnLayer::Linear { weight: w, bias }
             }
-            "Add" => return Err(node.unsupported("an Add that is not a bias after MatMul: a residual connection, which the chip cannot run")),
+            "Add" => return Err(node.unsupported("an Add that is not a bias after MatMul: a residual connection; dynapviz imports chains of layers (the chip's second destination, for residual graphs, is not imported yet)")),
             other => return Err(node.unsupported(format!("unknown operator {other}: supported are Conv, Relu, AveragePool, Flatten, Reshape, Gemm, MatMul, BatchNormalization, Dropout, Identity"))),
         };
         current = p.output.first().cloned().unwrap_or_default();
