@@ -26,6 +26,7 @@ import samna_stub  # noqa: E402, F401  (before sinabs)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
+import sinabs.layers as sl  # noqa: E402
 from sinabs.backend.dynapcnn import DynapcnnNetwork  # noqa: E402
 from sinabs.backend.dynapcnn.chip_factory import ChipFactory  # noqa: E402
 from sinabs.backend.dynapcnn.dvs_layer import DVSLayer  # noqa: E402
@@ -131,6 +132,21 @@ def cases():
             ),
             [1.5, 1.5],
             17,
+        ),
+        # sinabs' own SumPool2d in the ANN (torch exports it as lp_pool2d's formula): on the
+        # input (the DVS layer's pooling, no rescale), between layers, and chained with an
+        # AvgPool2d (whose 1/4 alone goes into the next layer's weights).
+        "sum_pool": (
+            (2, 128, 128),
+            "speck2fdevkit",
+            lambda: nn.Sequential(
+                sl.SumPool2d(2),
+                nn.Conv2d(2, 8, 3, padding=1, bias=False), nn.ReLU(), sl.SumPool2d(2),
+                nn.Conv2d(8, 16, 3, padding=1, bias=False), nn.ReLU(), sl.SumPool2d(2), nn.AvgPool2d(2),
+                nn.Flatten(), nn.Linear(16 * 8 * 8, 10, bias=False),
+            ),
+            [1.0, 0.6, 1.5],
+            18,
         ),
     }
 

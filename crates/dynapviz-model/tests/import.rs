@@ -207,6 +207,60 @@ fn an_identity_of_a_constant_is_that_constant() {
     assert_eq!(net.layers[0].float.bias, Some(vec![0.0; 4]));
 }
 
+/// `Relu -> sinabs SumPool2d(2)` as torch exports `lp_pool2d`'s formula, with these constants:
+/// the norm, the pooling area the sum multiplies by, and the root taken at the end.
+fn sum_pool_graph(norm: f32, area: f32, root: f32) -> Vec<u8> {
+    let w = tensor("w", &[4, 2, 3, 3], &conv_weights());
+    let pair: &[(&str, &[u64])] = &[("kernel_shape", &[2, 2]), ("strides", &[2, 2])];
+    let nodes = [
+        node("Conv", &["x", "w"], "c", &[("kernel_shape", &[3, 3]), ("strides", &[1, 1]), ("pads", &[1, 1, 1, 1])]),
+        node("Relu", &["c"], "r", &[]),
+        node("Pow", &["r", "norm"], "a", &[]),
+        node("AveragePool", &["a"], "avg", pair),
+        node("Sign", &["avg"], "sg", &[]),
+        node("Abs", &["avg"], "ab", &[]),
+        node("Relu", &["ab"], "rl", &[]),
+        node("Mul", &["sg", "rl"], "m", &[]),
+        node("Mul", &["m", "area"], "m2", &[]),
+        node("Pow", &["m2", "root"], "out", &[]),
+    ];
+    model(&nodes, &[w, tensor("norm", &[], &[norm]), tensor("area", &[], &[area]), tensor("root", &[], &[root])])
+}
+
+/// sinabs' `SumPool2d` in an ANN reaches the ONNX file as `lp_pool2d`'s formula; it imports as
+/// a sum pooling (no 1/4 in the next layer's weights, unlike AvgPool2d). Anything else of that
+/// shape is refused with the node that does not fit.
+#[test]
+fn a_sinabs_sum_pool_exported_as_its_formula_is_a_sum_pooling() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = write(dir.path(), "sum.onnx", &sum_pool_graph(1.0, 4.0, 1.0));
+    let (ann, _) = import::load(&p, None).unwrap_or_else(|e| panic!("{e}"));
+    let kinds: Vec<_> = ann.layers.iter().map(|l| l.layer.clone()).collect();
+    assert!(
+        matches!(kinds[..], [AnnLayer::Conv { .. }, AnnLayer::Relu, AnnLayer::SumPool { kernel: [2, 2], stride: [2, 2] }]),
+        "{kinds:?}"
+    );
+    let net = Pipeline::new(&p).input_shape([2, 16, 16]).build().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(net.layers[0].pool, [2, 2]);
+    for (norm, area, root, want) in [(2.0, 4.0, 0.5, "norm 2"), (1.0, 2.0, 1.0, "pooling area 4"), (1.0, 4.0, 2.0, "1/p = 1")] {
+        let p = write(dir.path(), "bad.onnx", &sum_pool_graph(norm, area, root));
+        let err = Pipeline::new(&p).input_shape([2, 16, 16]).build().expect_err("not a sum pooling").to_string();
+        assert!(err.contains("bad.onnx") && err.contains(want), "{want}: {err}");
+    }
+    // Cut short after the pooling's Sign: the graph ends inside it.
+    let nodes = [
+        node("Conv", &["x", "w"], "c", &[("kernel_shape", &[3, 3]), ("strides", &[1, 1]), ("pads", &[1, 1, 1, 1])]),
+        node("Relu", &["c"], "r", &[]),
+        node("Pow", &["r", "norm"], "a", &[]),
+        node("AveragePool", &["a"], "avg", &[("kernel_shape", &[2, 2]), ("strides", &[2, 2])]),
+        node("Sign", &["avg"], "sg", &[]),
+    ];
+    let g = model(&nodes, &[tensor("w", &[4, 2, 3, 3], &conv_weights()), tensor("norm", &[], &[1.0])]);
+    let p = write(dir.path(), "short.onnx", &g);
+    let err = Pipeline::new(&p).input_shape([2, 16, 16]).build().expect_err("cut").to_string();
+    assert!(err.contains("ends inside a sum pooling"), "{err}");
+}
+
 #[test]
 fn unknown_operator_is_named() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -1,9 +1,10 @@
 //! ONNX models as `torch.onnx.export` writes them, by either of its exporters (TorchScript, and
 //! dynamo, torch's default since 2.9, which keeps the weights in a `.onnx.data` file beside the
-//! model: see [`ExternalData`]). The protobuf messages are declared here with
+//! model: see `ExternalData`). The protobuf messages are declared here with
 //! `prost` derives (the few fields we read), so no `protoc` runs at build time. The graph must be
-//! a chain: Conv, Relu, AveragePool, Flatten/Reshape, Gemm/MatMul(+Add), BatchNormalization,
-//! Dropout/Identity. Anything else is reported with the node's name and operator.
+//! a chain: Conv, Relu, AveragePool, sum pooling (LpPool of norm 1, or sinabs' SumPool2d as
+//! torch writes it, see `lp_pool`), Flatten/Reshape, Gemm/MatMul(+Add), BatchNormalization,
+//! Dropout/Identity. Anything else is reported with the file, the node's name and operator.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -253,8 +254,101 @@ impl Node<'_> {
     }
 }
 
-/// Reads an ONNX file into a sequential ANN.
+/// Takes `node` into `consts` if it is a constant: a `Constant`, or an `Identity` of a constant
+/// (torch's exporter gives an initializer equal to another one, an untrained batch norm's weight
+/// and running variance, both ones, that way).
+fn constant(node: &Node, consts: &mut HashMap<String, Const>, path: &Path, external: &mut ExternalData) -> Result<bool> {
+    let p = node.proto;
+    let output = p.output.first().cloned().unwrap_or_default();
+    if p.op_type == "Constant" {
+        let t = node.attr("value").and_then(|a| a.t.as_ref()).ok_or_else(|| node.unsupported("Constant without a tensor value"))?;
+        consts.insert(output, decode_tensor(t, path, external)?);
+        return Ok(true);
+    }
+    if p.op_type == "Identity"
+        && let Some(c) = p.input.first().and_then(|i| consts.get(i))
+    {
+        consts.insert(output, c.clone());
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// The single value of a constant input of `node`, if it has one.
+fn scalar(node: &Node, consts: &HashMap<String, Const>) -> Option<f32> {
+    node.proto.input.iter().find_map(|i| match consts.get(i) {
+        Some(Const::Float(t)) if t.data.len() == 1 => Some(t.data[0]),
+        _ => None,
+    })
+}
+
+/// sinabs' `SumPool2d` is `lp_pool2d` of norm 1, which torch's exporters write as its formula:
+/// `Pow(x, p)`, `AveragePool`, `Sign` and `Abs` of that, `Relu(Abs)`, `Mul(Sign, Relu)`,
+/// `Mul(kh * kw)`, `Pow(1 / p)`. `first` is the first `Pow`; this reads the nodes up to the
+/// last one, checking each against the formula, and returns the sum pooling and its output.
+fn lp_pool<'a>(
+    first: &Node<'a>,
+    nodes: &mut impl Iterator<Item = Node<'a>>,
+    consts: &mut HashMap<String, Const>,
+    path: &Path,
+    external: &mut ExternalData,
+) -> Result<(AnnLayer, String)> {
+    let form = "torch's export of lp_pool2d (sinabs' SumPool2d): Pow(x, p), AveragePool, Sign and Abs, Relu, Mul, Mul(kh*kw), Pow(1/p)";
+    let norm = scalar(first, consts).ok_or_else(|| first.unsupported(format!("Pow without a constant exponent: expected {form}")))?;
+    if norm != 1.0 {
+        return Err(first.unsupported(format!("lp pooling of norm {norm}: only norm 1 (sinabs' SumPool2d) is sum pooling")));
+    }
+    let output = |n: &Node| n.proto.output.first().cloned().unwrap_or_default();
+    let input = |n: &Node, name: &Option<String>| name.as_ref().is_some_and(|v| n.proto.input.contains(v));
+    let (mut pool, mut avg, mut sign, mut abs, mut relu, mut product, mut scaled) = (None, None, None, None, None, None, None);
+    let powered = Some(output(first));
+    for node in nodes {
+        if constant(&node, consts, path, external)? {
+            continue;
+        }
+        let out = Some(output(&node));
+        match node.proto.op_type.as_str() {
+            "AveragePool" if avg.is_none() && input(&node, &powered) => {
+                if node.int("ceil_mode", 0) != 0 || node.symmetric_pads()? != [0, 0] {
+                    return Err(node.unsupported("a padded or ceil_mode sum pooling does not map to the chip"));
+                }
+                pool = Some((node.pair("kernel_shape", 1)?, node.pair("strides", 1)?));
+                avg = out;
+            }
+            "Sign" if sign.is_none() && input(&node, &avg) => sign = out,
+            "Abs" if abs.is_none() && input(&node, &avg) => abs = out,
+            "Relu" if relu.is_none() && input(&node, &abs) => relu = out,
+            "Mul" if product.is_none() && input(&node, &sign) && input(&node, &relu) => product = out,
+            "Mul" if scaled.is_none() && input(&node, &product) => {
+                let area = pool.map_or(0, |([h, w], _)| h * w) as f32;
+                if scalar(&node, consts) != Some(area) {
+                    return Err(node.unsupported(format!("expected a multiplication by the pooling area {area}: {form}")));
+                }
+                scaled = out;
+            }
+            "Pow" if input(&node, &scaled) => {
+                if scalar(&node, consts) != Some(1.0) {
+                    return Err(node.unsupported(format!("expected the power 1/p = 1: {form}")));
+                }
+                let (kernel, stride) = pool.ok_or_else(|| node.unsupported(format!("no pooling before it: {form}")))?;
+                return Ok((AnnLayer::SumPool { kernel, stride }, output(&node)));
+            }
+            _ => return Err(node.unsupported(format!("inside a sum pooling, this node does not fit {form}"))),
+        }
+    }
+    Err(first.unsupported(format!("the graph ends inside a sum pooling: expected {form}")))
+}
+
+/// Reads an ONNX file into a sequential ANN. A node the chip or the converter cannot take is
+/// reported with the file and the node.
 pub fn load(path: &Path) -> Result<Ann> {
+    read(path).map_err(|e| match e {
+        ModelError::Unsupported { layer, message } => ModelError::Unsupported { layer: format!("{}, {layer}", path.display()), message },
+        other => other,
+    })
+}
+
+fn read(path: &Path) -> Result<Ann> {
     let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), error: source })?;
     let model =
         ModelProto::decode(bytes.as_slice()).map_err(|e| file_error(path, format!("not an ONNX model (protobuf decode failed: {e})")))?;
@@ -276,18 +370,7 @@ pub fn load(path: &Path) -> Result<Ann> {
     let mut nodes = graph.node.iter().map(|proto| Node { proto }).peekable();
     while let Some(node) = nodes.next() {
         let p = node.proto;
-        if p.op_type == "Constant" {
-            let t = node.attr("value").and_then(|a| a.t.as_ref()).ok_or_else(|| node.unsupported("Constant without a tensor value"))?;
-            let name = p.output.first().cloned().unwrap_or_default();
-            consts.insert(name, decode_tensor(t, path, &mut external)?);
-            continue;
-        }
-        if p.op_type == "Identity"
-            && let (Some(c), Some(name)) = (p.input.first().and_then(|i| consts.get(i)), p.output.first())
-        {
-            // torch's exporter gives an initializer equal to another one (an untrained batch
-            // norm's weight and running variance, both ones) as an Identity of it: a constant.
-            consts.insert(name.clone(), c.clone());
+        if constant(&node, &mut consts, path, &mut external)? {
             continue;
         }
         let activations: Vec<&String> = p.input.iter().filter(|i| !consts.contains_key(*i) && !i.is_empty()).collect();
@@ -306,7 +389,17 @@ pub fn load(path: &Path) -> Result<Ann> {
             }
         };
         let name = if p.name.is_empty() { format!("{}#{}", p.op_type, ann.layers.len()) } else { p.name.clone() };
+        if p.op_type == "Pow" {
+            let (layer, output) = lp_pool(&node, &mut nodes, &mut consts, path, &mut external)?;
+            ann.push(name, layer);
+            current = output;
+            continue;
+        }
         let layer = match p.op_type.as_str() {
+            "LpPool" => match node.int("p", 2) {
+                1 => AnnLayer::SumPool { kernel: node.pair("kernel_shape", 1)?, stride: node.pair("strides", 1)? },
+                p => return Err(node.unsupported(format!("lp pooling of norm {p}: only norm 1 (sinabs' SumPool2d) is sum pooling"))),
+            },
             "Conv" => {
                 if node.int("group", 1) != 1 {
                     return Err(node.unsupported("grouped/depthwise convolution is not supported by the chip"));
@@ -372,7 +465,7 @@ pub fn load(path: &Path) -> Result<Ann> {
                 AnnLayer::Linear { weight: w, bias }
             }
             "Add" => return Err(node.unsupported("an Add that is not a bias after MatMul: a residual connection; dynapviz imports chains of layers (the chip's second destination, for residual graphs, is not imported yet)")),
-            other => return Err(node.unsupported(format!("unknown operator {other}: supported are Conv, Relu, AveragePool, Flatten, Reshape, Gemm, MatMul, BatchNormalization, Dropout, Identity"))),
+            other => return Err(node.unsupported(format!("unknown operator {other}: supported are Conv, Relu, AveragePool, LpPool (p = 1) and sinabs' SumPool2d, Flatten, Reshape, Gemm, MatMul, BatchNormalization, Dropout, Identity"))),
         };
         current = p.output.first().cloned().unwrap_or_default();
         ann.push(name, layer);
