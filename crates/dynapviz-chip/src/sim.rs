@@ -185,6 +185,14 @@ pub struct InputCounters {
 /// start) begins at its first event's bin instead.
 pub const MAX_LEADING_BINS: i64 = 10_000;
 
+/// Monitored spikes a gap between sensor events may make by the leak before they leave for the
+/// caller's sink (see [`Simulator::process_stream`]): memory stays bounded however long the
+/// gap and however often the leak fires in it.
+const LEAK_SLICE_SPIKES: usize = 1 << 16;
+
+/// Takes the monitored spikes and power samples made so far (and clears them); false stops.
+type Flush<'a> = dyn FnMut(&mut Vec<Spike>, &mut Vec<PowerSample>) -> bool + 'a;
+
 /// The first bin of a binned simulation (and of a table of bins) whose first input event is at
 /// `t_us`: bin 0, as sinabs' frames, unless that is more than [`MAX_LEADING_BINS`] before it.
 pub fn first_bin(t_us: i64, bin_us: i64) -> i64 {
@@ -398,7 +406,8 @@ impl Simulator {
             });
         }
         for piece in events.chunks(stages::PIECE_EVENTS) {
-            self.process_serial(piece, out);
+            // The caller asked for every spike of `events`: nothing leaves before the end.
+            self.process_serial(piece, out, &mut |_, _| true);
         }
     }
 
@@ -419,7 +428,17 @@ impl Simulator {
             let mut chunk = Vec::new();
             while next(&mut chunk)? {
                 for piece in chunk.chunks(stages::PIECE_EVENTS) {
-                    self.process_serial(piece, &mut out);
+                    // A long leak gap hands its spikes out as it goes (see `event_batch`).
+                    let mut failed = None;
+                    self.process_serial(piece, &mut out, &mut |out, samples| {
+                        let sunk = sink(out, samples);
+                        out.clear();
+                        samples.clear();
+                        sunk.map_err(|e| failed = Some(e)).is_ok()
+                    });
+                    if let Some(e) = failed {
+                        return Err(e);
+                    }
                     sink(&out, &self.power_samples)?;
                     out.clear();
                     self.power_samples.clear();
@@ -448,7 +467,10 @@ impl Simulator {
         }
     }
 
-    fn process_serial(&mut self, events: &[Event], out: &mut Vec<Spike>) {
+    /// One thread through `events`. `flush` may take what `out` and the power samples hold
+    /// before the end, when a leak gap makes many spikes (it clears them); it says false to
+    /// stop the gap there (the caller's sink failed).
+    fn process_serial(&mut self, events: &[Event], out: &mut Vec<Spike>, flush: &mut Flush) {
         match (self.config.mode, self.config.leak_tick_us) {
             (Mode::Binned { bin_us }, _) => {
                 for e in events {
@@ -460,24 +482,44 @@ impl Simulator {
                 }
             }
             // The leak acts on every layer at its tick, between sensor events: one at a time.
-            (Mode::Event, Some(_)) => events.chunks(1).for_each(|e| self.event_batch(e, out)),
-            (Mode::Event, None) => self.event_batch(events, out),
+            (Mode::Event, Some(_)) => events.chunks(1).for_each(|e| self.event_batch(e, out, flush)),
+            (Mode::Event, None) => self.event_batch(events, out, flush),
         }
     }
 
     /// Event mode on one thread: admits the batch, runs it through all layers, then puts the
     /// monitored spikes in sensor-event order and adds each event's work to the power estimate.
-    fn event_batch(&mut self, events: &[Event], out: &mut Vec<Spike>) {
+    fn event_batch(&mut self, events: &[Event], out: &mut Vec<Spike>, flush: &mut Flush) {
         let mut batch = std::mem::take(&mut self.batch);
         batch.admit(events, &mut self.front, &mut self.counters[0], self.wiring.monitored[0], &mut self.queues[0], &mut self.clock);
-        if let Some(tick) = self.config.leak_tick_us {
-            // With a leak a batch is one sensor event (see `process_serial`): its leak spikes
-            // come after its DVS spike and before its cascade.
+        if let Some(tick) = self.config.leak_tick_us
+            && let Some(&Part { first, t_us, .. }) = batch.work.parts().first()
+        {
+            // With a leak a batch is one sensor event (see `process_serial`): the ticks before
+            // it run first, each tick's spikes through the layers before the next tick, and
+            // the monitored ones leave every [`LEAK_SLICE_SPIKES`], so that a long gap with a
+            // leak that fires holds no more than that. The event waits in the first layer's
+            // queue, which no tick feeds.
             debug_assert!(events.len() <= 1, "a leak runs one sensor event at a time");
-            if let Some(&Part { first, t_us, .. }) = batch.work.parts().first() {
-                self.leak_until(t_us, tick, first, &mut batch.tagged);
+            let event = std::mem::take(&mut self.queues[0]);
+            while !self.leak_until(t_us, tick, first, &mut batch.tagged) {
+                self.cascade(&mut batch);
+                // All of one sensor event: in order as tagged.
+                out.extend(batch.tagged.drain(..).map(|(_, s)| s));
+                if out.len() >= LEAK_SLICE_SPIKES && !flush(out, &mut self.power_samples) {
+                    break;
+                }
             }
+            self.queues[0] = event;
         }
+        self.cascade(&mut batch);
+        let (power, samples) = (&mut self.power, &mut self.power_samples);
+        batch.hand_out(out, power, samples);
+        self.batch = batch;
+    }
+
+    /// Runs what the queues hold through every layer on this thread.
+    fn cascade(&mut self, batch: &mut Batch) {
         Cascade {
             first: 0,
             layers: &mut self.layers,
@@ -490,9 +532,6 @@ impl Simulator {
             spent_ns: None,
         }
         .run(&mut batch.work, |i, s| batch.tagged.push((i, s)));
-        let (power, samples) = (&mut self.power, &mut self.power_samples);
-        batch.hand_out(out, power, samples);
-        self.batch = batch;
     }
 
     /// Event mode on several threads (see [`stages`]); `deliver` hands out each piece's batch
@@ -532,10 +571,13 @@ impl Simulator {
 
     // ---------------- event mode ----------------
 
-    /// Applies every leak tick up to `t_us`; the spikes belong to sensor event `index`.
-    fn leak_until(&mut self, t_us: i64, tick: i64, index: u32, out: &mut Vec<(u32, Spike)>) {
-        let next = *self.next_leak_us.get_or_insert(t_us - t_us.rem_euclid(tick) + tick);
-        let mut at = next;
+    /// Applies the leak ticks up to `t_us`; the spikes belong to sensor event `index`. Stops
+    /// after a tick that queues spikes, so that the caller runs them through the layers before
+    /// the next tick (as the chip would: a tick's spikes reach the next layer within
+    /// microseconds, long before the next tick); returns whether every tick up to `t_us` ran.
+    fn leak_until(&mut self, t_us: i64, tick: i64, index: u32, out: &mut Vec<(u32, Spike)>) -> bool {
+        let mut at = *self.next_leak_us.get_or_insert(t_us - t_us.rem_euclid(tick) + tick);
+        let mut fired = false;
         while at <= t_us {
             let mut quiet = true;
             for li in 0..self.layers.len() {
@@ -555,6 +597,7 @@ impl Simulator {
                 for &d in &dests {
                     self.queues[d].push(index, at * 1000, &sites);
                 }
+                fired |= !sites.is_empty();
             }
             at += tick;
             if quiet && at <= t_us {
@@ -562,8 +605,12 @@ impl Simulator {
                 // so that a long gap in the input costs no time.
                 at += ((t_us - at) / tick + 1) * tick;
             }
+            if fired {
+                break;
+            }
         }
         self.next_leak_us = Some(at);
+        at > t_us
     }
 
     // ---------------- binned mode ----------------
