@@ -104,7 +104,7 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
             &path,
             Some(net.clone()),
             args.viz.headless.is_none(),
-            args.speed,
+            super::run::Pace { speed: args.speed, max_gap: None },
             super::run::Sim { mode: Mode::Event, threads: args.threads.or(1) },
             &args.viz,
             opts,

@@ -2,7 +2,7 @@
 //! only `--input`, the DVS plot alone).
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use dynapviz_chip::{Config, Mode, Monitors, Simulator};
@@ -28,6 +28,11 @@ pub struct Args {
     /// Playback speed (1 = real time; 0 = as fast as possible).
     #[arg(long, default_value_t = 1.0)]
     speed: f64,
+    /// Wait at most S seconds of recording time for the next event: a pause in the recording
+    /// plays on after S. The events keep their times (the simulated chip still sees the whole
+    /// pause); only the wait is cut. Default: every pause is waited out.
+    #[arg(long, value_name = "S")]
+    max_gap: Option<f64>,
     /// Start again at the end (timestamps keep increasing).
     #[arg(long = "loop")]
     looped: bool,
@@ -54,7 +59,19 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
     };
     let opts = args.viz.options()?;
     let sim = Sim { mode: args.mode.mode(1000), threads: args.threads.or(1) };
-    launch(&args.input, net, args.looped, args.speed, sim, &args.viz, opts, started)
+    let max_gap = args
+        .max_gap
+        .map(|s| Duration::try_from_secs_f64(s).map_err(|_| anyhow::anyhow!("--max-gap {s}: expected seconds, 0 or more")))
+        .transpose()?;
+    launch(&args.input, net, args.looped, Pace { speed: args.speed, max_gap }, sim, &args.viz, opts, started)
+}
+
+/// How fast `launch` plays the recording in a window.
+pub struct Pace {
+    /// 1 = real time; 0 = as fast as possible.
+    pub speed: f64,
+    /// The longest pause in the recording waited out (see `Controls::set_max_gap`).
+    pub max_gap: Option<Duration>,
 }
 
 /// How `launch` simulates the chip.
@@ -69,13 +86,14 @@ pub fn launch(
     input: &Path,
     net: Option<Network>,
     looped: bool,
-    speed: f64,
+    pace: Pace,
     sim: Sim,
     viz: &VizArgs,
     mut opts: VizOptions,
     started: Instant,
 ) -> Result<()> {
-    let controls = Controls::new(if viz.headless.is_some() { 0.0 } else { speed });
+    let controls = Controls::new(if viz.headless.is_some() { 0.0 } else { pace.speed });
+    controls.set_max_gap(pace.max_gap);
     controls.set_paused(viz.paused && viz.headless.is_none());
     let source = FileSource::open(input, looped, controls.clone())?;
     let stated = source.geometry();

@@ -8,12 +8,18 @@ use std::time::{Duration, Instant};
 
 use dynapviz_events::{CHUNK, Event, EventReader, Geometry};
 
-/// Shared playback controls (pause, speed), settable from another thread (the viewer).
+/// Shared playback controls (pause, speed, longest wait for a pause in the recording),
+/// settable from another thread (the viewer).
 #[derive(Clone, Debug)]
 pub struct Controls {
     paused: Arc<AtomicBool>,
     speed_bits: Arc<AtomicU64>,
     lag_us: Arc<AtomicU64>,
+    /// Longest stretch of recording time between two events that paced playback waits out,
+    /// µs; `u64::MAX`: every one.
+    max_gap_us: Arc<AtomicU64>,
+    /// Recording time not waited for, µs (the part of each longer gap past `max_gap_us`).
+    skipped_us: Arc<AtomicU64>,
 }
 
 impl Controls {
@@ -23,7 +29,23 @@ impl Controls {
             paused: Arc::new(AtomicBool::new(false)),
             speed_bits: Arc::new(AtomicU64::new(speed.to_bits())),
             lag_us: Arc::new(AtomicU64::new(0)),
+            max_gap_us: Arc::new(AtomicU64::new(u64::MAX)),
+            skipped_us: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Paced playback waits at most `max_gap` (of recording time; at speed 2 half as long on
+    /// the wall clock) for the next event: a recording paused for minutes plays on after that.
+    /// The events keep their times, so the simulated chip still sees the whole pause (a leak
+    /// acts all through it); only the wait is cut. `None` waits out every gap.
+    pub fn set_max_gap(&self, max_gap: Option<Duration>) {
+        let us = max_gap.map_or(u64::MAX, |d| d.as_micros().min(u128::from(u64::MAX - 1)) as u64);
+        self.max_gap_us.store(us, Ordering::Relaxed);
+    }
+
+    /// Recording time playback did not wait for (see [`Self::set_max_gap`]).
+    pub fn skipped(&self) -> Duration {
+        Duration::from_micros(self.skipped_us.load(Ordering::Relaxed))
     }
 
     /// Pauses or resumes.
@@ -72,6 +94,8 @@ pub struct FileSource {
     pending_at: usize,
     /// Wall clock and event time of the playback origin (reset on speed change and resume).
     origin: Option<(Instant, i64, f64)>,
+    /// Time of the last event handed out in paced playback.
+    last_out: Option<i64>,
     /// Completed passes over the file.
     pub loops: u64,
 }
@@ -94,6 +118,7 @@ impl FileSource {
             pending: Vec::new(),
             pending_at: 0,
             origin: None,
+            last_out: None,
             loops: 0,
         })
     }
@@ -150,6 +175,18 @@ impl FileSource {
             return Ok(true);
         }
         let t_first = rest[0].t;
+        // A pause in the recording longer than the longest wait: the origin moves on by the
+        // rest of it, as if the events after it came that much earlier.
+        let max_gap = i64::try_from(self.controls.max_gap_us.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        if let (Some(prev), Some((wall, ev, s))) = (self.last_out, self.origin)
+            && t_first.saturating_sub(prev) > max_gap
+        {
+            let skip = t_first - prev - max_gap;
+            self.origin = Some((wall, ev.saturating_add(skip), s));
+            self.controls.skipped_us.fetch_add(skip as u64, Ordering::Relaxed);
+            // Once: the calls that wait for the next event see a gap of `max_gap` from here.
+            self.last_out = Some(t_first - max_gap);
+        }
         let (wall0, ev0) = match self.origin {
             Some((wall, ev, s)) if s == speed => (wall, ev),
             _ => {
@@ -170,6 +207,7 @@ impl FileSource {
         }
         let end = rest.partition_point(|e| e.t < t_first + SLICE_US).max(1);
         out.extend_from_slice(&rest[..end]);
+        self.last_out = Some(rest[end - 1].t);
         self.pending_at += end;
         Ok(true)
     }
@@ -208,6 +246,29 @@ mod tests {
         controls.set_paused(true);
         source.next_chunk(&mut out).expect("chunk");
         assert_eq!(controls.lag(), Duration::ZERO, "paused: no lag");
+    }
+
+    /// A recording paused for 10 s plays on after the longest wait set (20 ms here), its events
+    /// at their own times; the rest of the pause is counted as skipped.
+    #[test]
+    fn a_long_pause_in_the_recording_is_cut_to_the_longest_wait() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("paused.aedat4");
+        let mut w = EventWriter::create(&path, Format::Aedat4, Geometry::new(8, 8)).expect("create");
+        let times: Vec<i64> = (0..10).map(|i| i * 1000).chain((0..10).map(|i| 10_000_000 + i * 1000)).collect();
+        w.write(&times.iter().map(|&t| Event::new(t, 1, 1, true)).collect::<Vec<_>>()).expect("write");
+        w.finish().expect("finish");
+        let controls = Controls::new(1.0);
+        controls.set_max_gap(Some(Duration::from_millis(20)));
+        let mut source = FileSource::open(&path, false, controls.clone()).expect("open");
+        let (started, mut out) = (Instant::now(), Vec::new());
+        while source.next_chunk(&mut out).expect("chunk") {}
+        let took = started.elapsed();
+        assert_eq!(out.iter().map(|e| e.t).collect::<Vec<_>>(), times, "the events keep their times");
+        // 9 ms of events, the 20 ms waited, 5 ms to the last slice: 34 ms; without the cut, 10 s.
+        assert!(took >= Duration::from_millis(33) && took < Duration::from_secs(2), "played in {took:?}");
+        // The pause, 9 991 ms from the last event before it, less the 20 ms waited.
+        assert_eq!(controls.skipped(), Duration::from_micros(9_991_000 - 20_000));
     }
 
     #[test]
