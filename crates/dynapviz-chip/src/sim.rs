@@ -431,6 +431,9 @@ impl Simulator {
                     // A long leak gap hands its spikes out as it goes (see `event_batch`).
                     let mut failed = None;
                     self.process_serial(piece, &mut out, &mut |out, samples| {
+                        if failed.is_some() {
+                            return false;
+                        }
                         let sunk = sink(out, samples);
                         out.clear();
                         samples.clear();

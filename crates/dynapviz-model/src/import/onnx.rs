@@ -278,6 +278,7 @@ fn constant(node: &Node, consts: &mut HashMap<String, Const>, path: &Path, exter
 fn scalar(node: &Node, consts: &HashMap<String, Const>) -> Option<f32> {
     node.proto.input.iter().find_map(|i| match consts.get(i) {
         Some(Const::Float(t)) if t.data.len() == 1 => Some(t.data[0]),
+        Some(Const::Ints(v)) if v.len() == 1 => Some(v[0] as f32),
         _ => None,
     })
 }
