@@ -397,7 +397,9 @@ impl Simulator {
     }
 
     /// Feeds a chunk of sensor events; appends the spikes of monitored layers to `out`, in the
-    /// order a one-thread simulation gives them, whatever [`Config::threads`] says.
+    /// order a one-thread simulation gives them, whatever [`Config::threads`] says. All of
+    /// them: with a leak that fires, a long gap's spikes too ([`Self::process_stream`] hands
+    /// those out as they come).
     pub fn process(&mut self, events: &[Event], out: &mut Vec<Spike>) {
         if self.threads() >= 2 && events.len() >= self.config.parallel_min_events {
             return self.process_stages(&mut { events }, |batch, power, samples| {
