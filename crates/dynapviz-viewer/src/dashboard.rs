@@ -46,6 +46,9 @@ pub struct ViewStats {
     /// How far paced playback is behind the wall clock, s (see
     /// [`dynapviz_streams::source::Controls::lag`]).
     pub behind_s: f64,
+    /// Recording time not waited for in paced playback, s (see
+    /// [`dynapviz_streams::source::Controls::set_max_gap`]).
+    pub pauses_cut_s: f64,
 }
 
 /// What the chip panel shows about one layer besides its live counters.
@@ -326,6 +329,7 @@ impl Dashboard {
             (v, behind) if behind >= 0.1 => format!("{v:.2}x, {behind:.1} s behind"),
             (v, _) => format!("{v:.2}x"),
         };
+        let speed = if s.pauses_cut_s > 0.0 { format!("{speed}, {:.1} s of pauses cut", s.pauses_cut_s) } else { speed };
         let text = format!(
             "{}   {:.0} fps   event-to-screen p50/p99 {latency}   skipped frames {}   events {}   speed {speed}   [space] pause  [+/-] speed  [c] chip  {}[s] screenshot",
             if s.paused { "PAUSED" } else { "live" },

@@ -50,8 +50,16 @@ fn feed(d: &mut Dashboard) {
         }
     }
     d.on_analysis(&Analysis::Readout { t_us: 10_000_000, feature: 1, predicted: true });
-    d.stats =
-        ViewStats { fps: 60.0, latency_ms: Some((1.0, 2.0)), skipped_frames: 3, events: 1234, paused: false, speed: 1.0, behind_s: 0.0 };
+    d.stats = ViewStats {
+        fps: 60.0,
+        latency_ms: Some((1.0, 2.0)),
+        skipped_frames: 3,
+        events: 1234,
+        paused: false,
+        speed: 1.0,
+        behind_s: 0.0,
+        pauses_cut_s: 0.0,
+    };
 }
 
 fn compare(name: &str, rgba: &[u8], w: usize, h: usize) {
