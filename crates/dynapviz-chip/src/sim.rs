@@ -428,28 +428,27 @@ impl Simulator {
         let mut out = Vec::new();
         if self.threads() < 2 {
             let mut chunk = Vec::new();
-            while next(&mut chunk)? {
+            // Hands out what `out` and the samples hold; a long leak gap calls it as it goes
+            // (see `event_batch`). After the sink failed it calls it no more.
+            let mut failed = None;
+            let mut flush = |out: &mut Vec<Spike>, samples: &mut Vec<PowerSample>| {
+                if failed.is_some() {
+                    return false;
+                }
+                let sunk = sink(out, samples);
+                out.clear();
+                samples.clear();
+                sunk.map_err(|e| failed = Some(e)).is_ok()
+            };
+            'chunks: while next(&mut chunk)? {
                 for piece in chunk.chunks(stages::PIECE_EVENTS) {
-                    // A long leak gap hands its spikes out as it goes (see `event_batch`).
-                    let mut failed = None;
-                    self.process_serial(piece, &mut out, &mut |out, samples| {
-                        if failed.is_some() {
-                            return false;
-                        }
-                        let sunk = sink(out, samples);
-                        out.clear();
-                        samples.clear();
-                        sunk.map_err(|e| failed = Some(e)).is_ok()
-                    });
-                    if let Some(e) = failed {
-                        return Err(e);
+                    self.process_serial(piece, &mut out, &mut flush);
+                    if !flush(&mut out, &mut self.power_samples) {
+                        break 'chunks;
                     }
-                    sink(&out, &self.power_samples)?;
-                    out.clear();
-                    self.power_samples.clear();
                 }
             }
-            return Ok(());
+            return failed.map_or(Ok(()), Err);
         }
         let (mut read_error, mut sink_error) = (None, None);
         let mut events = stages::Chunks::new(|chunk: &mut Vec<Event>| {

@@ -245,6 +245,18 @@ impl Node<'_> {
         }
     }
 
+    /// The kernel and stride of an average (or sum) pooling node, refusing what the chip's
+    /// sum pooling cannot do.
+    fn pooling(&self) -> Result<([usize; 2], [usize; 2])> {
+        if self.int("ceil_mode", 0) != 0 {
+            return Err(self.unsupported("ceil_mode pooling does not map to sum pooling"));
+        }
+        if self.symmetric_pads()? != [0, 0] {
+            return Err(self.unsupported("padded pooling does not map to the chip"));
+        }
+        Ok((self.pair("kernel_shape", 1)?, self.pair("strides", 1)?))
+    }
+
     fn symmetric_pads(&self) -> Result<[usize; 2]> {
         match self.ints("pads") {
             None => Ok([0, 0]),
@@ -310,10 +322,7 @@ fn lp_pool<'a>(
         let out = Some(output(&node));
         match node.proto.op_type.as_str() {
             "AveragePool" if avg.is_none() && input(&node, &powered) => {
-                if node.int("ceil_mode", 0) != 0 || node.symmetric_pads()? != [0, 0] {
-                    return Err(node.unsupported("a padded or ceil_mode sum pooling does not map to the chip"));
-                }
-                pool = Some((node.pair("kernel_shape", 1)?, node.pair("strides", 1)?));
+                pool = Some(node.pooling()?);
                 avg = out;
             }
             "Sign" if sign.is_none() && input(&node, &avg) => sign = out,
@@ -398,7 +407,10 @@ fn read(path: &Path) -> Result<Ann> {
         }
         let layer = match p.op_type.as_str() {
             "LpPool" => match node.int("p", 2) {
-                1 => AnnLayer::SumPool { kernel: node.pair("kernel_shape", 1)?, stride: node.pair("strides", 1)? },
+                1 => {
+                    let (kernel, stride) = node.pooling()?;
+                    AnnLayer::SumPool { kernel, stride }
+                }
                 p => return Err(node.unsupported(format!("lp pooling of norm {p}: only norm 1 (sinabs' SumPool2d) is sum pooling"))),
             },
             "Conv" => {
@@ -417,14 +429,8 @@ fn read(path: &Path) -> Result<Ann> {
             }
             "Relu" => AnnLayer::Relu,
             "AveragePool" => {
-                if node.int("ceil_mode", 0) != 0 {
-                    return Err(node.unsupported("ceil_mode pooling does not map to sum pooling"));
-                }
-                if node.symmetric_pads()? != [0, 0] {
-                    return Err(node.unsupported("padded pooling does not map to the chip"));
-                }
-                let kernel = node.pair("kernel_shape", 1)?;
-                AnnLayer::AvgPool { kernel, stride: node.pair("strides", 1)? }
+                let (kernel, stride) = node.pooling()?;
+                AnnLayer::AvgPool { kernel, stride }
             }
             "MaxPool" => return Err(node.unsupported("max pooling has no chip equivalent: use AvgPool2d (sum pooling on chip)")),
             "Flatten" => AnnLayer::Flatten,
