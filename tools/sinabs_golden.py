@@ -150,6 +150,57 @@ def cases():
         ),
     }
 
+class Residual(nn.Module):
+    """A skip connection as sinabs' graph API takes it: the first layer's pooled spikes go to the
+    second layer and, merged with the second layer's, to the third (two destinations, a layer
+    fed by two). The third is fed through average poolings of different areas (4 and 1), so
+    sinabs scales its weights by its default `rescale_method_1`."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.relu1, self.pool1 = nn.Conv2d(2, 8, 3, padding=1, bias=False), nn.ReLU(), nn.AvgPool2d(2)
+        self.conv2, self.relu2 = nn.Conv2d(8, 8, 3, padding=1), nn.ReLU()
+        self.merge = sl.Merge()
+        self.conv3, self.relu3, self.pool3 = nn.Conv2d(8, 16, 3, padding=1, bias=False), nn.ReLU(), nn.AvgPool2d(2)
+        self.flat, self.fc, self.relu4 = nn.Flatten(), nn.Linear(16 * 8 * 8, 10, bias=False), nn.ReLU()
+
+    def forward(self, x):
+        a = self.pool1(self.relu1(self.conv1(x)))
+        b = self.relu2(self.conv2(a))
+        c = self.pool3(self.relu3(self.conv3(self.merge(a, b))))
+        return self.relu4(self.fc(self.flat(c)))
+
+
+class Branches(nn.Module):
+    """Two branches from one layer (a 3x3 and a 1x1 conv on its sum-pooled spikes) merged into a
+    third: the first layer has two destinations, and the layers after it are numbered as
+    sinabs' topological sort numbers them."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.relu1, self.pool1 = nn.Conv2d(2, 8, 3, padding=1, bias=False), nn.ReLU(), sl.SumPool2d(2)
+        self.conv2a, self.relu2a = nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.ReLU()
+        self.conv2b, self.relu2b = nn.Conv2d(8, 8, 1, bias=False), nn.ReLU()
+        self.merge = sl.Merge()
+        self.conv3, self.relu3, self.pool3 = nn.Conv2d(8, 16, 3, padding=1, bias=False), nn.ReLU(), nn.AvgPool2d(2)
+        self.flat, self.fc, self.relu4 = nn.Flatten(), nn.Linear(16 * 8 * 8, 8, bias=False), nn.ReLU()
+
+    def forward(self, x):
+        a = self.pool1(self.relu1(self.conv1(x)))
+        b = self.merge(self.relu2a(self.conv2a(a)), self.relu2b(self.conv2b(a)))
+        c = self.pool3(self.relu3(self.conv3(b)))
+        return self.relu4(self.fc(self.flat(c)))
+
+
+def graph_cases():
+    """Networks with branches, as `cases()` (graphs end in ReLU: sinabs' graph API appends no
+    spiking output to a module that is not a Sequential)."""
+    return {
+        "residual": ((2, 32, 32), "speck2edevkit", Residual, [1.0, 1.0, 1.5, 2.0], 19),
+        "branches": ((2, 32, 32), "speck2edevkit", Branches, [0.6, 0.8, 1.0, 1.0, 1.5], 20),
+    }
+
+
 # Biases per case other than the default small positive ones: (low, high) of a uniform draw.
 BIAS_RANGE = {"strong_bias": (-1.5, 2.5), "late_start_non_square": (0.0, 0.2)}
 
@@ -342,7 +393,7 @@ def main():
         check_gesture(shared / "golden/gesture_r50", shared / "sinabs-gesture/dvs_gesture_params.pt")
     source = read_csv(golden_input) if golden_input.exists() else synthetic_bar()
     torch.set_num_threads(1)
-    for name, (shape, device, build, gains, seed) in cases().items():
+    for name, (shape, device, build, gains, seed) in {**cases(), **graph_cases()}.items():
         ann = randomize(build(), gains, seed, BIAS_RANGE.get(name, (0.0, 0.05)))
         # Every few events of the recording: a small fixture, still busy enough.
         ev = source[:: args.keep_every]

@@ -234,8 +234,8 @@ pub enum SimError {
 }
 
 /// Rules out what the simulator cannot run: a layer sending to itself or an earlier layer (a
-/// recurrent network), to a layer that does not exist, or to one whose input shape differs from
-/// its output.
+/// recurrent network), to a layer that does not exist, or to one whose input is smaller than its
+/// output.
 fn check_connections(network: &Network) -> Result<(), SimError> {
     let n = network.layers.len();
     if let Some(first) = network.layers.first()
@@ -254,8 +254,10 @@ fn check_connections(network: &Network) -> Result<(), SimError> {
                     l.index
                 )));
             }
+            // A merge of two layers' spikes takes the larger of their shapes (sinabs' `Merge`
+            // pads the smaller with zeros at the end).
             let to = &network.layers[d - 1];
-            if to.in_shape != l.out_shape {
+            if (0..3).any(|i| l.out_shape[i] > to.in_shape[i]) {
                 return Err(SimError::Config(format!(
                     "layer {} sends {:?} (C, H, W) to layer {d}, which takes {:?}",
                     l.index, l.out_shape, to.in_shape

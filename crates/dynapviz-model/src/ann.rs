@@ -1,9 +1,10 @@
-//! The imported artificial network: a chain of PyTorch-like layers with float weights, the
-//! common form that every importer produces and the converter consumes.
+//! The imported artificial network: PyTorch-like layers with float weights in the order they
+//! run, each naming the layers it takes its input from (a chain, or a graph with residual
+//! merges), the common form that every importer produces and the converter consumes.
 
 use crate::Tensor;
 
-/// One layer of a sequential ANN, as PyTorch's `nn.Sequential` holds it.
+/// One layer of an ANN, as PyTorch's modules hold it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AnnLayer {
     /// `nn.Conv2d`; weight in `[out][in][kh][kw]` order.
@@ -49,6 +50,15 @@ pub enum AnnLayer {
     Dropout,
     /// `nn.Identity`.
     Identity,
+    /// sinabs' `Merge`: the sum of two inputs, the smaller padded with zeros at the end of each
+    /// dimension (on the chip: two layers sending to one).
+    Merge,
+    /// Zeros appended after the end of the channels, rows and columns (torch's export of the
+    /// padding in sinabs' `Merge` of inputs of different shapes).
+    PadEnd {
+        /// Added (C, H, W).
+        pads: [usize; 3],
+    },
 }
 
 impl AnnLayer {
@@ -64,8 +74,19 @@ impl AnnLayer {
             AnnLayer::Flatten => "Flatten",
             AnnLayer::Dropout => "Dropout",
             AnnLayer::Identity => "Identity",
+            AnnLayer::Merge => "Merge",
+            AnnLayer::PadEnd { .. } => "Pad",
         }
     }
+}
+
+/// Where a layer's input comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The network's input (the DVS events).
+    Input,
+    /// The output of an earlier layer, by its index in [`Ann::layers`].
+    Layer(usize),
 }
 
 /// A named layer: `name` is the module index (`"18"`) or the ONNX node name.
@@ -75,9 +96,11 @@ pub struct NamedLayer {
     pub name: String,
     /// The layer.
     pub layer: AnnLayer,
+    /// What it takes as input: one source, two for a [`AnnLayer::Merge`].
+    pub inputs: Vec<Source>,
 }
 
-/// A sequential ANN.
+/// An ANN: layers in an order where each comes after its inputs.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Ann {
     /// Layers in order.
@@ -85,9 +108,21 @@ pub struct Ann {
 }
 
 impl Ann {
-    /// Appends a layer.
+    /// Appends a layer that takes the previous one's output (the first takes the input), as
+    /// in `nn.Sequential`.
     pub fn push(&mut self, name: impl Into<String>, layer: AnnLayer) {
-        self.layers.push(NamedLayer { name: name.into(), layer });
+        let from = self.layers.len().checked_sub(1).map_or(Source::Input, Source::Layer);
+        self.push_from(name, layer, vec![from]);
+    }
+
+    /// Appends a layer with the inputs it names.
+    pub fn push_from(&mut self, name: impl Into<String>, layer: AnnLayer, inputs: Vec<Source>) {
+        self.layers.push(NamedLayer { name: name.into(), layer, inputs });
+    }
+
+    /// Whether every layer takes the previous one's output: a chain.
+    pub fn is_chain(&self) -> bool {
+        self.layers.iter().enumerate().all(|(i, l)| l.inputs == [i.checked_sub(1).map_or(Source::Input, Source::Layer)])
     }
 }
 

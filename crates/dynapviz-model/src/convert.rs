@@ -4,8 +4,13 @@
 //! BatchNorm folds into the preceding weights, AvgPool becomes SumPool with 1/(kh*kw) moved into
 //! the next layer's weights, Linear becomes a conv covering its whole input, and a leading pool
 //! is absorbed into the DVS layer.
+//!
+//! A graph converts as sinabs' graph API does: a layer whose spikes reach two layers has two
+//! destinations, and a `Merge` disappears: both its inputs send to the layer after it, which
+//! takes the larger of their shapes. A layer fed through average poolings of different sizes
+//! scales its weights by sinabs' default `rescale_method_1`.
 
-use crate::ann::{Ann, AnnLayer, NamedLayer};
+use crate::ann::{Ann, AnnLayer, NamedLayer, Source};
 use crate::error::{ModelError, Result};
 use crate::network::{ChipLayer, Crop, DvsLayer, FloatParams, Network, Reset};
 
@@ -26,15 +31,42 @@ fn unsupported(l: &NamedLayer, message: impl Into<String>) -> ModelError {
     ModelError::Unsupported { layer: format!("layer {} ({})", l.name, l.layer.kind()), message: message.into() }
 }
 
-/// Folds each BatchNorm into the Conv/Linear before it, and drops no-op layers.
+/// Folds each BatchNorm into the Conv/Linear before it, and drops no-op layers: the layers that
+/// remain, their inputs renumbered.
 fn simplify(ann: &Ann) -> Result<Vec<NamedLayer>> {
+    // What each original layer's output is now: a kept layer, or what a dropped one passed on.
+    let mut now: Vec<Source> = Vec::with_capacity(ann.layers.len());
     let mut out: Vec<NamedLayer> = Vec::new();
+    let mut consumers = vec![0usize; ann.layers.len()];
     for l in &ann.layers {
+        for s in &l.inputs {
+            if let Source::Layer(i) = *s
+                && let Some(c) = consumers.get_mut(i)
+            {
+                *c += 1;
+            }
+        }
+    }
+    for (index, l) in ann.layers.iter().enumerate() {
+        let inputs = l
+            .inputs
+            .iter()
+            .map(|s| match *s {
+                Source::Input => Ok(Source::Input),
+                Source::Layer(i) if i < index => Ok(now[i]),
+                Source::Layer(i) => Err(unsupported(l, format!("takes the output of layer #{i}, which does not come before it"))),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let expected = if matches!(l.layer, AnnLayer::Merge) { 2 } else { 1 };
+        if inputs.len() != expected {
+            return Err(unsupported(l, format!("has {} inputs, expected {expected}", inputs.len())));
+        }
         match &l.layer {
-            AnnLayer::Dropout | AnnLayer::Identity => {}
+            AnnLayer::Dropout | AnnLayer::Identity => now.push(inputs[0]),
             AnnLayer::BatchNorm(bn) => {
-                let Some(prev) = out.last_mut() else {
-                    return Err(unsupported(l, "BatchNorm must follow a Conv2d or Linear"));
+                let prev = match inputs[0] {
+                    Source::Layer(p) => &mut out[p],
+                    Source::Input => return Err(unsupported(l, "BatchNorm must follow a Conv2d or Linear, not the input")),
                 };
                 let prev_name = prev.name.clone();
                 let (AnnLayer::Conv { weight, bias, .. } | AnnLayer::Linear { weight, bias }) = &mut prev.layer else {
@@ -43,6 +75,11 @@ fn simplify(ann: &Ann) -> Result<Vec<NamedLayer>> {
                         format!("BatchNorm must follow a Conv2d or Linear, not {} (layer {prev_name})", prev.layer.kind()),
                     ));
                 };
+                if let Source::Layer(i) = l.inputs[0]
+                    && consumers[i] > 1
+                {
+                    return Err(unsupported(l, format!("layer {prev_name} feeds other layers too: its weights cannot take the norm")));
+                }
                 let out_ch = weight.shape[0];
                 if let Some(n) = bn.arrays().iter().map(|a| a.len()).find(|&n| n != out_ch) {
                     return Err(unsupported(l, format!("BatchNorm has {n} features, layer {prev_name} has {out_ch} outputs")));
@@ -55,20 +92,52 @@ fn simplify(ann: &Ann) -> Result<Vec<NamedLayer>> {
                 }
                 *bias = Some(new_bias);
                 prev.name = format!("{prev_name}+{}", l.name);
+                now.push(inputs[0]);
             }
-            _ => out.push(l.clone()),
+            _ => {
+                now.push(Source::Layer(out.len()));
+                out.push(NamedLayer { name: l.name.clone(), layer: l.layer.clone(), inputs });
+            }
         }
     }
     Ok(out)
 }
 
-/// Reads a run of pooling layers starting at `i`: returns (kernel product, area of the AvgPools
-/// among them, next index).
-fn pools(layers: &[NamedLayer], mut i: usize) -> Result<([usize; 2], usize, usize)> {
-    let mut kernel = [1, 1];
-    let mut avg_area = 1;
-    while let Some(l) = layers.get(i) {
+/// Where the output of a layer (or of the input) goes: through poolings, flattens, merges and
+/// paddings to a Conv2d/Linear, or to the network's output.
+#[derive(Clone, Debug)]
+struct Path {
+    /// The Conv2d/Linear reached (its index among the simplified layers); `None`: the output.
+    to: Option<usize>,
+    /// The poolings' kernels multiplied.
+    pool: [usize; 2],
+    /// The area of the average poolings among them (1/rescale).
+    avg_area: usize,
+    /// The shape that arrives (C, H, W).
+    shape: [usize; 3],
+    /// Names of the poolings on the way.
+    names: Vec<String>,
+}
+
+/// Every path from the output of `from` (of shape `shape`) to a weight layer or to the output.
+fn paths(layers: &[NamedLayer], consumers: &[Vec<usize>], from: Option<usize>, shape: [usize; 3]) -> Result<Vec<Path>> {
+    let start = Path { to: None, pool: [1, 1], avg_area: 1, shape, names: Vec::new() };
+    let first = |f: Option<usize>| match f {
+        Some(i) => &consumers[i + 1],
+        None => &consumers[0],
+    };
+    let mut todo: Vec<(usize, Path)> = first(from).iter().map(|&c| (c, start.clone())).collect();
+    let mut found = Vec::new();
+    if todo.is_empty() {
+        found.push(start);
+    }
+    while let Some((i, mut p)) = todo.pop() {
+        let l = &layers[i];
         match &l.layer {
+            AnnLayer::Conv { .. } | AnnLayer::Linear { .. } => {
+                found.push(Path { to: Some(i), ..p });
+                continue;
+            }
             AnnLayer::AvgPool { kernel: k, stride } | AnnLayer::SumPool { kernel: k, stride } => {
                 if k != stride {
                     return Err(unsupported(
@@ -79,17 +148,44 @@ fn pools(layers: &[NamedLayer], mut i: usize) -> Result<([usize; 2], usize, usiz
                 if k[0] == 0 || k[1] == 0 {
                     return Err(unsupported(l, "pooling kernel of size 0"));
                 }
-                kernel = [kernel[0] * k[0], kernel[1] * k[1]];
-                if matches!(l.layer, AnnLayer::AvgPool { .. }) {
-                    avg_area *= k[0] * k[1];
+                if p.shape[1] < k[0] || p.shape[2] < k[1] {
+                    return Err(unsupported(l, format!("pooling {k:?} is larger than its input {}x{}", p.shape[1], p.shape[2])));
                 }
+                p.pool = [p.pool[0] * k[0], p.pool[1] * k[1]];
+                p.shape = [p.shape[0], p.shape[1] / k[0], p.shape[2] / k[1]];
+                if matches!(l.layer, AnnLayer::AvgPool { .. }) {
+                    p.avg_area *= k[0] * k[1];
+                }
+                p.names.push(l.name.clone());
             }
-            AnnLayer::Flatten => {}
-            _ => break,
+            AnnLayer::PadEnd { pads } => p.shape = [0, 1, 2].map(|d| p.shape[d] + pads[d]),
+            AnnLayer::Flatten | AnnLayer::Merge => {}
+            AnnLayer::Relu => return Err(unsupported(l, "ReLU must follow a Conv2d or Linear layer")),
+            AnnLayer::BatchNorm { .. } | AnnLayer::Dropout | AnnLayer::Identity => unreachable!("removed by simplify"),
         }
-        i += 1;
+        let next = &consumers[i + 1];
+        if next.is_empty() {
+            found.push(p);
+        } else {
+            todo.extend(next.iter().map(|&c| (c, p.clone())));
+        }
     }
-    Ok((kernel, avg_area, i))
+    Ok(found)
+}
+
+/// sinabs' `rescale_method_1`, the default `weight_rescaling_fn` of `DynapcnnNetwork`: for a
+/// layer fed through average poolings of different areas, half the mean of their factors
+/// `1/area`, rounded to two decimals as numpy rounds (`rint(x * 100) / 100`, in f64).
+fn rescale_method_1(factors: &[f64]) -> f64 {
+    let mean = factors.iter().sum::<f64>() / factors.len() as f64;
+    (mean * 0.5 * 100.0).round_ties_even() / 100.0
+}
+
+/// What reaches one weight layer from one source: the shape, and the area of the average
+/// poolings on the way.
+struct Arrival {
+    shape: [usize; 3],
+    avg_area: usize,
 }
 
 /// Converts an ANN to a (float) chip network for an input of `input_shape` (C, H, W).
@@ -102,7 +198,36 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
             "input shape {input_shape:?}: expected (C, H, W) with C = 2 polarities or 1 (merged) and H, W > 0"
         )));
     }
-    let (dvs_pool, mut rescale, mut i) = pools(&layers, 0)?;
+    // consumers[0]: of the input; consumers[i + 1]: of layer i.
+    let mut consumers = vec![Vec::new(); layers.len() + 1];
+    for (i, l) in layers.iter().enumerate() {
+        for s in &l.inputs {
+            let from = match *s {
+                Source::Input => 0,
+                Source::Layer(j) => j + 1,
+            };
+            consumers[from].push(i);
+        }
+    }
+    // The chip layers: one per Conv2d/Linear, numbered in the order they run.
+    let weighted: Vec<usize> =
+        (0..layers.len()).filter(|&i| matches!(layers[i].layer, AnnLayer::Conv { .. } | AnnLayer::Linear { .. })).collect();
+    let dvs_paths = paths(&layers, &consumers, None, input_shape)?;
+    let Some(&entry) = weighted.first() else {
+        return Err(ModelError::Invalid("the network has no Conv2d or Linear layer".into()));
+    };
+    let number = |i: usize| weighted.iter().position(|&w| w == i).map(|p| p + 1);
+    let dvs_path = match &dvs_paths[..] {
+        [p] if p.to == Some(entry) => p,
+        _ => {
+            return Err(ModelError::Invalid(format!(
+                "the input must reach exactly one layer, the first Conv2d/Linear ({}): it reaches {}",
+                layers[entry].name,
+                dvs_paths.iter().map(|p| p.to.map_or("the output".to_string(), |t| layers[t].name.clone())).collect::<Vec<_>>().join(", ")
+            )));
+        }
+    };
+    let dvs_pool = dvs_path.pool;
     let pooled = [h / dvs_pool[0], w / dvs_pool[1]];
     if pooled[0] == 0 || pooled[1] == 0 {
         return Err(ModelError::Invalid(format!("input {h}x{w} is smaller than the DVS pooling {dvs_pool:?}")));
@@ -130,11 +255,20 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
         swap_xy: dvs_options.swap_xy,
         output_shape: [c, spatial[0], spatial[1]],
     };
-    let mut shape = dvs.output_shape;
+    // What reaches each weight layer, filled in as the layers before it are converted.
+    let mut arrivals: Vec<Vec<Arrival>> = (0..layers.len()).map(|_| Vec::new()).collect();
+    arrivals[entry].push(Arrival { shape: dvs.output_shape, avg_area: dvs_path.avg_area });
     let mut chip: Vec<ChipLayer> = Vec::new();
-    let weight_layers = layers.iter().filter(|l| matches!(l.layer, AnnLayer::Conv { .. } | AnnLayer::Linear { .. })).count();
-    while i < layers.len() {
-        let l = &layers[i];
+    let mut output: Option<usize> = None;
+    for &wi in &weighted {
+        let l = &layers[wi];
+        let index = chip.len() + 1;
+        let arrived = std::mem::take(&mut arrivals[wi]);
+        if arrived.is_empty() {
+            return Err(unsupported(l, "receives nothing from the input or from a spiking layer"));
+        }
+        // A merge pads the smaller input with zeros at the end: the layer takes the larger.
+        let shape = arrived.iter().fold([0; 3], |m, a| [0, 1, 2].map(|d| m[d].max(a.shape[d])));
         let (weights, bias, kernel, stride, padding) = match &l.layer {
             AnnLayer::Conv { weight, bias, stride, padding } => {
                 let [_, ci, kh, kw] = weight.shape[..] else {
@@ -159,19 +293,7 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
                 // Flatten order is (C, H, W), so the [out][in] weight is already [out][C][H][W].
                 (weight.data.clone(), bias.clone(), [shape[1], shape[2]], [1, 1], [0, 0])
             }
-            AnnLayer::Relu => {
-                return Err(unsupported(l, "ReLU must follow a Conv2d or Linear layer"));
-            }
-            AnnLayer::AvgPool { .. } | AnnLayer::SumPool { .. } => {
-                return Err(unsupported(l, "pooling must follow a ReLU (spiking) layer"));
-            }
-            AnnLayer::Flatten => {
-                i += 1;
-                continue;
-            }
-            AnnLayer::BatchNorm { .. } | AnnLayer::Dropout | AnnLayer::Identity => {
-                unreachable!("removed by simplify")
-            }
+            _ => unreachable!("only weight layers are converted"),
         };
         let out_channels = weights.len() / (shape[0] * kernel[0] * kernel[1]).max(1);
         let mut source = vec![l.name.clone()];
@@ -182,40 +304,76 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
                 format!("kernel {kernel:?} is larger than the padded input {}x{}", shape[1] + 2 * padding[0], shape[2] + 2 * padding[1]),
             ));
         };
-        i += 1;
-        let is_last = chip.len() + 1 == weight_layers;
-        while matches!(layers.get(i).map(|l| &l.layer), Some(AnnLayer::Flatten)) {
-            i += 1;
-        }
-        match layers.get(i).map(|l| &l.layer) {
-            Some(AnnLayer::Relu) => {
-                source.push(layers[i].name.clone());
-                i += 1;
+        // The spiking layer: the ReLU that alone takes the weights' output, or the one sinabs
+        // appends after a network's last layer.
+        let spiking = match &consumers[wi + 1][..] {
+            [] => None,
+            &[r] if matches!(layers[r].layer, AnnLayer::Relu) => {
+                source.push(layers[r].name.clone());
+                Some(r)
             }
-            _ if is_last => {} // the spiking output layer sinabs appends
             _ => {
                 return Err(unsupported(
                     l,
-                    "is not followed by a ReLU: every Conv2d/Linear but the last must feed a ReLU (the chip's spiking layer)",
+                    "is not followed by a ReLU: every Conv2d/Linear but the last must feed a ReLU (the chip's spiking layer), and only it",
                 ));
             }
+        };
+        let routes = match spiking {
+            Some(r) => paths(&layers, &consumers, Some(r), [out_channels, fh, fw])?,
+            None => vec![Path { to: None, pool: [1, 1], avg_area: 1, shape: [out_channels, fh, fw], names: Vec::new() }],
+        };
+        let pool = routes[0].pool;
+        if let Some(other) = routes.iter().find(|p| p.pool != pool) {
+            return Err(unsupported(
+                l,
+                format!(
+                    "its spikes are pooled {pool:?} on the way to one layer and {:?} on the way to another: dynapviz does not import a pooling per destination yet",
+                    other.pool
+                ),
+            ));
         }
-        let (pool, avg_area, next) = pools(&layers, i)?;
-        source.extend(layers[i..next].iter().filter(|l| !matches!(l.layer, AnnLayer::Flatten)).map(|l| l.name.clone()));
-        i = next;
-        if fh < pool[0] || fw < pool[1] {
-            return Err(unsupported(l, format!("pooling {pool:?} is larger than its input {fh}x{fw}")));
+        let mut destinations = Vec::new();
+        for p in &routes {
+            source.extend(p.names.iter().filter(|n| !source.contains(n)).cloned().collect::<Vec<_>>());
+            match p.to {
+                Some(t) => {
+                    let d =
+                        number(t).filter(|&d| d > index).ok_or_else(|| unsupported(l, "sends to a layer that does not come after it"))?;
+                    if destinations.contains(&d) {
+                        return Err(unsupported(
+                            l,
+                            format!("reaches layer {} by two ways: the chip sends a layer's spikes to a layer once", layers[t].name),
+                        ));
+                    }
+                    destinations.push(d);
+                    arrivals[t].push(Arrival { shape: p.shape, avg_area: p.avg_area });
+                }
+                None => {
+                    if let Some(first) = output.replace(index) {
+                        return Err(unsupported(
+                            l,
+                            format!("is an output of the network, and so is layer {first}: dynapviz takes one output layer"),
+                        ));
+                    }
+                }
+            }
+        }
+        if output == Some(index) && !destinations.is_empty() {
+            return Err(unsupported(l, "sends its spikes both to other layers and to the network's output"));
         }
         let mut weights = weights;
-        if rescale != 1 {
+        let mut factors: Vec<usize> = arrived.iter().map(|a| a.avg_area).collect();
+        factors.sort_unstable();
+        factors.dedup();
+        match factors[..] {
+            [1] => {}
             // sinabs divides (not multiplies) the weights by the pooled area, in f32.
-            let r = rescale as f32;
-            weights.iter_mut().for_each(|w| *w /= r);
-        }
-        rescale = avg_area;
-        let index = chip.len() + 1;
-        if let Some(prev) = chip.last_mut() {
-            prev.destinations = vec![index];
+            [area] => weights.iter_mut().for_each(|w| *w /= area as f32),
+            _ => {
+                let scale = rescale_method_1(&factors.iter().map(|&a| 1.0 / a as f64).collect::<Vec<_>>()) as f32;
+                weights.iter_mut().for_each(|w| *w *= scale);
+            }
         }
         let out_shape = [out_channels, fh / pool[0], fw / pool[1]];
         chip.push(ChipLayer {
@@ -232,13 +390,17 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
             reset: Reset::Subtract,
             float: FloatParams { weights, bias, threshold: 1.0, min_v_mem: -1.0 },
             quant: None,
-            destinations: Vec::new(),
+            destinations,
             source,
         });
-        shape = out_shape;
     }
-    if chip.is_empty() {
-        return Err(ModelError::Invalid("the network has no Conv2d or Linear layer".into()));
+    if output != Some(chip.len()) {
+        return Err(ModelError::Invalid(match output {
+            Some(o) => {
+                format!("layer {o} is the network's output but layer {} comes after it: the output layer must be the last", chip.len())
+            }
+            None => "the network has no output layer".into(),
+        }));
     }
     Ok(Network { dvs, layers: chip, device: None })
 }

@@ -2,14 +2,48 @@
 //! the network before conversion can be reported beside the chip's: the gap between the two is
 //! what conversion, discretization and the chip's neurons cost.
 
-use crate::{Ann, AnnLayer, ModelError, Result, Tensor};
+use crate::{Ann, AnnLayer, ModelError, Result, Source, Tensor};
 
-/// Runs `ann` on one input of shape `[c, h, w]` and returns the flattened output.
+/// A layer's output, with its shape.
+type Value = (Vec<f32>, Vec<usize>);
+
+/// Runs `ann` on one input of shape `[c, h, w]` and returns the flattened output (of its last
+/// layer).
 pub fn forward(ann: &Ann, input: &Tensor) -> Result<Vec<f32>> {
-    let mut shape = input.shape.clone();
-    let mut x = input.data.clone();
-    for layer in &ann.layers {
+    // Outputs still to be read, and by how many layers: the last reader takes it.
+    let mut readers = vec![0usize; ann.layers.len()];
+    for s in ann.layers.iter().flat_map(|l| &l.inputs) {
+        if let Source::Layer(i) = *s
+            && let Some(r) = readers.get_mut(i)
+        {
+            *r += 1;
+        }
+    }
+    let mut values: Vec<Option<Value>> = vec![None; ann.layers.len()];
+    let mut last = None;
+    for (index, layer) in ann.layers.iter().enumerate() {
         let bad = |message: String| ModelError::Unsupported { layer: layer.name.clone(), message };
+        let mut take = |s: Source| -> Result<Value> {
+            match s {
+                Source::Input => Ok((input.data.clone(), input.shape.clone())),
+                Source::Layer(i) if i < index => {
+                    readers[i] = readers[i].saturating_sub(1);
+                    let v = if readers[i] == 0 { values[i].take() } else { values[i].clone() };
+                    v.ok_or_else(|| bad(format!("the output of layer #{i} is not there")))
+                }
+                Source::Layer(i) => Err(bad(format!("takes the output of layer #{i}, which does not come before it"))),
+            }
+        };
+        let (mut x, mut shape) = match layer.inputs[..] {
+            [s] => take(s)?,
+            [a, b] if matches!(layer.layer, AnnLayer::Merge) => {
+                let (a, b) = (take(a)?, take(b)?);
+                values[index] = Some(merge(a, b).map_err(bad)?);
+                last = Some(index);
+                continue;
+            }
+            _ => return Err(bad(format!("{} inputs", layer.inputs.len()))),
+        };
         match &layer.layer {
             AnnLayer::Conv { weight, bias, stride, padding } => {
                 let [c, h, w] = shape[..] else { return Err(bad(format!("a convolution needs a C,H,W input, got {shape:?}"))) };
@@ -89,9 +123,46 @@ pub fn forward(ann: &Ann, input: &Tensor) -> Result<Vec<f32>> {
             }
             AnnLayer::Flatten => shape = vec![x.len()],
             AnnLayer::Dropout | AnnLayer::Identity => {}
+            AnnLayer::PadEnd { pads } => {
+                let [c, h, w] = shape[..] else { return Err(bad(format!("padding needs a C,H,W input, got {shape:?}"))) };
+                let to = [c + pads[0], h + pads[1], w + pads[2]];
+                (x, shape) = (pad_to(&x, [c, h, w], to), to.to_vec());
+            }
+            AnnLayer::Merge => return Err(bad("a merge takes two inputs".into())),
+        }
+        values[index] = Some((x, shape));
+        last = Some(index);
+    }
+    Ok(last.and_then(|i| values[i].take()).map_or_else(|| input.data.clone(), |(x, _)| x))
+}
+
+/// sinabs' `Merge`: the sum of two outputs, the smaller padded with zeros at the end of each
+/// dimension.
+fn merge((a, sa): Value, (b, sb): Value) -> std::result::Result<Value, String> {
+    if sa == sb {
+        return Ok((a.iter().zip(&b).map(|(x, y)| x + y).collect(), sa));
+    }
+    let (&[ca, ha, wa], &[cb, hb, wb]) = (&sa[..], &sb[..]) else {
+        return Err(format!("merges outputs of shapes {sa:?} and {sb:?}: different shapes need C,H,W"));
+    };
+    let to = [ca.max(cb), ha.max(hb), wa.max(wb)];
+    let mut sum = pad_to(&a, [ca, ha, wa], to);
+    sum.iter_mut().zip(pad_to(&b, [cb, hb, wb], to)).for_each(|(s, v)| *s += v);
+    Ok((sum, to.to_vec()))
+}
+
+/// `x` of shape `from` (C, H, W) with zeros appended up to shape `to`.
+fn pad_to(x: &[f32], from: [usize; 3], to: [usize; 3]) -> Vec<f32> {
+    let [c, h, w] = from;
+    let mut out = vec![0f32; to.iter().product()];
+    for ch in 0..c {
+        for y in 0..h {
+            let src = (ch * h + y) * w;
+            let dst = (ch * to[1] + y) * to[2];
+            out[dst..dst + w].copy_from_slice(&x[src..src + w]);
         }
     }
-    Ok(x)
+    out
 }
 
 /// One convolution's geometry.

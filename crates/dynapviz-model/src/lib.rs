@@ -26,7 +26,7 @@ pub mod report;
 mod tensor;
 pub mod zero_step;
 
-pub use ann::{Ann, AnnLayer, BatchNorm};
+pub use ann::{Ann, AnnLayer, BatchNorm, Source};
 pub use chip::{ChipProfile, MemoryUse};
 pub use convert::DvsOptions;
 pub use error::{ModelError, Result};

@@ -22,11 +22,18 @@ pub fn potentials(net: &Network) -> Vec<Option<Vec<f32>>> {
         for &d in &layer.destinations {
             let Some(spikes) = &spikes else { continue };
             // Destinations are later layers, 1-based; a bad one was refused when converting.
-            let Some(target) = d.checked_sub(1).and_then(|d| input.get_mut(d)).filter(|_| d > layer.index) else { continue };
-            match target {
-                Some(sum) if sum.len() == spikes.len() => sum.iter_mut().zip(spikes).for_each(|(s, &x)| *s += x),
-                Some(_) => {}
-                None => *target = Some(spikes.clone()),
+            let Some(to) = d.checked_sub(1).filter(|_| d > layer.index).and_then(|d| net.layers.get(d)) else { continue };
+            let [c, h, w] = layer.out_shape;
+            let [tc, th, tw] = to.in_shape;
+            if c > tc || h > th || w > tw {
+                continue;
+            }
+            // A merge of different shapes pads the smaller at the end of each dimension.
+            let sum = input[d - 1].get_or_insert_with(|| vec![0.0; tc * th * tw]);
+            for (row, values) in spikes.chunks(w.max(1)).enumerate() {
+                let (ch, y) = (row / h.max(1), row % h.max(1));
+                let at = (ch * th + y) * tw;
+                sum[at..at + w].iter_mut().zip(values).for_each(|(s, &x)| *s += x);
             }
         }
         out.push(v.map(|(v, _)| v).filter(|v| v.iter().any(|&x| x != 0.0)));

@@ -1,13 +1,14 @@
 //! ONNX models as `torch.onnx.export` writes them, by either of its exporters (TorchScript, and
 //! dynamo, torch's default since 2.9, which keeps the weights in a `.onnx.data` file beside the
 //! model: see `ExternalData`). The protobuf messages are declared here with
-//! `prost` derives (the few fields we read), so no `protoc` runs at build time. The graph must be
-//! a chain: Conv, Relu, AveragePool, sum pooling (LpPool of norm 1, or sinabs' SumPool2d as
-//! torch writes it, see `lp_pool`), Flatten/Reshape, Gemm/MatMul(+Add), BatchNormalization,
-//! Dropout/Identity. Anything else is reported with the file, the node's name and operator.
+//! `prost` derives (the few fields we read), so no `protoc` runs at build time. The graph is made
+//! of Conv, Relu, AveragePool, sum pooling (LpPool of norm 1, or sinabs' SumPool2d as torch
+//! writes it, see `lp_pool`), Flatten/Reshape, Gemm/MatMul(+Add), BatchNormalization,
+//! Dropout/Identity, and Add of two activations (sinabs' `Merge`, with the Pad to the larger
+//! shape it adds). Anything else is reported with the file, the node's name and operator.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
@@ -15,7 +16,7 @@ use std::path::{Component, Path, PathBuf};
 use prost::Message;
 
 use crate::Tensor;
-use crate::ann::{Ann, AnnLayer};
+use crate::ann::{Ann, AnnLayer, Source};
 use crate::error::{ModelError, Result, file_error};
 
 #[derive(Clone, PartialEq, Message)]
@@ -60,6 +61,8 @@ struct AttributeProto {
     f: f32,
     #[prost(int64, tag = "3")]
     i: i64,
+    #[prost(bytes = "vec", tag = "4")]
+    s: Vec<u8>,
     #[prost(message, optional, tag = "5")]
     t: Option<TensorProto>,
     #[prost(int64, repeated, tag = "8")]
@@ -295,6 +298,43 @@ fn scalar(node: &Node, consts: &HashMap<String, Const>) -> Option<f32> {
     })
 }
 
+/// A `Pad` of zeros after the end of the channels, rows and columns, as torch writes the padding
+/// in sinabs' `Merge` of two inputs of different shapes. Pads that are constants are read
+/// (zeros before anything, and no batch padding, or an error); pads that torch computes from
+/// constants through shape arithmetic (the TorchScript exporter) are taken on trust when the
+/// Pad feeds an Add alone, as the `Merge`'s padding to the larger shape, which the converter
+/// gives the merged layer anyway.
+fn pad(node: &Node, consts: &HashMap<String, Const>, derived: &HashSet<String>, readers: &[&str]) -> Result<AnnLayer> {
+    let p = node.proto;
+    let mode = node.attr("mode").map(|a| String::from_utf8_lossy(&a.s).into_owned()).unwrap_or_else(|| "constant".into());
+    if mode != "constant" {
+        return Err(node.unsupported(format!("padding mode {mode}: only zeros (constant) are a merge's padding")));
+    }
+    if let Some(v) = p.input.get(2).filter(|n| !n.is_empty()) {
+        match consts.get(v) {
+            Some(Const::Float(t)) if t.data.iter().all(|&x| x == 0.0) => {}
+            Some(Const::Ints(x)) if x.iter().all(|&x| x == 0) => {}
+            _ if derived.contains(v) && readers == ["Add"] => {}
+            _ => return Err(node.unsupported("padding with a value other than 0")),
+        }
+    }
+    let pads = match p.input.get(1).map(|n| (consts.get(n), derived.contains(n))) {
+        Some((Some(Const::Ints(v)), _)) => v.clone(),
+        Some((_, true)) if readers == ["Add"] => return Ok(AnnLayer::Identity),
+        _ => {
+            node.ints("pads").map(|v| v.to_vec()).ok_or_else(|| node.unsupported("pads that are neither constant nor those of a merge"))?
+        }
+    };
+    // ONNX order: the begins of every axis (N, C, H, W), then their ends.
+    match pads[..] {
+        [0, 0, 0, 0, 0, c, h, w] if c >= 0 && h >= 0 && w >= 0 => Ok(AnnLayer::PadEnd { pads: [c as usize, h as usize, w as usize] }),
+        _ => {
+            Err(node
+                .unsupported(format!("pads {pads:?}: only zeros after the channels, rows and columns (a merge's padding) are supported")))
+        }
+    }
+}
+
 /// sinabs' `SumPool2d` is `lp_pool2d` of norm 1, which torch's exporters write as its formula:
 /// `Pow(x, p)`, `AveragePool`, `Sign` and `Abs` of that, `Relu(Abs)`, `Mul(Sign, Relu)`,
 /// `Mul(kh * kw)`, `Pow(1 / p)`. `first` is the first `Pow`; this reads the nodes up to the
@@ -349,7 +389,7 @@ fn lp_pool<'a>(
     Err(first.unsupported(format!("the graph ends inside a sum pooling: expected {form}")))
 }
 
-/// Reads an ONNX file into a sequential ANN. A node the chip or the converter cannot take is
+/// Reads an ONNX file into an ANN. A node the chip or the converter cannot take is
 /// reported with the file and the node.
 pub fn load(path: &Path) -> Result<Ann> {
     read(path).map_err(|e| match e {
@@ -375,7 +415,17 @@ fn read(path: &Path) -> Result<Ann> {
             format!("the graph has {} data inputs {data_inputs:?}: expected exactly one (the DVS input)", data_inputs.len()),
         ));
     };
-    let mut current = input.to_string();
+    // Which layer made each activation; tensors computed from constants alone (their values
+    // unread: the shape arithmetic torch writes for a Pad).
+    let mut made: HashMap<String, Source> = HashMap::from([(input.to_string(), Source::Input)]);
+    let mut derived: HashSet<String> = HashSet::new();
+    // The operators that read each tensor.
+    let mut readers: HashMap<&str, Vec<&str>> = HashMap::new();
+    for n in &graph.node {
+        for i in &n.input {
+            readers.entry(i.as_str()).or_default().push(n.op_type.as_str());
+        }
+    }
     let mut ann = Ann::default();
     let mut nodes = graph.node.iter().map(|proto| Node { proto }).peekable();
     while let Some(node) = nodes.next() {
@@ -383,14 +433,21 @@ fn read(path: &Path) -> Result<Ann> {
         if constant(&node, &mut consts, path, &mut external)? {
             continue;
         }
-        let activations: Vec<&String> = p.input.iter().filter(|i| !consts.contains_key(*i) && !i.is_empty()).collect();
-        if activations.len() != 1 || activations[0] != &current {
-            let what = if activations.len() > 1 {
-                "a residual/branching connection (several activation inputs)"
-            } else {
-                "a branch of the graph (it does not consume the previous layer's output)"
-            };
-            return Err(node.unsupported(format!("{what}: dynapviz imports chains of layers (the chip's second destination, for residual graphs, is not imported yet); inputs {:?}", p.input)));
+        let activations: Vec<&String> =
+            p.input.iter().filter(|i| !consts.contains_key(*i) && !derived.contains(*i) && !i.is_empty()).collect();
+        if activations.is_empty() {
+            derived.extend(p.output.iter().cloned());
+            continue;
+        }
+        let inputs = activations
+            .iter()
+            .map(|a| made.get(*a).copied().ok_or_else(|| node.unsupported(format!("reads {a}, which no node before it makes"))))
+            .collect::<Result<Vec<Source>>>()?;
+        let merge = p.op_type == "Add" && inputs.len() == 2;
+        if inputs.len() != 1 && !merge {
+            return Err(
+                node.unsupported(format!("has {} activation inputs {activations:?}: only Add (sinabs' Merge) takes two", inputs.len()))
+            );
         }
         let weight = |i: usize| -> Result<Tensor> {
             match p.input.get(i).and_then(|n| consts.get(n)) {
@@ -399,13 +456,15 @@ fn read(path: &Path) -> Result<Ann> {
             }
         };
         let name = if p.name.is_empty() { format!("{}#{}", p.op_type, ann.layers.len()) } else { p.name.clone() };
-        if p.op_type == "Pow" {
-            let (layer, output) = lp_pool(&node, &mut nodes, &mut consts, path, &mut external)?;
-            ann.push(name, layer);
-            current = output;
-            continue;
-        }
+        let mut output = p.output.first().cloned().unwrap_or_default();
         let layer = match p.op_type.as_str() {
+            "Pow" => {
+                let (layer, out) = lp_pool(&node, &mut nodes, &mut consts, path, &mut external)?;
+                output = out;
+                layer
+            }
+            "Add" if merge => AnnLayer::Merge,
+            "Pad" => pad(&node, &consts, &derived, readers.get(output.as_str()).map_or(&[][..], |r| &r[..]))?,
             "LpPool" => match node.int("p", 2) {
                 1 => {
                     let (kernel, stride) = node.pooling()?;
@@ -464,18 +523,16 @@ fn read(path: &Path) -> Result<Ann> {
                     && let Some(Const::Float(b)) = next.proto.input.iter().find_map(|i| consts.get(i))
                 {
                     bias = Some(b.data.clone());
-                    current = next.proto.output.first().cloned().unwrap_or_default();
+                    output = next.proto.output.first().cloned().unwrap_or_default();
                     nodes.next();
-                    ann.push(name, AnnLayer::Linear { weight: w, bias });
-                    continue;
                 }
                 AnnLayer::Linear { weight: w, bias }
             }
-            "Add" => return Err(node.unsupported("an Add that is not a bias after MatMul: a residual connection; dynapviz imports chains of layers (the chip's second destination, for residual graphs, is not imported yet)")),
-            other => return Err(node.unsupported(format!("unknown operator {other}: supported are Conv, Relu, AveragePool, LpPool (p = 1) and sinabs' SumPool2d, Flatten, Reshape, Gemm, MatMul, BatchNormalization, Dropout, Identity"))),
+            "Add" => return Err(node.unsupported("an Add of a constant that is not a bias after MatMul")),
+            other => return Err(node.unsupported(format!("unknown operator {other}: supported are Conv, Relu, AveragePool, LpPool (p = 1) and sinabs' SumPool2d, Flatten, Reshape, Gemm, MatMul, BatchNormalization, Dropout, Identity, Add of two activations (sinabs' Merge) and Pad"))),
         };
-        current = p.output.first().cloned().unwrap_or_default();
-        ann.push(name, layer);
+        made.insert(output, Source::Layer(ann.layers.len()));
+        ann.push_from(name, layer, inputs);
     }
     if ann.layers.is_empty() {
         return Err(file_error(path, "the graph has no layers"));
