@@ -147,13 +147,13 @@ pub fn run(args: Args) -> Result<()> {
         d.output_shape
     );
     println!(
-        "{:>3} {:>4} {:>9} {:>6} {:>6} {:>5} {:>6} {:>12} {:>6} {:>8} {:>10} {:>16} {:>16}",
-        "idx", "core", "in->out", "kernel", "stride", "pad", "pool", "output", "thr", "min_v", "w range", "kernel mem", "neuron mem"
+        "{:>3} {:>4} {:>9} {:>6} {:>6} {:>5} {:>6} {:>12} {:>5} {:>6} {:>8} {:>10} {:>16} {:>16}",
+        "idx", "core", "in->out", "kernel", "stride", "pad", "pool", "output", "to", "thr", "min_v", "w range", "kernel mem", "neuron mem"
     );
     for l in &layers {
         let cap = |f: fn(&dynapviz_model::chip::CoreMemory) -> usize| l.core_memory.as_ref().map_or("-".to_string(), |c| f(c).to_string());
         println!(
-            "{:>3} {:>4} {:>9} {:>6} {:>6} {:>5} {:>6} {:>12} {:>6} {:>8} {:>10} {:>16} {:>16}",
+            "{:>3} {:>4} {:>9} {:>6} {:>6} {:>5} {:>6} {:>12} {:>5} {:>6} {:>8} {:>10} {:>16} {:>16}",
             l.index,
             l.core.map_or("-".to_string(), |c| c.to_string()),
             format!("{}->{}", l.in_channels, l.out_channels),
@@ -162,6 +162,11 @@ pub fn run(args: Args) -> Result<()> {
             format!("{},{}", l.padding[0], l.padding[1]),
             format!("{}x{}", l.pool[0], l.pool[1]),
             format!("{}x{}x{}", l.output_shape[0], l.output_shape[1], l.output_shape[2]),
+            if l.destinations.is_empty() {
+                "out".to_string()
+            } else {
+                l.destinations.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",")
+            },
             l.threshold,
             l.min_v_mem,
             format!("{}..{}", l.weight_min, l.weight_max),

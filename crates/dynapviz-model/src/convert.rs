@@ -359,6 +359,7 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
                 }
             }
         }
+        destinations.sort_unstable();
         if output == Some(index) && !destinations.is_empty() {
             return Err(unsupported(l, "sends its spikes both to other layers and to the network's output"));
         }

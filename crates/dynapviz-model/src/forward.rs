@@ -300,6 +300,23 @@ mod tests {
     }
 
     #[test]
+    fn a_merge_sums_two_outputs_padding_the_smaller_at_the_end() {
+        // The input (1x2x2) and its 2x2 sum pooling (1x1x1), merged: the pooled value lands at
+        // (0, 0), zeros elsewhere, as sinabs' Merge pads.
+        let mut ann = Ann::default();
+        ann.push("pool", AnnLayer::SumPool { kernel: [2, 2], stride: [2, 2] });
+        ann.push_from("merge", AnnLayer::Merge, vec![Source::Input, Source::Layer(0)]);
+        let input = Tensor::new(vec![1, 2, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+        assert_eq!(forward(&ann, &input).unwrap(), vec![11.0, 2.0, 3.0, 4.0]);
+        // The same through an explicit padding first (torch's export of it).
+        let mut padded = Ann::default();
+        padded.push("pool", AnnLayer::SumPool { kernel: [2, 2], stride: [2, 2] });
+        padded.push("pad", AnnLayer::PadEnd { pads: [0, 1, 1] });
+        padded.push_from("merge", AnnLayer::Merge, vec![Source::Input, Source::Layer(1)]);
+        assert_eq!(forward(&padded, &input).unwrap(), vec![11.0, 2.0, 3.0, 4.0]);
+    }
+
+    #[test]
     fn shape_mismatches_are_errors_naming_the_layer() {
         let mut ann = Ann::default();
         ann.push("7", AnnLayer::Linear { weight: Tensor::new(vec![1, 5], vec![0.0; 5]).unwrap(), bias: None });

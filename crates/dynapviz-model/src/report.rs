@@ -28,6 +28,8 @@ pub struct LayerReport {
     pub pool: [usize; 2],
     /// Output after pooling (C, H, W).
     pub output_shape: [usize; 3],
+    /// Layers that receive its spikes (none: the network's output).
+    pub destinations: Vec<usize>,
     /// Integer threshold (float when not discretized).
     pub threshold: f64,
     /// Integer min_v_mem.
@@ -91,6 +93,7 @@ impl LayerReport {
             padding: layer.padding,
             pool: layer.pool,
             output_shape: layer.out_shape,
+            destinations: layer.destinations.clone(),
             threshold,
             min_v_mem,
             weight_min: wmin,

@@ -2,7 +2,7 @@
 
 use dynapviz_model::convert::{DvsOptions, convert};
 use dynapviz_model::discretize::{discretize, scale};
-use dynapviz_model::{Ann, AnnLayer, BatchNorm, ChipProfile, ModelError, Ordering, Tensor, chip, mapping};
+use dynapviz_model::{Ann, AnnLayer, BatchNorm, ChipProfile, ModelError, Ordering, Source, Tensor, chip, mapping};
 
 fn conv(o: usize, i: usize, k: usize, stride: usize, pad: usize, fill: f32) -> AnnLayer {
     AnnLayer::Conv {
@@ -240,4 +240,58 @@ fn structural_errors_are_clear() {
         e(vec![conv(2, 2, 1, 1, 0, 0.1), AnnLayer::Relu, AnnLayer::AvgPool { kernel: [2, 2], stride: [1, 1] }], [2, 8, 8])
             .contains("stride")
     );
+}
+
+/// A residual block: conv, ReLU and average pooling (layer 1), whose pooled spikes go to a
+/// second conv and ReLU (layer 2) and, merged with its spikes, to a third conv (layer 3).
+fn residual(first_pool: bool) -> Ann {
+    let mut a = Ann::default();
+    a.push("c1", conv(4, 2, 3, 1, 1, 0.1));
+    a.push("r1", AnnLayer::Relu);
+    if first_pool {
+        a.push("p1", AnnLayer::AvgPool { kernel: [2, 2], stride: [2, 2] });
+    }
+    let skip = Source::Layer(a.layers.len() - 1);
+    a.push("c2", conv(4, 4, 3, 1, 1, 0.1));
+    a.push("r2", AnnLayer::Relu);
+    a.push_from("m", AnnLayer::Merge, vec![skip, Source::Layer(a.layers.len() - 1)]);
+    a.push("c3", conv(3, 4, 1, 1, 0, 1.0));
+    a
+}
+
+#[test]
+fn a_residual_graph_has_two_destinations_and_sinabs_rescale() {
+    let net = convert(&residual(true), [2, 8, 8], &DvsOptions::default()).expect("convert");
+    let dests: Vec<_> = net.layers.iter().map(|l| l.destinations.clone()).collect();
+    assert_eq!(dests, [vec![2, 3], vec![3], vec![]]);
+    assert_eq!((net.layers[0].pool, net.layers[2].in_shape), ([2, 2], [4, 4, 4]));
+    // Layer 2 gets the pooled spikes alone: 1/4. Layer 3 gets them (1/4) and layer 2's (1):
+    // sinabs' rescale_method_1 takes half their mean, rounded to 2 decimals: 0.31.
+    assert_eq!(net.layers[1].float.weights[0], 0.1 / 4.0);
+    assert!(net.layers[2].float.weights.iter().all(|&w| w == 0.31), "{:?}", &net.layers[2].float.weights[..4]);
+    assert!(net.layers[0].source.contains(&"p1".to_string()));
+    // Without the pooling, every path has the factor 1: no rescale.
+    let net = convert(&residual(false), [2, 8, 8], &DvsOptions::default()).expect("convert");
+    assert!(net.layers[2].float.weights.iter().all(|&w| w == 1.0));
+}
+
+#[test]
+fn graphs_the_chip_cannot_take_are_refused_with_the_reason() {
+    let e = |a: &Ann| convert(a, [2, 8, 8], &DvsOptions::default()).expect_err("error").to_string();
+    // Layer 1's spikes pooled on the way to layer 2, not on the way to the merge into 3.
+    let mut a = residual(true);
+    a.layers.iter_mut().find(|l| l.name == "m").expect("merge").inputs[0] = Source::Layer(1);
+    assert!(e(&a).contains("pooling per destination"), "{}", e(&a));
+    // The input sent to two layers.
+    let mut a = residual(false);
+    a.layers.iter_mut().find(|l| l.name == "m").expect("merge").inputs[0] = Source::Input;
+    assert!(e(&a).contains("the input must reach exactly one layer"), "{}", e(&a));
+    // Two outputs: layer 2's spikes leave the network too.
+    let mut a = residual(false);
+    a.push_from("out2", AnnLayer::Flatten, vec![Source::Layer(3)]);
+    assert!(e(&a).contains("output"), "{}", e(&a));
+    // A layer that takes a later layer's output.
+    let mut a = residual(false);
+    a.layers[2].inputs[0] = Source::Layer(5);
+    assert!(e(&a).contains("does not come before it"), "{}", e(&a));
 }

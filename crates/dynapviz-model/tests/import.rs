@@ -269,12 +269,49 @@ fn unknown_operator_is_named() {
     assert!(err.contains("node `/Sigmoid_s` (Sigmoid)") && err.contains("unknown operator Sigmoid"), "{err}");
 }
 
+/// `conv_graph`'s layer, a second conv on its spikes, and an `Add` of the two layers' spikes
+/// into a third conv (sinabs' `Merge`), with `between` after the second layer's ReLU.
+fn residual_graph(between: Vec<Vec<u8>>, merged: &str) -> Vec<u8> {
+    let conv = |x: &str, w: &str, out: &str| {
+        node("Conv", &[x, w], out, &[("kernel_shape", &[3, 3]), ("strides", &[1, 1]), ("pads", &[1, 1, 1, 1])])
+    };
+    let w1 = tensor("w", &[4, 2, 3, 3], &conv_weights());
+    let w2 = tensor("w2", &[4, 4, 3, 3], &[0.05; 144]);
+    let w3 = tensor("w3", &[3, 4, 3, 3], &[0.1; 108]);
+    let mut nodes = vec![conv("x", "w", "c"), node("Relu", &["c"], "r", &[]), conv("r", "w2", "c2"), node("Relu", &["c2"], "r2", &[])];
+    nodes.extend(between);
+    nodes.extend([node("Add", &["r", merged], "m", &[]), conv("m", "w3", "c3")]);
+    model(&nodes, &[w1, w2, w3])
+}
+
 #[test]
-fn residual_connection_is_refused() {
+fn an_add_of_two_layers_spikes_is_a_merge_into_the_next_layer() {
     let dir = tempfile::tempdir().expect("tempdir");
+    let p = write(dir.path(), "res.onnx", &residual_graph(Vec::new(), "r2"));
+    let net = Pipeline::new(&p).input_shape([2, 16, 16]).build().unwrap_or_else(|e| panic!("{e}"));
+    let dests: Vec<_> = net.layers.iter().map(|l| l.destinations.clone()).collect();
+    assert_eq!(dests, [vec![2, 3], vec![3], vec![]]);
+    assert_eq!(net.layers[2].in_shape, [4, 16, 16]);
+    // Padded by torch to the larger shape before the Add: the merged layer takes it.
+    let pad = node("Pad", &["p2"], "pp", &[("pads", &[0, 0, 0, 0, 0, 0, 8, 8])]);
+    let pool = node("AveragePool", &["r2"], "p2", &[("kernel_shape", &[2, 2]), ("strides", &[2, 2])]);
+    let p = write(dir.path(), "padded.onnx", &residual_graph(vec![pool.clone(), pad], "pp"));
+    let net = Pipeline::new(&p).input_shape([2, 16, 16]).build().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((net.layers[1].pool, net.layers[1].out_shape, net.layers[2].in_shape), ([2, 2], [4, 8, 8], [4, 16, 16]));
+    // Zeros before the rows are not a merge's padding.
+    let front = node("Pad", &["p2"], "pp", &[("pads", &[0, 0, 8, 0, 0, 0, 0, 8])]);
+    let p = write(dir.path(), "front.onnx", &residual_graph(vec![pool, front], "pp"));
+    let err = Pipeline::new(&p).input_shape([2, 16, 16]).build().expect_err("front padding").to_string();
+    assert!(err.contains("front.onnx") && err.contains("(Pad)") && err.contains("only zeros after"), "{err}");
+}
+
+#[test]
+fn a_layer_feeding_another_and_a_merge_past_its_relu_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The Add takes the conv's output before its ReLU: no chip layer sends that.
     let p = write(dir.path(), "res.onnx", &conv_graph(vec![node("Add", &["r", "c"], "a", &[])]));
-    let err = Pipeline::new(&p).input_shape([2, 16, 16]).build().expect_err("residual").to_string();
-    assert!(err.contains("residual"), "{err}");
+    let err = Pipeline::new(&p).input_shape([2, 16, 16]).build().expect_err("pre-ReLU branch").to_string();
+    assert!(err.contains("not followed by a ReLU") && err.contains("and only it"), "{err}");
 }
 
 #[test]
