@@ -192,12 +192,33 @@ class Branches(nn.Module):
         return self.relu4(self.fc(self.flat(c)))
 
 
+class PoolPerDestination(nn.Module):
+    """A layer whose spikes are pooled differently on the way to each destination (2x2 to the
+    next layer, 4x4 to the merge after it), as the chip's destinations each have a pooling."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.relu1 = nn.Conv2d(2, 8, 3, padding=1, bias=False), nn.ReLU()
+        self.pool1a, self.pool1b = nn.AvgPool2d(2), sl.SumPool2d(4)
+        self.conv2, self.relu2, self.pool2 = nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.ReLU(), sl.SumPool2d(2)
+        self.merge = sl.Merge()
+        self.conv3, self.relu3, self.pool3 = nn.Conv2d(8, 16, 3, padding=1, bias=False), nn.ReLU(), nn.AvgPool2d(2)
+        self.flat, self.fc, self.relu4 = nn.Flatten(), nn.Linear(16 * 4 * 4, 8, bias=False), nn.ReLU()
+
+    def forward(self, x):
+        a = self.relu1(self.conv1(x))
+        b = self.pool2(self.relu2(self.conv2(self.pool1a(a))))
+        c = self.pool3(self.relu3(self.conv3(self.merge(self.pool1b(a), b))))
+        return self.relu4(self.fc(self.flat(c)))
+
+
 def graph_cases():
     """Networks with branches, as `cases()` (graphs end in ReLU: sinabs' graph API appends no
     spiking output to a module that is not a Sequential)."""
     return {
         "residual": ((2, 32, 32), "speck2edevkit", Residual, [1.0, 1.0, 1.5, 2.0], 19),
         "branches": ((2, 32, 32), "speck2edevkit", Branches, [0.6, 0.8, 1.0, 1.0, 1.5], 20),
+        "pool_per_destination": ((2, 32, 32), "speck2edevkit", PoolPerDestination, [0.6, 1.0, 0.5, 1.5], 21),
     }
 
 

@@ -160,7 +160,11 @@ pub fn run(args: Args) -> Result<()> {
             format!("{}x{}", l.kernel[0], l.kernel[1]),
             format!("{},{}", l.stride[0], l.stride[1]),
             format!("{},{}", l.padding[0], l.padding[1]),
-            format!("{}x{}", l.pool[0], l.pool[1]),
+            if l.destination_pools.iter().all(|&p| p == l.pool) {
+                format!("{}x{}", l.pool[0], l.pool[1])
+            } else {
+                l.destination_pools.iter().map(|p| format!("{}x{}", p[0], p[1])).collect::<Vec<_>>().join(",")
+            },
             format!("{}x{}x{}", l.output_shape[0], l.output_shape[1], l.output_shape[2]),
             if l.destinations.is_empty() {
                 "out".to_string()

@@ -58,6 +58,22 @@ impl Queue {
         self.runs_of(index, t_ns, sites.len());
     }
 
+    /// Queues `sites` pooled further by `repool` as one run (see [`Self::push`]).
+    pub fn push_repooled(&mut self, index: u32, t_ns: i64, sites: &[Site], repool: Repool) {
+        let start = self.sites.len();
+        self.sites.extend(sites.iter().filter_map(|&s| repool.site(s)));
+        self.runs_of(index, t_ns, self.sites.len() - start);
+    }
+
+    /// Queues `sites` for a destination: as they are, or pooled further by `repool`.
+    #[inline]
+    pub fn push_to(&mut self, index: u32, t_ns: i64, sites: &[Site], repool: Option<Repool>) {
+        match repool {
+            None => self.push(index, t_ns, sites),
+            Some(r) => self.push_repooled(index, t_ns, sites, r),
+        }
+    }
+
     /// Queues one site as a run of its own, as the admission does for every sensor event: no
     /// slice to copy and no length to check.
     #[inline(always)]
@@ -289,11 +305,41 @@ pub(crate) struct Cascade<'a> {
     pub spent_ns: Option<&'a mut [u64]>,
 }
 
+/// The chip's pooling per destination, where a destination's is coarser than the layer's own:
+/// its spikes' sites (pooled by the layer) are divided once more, and those past the
+/// destination's map dropped (as pooling the neurons by the product cuts them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Repool {
+    by: [u16; 2],
+    size: [u16; 2],
+}
+
+impl Repool {
+    /// For a layer that pools by `pool` and sends to a destination pooled by `to` (a multiple
+    /// of it) the `size` (H, W) of that destination's map; `None` when `to` is `pool`.
+    pub fn new(pool: [usize; 2], to: [usize; 2], size: [usize; 2]) -> Option<Self> {
+        let by = [0, 1].map(|d| to[d] / pool[d].max(1));
+        (by != [1, 1]).then(|| Self {
+            by: by.map(|b| b.clamp(1, usize::from(u16::MAX)) as u16),
+            size: size.map(|s| s.min(usize::from(u16::MAX)) as u16),
+        })
+    }
+
+    /// Where the spike at `s` lands at the destination, if inside its map.
+    #[inline]
+    pub fn site(self, s: Site) -> Option<Site> {
+        let (y, x) = (s.y / self.by[0], s.x / self.by[1]);
+        (y < self.size[0] && x < self.size[1]).then_some(Site { c: s.c, y, x })
+    }
+}
+
 /// What every run of layers shares, fixed when the simulator is made.
 #[derive(Clone, Debug)]
 pub(crate) struct Wiring {
     /// Destinations of every layer of the network (0-based).
     pub destinations: Vec<Vec<usize>>,
+    /// For each destination (as `destinations`), how its spikes are pooled further, if they are.
+    pub repools: Vec<Vec<Option<Repool>>>,
     /// Per layer: fed by several layers, so its queue may need putting back in order.
     pub merged: Vec<bool>,
     /// Monitored, by layer number (0 = DVS): the configured monitors as a table, for the hot path.
@@ -511,12 +557,12 @@ impl Route<'_> {
     ) -> LayerCounters {
         let mut c = LayerCounters::default();
         let (li, monitored, latency_ns, busy) = (self.layer, self.monitored, self.wiring.latency_ns, self.wiring.busy);
-        let dests = &self.wiring.destinations[li];
-        // The spikes go straight into the queue of the first destination in this cascade, or
-        // else into the flight to later stages, where they stay: a copy per run cost as much
-        // as a small layer's work. Other destinations get copies.
-        let direct = match dests.iter().find(|&&d| d < self.end) {
-            Some(&d) => Direct::Queue(d - self.first),
+        let (dests, repools) = (&self.wiring.destinations[li], &self.wiring.repools[li]);
+        // The spikes go straight into the queue of the first destination in this cascade that
+        // takes them as they are, or else into the flight to later stages, where they stay: a
+        // copy per run cost as much as a small layer's work. Other destinations get copies.
+        let direct = match dests.iter().zip(repools).find(|&(&d, r)| d < self.end && r.is_none()) {
+            Some((&d, _)) => Direct::Queue(d - self.first),
             None if !dests.is_empty() && self.flight.is_some() => Direct::Flight,
             None => Direct::Scratch,
         };
@@ -570,11 +616,11 @@ impl Route<'_> {
                         self.fired.extend_from_slice(&self.queues[q].sites()[start..]);
                     }
                     let mut gone_beyond = false;
-                    for &d in dests {
+                    for (&d, &repool) in dests.iter().zip(repools) {
                         if direct == Direct::Queue(d - self.first) {
                             continue;
                         } else if d < self.end {
-                            self.queues[d - self.first].push(index, t_out, self.fired);
+                            self.queues[d - self.first].push_to(index, t_out, self.fired, repool);
                         } else if !gone_beyond && let Some(flight) = self.flight.as_deref_mut() {
                             flight.push(li, index, t_out, self.fired);
                             gone_beyond = true;

@@ -12,7 +12,7 @@ use dynapviz_model::Network;
 use serde::Serialize;
 
 use crate::batch::Batch;
-use crate::cascade::{Cascade, Queue, Wiring};
+use crate::cascade::{Cascade, Queue, Repool, Wiring};
 use crate::dvs::Front;
 use crate::lanes::Kernel;
 use crate::layer::{Arithmetic, LayerRt, Site};
@@ -247,7 +247,7 @@ fn check_connections(network: &Network) -> Result<(), SimError> {
         )));
     }
     for l in &network.layers {
-        for &d in &l.destinations {
+        for (k, &d) in l.destinations.iter().enumerate() {
             if d <= l.index || d > n {
                 return Err(SimError::Config(format!(
                     "layer {} sends to layer {d}: the simulator runs feed-forward networks (destinations after the layer, up to {n})",
@@ -256,11 +256,19 @@ fn check_connections(network: &Network) -> Result<(), SimError> {
             }
             // A merge of two layers' spikes takes the larger of their shapes (sinabs' `Merge`
             // pads the smaller with zeros at the end).
-            let to = &network.layers[d - 1];
-            if (0..3).any(|i| l.out_shape[i] > to.in_shape[i]) {
+            let (to, sent) = (&network.layers[d - 1], l.shape_to(k));
+            if (0..3).any(|i| sent[i] > to.in_shape[i]) {
                 return Err(SimError::Config(format!(
-                    "layer {} sends {:?} (C, H, W) to layer {d}, which takes {:?}",
-                    l.index, l.out_shape, to.in_shape
+                    "layer {} sends {sent:?} (C, H, W) to layer {d}, which takes {:?}",
+                    l.index, to.in_shape
+                )));
+            }
+            if let Some(p) = l.destination_pools.get(k)
+                && (p[0] % l.pool[0].max(1) != 0 || p[1] % l.pool[1].max(1) != 0)
+            {
+                return Err(SimError::Config(format!(
+                    "layer {} pools {:?} to layer {d}: not a multiple of its own pooling {:?}",
+                    l.index, p, l.pool
                 )));
             }
         }
@@ -322,6 +330,18 @@ impl Simulator {
             wiring: Wiring {
                 merged: (0..n).map(|l| destinations.iter().filter(|d| d.contains(&l)).count() > 1).collect(),
                 destinations,
+                repools: network
+                    .layers
+                    .iter()
+                    .map(|l| {
+                        (0..l.destinations.len())
+                            .map(|k| {
+                                let [_, h, w] = l.shape_to(k);
+                                Repool::new(l.pool, l.destination_pools.get(k).copied().unwrap_or(l.pool), [h, w])
+                            })
+                            .collect()
+                    })
+                    .collect(),
                 monitored: (0..=n).map(|i| config.monitors.contains(i)).collect(),
                 latency_ns: config.layer_latency_ns,
                 busy: config.busy,
@@ -591,7 +611,7 @@ impl Simulator {
                     continue;
                 }
                 let monitored = self.wiring.monitored[li + 1];
-                let dests = self.wiring.destinations[li].clone();
+                let (dests, repools) = (&self.wiring.destinations[li], &self.wiring.repools[li]);
                 let mut sites = Vec::new();
                 let (n, changed) = self.layers[li].leak_tick(|s| sites.extend(s));
                 quiet &= n == 0 && !changed;
@@ -600,8 +620,8 @@ impl Simulator {
                 if monitored {
                     out.extend(sites.iter().map(|s| (index, Spike { t: at, layer: (li + 1) as u16, c: s.c, y: s.y, x: s.x })));
                 }
-                for &d in &dests {
-                    self.queues[d].push(index, at * 1000, &sites);
+                for (&d, &repool) in dests.iter().zip(repools) {
+                    self.queues[d].push_to(index, at * 1000, &sites, repool);
                 }
                 fired |= !sites.is_empty();
             }
@@ -675,7 +695,7 @@ impl Simulator {
                 work.synops += ops;
             }
             let monitored = self.wiring.monitored[li + 1];
-            let dests = &self.wiring.destinations[li];
+            let (dests, repools) = (&self.wiring.destinations[li], &self.wiring.repools[li]);
             let queues = &mut self.bin_input;
             let mut spikes = 0u64;
             let mut after_pool = 0u64;
@@ -688,8 +708,11 @@ impl Simulator {
                             out.push(Spike { t, layer: (li + 1) as u16, c: site.c, y: site.y, x: site.x });
                         }
                     }
-                    for &d in dests {
-                        queues[d].push((site, n));
+                    for (&d, repool) in dests.iter().zip(repools) {
+                        match repool {
+                            None => queues[d].push((site, n)),
+                            Some(r) => queues[d].extend(r.site(site).map(|s| (s, n))),
+                        }
                     }
                 }
             });

@@ -658,12 +658,12 @@ impl Stage<'_, '_> {
         } else {
             for (&source, (run, sites)) in arrived.sources.iter().zip(arrived.spikes.iter()) {
                 let mut passed_on = false;
-                for &d in &self.wiring.destinations[source] {
+                for (&d, &repool) in self.wiring.destinations[source].iter().zip(&self.wiring.repools[source]) {
                     if d >= end && !passed_on {
                         flight.push(source, run.index, run.t_ns, sites);
                         passed_on = true;
                     } else if d >= self.first && d < end {
-                        self.queues[d - self.first].push(run.index, run.t_ns, sites);
+                        self.queues[d - self.first].push_to(run.index, run.t_ns, sites, repool);
                     }
                 }
             }
@@ -687,7 +687,7 @@ impl Stage<'_, '_> {
     /// is empty and they go nowhere else.
     fn sole_destination(&mut self, arrived: &Flight) -> Option<&mut Queue> {
         let &source = arrived.sources.first()?;
-        let &[d] = self.wiring.destinations[source].as_slice() else { return None };
+        let (&[d], [None]) = (self.wiring.destinations[source].as_slice(), self.wiring.repools[source].as_slice()) else { return None };
         let queue = self.queues.get_mut(d.checked_sub(self.first)?)?;
         (queue.is_empty() && arrived.sources.iter().all(|&s| s == source)).then_some(queue)
     }

@@ -5,7 +5,7 @@ use dynapviz_events::Event;
 use dynapviz_model::convert::{DvsOptions, convert};
 use dynapviz_model::discretize::discretize;
 use dynapviz_model::network::QuantParams;
-use dynapviz_model::{Ann, AnnLayer, Network, Tensor};
+use dynapviz_model::{Ann, AnnLayer, Network, Source, Tensor};
 use proptest::prelude::*;
 
 /// A one-layer network with integer weights set directly: `weights` is [out][in][k][k].
@@ -207,7 +207,7 @@ fn bad_input_is_counted_not_fatal() {
     let mut past_end = two.clone();
     past_end.layers[1].destinations = vec![3];
     let mut mismatched = two.clone();
-    mismatched.layers[1].in_shape[1] += 1;
+    mismatched.layers[1].in_shape[1] -= 1;
     let mut short_weights = two.clone();
     if let Some(q) = short_weights.layers[0].quant.as_mut() {
         q.weights.pop();
@@ -351,4 +351,56 @@ fn initial_potentials_are_where_the_neurons_start() {
     n.layers[0].quant.as_mut().expect("quant").initial_v_mem = Some(vec![0; 26]);
     let err = Simulator::new(&n, Config::default()).err().expect("refused").to_string();
     assert!(err.contains("26 initial potentials"), "{err}");
+}
+
+/// Layer 1 (18x18 neurons, pooled 2x2 to 9x9) sends to layer 2 pooled 2x2 and, through a merge
+/// with layer 2's spikes, to layer 3 pooled 4x4 (4x4: rows and columns 16 and 17 cut off).
+fn pooled_per_destination() -> Network {
+    let mut ann = Ann::default();
+    let mut uniform = dynapviz_testkit::uniform(7);
+    let mut conv = |o: usize, i: usize| AnnLayer::Conv {
+        weight: Tensor::new(vec![o, i, 3, 3], (0..o * i * 9).map(|_| uniform() - 0.25).collect()).expect("t"),
+        bias: None,
+        stride: [1, 1],
+        padding: [1, 1],
+    };
+    let sum_pool = |k: usize| AnnLayer::SumPool { kernel: [k, k], stride: [k, k] };
+    ann.push("c1", conv(4, 2));
+    ann.push("r1", AnnLayer::Relu);
+    ann.push("p1a", sum_pool(2));
+    ann.push("c2", conv(4, 4));
+    ann.push("r2", AnnLayer::Relu);
+    ann.push("p2", sum_pool(2));
+    ann.push_from("p1b", sum_pool(4), vec![Source::Layer(1)]);
+    ann.push_from("m", AnnLayer::Merge, vec![Source::Layer(6), Source::Layer(5)]);
+    ann.push("c3", conv(3, 4));
+    let mut n = convert(&ann, [2, 18, 18], &DvsOptions::default()).expect("convert");
+    discretize(&mut n);
+    n
+}
+
+#[test]
+fn a_destination_pooled_coarser_gets_the_layers_spikes_pooled_again() {
+    let n = pooled_per_destination();
+    assert_eq!((n.layers[0].pool, &n.layers[0].destination_pools[..]), ([2, 2], &[[2, 2], [4, 4]][..]));
+    let mut uniform = dynapviz_testkit::uniform(8);
+    let events: Vec<Event> =
+        (0..30000).map(|i| Event::new(i * 3, (uniform() * 18.0) as u16 % 18, (uniform() * 18.0) as u16 % 18, uniform() < 0.5)).collect();
+    for mode in [Mode::Event, Mode::Binned { bin_us: 200 }] {
+        let (out, sim) = run(&n, mode, &events);
+        let c = sim.counters();
+        // Layer 1's spikes in the 8x8 of its 9x9 map that the 4x4 pooling keeps, and layer 2's.
+        let kept = out.iter().filter(|s| s.layer == 1 && s.y < 8 && s.x < 8).count() as u64;
+        assert!(kept > 0 && kept < c[1].spikes_after_pool, "{mode:?}: some are cut, some kept: {kept} of {}", c[1].spikes_after_pool);
+        assert_eq!(c[3].input_events, kept + c[2].spikes_after_pool, "{mode:?}");
+        assert_eq!(c[2].input_events, c[1].spikes_after_pool, "{mode:?}: layer 2 takes them as they are");
+    }
+    // Two threads (layers split across them, spikes handed on between) run the same.
+    let (one, _) = run(&n, Mode::Event, &events);
+    let monitors = Monitors::of(1..=3);
+    let mut sim = Simulator::new(&n, Config { threads: 2, monitors, ..Config::default() }).expect("sim");
+    let mut two = Vec::new();
+    sim.process(&events, &mut two);
+    sim.finish(&mut two);
+    assert_eq!(one, two);
 }

@@ -157,8 +157,11 @@ pub fn validate(network: &Network, profile: &ChipProfile) -> Result<()> {
         if l.padding.iter().any(|&p| p > MAX_PADDING) {
             v.push(format!("{name}: padding {},{}: at most {MAX_PADDING}", l.padding[0], l.padding[1]));
         }
-        if !l.pool.iter().all(|p| POOLS.contains(p)) {
-            v.push(format!("{name}: pooling {}x{}: allowed {POOLS:?}", l.pool[0], l.pool[1]));
+        for pool in std::iter::once(&l.pool).chain(&l.destination_pools) {
+            if !pool.iter().all(|p| POOLS.contains(p)) {
+                v.push(format!("{name}: pooling {}x{}: allowed {POOLS:?}", pool[0], pool[1]));
+                break;
+            }
         }
         for (what, c) in [("input", l.in_channels()), ("output", l.out_channels)] {
             if c > MAX_CHANNELS {

@@ -323,12 +323,14 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
             Some(r) => paths(&layers, &consumers, Some(r), [out_channels, fh, fw])?,
             None => vec![Path { to: None, pool: [1, 1], avg_area: 1, shape: [out_channels, fh, fw], names: Vec::new() }],
         };
-        let pool = routes[0].pool;
-        if let Some(other) = routes.iter().find(|p| p.pool != pool) {
+        // The layer pools by the finest of its paths' poolings; a coarser one pools further on
+        // the way to its destination (the chip's per-destination pooling).
+        let pool = routes.iter().fold(routes[0].pool, |m, p| [m[0].min(p.pool[0]), m[1].min(p.pool[1])]);
+        if let Some(other) = routes.iter().find(|p| p.pool[0] % pool[0] != 0 || p.pool[1] % pool[1] != 0) {
             return Err(unsupported(
                 l,
                 format!(
-                    "its spikes are pooled {pool:?} on the way to one layer and {:?} on the way to another: dynapviz does not import a pooling per destination yet",
+                    "its spikes are pooled {pool:?} on the way to one layer and {:?} on the way to another: the coarser pooling must be a multiple of the finer",
                     other.pool
                 ),
             ));
@@ -340,13 +342,13 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
                 Some(t) => {
                     let d =
                         number(t).filter(|&d| d > index).ok_or_else(|| unsupported(l, "sends to a layer that does not come after it"))?;
-                    if destinations.contains(&d) {
+                    if destinations.iter().any(|&(e, _)| e == d) {
                         return Err(unsupported(
                             l,
                             format!("reaches layer {} by two ways: the chip sends a layer's spikes to a layer once", layers[t].name),
                         ));
                     }
-                    destinations.push(d);
+                    destinations.push((d, p.pool));
                     arrivals[t].push(Arrival { shape: p.shape, avg_area: p.avg_area });
                 }
                 None => {
@@ -360,6 +362,7 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
             }
         }
         destinations.sort_unstable();
+        let (destinations, destination_pools): (Vec<usize>, Vec<[usize; 2]>) = destinations.into_iter().unzip();
         if output == Some(index) && !destinations.is_empty() {
             return Err(unsupported(l, "sends its spikes both to other layers and to the network's output"));
         }
@@ -392,6 +395,7 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
             float: FloatParams { weights, bias, threshold: 1.0, min_v_mem: -1.0 },
             quant: None,
             destinations,
+            destination_pools,
             source,
         });
     }

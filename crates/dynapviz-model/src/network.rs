@@ -96,7 +96,7 @@ pub struct ChipLayer {
     pub stride: [usize; 2],
     /// Zero padding (y, x).
     pub padding: [usize; 2],
-    /// Sum-pooling kernel (y, x) applied to the spikes.
+    /// Sum-pooling kernel (y, x) applied to the spikes: the finest of its destinations'.
     pub pool: [usize; 2],
     /// Conv output (H, W) before pooling: the neuron array.
     pub conv_out: [usize; 2],
@@ -110,6 +110,9 @@ pub struct ChipLayer {
     pub quant: Option<QuantParams>,
     /// Layers receiving this layer's spikes (empty for the output layer).
     pub destinations: Vec<usize>,
+    /// The pooling on the way to each destination (as `destinations`): the chip pools per
+    /// destination; each is a multiple of `pool`, and most are `pool`.
+    pub destination_pools: Vec<[usize; 2]>,
     /// Names of the ANN layers this chip layer was made from.
     pub source: Vec<String>,
 }
@@ -123,6 +126,13 @@ impl ChipLayer {
     /// Input channels.
     pub fn in_channels(&self) -> usize {
         self.in_shape[0]
+    }
+
+    /// What reaches destination `i` (of `destinations`), (C, H, W): the conv output pooled by
+    /// its pooling.
+    pub fn shape_to(&self, i: usize) -> [usize; 3] {
+        let [py, px] = self.destination_pools.get(i).copied().unwrap_or(self.pool);
+        [self.out_channels, self.conv_out[0] / py.max(1), self.conv_out[1] / px.max(1)]
     }
 }
 

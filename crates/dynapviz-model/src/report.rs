@@ -30,6 +30,8 @@ pub struct LayerReport {
     pub output_shape: [usize; 3],
     /// Layers that receive its spikes (none: the network's output).
     pub destinations: Vec<usize>,
+    /// The pooling on the way to each of them.
+    pub destination_pools: Vec<[usize; 2]>,
     /// Integer threshold (float when not discretized).
     pub threshold: f64,
     /// Integer min_v_mem.
@@ -94,6 +96,7 @@ impl LayerReport {
             pool: layer.pool,
             output_shape: layer.out_shape,
             destinations: layer.destinations.clone(),
+            destination_pools: layer.destination_pools.clone(),
             threshold,
             min_v_mem,
             weight_min: wmin,

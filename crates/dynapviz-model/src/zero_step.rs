@@ -18,12 +18,12 @@ pub fn potentials(net: &Network) -> Vec<Option<Vec<f32>>> {
     let mut out = Vec::with_capacity(n);
     for (i, layer) in net.layers.iter().enumerate() {
         let v = step(layer, input[i].take());
-        let spikes = v.as_ref().and_then(|(_, spikes)| pooled(layer, spikes));
-        for &d in &layer.destinations {
-            let Some(spikes) = &spikes else { continue };
+        for (k, &d) in layer.destinations.iter().enumerate() {
+            let [c, h, w] = layer.shape_to(k);
+            let pool = layer.destination_pools.get(k).copied().unwrap_or(layer.pool);
+            let Some(spikes) = v.as_ref().and_then(|(_, spikes)| pooled(layer, spikes, pool)) else { continue };
             // Destinations are later layers, 1-based; a bad one was refused when converting.
             let Some(to) = d.checked_sub(1).filter(|_| d > layer.index).and_then(|d| net.layers.get(d)) else { continue };
-            let [c, h, w] = layer.out_shape;
             let [tc, th, tw] = to.in_shape;
             if c > tc || h > th || w > tw {
                 continue;
@@ -77,14 +77,15 @@ fn step(layer: &ChipLayer, input: Option<Vec<f32>>) -> Option<(Vec<f32>, Vec<f32
     Some((v, spikes))
 }
 
-/// The spikes after the layer's sum pooling (`[c][y][x]` of its output), or `None` if none.
-fn pooled(layer: &ChipLayer, spikes: &[f32]) -> Option<Vec<f32>> {
+/// The spikes sum-pooled by `pool` (`[c][y][x]` of the pooled map), or `None` if none.
+fn pooled(layer: &ChipLayer, spikes: &[f32], pool: [usize; 2]) -> Option<Vec<f32>> {
     if spikes.iter().all(|&s| s == 0.0) {
         return None;
     }
-    let [c, ph, pw] = layer.out_shape;
+    let c = layer.out_channels;
     let [fh, fw] = layer.conv_out;
-    let [py, px] = layer.pool;
+    let [py, px] = pool.map(|p| p.max(1));
+    let (ph, pw) = (fh / py, fw / px);
     let mut out = vec![0f32; c * ph * pw];
     for ch in 0..c {
         for y in 0..(ph * py).min(fh) {

@@ -278,10 +278,9 @@ fn a_residual_graph_has_two_destinations_and_sinabs_rescale() {
 #[test]
 fn graphs_the_chip_cannot_take_are_refused_with_the_reason() {
     let e = |a: &Ann| convert(a, [2, 8, 8], &DvsOptions::default()).expect_err("error").to_string();
-    // Layer 1's spikes pooled on the way to layer 2, not on the way to the merge into 3.
-    let mut a = residual(true);
-    a.layers.iter_mut().find(|l| l.name == "m").expect("merge").inputs[0] = Source::Layer(1);
-    assert!(e(&a).contains("pooling per destination"), "{}", e(&a));
+    // Layer 1's spikes pooled 3x3 on the way to layer 2, 2x2 on the way to the merge into 3.
+    let a = two_poolings(3, 2);
+    assert!(e(&a).contains("must be a multiple of the finer"), "{}", e(&a));
     // The input sent to two layers.
     let mut a = residual(false);
     a.layers.iter_mut().find(|l| l.name == "m").expect("merge").inputs[0] = Source::Input;
@@ -294,4 +293,31 @@ fn graphs_the_chip_cannot_take_are_refused_with_the_reason() {
     let mut a = residual(false);
     a.layers[2].inputs[0] = Source::Layer(5);
     assert!(e(&a).contains("does not come before it"), "{}", e(&a));
+}
+
+/// Layer 1's spikes sum-pooled `to_2` to layer 2 and `to_3` to the merge of them with layer
+/// 2's (pooled 2x2) into layer 3.
+fn two_poolings(to_2: usize, to_3: usize) -> Ann {
+    let mut a = Ann::default();
+    a.push("c1", conv(4, 2, 3, 1, 1, 0.1));
+    a.push("r1", AnnLayer::Relu);
+    a.push("p1a", AnnLayer::SumPool { kernel: [to_2; 2], stride: [to_2; 2] });
+    a.push("c2", conv(4, 4, 3, 1, 1, 0.1));
+    a.push("r2", AnnLayer::Relu);
+    a.push("p2", AnnLayer::SumPool { kernel: [2, 2], stride: [2, 2] });
+    a.push_from("p1b", AnnLayer::SumPool { kernel: [to_3; 2], stride: [to_3; 2] }, vec![Source::Layer(1)]);
+    a.push_from("m", AnnLayer::Merge, vec![Source::Layer(6), Source::Layer(5)]);
+    a.push("c3", conv(3, 4, 1, 1, 0, 1.0));
+    a
+}
+
+#[test]
+fn a_layer_pools_per_destination_by_its_finest_and_each_destination_by_its_own() {
+    let net = convert(&two_poolings(2, 4), [2, 16, 16], &DvsOptions::default()).expect("convert");
+    let l1 = &net.layers[0];
+    assert_eq!((l1.pool, l1.out_shape), ([2, 2], [4, 8, 8]));
+    assert_eq!((&l1.destinations[..], &l1.destination_pools[..]), (&[2, 3][..], &[[2, 2], [4, 4]][..]));
+    assert_eq!((l1.shape_to(0), l1.shape_to(1)), ([4, 8, 8], [4, 4, 4]));
+    assert_eq!(net.layers[2].in_shape, [4, 4, 4]);
+    chip::validate(&net, &ChipProfile::by_name("speck2e").expect("profile")).expect("the chip takes it");
 }
