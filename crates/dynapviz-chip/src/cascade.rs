@@ -563,7 +563,7 @@ impl Route<'_> {
         // copy per run cost as much as a small layer's work. Other destinations get copies.
         let direct = match dests.iter().zip(repools).find(|&(&d, r)| d < self.end && r.is_none()) {
             Some((&d, _)) => Direct::Queue(d - self.first),
-            None if !dests.is_empty() && self.flight.is_some() => Direct::Flight,
+            None if !dests.is_empty() && dests.iter().all(|&d| d >= self.end) && self.flight.is_some() => Direct::Flight,
             None => Direct::Scratch,
         };
         let copies = match direct {
