@@ -337,7 +337,7 @@ impl Simulator {
                         (0..l.destinations.len())
                             .map(|k| {
                                 let [_, h, w] = l.shape_to(k);
-                                Repool::new(l.pool, l.destination_pools.get(k).copied().unwrap_or(l.pool), [h, w])
+                                Repool::new(l.pool, l.pool_to(k), [h, w])
                             })
                             .collect()
                     })

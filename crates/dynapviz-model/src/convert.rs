@@ -122,11 +122,7 @@ struct Path {
 /// Every path from the output of `from` (of shape `shape`) to a weight layer or to the output.
 fn paths(layers: &[NamedLayer], consumers: &[Vec<usize>], from: Option<usize>, shape: [usize; 3]) -> Result<Vec<Path>> {
     let start = Path { to: None, pool: [1, 1], avg_area: 1, shape, names: Vec::new() };
-    let first = |f: Option<usize>| match f {
-        Some(i) => &consumers[i + 1],
-        None => &consumers[0],
-    };
-    let mut todo: Vec<(usize, Path)> = first(from).iter().map(|&c| (c, start.clone())).collect();
+    let mut todo: Vec<(usize, Path)> = consumers[from.map_or(0, |i| i + 1)].iter().map(|&c| (c, start.clone())).collect();
     let mut found = Vec::new();
     if todo.is_empty() {
         found.push(start);
@@ -319,10 +315,9 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
                 ));
             }
         };
-        let routes = match spiking {
-            Some(r) => paths(&layers, &consumers, Some(r), [out_channels, fh, fw])?,
-            None => vec![Path { to: None, pool: [1, 1], avg_area: 1, shape: [out_channels, fh, fw], names: Vec::new() }],
-        };
+        // From the ReLU, or from the weights of the output layer, which nothing reads: one path,
+        // to the output.
+        let routes = paths(&layers, &consumers, Some(spiking.unwrap_or(wi)), [out_channels, fh, fw])?;
         // The layer pools by the finest of its paths' poolings; a coarser one pools further on
         // the way to its destination (the chip's per-destination pooling).
         let pool = routes.iter().fold(routes[0].pool, |m, p| [m[0].min(p.pool[0]), m[1].min(p.pool[1])]);

@@ -152,7 +152,7 @@ fn merge((a, sa): Value, (b, sb): Value) -> std::result::Result<Value, String> {
 }
 
 /// `x` of shape `from` (C, H, W) with zeros appended up to shape `to`.
-fn pad_to(x: &[f32], from: [usize; 3], to: [usize; 3]) -> Vec<f32> {
+pub(crate) fn pad_to(x: &[f32], from: [usize; 3], to: [usize; 3]) -> Vec<f32> {
     let [c, h, w] = from;
     let mut out = vec![0f32; to.iter().product()];
     for ch in 0..c {

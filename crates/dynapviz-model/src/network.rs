@@ -128,10 +128,15 @@ impl ChipLayer {
         self.in_shape[0]
     }
 
+    /// The pooling on the way to destination `i` (of `destinations`).
+    pub fn pool_to(&self, i: usize) -> [usize; 2] {
+        self.destination_pools.get(i).copied().unwrap_or(self.pool)
+    }
+
     /// What reaches destination `i` (of `destinations`), (C, H, W): the conv output pooled by
     /// its pooling.
     pub fn shape_to(&self, i: usize) -> [usize; 3] {
-        let [py, px] = self.destination_pools.get(i).copied().unwrap_or(self.pool);
+        let [py, px] = self.pool_to(i);
         [self.out_channels, self.conv_out[0] / py.max(1), self.conv_out[1] / px.max(1)]
     }
 }

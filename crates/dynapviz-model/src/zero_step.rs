@@ -6,7 +6,7 @@
 //! simulation starts from them: on a biased network the first bins differ without them. This is
 //! that step, on the float network.
 
-use crate::forward::Conv;
+use crate::forward::{Conv, pad_to};
 use crate::network::{ChipLayer, Network, Reset};
 
 /// Per layer, the float potentials `[c][y][x]` (over the conv output) after one time step of
@@ -19,21 +19,18 @@ pub fn potentials(net: &Network) -> Vec<Option<Vec<f32>>> {
     for (i, layer) in net.layers.iter().enumerate() {
         let v = step(layer, input[i].take());
         for (k, &d) in layer.destinations.iter().enumerate() {
-            let [c, h, w] = layer.shape_to(k);
-            let pool = layer.destination_pools.get(k).copied().unwrap_or(layer.pool);
-            let Some(spikes) = v.as_ref().and_then(|(_, spikes)| pooled(layer, spikes, pool)) else { continue };
+            let Some(spikes) = v.as_ref().and_then(|(_, spikes)| pooled(layer, spikes, layer.pool_to(k))) else { continue };
             // Destinations are later layers, 1-based; a bad one was refused when converting.
             let Some(to) = d.checked_sub(1).filter(|_| d > layer.index).and_then(|d| net.layers.get(d)) else { continue };
-            let [tc, th, tw] = to.in_shape;
-            if c > tc || h > th || w > tw {
+            let from = layer.shape_to(k);
+            if (0..3).any(|i| from[i] > to.in_shape[i]) {
                 continue;
             }
             // A merge of different shapes pads the smaller at the end of each dimension.
-            let sum = input[d - 1].get_or_insert_with(|| vec![0.0; tc * th * tw]);
-            for (row, values) in spikes.chunks(w.max(1)).enumerate() {
-                let (ch, y) = (row / h.max(1), row % h.max(1));
-                let at = (ch * th + y) * tw;
-                sum[at..at + w].iter_mut().zip(values).for_each(|(s, &x)| *s += x);
+            let spikes = pad_to(&spikes, from, to.in_shape);
+            match &mut input[d - 1] {
+                Some(sum) => sum.iter_mut().zip(&spikes).for_each(|(s, &x)| *s += x),
+                none => *none = Some(spikes),
             }
         }
         out.push(v.map(|(v, _)| v).filter(|v| v.iter().any(|&x| x != 0.0)));
