@@ -212,6 +212,23 @@ class PoolPerDestination(nn.Module):
         return self.relu4(self.fc(self.flat(c)))
 
 
+class InputBranches(nn.Module):
+    """The input sent to two layers (a 3x3 and a 1x1 conv), whose spikes merge into a third: the
+    DVS layer has two destinations."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1a, self.relu1a = nn.Conv2d(2, 8, 3, padding=1, bias=False), nn.ReLU()
+        self.conv1b, self.relu1b = nn.Conv2d(2, 8, 1, bias=False), nn.ReLU()
+        self.merge = sl.Merge()
+        self.conv2, self.relu2, self.pool2 = nn.Conv2d(8, 16, 3, padding=1, bias=False), nn.ReLU(), nn.AvgPool2d(2)
+        self.flat, self.fc, self.relu3 = nn.Flatten(), nn.Linear(16 * 16 * 16, 8, bias=False), nn.ReLU()
+
+    def forward(self, x):
+        b = self.merge(self.relu1a(self.conv1a(x)), self.relu1b(self.conv1b(x)))
+        return self.relu3(self.fc(self.flat(self.pool2(self.relu2(self.conv2(b))))))
+
+
 def graph_cases():
     """Networks with branches, as `cases()` (graphs end in ReLU: sinabs' graph API appends no
     spiking output to a module that is not a Sequential)."""
@@ -219,6 +236,7 @@ def graph_cases():
         "residual": ((2, 32, 32), "speck2edevkit", Residual, [1.0, 1.0, 1.5, 2.0], 19),
         "branches": ((2, 32, 32), "speck2edevkit", Branches, [0.6, 0.8, 1.0, 1.0, 1.5], 20),
         "pool_per_destination": ((2, 32, 32), "speck2edevkit", PoolPerDestination, [0.6, 1.0, 0.5, 1.5], 21),
+        "input_branches": ((2, 32, 32), "speck2edevkit", InputBranches, [1.0, 1.0, 1.0, 1.5], 22),
     }
 
 

@@ -139,12 +139,13 @@ pub fn run(args: Args) -> Result<()> {
     }
     let d = &net.dvs;
     println!(
-        "{}: input {:?}, DVS layer: {} polarities, pool {:?}, output {:?}",
+        "{}: input {:?}, DVS layer: {} polarities, pool {:?}, output {:?}, to {}",
         profile.name,
         d.input_shape,
         if d.merge_polarities { "merged" } else { "2" },
         d.pool,
-        d.output_shape
+        d.output_shape,
+        d.destinations.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",")
     );
     println!(
         "{:>3} {:>4} {:>9} {:>6} {:>6} {:>5} {:>6} {:>12} {:>5} {:>6} {:>8} {:>10} {:>16} {:>16}",

@@ -336,7 +336,8 @@ impl Repool {
 /// What every run of layers shares, fixed when the simulator is made.
 #[derive(Clone, Debug)]
 pub(crate) struct Wiring {
-    /// Destinations of every layer of the network (0-based).
+    /// Destinations of every layer of the network (0-based), then (at the index one past the
+    /// last layer) the DVS layer's besides the first layer, which the admission feeds.
     pub destinations: Vec<Vec<usize>>,
     /// For each destination (as `destinations`), how its spikes are pooled further, if they are.
     pub repools: Vec<Vec<Option<Repool>>>,
@@ -349,6 +350,30 @@ pub(crate) struct Wiring {
     pub busy: Option<BusyModel>,
     /// The kernel that runs: one the CPU has.
     pub kernel: Kernel,
+}
+
+impl Wiring {
+    /// Queues the sensor events waiting for the first layer (`queues[0]`, of layers
+    /// `0..queues.len()`) for the DVS layer's other destination too: in its queue, or in
+    /// `flight` when it lies beyond these layers. Called before any layer runs, so that within
+    /// a sensor event the DVS layer's events reach a layer before other layers' spikes, as on
+    /// the chip, where they come first.
+    pub fn send_dvs_on(&self, queues: &mut [Queue], mut flight: Option<&mut Flight>) {
+        let dvs = self.destinations.len() - 1;
+        let dests = &self.destinations[dvs];
+        let Some((first, rest)) = queues.split_first_mut().filter(|_| !dests.is_empty()) else { return };
+        for (run, sites) in first.iter() {
+            let mut passed_on = false;
+            for &d in dests {
+                if let Some(queue) = rest.get_mut(d - 1) {
+                    queue.push(run.index, run.t_ns, sites);
+                } else if !passed_on && let Some(flight) = flight.as_deref_mut() {
+                    flight.push(dvs, run.index, run.t_ns, sites);
+                    passed_on = true;
+                }
+            }
+        }
+    }
 }
 
 impl Cascade<'_> {

@@ -261,6 +261,7 @@ mod tests {
                         flip_y: bits & 4 != 0,
                         swap_xy: bits & 8 != 0,
                         output_shape: [2, h / pool[0], w / pool[1]],
+                        destinations: vec![1],
                     };
                     let mut front = Front::new(&dvs);
                     let mut counters = LayerCounters::default();

@@ -246,6 +246,21 @@ fn check_connections(network: &Network) -> Result<(), SimError> {
             first.in_shape[0]
         )));
     }
+    for &d in &network.dvs.destinations {
+        let sent = network.dvs.output_shape;
+        match network.layers.get(d.wrapping_sub(1)) {
+            None => {
+                return Err(SimError::Config(format!("the DVS layer sends to layer {d}: the network has layers 1 to {n}")));
+            }
+            Some(to) if d > 1 && (0..3).any(|i| sent[i] > to.in_shape[i]) => {
+                return Err(SimError::Config(format!(
+                    "the DVS layer sends {sent:?} (C, H, W) to layer {d}, which takes {:?}",
+                    to.in_shape
+                )));
+            }
+            Some(_) => {}
+        }
+    }
     for l in &network.layers {
         for (k, &d) in l.destinations.iter().enumerate() {
             if d <= l.index || d > n {
@@ -323,8 +338,12 @@ impl Simulator {
         let arithmetic = if matches!(config.mode, Mode::Binned { .. }) { Arithmetic::Exact } else { Arithmetic::Chip };
         let layers = network.layers.iter().map(|l| LayerRt::new(l, arithmetic)).collect::<Result<Vec<_>, _>>()?;
         check_connections(network)?;
-        let destinations: Vec<Vec<usize>> = network.layers.iter().map(|l| l.destinations.iter().map(|&d| d - 1).collect()).collect();
         let n = layers.len();
+        let mut destinations: Vec<Vec<usize>> = network.layers.iter().map(|l| l.destinations.iter().map(|&d| d - 1).collect()).collect();
+        // Then the DVS layer's besides the first layer, which the admission feeds: spikes in
+        // flight from the DVS layer name source `n`.
+        destinations.push(network.dvs.destinations.iter().filter(|&&d| d != 1).map(|&d| d - 1).collect());
+        let dvs_destinations = destinations[n].len();
         Ok(Self {
             front: Front::new(&network.dvs),
             wiring: Wiring {
@@ -341,6 +360,7 @@ impl Simulator {
                             })
                             .collect()
                     })
+                    .chain([vec![None; dvs_destinations]])
                     .collect(),
                 monitored: (0..=n).map(|i| config.monitors.contains(i)).collect(),
                 latency_ns: config.layer_latency_ns,
@@ -538,6 +558,7 @@ impl Simulator {
             }
             self.queues[0] = event;
         }
+        self.wiring.send_dvs_on(&mut self.queues, None);
         self.cascade(&mut batch);
         let (power, samples) = (&mut self.power, &mut self.power_samples);
         batch.hand_out(out, power, samples);
@@ -658,6 +679,10 @@ impl Simulator {
             self.bin = Some(b);
         }
         self.bin_input[0].push((site, 1));
+        let n = self.layers.len();
+        for &d in &self.wiring.destinations[n] {
+            self.bin_input[d].push((site, 1));
+        }
     }
 
     /// Ends a bin: sums its input into every layer and fires, layer by layer. Returns whether

@@ -644,14 +644,15 @@ impl Stage<'_, '_> {
     fn run(&mut self, piece: &mut Piece) {
         let end = self.first + self.layers.len();
         let Piece { batch, admitted, flight, arrived, spent_ns } = piece;
+        std::mem::swap(flight, arrived);
+        flight.clear();
         if self.first == 0
             && let Some(queue) = self.queues.first_mut()
         {
             // Empty since the last piece: it ran through.
             std::mem::swap(queue, admitted);
+            self.wiring.send_dvs_on(self.queues, Some(flight));
         }
-        std::mem::swap(flight, arrived);
-        flight.clear();
         if let Some(queue) = self.sole_destination(arrived) {
             // The whole flight is one layer's input: it becomes the queue, with no copy.
             std::mem::swap(queue, &mut arrived.spikes);

@@ -80,7 +80,9 @@ impl Reference {
             let (c, y, x) = dvs::map(&self.dvs, e).expect("in range");
             out.push(Spike { t: e.t, layer: 0, c: c as u16, y: y as u16, x: x as u16 });
             let mut queues: Vec<Vec<(i64, usize, usize, usize)>> = vec![Vec::new(); self.layers.len()];
-            queues[0].push((e.t * 1000, c, y, x));
+            for &d in &self.dvs.destinations {
+                queues[d - 1].push((e.t * 1000, c, y, x));
+            }
             for li in 0..self.layers.len() {
                 for (t_ns, c, y, x) in std::mem::take(&mut queues[li]) {
                     let t = t_ns + LATENCY_NS;
@@ -393,6 +395,30 @@ fn a_layer_with_two_destinations_equals_the_reference() {
     let reference = Reference::new(&n);
     assert_eq!(reference.destinations[0], vec![1, 2]);
     assert!(spikes > 2 * events.len(), "the layers are active ({spikes} spikes)");
+}
+
+#[test]
+fn an_input_sent_to_two_layers_equals_the_reference() {
+    // The DVS layer feeds layer 1 and also layer 2 or 3, whose queue takes its events and a
+    // layer's spikes: on three threads, across stages too.
+    let same = Geometry { out: 8, kernel: 3, stride: 1, padding: 1, pool: 1 };
+    for also in [2, 3] {
+        let mut n = network(&[same.clone(), same.clone(), Geometry { out: 4, ..same.clone() }], 24, 8).expect("network");
+        n.dvs.destinations = vec![1, also];
+        let mut uniform = dynapviz_testkit::uniform(12);
+        let events: Vec<Event> = (0..3000i64)
+            .map(|i| Event::new(i / 3, (uniform() * 24.0) as u16 % 24, (uniform() * 24.0) as u16 % 24, uniform() > 0.5))
+            .collect();
+        let spikes = assert_same(&n, &events).unwrap_or_else(|e| panic!("DVS to 1 and {also}: {e}"));
+        assert!(spikes > 2 * events.len(), "DVS to 1 and {also}: the layers are active ({spikes} spikes)");
+        // Layer `also` takes the sensor events besides its source layer's spikes.
+        let synops = |dvs: Vec<usize>| {
+            let mut r = Reference::new(&Network { dvs: DvsLayer { destinations: dvs, ..n.dvs.clone() }, ..n.clone() });
+            r.run(&events);
+            r.layers[also - 1].synops
+        };
+        assert!(synops(vec![1, also]) > synops(vec![1]), "DVS to 1 and {also}: layer {also} gets its events");
+    }
 }
 
 /// The sinabs gesture network and its golden input (`None`, printed, without the fixtures).

@@ -142,6 +142,9 @@ pub fn validate(network: &Network, profile: &ChipProfile) -> Result<()> {
     if dvs.input_shape[1] > MAX_INPUT || dvs.input_shape[2] > MAX_INPUT {
         v.push(format!("layer 0 (DVS): input {}x{}: at most {MAX_INPUT}x{MAX_INPUT}", dvs.input_shape[1], dvs.input_shape[2]));
     }
+    if dvs.destinations.len() > MAX_DESTINATIONS {
+        v.push(format!("layer 0 (DVS): {} destinations: at most {MAX_DESTINATIONS}", dvs.destinations.len()));
+    }
     for l in &network.layers {
         let name = format!("layer {} ({})", l.index, l.source.join(", "));
         let [kh, kw] = l.kernel;

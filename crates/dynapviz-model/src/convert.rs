@@ -6,7 +6,7 @@
 //! is absorbed into the DVS layer.
 //!
 //! A graph converts as sinabs' graph API does: a layer whose spikes reach two layers has two
-//! destinations, and a `Merge` disappears: both its inputs send to the layer after it, which
+//! destinations (and so has the DVS layer, for an input that reaches two), and a `Merge` disappears: both its inputs send to the layer after it, which
 //! takes the larger of their shapes. A layer fed through average poolings of different sizes
 //! scales its weights by sinabs' default `rescale_method_1`.
 
@@ -213,16 +213,25 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
         return Err(ModelError::Invalid("the network has no Conv2d or Linear layer".into()));
     };
     let number = |i: usize| weighted.iter().position(|&w| w == i).map(|p| p + 1);
-    let dvs_path = match &dvs_paths[..] {
-        [p] if p.to == Some(entry) => p,
-        _ => {
-            return Err(ModelError::Invalid(format!(
-                "the input must reach exactly one layer, the first Conv2d/Linear ({}): it reaches {}",
-                layers[entry].name,
-                dvs_paths.iter().map(|p| p.to.map_or("the output".to_string(), |t| layers[t].name.clone())).collect::<Vec<_>>().join(", ")
-            )));
-        }
-    };
+    let reached = || dvs_paths.iter().map(|p| p.to.map_or("the output".to_string(), |t| layers[t].name.clone())).collect::<Vec<_>>();
+    // The DVS layer sends to the first layer, and maybe to one more, each once, pooled once.
+    let mut entries: Vec<usize> = dvs_paths.iter().filter_map(|p| p.to).collect();
+    entries.sort_unstable();
+    entries.dedup();
+    if entries.len() != dvs_paths.len() || !entries.contains(&entry) {
+        return Err(ModelError::Invalid(format!(
+            "the input must reach the first Conv2d/Linear ({}), and each layer it reaches once, never the output: it reaches {}",
+            layers[entry].name,
+            reached().join(", ")
+        )));
+    }
+    let dvs_path = &dvs_paths[0];
+    if let Some(other) = dvs_paths.iter().find(|p| p.pool != dvs_path.pool) {
+        return Err(ModelError::Invalid(format!(
+            "the input is pooled {:?} on the way to one layer and {:?} on the way to another: the DVS layer pools once, for all its destinations",
+            dvs_path.pool, other.pool
+        )));
+    }
     let dvs_pool = dvs_path.pool;
     let pooled = [h / dvs_pool[0], w / dvs_pool[1]];
     if pooled[0] == 0 || pooled[1] == 0 {
@@ -250,10 +259,15 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
         flip_y: dvs_options.flip_y,
         swap_xy: dvs_options.swap_xy,
         output_shape: [c, spatial[0], spatial[1]],
+        destinations: entries.iter().filter_map(|&e| number(e)).collect(),
     };
     // What reaches each weight layer, filled in as the layers before it are converted.
     let mut arrivals: Vec<Vec<Arrival>> = (0..layers.len()).map(|_| Vec::new()).collect();
-    arrivals[entry].push(Arrival { shape: dvs.output_shape, avg_area: dvs_path.avg_area });
+    for p in &dvs_paths {
+        if let Some(t) = p.to {
+            arrivals[t].push(Arrival { shape: dvs.output_shape, avg_area: p.avg_area });
+        }
+    }
     let mut chip: Vec<ChipLayer> = Vec::new();
     let mut output: Option<usize> = None;
     for &wi in &weighted {

@@ -43,8 +43,11 @@ pub struct DvsLayer {
     pub flip_y: bool,
     /// Swap x and y (mirror at the diagonal).
     pub swap_xy: bool,
-    /// What the first chip layer receives (C, H, W).
+    /// What the chip layers it sends to receive (C, H, W).
     pub output_shape: [usize; 3],
+    /// Layers receiving the sensor events (1-based): layer 1, and one more where the network
+    /// sends its input to two layers (the chip's DVS layer has two destinations, as a core).
+    pub destinations: Vec<usize>,
 }
 
 /// Float parameters of one layer, after pooling rescale (what sinabs holds before discretizing).

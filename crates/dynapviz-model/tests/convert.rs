@@ -281,10 +281,17 @@ fn graphs_the_chip_cannot_take_are_refused_with_the_reason() {
     // Layer 1's spikes pooled 3x3 on the way to layer 2, 2x2 on the way to the merge into 3.
     let a = two_poolings(3, 2);
     assert!(e(&a).contains("must be a multiple of the finer"), "{}", e(&a));
-    // The input sent to two layers.
+    // The input pooled on the way to one layer and not to the other: the DVS layer pools once.
+    let a = input_to_two(Some(2));
+    assert!(e(&a).contains("the DVS layer pools once"), "{}", e(&a));
+    // The input reaching one layer by two ways.
+    let mut a = input_to_two(None);
+    a.layers.iter_mut().find(|l| l.name == "m").expect("merge").inputs[1] = Source::Input;
+    assert!(e(&a).contains("each layer it reaches once"), "{}", e(&a));
+    // The input reaching the output.
     let mut a = residual(false);
-    a.layers.iter_mut().find(|l| l.name == "m").expect("merge").inputs[0] = Source::Input;
-    assert!(e(&a).contains("the input must reach exactly one layer"), "{}", e(&a));
+    a.push_from("out2", AnnLayer::Flatten, vec![Source::Input]);
+    assert!(e(&a).contains("never the output"), "{}", e(&a));
     // Two outputs: layer 2's spikes leave the network too.
     let mut a = residual(false);
     a.push_from("out2", AnnLayer::Flatten, vec![Source::Layer(3)]);
@@ -293,6 +300,37 @@ fn graphs_the_chip_cannot_take_are_refused_with_the_reason() {
     let mut a = residual(false);
     a.layers[2].inputs[0] = Source::Layer(5);
     assert!(e(&a).contains("does not come before it"), "{}", e(&a));
+}
+
+/// The input sent to a conv (layer 1, whose spikes go to a second conv, layer 2) and, sum-pooled
+/// `skip_pool` when given, merged with layer 2's spikes into a third (layer 3).
+fn input_to_two(skip_pool: Option<usize>) -> Ann {
+    let mut a = Ann::default();
+    a.push("c1", conv(4, 2, 3, 1, 1, 0.1));
+    a.push("r1", AnnLayer::Relu);
+    a.push("c2", conv(4, 4, 3, 1, 1, 0.1));
+    a.push("r2", AnnLayer::Relu);
+    let skip = match skip_pool {
+        Some(k) => {
+            a.push_from("p", AnnLayer::SumPool { kernel: [k; 2], stride: [k; 2] }, vec![Source::Input]);
+            Source::Layer(4)
+        }
+        None => Source::Input,
+    };
+    a.push_from("m", AnnLayer::Merge, vec![skip, Source::Layer(3)]);
+    a.push("c3", conv(3, 4, 1, 1, 0, 1.0));
+    a
+}
+
+#[test]
+fn an_input_sent_to_two_layers_gives_the_dvs_layer_two_destinations() {
+    let net = convert(&input_to_two(None), [2, 8, 8], &DvsOptions::default()).expect("convert");
+    assert_eq!(net.dvs.destinations, [1, 3]);
+    let dests: Vec<_> = net.layers.iter().map(|l| l.destinations.clone()).collect();
+    assert_eq!(dests, [vec![2], vec![3], vec![]]);
+    // The merge pads the input's 2 channels to layer 2's 4.
+    assert_eq!(net.layers[2].in_shape, [4, 8, 8]);
+    chip::validate(&net, &ChipProfile::by_name("speck2e").expect("profile")).expect("the chip takes it");
 }
 
 /// Layer 1's spikes sum-pooled `to_2` to layer 2 and `to_3` to the merge of them with layer
