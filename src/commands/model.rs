@@ -167,11 +167,7 @@ pub fn run(args: Args) -> Result<()> {
                 l.destination_pools.iter().map(|p| format!("{}x{}", p[0], p[1])).collect::<Vec<_>>().join(",")
             },
             format!("{}x{}x{}", l.output_shape[0], l.output_shape[1], l.output_shape[2]),
-            if l.destinations.is_empty() {
-                "out".to_string()
-            } else {
-                l.destinations.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",")
-            },
+            l.destinations.iter().map(|d| d.to_string()).chain(l.output.then(|| "out".to_string())).collect::<Vec<_>>().join(","),
             l.threshold,
             l.min_v_mem,
             format!("{}..{}", l.weight_min, l.weight_max),

@@ -6,8 +6,10 @@
 //! is absorbed into the DVS layer.
 //!
 //! A graph converts as sinabs' graph API does: a layer whose spikes reach two layers has two
-//! destinations (and so has the DVS layer, for an input that reaches two), and a `Merge` disappears: both its inputs send to the layer after it, which
-//! takes the larger of their shapes. A layer fed through average poolings of different sizes
+//! destinations (and so has the DVS layer, for an input that reaches two), a layer whose spikes
+//! leave the network is one of its outputs (the last layer always is: the classes are its), and
+//! a `Merge` disappears: both its inputs send to the layer after it, which takes the larger of
+//! their shapes. A layer fed through average poolings of different sizes
 //! scales its weights by sinabs' default `rescale_method_1`.
 
 use crate::ann::{Ann, AnnLayer, NamedLayer, Source};
@@ -269,7 +271,7 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
         }
     }
     let mut chip: Vec<ChipLayer> = Vec::new();
-    let mut output: Option<usize> = None;
+    let mut outputs: Vec<usize> = Vec::new();
     for &wi in &weighted {
         let l = &layers[wi];
         let index = chip.len() + 1;
@@ -360,21 +362,24 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
                     destinations.push((d, p.pool));
                     arrivals[t].push(Arrival { shape: p.shape, avg_area: p.avg_area });
                 }
-                None => {
-                    if let Some(first) = output.replace(index) {
-                        return Err(unsupported(
-                            l,
-                            format!("is an output of the network, and so is layer {first}: dynapviz takes one output layer"),
-                        ));
-                    }
+                // An output of the network: its spikes leave the chip as the layer pools them.
+                None if outputs.last() == Some(&index) => {
+                    return Err(unsupported(l, "reaches the network's output by two ways"));
                 }
+                None if p.pool != pool => {
+                    return Err(unsupported(
+                        l,
+                        format!(
+                            "its spikes leave the network pooled {:?} but go to another layer pooled {pool:?}: an output is read at the layer's finest pooling",
+                            p.pool
+                        ),
+                    ));
+                }
+                None => outputs.push(index),
             }
         }
         destinations.sort_unstable();
         let (destinations, destination_pools): (Vec<usize>, Vec<[usize; 2]>) = destinations.into_iter().unzip();
-        if output == Some(index) && !destinations.is_empty() {
-            return Err(unsupported(l, "sends its spikes both to other layers and to the network's output"));
-        }
         let mut weights = weights;
         let mut factors: Vec<usize> = arrived.iter().map(|a| a.avg_area).collect();
         factors.sort_unstable();
@@ -408,13 +413,14 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
             source,
         });
     }
-    if output != Some(chip.len()) {
-        return Err(ModelError::Invalid(match output {
+    // The last layer runs last, so nothing reads it but the output: the classes are its.
+    if outputs.last() != Some(&chip.len()) {
+        return Err(ModelError::Invalid(match outputs.last() {
             Some(o) => {
-                format!("layer {o} is the network's output but layer {} comes after it: the output layer must be the last", chip.len())
+                format!("layer {o} is the network's last output but layer {} comes after it: the last layer must be an output", chip.len())
             }
             None => "the network has no output layer".into(),
         }));
     }
-    Ok(Network { dvs, layers: chip, device: None })
+    Ok(Network { dvs, layers: chip, outputs, device: None })
 }

@@ -151,6 +151,10 @@ pub struct Network {
     pub dvs: DvsLayer,
     /// Chip layers in order, `layers[i].index == i + 1`.
     pub layers: Vec<ChipLayer>,
+    /// The layers whose spikes leave the network (1-based, ascending): the last layer, whose
+    /// channels are the classes, and any other the ANN's graph reads an output from (such a
+    /// layer may send to layers too).
+    pub outputs: Vec<usize>,
     /// The chip profile it was mapped to, if any.
     pub device: Option<String>,
 }

@@ -32,6 +32,8 @@ pub struct LayerReport {
     pub destinations: Vec<usize>,
     /// The pooling on the way to each of them.
     pub destination_pools: Vec<[usize; 2]>,
+    /// Its spikes leave the network (see [`Network::outputs`]).
+    pub output: bool,
     /// Integer threshold (float when not discretized).
     pub threshold: f64,
     /// Integer min_v_mem.
@@ -57,8 +59,8 @@ pub struct LayerReport {
 }
 
 impl LayerReport {
-    /// The figures of `layer`; `profile` gives the core capacities when mapped.
-    pub fn of(layer: &ChipLayer, profile: Option<&ChipProfile>) -> Self {
+    /// The figures of `layer` of `network`; `profile` gives the core capacities when mapped.
+    pub fn of(network: &Network, layer: &ChipLayer, profile: Option<&ChipProfile>) -> Self {
         let (threshold, min_v_mem, wmin, wmax, wsum, sha) = match &layer.quant {
             Some(q) => {
                 let bytes: Vec<u8> = q.weights.iter().map(|&w| w as u8).collect();
@@ -97,6 +99,7 @@ impl LayerReport {
             output_shape: layer.out_shape,
             destinations: layer.destinations.clone(),
             destination_pools: layer.destination_pools.clone(),
+            output: network.outputs.contains(&layer.index),
             threshold,
             min_v_mem,
             weight_min: wmin,
@@ -117,5 +120,5 @@ impl LayerReport {
 /// Every layer's figures.
 pub fn layers(network: &Network) -> Vec<LayerReport> {
     let profile = network.device.as_deref().and_then(|d| ChipProfile::by_name(d).ok());
-    network.layers.iter().map(|l| LayerReport::of(l, profile.as_ref())).collect()
+    network.layers.iter().map(|l| LayerReport::of(network, l, profile.as_ref())).collect()
 }

@@ -292,10 +292,15 @@ fn graphs_the_chip_cannot_take_are_refused_with_the_reason() {
     let mut a = residual(false);
     a.push_from("out2", AnnLayer::Flatten, vec![Source::Input]);
     assert!(e(&a).contains("never the output"), "{}", e(&a));
-    // Two outputs: layer 2's spikes leave the network too.
+    // Layer 2's spikes leave the network pooled, and go to layer 3 unpooled.
+    let mut a = residual(false);
+    a.push_from("pout", AnnLayer::SumPool { kernel: [2, 2], stride: [2, 2] }, vec![Source::Layer(3)]);
+    assert!(e(&a).contains("leave the network pooled [2, 2]"), "{}", e(&a));
+    // Layer 2's spikes leave the network by two ways.
     let mut a = residual(false);
     a.push_from("out2", AnnLayer::Flatten, vec![Source::Layer(3)]);
-    assert!(e(&a).contains("output"), "{}", e(&a));
+    a.push_from("out3", AnnLayer::Flatten, vec![Source::Layer(3)]);
+    assert!(e(&a).contains("output by two ways"), "{}", e(&a));
     // A layer that takes a later layer's output.
     let mut a = residual(false);
     a.layers[2].inputs[0] = Source::Layer(5);
@@ -331,6 +336,28 @@ fn an_input_sent_to_two_layers_gives_the_dvs_layer_two_destinations() {
     // The merge pads the input's 2 channels to layer 2's 4.
     assert_eq!(net.layers[2].in_shape, [4, 8, 8]);
     chip::validate(&net, &ChipProfile::by_name("speck2e").expect("profile")).expect("the chip takes it");
+}
+
+#[test]
+fn a_layer_whose_spikes_leave_the_network_is_an_output_too() {
+    // Layer 2's spikes go to layer 3 and leave the network.
+    let mut a = residual(false);
+    a.push_from("out2", AnnLayer::Flatten, vec![Source::Layer(3)]);
+    let net = convert(&a, [2, 8, 8], &DvsOptions::default()).expect("convert");
+    assert_eq!(net.outputs, [2, 3]);
+    assert_eq!(net.layers[1].destinations, [3]);
+    // A branch that ends in its own ReLU (layer 2) beside the way to the last layer (3).
+    let mut a = Ann::default();
+    a.push("c1", conv(4, 2, 3, 1, 1, 0.1));
+    a.push("r1", AnnLayer::Relu);
+    a.push("c2", conv(4, 4, 1, 1, 0, 0.1));
+    a.push("r2", AnnLayer::Relu);
+    a.push_from("c3", conv(3, 4, 3, 1, 1, 1.0), vec![Source::Layer(1)]);
+    let net = convert(&a, [2, 8, 8], &DvsOptions::default()).expect("convert");
+    assert_eq!((net.outputs.as_slice(), net.layers[0].destinations.as_slice()), (&[2, 3][..], &[2, 3][..]));
+    assert!(net.layers[1].destinations.is_empty());
+    let report = dynapviz_model::report::layers(&net);
+    assert_eq!(report.iter().map(|l| l.output).collect::<Vec<_>>(), [false, true, true]);
 }
 
 /// Layer 1's spikes sum-pooled `to_2` to layer 2 and `to_3` to the merge of them with layer
