@@ -42,6 +42,24 @@ fn tensor(name: &str, dims: &[u64], values: &[f32]) -> Vec<u8> {
     t
 }
 
+/// `tensor` in half precision: float16 (ONNX data type 10) or bfloat16 (16), as raw bytes or
+/// one value per `int32_data` entry.
+fn half_tensor(name: &str, dims: &[u64], bits: &[u16], data_type: u64, raw: bool) -> Vec<u8> {
+    let mut t = Vec::new();
+    for &d in dims {
+        int_field(1, d, &mut t);
+    }
+    int_field(2, data_type, &mut t);
+    if !raw {
+        bits.iter().for_each(|&b| int_field(5, u64::from(b), &mut t));
+    }
+    bytes_field(8, name.as_bytes(), &mut t);
+    if raw {
+        bytes_field(9, &bits.iter().flat_map(|b| b.to_le_bytes()).collect::<Vec<u8>>(), &mut t);
+    }
+    t
+}
+
 fn node(op: &str, inputs: &[&str], output: &str, ints: &[(&str, &[u64])]) -> Vec<u8> {
     let mut n = Vec::new();
     for i in inputs {
@@ -183,6 +201,40 @@ fn hand_encoded_onnx_imports() {
     let net = Pipeline::new(&p).input_shape([2, 16, 16]).device("speck2e").build().expect("build");
     assert_eq!(net.layers.len(), 1);
     assert_eq!(net.layers[0].padding, [1, 1]);
+}
+
+/// A network exported in half precision imports as the same network in single precision: its
+/// weights widened exactly, whichever way the file stores them.
+#[test]
+fn half_precision_weights_import_as_their_exact_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Multiples of 1/64 below 1: exact in float16 and bfloat16.
+    let values: Vec<f32> = (0..72).map(|i| (i as f32 - 30.0) / 64.0).collect();
+    let conv = || node("Conv", &["x", "w"], "c", &[("kernel_shape", &[3, 3]), ("strides", &[1, 1]), ("pads", &[1, 1, 1, 1])]);
+    let build = |name: &str, w: Vec<u8>| {
+        let p = write(dir.path(), name, &model(&[conv(), node("Relu", &["c"], "r", &[])], &[w]));
+        Pipeline::new(&p).input_shape([2, 16, 16]).device("speck2e").build().expect(name)
+    };
+    let single = build("f32.onnx", tensor("w", &[4, 2, 3, 3], &values));
+    // float16: sign, exponent biased by 15, 10 bits of mantissa; bfloat16: a float's top half.
+    let f16 = |v: f32| {
+        let (sign, a) = (u16::from(v < 0.0) << 15, v.abs());
+        if a == 0.0 {
+            sign
+        } else {
+            sign | (((a.log2().floor() as i32 + 15) as u16) << 10) | ((a / 2f32.powf(a.log2().floor()) - 1.0) * 1024.0) as u16
+        }
+    };
+    let bf16 = |v: f32| (v.to_bits() >> 16) as u16;
+    for (name, bits, data_type) in
+        [("f16", values.iter().map(|&v| f16(v)).collect::<Vec<_>>(), 10), ("bf16", values.iter().map(|&v| bf16(v)).collect(), 16)]
+    {
+        for raw in [true, false] {
+            let half = build(&format!("{name}-{raw}.onnx"), half_tensor("w", &[4, 2, 3, 3], &bits, data_type, raw));
+            assert_eq!(half.layers[0].float.weights, single.layers[0].float.weights, "{name}, raw {raw}");
+            assert_eq!(half.layers[0].quant, single.layers[0].quant, "{name}, raw {raw}");
+        }
+    }
 }
 
 /// torch's exporter writes an initializer equal to another (an untrained batch norm's weight and

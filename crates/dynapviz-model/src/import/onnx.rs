@@ -77,6 +77,9 @@ struct TensorProto {
     data_type: i32,
     #[prost(float, repeated, tag = "4")]
     float_data: Vec<f32>,
+    /// Half-precision values, one per int32, when not in `raw_data`.
+    #[prost(int32, repeated, tag = "5")]
+    int32_data: Vec<i32>,
     #[prost(int64, repeated, tag = "7")]
     int64_data: Vec<i64>,
     #[prost(string, tag = "8")]
@@ -109,7 +112,27 @@ struct ValueInfoProto {
 const EXTERNAL: i32 = 1;
 const FLOAT: i32 = 1;
 const INT64: i32 = 7;
+const FLOAT16: i32 = 10;
 const DOUBLE: i32 = 11;
+const BFLOAT16: i32 = 16;
+
+/// An IEEE 754 half-precision value as the single-precision value it is (every half is one).
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = u32::from(h >> 15) << 31;
+    let (exponent, mantissa) = (u32::from((h >> 10) & 0x1f), u32::from(h & 0x3ff));
+    match exponent {
+        // Zero and the subnormals: mantissa x 2^-24, exact in f32.
+        0 => f32::from_bits(sign) + if sign == 0 { 1.0 } else { -1.0 } * mantissa as f32 * 2f32.powi(-24),
+        0x1f => f32::from_bits(sign | 0x7f80_0000 | (mantissa << 13)),
+        // Rebias the exponent from 15 to 127.
+        e => f32::from_bits(sign | ((e + 112) << 23) | (mantissa << 13)),
+    }
+}
+
+/// A bfloat16 value: the top half of a single.
+fn bf16_to_f32(b: u16) -> f32 {
+    f32::from_bits(u32::from(b) << 16)
+}
 
 /// A constant: float values (weights) or integers (shapes).
 #[derive(Clone)]
@@ -180,15 +203,27 @@ fn decode_tensor(t: &TensorProto, path: &Path, external: &mut ExternalData) -> R
     };
     let shape: Vec<usize> = t.dims.iter().map(|&d| usize::try_from(d).map_err(|_| bad("negative dimension"))).collect::<Result<_>>()?;
     let width = match t.data_type {
+        FLOAT16 | BFLOAT16 => 2,
         FLOAT => 4,
         DOUBLE | INT64 => 8,
-        other => return Err(bad(&format!("data type {other} is not supported (expected float32, float64 or int64)"))),
+        other => {
+            return Err(bad(&format!("data type {other} is not supported (expected float16, bfloat16, float32, float64 or int64)")));
+        }
     };
     if !raw.len().is_multiple_of(width) {
         return Err(bad(&format!("{} bytes of data: not a whole number of {width}-byte values", raw.len())));
     }
     let words = || raw.chunks_exact(width);
     match t.data_type {
+        FLOAT16 | BFLOAT16 => {
+            let widen = if t.data_type == FLOAT16 { f16_to_f32 } else { bf16_to_f32 };
+            let data: Vec<f32> = if raw.is_empty() {
+                t.int32_data.iter().map(|&v| widen(v as u16)).collect()
+            } else {
+                words().map(|c| widen(u16::from_le_bytes([c[0], c[1]]))).collect()
+            };
+            Tensor::new(shape, data).map(Const::Float).ok_or_else(|| bad("data length does not match its dims"))
+        }
         FLOAT | DOUBLE => {
             let data: Vec<f32> = if !raw.is_empty() {
                 if t.data_type == FLOAT {
@@ -538,4 +573,30 @@ fn read(path: &Path) -> Result<Ann> {
         return Err(file_error(path, "the graph has no layers"));
     }
     Ok(ann)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{bf16_to_f32, f16_to_f32};
+
+    #[test]
+    fn half_precision_widens_exactly() {
+        let cases: [(u16, f32); 9] = [
+            (0x0000, 0.0),
+            (0x3c00, 1.0),
+            (0xc000, -2.0),
+            (0x3555, 0.333_251_95),
+            (0x7bff, 65504.0),
+            (0x0001, 5.960_464_5e-8),
+            (0x83ff, -6.097_555e-5),
+            (0x7c00, f32::INFINITY),
+            (0xfc00, f32::NEG_INFINITY),
+        ];
+        for (bits, want) in cases {
+            assert_eq!(f16_to_f32(bits), want, "{bits:#06x}");
+        }
+        assert!(f16_to_f32(0x7e00).is_nan());
+        assert_eq!(f16_to_f32(0x8000).to_bits(), (-0.0f32).to_bits());
+        assert_eq!((bf16_to_f32(0x3f80), bf16_to_f32(0xc0a0)), (1.0, -5.0));
+    }
 }
