@@ -400,11 +400,12 @@ fn a_layer_with_two_destinations_equals_the_reference() {
 #[test]
 fn an_input_sent_to_two_layers_equals_the_reference() {
     // The DVS layer feeds layer 1 and also layer 2 or 3, whose queue takes its events and a
-    // layer's spikes: on three threads, across stages too.
+    // layer's spikes (or two layers': a merge of a merge): on three threads, across stages too.
     let same = Geometry { out: 8, kernel: 3, stride: 1, padding: 1, pool: 1 };
-    for also in [2, 3] {
+    for (also, first_to) in [(2, vec![2]), (3, vec![2]), (3, vec![2, 3])] {
         let mut n = network(&[same.clone(), same.clone(), Geometry { out: 4, ..same.clone() }], 24, 8).expect("network");
         n.dvs.destinations = vec![1, also];
+        n.layers[0].destinations = first_to;
         let mut uniform = dynapviz_testkit::uniform(12);
         let events: Vec<Event> = (0..3000i64)
             .map(|i| Event::new(i / 3, (uniform() * 24.0) as u16 % 24, (uniform() * 24.0) as u16 % 24, uniform() > 0.5))

@@ -338,6 +338,23 @@ fn an_input_sent_to_two_layers_gives_the_dvs_layer_two_destinations() {
     chip::validate(&net, &ChipProfile::by_name("speck2e").expect("profile")).expect("the chip takes it");
 }
 
+/// sinabs' `Merge` takes two inputs; a merge of a merge takes three: the input, layer 1's
+/// spikes and layer 2's all reach layer 3.
+#[test]
+fn a_merge_of_a_merge_feeds_one_layer_from_three_sources() {
+    let mut a = input_to_two(None);
+    let inner = a.layers.iter().position(|l| l.name == "m").expect("merge");
+    a.layers[inner].inputs = vec![Source::Input, Source::Layer(1)];
+    a.layers.pop();
+    a.push_from("m2", AnnLayer::Merge, vec![Source::Layer(inner), Source::Layer(3)]);
+    a.push("c3", conv(3, 4, 1, 1, 0, 1.0));
+    let net = convert(&a, [2, 8, 8], &DvsOptions::default()).expect("convert");
+    assert_eq!(net.dvs.destinations, [1, 3]);
+    let dests: Vec<_> = net.layers.iter().map(|l| l.destinations.clone()).collect();
+    assert_eq!(dests, [vec![2, 3], vec![3], vec![]]);
+    chip::validate(&net, &ChipProfile::by_name("speck2e").expect("profile")).expect("the chip takes it");
+}
+
 #[test]
 fn a_layer_whose_spikes_leave_the_network_is_an_output_too() {
     // Layer 2's spikes go to layer 3 and leave the network.
