@@ -215,7 +215,6 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
         return Err(ModelError::Invalid("the network has no Conv2d or Linear layer".into()));
     };
     let number = |i: usize| weighted.iter().position(|&w| w == i).map(|p| p + 1);
-    let reached = || dvs_paths.iter().map(|p| p.to.map_or("the output".to_string(), |t| layers[t].name.clone())).collect::<Vec<_>>();
     // The DVS layer sends to the first layer, and maybe to one more, each once, pooled once.
     let mut entries: Vec<usize> = dvs_paths.iter().filter_map(|p| p.to).collect();
     entries.sort_unstable();
@@ -224,7 +223,7 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
         return Err(ModelError::Invalid(format!(
             "the input must reach the first Conv2d/Linear ({}), and each layer it reaches once, never the output: it reaches {}",
             layers[entry].name,
-            reached().join(", ")
+            dvs_paths.iter().map(|p| p.to.map_or("the output".to_string(), |t| layers[t].name.clone())).collect::<Vec<_>>().join(", ")
         )));
     }
     let dvs_path = &dvs_paths[0];
