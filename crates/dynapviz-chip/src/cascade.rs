@@ -353,25 +353,35 @@ pub(crate) struct Wiring {
 }
 
 impl Wiring {
-    /// Queues the sensor events waiting for the first layer (`queues[0]`, of layers
-    /// `0..queues.len()`) for the DVS layer's other destination too: in its queue, or in
-    /// `flight` when it lies beyond these layers. Called before any layer runs, so that within
-    /// a sensor event the DVS layer's events reach a layer before other layers' spikes, as on
-    /// the chip, where they come first.
-    pub fn send_dvs_on(&self, queues: &mut [Queue], mut flight: Option<&mut Flight>) {
-        let dvs = self.destinations.len() - 1;
-        let dests = &self.destinations[dvs];
-        let Some((first, rest)) = queues.split_first_mut().filter(|_| !dests.is_empty()) else { return };
-        for (run, sites) in first.iter() {
-            let mut passed_on = false;
-            for &d in dests {
-                if let Some(queue) = rest.get_mut(d - 1) {
-                    queue.push(run.index, run.t_ns, sites);
-                } else if !passed_on && let Some(flight) = flight.as_deref_mut() {
-                    flight.push(dvs, run.index, run.t_ns, sites);
+    /// Queues run `run` of `source`'s spikes (`sites`) for its destinations among layers
+    /// `first..first + queues.len()` (`queues[i]` is layer `first + i`), each pooled further as
+    /// it needs, and once in `flight` for those beyond them. Destinations before `first` took
+    /// the run in an earlier stage.
+    pub fn send(&self, source: usize, run: Run, sites: &[Site], first: usize, queues: &mut [Queue], mut flight: Option<&mut Flight>) {
+        let mut passed_on = false;
+        for (&d, &repool) in self.destinations[source].iter().zip(&self.repools[source]) {
+            match d.checked_sub(first).and_then(|i| queues.get_mut(i)) {
+                Some(queue) => queue.push_to(run.index, run.t_ns, sites, repool),
+                None if d >= first && !passed_on => {
+                    if let Some(flight) = flight.as_deref_mut() {
+                        flight.push(source, run.index, run.t_ns, sites);
+                    }
                     passed_on = true;
                 }
+                None => {}
             }
+        }
+    }
+
+    /// Queues the sensor events waiting for the first layer (`queues[0]`, of layers
+    /// `0..queues.len()`) for the DVS layer's other destination too (see [`Self::send`]).
+    /// Called before any layer runs, so that within a sensor event the DVS layer's events
+    /// reach a layer before other layers' spikes, as on the chip, where they come first.
+    pub fn send_dvs_on(&self, queues: &mut [Queue], mut flight: Option<&mut Flight>) {
+        let dvs = self.destinations.len() - 1;
+        let Some((first, rest)) = queues.split_first_mut().filter(|_| !self.destinations[dvs].is_empty()) else { return };
+        for (run, sites) in first.iter() {
+            self.send(dvs, run, sites, 1, rest, flight.as_deref_mut());
         }
     }
 }

@@ -246,19 +246,22 @@ fn check_connections(network: &Network) -> Result<(), SimError> {
             first.in_shape[0]
         )));
     }
+    // A merge takes the larger of its inputs' shapes (sinabs' `Merge` pads the smaller with
+    // zeros at the end): what reaches a layer may be smaller than its input, never larger.
+    let fits = |sender: &str, sent: [usize; 3], d: usize| {
+        let to = &network.layers[d - 1];
+        if (0..3).any(|i| sent[i] > to.in_shape[i]) {
+            return Err(SimError::Config(format!("{sender} sends {sent:?} (C, H, W) to layer {d}, which takes {:?}", to.in_shape)));
+        }
+        Ok(())
+    };
     for &d in &network.dvs.destinations {
-        let sent = network.dvs.output_shape;
-        match network.layers.get(d.wrapping_sub(1)) {
-            None => {
-                return Err(SimError::Config(format!("the DVS layer sends to layer {d}: the network has layers 1 to {n}")));
-            }
-            Some(to) if d > 1 && (0..3).any(|i| sent[i] > to.in_shape[i]) => {
-                return Err(SimError::Config(format!(
-                    "the DVS layer sends {sent:?} (C, H, W) to layer {d}, which takes {:?}",
-                    to.in_shape
-                )));
-            }
-            Some(_) => {}
+        if d == 0 || d > n {
+            return Err(SimError::Config(format!("the DVS layer sends to layer {d}: the network has layers 1 to {n}")));
+        }
+        // Layer 1 has the channel check above.
+        if d > 1 {
+            fits("the DVS layer", network.dvs.output_shape, d)?;
         }
     }
     for l in &network.layers {
@@ -269,15 +272,7 @@ fn check_connections(network: &Network) -> Result<(), SimError> {
                     l.index
                 )));
             }
-            // A merge of two layers' spikes takes the larger of their shapes (sinabs' `Merge`
-            // pads the smaller with zeros at the end).
-            let (to, sent) = (&network.layers[d - 1], l.shape_to(k));
-            if (0..3).any(|i| sent[i] > to.in_shape[i]) {
-                return Err(SimError::Config(format!(
-                    "layer {} sends {sent:?} (C, H, W) to layer {d}, which takes {:?}",
-                    l.index, to.in_shape
-                )));
-            }
+            fits(&format!("layer {}", l.index), l.shape_to(k), d)?;
             if let Some(p) = l.destination_pools.get(k)
                 && (p[0] % l.pool[0].max(1) != 0 || p[1] % l.pool[1].max(1) != 0)
             {

@@ -658,15 +658,7 @@ impl Stage<'_, '_> {
             std::mem::swap(queue, &mut arrived.spikes);
         } else {
             for (&source, (run, sites)) in arrived.sources.iter().zip(arrived.spikes.iter()) {
-                let mut passed_on = false;
-                for (&d, &repool) in self.wiring.destinations[source].iter().zip(&self.wiring.repools[source]) {
-                    if d >= end && !passed_on {
-                        flight.push(source, run.index, run.t_ns, sites);
-                        passed_on = true;
-                    } else if d >= self.first && d < end {
-                        self.queues[d - self.first].push_to(run.index, run.t_ns, sites, repool);
-                    }
-                }
+                self.wiring.send(source, run, sites, self.first, self.queues, Some(flight));
             }
         }
         arrived.clear();
