@@ -24,6 +24,14 @@ fn main() {
     println!("model load + convert + map: {load_ms:.1} ms");
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
     let many = format!("event{cores}");
+    // The same network with a small bias on every layer, run with the chip's leak (a tick per
+    // millisecond adds it to every neuron): the leak acts on every neuron of every layer.
+    let mut leaky = net.clone();
+    for l in &mut leaky.layers {
+        if let Some(q) = l.quant.as_mut() {
+            q.bias = Some((0..l.out_channels).map(|c| [1, -2, 0, 3][c % 4]).collect());
+        }
+    }
     for keep_every in [1usize, 3, 8, 24] {
         // Decimate and stretch time so the rate drops while the scene stays the same; repeat
         // to get a few seconds of input.
@@ -39,15 +47,17 @@ fn main() {
             ("event", Mode::Event, 1, Kernel::Avx2),
             (many.as_str(), Mode::Event, cores, Kernel::Avx512),
             ("binned", binned, 1, Kernel::Avx512),
+            ("leak 1 ms", Mode::Event, 1, Kernel::Avx512),
         ];
         for (name, mode, threads, kernel) in runs {
+            let (net, leak_tick_us) = if name.starts_with("leak") { (&leaky, Some(1000)) } else { (&net, None) };
             if kernel != Kernel::Avx512 && kernel.on_this_cpu() == Kernel::Avx512.on_this_cpu() {
                 // This CPU has nothing faster than `kernel`: the run above was this one.
                 continue;
             }
-            let config = Config { mode, monitors: Monitors::of([net.layers.len()]), threads, kernel, ..Config::default() };
-            let mut sim = Simulator::new(&net, config).expect("sim");
-            let name = if mode == Mode::Event { format!("{name} {:?}", sim.kernel()) } else { name.to_string() };
+            let config = Config { mode, monitors: Monitors::of([net.layers.len()]), threads, kernel, leak_tick_us, ..Config::default() };
+            let mut sim = Simulator::new(net, config).expect("sim");
+            let name = if mode == Mode::Event && leak_tick_us.is_none() { format!("{name} {:?}", sim.kernel()) } else { name.to_string() };
             let mut out = Vec::new();
             let t = Instant::now();
             // One call, as `simulate` streams a recording: the pipeline of two threads runs

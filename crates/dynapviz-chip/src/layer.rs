@@ -7,7 +7,9 @@ use dynapviz_model::network::{QuantParams, Reset};
 use dynapviz_model::{ChipLayer, ModelError};
 
 use crate::aligned::Aligned;
-use crate::lanes::{Lanes, Neuron, fire_tail, update_tail};
+#[cfg(x86_kernels)]
+use crate::lanes::{Avx2, Avx512};
+use crate::lanes::{Kernel, Lanes, Neuron, Portable, fire_tail, update_tail};
 use crate::sim::LayerCounters;
 use crate::window::{AnyWindow, Pending, Windows};
 
@@ -41,6 +43,9 @@ pub struct LayerRt {
     /// The same weights as the chip stores them, for the event mode (empty for the binned mode).
     weights16: Aligned,
     bias: Option<Vec<i32>>,
+    /// The bias of the event mode, one neuron column's worth (`lanes`, the stored channels
+    /// past the layer's 0), for the leak; empty without a bias.
+    bias16: Aligned,
     /// Spike threshold.
     pub threshold: i32,
     /// Lower bound of the membrane potential.
@@ -139,6 +144,11 @@ impl LayerRt {
         let biased = windows.is_some() && biasable(q.threshold, q.min_v_mem, l.reset, largest_rise, highest_start);
         let neuron = Neuron::new(q.threshold, q.min_v_mem, l.reset, biased);
         let weights16 = if chip { weights.iter().map(|&w| w as i16).collect() } else { Aligned::default() };
+        let bias16 = match (&bias, chip) {
+            // Biases are int16 (`QuantParams::bias`).
+            (Some(b), true) => (0..lanes).map(|c| b.get(c).map_or(0, |&v| v as i16)).collect(),
+            _ => Aligned::default(),
+        };
         let mut layer = Self {
             index: l.index,
             in_shape: l.in_shape,
@@ -152,6 +162,7 @@ impl LayerRt {
             weights16,
             weights: if chip { Vec::new() } else { weights },
             bias,
+            bias16,
             threshold: q.threshold,
             min_v_mem: q.min_v_mem,
             state: if chip { Vec::new() } else { vec![0; neurons] },
@@ -293,27 +304,73 @@ impl LayerRt {
     }
 
     /// Adds the bias once to every neuron of the event mode (one slow-clock tick of the chip's
-    /// leak), saturating at int16, then applies the chip's firing rule to each. Returns the
-    /// spikes and whether any neuron's potential changed: a tick that changes none and fires
-    /// none would repeat itself until the next input.
-    pub fn leak_tick(&mut self, mut spike: impl FnMut(Option<Site>)) -> (u64, bool) {
-        let Some(bias) = &self.bias else { return (0, false) };
-        let (lanes, n, geometry) = (self.lanes, self.neuron, self.geometry());
+    /// leak), saturating at int16, then applies the chip's firing rule to each, with the
+    /// fastest of `kernel`'s instructions (one the CPU has): a tick touches every neuron of
+    /// every biased layer, and at a tick per millisecond, neuron by neuron, that cost more than
+    /// the events. Calls `spike` in neuron order; returns the spikes and whether any neuron's
+    /// potential changed: a tick that changes none and fires none would repeat itself until
+    /// the next input.
+    pub(crate) fn leak_tick(&mut self, kernel: Kernel, spike: impl FnMut(Option<Site>)) -> (u64, bool) {
+        match kernel {
+            // SAFETY: the CPU has AVX-512 (and AVX2): `kernel` is one it has.
+            #[cfg(x86_kernels)]
+            Kernel::Avx512 => unsafe { self.leak_avx512(spike) },
+            // SAFETY: the CPU has AVX2: `kernel` is one it has.
+            #[cfg(x86_kernels)]
+            Kernel::Avx2 => unsafe { self.leak_avx2(spike) },
+            // SAFETY: plain Rust.
+            _ => unsafe { self.leak_with::<Portable>(spike) },
+        }
+    }
+
+    #[cfg(x86_kernels)]
+    #[target_feature(enable = "avx2,popcnt,bmi1")]
+    fn leak_avx2(&mut self, spike: impl FnMut(Option<Site>)) -> (u64, bool) {
+        // SAFETY: this function only runs with AVX2.
+        unsafe { self.leak_with::<Avx2>(spike) }
+    }
+
+    #[cfg(x86_kernels)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,popcnt,bmi1")]
+    fn leak_avx512(&mut self, spike: impl FnMut(Option<Site>)) -> (u64, bool) {
+        // SAFETY: this function only runs with AVX-512.
+        unsafe { self.leak_with::<Avx512>(spike) }
+    }
+
+    /// [`Self::leak_tick`] with kernel `K`: the bias is one more event whose weights reach
+    /// every neuron column, added in two passes (see [`Lanes`]); the stored channels past the
+    /// layer's have a bias of 0 and stay as they are.
+    ///
+    /// # Safety
+    /// The CPU has the instructions of `K`.
+    #[inline(always)]
+    unsafe fn leak_with<K: Lanes>(&mut self, mut spike: impl FnMut(Option<Site>)) -> (u64, bool) {
+        let (bias, _) = self.bias16.as_chunks::<16>();
+        if bias.is_empty() {
+            return (0, false);
+        }
+        let (n, geometry) = (self.neuron, self.geometry());
+        let (state, _) = self.state16.as_chunks_mut::<16>();
         let (mut spikes, mut changed) = (0, false);
-        for (i, v) in self.state16.iter_mut().enumerate() {
-            // The extra lanes (past the bias's `o` channels) stay as they are.
-            let Some(&b) = bias.get(i % lanes) else { continue };
-            // Saturates as the plain potential, compared and reset as stored.
-            let sum = (i32::from(*v) - n.offset + b).clamp(i32::from(i16::MIN), i32::from(i16::MAX)) + n.offset;
-            let was = *v;
-            *v = if sum > i32::from(n.below) {
-                spikes += 1;
-                spike(geometry.site(i / lanes, i % lanes));
-                n.after_spike(sum)
-            } else {
-                sum.max(i32::from(n.min)) as i16
-            };
-            changed |= *v != was;
+        for (column, v) in state.chunks_exact_mut(bias.len()).enumerate() {
+            // SAFETY (all calls): the caller's promise.
+            let mut any = unsafe { K::none() };
+            for (v, b) in v.iter_mut().zip(bias) {
+                let was = *v;
+                any = unsafe { K::update(v, b, n, any) };
+                changed |= was != *v;
+            }
+            if !unsafe { K::fired(any, n) } {
+                continue;
+            }
+            for (j, v) in v.iter_mut().enumerate() {
+                let mut bits = K::unlane(u64::from(unsafe { K::fire(v, n) }));
+                spikes += u64::from(bits.count_ones());
+                while bits != 0 {
+                    spike(geometry.site(column, j * 16 + bits.trailing_zeros() as usize));
+                    bits &= bits - 1;
+                }
+            }
         }
         (spikes, changed)
     }

@@ -522,8 +522,19 @@ impl Simulator {
                     self.binned_input(t, bin_us, site, out);
                 }
             }
-            // The leak acts on every layer at its tick, between sensor events: one at a time.
-            (Mode::Event, Some(_)) => events.chunks(1).for_each(|e| self.event_batch(e, out, flush)),
+            // The leak acts on every layer at its tick, between sensor events: a batch holds
+            // the events up to the next tick.
+            (Mode::Event, Some(tick)) => {
+                let mut rest = events;
+                while let Some(first) = rest.first() {
+                    // At least the first: a time past the ticks (refused at admission) too.
+                    let next_tick = (first.t - first.t.rem_euclid(tick)).saturating_add(tick);
+                    let len = rest[1..].iter().position(|e| e.t >= next_tick).map_or(rest.len(), |n| n + 1);
+                    let (batch, after) = rest.split_at(len);
+                    self.event_batch(batch, out, flush);
+                    rest = after;
+                }
+            }
             (Mode::Event, None) => self.event_batch(events, out, flush),
         }
     }
@@ -536,18 +547,21 @@ impl Simulator {
         if let Some(tick) = self.config.leak_tick_us
             && let Some(&Part { first, t_us, .. }) = batch.work.parts().first()
         {
-            // With a leak a batch is one sensor event (see `process_serial`): the ticks before
-            // it run first, each tick's spikes through the layers before the next tick, and
-            // the monitored ones leave every [`LEAK_SLICE_SPIKES`], so that a long gap with a
-            // leak that fires holds no more than that. The event waits in the first layer's
-            // queue, which no tick feeds.
-            debug_assert!(events.len() <= 1, "a leak runs one sensor event at a time");
+            // With a leak a batch holds no tick between its events (see `process_serial`):
+            // the ticks up to its first run first, each tick's spikes through the layers
+            // before the next tick, and the monitored ones leave every [`LEAK_SLICE_SPIKES`],
+            // so that a long gap with a leak that fires holds no more than that. The events
+            // wait in the first layer's queue, which no tick feeds; the ticks' spikes leave
+            // before theirs (the DVS layer's, tagged at admission, stay).
             let event = std::mem::take(&mut self.queues[0]);
-            while !self.leak_until(t_us, tick, first, &mut batch.tagged) {
+            let admitted = batch.tagged.len();
+            loop {
+                let done = self.leak_until(t_us, tick, first, &mut batch.tagged);
+                // The last tick's spikes too (nothing, when it made none).
                 self.cascade(&mut batch);
-                // All of one sensor event: in order as tagged.
-                out.extend(batch.tagged.drain(..).map(|(_, s)| s));
-                if out.len() >= LEAK_SLICE_SPIKES && !flush(out, &mut self.power_samples) {
+                // All of one tick: in order as tagged.
+                out.extend(batch.tagged.drain(admitted..).map(|(_, s)| s));
+                if done || (out.len() >= LEAK_SLICE_SPIKES && !flush(out, &mut self.power_samples)) {
                     break;
                 }
             }
@@ -628,8 +642,9 @@ impl Simulator {
                 }
                 let monitored = self.wiring.monitored[li + 1];
                 let (dests, repools) = (&self.wiring.destinations[li], &self.wiring.repools[li]);
-                let mut sites = Vec::new();
-                let (n, changed) = self.layers[li].leak_tick(|s| sites.extend(s));
+                let sites = &mut self.fired;
+                sites.clear();
+                let (n, changed) = self.layers[li].leak_tick(self.wiring.kernel, |s| sites.extend(s));
                 quiet &= n == 0 && !changed;
                 self.counters[li + 1].spikes += n;
                 self.counters[li + 1].spikes_after_pool += sites.len() as u64;
@@ -637,7 +652,7 @@ impl Simulator {
                     out.extend(sites.iter().map(|s| (index, Spike { t: at, layer: (li + 1) as u16, c: s.c, y: s.y, x: s.x })));
                 }
                 for (&d, &repool) in dests.iter().zip(repools) {
-                    self.queues[d].push_to(index, at * 1000, &sites, repool);
+                    self.queues[d].push_to(index, at * 1000, sites, repool);
                 }
                 fired |= !sites.is_empty();
             }

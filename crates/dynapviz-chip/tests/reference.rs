@@ -20,6 +20,8 @@ struct Reference {
     dvs: DvsLayer,
     layers: Vec<RefLayer>,
     destinations: Vec<Vec<usize>>,
+    /// The chip's leak: every `leak_tick_us`, each layer's bias added to every neuron.
+    leak_tick_us: Option<i64>,
 }
 
 struct RefLayer {
@@ -32,6 +34,7 @@ struct RefLayer {
     conv_out: [usize; 2],
     out_shape: [usize; 3],
     weights: Vec<i8>,
+    bias: Option<Vec<i16>>,
     threshold: i32,
     min: i32,
     reset: Reset,
@@ -59,6 +62,7 @@ impl Reference {
                     conv_out: l.conv_out,
                     out_shape: l.out_shape,
                     weights: q.weights.clone(),
+                    bias: q.bias.clone(),
                     threshold: q.threshold,
                     min: q.min_v_mem.clamp(-32768, 32767),
                     reset: l.reset,
@@ -69,13 +73,22 @@ impl Reference {
                 }
             })
             .collect();
-        Self { dvs: n.dvs.clone(), layers, destinations: n.layers.iter().map(|l| l.destinations.iter().map(|d| d - 1).collect()).collect() }
+        let destinations = n.layers.iter().map(|l| l.destinations.iter().map(|d| d - 1).collect()).collect();
+        Self { dvs: n.dvs.clone(), layers, destinations, leak_tick_us: None }
     }
 
     /// Every layer's spikes (the DVS layer's too), in the order the chip would send them.
     fn run(&mut self, events: &[Event]) -> Vec<Spike> {
         let mut out = Vec::new();
+        // The first tick: the first multiple of the tick after the first event.
+        let mut next_tick = events.first().zip(self.leak_tick_us).map(|(e, tick)| e.t - e.t.rem_euclid(tick) + tick);
         for e in events {
+            while let (Some(at), Some(tick)) = (next_tick, self.leak_tick_us)
+                && at <= e.t
+            {
+                self.tick(at, &mut out);
+                next_tick = Some(at + tick);
+            }
             // The DVS layer's own mapping is tested on its own; inputs here are in range.
             let (c, y, x) = dvs::map(&self.dvs, e).expect("in range");
             out.push(Spike { t: e.t, layer: 0, c: c as u16, y: y as u16, x: x as u16 });
@@ -83,21 +96,45 @@ impl Reference {
             for &d in &self.dvs.destinations {
                 queues[d - 1].push((e.t * 1000, c, y, x));
             }
-            for li in 0..self.layers.len() {
-                for (t_ns, c, y, x) in std::mem::take(&mut queues[li]) {
-                    let t = t_ns + LATENCY_NS;
-                    for (pc, py, px) in self.layers[li].event(c, y, x) {
-                        {
-                            out.push(Spike { t: t.div_euclid(1000), layer: (li + 1) as u16, c: pc as u16, y: py as u16, x: px as u16 });
-                        }
+            self.propagate(queues, &mut out);
+        }
+        out
+    }
+
+    /// A leak tick at `at` µs: every layer's bias added to each of its neurons in raster order,
+    /// as an input event would add a weight; then the spikes go through the layers.
+    fn tick(&mut self, at: i64, out: &mut Vec<Spike>) {
+        let mut queues: Vec<Vec<(i64, usize, usize, usize)>> = vec![Vec::new(); self.layers.len()];
+        for (li, l) in self.layers.iter_mut().enumerate() {
+            let Some(bias) = l.bias.clone() else { continue };
+            let [fh, fw] = l.conv_out;
+            for (oy, ox) in (0..fh).flat_map(|oy| (0..fw).map(move |ox| (oy, ox))) {
+                for (oc, &b) in bias.iter().enumerate() {
+                    if let Some((pc, py, px)) = l.add(oy, ox, oc, i32::from(b)) {
+                        out.push(Spike { t: at, layer: (li + 1) as u16, c: pc as u16, y: py as u16, x: px as u16 });
                         for &d in &self.destinations[li] {
-                            queues[d].push((t, pc, py, px));
+                            queues[d].push((at * 1000, pc, py, px));
                         }
                     }
                 }
             }
         }
-        out
+        self.propagate(queues, out);
+    }
+
+    /// Runs `queues` (events per layer: time in ns and address) through the layers in order.
+    fn propagate(&mut self, mut queues: Vec<Vec<(i64, usize, usize, usize)>>, out: &mut Vec<Spike>) {
+        for li in 0..self.layers.len() {
+            for (t_ns, c, y, x) in std::mem::take(&mut queues[li]) {
+                let t = t_ns + LATENCY_NS;
+                for (pc, py, px) in self.layers[li].event(c, y, x) {
+                    out.push(Spike { t: t.div_euclid(1000), layer: (li + 1) as u16, c: pc as u16, y: py as u16, x: px as u16 });
+                    for &d in &self.destinations[li] {
+                        queues[d].push((t, pc, py, px));
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -121,25 +158,30 @@ impl RefLayer {
                 }
                 for oc in 0..self.o {
                     let w = i32::from(self.weights[((oc * c_in + c) * kh + ky) * kw + kx]);
-                    let v = &mut self.v[(oy * fw + ox) * self.o + oc];
-                    self.saturated += u64::from(*v + w > 32767);
-                    *v = (*v + w).clamp(-32768, 32767).max(self.min);
                     self.synops += 1;
-                    if *v >= self.threshold {
-                        *v = match self.reset {
-                            Reset::Subtract => (*v - self.threshold).max(self.min),
-                            Reset::Zero => 0.max(self.min),
-                        };
-                        self.spikes += 1;
-                        let (py, px) = (oy / self.pool[0], ox / self.pool[1]);
-                        if py < self.out_shape[1] && px < self.out_shape[2] {
-                            fired.push((oc, py, px));
-                        }
-                    }
+                    fired.extend(self.add(oy, ox, oc, w));
                 }
             }
         }
         fired
+    }
+
+    /// Adds `w` to neuron `(oc, oy, ox)` with int16 saturation and `min_v_mem`; returns where
+    /// its spike lands after pooling, if it fires and pooling keeps it.
+    fn add(&mut self, oy: usize, ox: usize, oc: usize, w: i32) -> Option<(usize, usize, usize)> {
+        let v = &mut self.v[(oy * self.conv_out[1] + ox) * self.o + oc];
+        self.saturated += u64::from(*v + w > 32767);
+        *v = (*v + w).clamp(-32768, 32767).max(self.min);
+        if *v < self.threshold {
+            return None;
+        }
+        *v = match self.reset {
+            Reset::Subtract => (*v - self.threshold).max(self.min),
+            Reset::Zero => 0.max(self.min),
+        };
+        self.spikes += 1;
+        let (py, px) = (oy / self.pool[0], ox / self.pool[1]);
+        (py < self.out_shape[1] && px < self.out_shape[2]).then_some((oc, py, px))
     }
 }
 
@@ -154,10 +196,17 @@ enum Feed {
 
 fn simulate(n: &Network, events: &[Event], threads: usize, kernel: Kernel) -> (Vec<Spike>, Simulator) {
     // In several calls: the layers choose how to run from what they did before.
-    simulate_fed(n, events, threads, kernel, Feed::Calls(300))
+    simulate_fed(n, events, threads, kernel, Feed::Calls(300), None)
 }
 
-fn simulate_fed(n: &Network, events: &[Event], threads: usize, kernel: Kernel, feed: Feed) -> (Vec<Spike>, Simulator) {
+fn simulate_fed(
+    n: &Network,
+    events: &[Event],
+    threads: usize,
+    kernel: Kernel,
+    feed: Feed,
+    leak_tick_us: Option<i64>,
+) -> (Vec<Spike>, Simulator) {
     // Threads for any input size, so that the short random inputs run pipelined too, and every
     // thread taken, so that three threads run three stages.
     let config = Config {
@@ -167,6 +216,7 @@ fn simulate_fed(n: &Network, events: &[Event], threads: usize, kernel: Kernel, f
         thread_gain: 0.0,
         parallel_min_events: 0,
         kernel,
+        leak_tick_us,
         ..Config::default()
     };
     let mut sim = Simulator::new(n, config).expect("sim");
@@ -200,7 +250,13 @@ fn assert_same(n: &Network, events: &[Event]) -> Result<usize, TestCaseError> {
 /// [`assert_same`] with no kernel faster than `kernel`. Says when the CPU lacks it, since the
 /// test then runs a slower one.
 fn assert_same_with(n: &Network, events: &[Event], kernel: Kernel) -> Result<usize, TestCaseError> {
+    assert_same_leaking(n, events, kernel, None)
+}
+
+/// [`assert_same_with`] with the chip's leak every `leak_tick_us`.
+fn assert_same_leaking(n: &Network, events: &[Event], kernel: Kernel, leak_tick_us: Option<i64>) -> Result<usize, TestCaseError> {
     let mut reference = Reference::new(n);
+    reference.leak_tick_us = leak_tick_us;
     let want = reference.run(events);
     if kernel.on_this_cpu() != kernel {
         dynapviz_testkit::note(&format!("this CPU has no {kernel:?} kernel: testing {:?}", kernel.on_this_cpu()));
@@ -208,7 +264,7 @@ fn assert_same_with(n: &Network, events: &[Event], kernel: Kernel) -> Result<usi
     for (threads, feed) in
         [(1, Feed::Calls(300)), (2, Feed::Calls(300)), (3, Feed::Calls(300)), (1, Feed::Stream(50)), (2, Feed::Stream(50))]
     {
-        let (got, sim) = simulate_fed(n, events, threads, kernel, feed);
+        let (got, sim) = simulate_fed(n, events, threads, kernel, feed, leak_tick_us);
         check(&got, &sim, &want, &reference).map_err(|e| TestCaseError::fail(format!("{threads} thread(s), {feed:?}: {e}")))?;
     }
     Ok(want.len())
@@ -295,6 +351,42 @@ proptest! {
                 n.layers.iter_mut().for_each(|l| l.reset = Reset::Zero);
             }
             assert_same(&n, &input)?;
+        }
+    }
+}
+
+/// Gives every layer of `n` a bias per channel, from `-threshold / 16` to `threshold / 6`.
+fn bias(n: &mut Network, seed: u64) {
+    let mut uniform = dynapviz_testkit::uniform(seed);
+    for l in &mut n.layers {
+        let q = l.quant.as_mut().expect("discretized");
+        let (low, high) = (-(q.threshold / 16) as f32, (q.threshold / 6) as f32);
+        q.bias = Some((0..l.out_channels).map(|_| (low + uniform() * (high - low)) as i16).collect());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// The leak, every kernel: ticks between the events of a batch, ticks that fire, negative
+    /// biases that settle at `min_v_mem`, layers stored padded; the ticks' spikes before the
+    /// sensor events after them.
+    #[test]
+    fn the_leak_equals_the_reference(
+        layers in prop::collection::vec(geometry(), 1..=3),
+        seed in 0u64..10_000,
+        tick in prop::sample::select(vec![20i64, 100, 400]),
+        zero in any::<bool>(),
+        input in events(24),
+    ) {
+        if let Some(mut n) = network(&layers, 24, seed) {
+            bias(&mut n, seed + 1);
+            if zero {
+                n.layers.iter_mut().for_each(|l| l.reset = Reset::Zero);
+            }
+            for kernel in [Kernel::Portable, Kernel::Avx2, Kernel::Avx512] {
+                assert_same_leaking(&n, &input, kernel, Some(tick))?;
+            }
         }
     }
 }
@@ -477,7 +569,7 @@ fn a_long_call_cut_into_segments_equals_one_thread() {
     assert!(events.len() > 100_000, "long enough for five looks at the cuts");
     let (one, one_sim) = simulate(&net, &events, 1, Kernel::Avx512);
     for feed in [Feed::Calls(events.len()), Feed::Stream(3000)] {
-        let (two, two_sim) = simulate_fed(&net, &events, 2, Kernel::Avx512, feed);
+        let (two, two_sim) = simulate_fed(&net, &events, 2, Kernel::Avx512, feed, None);
         assert_eq!(one_sim.counters(), two_sim.counters(), "counters, {feed:?}");
         assert!(one == two, "spikes differ ({} against {}), {feed:?}", one.len(), two.len());
     }
