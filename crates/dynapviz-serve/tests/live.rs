@@ -1,0 +1,250 @@
+//! The server over real sockets, as a browser (and a bad peer) talks to it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dynapviz_serve::{Command, LiveServer, ServeConfig};
+
+fn quick() -> ServeConfig {
+    ServeConfig {
+        idle_timeout: Duration::from_millis(500),
+        write_timeout: Duration::from_secs(2),
+        picture_wait: Duration::from_millis(200),
+        title: "lab <3>".into(),
+        ..ServeConfig::default()
+    }
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("the server listens");
+    s.set_read_timeout(Some(Duration::from_secs(20))).expect("a timeout");
+    s
+}
+
+/// A response: status, headers (names in lower case), body.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Reads one response, by its Content-Length.
+fn answer(reader: &mut BufReader<TcpStream>) -> Answer {
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("a status line");
+    let status = line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("status line {line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).expect("a header");
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        let (n, v) = l.split_once(':').expect("NAME: VALUE");
+        headers.push((n.to_ascii_lowercase(), v.trim().to_string()));
+    }
+    let len: usize = headers.iter().find(|(n, _)| n == "content-length").expect("a length").1.parse().expect("a number");
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).expect("the body");
+    Answer { status, headers, body }
+}
+
+/// Sends `raw` on a new connection and reads one response.
+fn ask(addr: SocketAddr, raw: &[u8]) -> Answer {
+    let mut s = connect(addr);
+    s.write_all(raw).expect("sent");
+    answer(&mut BufReader::new(s))
+}
+
+fn get(addr: SocketAddr, path: &str) -> Answer {
+    ask(addr, format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+}
+
+fn post(addr: SocketAddr, path: &str) -> Answer {
+    ask(addr, format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").as_bytes())
+}
+
+#[test]
+fn the_page_pictures_and_status_reach_a_viewer() {
+    let server = LiveServer::bind("127.0.0.1:0", quick(), None).expect("bound");
+    let addr = server.local_addr();
+    let page = get(addr, "/");
+    assert_eq!(page.status, 200);
+    assert!(page.header("content-type").is_some_and(|t| t.starts_with("text/html")));
+    assert!(page.text().contains("<title>lab &lt;3&gt;</title>"), "the title, escaped");
+    // Nothing published yet: the wait ends with "none".
+    let none = get(addr, "/frame?after=0");
+    assert_eq!((none.status, none.header("x-frame")), (204, Some("0")));
+    server.publish(vec![1, 2, 3], "image/png", r#"{"t_s":1.5}"#.into());
+    let first = get(addr, "/frame?after=0");
+    assert_eq!((first.status, first.header("x-frame"), first.header("content-type")), (200, Some("1"), Some("image/png")));
+    assert_eq!(first.body, [1, 2, 3]);
+    assert_eq!(get(addr, "/frame").body, [1, 2, 3], "no `after`: any picture");
+    let status = get(addr, "/status.json");
+    assert_eq!(status.status, 200);
+    assert!(
+        status.text().starts_with(r#"{"picture":1,"viewers":"#) && status.text().ends_with(r#""session":{"t_s":1.5}}"#),
+        "{}",
+        status.text()
+    );
+    server.set_status(r#"{"t_s":2}"#.into());
+    assert!(get(addr, "/status.json").text().ends_with(r#""session":{"t_s":2}}"#));
+    assert_eq!(server.stats().pictures_sent, 2);
+}
+
+#[test]
+fn a_viewer_waits_for_the_next_picture_on_one_connection() {
+    let server =
+        Arc::new(LiveServer::bind("127.0.0.1:0", ServeConfig { picture_wait: Duration::from_secs(20), ..quick() }, None).expect("bound"));
+    server.publish(b"one".to_vec(), "image/png", "null".into());
+    let mut s = connect(server.local_addr());
+    let mut reader = BufReader::new(s.try_clone().expect("a clone"));
+    s.write_all(b"GET /frame?after=0 HTTP/1.1\r\n\r\n").expect("sent");
+    let a = answer(&mut reader);
+    assert_eq!((a.header("x-frame"), a.body.as_slice(), a.header("connection")), (Some("1"), &b"one"[..], Some("keep-alive")));
+    // The next request waits until a newer picture is published.
+    s.write_all(b"GET /frame?after=1 HTTP/1.1\r\n\r\n").expect("sent");
+    let publisher = Arc::clone(&server);
+    let later = std::thread::spawn(move || {
+        while !publisher.watched() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        publisher.publish(b"two".to_vec(), "image/png", "null".into());
+    });
+    let b = answer(&mut reader);
+    assert_eq!((b.header("x-frame"), b.body.as_slice()), (Some("2"), &b"two"[..]));
+    later.join().expect("published");
+}
+
+#[test]
+fn the_controls_reach_the_session_or_say_there_is_none() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let on_command = Box::new(move |c: Command| {
+        log.lock().expect("not poisoned").push(c);
+        true
+    });
+    let server = LiveServer::bind("127.0.0.1:0", quick(), Some(on_command)).expect("bound");
+    let addr = server.local_addr();
+    for path in ["/control/pause", "/control/faster", "/control/slower"] {
+        assert_eq!(post(addr, path).status, 204, "{path}");
+    }
+    assert_eq!(*seen.lock().expect("not poisoned"), [Command::TogglePause, Command::Faster, Command::Slower]);
+    let unknown = post(addr, "/control/rewind");
+    assert_eq!(unknown.status, 404);
+    assert!(unknown.text().contains("pause, faster or slower"));
+    let without = LiveServer::bind("127.0.0.1:0", quick(), None).expect("bound");
+    let refused = post(without.local_addr(), "/control/pause");
+    assert_eq!(refused.status, 409);
+    assert!(refused.text().contains("no playback"), "{}", refused.text());
+}
+
+#[test]
+fn bad_requests_get_a_status_and_a_reason() {
+    let server = LiveServer::bind("127.0.0.1:0", quick(), None).expect("bound");
+    let addr = server.local_addr();
+    let cases: [(&[u8], u16, &str); 6] = [
+        (b"HELLO\r\n\r\n", 400, "request line"),
+        (b"GET / SPDY/3\r\n\r\n", 400, "version"),
+        (b"DELETE / HTTP/1.1\r\n\r\n", 405, "only GET and POST"),
+        (b"GET /frame?after=-1 HTTP/1.1\r\n\r\n", 400, "after"),
+        (b"GET /secrets HTTP/1.1\r\n\r\n", 404, "the live view is at /"),
+        (b"POST /control/pause HTTP/1.1\r\nContent-Length: 99999\r\n\r\n", 413, "at most"),
+    ];
+    for (raw, status, says) in cases {
+        let a = ask(addr, raw);
+        assert_eq!(a.status, status, "{}", String::from_utf8_lossy(raw));
+        assert!(a.text().contains(says), "{:?} should say {says:?}", a.text());
+    }
+    let huge = [b"GET / HTTP/1.1\r\nX: ".as_slice(), &[b'a'; 20_000], b"\r\n\r\n"].concat();
+    assert_eq!(ask(addr, &huge).status, 431);
+    assert_eq!(server.stats().bad_requests, 7);
+    // Still serving.
+    assert_eq!(get(addr, "/").status, 200);
+}
+
+#[test]
+fn connections_over_the_limit_are_refused_and_idle_ones_closed() {
+    let server = LiveServer::bind("127.0.0.1:0", ServeConfig { max_connections: 2, ..quick() }, None).expect("bound");
+    let addr = server.local_addr();
+    let idle: Vec<_> = (0..2).map(|_| connect(addr)).collect();
+    // The accept loop counts a connection when it takes it: wait until it has both.
+    while server.stats().open < 2 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let third = get(addr, "/");
+    assert_eq!(third.status, 503);
+    assert_eq!(third.header("retry-after"), Some("5"));
+    assert_eq!(server.stats().refused, 1);
+    // An idle connection is closed after the idle timeout (0.5 s): the read ends.
+    for mut s in idle {
+        let mut buf = [0; 1];
+        assert_eq!(s.read(&mut buf).expect("closed, not timed out"), 0);
+    }
+    while server.stats().open > 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(get(addr, "/").status, 200, "room again");
+}
+
+#[test]
+fn a_stalled_viewer_never_holds_up_publishing() {
+    let server = Arc::new(LiveServer::bind("127.0.0.1:0", quick(), None).expect("bound"));
+    // A picture far larger than the socket buffers, asked for and never read.
+    server.publish(vec![7; 32 << 20], "image/png", "null".into());
+    let mut stalled = connect(server.local_addr());
+    stalled.write_all(b"GET /frame?after=0 HTTP/1.1\r\n\r\n").expect("sent");
+    while server.stats().open == 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (done, finished) = mpsc::channel();
+    let publisher = Arc::clone(&server);
+    std::thread::spawn(move || {
+        for i in 0..200u8 {
+            publisher.publish(vec![i; 1 << 20], "image/png", "null".into());
+        }
+        let _ = done.send(());
+    });
+    finished.recv_timeout(Duration::from_secs(20)).expect("200 publishes while a viewer stalls, without waiting for it");
+    drop(stalled);
+}
+
+#[test]
+fn stopping_answers_the_waiting_viewers() {
+    let server = LiveServer::bind("127.0.0.1:0", ServeConfig { picture_wait: Duration::from_secs(60), ..quick() }, None).expect("bound");
+    let addr = server.local_addr();
+    let mut s = connect(addr);
+    s.write_all(b"GET /frame?after=0 HTTP/1.1\r\n\r\n").expect("sent");
+    while !server.watched() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(server);
+    let a = answer(&mut BufReader::new(s));
+    assert_eq!((a.status, a.header("connection")), (204, Some("close")));
+    assert!(TcpStream::connect(addr).is_err(), "no longer listening");
+}
+
+#[test]
+fn an_address_that_cannot_be_listened_on_is_named() {
+    let taken = LiveServer::bind("127.0.0.1:0", quick(), None).expect("bound");
+    let addr = taken.local_addr().to_string();
+    let err = LiveServer::bind(&addr, quick(), None).err().expect("the port is taken");
+    assert!(err.to_string().contains(&addr), "{err}");
+    let err = LiveServer::bind("no-such-host.invalid:80", quick(), None).err().expect("no such host");
+    assert!(err.to_string().contains("no-such-host.invalid:80"), "{err}");
+}
