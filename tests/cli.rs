@@ -347,3 +347,118 @@ fn simulate_json_equals_sinabs_on_a_network_of_its_own() {
         assert_eq!((&g["index"], &g["core"], &g["spikes_after_pool"]), (&e["index"], &e["core"], &e["spikes_after_pool"]));
     }
 }
+
+/// A `dynapviz` process serving the live view, killed when dropped (a failed test too).
+struct Served {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Served {
+    fn start(args: &[&str]) -> Self {
+        use std::io::BufRead;
+        let mut child =
+            Command::new(env!("CARGO_BIN_EXE_dynapviz")).args(args).stdout(std::process::Stdio::piped()).spawn().expect("run dynapviz");
+        let stdout = child.stdout.take().expect("piped");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        for line in lines.by_ref() {
+            let line = line.expect("stdout");
+            if let Some(rest) = line.strip_prefix("serving the dashboard at http://") {
+                let addr = rest.split('/').next().expect("an address").to_string();
+                // The rest of its output is read, so that its pipe never closes under it.
+                std::thread::spawn(move || lines.for_each(drop));
+                return Served { child, addr };
+            }
+        }
+        panic!("dynapviz ended without serving");
+    }
+
+    /// Sends one request; returns the status, the head and the body.
+    fn ask(&self, method: &str, path: &str) -> (u16, String, Vec<u8>) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&self.addr).expect("the server listens");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30))).expect("a timeout");
+        write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").expect("sent");
+        let mut all = Vec::new();
+        s.read_to_end(&mut all).expect("the answer");
+        let split = all.windows(4).position(|w| w == b"\r\n\r\n").expect("a head");
+        let head = String::from_utf8_lossy(&all[..split]).into_owned();
+        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status");
+        (status, head, all[split + 4..].to_vec())
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let (code, _, body) = self.ask("GET", "/status.json");
+        assert_eq!(code, 200);
+        serde_json::from_slice(&body).expect("JSON")
+    }
+
+    /// Waits up to a minute for the session's status to satisfy `ok` (the status is renewed
+    /// every picture period).
+    fn wait_for(&self, what: &str, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let status = self.status();
+            if ok(&status["session"]) {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}: {status}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn serve_shows_the_demo_in_a_browser_and_takes_its_controls() {
+    let served = Served::start(&["demo", "--serve", "127.0.0.1:0", "--segment-seconds", "0.3", "--image-size", "320,180"]);
+    let (code, _, page) = served.ask("GET", "/");
+    assert_eq!(code, 200);
+    assert!(String::from_utf8_lossy(&page).contains("/frame?after="), "the page polls for pictures");
+    let (code, head, png) = served.ask("GET", "/frame?after=0");
+    assert_eq!(code, 200, "{head}");
+    assert!(head.contains("Content-Type: image/png"), "{head}");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+    let size = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().expect("4 bytes"));
+    assert_eq!((size(16), size(20)), (320, 180), "--image-size");
+    assert_eq!(served.ask("POST", "/control/pause").0, 204);
+    served.wait_for("paused", |s| s["paused"] == true);
+    assert_eq!(served.ask("POST", "/control/faster").0, 204);
+    assert_eq!(served.ask("POST", "/control/pause").0, 204);
+    served.wait_for("playing at 2x", |s| s["paused"] == false && s["speed"] == 2.0);
+    assert_eq!(served.ask("GET", "/nowhere").0, 404);
+}
+
+#[test]
+fn serve_keeps_the_last_picture_when_the_recording_ends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ok, _, err) = dynapviz(&["demo", "--text", "--segment-seconds", "0.2", "--keep", dir.path().to_str().expect("path")]);
+    assert!(ok, "{err}");
+    let rec = dir.path().join("user01_synthetic00.aedat");
+    let served = Served::start(&[
+        "run",
+        "--input",
+        rec.to_str().expect("path"),
+        "--speed",
+        "0",
+        "--serve",
+        "127.0.0.1:0",
+        "--image-size",
+        "320,180",
+    ]);
+    served.wait_for("the recording of 5.2 s, unpaced, ended", |s| s["ended"] == true);
+    let (code, _, png) = served.ask("GET", "/frame?after=0");
+    assert_eq!(code, 200);
+    assert!(png.starts_with(b"\x89PNG"), "the last picture");
+    let (code, _, why) = served.ask("POST", "/control/pause");
+    assert_eq!(code, 409, "no playback after the end");
+    assert!(String::from_utf8_lossy(&why).contains("recording ended"));
+    let events = served.status()["session"]["events"].as_u64().expect("a count");
+    assert!(events > 10_000, "the whole recording was played: {events} events");
+}

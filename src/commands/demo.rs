@@ -47,7 +47,7 @@ const COLLECTION_US: i64 = 500_000;
 impl Args {
     /// The simulation threads next to a window, or `None` when no window opens.
     pub fn window_sim_threads(&self) -> Option<usize> {
-        (!self.text && self.viz.headless.is_none()).then(|| self.threads.or(1))
+        (!self.text && self.viz.windowed()).then(|| self.threads.or(1))
     }
 }
 
@@ -56,6 +56,7 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
     anyhow::ensure!(seg_us >= 100_000, "--segment-seconds must be at least 0.1");
     let tmp = tempdir()?;
     let dir = args.keep.clone().unwrap_or_else(|| tmp.clone());
+    std::fs::create_dir_all(&dir).with_context(|| format!("--keep {}: cannot create the directory", dir.display()))?;
     // Printed as it comes, and kept for the headless report.
     let mut report = Vec::new();
     let mut say = |line: String| {
@@ -87,8 +88,7 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
             l.output_shape
         ));
     }
-    let windowed = !args.text
-        && (args.viz.headless.is_some() || std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some());
+    let windowed = !args.text && (!args.viz.windowed() || dynapviz_viewer::has_display());
     if windowed {
         let icons = crate::builtin::write_icons(&tmp.join("icons"))?;
         let mut opts = args.viz.options()?;
@@ -182,7 +182,9 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
             std::fs::write(&file, report.join("\n") + "\n").with_context(|| format!("cannot write {}", file.display()))?;
             println!("   report written to {} beside the dashboard pictures", file.display());
         }
-        None => println!("   (the text form: with a display the demo opens the dashboard; --headless DIR renders it to PNG)"),
+        None => println!(
+            "   (the text form: with a display the demo opens the dashboard; --headless DIR renders it to PNG; --serve ADDR shows it in a browser)"
+        ),
     }
     Ok(())
 }

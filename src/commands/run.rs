@@ -48,7 +48,7 @@ pub struct Args {
 impl Args {
     /// The simulation threads next to a window, or `None` when no window opens.
     pub fn window_sim_threads(&self) -> Option<usize> {
-        self.viz.headless.is_none().then(|| self.threads.or(1))
+        self.viz.windowed().then(|| self.threads.or(1))
     }
 }
 

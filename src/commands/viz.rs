@@ -83,7 +83,15 @@ pub struct VizArgs {
     /// Headless: seconds of event time between frames.
     #[arg(long, default_value_t = 1.0)]
     pub frame_every: f64,
-    /// Headless: image size W,H in pixels.
+    /// Serve the dashboard to web browsers at ADDR instead of opening a window: 127.0.0.1:8080
+    /// for this machine (or through `ssh -L 8080:127.0.0.1:8080`), 0.0.0.0:8080 for every
+    /// machine that reaches this one. No authentication: expose it only on a network you trust.
+    #[arg(long, value_name = "ADDR", conflicts_with = "headless")]
+    pub serve: Option<String>,
+    /// With --serve: pictures per second made while a browser watches.
+    #[arg(long, default_value_t = 10.0, value_name = "N")]
+    pub serve_fps: f64,
+    /// Headless and --serve: image size W,H in pixels.
     #[arg(long, value_delimiter = ',', default_value = "1280,720")]
     pub image_size: Vec<usize>,
 }
@@ -92,6 +100,17 @@ impl VizArgs {
     /// Headless: event time between frames, µs (at least 10 ms).
     pub fn frame_every_us(&self) -> i64 {
         (self.frame_every.max(0.01) * 1e6) as i64
+    }
+
+    /// Headless and --serve: the image size, each side at least 64 pixels.
+    pub fn image_size(&self) -> Result<(usize, usize)> {
+        let [w, h] = self.image_size[..] else { anyhow::bail!("--image-size expects W,H") };
+        Ok((w.max(64), h.max(64)))
+    }
+
+    /// Whether a window opens (neither --headless nor --serve).
+    pub fn windowed(&self) -> bool {
+        self.headless.is_none() && self.serve.is_none()
     }
 
     /// The options: defaults, then the TOML file, then the flags.
@@ -137,8 +156,12 @@ impl VizArgs {
     }
 }
 
-/// Shows a running session: in the window, or as PNG frames with `--headless`.
+/// Shows a running session: in the window, as PNG frames with `--headless`, or to browsers
+/// with `--serve`.
 pub fn show(args: &VizArgs, mut dashboard: Dashboard, session: Session, controls: Option<Controls>, started: Instant) -> Result<()> {
+    if let Some(addr) = &args.serve {
+        return super::live::serve(args, addr, dashboard, session, controls);
+    }
     let Some(dir) = &args.headless else {
         let display = std::sync::Arc::clone(&session.display);
         let shown = dynapviz_viewer::run_window(dashboard, display, &session.analysis, controls, started);
@@ -154,8 +177,7 @@ pub fn show(args: &VizArgs, mut dashboard: Dashboard, session: Session, controls
 
 fn headless(args: &VizArgs, dashboard: &mut Dashboard, session: Session, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let [w, h] = args.image_size[..] else { anyhow::bail!("--image-size expects W,H") };
-    let (w, h) = (w.max(64), h.max(64));
+    let (w, h) = args.image_size()?;
     let mut renderer = Headless::new(w, h);
     let display = std::sync::Arc::clone(&session.display);
     let mut frames = 0;

@@ -14,4 +14,4 @@ mod http;
 mod latest;
 mod server;
 
-pub use server::{Command, LiveServer, ServeConfig, ServeError, ServerStats};
+pub use server::{Command, LiveServer, OnCommand, ServeConfig, ServeError, ServerStats};

@@ -67,9 +67,14 @@ pub enum Command {
     Faster,
     /// Half as fast (-).
     Slower,
+    /// Show or hide the chip panel (c).
+    ChipPanel,
+    /// A heat map's channels side by side, or their sum (h).
+    HeatChannels,
 }
 
-/// Carries out a [`Command`]; returns false when the session has no playback to control.
+/// Carries out a [`Command`]; returns false when it cannot (a playback command when the
+/// session has no playback to control).
 pub type OnCommand = Box<dyn Fn(Command) -> bool + Send + Sync>;
 
 /// Counts since the server started.
@@ -324,11 +329,13 @@ fn route(request: &Request, shared: &Shared, out: &mut dyn Write) -> std::io::Re
                 "pause" => Command::TogglePause,
                 "faster" => Command::Faster,
                 "slower" => Command::Slower,
-                other => return bad(404, &format!("no control {other:?}: pause, faster or slower"), out).map(|()| keep_alive),
+                "chip" => Command::ChipPanel,
+                "heat" => Command::HeatChannels,
+                other => return bad(404, &format!("no control {other:?}: pause, faster, slower, chip or heat"), out).map(|()| keep_alive),
             };
             match &shared.on_command {
                 Some(run) if run(command) => Response::new(204, "text/plain", b"").write(out, keep_alive),
-                _ => bad(409, "this session has no playback to control (a live source, or the recording ended)", out),
+                _ => bad(409, "this session cannot do that now (no playback to control: a live source, or the recording ended)", out),
             }
         }
         ("GET" | "POST", path) => bad(404, &format!("no page {path:?}: the live view is at /"), out),

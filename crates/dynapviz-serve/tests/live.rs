@@ -141,17 +141,22 @@ fn the_controls_reach_the_session_or_say_there_is_none() {
     });
     let server = LiveServer::bind("127.0.0.1:0", quick(), Some(on_command)).expect("bound");
     let addr = server.local_addr();
-    for path in ["/control/pause", "/control/faster", "/control/slower"] {
+    for path in ["/control/pause", "/control/faster", "/control/slower", "/control/chip", "/control/heat"] {
         assert_eq!(post(addr, path).status, 204, "{path}");
     }
-    assert_eq!(*seen.lock().expect("not poisoned"), [Command::TogglePause, Command::Faster, Command::Slower]);
+    assert_eq!(
+        *seen.lock().expect("not poisoned"),
+        [Command::TogglePause, Command::Faster, Command::Slower, Command::ChipPanel, Command::HeatChannels]
+    );
     let unknown = post(addr, "/control/rewind");
     assert_eq!(unknown.status, 404);
-    assert!(unknown.text().contains("pause, faster or slower"));
+    assert!(unknown.text().contains("pause, faster, slower, chip or heat"));
     let without = LiveServer::bind("127.0.0.1:0", quick(), None).expect("bound");
     let refused = post(without.local_addr(), "/control/pause");
     assert_eq!(refused.status, 409);
     assert!(refused.text().contains("no playback"), "{}", refused.text());
+    let declined = LiveServer::bind("127.0.0.1:0", quick(), Some(Box::new(|_| false))).expect("bound");
+    assert_eq!(post(declined.local_addr(), "/control/faster").status, 409);
 }
 
 #[test]

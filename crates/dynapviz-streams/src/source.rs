@@ -22,6 +22,9 @@ pub struct Controls {
     skipped_us: Arc<AtomicU64>,
 }
 
+/// The fastest paced playback [`Controls::faster`] goes to (and its inverse the slowest).
+pub const MAX_SPEED: f64 = 64.0;
+
 impl Controls {
     /// Playing at `speed` (1.0 = real time; 0 or below = as fast as possible).
     pub fn new(speed: f64) -> Self {
@@ -66,6 +69,27 @@ impl Controls {
     /// The speed factor (<= 0: as fast as possible).
     pub fn speed(&self) -> f64 {
         f64::from_bits(self.speed_bits.load(Ordering::Relaxed))
+    }
+
+    /// Pauses, or plays on: the viewers' space key and button.
+    pub fn toggle_pause(&self) {
+        self.paused.fetch_xor(true, Ordering::Relaxed);
+    }
+
+    /// Twice as fast, up to 64x (the viewers' `+`). Unpaced playback stays unpaced.
+    pub fn faster(&self) {
+        let speed = self.speed();
+        if speed > 0.0 {
+            self.set_speed((speed * 2.0).min(MAX_SPEED));
+        }
+    }
+
+    /// Half as fast, down to 1/64x (the viewers' `-`). Unpaced playback stays unpaced.
+    pub fn slower(&self) {
+        let speed = self.speed();
+        if speed > 0.0 {
+            self.set_speed((speed / 2.0).max(1.0 / MAX_SPEED));
+        }
     }
 
     /// How far paced playback was behind the wall clock when it last handed out events: the

@@ -51,14 +51,13 @@ impl ViewerApp<'_> {
         });
         if let Some(c) = &self.controls {
             if space {
-                c.set_paused(!c.paused());
+                c.toggle_pause();
             }
-            let speed = c.speed();
-            if plus && speed > 0.0 {
-                c.set_speed((speed * 2.0).min(64.0));
+            if plus {
+                c.faster();
             }
-            if minus && speed > 0.0 {
-                c.set_speed((speed / 2.0).max(1.0 / 64.0));
+            if minus {
+                c.slower();
             }
             self.dashboard.stats.paused = c.paused();
             self.dashboard.stats.speed = c.speed();

@@ -69,6 +69,20 @@ impl Headless {
         image::save_buffer(path, rgba, w as u32, h as u32, image::ExtendedColorType::Rgba8).map_err(|e| format!("{}: {e}", path.display()))
     }
 
+    /// Encodes RGBA bytes of this renderer's size as PNG in memory, as RGB (the dashboard is
+    /// opaque) with fast compression: the live view sends one every few frames.
+    pub fn encode_png(&self, rgba: &[u8]) -> Result<Vec<u8>, String> {
+        use image::ImageEncoder;
+        use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+        let (w, h) = self.size();
+        let rgb: Vec<u8> = rgba.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
+        let mut png = Vec::new();
+        PngEncoder::new_with_quality(&mut png, CompressionType::Fast, FilterType::Sub)
+            .write_image(&rgb, w as u32, h as u32, image::ExtendedColorType::Rgb8)
+            .map_err(|e| format!("PNG encoding: {e}"))?;
+        Ok(png)
+    }
+
     /// Draws one frame and writes it as PNG.
     pub fn save_png(&mut self, dashboard: &mut Dashboard, path: &Path) -> Result<(), String> {
         let rgba = self.render(dashboard);

@@ -1,0 +1,131 @@
+//! `--serve ADDR`: the dashboard of a running session, rendered on this machine and served to
+//! browsers (see `dynapviz-serve`). Pictures are made only while someone watches, and only
+//! when something changed; the session is never slowed by a viewer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use dynapviz_serve::{Command, LiveServer, OnCommand, ServeConfig};
+use dynapviz_streams::session::Session;
+use dynapviz_streams::source::Controls;
+use dynapviz_viewer::{Dashboard, Headless};
+
+use super::viz::VizArgs;
+
+/// A picture at least this often while watched, changed or not: the status line's clock.
+const STILL_PICTURE_EVERY: Duration = Duration::from_secs(1);
+
+/// Serves the session's dashboard at `addr` until the process is stopped. When the recording
+/// ends, the last picture stays up.
+pub fn serve(args: &VizArgs, addr: &str, mut dashboard: Dashboard, session: Session, controls: Option<Controls>) -> Result<()> {
+    let (w, h) = args.image_size()?;
+    anyhow::ensure!(
+        args.serve_fps.is_finite() && args.serve_fps > 0.0,
+        "--serve-fps {}: expected pictures per second above 0",
+        args.serve_fps
+    );
+    let period = Duration::from_secs_f64(1.0 / args.serve_fps.min(60.0));
+    let ended = Arc::new(AtomicBool::new(false));
+    // The panel toggles are the dashboard's, which this thread owns: the server's threads flip
+    // these and the loop applies them.
+    let (chip, heat) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let on_command: OnCommand = {
+        let (ended, chip, heat, controls) = (Arc::clone(&ended), Arc::clone(&chip), Arc::clone(&heat), controls.clone());
+        Box::new(move |command| {
+            let playback = controls.as_ref().filter(|_| !ended.load(Ordering::Acquire));
+            match (command, playback) {
+                (Command::ChipPanel, _) => {
+                    chip.fetch_xor(true, Ordering::AcqRel);
+                }
+                (Command::HeatChannels, _) => {
+                    heat.fetch_xor(true, Ordering::AcqRel);
+                }
+                (Command::TogglePause, Some(c)) => c.toggle_pause(),
+                (Command::Faster, Some(c)) => c.faster(),
+                (Command::Slower, Some(c)) => c.slower(),
+                (_, None) => return false,
+            }
+            true
+        })
+    };
+    let server = LiveServer::bind(addr, ServeConfig::default(), Some(on_command))?;
+    let local = server.local_addr();
+    let exposed = if local.ip().is_unspecified() { " (every address of this machine; no authentication)" } else { "" };
+    println!("serving the dashboard at http://{local}/{exposed}; Ctrl-C stops");
+    let mut renderer = Headless::new(w, h);
+    let display = Arc::clone(&session.display);
+    let mut session = Some(session);
+    let mut last_picture: Option<Instant> = None;
+    let mut changed = true;
+    // What the last picture cost to draw and encode.
+    let mut picture_ms = 0.0;
+    loop {
+        let tick = Instant::now();
+        if let Some(s) = &session {
+            // Checked first: everything sent before the end is drained below.
+            let finished = s.is_finished();
+            while let Ok(batch) = s.analysis.try_recv() {
+                batch.iter().for_each(|a| dashboard.on_analysis(a));
+                changed = true;
+            }
+            if finished {
+                let stats = session.take().map(Session::join).transpose().map_err(anyhow::Error::msg)?;
+                ended.store(true, Ordering::Release);
+                changed = true;
+                if let Some(stats) = stats {
+                    println!(
+                        "the recording ended ({} input events, {} output spikes); its last picture stays up",
+                        stats.events, stats.output_spikes
+                    );
+                }
+            }
+        }
+        if let Some(f) = display.take() {
+            dashboard.on_frame(&f);
+            changed = true;
+        }
+        if chip.swap(false, Ordering::AcqRel) {
+            dashboard.show_chip = !dashboard.show_chip;
+            changed = true;
+        }
+        if heat.swap(false, Ordering::AcqRel) {
+            dashboard.heat_per_channel = !dashboard.heat_per_channel;
+            changed = true;
+        }
+        if let Some(c) = &controls {
+            let s = &mut dashboard.stats;
+            (s.paused, s.speed, s.behind_s, s.pauses_cut_s) = (c.paused(), c.speed(), c.lag().as_secs_f64(), c.skipped().as_secs_f64());
+        }
+        dashboard.stats.skipped_frames = display.skipped();
+        let due = last_picture.is_none_or(|t| t.elapsed() >= STILL_PICTURE_EVERY);
+        if server.watched() && (changed || due) {
+            let made = Instant::now();
+            let rgba = renderer.render(&mut dashboard);
+            let png = renderer.encode_png(&rgba).map_err(anyhow::Error::msg)?;
+            picture_ms = made.elapsed().as_secs_f64() * 1e3;
+            server.publish(png, "image/png", status(&dashboard, ended.load(Ordering::Acquire), picture_ms));
+            (changed, last_picture) = (false, Some(Instant::now()));
+        } else {
+            server.set_status(status(&dashboard, ended.load(Ordering::Acquire), picture_ms));
+        }
+        std::thread::sleep(period.saturating_sub(tick.elapsed()));
+    }
+}
+
+/// The page's status line, as JSON.
+fn status(dashboard: &Dashboard, ended: bool, picture_ms: f64) -> String {
+    let s = &dashboard.stats;
+    serde_json::json!({
+        "t_s": dashboard.now_seconds(),
+        "events": s.events,
+        "paused": s.paused,
+        "speed": s.speed,
+        "behind_s": s.behind_s,
+        "skipped_frames": s.skipped_frames,
+        "ended": ended,
+        "picture_ms": picture_ms,
+    })
+    .to_string()
+}
