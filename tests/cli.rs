@@ -370,7 +370,9 @@ impl Served {
                 return Served { child, addr };
             }
         }
-        panic!("dynapviz ended without serving");
+        let _ = child.kill();
+        let status = child.wait();
+        panic!("dynapviz ended without serving: {status:?}");
     }
 
     /// Sends one request; returns the status, the head and the body.

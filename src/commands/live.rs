@@ -118,14 +118,14 @@ pub fn serve(args: &VizArgs, addr: &str, mut dashboard: Dashboard, session: Sess
 fn status(dashboard: &Dashboard, ended: bool, picture_ms: f64) -> String {
     let s = &dashboard.stats;
     serde_json::json!({
-        "t_s": dashboard.now_seconds(),
+        "t_s": (dashboard.now_seconds() * 1e3).round() / 1e3,
         "events": s.events,
         "paused": s.paused,
         "speed": s.speed,
-        "behind_s": s.behind_s,
+        "behind_s": (s.behind_s * 1e3).round() / 1e3,
         "skipped_frames": s.skipped_frames,
         "ended": ended,
-        "picture_ms": picture_ms,
+        "picture_ms": (picture_ms * 10.0).round() / 10.0,
     })
     .to_string()
 }

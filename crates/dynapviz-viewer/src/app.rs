@@ -17,10 +17,12 @@ use crate::headless::Headless;
 #[derive(Debug, thiserror::Error)]
 pub enum ViewerError {
     /// No X11/Wayland display.
-    #[error("no display found (DISPLAY and WAYLAND_DISPLAY are unset): use --headless DIR to render the dashboard to PNG files instead")]
+    #[error(
+        "no display found (DISPLAY and WAYLAND_DISPLAY are unset): use --headless DIR to render the dashboard to PNG files, or --serve ADDR to watch it in a browser"
+    )]
     NoDisplay,
     /// The windowing system or OpenGL failed.
-    #[error("the window could not be opened: {0} (try --headless DIR)")]
+    #[error("the window could not be opened: {0} (try --headless DIR or --serve ADDR)")]
     Window(String),
 }
 
