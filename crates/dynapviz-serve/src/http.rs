@@ -2,6 +2,8 @@
 //! with a length. Everything a peer sends is checked; what does not fit gets a reason.
 
 use std::io::{self, BufRead, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 /// The most bytes a request's head (request line and headers) may take.
 pub(crate) const MAX_HEAD: u64 = 8 * 1024;
@@ -30,6 +32,8 @@ pub(crate) enum ReadError {
     Idle,
     /// The head is longer than [`MAX_HEAD`].
     TooLarge,
+    /// The head did not arrive within its time (see [`Paced`]).
+    TooSlow,
     /// The head is not HTTP/1.x: the reason.
     Malformed(String),
     /// A request body this server does not read: the status and the reason.
@@ -42,6 +46,43 @@ impl Request {
     /// The value of `name` in the query (`a=1&b=2`), if present.
     pub(crate) fn query_value(&self, name: &str) -> Option<&str> {
         self.query.split('&').find_map(|kv| kv.strip_prefix(name).and_then(|r| r.strip_prefix('=')))
+    }
+}
+
+/// A connection's reading side with two clocks: between requests it may sit idle for `idle`;
+/// once a request's first byte arrives, its whole head must follow within `head`. So a peer
+/// that trickles a byte at a time cannot hold a connection for long.
+pub(crate) struct Paced {
+    stream: TcpStream,
+    idle: Duration,
+    head: Duration,
+    /// When the head being read must be complete (`None`: between requests).
+    deadline: Option<Instant>,
+}
+
+impl Paced {
+    pub(crate) fn new(stream: TcpStream, idle: Duration, head: Duration) -> Self {
+        Self { stream, idle, head, deadline: None }
+    }
+
+    /// The head is read: the idle clock runs again.
+    pub(crate) fn head_done(&mut self) {
+        self.deadline = None;
+    }
+}
+
+impl Read for Paced {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let timeout = match self.deadline {
+            None => self.idle,
+            Some(d) => d.checked_duration_since(Instant::now()).filter(|t| !t.is_zero()).ok_or(io::ErrorKind::TimedOut)?,
+        };
+        self.stream.set_read_timeout(Some(timeout))?;
+        let n = self.stream.read(buf)?;
+        if n > 0 && self.deadline.is_none() {
+            self.deadline = Some(Instant::now() + self.head);
+        }
+        Ok(n)
     }
 }
 
@@ -104,8 +145,8 @@ fn read_line<R: BufRead>(reader: &mut io::Take<R>, buf: &mut Vec<u8>, first: boo
     match reader.read_until(b'\n', buf) {
         Ok(0) if first => return Err(ReadError::Idle),
         Ok(_) => {}
-        Err(e) if first && buf.is_empty() && matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-            return Err(ReadError::Idle);
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            return Err(if first && buf.is_empty() { ReadError::Idle } else { ReadError::TooSlow });
         }
         Err(e) => return Err(ReadError::Io(e)),
     }
@@ -170,6 +211,7 @@ fn reason(status: u16) -> &'static str {
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         409 => "Conflict",
         413 => "Content Too Large",
         431 => "Request Header Fields Too Large",

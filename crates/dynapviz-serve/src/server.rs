@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::http::{ReadError, Request, Response, read_request};
+use crate::http::{Paced, ReadError, Request, Response, read_request};
 use crate::latest::{Latest, Picture};
 
 /// The page a browser gets at `/`.
@@ -38,6 +38,8 @@ pub struct ServeConfig {
     pub max_connections: usize,
     /// How long a connection may sit between requests before it is closed.
     pub idle_timeout: Duration,
+    /// How long a request's head may take from its first byte; a slower one is answered 408.
+    pub head_timeout: Duration,
     /// How long writing a response may take before the viewer is dropped.
     pub write_timeout: Duration,
     /// How long a request for a newer picture waits before it is answered "none yet" (204).
@@ -51,6 +53,7 @@ impl Default for ServeConfig {
         Self {
             max_connections: 32,
             idle_timeout: Duration::from_secs(30),
+            head_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
             picture_wait: Duration::from_secs(10),
             title: "dynapviz".into(),
@@ -247,23 +250,26 @@ fn refuse(mut stream: TcpStream, max: usize) {
 fn serve_connection(stream: TcpStream, shared: &Shared) {
     let peer = stream.peer_addr().map_or_else(|_| "?".to_string(), |a| a.to_string());
     let setup = stream
-        .set_read_timeout(Some(shared.config.idle_timeout))
-        .and_then(|()| stream.set_write_timeout(Some(shared.config.write_timeout)))
+        .set_write_timeout(Some(shared.config.write_timeout))
         .and_then(|()| stream.set_nodelay(true))
         .and_then(|()| stream.try_clone());
     let read_half = match setup {
         Ok(s) => s,
         Err(e) => return tracing::debug!("live view: {peer}: {e}"),
     };
-    let (mut reader, mut out) = (BufReader::new(read_half), stream);
+    let paced = Paced::new(read_half, shared.config.idle_timeout, shared.config.head_timeout);
+    let (mut reader, mut out) = (BufReader::new(paced), stream);
     loop {
-        let request = match read_request(&mut reader) {
+        let read = read_request(&mut reader);
+        reader.get_mut().head_done();
+        let request = match read {
             Ok(r) => r,
             Err(ReadError::Idle) => return,
             Err(ReadError::Io(e)) => return tracing::debug!("live view: {peer}: {e}"),
             Err(e) => {
                 let (status, reason) = match e {
                     ReadError::TooLarge => (431, format!("the request's head is over {} bytes", crate::http::MAX_HEAD)),
+                    ReadError::TooSlow => (408, format!("the request's head took over {:?}", shared.config.head_timeout)),
                     ReadError::Malformed(why) => (400, why),
                     ReadError::Unsupported(status, why) => (status, why),
                     ReadError::Idle | ReadError::Io(_) => unreachable!("returned above"),

@@ -208,6 +208,30 @@ fn connections_over_the_limit_are_refused_and_idle_ones_closed() {
 }
 
 #[test]
+fn a_head_trickled_a_byte_at_a_time_is_cut_off() {
+    let config = ServeConfig { idle_timeout: Duration::from_secs(5), head_timeout: Duration::from_millis(300), ..quick() };
+    let server = LiveServer::bind("127.0.0.1:0", config, None).expect("bound");
+    let mut s = connect(server.local_addr());
+    let started = std::time::Instant::now();
+    // A byte every 50 ms: the idle timeout (5 s) never runs out, the head's time (0.3 s) does.
+    let mut reader = BufReader::new(s.try_clone().expect("a clone"));
+    let trickle = std::thread::spawn(move || {
+        for b in b"GET / HTTP/1.1\r\nX-Slow: yes".iter().cycle().take(100) {
+            if s.write_all(&[*b]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let a = answer(&mut reader);
+    assert_eq!(a.status, 408);
+    assert!(a.text().contains("took over"), "{}", a.text());
+    assert!(started.elapsed() < Duration::from_secs(4), "cut off by the head's time, not the idle one");
+    trickle.join().expect("the writer ends");
+    assert_eq!(get(server.local_addr(), "/").status, 200, "still serving");
+}
+
+#[test]
 fn a_stalled_viewer_never_holds_up_publishing() {
     let server = Arc::new(LiveServer::bind("127.0.0.1:0", quick(), None).expect("bound"));
     // A picture far larger than the socket buffers, asked for and never read.
