@@ -102,31 +102,50 @@ impl Canvas {
         let max_y = p.iter().map(|q| q[1]).fold(f32::MIN, f32::max).min(clip.max.y).min(self.height as f32).ceil() as usize;
         let colors =
             v.map(|v| [f32::from(v.color.r()), f32::from(v.color.g()), f32::from(v.color.b()), f32::from(v.color.a())].map(|c| c / 255.0));
+        if colors.iter().all(|c| *c == [0.0; 4]) {
+            // Premultiplied transparent black everywhere: blending it changes nothing.
+            return;
+        }
+        let texel = |u: f32, t: f32| {
+            texture.map(|(size, pixels)| {
+                let tx = ((u * size[0] as f32) as usize).min(size[0].saturating_sub(1));
+                let ty = ((t * size[1] as f32) as usize).min(size[1].saturating_sub(1));
+                let s = pixels[ty * size[0] + tx];
+                [s.r(), s.g(), s.b(), s.a()].map(|v| f32::from(v) / 255.0)
+            })
+        };
+        // Most of a dashboard's area is filled rectangles: one colour and one texel (egui's
+        // white one) at every vertex, so every pixel gets the same colour.
+        let uniform = colors[1] == colors[0] && colors[2] == colors[0] && v[1].uv == v[0].uv && v[2].uv == v[0].uv;
+        let flat = uniform.then(|| {
+            let s = texel(v[0].uv.x, v[0].uv.y).unwrap_or([1.0; 4]);
+            [0, 1, 2, 3].map(|k| colors[0][k] * s[k])
+        });
         for y in min_y..max_y {
-            for x in min_x..max_x {
-                let (px, py) = (x as f32 + 0.5, y as f32 + 0.5);
-                let w0 = ((p[1][0] - px) * (p[2][1] - py) - (p[2][0] - px) * (p[1][1] - py)) / area;
-                let w1 = ((p[2][0] - px) * (p[0][1] - py) - (p[0][0] - px) * (p[2][1] - py)) / area;
+            let Some(((a0, b0), (a1, b1), xs)) = row_span(p, area, y as f32 + 0.5, min_x, max_x) else { continue };
+            let row = &mut self.pixels[y * self.width..(y + 1) * self.width];
+            for x in xs {
+                let px = x as f32 + 0.5;
+                let (w0, w1) = (a0 + b0 * px, a1 + b1 * px);
                 let w2 = 1.0 - w0 - w1;
                 if w0 < -1e-4 || w1 < -1e-4 || w2 < -1e-4 {
                     continue;
                 }
-                let mut c = [0.0f32; 4];
-                for k in 0..4 {
-                    c[k] = w0 * colors[0][k] + w1 * colors[1][k] + w2 * colors[2][k];
-                }
-                if let Some((size, pixels)) = texture {
-                    let u = w0 * v[0].uv.x + w1 * v[1].uv.x + w2 * v[2].uv.x;
-                    let t = w0 * v[0].uv.y + w1 * v[1].uv.y + w2 * v[2].uv.y;
-                    let tx = ((u * size[0] as f32) as usize).min(size[0].saturating_sub(1));
-                    let ty = ((t * size[1] as f32) as usize).min(size[1].saturating_sub(1));
-                    let s = pixels[ty * size[0] + tx];
-                    let s = [s.r(), s.g(), s.b(), s.a()].map(|v| f32::from(v) / 255.0);
-                    for k in 0..4 {
-                        c[k] *= s[k];
+                let c = match flat {
+                    Some(c) => c,
+                    None => {
+                        let mut c = [0, 1, 2, 3].map(|k| w0 * colors[0][k] + w1 * colors[1][k] + w2 * colors[2][k]);
+                        let u = w0 * v[0].uv.x + w1 * v[1].uv.x + w2 * v[2].uv.x;
+                        let t = w0 * v[0].uv.y + w1 * v[1].uv.y + w2 * v[2].uv.y;
+                        if let Some(s) = texel(u, t) {
+                            for k in 0..4 {
+                                c[k] *= s[k];
+                            }
+                        }
+                        c
                     }
-                }
-                let d = &mut self.pixels[y * self.width + x];
+                };
+                let d = &mut row[x];
                 let inv = 1.0 - c[3];
                 for k in 0..4 {
                     d[k] = c[k] + d[k] * inv;
@@ -137,9 +156,42 @@ impl Canvas {
 
     /// The image as 8-bit RGBA (alpha made opaque).
     pub fn to_rgba8(&self) -> Vec<u8> {
-        self.pixels
-            .iter()
-            .flat_map(|p| [p[0], p[1], p[2]].map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8).into_iter().chain([255]))
-            .collect()
+        let mut out = Vec::with_capacity(self.pixels.len() * 4);
+        for p in &self.pixels {
+            // Rounds half up, as `round` does for these non-negative values.
+            let byte = |v: f32| (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8;
+            out.extend_from_slice(&[byte(p[0]), byte(p[1]), byte(p[2]), 255]);
+        }
+        out
     }
 }
+
+/// The first two barycentric weights along row `py` (its centre) of triangle `p` (of signed
+/// `area` times two), and the pixels in `min_x..max_x` it may cover: a few more than it does,
+/// never fewer, so that the test per pixel decides. Each barycentric weight is linear along the row, so where it is not negative is a
+/// half-line; a thin diagonal triangle (a plot's line) covers a few pixels of a wide row.
+fn row_span(p: [[f32; 2]; 3], area: f32, py: f32, min_x: usize, max_x: usize) -> Option<(Weight, Weight, std::ops::Range<usize>)> {
+    // Weight i along the row: a + b * px, from the edge opposite vertex i.
+    let edge = |i: usize, j: usize| {
+        let (a, b) = (p[i], p[j]);
+        ((a[0] * (b[1] - py) - b[0] * (a[1] - py)) / area, (a[1] - b[1]) / area)
+    };
+    let ((a0, b0), (a1, b1)) = (edge(1, 2), edge(2, 0));
+    let (mut lo, mut hi) = (min_x as f32, max_x as f32);
+    for (a, b) in [(a0, b0), (a1, b1), (1.0 - a0 - a1, -(b0 + b1))] {
+        // The pixel test allows -1e-4; a wider margin, and a pixel more on each side, keep
+        // rounding from dropping one it would paint.
+        let at = (-1e-3 - a) / b - 0.5;
+        if b > 0.0 {
+            lo = lo.max(at.floor() - 1.0);
+        } else if b < 0.0 {
+            hi = hi.min(at.ceil() + 2.0);
+        } else if a < -1e-3 {
+            return None;
+        }
+    }
+    (lo < hi).then(|| ((a0, b0), (a1, b1), lo as usize..hi as usize))
+}
+
+/// A barycentric weight along a row: `a + b * px` at pixel centre `px`.
+type Weight = (f32, f32);
