@@ -190,7 +190,7 @@ fn row_span(p: [[f32; 2]; 3], area: f32, py: f32, min_x: usize, max_x: usize) ->
             return None;
         }
     }
-    (lo < hi).then(|| ((a0, b0), (a1, b1), lo as usize..hi as usize))
+    (lo < hi).then_some(((a0, b0), (a1, b1), lo as usize..hi as usize))
 }
 
 /// A barycentric weight along a row: `a + b * px` at pixel centre `px`.
