@@ -95,8 +95,7 @@ pub fn serve(args: &VizArgs, addr: &str, mut dashboard: Dashboard, session: Sess
             changed = true;
         }
         if let Some(c) = &controls {
-            let s = &mut dashboard.stats;
-            (s.paused, s.speed, s.behind_s, s.pauses_cut_s) = (c.paused(), c.speed(), c.lag().as_secs_f64(), c.skipped().as_secs_f64());
+            dashboard.stats.follow(c);
         }
         dashboard.stats.skipped_frames = display.skipped();
         let due = last_picture.is_none_or(|t| t.elapsed() >= STILL_PICTURE_EVERY);

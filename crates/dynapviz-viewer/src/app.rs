@@ -61,10 +61,7 @@ impl ViewerApp<'_> {
             if minus {
                 c.slower();
             }
-            self.dashboard.stats.paused = c.paused();
-            self.dashboard.stats.speed = c.speed();
-            self.dashboard.stats.behind_s = c.lag().as_secs_f64();
-            self.dashboard.stats.pauses_cut_s = c.skipped().as_secs_f64();
+            self.dashboard.stats.follow(c);
         }
         if shot {
             let rect = ctx.content_rect();

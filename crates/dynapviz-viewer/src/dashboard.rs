@@ -51,6 +51,14 @@ pub struct ViewStats {
     pub pauses_cut_s: f64,
 }
 
+impl ViewStats {
+    /// Takes the playback's state (paused, speed, lag, pauses cut) from its controls.
+    pub fn follow(&mut self, c: &dynapviz_streams::source::Controls) {
+        (self.paused, self.speed, self.behind_s, self.pauses_cut_s) =
+            (c.paused(), c.speed(), c.lag().as_secs_f64(), c.skipped().as_secs_f64());
+    }
+}
+
 /// What the chip panel shows about one layer besides its live counters.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChipLayerInfo {

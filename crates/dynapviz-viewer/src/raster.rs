@@ -168,8 +168,9 @@ impl Canvas {
 
 /// The first two barycentric weights along row `py` (its centre) of triangle `p` (of signed
 /// `area` times two), and the pixels in `min_x..max_x` it may cover: a few more than it does,
-/// never fewer, so that the test per pixel decides. Each barycentric weight is linear along the row, so where it is not negative is a
-/// half-line; a thin diagonal triangle (a plot's line) covers a few pixels of a wide row.
+/// never fewer, so that the test per pixel decides. Each weight is linear along the row, so
+/// where it is not negative is a half-line; a thin diagonal triangle (a plot's line) covers a
+/// few pixels of a wide row.
 fn row_span(p: [[f32; 2]; 3], area: f32, py: f32, min_x: usize, max_x: usize) -> Option<(Weight, Weight, std::ops::Range<usize>)> {
     // Weight i along the row: a + b * px, from the edge opposite vertex i.
     let edge = |i: usize, j: usize| {
