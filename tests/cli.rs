@@ -380,7 +380,9 @@ impl Served {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(&self.addr).expect("the server listens");
         s.set_read_timeout(Some(std::time::Duration::from_secs(30))).expect("a timeout");
-        write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").expect("sent");
+        // As the page asks: its Host, and the header of its controls.
+        let head = format!("Host: {}\r\nX-Dynapviz-Control: 1\r\nContent-Length: 0\r\nConnection: close", self.addr);
+        write!(s, "{method} {path} HTTP/1.1\r\n{head}\r\n\r\n").expect("sent");
         let mut all = Vec::new();
         s.read_to_end(&mut all).expect("the answer");
         let split = all.windows(4).position(|w| w == b"\r\n\r\n").expect("a head");

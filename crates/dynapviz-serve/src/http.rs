@@ -23,7 +23,16 @@ pub(crate) struct Request {
     pub(crate) keep_alive: bool,
     /// The body's length.
     pub(crate) body: u64,
+    /// The `Host` header, if sent.
+    pub(crate) host: Option<String>,
+    /// Whether the [`CONTROL_HEADER`] was sent.
+    pub(crate) control_header: bool,
 }
+
+/// A header the page sends with its controls. A page of another site cannot send it without
+/// asking the server first (a CORS preflight this server never grants), so it cannot steer
+/// the session from a viewer's browser.
+pub(crate) const CONTROL_HEADER: &str = "x-dynapviz-control";
 
 /// Why no request was read.
 #[derive(Debug)]
@@ -107,8 +116,15 @@ pub(crate) fn read_request(reader: &mut impl BufRead) -> Result<Request, ReadErr
         return Err(ReadError::Malformed(format!("target {target:?}: expected a path starting with /")));
     }
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let mut request =
-        Request { method: method.to_string(), path: path.to_string(), query: query.to_string(), keep_alive: minor == 1, body: 0 };
+    let mut request = Request {
+        method: method.to_string(),
+        path: path.to_string(),
+        query: query.to_string(),
+        keep_alive: minor == 1,
+        body: 0,
+        host: None,
+        control_header: false,
+    };
     loop {
         let header = read_line(&mut limited, &mut line, false)?;
         if header.is_empty() {
@@ -125,6 +141,8 @@ pub(crate) fn read_request(reader: &mut impl BufRead) -> Result<Request, ReadErr
                 request.body =
                     value.parse().map_err(|_| ReadError::Malformed(format!("Content-Length {value:?}: expected a number of bytes")))?;
             }
+            "host" => request.host = Some(value.to_string()),
+            n if n == CONTROL_HEADER => request.control_header = true,
             "transfer-encoding" => {
                 return Err(ReadError::Unsupported(501, format!("Transfer-Encoding {value:?}: request bodies must have a Content-Length")));
             }
@@ -209,6 +227,7 @@ fn reason(status: u16) -> &'static str {
         200 => "OK",
         204 => "No Content",
         400 => "Bad Request",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
@@ -232,7 +251,17 @@ mod tests {
     #[test]
     fn a_browser_request_parses() {
         let r = parse(b"GET /frame?after=12&x=1 HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n").expect("valid");
-        assert_eq!(r, Request { method: "GET".into(), path: "/frame".into(), query: "after=12&x=1".into(), keep_alive: true, body: 0 });
+        let want = Request {
+            method: "GET".into(),
+            path: "/frame".into(),
+            query: "after=12&x=1".into(),
+            keep_alive: true,
+            body: 0,
+            host: Some("a".into()),
+            control_header: false,
+        };
+        assert_eq!(r, want);
+        assert!(parse(b"POST /control/pause HTTP/1.1\r\nX-Dynapviz-Control: 1\r\n\r\n").expect("valid").control_header);
         assert_eq!(r.query_value("after"), Some("12"));
         assert_eq!(r.query_value("x"), Some("1"));
         assert_eq!(r.query_value("aft"), None);

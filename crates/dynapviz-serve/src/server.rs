@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::http::{Paced, ReadError, Request, Response, read_request};
+use crate::http::{CONTROL_HEADER, Paced, ReadError, Request, Response, read_request};
 use crate::latest::{Latest, Picture};
 
 /// The page a browser gets at `/`.
@@ -110,6 +110,9 @@ struct Shared {
     /// When a viewer last asked for a picture, ms after `started` (0: never).
     last_asked_ms: AtomicU64,
     started: Instant,
+    /// Listening on a loopback address: only requests naming the loopback are answered, so that
+    /// a page of another site whose name it made point here (DNS rebinding) is refused.
+    loopback_only: bool,
 }
 
 /// Serves the newest published picture to browsers. Dropping it stops accepting and wakes
@@ -141,6 +144,7 @@ impl LiveServer {
             waiting: AtomicUsize::new(0),
             last_asked_ms: AtomicU64::new(0),
             started: Instant::now(),
+            loopback_only: local.ip().is_loopback(),
         });
         let accepting = Arc::clone(&shared);
         let accept = std::thread::Builder::new()
@@ -298,6 +302,13 @@ fn route(request: &Request, shared: &Shared, out: &mut dyn Write) -> std::io::Re
         shared.bad_requests.fetch_add(1, Ordering::Relaxed);
         Response::text(status, reason).write(out, keep_alive)
     };
+    if shared.loopback_only && !request.host.as_deref().is_some_and(is_loopback_host) {
+        let why = format!(
+            "Host {:?}: this server listens on this machine only and answers requests for localhost or a loopback address (a page of another site can rename itself to this machine)",
+            request.host.as_deref().unwrap_or("")
+        );
+        return bad(403, &why, out).map(|()| keep_alive);
+    }
     let answered = match (request.method.as_str(), request.path.as_str()) {
         ("GET", "/" | "/index.html") => {
             let page = PAGE.replace("{{title}}", &escape_html(&shared.config.title));
@@ -330,6 +341,10 @@ fn route(request: &Request, shared: &Shared, out: &mut dyn Write) -> std::io::Re
             let body = format!("{{\"picture\":{},\"viewers\":{},\"session\":{}}}", p.number, shared.open.load(Ordering::Relaxed), p.status);
             Response::new(200, "application/json", body.as_bytes()).write(out, keep_alive)
         }
+        ("POST", path) if path.starts_with("/control/") && !request.control_header => {
+            let why = format!("controls need the {CONTROL_HEADER} header, which the page sends and other sites' pages cannot");
+            bad(403, &why, out)
+        }
         ("POST", path) if path.starts_with("/control/") => {
             let command = match &path["/control/".len()..] {
                 "pause" => Command::TogglePause,
@@ -351,6 +366,16 @@ fn route(request: &Request, shared: &Shared, out: &mut dyn Write) -> std::io::Re
         }
     };
     answered.map(|()| keep_alive && !shared.stop.load(Ordering::Acquire))
+}
+
+/// Whether `host` (a `Host` header: a name or address, and maybe a port) names this machine's
+/// loopback: `localhost`, `127.x.x.x` or `[::1]`.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn escape_html(text: &str) -> String {

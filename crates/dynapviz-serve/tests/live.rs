@@ -71,11 +71,12 @@ fn ask(addr: SocketAddr, raw: &[u8]) -> Answer {
 }
 
 fn get(addr: SocketAddr, path: &str) -> Answer {
-    ask(addr, format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+    ask(addr, format!("GET {path} HTTP/1.1\r\nHost: localhost:{}\r\nConnection: close\r\n\r\n", addr.port()).as_bytes())
 }
 
+/// A control, as the page sends it.
 fn post(addr: SocketAddr, path: &str) -> Answer {
-    ask(addr, format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").as_bytes())
+    ask(addr, format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nX-Dynapviz-Control: 1\r\nContent-Length: 0\r\n\r\n").as_bytes())
 }
 
 #[test]
@@ -113,11 +114,11 @@ fn a_viewer_waits_for_the_next_picture_on_one_connection() {
     server.publish(b"one".to_vec(), "image/png", "null".into());
     let mut s = connect(server.local_addr());
     let mut reader = BufReader::new(s.try_clone().expect("a clone"));
-    s.write_all(b"GET /frame?after=0 HTTP/1.1\r\n\r\n").expect("sent");
+    s.write_all(b"GET /frame?after=0 HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("sent");
     let a = answer(&mut reader);
     assert_eq!((a.header("x-frame"), a.body.as_slice(), a.header("connection")), (Some("1"), &b"one"[..], Some("keep-alive")));
     // The next request waits until a newer picture is published.
-    s.write_all(b"GET /frame?after=1 HTTP/1.1\r\n\r\n").expect("sent");
+    s.write_all(b"GET /frame?after=1 HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("sent");
     let publisher = Arc::clone(&server);
     let later = std::thread::spawn(move || {
         while !publisher.watched() {
@@ -160,15 +161,33 @@ fn the_controls_reach_the_session_or_say_there_is_none() {
 }
 
 #[test]
+fn other_sites_pages_can_neither_steer_nor_read_a_local_session() {
+    let server = LiveServer::bind("127.0.0.1:0", quick(), Some(Box::new(|_| true))).expect("bound");
+    let addr = server.local_addr();
+    // A cross-site form or no-cors fetch cannot add the page's header.
+    let forged = ask(addr, format!("POST /control/pause HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n").as_bytes());
+    assert_eq!(forged.status, 403);
+    assert!(forged.text().contains("x-dynapviz-control"), "{}", forged.text());
+    // A name made to point here (DNS rebinding) is not this machine's loopback.
+    let rebound = ask(addr, format!("GET /frame HTTP/1.1\r\nHost: evil.example:{}\r\n\r\n", addr.port()).as_bytes());
+    assert_eq!(rebound.status, 403);
+    assert!(rebound.text().contains("evil.example"), "{}", rebound.text());
+    assert_eq!(ask(addr, b"GET / HTTP/1.0\r\n\r\n").status, 403, "no Host at all");
+    for host in ["localhost", "LOCALHOST:80", "127.0.0.1", "127.1.2.3:8080", "[::1]:8080"] {
+        assert_eq!(ask(addr, format!("GET /status.json HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes()).status, 200, "{host}");
+    }
+}
+
+#[test]
 fn bad_requests_get_a_status_and_a_reason() {
     let server = LiveServer::bind("127.0.0.1:0", quick(), None).expect("bound");
     let addr = server.local_addr();
     let cases: [(&[u8], u16, &str); 6] = [
         (b"HELLO\r\n\r\n", 400, "request line"),
         (b"GET / SPDY/3\r\n\r\n", 400, "version"),
-        (b"DELETE / HTTP/1.1\r\n\r\n", 405, "only GET and POST"),
-        (b"GET /frame?after=-1 HTTP/1.1\r\n\r\n", 400, "after"),
-        (b"GET /secrets HTTP/1.1\r\n\r\n", 404, "the live view is at /"),
+        (b"DELETE / HTTP/1.1\r\nHost: localhost\r\n\r\n", 405, "only GET and POST"),
+        (b"GET /frame?after=-1 HTTP/1.1\r\nHost: localhost\r\n\r\n", 400, "after"),
+        (b"GET /secrets HTTP/1.1\r\nHost: localhost\r\n\r\n", 404, "the live view is at /"),
         (b"POST /control/pause HTTP/1.1\r\nContent-Length: 99999\r\n\r\n", 413, "at most"),
     ];
     for (raw, status, says) in cases {
@@ -237,7 +256,7 @@ fn a_stalled_viewer_never_holds_up_publishing() {
     // A picture far larger than the socket buffers, asked for and never read.
     server.publish(vec![7; 32 << 20], "image/png", "null".into());
     let mut stalled = connect(server.local_addr());
-    stalled.write_all(b"GET /frame?after=0 HTTP/1.1\r\n\r\n").expect("sent");
+    stalled.write_all(b"GET /frame?after=0 HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("sent");
     while server.stats().open == 0 {
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -258,7 +277,7 @@ fn stopping_answers_the_waiting_viewers() {
     let server = LiveServer::bind("127.0.0.1:0", ServeConfig { picture_wait: Duration::from_secs(60), ..quick() }, None).expect("bound");
     let addr = server.local_addr();
     let mut s = connect(addr);
-    s.write_all(b"GET /frame?after=0 HTTP/1.1\r\n\r\n").expect("sent");
+    s.write_all(b"GET /frame?after=0 HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("sent");
     while !server.watched() {
         std::thread::sleep(Duration::from_millis(5));
     }
