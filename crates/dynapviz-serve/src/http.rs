@@ -242,7 +242,47 @@ fn reason(status: u16) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        /// Whatever a peer sends, reading ends with a request or a reason, and a request read
+        /// is one the bytes hold.
+        #[test]
+        fn any_bytes_give_a_request_or_a_reason(raw in prop::collection::vec(any::<u8>(), 0..2000)) {
+            if let Ok(r) = parse(&raw) {
+                prop_assert!(raw.starts_with(r.method.as_bytes()));
+                prop_assert!(r.path.starts_with('/'));
+            }
+        }
+
+        /// Heads made of valid parts in any combination, cut anywhere: never a panic, and a
+        /// whole one parses.
+        #[test]
+        fn heads_cut_anywhere_give_a_request_or_a_reason(
+            method in prop::sample::select(vec!["GET", "POST", "PUT", "get", ""]),
+            path in "/[a-z?=&0-9]{0,20}",
+            headers in prop::collection::vec(("[A-Za-z-]{1,12}", "[ -~]{0,30}"), 0..6),
+            cut in 0usize..400,
+        ) {
+            let mut raw = format!("{method} {path} HTTP/1.1\r\n");
+            for (n, v) in &headers {
+                raw.push_str(&format!("{n}: {v}\r\n"));
+            }
+            raw.push_str("\r\n");
+            let whole = parse(raw.as_bytes());
+            let cut = cut.min(raw.len());
+            let _ = parse(&raw.as_bytes()[..cut]);
+            let plain = headers.iter().all(|(n, v)| {
+                let n = n.to_ascii_lowercase();
+                n != "transfer-encoding" && (n != "content-length" || v.trim().parse::<u64>().is_ok_and(|l| l == 0))
+            });
+            if method == "GET" && plain {
+                prop_assert!(whole.is_ok(), "{raw:?}: {whole:?}");
+            }
+        }
+    }
 
     fn parse(raw: &[u8]) -> Result<Request, ReadError> {
         read_request(&mut io::BufReader::new(raw))
