@@ -338,7 +338,7 @@ fn route(request: &Request, shared: &Shared, out: &mut dyn Write) -> std::io::Re
         }
         ("GET", "/status.json") => {
             let p = shared.latest.snapshot();
-            let body = format!("{{\"picture\":{},\"viewers\":{},\"session\":{}}}", p.number, shared.open.load(Ordering::Relaxed), p.status);
+            let body = format!("{{\"picture\":{},\"connections\":{},\"session\":{}}}", p.number, shared.open.load(Ordering::Relaxed), p.status);
             Response::new(200, "application/json", body.as_bytes()).write(out, keep_alive)
         }
         ("POST", path) if path.starts_with("/control/") && !request.control_header => {

@@ -98,7 +98,7 @@ fn the_page_pictures_and_status_reach_a_viewer() {
     let status = get(addr, "/status.json");
     assert_eq!(status.status, 200);
     assert!(
-        status.text().starts_with(r#"{"picture":1,"viewers":"#) && status.text().ends_with(r#""session":{"t_s":1.5}}"#),
+        status.text().starts_with(r#"{"picture":1,"connections":"#) && status.text().ends_with(r#""session":{"t_s":1.5}}"#),
         "{}",
         status.text()
     );
