@@ -246,7 +246,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
 /// Answers a connection over the limit without reading its request.
 fn refuse(mut stream: TcpStream, max: usize) {
     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-    let body = format!("{max} viewers are connected already, the most this session serves: try again later");
+    let body = format!("{max} connections are open already, the most this session serves: try again later");
     let _ = Response::text(503, &body).header("Retry-After", 5).write(&mut stream, false);
     let _ = stream.shutdown(Shutdown::Both);
 }
@@ -266,23 +266,20 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
     loop {
         let read = read_request(&mut reader);
         reader.get_mut().head_done();
+        // A head that cannot be answered ends the connection, with a status and a reason.
+        let mut refuse_head = |status: u16, reason: String| {
+            tracing::debug!("live view: {peer}: {status} {reason}");
+            shared.bad_requests.fetch_add(1, Ordering::Relaxed);
+            let _ = Response::text(status, &reason).write(&mut out, false);
+        };
         let request = match read {
             Ok(r) => r,
             Err(ReadError::Idle) => return,
             Err(ReadError::Io(e)) => return tracing::debug!("live view: {peer}: {e}"),
-            Err(e) => {
-                let (status, reason) = match e {
-                    ReadError::TooLarge => (431, format!("the request's head is over {} bytes", crate::http::MAX_HEAD)),
-                    ReadError::TooSlow => (408, format!("the request's head took over {:?}", shared.config.head_timeout)),
-                    ReadError::Malformed(why) => (400, why),
-                    ReadError::Unsupported(status, why) => (status, why),
-                    ReadError::Idle | ReadError::Io(_) => unreachable!("returned above"),
-                };
-                tracing::debug!("live view: {peer}: {status} {reason}");
-                shared.bad_requests.fetch_add(1, Ordering::Relaxed);
-                let _ = Response::text(status, &reason).write(&mut out, false);
-                return;
-            }
+            Err(ReadError::TooLarge) => return refuse_head(431, format!("the request's head is over {} bytes", crate::http::MAX_HEAD)),
+            Err(ReadError::TooSlow) => return refuse_head(408, format!("the request's head took over {:?}", shared.config.head_timeout)),
+            Err(ReadError::Malformed(why)) => return refuse_head(400, why),
+            Err(ReadError::Unsupported(status, why)) => return refuse_head(status, why),
         };
         let keep_alive = match route(&request, shared, &mut out) {
             Ok(keep_alive) => keep_alive,
@@ -338,7 +335,8 @@ fn route(request: &Request, shared: &Shared, out: &mut dyn Write) -> std::io::Re
         }
         ("GET", "/status.json") => {
             let p = shared.latest.snapshot();
-            let body = format!("{{\"picture\":{},\"connections\":{},\"session\":{}}}", p.number, shared.open.load(Ordering::Relaxed), p.status);
+            let body =
+                format!("{{\"picture\":{},\"connections\":{},\"session\":{}}}", p.number, shared.open.load(Ordering::Relaxed), p.status);
             Response::new(200, "application/json", body.as_bytes()).write(out, keep_alive)
         }
         ("POST", path) if path.starts_with("/control/") && !request.control_header => {
