@@ -125,7 +125,7 @@ pub struct LiveServer {
 
 impl LiveServer {
     /// Listens on `addr` (port 0: any free port, see [`Self::local_addr`]). `on_command`
-    /// carries out the page's pause and speed buttons; `None` answers them 409.
+    /// carries out the page's buttons (see [`Command`]); `None` answers them 409.
     pub fn bind(addr: &str, config: ServeConfig, on_command: Option<OnCommand>) -> Result<Self, ServeError> {
         let bind_error = |source| ServeError::Bind { addr: addr.to_string(), source };
         let resolved: Vec<SocketAddr> = addr.to_socket_addrs().map_err(bind_error)?.collect();
