@@ -70,12 +70,18 @@ fn bad_input_is_a_clear_error_not_a_panic() {
     }
 }
 
+/// The demo's recording, written into `dir`: 11 gestures of 0.2 s with 10 pauses of 0.3 s
+/// (5.2 s).
+fn demo_recording(dir: &std::path::Path) -> std::path::PathBuf {
+    let (ok, _, err) = dynapviz(&["demo", "--text", "--segment-seconds", "0.2", "--keep", dir.to_str().expect("path")]);
+    assert!(ok, "{err}");
+    dir.join("user01_synthetic00.aedat")
+}
+
 #[test]
 fn headless_run_records_input_and_analysis() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (ok, _, err) = dynapviz(&["demo", "--text", "--segment-seconds", "0.2", "--keep", dir.path().to_str().expect("path")]);
-    assert!(ok, "{err}");
-    let rec = dir.path().join("user01_synthetic00.aedat");
+    let rec = demo_recording(dir.path());
     let frames = dir.path().join("frames");
     let copy = dir.path().join("copy.es");
     let gif = dir.path().join("session.gif");
@@ -442,9 +448,7 @@ fn serve_shows_the_demo_in_a_browser_and_takes_its_controls() {
 #[test]
 fn serve_keeps_the_last_picture_when_the_recording_ends() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (ok, _, err) = dynapviz(&["demo", "--text", "--segment-seconds", "0.2", "--keep", dir.path().to_str().expect("path")]);
-    assert!(ok, "{err}");
-    let rec = dir.path().join("user01_synthetic00.aedat");
+    let rec = demo_recording(dir.path());
     let served = Served::start(&[
         "run",
         "--input",
