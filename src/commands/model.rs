@@ -46,13 +46,15 @@ impl ThreadsArg {
 /// The model options shared by `model`, `simulate` and `run`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ModelArgs {
-    /// The trained network: .onnx, or a state_dict (.pt/.pth/.safetensors) with --arch.
+    /// The trained network: .onnx, a NIR graph (.nir, a spiking network of IF neurons, as
+    /// sinabs' `to_nir` writes it), or a state_dict (.pt/.pth/.safetensors) with --arch.
     #[arg(long = "model", value_name = "MODEL")]
     pub model: Option<PathBuf>,
     /// Architecture TOML for a state_dict (layers of the nn.Sequential, with module indices).
     #[arg(long)]
     pub arch: Option<PathBuf>,
-    /// Input shape C,H,W (C = 2 polarities, or 1 for merged polarities).
+    /// Input shape C,H,W (C = 2 polarities, or 1 for merged polarities); a NIR graph and an
+    /// architecture file name their own.
     #[arg(long, value_parser = parse_shape)]
     pub input_shape: Option<[usize; 3]>,
     /// Chip: speck2e, speck2f, speck2b, dynapcnndevkit, speck2cmini, speck2dmini.

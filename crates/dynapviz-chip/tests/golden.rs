@@ -14,13 +14,14 @@ fn shared() -> Option<PathBuf> {
     dynapviz_testkit::shared("fixtures/golden").map(|d| d.join("../.."))
 }
 
-fn run_case(case: &Path, kernel: Kernel) {
+/// Runs `model` on `case`'s input (`case`'s own `model.onnx` when `None`) and compares.
+fn run_case(case: &Path, model: Option<&Path>, kernel: Kernel) {
     let expected: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(case.join("expected.json")).expect("expected.json")).expect("json");
     let shape: Vec<usize> = expected["input_shape"].as_array().expect("shape").iter().map(|v| v.as_u64().expect("dim") as usize).collect();
     let device = expected["device"].as_str().expect("device");
     let bin_us = expected["bin_us"].as_i64().expect("bin_us");
-    let net = Pipeline::new(&case.join("model.onnx"))
+    let net = Pipeline::new(model.unwrap_or(&case.join("model.onnx")))
         .input_shape([shape[0], shape[1], shape[2]])
         .device(device)
         .build()
@@ -71,7 +72,7 @@ fn run_cases(dir: &Path) -> usize {
         if case.join("expected.json").exists() {
             for kernel in [Kernel::Portable, Kernel::Avx2, Kernel::Avx512] {
                 if kernel.on_this_cpu() == kernel {
-                    run_case(&case, kernel);
+                    run_case(&case, None, kernel);
                 } else {
                     dynapviz_testkit::note(&format!("this CPU has no {kernel:?} kernel: not tested"));
                 }
@@ -86,6 +87,15 @@ fn run_cases(dir: &Path) -> usize {
 fn binned_mode_reproduces_sinabs_bit_for_bit() {
     let Some(shared) = shared() else { return };
     assert!(run_cases(&shared.join("fixtures/golden")) > 0, "no golden cases found");
+}
+
+/// The gesture network imported from sinabs' NIR export of it (`tests/nir`, see
+/// `tools/nir_cases.py`) runs as the shared case says, with the fastest kernel.
+#[test]
+fn binned_mode_reproduces_sinabs_from_a_nir_export() {
+    let Some(shared) = shared() else { return };
+    let nir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/nir/gesture_r50.nir");
+    run_case(&shared.join("fixtures/golden/gesture_r50"), Some(&nir), Kernel::Avx512.on_this_cpu());
 }
 
 #[test]

@@ -25,8 +25,17 @@ pub enum AnnLayer {
         /// Optional bias.
         bias: Option<Vec<f32>>,
     },
-    /// `nn.ReLU`: becomes an integrate-and-fire layer.
+    /// `nn.ReLU`: becomes an integrate-and-fire layer (threshold 1, min_v_mem -1, as sinabs'
+    /// `from_model` makes it).
     Relu,
+    /// An integrate-and-fire layer already (sinabs' `IAF`, a NIR `IF`): its own threshold and
+    /// lower bound, subtract reset. The chip has one threshold per layer.
+    Iaf {
+        /// Spike threshold.
+        threshold: f32,
+        /// Lower bound of the membrane potential.
+        min_v_mem: f32,
+    },
     /// `nn.AvgPool2d` (stride must equal kernel).
     AvgPool {
         /// (ky, kx).
@@ -68,6 +77,7 @@ impl AnnLayer {
             AnnLayer::Conv { .. } => "Conv2d",
             AnnLayer::Linear { .. } => "Linear",
             AnnLayer::Relu => "ReLU",
+            AnnLayer::Iaf { .. } => "IAF",
             AnnLayer::AvgPool { .. } => "AvgPool2d",
             AnnLayer::SumPool { .. } => "SumPool2d",
             AnnLayer::BatchNorm { .. } => "BatchNorm",

@@ -158,7 +158,9 @@ fn paths(layers: &[NamedLayer], consumers: &[Vec<usize>], from: Option<usize>, s
             }
             AnnLayer::PadEnd { pads } => p.shape = [0, 1, 2].map(|d| p.shape[d] + pads[d]),
             AnnLayer::Flatten | AnnLayer::Merge => {}
-            AnnLayer::Relu => return Err(unsupported(l, "ReLU must follow a Conv2d or Linear layer")),
+            AnnLayer::Relu | AnnLayer::Iaf { .. } => {
+                return Err(unsupported(l, format!("{} must follow a Conv2d or Linear layer", l.layer.kind())));
+            }
             AnnLayer::BatchNorm { .. } | AnnLayer::Dropout | AnnLayer::Identity => unreachable!("removed by simplify"),
         }
         let next = &consumers[i + 1];
@@ -319,14 +321,14 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
         // appends after a network's last layer.
         let spiking = match &consumers[wi + 1][..] {
             [] => None,
-            &[r] if matches!(layers[r].layer, AnnLayer::Relu) => {
+            &[r] if matches!(layers[r].layer, AnnLayer::Relu | AnnLayer::Iaf { .. }) => {
                 source.push(layers[r].name.clone());
                 Some(r)
             }
             _ => {
                 return Err(unsupported(
                     l,
-                    "is not followed by a ReLU: every Conv2d/Linear but the last must feed a ReLU (the chip's spiking layer), and only it",
+                    "is not followed by a ReLU (or IAF): every Conv2d/Linear but the last must feed one (the chip's spiking layer), and only it",
                 ));
             }
         };
@@ -393,6 +395,12 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
             }
         }
         let out_shape = [out_channels, fh / pool[0], fw / pool[1]];
+        // sinabs' `from_model` makes every ReLU, and the spiking layer it appends, an IAF of
+        // threshold 1 and min_v_mem -1; an IAF imported as one keeps its own.
+        let (threshold, min_v_mem) = match spiking.map(|r| &layers[r].layer) {
+            Some(&AnnLayer::Iaf { threshold, min_v_mem }) => (threshold, min_v_mem),
+            _ => (1.0, -1.0),
+        };
         chip.push(ChipLayer {
             index,
             core: None,
@@ -405,7 +413,7 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
             conv_out: [fh, fw],
             out_shape,
             reset: Reset::Subtract,
-            float: FloatParams { weights, bias, threshold: 1.0, min_v_mem: -1.0 },
+            float: FloatParams { weights, bias, threshold, min_v_mem },
             quant: None,
             destinations,
             destination_pools,

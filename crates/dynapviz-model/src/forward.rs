@@ -85,6 +85,8 @@ pub fn forward(ann: &Ann, input: &Tensor) -> Result<Vec<f32>> {
                 shape = vec![o];
             }
             AnnLayer::Relu => x.iter_mut().for_each(|v| *v = v.max(0.0)),
+            // An IAF's rate for a constant input: its ReLU over the threshold.
+            AnnLayer::Iaf { threshold, .. } => x.iter_mut().for_each(|v| *v = v.max(0.0) / threshold),
             AnnLayer::AvgPool { kernel, stride } | AnnLayer::SumPool { kernel, stride } => {
                 let [c, h, w] = shape[..] else { return Err(bad(format!("pooling needs a C,H,W input, got {shape:?}"))) };
                 if stride.contains(&0) || kernel.contains(&0) || kernel[0] > h || kernel[1] > w {

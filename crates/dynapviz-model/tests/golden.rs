@@ -44,40 +44,44 @@ fn check(net: &Network, expected: &serde_json::Value, what: &str) {
 
 /// Each case's network as both of torch's exporters write it: `model.onnx` (TorchScript) and,
 /// but for networks with batch norm (see `tools/sinabs_golden.py`), `model.dynamo.onnx`
-/// (torch's default since 2.9: other operators, weights in a `.data` file beside it).
+/// (torch's default since 2.9: other operators, weights in a `.data` file beside it); and, for
+/// the chains sinabs can export, as sinabs' `to_nir` writes its spiking network (`model.nir`,
+/// see `tools/nir_cases.py`).
 #[test]
 fn other_networks_convert_discretize_and_map_as_sinabs_does() {
     let dir = repo().join("tests/sinabs-cases");
-    let (mut cases, mut dynamo) = (0, 0);
+    let (mut cases, mut dynamo, mut nir) = (0, 0, 0);
     for entry in std::fs::read_dir(&dir).expect("tests/sinabs-cases") {
         let case = entry.expect("entry").path();
         let Ok(text) = std::fs::read_to_string(case.join("expected.json")) else { continue };
         let expected: serde_json::Value = serde_json::from_str(&text).expect("json");
         let shape: Vec<usize> =
             expected["input_shape"].as_array().expect("shape").iter().map(|v| v.as_u64().unwrap_or(0) as usize).collect();
-        for file in ["model.onnx", "model.dynamo.onnx"] {
+        for file in ["model.onnx", "model.dynamo.onnx", "model.nir"] {
             let model = case.join(file);
             if file != "model.onnx" && !model.exists() {
                 continue;
             }
-            let net = Pipeline::new(&model)
-                .input_shape([shape[0], shape[1], shape[2]])
-                .device(expected["device"].as_str().expect("device"))
-                .build()
-                .unwrap_or_else(|e| panic!("{}: {e}", model.display()));
+            let mut pipeline = Pipeline::new(&model).device(expected["device"].as_str().expect("device"));
+            // A NIR graph names its input shape itself.
+            if file != "model.nir" {
+                pipeline = pipeline.input_shape([shape[0], shape[1], shape[2]]);
+            }
+            let net = pipeline.build().unwrap_or_else(|e| panic!("{}: {e}", model.display()));
             check(&net, &expected, &model.display().to_string());
             let pool: Vec<usize> =
                 expected["dvs"]["pooling"].as_array().expect("pooling").iter().map(|v| v.as_u64().unwrap_or(0) as usize).collect();
             assert_eq!(net.dvs.pool.to_vec(), pool, "{}: dvs pooling", model.display());
-            if file == "model.onnx" {
-                cases += 1;
-            } else {
-                dynamo += 1;
+            match file {
+                "model.onnx" => cases += 1,
+                "model.dynamo.onnx" => dynamo += 1,
+                _ => nir += 1,
             }
         }
     }
     assert!(cases >= 13, "the repository's sinabs cases are missing from {}", dir.display());
     assert!(dynamo >= 11, "the dynamo exports of the sinabs cases are missing from {}", dir.display());
+    assert!(nir >= 6, "the NIR exports of the sinabs cases (tools/nir-cases) are missing from {}", dir.display());
 }
 
 /// A biased layer starts where sinabs' shape inference left it: one step of zeros charged every
@@ -117,6 +121,17 @@ fn onnx_import_matches_sinabs() {
     assert_eq!(thresholds, [99, 103, 332, 377, 209, 471, 485, 136, 110]);
     let cores: Vec<usize> = net.layers.iter().map(|l| l.core.unwrap_or(99)).collect();
     assert_eq!(cores, [0, 1, 2, 8, 4, 5, 6, 3, 7]);
+}
+
+/// The gesture network as sinabs' `to_nir` exports its spiking network (its average poolings
+/// as sum poolings with the next weights divided, see `tools/nir_cases.py`), input shape from
+/// the file: the shared case's layers exactly.
+#[test]
+fn nir_import_matches_sinabs() {
+    let Some(shared) = shared() else { return };
+    let net = Pipeline::new(&repo().join("tests/nir/gesture_r50.nir")).device("speck2edevkit").build().unwrap_or_else(|e| panic!("{e}"));
+    check(&net, &expected(&shared), "nir");
+    assert_eq!(net.dvs.input_shape, [2, 128, 128]);
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Importers: each turns a file into the common [`crate::Ann`].
 
 pub mod arch;
+#[cfg(feature = "nir")]
+pub mod nir;
 pub mod onnx;
 pub mod safetensors;
 pub mod torch;
@@ -25,16 +27,22 @@ pub(crate) fn batch_norm(gamma: &[f32], beta: &[f32], mean: &[f32], var: &[f32],
 fn kind(path: &Path) -> &'static str {
     match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("onnx") => "onnx",
+        Some("nir") => "nir",
         Some("safetensors") => "safetensors",
         _ => "torch",
     }
 }
 
-/// Loads a model: an ONNX file on its own, or a state_dict (`.pt`/`.pth`/`.safetensors`)
-/// with its architecture file. Returns the ANN and the input shape the architecture names.
+/// Loads a model: an ONNX or NIR file on its own, or a state_dict (`.pt`/`.pth`/`.safetensors`)
+/// with its architecture file. Returns the ANN and the input shape the file names (a NIR
+/// graph's `Input` node, an architecture's `input_shape`).
 pub fn load(model: &Path, arch: Option<&Path>) -> Result<(Ann, Option<[usize; 3]>)> {
     match (kind(model), arch) {
         ("onnx", _) => Ok((onnx::load(model)?, None)),
+        #[cfg(feature = "nir")]
+        ("nir", _) => nir::load(model).map(|(ann, shape)| (ann, Some(shape))),
+        #[cfg(not(feature = "nir"))]
+        ("nir", _) => Err(file_error(model, "this build reads no NIR files: build dynapviz-model with the `nir` feature")),
         (k, Some(arch_path)) => {
             let arch = arch::Arch::load(arch_path)?;
             let state = if k == "safetensors" { safetensors::load(model)? } else { torch::load_state_dict(model)? };

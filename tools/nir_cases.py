@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""NIR exports of the sinabs reference networks, made by sinabs' own `to_nir`: for the shared
+gesture case (`tests/nir/gesture_r50.nir`) and for every chain case of `tests/sinabs-cases`
+that sinabs can export (a `model.nir` beside the case's `expected.json`), so that the tests hold dynapviz's NIR import to
+what sinabs made of the same network.
+
+sinabs exports spiking networks only, and only these modules: Conv2d, Linear, IAF, SumPool2d
+and Flatten. So each ANN is converted by sinabs' `from_model` first; each AvgPool2d becomes
+sinabs' SumPool2d with the next weights divided by its area (in f32, as sinabs' DynapcnnNetwork
+does with an AvgPool2d), and Dropout goes. Before a file is written, sinabs' DynapcnnNetwork of
+that exported network is checked against the case's `expected.json`: every layer and every
+bin's class counts must be equal, or the case is skipped with the reason. Arrays of more than
+16 values are stored deflated (a per-neuron threshold array is one value many times over).
+
+Needs nir >= 1.0.5 with nirtorch 2.x (tools/bench-sinabs' venv pins nir 1.0.4; see
+`tools/nir-cases`, which makes a venv on top of it).
+
+Usage: `tools/nir-cases [CASES]` (default `tests/sinabs-cases`).
+"""
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import samna_stub  # noqa: E402, F401  (before sinabs)
+
+import h5py  # noqa: E402
+import nir  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import sinabs.layers as sl  # noqa: E402
+from sinabs.from_torch import from_model  # noqa: E402
+from sinabs.nir import to_nir  # noqa: E402
+
+import sinabs_golden as golden  # noqa: E402
+
+
+def exportable(ann, shape):
+    """sinabs' spiking network of `ann`, in the modules sinabs' NIR export knows."""
+    snn = from_model(ann, input_shape=shape, add_spiking_output=True, batch_size=1).spiking_model
+    layers, area = [], None
+    for m in snn:
+        if isinstance(m, (nn.Dropout, nn.Dropout2d)):
+            continue
+        if isinstance(m, nn.AvgPool2d):
+            k = m.kernel_size if isinstance(m.kernel_size, tuple) else (m.kernel_size, m.kernel_size)
+            area = (area or 1) * k[0] * k[1]
+            layers.append(sl.SumPool2d(k))
+            continue
+        if isinstance(m, (nn.Conv2d, nn.Linear)) and area is not None:
+            with torch.no_grad():
+                m.weight.copy_(m.weight / area)
+            area = None
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            raise NotImplementedError("batch norm (sinabs' NIR export has no such node)")
+        layers.append(m)
+    return nn.Sequential(*layers)
+
+
+def input_shapes(snn, shape):
+    """Each module's input shape (without the batch), by module name."""
+    shapes = {}
+    hooks = [m.register_forward_hook(lambda _m, i, _o, n=n: shapes.__setitem__(n, tuple(i[0].shape[1:]))) for n, m in snn.named_children()]
+    with torch.no_grad():
+        snn(torch.zeros(1, *shape))
+    for h in hooks:
+        h.remove()
+    for m in snn.modules():
+        if hasattr(m, "reset_states"):
+            m.reset_states()
+    return shapes
+
+
+def export(snn, shape):
+    """sinabs' NIR graph of `snn`, with the input shapes its export leaves out (a Conv2d's and a
+    Flatten's: nir.write refuses them missing)."""
+    shapes = input_shapes(snn, shape)
+    graph = to_nir(snn, torch.zeros(1, *shape))
+    for name, node in graph.nodes.items():
+        if isinstance(node, nir.Conv2d) and node.input_shape is None:
+            node.input_shape = np.array(shapes[name][-2:])
+        if isinstance(node, nir.Flatten) and node.input_type["input"] is None:
+            node.input_type = {"input": np.array(shapes[name])}
+    return graph
+
+
+def write(path, graph):
+    """`nir.write`'s layout, with the larger arrays deflated."""
+
+    def put(group, d):
+        for k, v in d.items():
+            if k == "metadata":
+                if v:
+                    put(group.create_group(k), v)
+            elif isinstance(v, str):
+                group.create_dataset(k, data=v, dtype=h5py.string_dtype())
+            elif isinstance(v, dict):
+                put(group.create_group(str(k)), v)
+            elif isinstance(v, torch.Tensor):
+                put(group, {k: v.detach().numpy()})
+            elif isinstance(v, np.ndarray) and v.size > 16 and v.dtype.kind in "fiu":
+                group.create_dataset(k, data=v, compression="gzip")
+            else:
+                group.create_dataset(k, data=v)
+
+    with h5py.File(path, "w") as f:
+        f.create_dataset("version", data=nir.version)
+        put(f.create_group("node"), graph.to_dict())
+
+
+def sinabs_view(snn, name, shape, device, ev):
+    """What sinabs' DynapcnnNetwork makes of the spiking network: `golden.expected` without its
+    ANN -> SNN step (the spiking output is there already)."""
+    original = golden.from_model
+
+    class Done:
+        spiking_model = snn
+
+    golden.from_model = lambda *_a, **_k: Done()
+    try:
+        return golden.expected(name, None, shape, device, ev)
+    finally:
+        golden.from_model = original
+
+
+def make(case, to, name, ann, shape, device, ev):
+    """Writes `to` from the ANN if sinabs' view of its export equals `case`'s `expected.json`."""
+    want = json.loads((case / "expected.json").read_text())
+    try:
+        snn = exportable(ann, shape)
+        got = sinabs_view(snn, name, shape, device, ev)
+        graph = export(snn, shape)
+    except Exception as e:  # noqa: BLE001  (a case sinabs cannot export is reported, not fatal)
+        print(f"{name}: skipped, sinabs cannot export it: {type(e).__name__}: {e}")
+        return
+    diff = [k for k in ("layers", "class_counts", "class_counts_per_bin") if got[k] != want[k]]
+    if diff:
+        print(f"{name}: skipped, the exported network differs from the case in {diff}")
+        return
+    to.parent.mkdir(parents=True, exist_ok=True)
+    write(to, graph)
+    print(f"{name}: {to.name} ({to.stat().st_size} bytes), {len(graph.nodes)} nodes, equal to {case / 'expected.json'}")
+
+
+def bad_graphs():
+    """Small graphs the chip cannot run or that are broken, by file name: the tests check that
+    each is refused with an error naming the node and the reason."""
+    rng = np.random.default_rng(0)
+    conv = lambda **k: nir.Conv2d(input_shape=np.array([8, 8]), weight=rng.normal(size=(4, 2, 3, 3)).astype(np.float32),
+                                  stride=np.array([1, 1]), padding=np.array([1, 1]), dilation=np.array(k.get("dilation", [1, 1])),
+                                  groups=1, bias=np.zeros(4, dtype=np.float32))
+    io = {"input": nir.Input(input_type={"input": np.array([2, 8, 8])}), "output": nir.Output(output_type={"output": np.array([4, 8, 8])})}
+    ones = np.ones((4, 8, 8), dtype=np.float32)
+    chain = [("input", "conv"), ("conv", "neuron"), ("neuron", "output")]
+    lif = nir.LIF(tau=ones * 0.01, r=ones, v_leak=ones * 0, v_threshold=ones)
+    spread = ones.copy()
+    spread[1] = 2.0
+    return {
+        "leaky.nir": nir.NIRGraph(nodes={**io, "conv": conv(), "neuron": lif}, edges=chain),
+        "two_thresholds.nir": nir.NIRGraph(nodes={**io, "conv": conv(), "neuron": nir.IF(r=ones, v_threshold=spread)}, edges=chain),
+        "dilated.nir": nir.NIRGraph(nodes={**io, "conv": conv(dilation=[2, 2]), "neuron": nir.IF(r=ones, v_threshold=ones)}, edges=chain,
+                                    type_check=False),
+        "cycle.nir": nir.NIRGraph(
+            nodes={**io, "conv": conv(), "neuron": nir.IF(r=ones, v_threshold=ones)},
+            edges=chain + [("neuron", "conv")],
+            type_check=False,
+        ),
+        "no_input.nir": nir.NIRGraph(nodes={"output": io["output"], "conv": conv(), "neuron": nir.IF(r=ones, v_threshold=ones)},
+                                     edges=chain[1:], type_check=False),
+    }
+
+
+def main():
+    here = Path(__file__).resolve().parent.parent
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else here / "tests/sinabs-cases"
+    shared = here / "../shared/fixtures"
+    torch.set_num_threads(1)
+    for name, graph in bad_graphs().items():
+        (here / "tests/nir/bad").mkdir(parents=True, exist_ok=True)
+        write(here / "tests/nir/bad" / name, graph)
+    gesture = shared / "golden/gesture_r50"
+    if gesture.exists():
+        ann = golden.gesture_ann()
+        ann.load_state_dict(torch.load(shared / "sinabs-gesture/dvs_gesture_params.pt", map_location="cpu"), strict=False)
+        ann.eval()
+        want = json.loads((gesture / "expected.json").read_text())
+        ev = golden.read_csv(gesture / "input.csv")
+        # The shared case's figures stay there: the test reads them from the shared fixtures.
+        make(gesture, here / "tests/nir/gesture_r50.nir", want["case"], ann, tuple(want["input_shape"]), want["device"], ev)
+    for name, (shape, device, build, gains, seed) in golden.cases().items():
+        case = out / name
+        if not (case / "expected.json").exists():
+            continue
+        ann = golden.randomize(build(), gains, seed, golden.BIAS_RANGE.get(name, (0.0, 0.05)))
+        ann.eval()
+        make(case, case / "model.nir", name, ann, shape, device, golden.read_csv(case / "input.csv"))
+
+
+if __name__ == "__main__":
+    main()
