@@ -144,6 +144,81 @@ def make(case, to, name, ann, shape, device, ev):
     print(f"{name}: {to.name} ({to.stat().st_size} bytes), {len(graph.nodes)} nodes, equal to {case / 'expected.json'}")
 
 
+def graph_export(ann, shape):
+    """A NIR graph of a branching ANN, written by this script (sinabs' `to_nir` exports no
+    `Merge`): torch.fx's trace of the module, each ReLU the IF sinabs' `from_model` makes of it
+    (threshold 1), each pooling as it is (NIR has AvgPool2d), and each `Merge` as NIR writes a
+    sum: the edges of both of its inputs into the node that reads it."""
+    class Tracer(torch.fx.Tracer):
+        def is_leaf_module(self, m, qualname):
+            return isinstance(m, (sl.Merge, sl.SumPool2d)) or super().is_leaf_module(m, qualname)
+
+    traced = torch.fx.GraphModule(ann, Tracer().trace(ann))
+    modules = dict(traced.named_modules())
+    shapes = input_shapes_fx(traced, shape)
+    nodes = {"input": nir.Input(input_type={"input": np.array(shape)})}
+    edges = []
+    made = {}  # fx node -> the NIR nodes its value comes from
+    outputs = 0
+    one = np.ones(1, dtype=np.float32)
+    for n in traced.graph.nodes:
+        if n.op == "placeholder":
+            made[n] = ["input"]
+            continue
+        if n.op == "output":
+            results = n.args[0] if isinstance(n.args[0], (tuple, list)) else [n.args[0]]
+            for r in results:
+                name = "output" if outputs == 0 else f"output{outputs}"
+                nodes[name] = nir.Output(output_type={"output": np.array([1])})
+                edges += [(src, name) for src in made[r]]
+                outputs += 1
+            continue
+        assert n.op == "call_module", n
+        m = modules[n.target]
+        sources = [src for a in n.args for src in made[a]]
+        if isinstance(m, sl.Merge):
+            made[n] = sources
+            continue
+        name = n.target
+        if isinstance(m, nn.Conv2d):
+            bias = m.bias.detach().numpy() if m.bias is not None else np.zeros(m.out_channels, dtype=np.float32)
+            nodes[name] = nir.Conv2d(input_shape=np.array(shapes[n][-2:]), weight=m.weight.detach().numpy(), stride=np.array(m.stride),
+                                     padding=np.array(m.padding), dilation=np.array(m.dilation), groups=m.groups, bias=bias)
+        elif isinstance(m, nn.Linear):
+            nodes[name] = nir.Linear(weight=m.weight.detach().numpy()) if m.bias is None else nir.Affine(
+                weight=m.weight.detach().numpy(), bias=m.bias.detach().numpy())
+        elif isinstance(m, nn.ReLU):
+            nodes[name] = nir.IF(r=one, v_threshold=one)
+        elif isinstance(m, (nn.AvgPool2d, sl.SumPool2d)):
+            k = m.kernel_size if isinstance(m.kernel_size, tuple) else (m.kernel_size, m.kernel_size)
+            kind = nir.AvgPool2d if isinstance(m, nn.AvgPool2d) else nir.SumPool2d
+            nodes[name] = kind(kernel_size=np.array(k), stride=np.array(k), padding=np.array([0, 0]))
+        elif isinstance(m, nn.Flatten):
+            nodes[name] = nir.Flatten(start_dim=0, end_dim=-1, input_type={"input": np.array(shapes[n])})
+        else:
+            raise NotImplementedError(type(m).__name__)
+        edges += [(src, name) for src in sources]
+        made[n] = [name]
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+def input_shapes_fx(traced, shape):
+    """Each traced node's first input's shape (without the batch)."""
+    shapes = {}
+    env = {}
+    x = torch.zeros(1, *shape)
+    modules = dict(traced.named_modules())
+    with torch.no_grad():
+        for n in traced.graph.nodes:
+            if n.op == "placeholder":
+                env[n] = x
+            elif n.op == "call_module":
+                args = [env[a] for a in n.args]
+                shapes[n] = tuple(args[0].shape[1:])
+                env[n] = modules[n.target](*args)
+    return shapes
+
+
 def bad_graphs():
     """Small graphs the chip cannot run or that are broken, by file name: the tests check that
     each is refused with an error naming the node and the reason."""
@@ -157,7 +232,12 @@ def bad_graphs():
     lif = nir.LIF(tau=ones * 0.01, r=ones, v_leak=ones * 0, v_threshold=ones)
     spread = ones.copy()
     spread[1] = 2.0
+    flat = nir.NIRGraph(nodes={**io, "conv": conv(), "neuron": nir.IF(r=ones, v_threshold=ones * 0.5)}, edges=chain, type_check=False)
+    nested = nir.NIRGraph(nodes={**io, "body": flat}, edges=[("input", "body"), ("body", "output")], type_check=False)
     return {
+        # Not bad: the same network flat and as a graph inside a graph (the tests compare them).
+        "../flat.nir": flat,
+        "../nested.nir": nested,
         "leaky.nir": nir.NIRGraph(nodes={**io, "conv": conv(), "neuron": lif}, edges=chain),
         "two_thresholds.nir": nir.NIRGraph(nodes={**io, "conv": conv(), "neuron": nir.IF(r=ones, v_threshold=spread)}, edges=chain),
         "dilated.nir": nir.NIRGraph(nodes={**io, "conv": conv(dilation=[2, 2]), "neuron": nir.IF(r=ones, v_threshold=ones)}, edges=chain,
@@ -196,6 +276,13 @@ def main():
         ann = golden.randomize(build(), gains, seed, golden.BIAS_RANGE.get(name, (0.0, 0.05)))
         ann.eval()
         make(case, case / "model.nir", name, ann, shape, device, golden.read_csv(case / "input.csv"))
+    for name, (shape, _device, build, gains, seed) in golden.graph_cases().items():
+        case = out / name
+        if (case / "expected.json").exists():
+            ann = golden.randomize(build(), gains, seed)
+            ann.eval()
+            write(case / "model.nir", graph_export(ann, shape))
+            print(f"{name}: model.nir written from its torch.fx trace (the tests compare it with expected.json)")
 
 
 if __name__ == "__main__":

@@ -45,8 +45,8 @@ fn check(net: &Network, expected: &serde_json::Value, what: &str) {
 /// Each case's network as both of torch's exporters write it: `model.onnx` (TorchScript) and,
 /// but for networks with batch norm (see `tools/sinabs_golden.py`), `model.dynamo.onnx`
 /// (torch's default since 2.9: other operators, weights in a `.data` file beside it); and, for
-/// the chains sinabs can export, as sinabs' `to_nir` writes its spiking network (`model.nir`,
-/// see `tools/nir_cases.py`).
+/// the chains sinabs can export, as sinabs' `to_nir` writes its spiking network, and for the
+/// graphs, as `tools/nir_cases.py` writes their torch.fx trace (`model.nir`).
 #[test]
 fn other_networks_convert_discretize_and_map_as_sinabs_does() {
     let dir = repo().join("tests/sinabs-cases");
@@ -81,7 +81,7 @@ fn other_networks_convert_discretize_and_map_as_sinabs_does() {
     }
     assert!(cases >= 13, "the repository's sinabs cases are missing from {}", dir.display());
     assert!(dynamo >= 11, "the dynamo exports of the sinabs cases are missing from {}", dir.display());
-    assert!(nir >= 6, "the NIR exports of the sinabs cases (tools/nir-cases) are missing from {}", dir.display());
+    assert!(nir >= 11, "the NIR exports of the sinabs cases (tools/nir-cases) are missing from {}", dir.display());
 }
 
 /// A biased layer starts where sinabs' shape inference left it: one step of zeros charged every

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use dynapviz_model::Pipeline;
+use dynapviz_model::{Pipeline, report};
 
 fn bad(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/nir/bad").join(name)
@@ -70,4 +70,22 @@ fn a_truncated_or_corrupted_file_never_panics() {
         std::fs::write(&path, &changed).expect("write");
         let _ = Pipeline::new(&path).device("speck2e").build();
     }
+}
+
+/// A graph inside a graph is read as part of the whole: the edges to and from it reach its
+/// `Input` and `Output` nodes. Its IF's threshold (0.5) is the layer's.
+#[test]
+fn a_nested_graph_reads_as_the_flat_one() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/nir");
+    let load = |f: &str| Pipeline::new(&dir.join(f)).device("speck2e").build().unwrap_or_else(|e| panic!("{f}: {e}"));
+    let (flat, nested) = (load("flat.nir"), load("nested.nir"));
+    let (mut a, mut b) = (report::layers(&flat), report::layers(&nested));
+    assert_eq!(b[0].source, ["body.conv", "body.neuron"], "nested nodes are named after their graph");
+    a[0].source.clear();
+    b[0].source.clear();
+    assert_eq!(a, b);
+    assert_eq!(flat.layers.len(), 1);
+    assert_eq!(flat.layers[0].float.threshold, 0.5);
+    assert_eq!(flat.layers[0].float.min_v_mem, -0.5);
+    assert_eq!(flat.dvs.input_shape, [2, 8, 8]);
 }

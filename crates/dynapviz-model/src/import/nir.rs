@@ -218,7 +218,11 @@ impl Graph {
                 let ends = |want: fn(&Kind) -> bool| inner.nodes.iter().filter(|(_, k)| want(k)).map(|(n, _)| n.clone()).collect();
                 let io = (ends(|k| matches!(k, Kind::Input(_))), ends(|k| matches!(k, Kind::Output)));
                 self.nested.insert(full, io);
-                self.nodes.extend(inner.nodes);
+                // Its Input and Output nodes pass on what reaches them.
+                self.nodes.extend(inner.nodes.into_iter().map(|(n, k)| match k {
+                    Kind::Input(_) | Kind::Output => (n, Kind::Layer(AnnLayer::Identity)),
+                    k => (n, k),
+                }));
                 self.edges.extend(inner.edges);
                 self.nested.extend(inner.nested);
                 continue;
