@@ -331,27 +331,40 @@ fn simulate_gets_through_a_gap_of_days_in_the_recording() {
     }
 }
 
+/// Runs `simulate --json` in binned mode on a case of `tests/sinabs-cases` with its model file
+/// `model` and `args`, checks it against the case's `expected.json`, and returns that.
+fn simulate_equals_expected(case: &str, model: &str, args: &[&str]) -> serde_json::Value {
+    let case = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sinabs-cases").join(case);
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(case.join("expected.json")).expect("expected.json")).expect("json");
+    let (model, input) = (case.join(model), case.join("input.csv"));
+    let files = ["simulate", "--model", model.to_str().expect("path"), "--input", input.to_str().expect("path")];
+    let (ok, out, err) = dynapviz(&[&files[..], args, &["--mode", "binned", "--json"]].concat());
+    assert!(ok, "{err}");
+    let got: serde_json::Value = serde_json::from_str(&out).expect("json");
+    for key in ["class_counts", "class_counts_per_bin", "bins"] {
+        assert_eq!(got[key], expected[key], "{}: {key}", model.display());
+    }
+    for (g, e) in got["layers"].as_array().expect("layers").iter().zip(expected["layers"].as_array().expect("layers")) {
+        assert_eq!((&g["index"], &g["core"], &g["spikes_after_pool"]), (&e["index"], &e["core"], &e["spikes_after_pool"]));
+    }
+    expected
+}
+
 /// `simulate --json` in binned mode gives sinabs' `expected.json` numbers on a network that is
 /// not the gesture one (this repository's sinabs cases): the table of class counts covers every
 /// bin of the input, also the last ones without an output spike, as sinabs' does.
 #[test]
 fn simulate_json_equals_sinabs_on_a_network_of_its_own() {
-    let case = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sinabs-cases/strided_batchnorm");
-    let expected: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(case.join("expected.json")).expect("expected.json")).expect("json");
-    let (model, input) = (case.join("model.onnx"), case.join("input.csv"));
-    let args = ["simulate", "--model", model.to_str().expect("path"), "--input-shape", "2,64,64", "--device", "speck2edevkit"];
-    let (ok, out, err) = dynapviz(&[&args[..], &["--input", input.to_str().expect("path"), "--mode", "binned", "--json"]].concat());
-    assert!(ok, "{err}");
-    let got: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let expected = simulate_equals_expected("strided_batchnorm", "model.onnx", &["--input-shape", "2,64,64", "--device", "speck2edevkit"]);
     let table = expected["class_counts_per_bin"].as_array().expect("table");
     assert!(table.last().is_some_and(|bin| bin.as_array().is_some_and(|b| b.iter().all(|n| n == 0))), "the case ends in empty bins");
-    for key in ["class_counts", "class_counts_per_bin", "bins"] {
-        assert_eq!(got[key], expected[key], "{key}");
-    }
-    for (g, e) in got["layers"].as_array().expect("layers").iter().zip(expected["layers"].as_array().expect("layers")) {
-        assert_eq!((&g["index"], &g["core"], &g["spikes_after_pool"]), (&e["index"], &e["core"], &e["spikes_after_pool"]));
-    }
+}
+
+/// The same from a NIR graph, which names its input shape: a residual network.
+#[test]
+fn simulate_json_equals_sinabs_from_a_nir_graph() {
+    simulate_equals_expected("residual", "model.nir", &["--device", "speck2edevkit"]);
 }
 
 /// A `dynapviz` process serving the live view, killed when dropped (a failed test too).

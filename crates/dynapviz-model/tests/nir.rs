@@ -26,6 +26,7 @@ fn what_the_chip_cannot_run_is_refused_naming_the_node() {
         ("dilated.nir", &["NIR node conv", "dilation"]),
         ("cycle.nir", &["cycle"]),
         ("no_input.nir", &["no Input node"]),
+        ("output_and_on.nir", &["NIR node neuron", "feeds an Output node and other nodes"]),
     ] {
         let message = error_of(&bad(file));
         for w in words {

@@ -284,6 +284,14 @@ impl Graph {
         for (f, t) in &edges {
             sources.entry(t.as_str()).or_default().push(f.as_str());
         }
+        // An output is read from a layer whose spikes go nowhere else (the chip's readout of a
+        // layer that sends on is not what the converter makes of it).
+        let is_output = |n: &str| matches!(self.nodes.get(n), Some(Kind::Output));
+        for (f, t) in &edges {
+            if is_output(t) && feeds[f.as_str()].iter().any(|n| !is_output(n)) {
+                return Err(unsupported(f, "feeds an Output node and other nodes: an output must be a layer whose spikes go nowhere else"));
+            }
+        }
         // Kahn's order, the ready node of the lowest name first.
         let mut ready: Vec<&str> = waiting.iter().filter(|&(_, &w)| w == 0).map(|(&n, _)| n).collect();
         let mut ann = Ann::default();
@@ -347,7 +355,8 @@ fn read_node(n: &Node, kind: &str) -> NirResult<Kind> {
         "Input" => {
             let shape = n.values("shape")?.sizes(&format!("node {name} `shape`"))?;
             return match shape[..] {
-                [c, h, w] => Ok(Kind::Input([c, h, w])),
+                // With a batch of one in front, as some exporters write it.
+                [c, h, w] | [1, c, h, w] => Ok(Kind::Input([c, h, w])),
                 _ => Err(unsupported(name, format!("input shape {shape:?}: the DVS input is (channels, height, width)"))),
             };
         }
