@@ -1,8 +1,14 @@
 #!/usr/bin/env python3
-"""NIR exports of the sinabs reference networks, made by sinabs' own `to_nir`: for the shared
-gesture case (`tests/nir/gesture_r50.nir`) and for every chain case of `tests/sinabs-cases`
-that sinabs can export (a `model.nir` beside the case's `expected.json`), so that the tests hold dynapviz's NIR import to
-what sinabs made of the same network.
+"""NIR exports of the sinabs reference networks, so that the tests hold dynapviz's NIR import to
+what sinabs made of the same network:
+- the shared gesture case (`tests/nir/gesture_r50.nir`) and every chain case of
+  `tests/sinabs-cases` that sinabs can export (a `model.nir` beside the case's `expected.json`),
+  by sinabs' own `to_nir`;
+- the graph cases of `tests/sinabs-cases`, which `to_nir` cannot export (it has no `Merge`), as
+  a graph written here from their torch.fx trace (a merge is two edges into one node, as NIR
+  writes a sum);
+- `tests/nir/flat.nir` and `nested.nir` (one network, flat and as a graph in a graph), and
+  `tests/nir/bad/`: graphs the chip cannot run, or broken ones.
 
 sinabs exports spiking networks only, and only these modules: Conv2d, Linear, IAF, SumPool2d
 and Flatten. So each ANN is converted by sinabs' `from_model` first; each AvgPool2d becomes
@@ -10,7 +16,8 @@ sinabs' SumPool2d with the next weights divided by its area (in f32, as sinabs' 
 does with an AvgPool2d), and Dropout goes. Before a file is written, sinabs' DynapcnnNetwork of
 that exported network is checked against the case's `expected.json`: every layer and every
 bin's class counts must be equal, or the case is skipped with the reason. Arrays of more than
-16 values are stored deflated (a per-neuron threshold array is one value many times over).
+16 values are stored deflated (a per-neuron threshold array is one value many times over), and
+edges sorted, so a file made again is the same.
 
 Needs nir >= 1.0.5 with nirtorch 2.x (tools/bench-sinabs' venv pins nir 1.0.4; see
 `tools/nir-cases`, which makes a venv on top of it).
