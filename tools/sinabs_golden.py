@@ -430,6 +430,35 @@ def write_case(out, name, ann, shape, device, ev):
     return exp
 
 
+def write_snn_state(case, ann, shape):
+    """The case's spiking network as sinabs' `from_model` makes it, saved as a state_dict
+    (`snn.pt`, IAF thresholds and all) with an architecture file naming its modules
+    (`snn.toml`): what a user who saved the spiking network has. Chains without batch norm."""
+    snn = from_model(ann, input_shape=shape, add_spiking_output=True, batch_size=1).spiking_model
+    lines = [f"input_shape = {list(shape)}"]
+    for name, m in snn.named_children():
+        spec = {"index": int(name) if name.isdigit() else name}
+        if isinstance(m, nn.Conv2d):
+            spec.update(type="Conv2d", in_channels=m.in_channels, out_channels=m.out_channels, kernel_size=list(m.kernel_size),
+                        stride=list(m.stride), padding=list(m.padding), bias=m.bias is not None)
+        elif isinstance(m, nn.Linear):
+            spec.update(type="Linear", in_features=m.in_features, out_features=m.out_features, bias=m.bias is not None)
+        elif isinstance(m, (sl.IAF, sl.IAFSqueeze)):
+            spec.update(type="IAF")
+        elif isinstance(m, (nn.AvgPool2d, sl.SumPool2d)):
+            k = m.kernel_size if isinstance(m.kernel_size, (tuple, list)) else [m.kernel_size] * 2
+            spec.update(type=type(m).__name__, kernel_size=list(k))
+        elif isinstance(m, (nn.Flatten, nn.Dropout, nn.Dropout2d)):
+            spec.update(type=type(m).__name__)
+        else:
+            return False
+        lines.append("\n[[layers]]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in spec.items()]
+    torch.save(snn.state_dict(), case / "snn.pt")
+    (case / "snn.toml").write_text("\n".join(lines) + "\n")
+    return True
+
+
 def check_gesture(case, params):
     want = json.loads((case / "expected.json").read_text())
     ann = gesture_ann()
@@ -451,9 +480,17 @@ def main():
     ap.add_argument("--shared", default=str(here / "../shared"))
     ap.add_argument("--check", action="store_true", help="reproduce the shared gesture case first")
     ap.add_argument("--keep-every", type=int, default=6, help="use every Nth event of the recording")
+    ap.add_argument("--snn-state", action="store_true", help="only add each chain case's spiking network as a state_dict")
     args = ap.parse_args()
     shared = Path(args.shared) / "fixtures"
     golden_input = shared / "golden/gesture_r50/input.csv"
+    if args.snn_state:
+        for name, (shape, _device, build, gains, seed) in cases().items():
+            case = Path(args.out) / name
+            ann = randomize(build(), gains, seed, BIAS_RANGE.get(name, (0.0, 0.05)))
+            if case.exists() and write_snn_state(case, ann, shape):
+                print(f"{name}: snn.pt, snn.toml")
+        return
     if args.check:
         check_gesture(shared / "golden/gesture_r50", shared / "sinabs-gesture/dvs_gesture_params.pt")
     source = read_csv(golden_input) if golden_input.exists() else synthetic_bar()

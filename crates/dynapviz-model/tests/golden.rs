@@ -46,26 +46,30 @@ fn check(net: &Network, expected: &serde_json::Value, what: &str) {
 /// but for networks with batch norm (see `tools/sinabs_golden.py`), `model.dynamo.onnx`
 /// (torch's default since 2.9: other operators, weights in a `.data` file beside it); and, for
 /// the chains sinabs can export, as sinabs' `to_nir` writes its spiking network, and for the
-/// graphs, as `tools/nir_cases.py` writes their torch.fx trace (`model.nir`).
+/// graphs, as `tools/nir_cases.py` writes their torch.fx trace (`model.nir`); and for the chains
+/// without batch norm, as the state_dict of sinabs' spiking network with an architecture file
+/// naming its IAF layers (`snn.pt`, `snn.toml`).
 #[test]
 fn other_networks_convert_discretize_and_map_as_sinabs_does() {
     let dir = repo().join("tests/sinabs-cases");
-    let (mut cases, mut dynamo, mut nir) = (0, 0, 0);
+    let (mut cases, mut dynamo, mut nir, mut snn) = (0, 0, 0, 0);
     for entry in std::fs::read_dir(&dir).expect("tests/sinabs-cases") {
         let case = entry.expect("entry").path();
         let Ok(text) = std::fs::read_to_string(case.join("expected.json")) else { continue };
         let expected: serde_json::Value = serde_json::from_str(&text).expect("json");
         let shape: Vec<usize> =
             expected["input_shape"].as_array().expect("shape").iter().map(|v| v.as_u64().unwrap_or(0) as usize).collect();
-        for file in ["model.onnx", "model.dynamo.onnx", "model.nir"] {
+        for file in ["model.onnx", "model.dynamo.onnx", "model.nir", "snn.pt"] {
             let model = case.join(file);
             if file != "model.onnx" && !model.exists() {
                 continue;
             }
             let mut pipeline = Pipeline::new(&model).device(expected["device"].as_str().expect("device"));
-            // A NIR graph names its input shape itself.
-            if file != "model.nir" {
-                pipeline = pipeline.input_shape([shape[0], shape[1], shape[2]]);
+            // A NIR graph and an architecture file name the input shape themselves.
+            match file {
+                "model.nir" => {}
+                "snn.pt" => pipeline = pipeline.arch(Some(&case.join("snn.toml"))),
+                _ => pipeline = pipeline.input_shape([shape[0], shape[1], shape[2]]),
             }
             let net = pipeline.build().unwrap_or_else(|e| panic!("{}: {e}", model.display()));
             check(&net, &expected, &model.display().to_string());
@@ -75,13 +79,15 @@ fn other_networks_convert_discretize_and_map_as_sinabs_does() {
             match file {
                 "model.onnx" => cases += 1,
                 "model.dynamo.onnx" => dynamo += 1,
-                _ => nir += 1,
+                "model.nir" => nir += 1,
+                _ => snn += 1,
             }
         }
     }
     assert!(cases >= 13, "the repository's sinabs cases are missing from {}", dir.display());
     assert!(dynamo >= 11, "the dynamo exports of the sinabs cases are missing from {}", dir.display());
     assert!(nir >= 11, "the NIR exports of the sinabs cases (tools/nir-cases) are missing from {}", dir.display());
+    assert!(snn >= 6, "the spiking state_dicts of the sinabs cases (sinabs_golden.py --snn-state) are missing from {}", dir.display());
 }
 
 /// A biased layer starts where sinabs' shape inference left it: one step of zeros charged every

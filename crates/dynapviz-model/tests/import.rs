@@ -442,3 +442,26 @@ fn the_sinabs_state_dict_with_a_wrong_arch_lists_all_mismatches() {
     assert_eq!(shape, Some([2, 128, 128]));
     assert_eq!(ann.layers.iter().filter(|l| matches!(l.layer, AnnLayer::Conv { .. })).count(), 7);
 }
+
+/// A sinabs spiking network's state_dict: an IAF layer takes its threshold and lower bound from
+/// it (the layer keeps them), its membrane state is left out, and a missing one is reported.
+#[test]
+fn iaf_layers_take_their_threshold_from_the_state_dict() {
+    let toml = "[[layers]]\nindex = 0\ntype = \"Conv2d\"\nin_channels = 2\nout_channels = 4\nkernel_size = 3\nbias = false\n\
+                [[layers]]\nindex = \"spike\"\ntype = \"IAF\"\n";
+    let arch = import::arch::Arch::parse(toml, Path::new("a.toml")).expect("arch");
+    let t = |shape: Vec<usize>, data: Vec<f32>| dynapviz_model::Tensor { shape, data };
+    let state = vec![
+        ("0.weight".to_string(), t(vec![4, 2, 3, 3], vec![0.1; 72])),
+        ("spike.spike_threshold".to_string(), t(vec![], vec![2.5])),
+        ("spike.min_v_mem".to_string(), t(vec![], vec![-3.0])),
+        ("spike.v_mem".to_string(), t(vec![1, 4, 6, 6], vec![0.0; 144])),
+    ];
+    let ann = arch.build(Path::new("a.toml"), Path::new("s.pt"), state.clone()).expect("build");
+    assert_eq!(ann.layers[1].layer, AnnLayer::Iaf { threshold: 2.5, min_v_mem: -3.0 });
+    let net = Pipeline::new(Path::new("s.pt")).input_shape([2, 8, 8]).build_from(&ann, None).expect("convert");
+    assert_eq!((net.layers[0].float.threshold, net.layers[0].float.min_v_mem), (2.5, -3.0));
+    let without: Vec<_> = state.into_iter().filter(|(k, _)| k != "spike.min_v_mem").collect();
+    let err = arch.build(Path::new("a.toml"), Path::new("s.pt"), without).expect_err("missing").to_string();
+    assert!(err.contains("missing key `spike.min_v_mem`"), "{err}");
+}

@@ -2,6 +2,9 @@
 //! user's `nn.Sequential`, with their module indices, so weights can be matched to layers the
 //! way `load_state_dict(strict=False)` does, but with every mismatch reported at once.
 //!
+//! A sinabs spiking network's state_dict works too: its `IAF` (or `IAFSqueeze`) layers take
+//! their `spike_threshold` and `min_v_mem` from it (subtract reset, sinabs' default).
+//!
 //! ```toml
 //! input_shape = [2, 128, 128]          # optional, the --input-shape default
 //! [[layers]]
@@ -189,6 +192,18 @@ impl Weights<'_> {
                 crate::import::batch_norm(&g.data, &b.data, &m.data, &v.data, spec.eps.unwrap_or(1e-5))
             }
             "ReLU" => AnnLayer::Relu,
+            // A sinabs spiking network's layer: its threshold and lower bound are tensors of the
+            // state_dict; `v_mem` is the state its last run left, not part of the network.
+            "IAF" | "IAFSqueeze" => {
+                self.state.remove(&format!("{}{index}.v_mem", self.prefix));
+                let threshold = self.take(index, "spike_threshold", vec![]);
+                let min_v_mem = self.take(index, "min_v_mem", vec![]);
+                let (Some(&threshold), Some(&min_v_mem)) = (threshold?.data.first(), min_v_mem?.data.first()) else {
+                    self.problems.push(format!("layer {index} ({}): empty threshold or min_v_mem", spec.kind));
+                    return None;
+                };
+                AnnLayer::Iaf { threshold, min_v_mem }
+            }
             "AvgPool2d" | "SumPool2d" => {
                 let k = self.need(spec.kernel_size.map(Pair::get), index, spec, "kernel_size")?;
                 let stride = spec.stride.map_or(k, Pair::get);
@@ -198,7 +213,7 @@ impl Weights<'_> {
             "Dropout" | "Dropout2d" | "Dropout1d" => AnnLayer::Dropout,
             "Identity" => AnnLayer::Identity,
             other => {
-                self.problems.push(format!("layer {index}: unknown type `{other}` (expected Conv2d, Linear, ReLU, AvgPool2d, SumPool2d, BatchNorm2d, Flatten, Dropout, Identity)"));
+                self.problems.push(format!("layer {index}: unknown type `{other}` (expected Conv2d, Linear, ReLU, IAF, AvgPool2d, SumPool2d, BatchNorm2d, Flatten, Dropout, Identity)"));
                 return None;
             }
         })
