@@ -480,7 +480,7 @@ def main():
     ap.add_argument("--shared", default=str(here / "../shared"))
     ap.add_argument("--check", action="store_true", help="reproduce the shared gesture case first")
     ap.add_argument("--keep-every", type=int, default=6, help="use every Nth event of the recording")
-    ap.add_argument("--snn-state", action="store_true", help="only add each chain case's spiking network as a state_dict")
+    ap.add_argument("--snn-state", action="store_true", help="only write each chain case's spiking network as a state_dict (snn.pt, snn.toml; made with the cases too)")
     args = ap.parse_args()
     shared = Path(args.shared) / "fixtures"
     golden_input = shared / "golden/gesture_r50/input.csv"
@@ -504,6 +504,8 @@ def main():
             ev = ev.copy()
             ev[:, 0] += START_US[name]
         write_case(Path(args.out) / name, name, ann, shape, device, ev)
+        if name in cases():
+            write_snn_state(Path(args.out) / name, ann, shape)
 
 
 if __name__ == "__main__":
