@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use hdf5_reader::group::Group;
-use hdf5_reader::{Dataset, Datatype, Hdf5File};
+use hdf5_reader::{Dataset, Datatype, H5Type, Hdf5File};
 
 use crate::Tensor;
 use crate::ann::{Ann, AnnLayer, Source};
@@ -68,23 +68,27 @@ struct Values {
 
 impl Values {
     fn read(ds: &Dataset, at: &str) -> NirResult<Self> {
-        let bad = |e: hdf5_reader::error::Error| NirError::File(format!("{at}: {e}"));
-        let data: Vec<f64> = match ds.dtype() {
-            Datatype::FloatingPoint { size: 4, .. } => ds.read_array::<f32>().map_err(bad)?.iter().map(|&v| f64::from(v)).collect(),
-            Datatype::FloatingPoint { size: 8, .. } => ds.read_array::<f64>().map_err(bad)?.iter().copied().collect(),
+        /// The dataset's values as `T`, widened to f64.
+        fn widened<T: H5Type>(ds: &Dataset, widen: fn(T) -> f64) -> hdf5_reader::error::Result<Vec<f64>> {
+            Ok(ds.read_array::<T>()?.into_iter().map(widen).collect())
+        }
+        let data = match ds.dtype() {
+            Datatype::FloatingPoint { size: 4, .. } => widened::<f32>(ds, f64::from),
+            Datatype::FloatingPoint { size: 8, .. } => widened::<f64>(ds, |v| v),
             Datatype::FixedPoint { size, signed, .. } => match (size, signed) {
-                (1, true) => ds.read_array::<i8>().map_err(bad)?.iter().map(|&v| f64::from(v)).collect(),
-                (2, true) => ds.read_array::<i16>().map_err(bad)?.iter().map(|&v| f64::from(v)).collect(),
-                (4, true) => ds.read_array::<i32>().map_err(bad)?.iter().map(|&v| f64::from(v)).collect(),
-                (8, true) => ds.read_array::<i64>().map_err(bad)?.iter().map(|&v| v as f64).collect(),
-                (1, false) => ds.read_array::<u8>().map_err(bad)?.iter().map(|&v| f64::from(v)).collect(),
-                (2, false) => ds.read_array::<u16>().map_err(bad)?.iter().map(|&v| f64::from(v)).collect(),
-                (4, false) => ds.read_array::<u32>().map_err(bad)?.iter().map(|&v| f64::from(v)).collect(),
-                (8, false) => ds.read_array::<u64>().map_err(bad)?.iter().map(|&v| v as f64).collect(),
+                (1, true) => widened::<i8>(ds, f64::from),
+                (2, true) => widened::<i16>(ds, f64::from),
+                (4, true) => widened::<i32>(ds, f64::from),
+                (8, true) => widened::<i64>(ds, |v| v as f64),
+                (1, false) => widened::<u8>(ds, f64::from),
+                (2, false) => widened::<u16>(ds, f64::from),
+                (4, false) => widened::<u32>(ds, f64::from),
+                (8, false) => widened::<u64>(ds, |v| v as f64),
                 _ => return Err(NirError::File(format!("{at}: {size}-byte integers are not a number type"))),
             },
             other => return Err(NirError::File(format!("{at}: expected numbers, found {other:?}"))),
-        };
+        }
+        .map_err(|e| NirError::File(format!("{at}: {e}")))?;
         Ok(Self { shape: ds.shape().iter().map(|&d| d as usize).collect(), data })
     }
 
@@ -133,47 +137,49 @@ struct Node<'a> {
 }
 
 impl Node<'_> {
-    fn has(&self, key: &str) -> bool {
-        self.group.dataset(key).is_ok()
+    /// Where a dataset of the node is, for messages.
+    fn at(&self, key: &str) -> String {
+        format!("node {} `{key}`", self.name)
+    }
+
+    /// The dataset's values, or `None` when the node has no such dataset.
+    fn optional(&self, key: &str) -> NirResult<Option<Values>> {
+        self.group.dataset(key).ok().map(|ds| Values::read(&ds, &self.at(key))).transpose()
     }
 
     fn values(&self, key: &str) -> NirResult<Values> {
-        let at = format!("node {} `{key}`", self.name);
-        let ds = self.group.dataset(key).map_err(|_| NirError::File(format!("{at}: missing")))?;
-        Values::read(&ds, &at)
+        self.optional(key)?.ok_or_else(|| NirError::File(format!("{}: missing", self.at(key))))
     }
 
-    fn pair(&self, key: &str) -> NirResult<[usize; 2]> {
-        self.values(key)?.pair(&format!("node {} `{key}`", self.name))
+    /// A size pair, `default` when the node has none.
+    fn pair_or(&self, key: &str, default: [usize; 2]) -> NirResult<[usize; 2]> {
+        self.optional(key)?.map_or(Ok(default), |v| v.pair(&self.at(key)))
     }
 
     /// A padding: sizes, or (as a string) "valid" or "same".
     fn padding(&self, kernel: [usize; 2], stride: [usize; 2]) -> NirResult<[usize; 2]> {
-        if let Ok(ds) = self.group.dataset("padding")
-            && let Ok(s) = ds.read_string()
-        {
+        let Ok(ds) = self.group.dataset("padding") else { return Ok([0, 0]) };
+        if let Ok(s) = ds.read_string() {
             return match s.as_str() {
                 "valid" => Ok([0, 0]),
                 "same" if stride == [1, 1] && kernel.iter().all(|k| k % 2 == 1) => Ok(kernel.map(|k| k / 2)),
                 _ => Err(unsupported(&self.name, format!("padding {s:?}: the chip pads evenly on both sides (odd kernels, stride 1)"))),
             };
         }
-        if self.has("padding") { self.pair("padding") } else { Ok([0, 0]) }
+        Values::read(&ds, &self.at("padding"))?.pair(&self.at("padding"))
     }
 
     /// A bias that is all zeros is none: sinabs' export writes one for every layer.
     fn bias(&self) -> NirResult<Option<Vec<f32>>> {
-        if !self.has("bias") {
-            return Ok(None);
-        }
-        let b = self.values("bias")?.floats();
+        let Some(b) = self.optional("bias")? else { return Ok(None) };
+        let b = b.floats();
         Ok(b.iter().any(|&v| v != 0.0).then_some(b))
     }
 
     fn weight(&self, dims: usize) -> NirResult<Tensor> {
         let w = self.values("weight")?;
         if w.shape.len() != dims {
-            return Err(NirError::File(format!("node {} `weight`: expected {dims} dimensions, found shape {:?}", self.name, w.shape)));
+            return Err(NirError::File(format!("{}: expected {dims} dimensions, found shape {:?}", self.at("weight"), w.shape)));
         }
         Ok(Tensor { shape: w.shape.clone(), data: w.floats() })
     }
@@ -276,13 +282,11 @@ impl Graph {
         };
         let mut feeds: HashMap<&str, Vec<&str>> = HashMap::new();
         let mut waiting: HashMap<&str, usize> = self.nodes.keys().map(|n| (n.as_str(), 0)).collect();
-        for (f, t) in &edges {
-            feeds.entry(f.as_str()).or_default().push(t.as_str());
-            *waiting.entry(t.as_str()).or_default() += 1;
-        }
         let mut sources: HashMap<&str, Vec<&str>> = HashMap::new();
         for (f, t) in &edges {
+            feeds.entry(f.as_str()).or_default().push(t.as_str());
             sources.entry(t.as_str()).or_default().push(f.as_str());
+            *waiting.entry(t.as_str()).or_default() += 1;
         }
         // An output is read from a layer whose spikes go nowhere else (the chip's readout of a
         // layer that sends on is not what the converter makes of it).
@@ -353,7 +357,7 @@ fn read_node(n: &Node, kind: &str) -> NirResult<Kind> {
     let name = n.name.as_str();
     Ok(Kind::Layer(match kind {
         "Input" => {
-            let shape = n.values("shape")?.sizes(&format!("node {name} `shape`"))?;
+            let shape = n.values("shape")?.sizes(&n.at("shape"))?;
             return match shape[..] {
                 // With a batch of one in front, as some exporters write it.
                 [c, h, w] | [1, c, h, w] => Ok(Kind::Input([c, h, w])),
@@ -363,21 +367,22 @@ fn read_node(n: &Node, kind: &str) -> NirResult<Kind> {
         "Output" => return Ok(Kind::Output),
         "Conv2d" => {
             for (key, want) in [("dilation", 1), ("groups", 1)] {
-                if n.has(key) && n.values(key)?.sizes(&format!("node {name} `{key}`"))?.iter().any(|&v| v != want) {
+                if let Some(v) = n.optional(key)?
+                    && v.sizes(&n.at(key))?.iter().any(|&v| v != want)
+                {
                     return Err(unsupported(name, format!("`{key}` other than {want}: the chip's convolutions have none")));
                 }
             }
             let weight = n.weight(4)?;
             let kernel = [weight.shape[2], weight.shape[3]];
-            let stride = if n.has("stride") { n.pair("stride")? } else { [1, 1] };
+            let stride = n.pair_or("stride", [1, 1])?;
             AnnLayer::Conv { padding: n.padding(kernel, stride)?, stride, bias: n.bias()?, weight }
         }
         "Affine" => AnnLayer::Linear { weight: n.weight(2)?, bias: n.bias()? },
         "Linear" => AnnLayer::Linear { weight: n.weight(2)?, bias: None },
         "IF" => {
-            let at = |k: &str| format!("node {name} `{k}`");
-            let threshold = n.values("v_threshold")?.uniform(&at("v_threshold"))?;
-            let r = if n.has("r") { n.values("r")?.uniform(&at("r"))? } else { 1.0 };
+            let threshold = n.values("v_threshold")?.uniform(&n.at("v_threshold"))?;
+            let r = n.optional("r")?.map_or(Ok(1.0), |r| r.uniform(&n.at("r")))?;
             if !(threshold > 0.0 && threshold.is_finite()) {
                 return Err(unsupported(name, format!("threshold {threshold}: the chip's thresholds are positive")));
             }
@@ -389,9 +394,9 @@ fn read_node(n: &Node, kind: &str) -> NirResult<Kind> {
             AnnLayer::Iaf { threshold, min_v_mem: -threshold }
         }
         "SumPool2d" | "AvgPool2d" => {
-            let kernel = n.pair("kernel_size")?;
-            let stride = if n.has("stride") { n.pair("stride")? } else { kernel };
-            if n.has("padding") && n.pair("padding")? != [0, 0] {
+            let kernel = n.values("kernel_size")?.pair(&n.at("kernel_size"))?;
+            let stride = n.pair_or("stride", kernel)?;
+            if n.pair_or("padding", [0, 0])? != [0, 0] {
                 return Err(unsupported(name, "pooling with padding: the chip pools without"));
             }
             if kind == "SumPool2d" { AnnLayer::SumPool { kernel, stride } } else { AnnLayer::AvgPool { kernel, stride } }
