@@ -125,27 +125,12 @@ def write(path, graph):
         put(f.create_group("node"), graph.to_dict())
 
 
-def sinabs_view(snn, name, shape, device, ev):
-    """What sinabs' DynapcnnNetwork makes of the spiking network: `golden.expected` without its
-    ANN -> SNN step (the spiking output is there already)."""
-    original = golden.from_model
-
-    class Done:
-        spiking_model = snn
-
-    golden.from_model = lambda *_a, **_k: Done()
-    try:
-        return golden.expected(name, None, shape, device, ev)
-    finally:
-        golden.from_model = original
-
-
 def make(case, to, name, ann, shape, device, ev):
     """Writes `to` from the ANN if sinabs' view of its export equals `case`'s `expected.json`."""
     want = json.loads((case / "expected.json").read_text())
     try:
         snn = exportable(ann, shape)
-        got = sinabs_view(snn, name, shape, device, ev)
+        got = golden.expected_of_snn(name, snn, shape, device, ev)
         graph = export(snn, shape)
     except Exception as e:  # noqa: BLE001  (a case sinabs cannot export is reported, not fatal)
         print(f"{name}: skipped, sinabs cannot export it: {type(e).__name__}: {e}")

@@ -347,10 +347,15 @@ def frames(ev, shape):
 
 def expected(name, ann, shape, device, ev):
     """What sinabs makes of the ANN and the input, in the layout of `expected.json`."""
-    import sinabs
-
     known_shape = None if getattr(ann, "tuple_output", False) else shape
     snn = from_model(ann, input_shape=known_shape, add_spiking_output=True, batch_size=1).spiking_model
+    return expected_of_snn(name, snn, shape, device, ev)
+
+
+def expected_of_snn(name, snn, shape, device, ev):
+    """What sinabs' DynapcnnNetwork makes of a spiking network and the input (see `expected`)."""
+    import sinabs
+
     net = DynapcnnNetwork(snn, input_shape=shape, dvs_input=True, discretize=True)
     cores = ChipFactory(device).get_config_builder().map_layers_to_cores(net.dynapcnn_layers)
     counts = {}
