@@ -367,6 +367,25 @@ fn simulate_json_equals_sinabs_from_a_nir_graph() {
     simulate_equals_expected("residual", "model.nir", &["--device", "speck2edevkit"]);
 }
 
+/// `--reset zero` is sinabs' `from_model(..., reset_fn=MembraneReset())`: the case made that
+/// way runs as sinabs ran it, and `model` says which layers reset to zero. Without the option
+/// the same network subtracts, and fires otherwise.
+#[test]
+fn reset_zero_runs_as_sinabs_membrane_reset() {
+    let args = ["--input-shape", "2,32,32", "--device", "speck2edevkit"];
+    let expected = simulate_equals_expected("reset_zero", "model.onnx", &[&args[..], &["--reset", "zero"]].concat());
+    let case = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sinabs-cases/reset_zero");
+    let (model, input) = (case.join("model.onnx"), case.join("input.csv"));
+    let (ok, out, err) = dynapviz(&[&["model", "--model", model.to_str().expect("path"), "--reset", "zero"], &args[..]].concat());
+    assert!(ok, "{err}");
+    assert!(out.contains("neurons reset to zero after a spike, in every layer"), "{out}");
+    let files = ["simulate", "--model", model.to_str().expect("path"), "--input", input.to_str().expect("path")];
+    let (ok, out, err) = dynapviz(&[&files[..], &args[..], &["--mode", "binned", "--json"]].concat());
+    assert!(ok, "{err}");
+    let subtracting: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_ne!(subtracting["class_counts_per_bin"], expected["class_counts_per_bin"], "the case must tell the resets apart");
+}
+
 /// A `dynapviz` process serving the live view, killed when dropped (a failed test too).
 struct Served {
     child: std::process::Child,

@@ -279,7 +279,9 @@ def main():
         make(gesture, here / "tests/nir/gesture_r50.nir", want["case"], ann, tuple(want["input_shape"]), want["device"], ev)
     for name, (shape, device, build, gains, seed) in golden.cases().items():
         case = out / name
-        if not (case / "expected.json").exists():
+        # sinabs' `from_nir` reads every IF as subtracting: a network that resets to zero does
+        # not come back from its own export.
+        if not (case / "expected.json").exists() or name in golden.RESET_FN:
             continue
         ann = golden.randomize(build(), gains, seed, golden.BIAS_RANGE.get(name, (0.0, 0.05)))
         ann.eval()

@@ -4,7 +4,7 @@ float ANN (exported to ONNX as torch does), an input recording and what sinabs' 
 discretization, "auto" mapping and CPU simulation made of them, in the layout of the shared
 golden fixtures (`expected.json`). The tests hold dynapviz to them as to the shared ones.
 
-Usage: `tools/sinabs-golden [OUT]` (default `tests/sinabs-cases`). `--check SHARED_CASE` makes the
+Usage: `target/sinabs-venv/bin/python tools/sinabs_golden.py [OUT]` (default `tests/sinabs-cases`). `--check` makes the
 shared gesture case again from its own model and input and compares it with its `expected.json`:
 proof that this generator computes what that fixture's maker did.
 
@@ -31,8 +31,9 @@ from sinabs.backend.dynapcnn import DynapcnnNetwork  # noqa: E402
 from sinabs.backend.dynapcnn.chip_factory import ChipFactory  # noqa: E402
 from sinabs.backend.dynapcnn.dvs_layer import DVSLayer  # noqa: E402
 from sinabs.from_torch import from_model  # noqa: E402
+from sinabs.activation import MembraneReset, MembraneSubtract  # noqa: E402
 
-SIMULATOR = "sinabs {} DynapcnnNetwork CPU forward (MultiSpike, subtract reset)"
+SIMULATOR = "sinabs {} DynapcnnNetwork CPU forward (MultiSpike, {} reset)"
 BIN_US = 1000
 
 
@@ -147,6 +148,21 @@ def cases():
             ),
             [1.0, 0.6, 1.5],
             18,
+        ),
+        # Neurons that reset to zero after a spike (`from_model(..., reset_fn=MembraneReset())`,
+        # the chip's `return_to_zero`), with biases, so that the shape-inference step resets
+        # too, and gains high enough that a neuron often reaches two thresholds in a bin, where
+        # resetting to zero and subtracting differ.
+        "reset_zero": (
+            (2, 32, 32),
+            "speck2edevkit",
+            lambda: nn.Sequential(
+                nn.Conv2d(2, 8, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
+                nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
+                nn.Flatten(), nn.Linear(16 * 8 * 8, 6),
+            ),
+            [1.5, 2.0, 2.5],
+            24,
         ),
     }
 
@@ -268,6 +284,9 @@ BIAS_RANGE = {"strong_bias": (-1.5, 2.5), "late_start_non_square": (0.0, 0.2)}
 # Microseconds added to the recording's times, per case.
 START_US = {"late_start_non_square": 3700}
 
+# sinabs' `reset_fn` per case other than its default `MembraneSubtract`.
+RESET_FN = {"reset_zero": MembraneReset()}
+
 
 def gesture_ann():
     return nn.Sequential(
@@ -348,8 +367,9 @@ def frames(ev, shape):
 def expected(name, ann, shape, device, ev):
     """What sinabs makes of the ANN and the input, in the layout of `expected.json`."""
     known_shape = None if getattr(ann, "tuple_output", False) else shape
-    snn = from_model(ann, input_shape=known_shape, add_spiking_output=True, batch_size=1).spiking_model
-    return expected_of_snn(name, snn, shape, device, ev)
+    reset_fn = RESET_FN.get(name, MembraneSubtract())
+    snn = from_model(ann, input_shape=known_shape, add_spiking_output=True, batch_size=1, reset_fn=reset_fn).spiking_model
+    return {**expected_of_snn(name, snn, shape, device, ev), "reset_fn": type(reset_fn).__name__}
 
 
 def expected_of_snn(name, snn, shape, device, ev):
@@ -392,6 +412,8 @@ def expected_of_snn(name, snn, shape, device, ev):
                 "pool": list(layer.pool[0]) if isinstance(layer.pool[0], (tuple, list)) else [layer.pool[0]] * 2,
                 "threshold": int(spk.spike_threshold),
                 "min_v_mem": int(spk.min_v_mem),
+                # As sinabs' config builder sets the chip's flag.
+                "return_to_zero": isinstance(spk.reset_fn, MembraneReset),
                 "weight_min": int(w.min()),
                 "weight_max": int(w.max()),
                 "weight_abs_sum": int(w.long().abs().sum()),
@@ -407,7 +429,7 @@ def expected_of_snn(name, snn, shape, device, ev):
         "bin_us": BIN_US,
         "input_events": len(ev),
         "device": device,
-        "simulator": SIMULATOR.format(sinabs.__version__),
+        "simulator": SIMULATOR.format(sinabs.__version__, "zero" if any(l["return_to_zero"] for l in report) else "subtract"),
         "class_counts": [int(v) for v in np.array(per_bin).sum(axis=0)],
         "class_counts_per_bin": per_bin,
         "layers": report,
@@ -439,7 +461,7 @@ def write_snn_state(case, ann, shape):
     """The case's spiking network as sinabs' `from_model` makes it, saved as a state_dict
     (`snn.pt`, IAF thresholds and all) with an architecture file naming its modules
     (`snn.toml`): what a user who saved the spiking network has. Chains without batch norm."""
-    snn = from_model(ann, input_shape=shape, add_spiking_output=True, batch_size=1).spiking_model
+    snn = from_model(ann, input_shape=shape, add_spiking_output=True, batch_size=1, reset_fn=RESET_FN.get(case.name, MembraneSubtract())).spiking_model
     lines = [f"input_shape = {list(shape)}"]
     for name, m in snn.named_children():
         spec = {"index": int(name) if name.isdigit() else name}
@@ -450,6 +472,8 @@ def write_snn_state(case, ann, shape):
             spec.update(type="Linear", in_features=m.in_features, out_features=m.out_features, bias=m.bias is not None)
         elif isinstance(m, (sl.IAF, sl.IAFSqueeze)):
             spec.update(type="IAF")
+            if isinstance(m.reset_fn, MembraneReset):
+                spec.update(reset="zero")
         elif isinstance(m, (nn.AvgPool2d, sl.SumPool2d)):
             k = m.kernel_size if isinstance(m.kernel_size, (tuple, list)) else [m.kernel_size] * 2
             spec.update(type=type(m).__name__, kernel_size=list(k))
@@ -470,6 +494,8 @@ def check_gesture(case, params):
     ann.load_state_dict(torch.load(params, map_location="cpu"), strict=False)
     ann.eval()
     got = expected(want["case"], ann, tuple(want["input_shape"]), want["device"], read_csv(case / "input.csv"))
+    # Fields this generator writes that the shared case predates (`return_to_zero`) are left out.
+    got["layers"] = [{k: g[k] for k in w if k in g} for g, w in zip(got["layers"], want["layers"])]
     diff = [k for k in want if k != "simulator" and got.get(k) != want[k]]
     if diff:
         for k in diff:

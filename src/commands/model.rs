@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use dynapviz_model::network::Crop;
+use dynapviz_model::network::{Crop, Reset};
 use dynapviz_model::{ChipProfile, DvsOptions, Network, Ordering, Pipeline, report};
 use serde::Serialize;
 
@@ -75,6 +75,30 @@ pub struct ModelArgs {
     /// Swap x and y of the input.
     #[arg(long)]
     pub swap_xy: bool,
+    /// What a spike does to a neuron's potential, in every layer: subtract the threshold, or
+    /// reset to zero (the chip's `return_to_zero`; sinabs' `from_model(..., reset_fn=...)`
+    /// with `MembraneSubtract` or `MembraneReset`). Default: as the model says, which is
+    /// subtract unless an architecture file's IAF layer says `reset = "zero"`.
+    #[arg(long, value_enum)]
+    pub reset: Option<ResetArg>,
+}
+
+/// `--reset`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetArg {
+    /// Subtract the threshold (sinabs' default).
+    Subtract,
+    /// Reset to zero.
+    Zero,
+}
+
+impl From<ResetArg> for Reset {
+    fn from(r: ResetArg) -> Self {
+        match r {
+            ResetArg::Subtract => Reset::Subtract,
+            ResetArg::Zero => Reset::Zero,
+        }
+    }
 }
 
 fn parse_list(s: &str) -> Result<Vec<usize>, String> {
@@ -99,12 +123,12 @@ impl ModelArgs {
             Ordering::Manual(parse_list(&self.chip_layers_ordering).map_err(anyhow::Error::msg).context("--chip-layers-ordering")?)
         };
         let model = self.model.as_deref().context("--model is required")?;
-        let mut p = Pipeline::new(model).arch(self.arch.as_deref()).device(&self.device).ordering(ordering).dvs(DvsOptions {
-            crop: self.crop,
-            flip_x: self.flip_x,
-            flip_y: self.flip_y,
-            swap_xy: self.swap_xy,
-        });
+        let mut p = Pipeline::new(model)
+            .arch(self.arch.as_deref())
+            .device(&self.device)
+            .ordering(ordering)
+            .dvs(DvsOptions { crop: self.crop, flip_x: self.flip_x, flip_y: self.flip_y, swap_xy: self.swap_xy })
+            .reset(self.reset.map(Reset::from));
         if let Some(shape) = self.input_shape {
             p = p.input_shape(shape);
         }
@@ -176,6 +200,12 @@ pub fn run(args: Args) -> Result<()> {
             format!("{}/{}", l.memory.kernel, cap(|c| c.kernel)),
             format!("{}/{}", l.memory.neuron, cap(|c| c.neuron)),
         );
+    }
+    let to_zero: Vec<String> = layers.iter().filter(|l| l.return_to_zero).map(|l| l.index.to_string()).collect();
+    if to_zero.len() == layers.len() && !layers.is_empty() {
+        println!("neurons reset to zero after a spike, in every layer");
+    } else if !to_zero.is_empty() {
+        println!("layers whose neurons reset to zero after a spike: {} (the others subtract the threshold)", to_zero.join(", "));
     }
     let charged: Vec<String> =
         layers.iter().filter_map(|l| l.initial_v_mem_range.map(|[lo, hi]| format!("{} ({lo}..{hi})", l.index))).collect();

@@ -254,7 +254,8 @@ impl LayerRt {
     }
 
     /// sinabs semantics for every neuron (one time bin): add the bias, then
-    /// `n = v > 0 ? v / thr : 0`, `v -= n * thr`, clamp at `min_v_mem`. Calls `spike(site, n)`.
+    /// `n = v > 0 ? v / thr : 0`, `v -= n * thr` (or, resetting to zero, `v = 0` where `n > 0`:
+    /// sinabs' `MembraneReset`), clamp at `min_v_mem`. Calls `spike(site, n)`.
     /// Returns whether any neuron's potential changed: a bin without input that changes none
     /// and fires none would repeat itself until the next input.
     /// Inlined: the binned mode compiles its bins for AVX2 when the CPU has it.
@@ -262,6 +263,10 @@ impl LayerRt {
     pub fn fire_binned(&mut self, mut spike: impl FnMut(Option<Site>, i32)) -> bool {
         let o = self.out_channels;
         let (thr, min) = (self.threshold, self.min_v_mem);
+        let reset = |v: i32, n: i32| match self.neuron.reset {
+            Reset::Subtract => v - n * thr,
+            Reset::Zero => 0,
+        };
         let geometry = self.geometry();
         if self.bias.is_none() {
             // Without a bias only neurons that received input this bin can change: visit those
@@ -275,7 +280,7 @@ impl LayerRt {
                     let was = *v;
                     if *v >= thr {
                         let n = *v / thr;
-                        *v -= n * thr;
+                        *v = reset(*v, n);
                         spike(geometry.site(base / o, oc), n);
                     }
                     *v = (*v).max(min);
@@ -294,7 +299,7 @@ impl LayerRt {
             }
             if *v >= thr {
                 let n = *v / thr;
-                *v -= n * thr;
+                *v = reset(*v, n);
                 spike(geometry.site(i / o, i % o), n);
             }
             *v = (*v).max(min);

@@ -3,7 +3,7 @@
 //! - `Event`: the chip model (DESIGN.md §5): every event updates the neurons under the kernel,
 //!   int16 saturation, at most one spike per neuron per incoming event, a per-layer latency.
 //! - `Binned`: sinabs' CPU simulation, bit for bit: per time bin all input is summed, then
-//!   `n = v / thr` spikes per neuron, subtract, clamp.
+//!   `n = v / thr` spikes per neuron, subtract (or reset to zero, the layer's choice), clamp.
 
 use std::collections::BTreeSet;
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use dynapviz_chip::{Config, Kernel, Mode, Monitors, Simulator};
 use dynapviz_model::Pipeline;
+use dynapviz_model::network::Reset;
 
 fn shared() -> Option<PathBuf> {
     // The shared folder itself: the tests name paths below it.
@@ -21,9 +22,16 @@ fn run_case(case: &Path, model: Option<&Path>, kernel: Kernel) {
     let shape: Vec<usize> = expected["input_shape"].as_array().expect("shape").iter().map(|v| v.as_u64().expect("dim") as usize).collect();
     let device = expected["device"].as_str().expect("device");
     let bin_us = expected["bin_us"].as_i64().expect("bin_us");
+    // sinabs' `from_model(..., reset_fn=...)` of the case (absent: its default, subtract).
+    let reset = match expected["reset_fn"].as_str() {
+        Some("MembraneReset") => Some(Reset::Zero),
+        None | Some("MembraneSubtract") => None,
+        Some(other) => panic!("unknown reset_fn {other}"),
+    };
     let net = Pipeline::new(model.unwrap_or(&case.join("model.onnx")))
         .input_shape([shape[0], shape[1], shape[2]])
         .device(device)
+        .reset(reset)
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
     let mut reader = dynapviz_events::open(&case.join("input.csv")).expect("input");
@@ -101,5 +109,5 @@ fn binned_mode_reproduces_sinabs_from_a_nir_export() {
 #[test]
 fn binned_mode_reproduces_sinabs_on_other_networks() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/sinabs-cases");
-    assert!(run_cases(&dir) >= 13, "the repository's sinabs cases are missing from {}", dir.display());
+    assert!(run_cases(&dir) >= 14, "the repository's sinabs cases are missing from {}", dir.display());
 }

@@ -3,6 +3,7 @@
 //! merges), the common form that every importer produces and the converter consumes.
 
 use crate::Tensor;
+use crate::network::Reset;
 
 /// One layer of an ANN, as PyTorch's modules hold it.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,13 +29,15 @@ pub enum AnnLayer {
     /// `nn.ReLU`: becomes an integrate-and-fire layer (threshold 1, min_v_mem -1, as sinabs'
     /// `from_model` makes it).
     Relu,
-    /// An integrate-and-fire layer already (sinabs' `IAF`, a NIR `IF`): its own threshold and
-    /// lower bound, subtract reset. The chip has one threshold per layer.
+    /// An integrate-and-fire layer already (sinabs' `IAF`, a NIR `IF`): its own threshold,
+    /// lower bound and reset. The chip has one threshold per layer.
     Iaf {
         /// Spike threshold.
         threshold: f32,
         /// Lower bound of the membrane potential.
         min_v_mem: f32,
+        /// What a spike does to the potential.
+        reset: Reset,
     },
     /// `nn.AvgPool2d` (stride must equal kernel).
     AvgPool {

@@ -1,6 +1,6 @@
 //! ANN -> spiking chip network, following sinabs' `from_model` + `DynapcnnNetwork`:
 //! ReLU becomes IAF (threshold 1, min_v_mem -1, subtract reset; an IAF imported as one, from
-//! NIR, keeps its own), a spiking output layer is appended when the network does not end in
+//! NIR or a spiking state_dict, keeps its own), a spiking output layer is appended when the network does not end in
 //! ReLU, Dropout/Identity vanish, Flatten is absorbed,
 //! BatchNorm folds into the preceding weights, AvgPool becomes SumPool with 1/(kh*kw) moved into
 //! the next layer's weights, Linear becomes a conv covering its whole input, and a leading pool
@@ -397,10 +397,11 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
         }
         let out_shape = [out_channels, fh / pool[0], fw / pool[1]];
         // sinabs' `from_model` makes every ReLU, and the spiking layer it appends, an IAF of
-        // threshold 1 and min_v_mem -1; an IAF imported as one keeps its own.
-        let (threshold, min_v_mem) = match spiking.map(|r| &layers[r].layer) {
-            Some(&AnnLayer::Iaf { threshold, min_v_mem }) => (threshold, min_v_mem),
-            _ => (1.0, -1.0),
+        // threshold 1, min_v_mem -1 and subtract reset (its defaults; `Pipeline::reset` is its
+        // `reset_fn`); an IAF imported as one keeps its own.
+        let (threshold, min_v_mem, reset) = match spiking.map(|r| &layers[r].layer) {
+            Some(&AnnLayer::Iaf { threshold, min_v_mem, reset }) => (threshold, min_v_mem, reset),
+            _ => (1.0, -1.0, Reset::Subtract),
         };
         chip.push(ChipLayer {
             index,
@@ -413,7 +414,7 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
             pool,
             conv_out: [fh, fw],
             out_shape,
-            reset: Reset::Subtract,
+            reset,
             float: FloatParams { weights, bias, threshold, min_v_mem },
             quant: None,
             destinations,

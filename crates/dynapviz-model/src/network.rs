@@ -4,13 +4,27 @@
 
 use serde::Serialize;
 
-/// How a neuron's membrane is reset after a spike.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// How a neuron's membrane is reset after a spike: the chip's `return_to_zero`, sinabs'
+/// `reset_fn` (`MembraneSubtract`, its default, or `MembraneReset`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub enum Reset {
     /// v -= threshold (sinabs' default, and the chip's).
+    #[default]
     Subtract,
     /// v = 0.
     Zero,
+}
+
+impl Reset {
+    /// The mode named `subtract` or `zero` (as the command line and architecture files name
+    /// them), or `None`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "subtract" => Some(Self::Subtract),
+            "zero" => Some(Self::Zero),
+            _ => None,
+        }
+    }
 }
 
 /// A rectangle kept by the DVS layer's crop, in pooled coordinates: rows `y0..y1`, columns `x0..x1`.

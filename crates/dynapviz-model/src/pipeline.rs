@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use crate::chip::{self, ChipProfile};
 use crate::convert::{self, DvsOptions};
 use crate::error::{ModelError, Result};
-use crate::network::Network;
+use crate::network::{Network, Reset};
 use crate::{Ann, discretize, import, mapping};
 
 /// How layers are assigned to cores.
@@ -28,6 +28,7 @@ pub struct Pipeline {
     ordering: Ordering,
     discretize: bool,
     dvs: DvsOptions,
+    reset: Option<Reset>,
 }
 
 impl Pipeline {
@@ -41,6 +42,7 @@ impl Pipeline {
             ordering: Ordering::Auto,
             discretize: true,
             dvs: DvsOptions::default(),
+            reset: None,
         }
     }
 
@@ -80,6 +82,14 @@ impl Pipeline {
         self
     }
 
+    /// The reset of every layer's neurons, as sinabs' `from_model(..., reset_fn=...)` sets it
+    /// for the layers it makes (`MembraneSubtract` or `MembraneReset`). `None` keeps what the
+    /// model says: subtract for a ReLU, an imported IAF's own.
+    pub fn reset(mut self, reset: Option<Reset>) -> Self {
+        self.reset = reset;
+        self
+    }
+
     /// Runs every stage.
     pub fn build(self) -> Result<Network> {
         let (ann, arch_shape) = import::load(&self.model, self.arch.as_deref())?;
@@ -94,6 +104,9 @@ impl Pipeline {
             .or(arch_shape)
             .ok_or_else(|| ModelError::Invalid("the input shape is unknown: pass --input-shape C,H,W".into()))?;
         let mut net = convert::convert(ann, shape, &self.dvs)?;
+        if let Some(reset) = self.reset {
+            net.layers.iter_mut().for_each(|l| l.reset = reset);
+        }
         if self.discretize {
             discretize::discretize(&mut net);
         }

@@ -5,7 +5,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::chip::{ChipProfile, CoreMemory, MemoryUse};
-use crate::network::{ChipLayer, Network};
+use crate::network::{ChipLayer, Network, Reset};
 
 /// One chip layer's figures.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -38,6 +38,9 @@ pub struct LayerReport {
     pub threshold: f64,
     /// Integer min_v_mem.
     pub min_v_mem: f64,
+    /// Whether a spike resets the potential to zero (the chip's `return_to_zero`) rather than
+    /// subtracting the threshold.
+    pub return_to_zero: bool,
     /// Smallest weight.
     pub weight_min: f64,
     /// Largest weight.
@@ -102,6 +105,7 @@ impl LayerReport {
             output: network.outputs.contains(&layer.index),
             threshold,
             min_v_mem,
+            return_to_zero: layer.reset == Reset::Zero,
             weight_min: wmin,
             weight_max: wmax,
             weight_abs_sum: wsum,

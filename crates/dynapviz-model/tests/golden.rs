@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use dynapviz_model::network::Reset;
 use dynapviz_model::{Network, Pipeline, report};
 
 fn shared() -> Option<PathBuf> {
@@ -34,12 +35,24 @@ fn check(net: &Network, expected: &serde_json::Value, what: &str) {
         assert_eq!(Some(got.pool.to_vec()), pair("pool"), "{what} layer {i}: pool");
         assert_eq!(got.threshold, n("threshold"), "{what} layer {i}: threshold");
         assert_eq!(got.min_v_mem, n("min_v_mem"), "{what} layer {i}: min_v_mem");
+        // The shared case predates the field: its layers subtract.
+        assert_eq!(got.return_to_zero, want["return_to_zero"].as_bool().unwrap_or(false), "{what} layer {i}: return_to_zero");
         assert_eq!(got.weight_min, n("weight_min"), "{what} layer {i}: weight_min");
         assert_eq!(got.weight_max, n("weight_max"), "{what} layer {i}: weight_max");
         assert_eq!(got.weight_abs_sum, n("weight_abs_sum"), "{what} layer {i}: weight_abs_sum");
         assert_eq!(got.weight_sha256_i8_oihw.as_deref(), want["weight_sha256_i8_oihw"].as_str(), "{what} layer {i}: weights sha256");
     }
     assert_eq!(net.dvs.merge_polarities, expected["dvs"]["merge_polarities"].as_bool().expect("dvs"), "{what}: dvs merge");
+}
+
+/// sinabs' `reset_fn` of a case (the argument of `from_model`, see `tools/sinabs_golden.py`),
+/// or `None` for its default.
+fn reset_fn(expected: &serde_json::Value) -> Option<Reset> {
+    match expected["reset_fn"].as_str() {
+        Some("MembraneReset") => Some(Reset::Zero),
+        None | Some("MembraneSubtract") => None,
+        Some(other) => panic!("unknown reset_fn {other}"),
+    }
 }
 
 /// Each case's network as both of torch's exporters write it: `model.onnx` (TorchScript) and,
@@ -65,11 +78,12 @@ fn other_networks_convert_discretize_and_map_as_sinabs_does() {
                 continue;
             }
             let mut pipeline = Pipeline::new(&model).device(expected["device"].as_str().expect("device"));
-            // A NIR graph and an architecture file name the input shape themselves.
+            // A NIR graph and an architecture file name the input shape themselves, and the
+            // latter its layers' reset; an ANN's is sinabs' `reset_fn` for the case.
             match file {
                 "model.nir" => {}
                 "snn.pt" => pipeline = pipeline.arch(Some(&case.join("snn.toml"))),
-                _ => pipeline = pipeline.input_shape([shape[0], shape[1], shape[2]]),
+                _ => pipeline = pipeline.input_shape([shape[0], shape[1], shape[2]]).reset(reset_fn(&expected)),
             }
             let net = pipeline.build().unwrap_or_else(|e| panic!("{}: {e}", model.display()));
             check(&net, &expected, &model.display().to_string());
@@ -84,10 +98,10 @@ fn other_networks_convert_discretize_and_map_as_sinabs_does() {
             }
         }
     }
-    assert!(cases >= 13, "the repository's sinabs cases are missing from {}", dir.display());
-    assert!(dynamo >= 11, "the dynamo exports of the sinabs cases are missing from {}", dir.display());
+    assert!(cases >= 14, "the repository's sinabs cases are missing from {}", dir.display());
+    assert!(dynamo >= 12, "the dynamo exports of the sinabs cases are missing from {}", dir.display());
     assert!(nir >= 11, "the NIR exports of the sinabs cases (tools/nir-cases) are missing from {}", dir.display());
-    assert!(snn >= 6, "the spiking state_dicts of the sinabs cases (sinabs_golden.py --snn-state) are missing from {}", dir.display());
+    assert!(snn >= 7, "the spiking state_dicts of the sinabs cases (sinabs_golden.py --snn-state) are missing from {}", dir.display());
 }
 
 /// A biased layer starts where sinabs' shape inference left it: one step of zeros charged every

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use dynapviz_model::network::Reset;
 use dynapviz_model::{AnnLayer, Pipeline, import};
 
 // ---- a minimal protobuf encoder for ONNX test graphs ----
@@ -458,10 +459,42 @@ fn iaf_layers_take_their_threshold_from_the_state_dict() {
         ("spike.v_mem".to_string(), t(vec![1, 4, 6, 6], vec![0.0; 144])),
     ];
     let ann = arch.build(Path::new("a.toml"), Path::new("s.pt"), state.clone()).expect("build");
-    assert_eq!(ann.layers[1].layer, AnnLayer::Iaf { threshold: 2.5, min_v_mem: -3.0 });
+    assert_eq!(ann.layers[1].layer, AnnLayer::Iaf { threshold: 2.5, min_v_mem: -3.0, reset: Reset::Subtract });
     let net = Pipeline::new(Path::new("s.pt")).input_shape([2, 8, 8]).build_from(&ann, None).expect("convert");
     assert_eq!((net.layers[0].float.threshold, net.layers[0].float.min_v_mem), (2.5, -3.0));
     let without: Vec<_> = state.into_iter().filter(|(k, _)| k != "spike.min_v_mem").collect();
     let err = arch.build(Path::new("a.toml"), Path::new("s.pt"), without).expect_err("missing").to_string();
     assert!(err.contains("missing key `spike.min_v_mem`"), "{err}");
+}
+
+/// sinabs' `reset_fn` is not in a state_dict: an IAF layer of the architecture file names it
+/// (`reset = "zero"` for `MembraneReset`), which the chip layer keeps; a misspelt one, or one on
+/// a layer that is not an IAF, is reported. The pipeline's reset overrides every layer's.
+#[test]
+fn an_iaf_layer_resets_as_its_architecture_file_says() {
+    let arch_with = |conv: &str, iaf: &str| {
+        let toml = format!(
+            "[[layers]]\nindex = 0\ntype = \"Conv2d\"\nin_channels = 2\nout_channels = 4\nkernel_size = 3\nbias = false\n{conv}\n\
+             [[layers]]\nindex = 1\ntype = \"IAF\"\n{iaf}\n"
+        );
+        import::arch::Arch::parse(&toml, Path::new("a.toml")).expect("arch")
+    };
+    let t = |shape: Vec<usize>, data: Vec<f32>| dynapviz_model::Tensor { shape, data };
+    let state = vec![
+        ("0.weight".to_string(), t(vec![4, 2, 3, 3], vec![0.1; 72])),
+        ("1.spike_threshold".to_string(), t(vec![], vec![1.0])),
+        ("1.min_v_mem".to_string(), t(vec![], vec![-1.0])),
+    ];
+    let build = |arch: import::arch::Arch| arch.build(Path::new("a.toml"), Path::new("s.pt"), state.clone());
+    let ann = build(arch_with("", "reset = \"zero\"")).expect("build");
+    assert_eq!(ann.layers[1].layer, AnnLayer::Iaf { threshold: 1.0, min_v_mem: -1.0, reset: Reset::Zero });
+    let net = Pipeline::new(Path::new("s.pt")).input_shape([2, 8, 8]).build_from(&ann, None).expect("convert");
+    assert_eq!(net.layers[0].reset, Reset::Zero);
+    let overridden =
+        Pipeline::new(Path::new("s.pt")).input_shape([2, 8, 8]).reset(Some(Reset::Subtract)).build_from(&ann, None).expect("convert");
+    assert_eq!(overridden.layers[0].reset, Reset::Subtract);
+    let err = build(arch_with("", "reset = \"half\"")).expect_err("misspelt").to_string();
+    assert!(err.contains("layer 1 (IAF): reset `half` (expected \"subtract\" or \"zero\")"), "{err}");
+    let err = build(arch_with("reset = \"zero\"", "")).expect_err("not an IAF").to_string();
+    assert!(err.contains("layer 0 (Conv2d): only IAF layers take a `reset`"), "{err}");
 }

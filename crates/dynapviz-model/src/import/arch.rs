@@ -3,7 +3,9 @@
 //! way `load_state_dict(strict=False)` does, but with every mismatch reported at once.
 //!
 //! A sinabs spiking network's state_dict works too: its `IAF` (or `IAFSqueeze`) layers take
-//! their `spike_threshold` and `min_v_mem` from it (subtract reset, sinabs' default).
+//! their `spike_threshold` and `min_v_mem` from it. The state_dict does not hold the reset
+//! (sinabs' `reset_fn`): an IAF layer of the file says `reset = "zero"` for sinabs'
+//! `MembraneReset`; without it the layer subtracts (`MembraneSubtract`, sinabs' default).
 //!
 //! ```toml
 //! input_shape = [2, 128, 128]          # optional, the --input-shape default
@@ -28,6 +30,7 @@ use serde::Deserialize;
 use crate::Tensor;
 use crate::ann::{Ann, AnnLayer};
 use crate::error::{ModelError, Result, file_error};
+use crate::network::Reset;
 
 /// An integer or a pair, as PyTorch accepts for kernel sizes, strides and paddings.
 #[derive(Deserialize, Clone, Copy, Debug)]
@@ -62,6 +65,8 @@ struct LayerSpec {
     out_features: Option<usize>,
     num_features: Option<usize>,
     eps: Option<f32>,
+    /// An IAF layer's reset: `subtract` or `zero`.
+    reset: Option<String>,
     /// Dropout probability: accepted for fidelity to the PyTorch module, unused at inference.
     #[serde(rename = "p")]
     _p: Option<f32>,
@@ -106,6 +111,12 @@ impl Arch {
                     continue;
                 }
             };
+            if spec.reset.is_some() && !matches!(spec.kind.as_str(), "IAF" | "IAFSqueeze") {
+                w.problems.push(format!(
+                    "layer {index} ({}): only IAF layers take a `reset` (the pipeline's reset option sets the others')",
+                    spec.kind
+                ));
+            }
             if let Some(layer) = w.layer(spec, &index) {
                 ann.push(index, layer);
             }
@@ -198,11 +209,19 @@ impl Weights<'_> {
                 self.state.remove(&format!("{}{index}.v_mem", self.prefix));
                 let threshold = self.take(index, "spike_threshold", vec![]);
                 let min_v_mem = self.take(index, "min_v_mem", vec![]);
+                let reset = match spec.reset.as_deref().map(|r| (r, Reset::from_name(r))) {
+                    None => Some(Reset::Subtract),
+                    Some((_, Some(reset))) => Some(reset),
+                    Some((other, None)) => {
+                        self.problems.push(format!("layer {index} ({}): reset `{other}` (expected \"subtract\" or \"zero\")", spec.kind));
+                        None
+                    }
+                };
                 let (Some(&threshold), Some(&min_v_mem)) = (threshold?.data.first(), min_v_mem?.data.first()) else {
                     self.problems.push(format!("layer {index} ({}): empty threshold or min_v_mem", spec.kind));
                     return None;
                 };
-                AnnLayer::Iaf { threshold, min_v_mem }
+                AnnLayer::Iaf { threshold, min_v_mem, reset: reset? }
             }
             "AvgPool2d" | "SumPool2d" => {
                 let k = self.need(spec.kernel_size.map(Pair::get), index, spec, "kernel_size")?;

@@ -5,7 +5,8 @@
 //! The nodes are read as sinabs' `from_nir` reads them, so that a network exported by sinabs'
 //! `to_nir` comes back as the network sinabs would put on the chip: `IF` is sinabs' IAF with
 //! its threshold, `min_v_mem = -threshold` and subtract reset (whatever reset the file's NIR
-//! version describes: sinabs' export writes `v_reset = 0` for its subtracting neurons), `Affine`
+//! version describes: sinabs' export writes `v_reset = 0` for its subtracting neurons; the
+//! pipeline's `reset` makes them reset to zero), `Affine`
 //! and `Linear` are linear layers, `SumPool2d`/`AvgPool2d` poolings, `Flatten`, `Input` and
 //! `Output` what they say. A node fed by several edges sums them (a merge), a nested graph is
 //! read as part of the whole. What the chip cannot run (leaky neurons, delays, dilation,
@@ -20,6 +21,7 @@ use hdf5_reader::{Dataset, Datatype, H5Type, Hdf5File};
 use crate::Tensor;
 use crate::ann::{Ann, AnnLayer, Source};
 use crate::error::{ModelError, Result, file_error};
+use crate::network::Reset;
 
 /// Nested graphs deeper than this are refused (a cycle of links would never end).
 const MAX_DEPTH: usize = 16;
@@ -391,7 +393,9 @@ fn read_node(n: &Node, kind: &str) -> NirResult<Kind> {
             }
             // `v += r * I` crosses `threshold` when `v / r + I` crosses `threshold / r`.
             let threshold = (threshold / r) as f32;
-            AnnLayer::Iaf { threshold, min_v_mem: -threshold }
+            // sinabs' `from_nir` reads every `IF` as a subtracting neuron whatever its
+            // `v_reset` (its own export writes 0 there): `--reset zero` overrides.
+            AnnLayer::Iaf { threshold, min_v_mem: -threshold, reset: Reset::Subtract }
         }
         "SumPool2d" | "AvgPool2d" => {
             let kernel = n.values("kernel_size")?.pair(&n.at("kernel_size"))?;
