@@ -1,7 +1,7 @@
 //! ANN -> spiking chip network, following sinabs' `from_model` + `DynapcnnNetwork`:
 //! ReLU becomes IAF (threshold 1, min_v_mem -1, subtract reset; an IAF imported as one, from
-//! NIR or a spiking state_dict, keeps its own), a spiking output layer is appended when the network does not end in
-//! ReLU, Dropout/Identity vanish, Flatten is absorbed,
+//! NIR or a spiking state_dict, keeps its own), a spiking output layer is appended when the
+//! network does not end in ReLU, Dropout/Identity vanish, Flatten is absorbed,
 //! BatchNorm folds into the preceding weights, AvgPool becomes SumPool with 1/(kh*kw) moved into
 //! the next layer's weights, Linear becomes a conv covering its whole input, and a leading pool
 //! is absorbed into the DVS layer.

@@ -6,10 +6,9 @@ use serde::Serialize;
 
 /// How a neuron's membrane is reset after a spike: the chip's `return_to_zero`, sinabs'
 /// `reset_fn` (`MembraneSubtract`, its default, or `MembraneReset`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Reset {
     /// v -= threshold (sinabs' default, and the chip's).
-    #[default]
     Subtract,
     /// v = 0.
     Zero,
