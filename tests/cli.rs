@@ -390,6 +390,8 @@ fn reset_zero_runs_as_sinabs_membrane_reset() {
 struct Served {
     child: std::process::Child,
     addr: String,
+    /// The token printed with the address, if any.
+    token: Option<String>,
 }
 
 impl Served {
@@ -403,9 +405,10 @@ impl Served {
             let line = line.expect("stdout");
             if let Some(rest) = line.strip_prefix("serving the dashboard at http://") {
                 let addr = rest.split('/').next().expect("an address").to_string();
+                let token = rest.split_once("?token=").map(|(_, t)| t.split([' ', ';']).next().unwrap_or("").to_string());
                 // The rest of its output is read, so that its pipe never closes under it.
                 std::thread::spawn(move || lines.for_each(drop));
-                return Served { child, addr };
+                return Served { child, addr, token };
             }
         }
         let _ = child.kill();
@@ -455,6 +458,26 @@ impl Drop for Served {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Served to every machine, the live view needs the random token printed with its address;
+/// on a loopback address it needs none, and a token too short to be secret is refused.
+#[test]
+fn serve_on_every_address_needs_the_printed_token() {
+    let served = Served::start(&["demo", "--serve", "0.0.0.0:0", "--segment-seconds", "0.3", "--image-size", "320,180"]);
+    let token = served.token.clone().expect("a token printed with the address");
+    assert!(token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
+    let (code, _, body) = served.ask("GET", "/");
+    assert_eq!(code, 401, "{}", String::from_utf8_lossy(&body));
+    let (code, head, _) = served.ask("GET", &format!("/?token={token}"));
+    assert_eq!(code, 200);
+    assert!(head.contains(&format!("Set-Cookie: dynapviz_token={token};")), "{head}");
+    assert_eq!(served.ask("GET", &format!("/status.json?token={token}")).0, 200);
+    let other = Served::start(&["demo", "--serve", "0.0.0.0:0", "--serve-token", "our-lab-display-2026", "--segment-seconds", "0.3"]);
+    assert_eq!(other.token.as_deref(), Some("our-lab-display-2026"));
+    assert_eq!(Served::start(&["demo", "--serve", "127.0.0.1:0", "--segment-seconds", "0.3"]).token, None);
+    let (ok, _, err) = dynapviz(&["demo", "--serve", "0.0.0.0:0", "--serve-token", "short"]);
+    assert!(!ok && err.contains("--serve-token: expected 16 to 128 letters"), "{err}");
 }
 
 #[test]

@@ -50,10 +50,16 @@ pub fn serve(args: &VizArgs, addr: &str, mut dashboard: Dashboard, session: Sess
             true
         })
     };
-    let server = LiveServer::bind(addr, ServeConfig::default(), Some(on_command))?;
+    let token = match &args.serve_token {
+        Some(t) => Some(checked_token(t)?),
+        None if resolves_to_loopback(addr) => None,
+        None => Some(random_token()?),
+    };
+    let server = LiveServer::bind(addr, ServeConfig { token: token.clone(), ..ServeConfig::default() }, Some(on_command))?;
     let local = server.local_addr();
-    let exposed = if local.ip().is_unspecified() { " (every address of this machine; no authentication)" } else { "" };
-    println!("serving the dashboard at http://{local}/{exposed}; Ctrl-C stops");
+    let exposed = if local.ip().is_unspecified() { " (every address of this machine)" } else { "" };
+    let query = token.map_or(String::new(), |t| format!("?token={t}"));
+    println!("serving the dashboard at http://{local}/{query}{exposed}; Ctrl-C stops");
     let mut renderer = Headless::new(w, h);
     let display = Arc::clone(&session.display);
     let mut session = Some(session);
@@ -127,4 +133,27 @@ fn status(dashboard: &Dashboard, ended: bool, picture_ms: f64) -> String {
         "picture_ms": (picture_ms * 10.0).round() / 10.0,
     })
     .to_string()
+}
+
+/// `--serve-token`, if a token can go in an address as it is and is long enough to guess at.
+fn checked_token(token: &str) -> Result<String> {
+    anyhow::ensure!(
+        (16..=128).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "--serve-token: expected 16 to 128 letters, digits, `-` or `_` (got {} characters)",
+        token.len()
+    );
+    Ok(token.to_string())
+}
+
+/// Whether every address `addr` names is a loopback one: only this machine can connect.
+fn resolves_to_loopback(addr: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    addr.to_socket_addrs().is_ok_and(|mut all| all.all(|a| a.ip().is_loopback()))
+}
+
+/// 128 random bits from the system, as 32 hex digits.
+fn random_token() -> Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no random numbers for the --serve token: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -85,9 +85,14 @@ pub struct VizArgs {
     pub frame_every: f64,
     /// Serve the dashboard to web browsers at ADDR instead of opening a window: 127.0.0.1:8080
     /// for this machine (or through `ssh -L 8080:127.0.0.1:8080`), 0.0.0.0:8080 for every
-    /// machine that reaches this one. No authentication: expose it only on a network you trust.
+    /// machine that reaches this one, which then needs the token printed with the address.
     #[arg(long, value_name = "ADDR", conflicts_with = "headless")]
     pub serve: Option<String>,
+    /// With --serve: the token viewers must present (16-128 letters, digits, `-` or `_`), so
+    /// that an address stays the same from run to run. Default: a random one when ADDR is not
+    /// a loopback address, none on a loopback address.
+    #[arg(long, value_name = "TOKEN", requires = "serve")]
+    pub serve_token: Option<String>,
     /// With --serve: pictures per second made while a browser watches.
     #[arg(long, default_value_t = 10.0, value_name = "N")]
     pub serve_fps: f64,

@@ -27,7 +27,13 @@ pub(crate) struct Request {
     pub(crate) host: Option<String>,
     /// Whether the [`CONTROL_HEADER`] was sent.
     pub(crate) control_header: bool,
+    /// A token presented as the [`TOKEN_COOKIE`] cookie or as `Authorization: Bearer`, if any.
+    pub(crate) token: Option<String>,
 }
+
+/// The cookie that carries a server's token (see `ServeConfig::token`) once the page was
+/// opened with it in the address.
+pub(crate) const TOKEN_COOKIE: &str = "dynapviz_token";
 
 /// A header the page sends with its controls. A page of another site cannot send it without
 /// asking the server first (a CORS preflight this server never grants), so it cannot steer
@@ -124,6 +130,7 @@ pub(crate) fn read_request(reader: &mut impl BufRead) -> Result<Request, ReadErr
         body: 0,
         host: None,
         control_header: false,
+        token: None,
     };
     loop {
         let header = read_line(&mut limited, &mut line, false)?;
@@ -142,6 +149,17 @@ pub(crate) fn read_request(reader: &mut impl BufRead) -> Result<Request, ReadErr
                     value.parse().map_err(|_| ReadError::Malformed(format!("Content-Length {value:?}: expected a number of bytes")))?;
             }
             "host" => request.host = Some(value.to_string()),
+            "cookie" => {
+                let ours = value.split(';').find_map(|c| c.trim().strip_prefix(TOKEN_COOKIE).and_then(|v| v.strip_prefix('=')));
+                if let Some(token) = ours {
+                    request.token = Some(token.to_string());
+                }
+            }
+            "authorization" => {
+                if let Some(token) = value.strip_prefix("Bearer ") {
+                    request.token = Some(token.trim().to_string());
+                }
+            }
             n if n == CONTROL_HEADER => request.control_header = true,
             "transfer-encoding" => {
                 return Err(ReadError::Unsupported(501, format!("Transfer-Encoding {value:?}: request bodies must have a Content-Length")));
@@ -227,6 +245,7 @@ fn reason(status: u16) -> &'static str {
         200 => "OK",
         204 => "No Content",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
@@ -299,9 +318,15 @@ mod tests {
             body: 0,
             host: Some("a".into()),
             control_header: false,
+            token: None,
         };
         assert_eq!(r, want);
         assert!(parse(b"POST /control/pause HTTP/1.1\r\nX-Dynapviz-Control: 1\r\n\r\n").expect("valid").control_header);
+        let cookies = parse(b"GET / HTTP/1.1\r\nCookie: a=1; dynapviz_token=s3cret; b=2\r\n\r\n").expect("valid");
+        assert_eq!(cookies.token.as_deref(), Some("s3cret"));
+        assert_eq!(parse(b"GET / HTTP/1.1\r\nCookie: dynapviz_tokens=x\r\n\r\n").expect("valid").token, None);
+        let bearer = parse(b"GET /status.json HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n").expect("valid");
+        assert_eq!(bearer.token.as_deref(), Some("s3cret"));
         assert_eq!(r.query_value("after"), Some("12"));
         assert_eq!(r.query_value("x"), Some("1"));
         assert_eq!(r.query_value("aft"), None);

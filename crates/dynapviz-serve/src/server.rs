@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::http::{CONTROL_HEADER, Paced, ReadError, Request, Response, read_request};
+use crate::http::{CONTROL_HEADER, Paced, ReadError, Request, Response, TOKEN_COOKIE, read_request};
 use crate::latest::{Latest, Picture};
 
 /// The page a browser gets at `/`.
@@ -46,6 +46,12 @@ pub struct ServeConfig {
     pub picture_wait: Duration,
     /// The page's title.
     pub title: String,
+    /// A secret every request must carry, for a server other machines reach: in the address's
+    /// query (`/?token=...`, which the page then keeps as a cookie), in that cookie, or as
+    /// `Authorization: Bearer`. Anyone
+    /// who can reach the port otherwise watches the session and steers its playback. `None`:
+    /// no check (a loopback address, whose requests come from this machine).
+    pub token: Option<String>,
 }
 
 impl Default for ServeConfig {
@@ -57,6 +63,7 @@ impl Default for ServeConfig {
             write_timeout: Duration::from_secs(10),
             picture_wait: Duration::from_secs(10),
             title: "dynapviz".into(),
+            token: None,
         }
     }
 }
@@ -306,10 +313,32 @@ fn route(request: &Request, shared: &Shared, out: &mut dyn Write) -> std::io::Re
         );
         return bad(403, &why, out).map(|()| keep_alive);
     }
+    // The token in the address (a viewer opening the page) is kept as a cookie for the page's
+    // own requests; one in a cookie or an Authorization header is checked as sent.
+    let mut set_cookie = None;
+    if let Some(token) = &shared.config.token {
+        let in_query = request.query_value("token");
+        if !in_query.or(request.token.as_deref()).is_some_and(|given| same_secret(given, token)) {
+            let why = "this live view needs the token that dynapviz printed with its address: open that address, ?token=... included";
+            shared.bad_requests.fetch_add(1, Ordering::Relaxed);
+            return Response::text(401, why)
+                .header("WWW-Authenticate", "Bearer realm=\"dynapviz\"")
+                .write(out, keep_alive)
+                .map(|()| keep_alive);
+        }
+        if in_query.is_some() {
+            set_cookie = Some(format!("{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"));
+        }
+    }
     let answered = match (request.method.as_str(), request.path.as_str()) {
         ("GET", "/" | "/index.html") => {
             let page = PAGE.replace("{{title}}", &escape_html(&shared.config.title));
-            Response::new(200, "text/html; charset=utf-8", page.as_bytes()).write(out, keep_alive)
+            let response = Response::new(200, "text/html; charset=utf-8", page.as_bytes());
+            match set_cookie {
+                Some(cookie) => response.header("Set-Cookie", cookie),
+                None => response,
+            }
+            .write(out, keep_alive)
         }
         ("GET", "/frame") => {
             let after = match request.query_value("after").map(str::parse::<u64>) {
@@ -364,6 +393,13 @@ fn route(request: &Request, shared: &Shared, out: &mut dyn Write) -> std::io::Re
         }
     };
     answered.map(|()| keep_alive && !shared.stop.load(Ordering::Acquire))
+}
+
+/// Whether `given` is `secret`, in a time that does not depend on where they first differ
+/// (which would let a peer find the token byte by byte).
+fn same_secret(given: &str, secret: &str) -> bool {
+    let (a, b) = (given.as_bytes(), secret.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 /// Whether `host` (a `Host` header: a name or address, and maybe a port) names this machine's

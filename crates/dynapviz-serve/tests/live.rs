@@ -296,3 +296,37 @@ fn an_address_that_cannot_be_listened_on_is_named() {
     let err = LiveServer::bind("no-such-host.invalid:80", quick(), None).err().expect("no such host");
     assert!(err.to_string().contains("no-such-host.invalid:80"), "{err}");
 }
+
+/// With a token, nothing is answered without it: the page opened with it in its address sets
+/// it as a cookie, which the page's own requests then carry; scripts may put it in the query
+/// or send it as `Authorization: Bearer`.
+#[test]
+fn a_server_with_a_token_answers_only_requests_that_carry_it() {
+    let token = "0123456789abcdef0123456789abcdef";
+    let server = LiveServer::bind("127.0.0.1:0", ServeConfig { token: Some(token.into()), ..quick() }, None).expect("bound");
+    let addr = server.local_addr();
+    server.publish(vec![7], "image/png", "null".into());
+    for path in ["/", "/frame?after=0", "/status.json", "/?token=0123456789abcdef0123456789abcdee", "/?token="] {
+        let refused = get(addr, path);
+        assert_eq!(refused.status, 401, "{path}");
+        assert!(refused.text().contains("needs the token"), "{path}: {}", refused.text());
+        assert!(!refused.text().contains(token), "the answer must not give the token away");
+    }
+    let page = get(addr, &format!("/?token={token}"));
+    assert_eq!(page.status, 200);
+    let cookie = page.header("set-cookie").expect("the token kept as a cookie");
+    assert!(cookie.starts_with(&format!("dynapviz_token={token};")) && cookie.contains("HttpOnly"), "{cookie}");
+    let with_cookie = |request: &str| {
+        ask(addr, format!("{request} HTTP/1.1\r\nHost: localhost\r\nCookie: theme=dark; dynapviz_token={token}\r\nX-Dynapviz-Control: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes())
+    };
+    let picture = with_cookie("GET /frame?after=0");
+    assert_eq!((picture.status, picture.body.as_slice()), (200, &[7u8][..]));
+    assert_eq!(picture.header("set-cookie"), None, "set once, by the page");
+    // Past the token, a control meets the session (which has none to steer here).
+    assert_eq!(with_cookie("POST /control/pause").status, 409);
+    assert_eq!(get(addr, &format!("/status.json?token={token}")).status, 200);
+    let bearer = format!("GET /status.json HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n");
+    assert_eq!(ask(addr, bearer.as_bytes()).status, 200);
+    assert_eq!(get(addr, "/").header("www-authenticate"), Some("Bearer realm=\"dynapviz\""));
+    assert_eq!(server.stats().bad_requests, 7, "six without the token, and the 409");
+}
