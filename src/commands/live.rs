@@ -135,7 +135,7 @@ fn status(dashboard: &Dashboard, ended: bool, picture_ms: f64) -> String {
     .to_string()
 }
 
-/// `--serve-token`, if a token can go in an address as it is and is long enough to guess at.
+/// `--serve-token`, if it can go in an address as it is and is too long to guess.
 fn checked_token(token: &str) -> Result<String> {
     anyhow::ensure!(
         (16..=128).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),

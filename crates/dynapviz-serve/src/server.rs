@@ -48,9 +48,9 @@ pub struct ServeConfig {
     pub title: String,
     /// A secret every request must carry, for a server other machines reach: in the address's
     /// query (`/?token=...`, which the page then keeps as a cookie), in that cookie, or as
-    /// `Authorization: Bearer`. Anyone
-    /// who can reach the port otherwise watches the session and steers its playback. `None`:
-    /// no check (a loopback address, whose requests come from this machine).
+    /// `Authorization: Bearer`. Without one, anyone who can reach the port watches the session
+    /// and steers its playback. `None`: no check (a loopback address, whose requests come from
+    /// this machine).
     pub token: Option<String>,
 }
 
