@@ -346,7 +346,8 @@ fn simulate_equals_expected(case: &str, model: &str, args: &[&str]) -> serde_jso
         assert_eq!(got[key], expected[key], "{}: {key}", model.display());
     }
     for (g, e) in got["layers"].as_array().expect("layers").iter().zip(expected["layers"].as_array().expect("layers")) {
-        assert_eq!((&g["index"], &g["core"], &g["spikes_after_pool"]), (&e["index"], &e["core"], &e["spikes_after_pool"]));
+        let fields = ["index", "core", "spikes_after_pool", "return_to_zero"];
+        assert_eq!(fields.map(|f| &g[f]), fields.map(|f| &e[f]), "{}", model.display());
     }
     expected
 }

@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::Result;
 use dynapviz_chip::{BusyModel, Config, Kernel, Mode, Monitors, PowerMean, RAILS, Simulator};
 use dynapviz_events::{Event, EventReader, Geometry};
+use dynapviz_model::network::Reset;
 use serde::Serialize;
 
 use super::class_bins::ClassBins;
@@ -161,6 +162,8 @@ impl From<KernelArg> for Kernel {
 struct LayerOut {
     index: usize,
     core: Option<usize>,
+    /// Whether its neurons reset to zero after a spike (else they subtract the threshold).
+    return_to_zero: bool,
     input_events: u64,
     synaptic_ops: u64,
     spikes: u64,
@@ -276,6 +279,7 @@ pub fn run(args: Args) -> Result<()> {
             LayerOut {
                 index: l.index,
                 core: l.core,
+                return_to_zero: l.reset == Reset::Zero,
                 input_events: c.input_events,
                 synaptic_ops: c.synaptic_ops,
                 spikes: c.spikes,
