@@ -209,13 +209,12 @@ impl Weights<'_> {
                 self.state.remove(&format!("{}{index}.v_mem", self.prefix));
                 let threshold = self.take(index, "spike_threshold", vec![]);
                 let min_v_mem = self.take(index, "min_v_mem", vec![]);
-                let reset = match spec.reset.as_deref().map(|r| (r, Reset::from_name(r))) {
+                let reset = match spec.reset.as_deref() {
                     None => Some(Reset::Subtract),
-                    Some((_, Some(reset))) => Some(reset),
-                    Some((other, None)) => {
-                        self.problems.push(format!("layer {index} ({}): reset `{other}` (expected \"subtract\" or \"zero\")", spec.kind));
+                    Some(name) => Reset::from_name(name).or_else(|| {
+                        self.problems.push(format!("layer {index} ({}): reset `{name}` (expected \"subtract\" or \"zero\")", spec.kind));
                         None
-                    }
+                    }),
                 };
                 let (Some(&threshold), Some(&min_v_mem)) = (threshold?.data.first(), min_v_mem?.data.first()) else {
                     self.problems.push(format!("layer {index} ({}): empty threshold or min_v_mem", spec.kind));
