@@ -4,6 +4,7 @@
 //! events/s, synaptic operations/s per core and the real-time factor, for the event-driven mode
 //! on one thread (with the fastest kernel this CPU has, and with AVX2 when that is not it) and
 //! on one per core, at least two (`eventN`, N threads), and for the binned mode.
+//! `DYNAPVIZ_BENCH_ONLY=binned` runs only the modes whose name starts with that.
 
 use std::time::Instant;
 
@@ -24,6 +25,8 @@ fn main() {
     println!("model load + convert + map: {load_ms:.1} ms");
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
     let many = format!("event{cores}");
+    // `DYNAPVIZ_BENCH_ONLY=binned` (say) runs only the modes whose name starts with it.
+    let only = std::env::var("DYNAPVIZ_BENCH_ONLY").unwrap_or_default();
     // The same network with a small bias on every layer, run with the chip's leak (a tick per
     // millisecond adds it to every neuron): the leak acts on every neuron of every layer.
     let mut leaky = net.clone();
@@ -49,7 +52,7 @@ fn main() {
             ("binned", binned, 1, Kernel::Avx512),
             ("leak 1 ms", Mode::Event, 1, Kernel::Avx512),
         ];
-        for (name, mode, threads, kernel) in runs {
+        for (name, mode, threads, kernel) in runs.into_iter().filter(|run| run.0.starts_with(&only)) {
             let (net, leak_tick_us) = if name.starts_with("leak") { (&leaky, Some(1000)) } else { (&net, None) };
             if kernel != Kernel::Avx512 && kernel.on_this_cpu() == Kernel::Avx512.on_this_cpu() {
                 // This CPU has nothing faster than `kernel`: the run above was this one.

@@ -210,7 +210,8 @@ impl LayerRt {
     }
 
     /// sinabs accumulation: adds `count` x the weights of input `(c, y, x)` to the neurons under
-    /// the kernel, without bounds (sinabs' state is a float). Returns synaptic operations.
+    /// the kernel, without bounds (sinabs' state is a float). Returns the weights added (once each,
+    /// whatever `count`).
     /// Inlined: the binned mode compiles its bins for AVX2 when the CPU has it.
     #[inline(always)]
     pub fn accumulate(&mut self, c: usize, y: usize, x: usize, count: i32) -> u64 {

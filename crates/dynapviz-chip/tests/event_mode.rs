@@ -72,6 +72,26 @@ fn event_mode_fires_once_per_input_where_binned_fires_many() {
 }
 
 #[test]
+fn binned_counts_the_synaptic_operations_of_every_spike_a_neuron_fires_in_a_bin() {
+    // Two 1x1 layers: the first fires 3 spikes for one input (35 / 10) in one bin, which the
+    // second takes as one input with a count of 3: the chip would have added its weight 3 times.
+    let mut ann = Ann::default();
+    for i in 0..2 {
+        let weight = Tensor::new(vec![1, 1, 1, 1], vec![0.1]).expect("t");
+        ann.push(format!("{}", 2 * i), AnnLayer::Conv { weight, bias: None, stride: [1, 1], padding: [0, 0] });
+        ann.push(format!("{}", 2 * i + 1), AnnLayer::Relu);
+    }
+    let mut n = convert(&ann, [1, 1, 1], &DvsOptions::default()).expect("convert");
+    for (l, w) in n.layers.iter_mut().zip([35, 1]) {
+        l.quant = Some(QuantParams { weights: vec![w], bias: None, threshold: 10, min_v_mem: -10, scale: 1.0, initial_v_mem: None });
+    }
+    let (out, sim) = run(&n, Mode::Binned { bin_us: 1000 }, &[Event::new(0, 0, 0, true)]);
+    assert_eq!(out.iter().filter(|s| s.layer == 1).count(), 3);
+    let c = sim.counters();
+    assert_eq!((c[1].synaptic_ops, c[2].input_events, c[2].synaptic_ops), (1, 3, 3));
+}
+
+#[test]
 fn min_v_mem_clamps_and_state_saturates_at_int16() {
     let n = net(1, 1, 1, 1, vec![-128], 30000, -200);
     let events: Vec<Event> = (0..10).map(|i| Event::new(i, 0, 0, true)).collect();
