@@ -25,7 +25,6 @@ fn main() {
     println!("model load + convert + map: {load_ms:.1} ms");
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
     let many = format!("event{cores}");
-    // `DYNAPVIZ_BENCH_ONLY=binned` (say) runs only the modes whose name starts with it.
     let only = std::env::var("DYNAPVIZ_BENCH_ONLY").unwrap_or_default();
     // The same network with a small bias on every layer, run with the chip's leak (a tick per
     // millisecond adds it to every neuron): the leak acts on every neuron of every layer.
