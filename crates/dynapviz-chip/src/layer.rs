@@ -210,8 +210,8 @@ impl LayerRt {
     }
 
     /// sinabs accumulation: adds `count` x the weights of input `(c, y, x)` to the neurons under
-    /// the kernel, without bounds (sinabs' state is a float). Returns the weights added (once each,
-    /// whatever `count`).
+    /// the kernel, without bounds (sinabs' state is a float). Returns synaptic operations: those
+    /// of `count` events, as the chip adds the weights `count` times.
     /// Inlined: the binned mode compiles its bins for AVX2 when the CPU has it.
     #[inline(always)]
     pub fn accumulate(&mut self, c: usize, y: usize, x: usize, count: i32) -> u64 {
@@ -230,7 +230,7 @@ impl LayerRt {
                 }
             }
         }
-        (rows.len() * cols.len() * o) as u64
+        (rows.len() * cols.len() * o) as u64 * u64::from(count.unsigned_abs())
     }
 
     /// The chip's response to one input event at `(c, y, x)`: every neuron under the kernel

@@ -725,8 +725,7 @@ impl Simulator {
             let c = &mut self.counters[li + 1];
             for &(s, n) in &queue {
                 c.input_events += n as u64;
-                // `n` spikes at one site: the chip adds the weights `n` times.
-                let ops = layer.accumulate(usize::from(s.c), usize::from(s.y), usize::from(s.x), n) * n.unsigned_abs() as u64;
+                let ops = layer.accumulate(usize::from(s.c), usize::from(s.y), usize::from(s.x), n);
                 c.synaptic_ops += ops;
                 work.synops += ops;
             }
