@@ -388,44 +388,28 @@ impl Wiring {
 
 impl Cascade<'_> {
     /// Runs everything queued for these layers, layer by layer (a layer's spikes only go to
-    /// later layers, so one pass empties every queue). Monitored spikes go to
-    /// `out(sensor event, spike)`, in layer order. A spike for layers after these goes once
+    /// later layers, so one pass empties every queue). Monitored spikes go to `out`, tagged
+    /// with their sensor event, in layer order (a vector, not a closure: every kind of layer
+    /// compiles its loop once per type of `out`, and that loop is most of the crate's
+    /// build time). A spike for layers after these goes once
     /// to the flight, with the layer that made it: the caller sends it to every destination.
     /// Adds the work done for each sensor event to its period in `work`.
-    pub fn run(&mut self, work: &mut PeriodWork, out: impl FnMut(u32, Spike)) {
+    pub fn run(&mut self, work: &mut PeriodWork, out: &mut Vec<(u32, Spike)>) {
         match self.wiring.kernel {
             // SAFETY: the CPU has AVX-512 (and AVX2), as `Kernel::on_this_cpu` checked.
             #[cfg(x86_kernels)]
-            Kernel::Avx512 => unsafe { self.run_avx512(work, out) },
+            Kernel::Avx512 => unsafe { self.run_with::<Avx512>(work, out) },
             // SAFETY: the CPU has AVX2, as `Kernel::on_this_cpu` checked.
             #[cfg(x86_kernels)]
-            Kernel::Avx2 => unsafe { self.run_avx2(work, out) },
+            Kernel::Avx2 => unsafe { self.run_with::<Avx2>(work, out) },
             // SAFETY: plain Rust.
             _ => unsafe { self.run_with::<Portable>(work, out) },
         }
     }
 
-    /// The whole batch compiled for AVX2 (and the bit instructions [`Kernel::Avx2`] names
-    /// too), so the vector code inlines into the loop.
-    #[cfg(x86_kernels)]
-    #[target_feature(enable = "avx2,popcnt,bmi1")]
-    fn run_avx2(&mut self, work: &mut PeriodWork, out: impl FnMut(u32, Spike)) {
-        // SAFETY: this function only runs with AVX2.
-        unsafe { self.run_with::<Avx2>(work, out) }
-    }
-
-    /// [`Self::run_avx2`] for AVX-512.
-    #[cfg(x86_kernels)]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,popcnt,bmi1")]
-    fn run_avx512(&mut self, work: &mut PeriodWork, out: impl FnMut(u32, Spike)) {
-        // SAFETY: this function only runs with AVX-512.
-        unsafe { self.run_with::<Avx512>(work, out) }
-    }
-
     /// # Safety
     /// The CPU has the instructions of `K`.
-    #[inline(always)]
-    unsafe fn run_with<K: Lanes>(&mut self, work: &mut PeriodWork, mut out: impl FnMut(u32, Spike)) {
+    unsafe fn run_with<K: RouteWith>(&mut self, work: &mut PeriodWork, out: &mut Vec<(u32, Spike)>) {
         for i in 0..self.layers.len() {
             if self.queues[i].is_empty() {
                 continue;
@@ -452,17 +436,17 @@ impl Cascade<'_> {
             // SAFETY (all calls): the caller's promise.
             let c = unsafe {
                 match layer.window(&self.counters[i]) {
-                    Some(AnyWindow::N1(w)) if w.deferred() => route.run(&queue, work, &mut out, Deferring::<K, 1>(w, PhantomData)),
-                    Some(AnyWindow::N1(w)) => route.run(&queue, work, &mut out, Windowed::<K, 1>(w, PhantomData)),
-                    Some(AnyWindow::N2(w)) if w.deferred() => route.run(&queue, work, &mut out, Deferring::<K, 2>(w, PhantomData)),
-                    Some(AnyWindow::N2(w)) => route.run(&queue, work, &mut out, Windowed::<K, 2>(w, PhantomData)),
-                    Some(AnyWindow::N4(w)) if w.deferred() => route.run(&queue, work, &mut out, Deferring::<K, 4>(w, PhantomData)),
-                    Some(AnyWindow::N4(w)) => route.run(&queue, work, &mut out, Windowed::<K, 4>(w, PhantomData)),
-                    Some(AnyWindow::N8(w)) if w.deferred() => route.run(&queue, work, &mut out, Deferring::<K, 8>(w, PhantomData)),
-                    Some(AnyWindow::N8(w)) => route.run(&queue, work, &mut out, Windowed::<K, 8>(w, PhantomData)),
-                    Some(AnyWindow::N16(w)) if w.deferred() => route.run(&queue, work, &mut out, Deferring::<K, 16>(w, PhantomData)),
-                    Some(AnyWindow::N16(w)) => route.run(&queue, work, &mut out, Windowed::<K, 16>(w, PhantomData)),
-                    None => route.run(&queue, work, &mut out, General::<K>(layer, PhantomData)),
+                    Some(AnyWindow::N1(w)) if w.deferred() => K::route(&mut route, &queue, work, out, Deferring::<K, 1>(w, PhantomData)),
+                    Some(AnyWindow::N1(w)) => K::route(&mut route, &queue, work, out, Windowed::<K, 1>(w, PhantomData)),
+                    Some(AnyWindow::N2(w)) if w.deferred() => K::route(&mut route, &queue, work, out, Deferring::<K, 2>(w, PhantomData)),
+                    Some(AnyWindow::N2(w)) => K::route(&mut route, &queue, work, out, Windowed::<K, 2>(w, PhantomData)),
+                    Some(AnyWindow::N4(w)) if w.deferred() => K::route(&mut route, &queue, work, out, Deferring::<K, 4>(w, PhantomData)),
+                    Some(AnyWindow::N4(w)) => K::route(&mut route, &queue, work, out, Windowed::<K, 4>(w, PhantomData)),
+                    Some(AnyWindow::N8(w)) if w.deferred() => K::route(&mut route, &queue, work, out, Deferring::<K, 8>(w, PhantomData)),
+                    Some(AnyWindow::N8(w)) => K::route(&mut route, &queue, work, out, Windowed::<K, 8>(w, PhantomData)),
+                    Some(AnyWindow::N16(w)) if w.deferred() => K::route(&mut route, &queue, work, out, Deferring::<K, 16>(w, PhantomData)),
+                    Some(AnyWindow::N16(w)) => K::route(&mut route, &queue, work, out, Windowed::<K, 16>(w, PhantomData)),
+                    None => K::route(&mut route, &queue, work, out, General::<K>(layer, PhantomData)),
                 }
             };
             self.busy_until_ns[i] = route.busy_until_ns;
@@ -475,6 +459,69 @@ impl Cascade<'_> {
                 spent[i] += started.elapsed().as_nanos() as u64;
             }
         }
+    }
+}
+
+/// [`Route::run`] built for kernel `K`: a function per kind of layer, compiled with the
+/// kernel's instructions so that its vector code inlines into the loop. Inlined into one loop
+/// over all layers instead, the kinds made a few functions so large that optimizing them took
+/// most of the crate's build (ten minutes in release on two cores); a call per layer and batch
+/// costs nothing.
+trait RouteWith: Lanes {
+    /// # Safety
+    /// The CPU has the instructions of the kernel.
+    unsafe fn route(
+        route: &mut Route<'_>,
+        queue: &Queue,
+        work: &mut PeriodWork,
+        out: &mut Vec<(u32, Spike)>,
+        respond: impl Respond,
+    ) -> LayerCounters;
+}
+
+impl RouteWith for Portable {
+    #[inline(never)]
+    unsafe fn route(
+        route: &mut Route<'_>,
+        queue: &Queue,
+        work: &mut PeriodWork,
+        out: &mut Vec<(u32, Spike)>,
+        respond: impl Respond,
+    ) -> LayerCounters {
+        // SAFETY: plain Rust.
+        unsafe { route.run(queue, work, out, respond) }
+    }
+}
+
+#[cfg(x86_kernels)]
+impl RouteWith for Avx2 {
+    #[inline(never)]
+    #[target_feature(enable = "avx2,popcnt,bmi1")]
+    unsafe fn route(
+        route: &mut Route<'_>,
+        queue: &Queue,
+        work: &mut PeriodWork,
+        out: &mut Vec<(u32, Spike)>,
+        respond: impl Respond,
+    ) -> LayerCounters {
+        // SAFETY: the caller's promise (AVX2 among it).
+        unsafe { route.run(queue, work, out, respond) }
+    }
+}
+
+#[cfg(x86_kernels)]
+impl RouteWith for Avx512 {
+    #[inline(never)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,popcnt,bmi1")]
+    unsafe fn route(
+        route: &mut Route<'_>,
+        queue: &Queue,
+        work: &mut PeriodWork,
+        out: &mut Vec<(u32, Spike)>,
+        respond: impl Respond,
+    ) -> LayerCounters {
+        // SAFETY: the caller's promise (AVX-512 among it).
+        unsafe { route.run(queue, work, out, respond) }
     }
 }
 
@@ -587,7 +634,7 @@ impl Route<'_> {
         &mut self,
         queue: &Queue,
         work: &mut PeriodWork,
-        out: &mut impl FnMut(u32, Spike),
+        out: &mut Vec<(u32, Spike)>,
         mut respond: impl Respond,
     ) -> LayerCounters {
         let mut c = LayerCounters::default();
@@ -643,7 +690,7 @@ impl Route<'_> {
                 };
                 if monitored {
                     let t = t_out.div_euclid(1000);
-                    made.iter().for_each(|s| out(index, Spike { t, layer: (li + 1) as u16, c: s.c, y: s.y, x: s.x }));
+                    out.extend(made.iter().map(|s| (index, Spike { t, layer: (li + 1) as u16, c: s.c, y: s.y, x: s.x })));
                 }
                 if copies {
                     if let Direct::Queue(q) = direct {

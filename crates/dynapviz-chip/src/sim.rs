@@ -587,7 +587,7 @@ impl Simulator {
             flight: None,
             spent_ns: None,
         }
-        .run(&mut batch.work, |i, s| batch.tagged.push((i, s)));
+        .run(&mut batch.work, &mut batch.tagged);
     }
 
     /// Event mode on several threads (see [`stages`]); `deliver` hands out each piece's batch

@@ -673,7 +673,7 @@ impl Stage<'_, '_> {
             flight: Some(flight),
             spent_ns: Some(&mut spent_ns[self.first..end]),
         }
-        .run(&mut batch.work, |index, s| batch.tagged.push((index, s)));
+        .run(&mut batch.work, &mut batch.tagged);
     }
 
     /// The queue of the one layer of this stage that every spike of `arrived` goes to, if it
