@@ -390,10 +390,9 @@ impl Cascade<'_> {
     /// Runs everything queued for these layers, layer by layer (a layer's spikes only go to
     /// later layers, so one pass empties every queue). Monitored spikes go to `out`, tagged
     /// with their sensor event, in layer order (a vector, not a closure: every kind of layer
-    /// compiles its loop once per type of `out`, and that loop is most of the crate's
-    /// build time). A spike for layers after these goes once
-    /// to the flight, with the layer that made it: the caller sends it to every destination.
-    /// Adds the work done for each sensor event to its period in `work`.
+    /// would compile its loop once per type of closure, see [`RouteWith`]). A spike for layers
+    /// after these goes once to the flight, with the layer that made it: the caller sends it
+    /// to every destination. Adds the work done for each sensor event to its period in `work`.
     pub fn run(&mut self, work: &mut PeriodWork, out: &mut Vec<(u32, Spike)>) {
         match self.wiring.kernel {
             // SAFETY: the CPU has AVX-512 (and AVX2), as `Kernel::on_this_cpu` checked.
