@@ -49,6 +49,15 @@ pub enum ModelError {
     /// An option is invalid.
     #[error("{0}")]
     Invalid(String),
+    /// What is wrong with the network a model file holds (a layer the chip cannot run, its
+    /// limits, the mapping), with the file: a user converting several models sees which.
+    #[error("{path}: {error}")]
+    Network {
+        /// The model file.
+        path: PathBuf,
+        /// What is wrong with its network.
+        error: Box<ModelError>,
+    },
 }
 
 /// Result alias of this crate.

@@ -99,25 +99,27 @@ impl Pipeline {
     /// Runs every stage after import on an ANN already loaded (`shape`: the input shape the
     /// architecture names, used unless one was set).
     pub fn build_from(self, ann: &Ann, arch_shape: Option<[usize; 3]>) -> Result<Network> {
+        // The device is an option, not part of the model: its error names no file.
+        let profile = self.device.as_deref().map(ChipProfile::by_name).transpose()?;
+        let named = |error| ModelError::Network { path: self.model.clone(), error: Box::new(error) };
         let shape = self
             .input_shape
             .or(arch_shape)
-            .ok_or_else(|| ModelError::Invalid("the input shape is unknown: pass --input-shape C,H,W".into()))?;
-        let mut net = convert::convert(ann, shape, &self.dvs)?;
+            .ok_or_else(|| named(ModelError::Invalid("the input shape is unknown: pass --input-shape C,H,W".into())))?;
+        let mut net = convert::convert(ann, shape, &self.dvs).map_err(named)?;
         if let Some(reset) = self.reset {
             net.layers.iter_mut().for_each(|l| l.reset = reset);
         }
         if self.discretize {
             discretize::discretize(&mut net);
         }
-        if let Some(device) = &self.device {
-            let profile = ChipProfile::by_name(device)?;
-            chip::validate(&net, &profile)?;
+        if let Some(profile) = &profile {
+            chip::validate(&net, profile).map_err(named)?;
             match &self.ordering {
                 Ordering::Auto => {
-                    mapping::map_auto(&mut net, &profile)?;
+                    mapping::map_auto(&mut net, profile).map_err(named)?;
                 }
-                Ordering::Manual(cores) => mapping::map_manual(&mut net, &profile, cores)?,
+                Ordering::Manual(cores) => mapping::map_manual(&mut net, profile, cores).map_err(named)?,
             }
         }
         Ok(net)

@@ -498,3 +498,31 @@ fn an_iaf_layer_resets_as_its_architecture_file_says() {
     let err = build(arch_with("reset = \"zero\"", "")).expect_err("not an IAF").to_string();
     assert!(err.contains("layer 0 (Conv2d): only IAF layers take a `reset`"), "{err}");
 }
+
+/// A real ONNX file and a real state_dict with one byte changed, in their first and last 8 KB
+/// (the headers, the zip's directory, the protobuf's structure), give a network or an error
+/// naming the file: never a panic or a hang. (Run once over every byte of both ends, and over
+/// every 230th byte of the whole: no panic.)
+#[test]
+fn a_corrupted_onnx_or_state_dict_never_panics() {
+    let (Some(onnx), Some(pt)) = (
+        dynapviz_testkit::shared("fixtures/golden/gesture_r50/model.onnx"),
+        dynapviz_testkit::shared("fixtures/sinabs-gesture/dvs_gesture_params.pt"),
+    ) else {
+        return;
+    };
+    let arch = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/sinabs-gesture.toml");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (source, name, arch) in [(onnx, "m.onnx", None), (pt, "m.pt", Some(arch.as_path()))] {
+        let whole = std::fs::read(&source).expect("read");
+        let ends = (0..8192.min(whole.len())).chain(whole.len().saturating_sub(8192)..whole.len());
+        for at in ends.step_by(97) {
+            let mut changed = whole.clone();
+            changed[at] ^= 0x5a;
+            let path = write(dir.path(), name, &changed);
+            if let Err(e) = Pipeline::new(&path).arch(arch).input_shape([2, 128, 128]).device("speck2e").build() {
+                assert!(e.to_string().contains(name), "byte {at}: the error does not name the file: {e}");
+            }
+        }
+    }
+}
