@@ -478,51 +478,31 @@ trait RouteWith: Lanes {
     ) -> LayerCounters;
 }
 
-impl RouteWith for Portable {
-    #[inline(never)]
-    unsafe fn route(
-        route: &mut Route<'_>,
-        queue: &Queue,
-        work: &mut PeriodWork,
-        out: &mut Vec<(u32, Spike)>,
-        respond: impl Respond,
-    ) -> LayerCounters {
-        // SAFETY: plain Rust.
-        unsafe { route.run(queue, work, out, respond) }
-    }
+/// Implements [`RouteWith`] for a kernel, compiled with the target features given.
+macro_rules! route_with {
+    ($kernel:ty $(, $features:literal)?) => {
+        impl RouteWith for $kernel {
+            #[inline(never)]
+            $(#[target_feature(enable = $features)])?
+            unsafe fn route(
+                route: &mut Route<'_>,
+                queue: &Queue,
+                work: &mut PeriodWork,
+                out: &mut Vec<(u32, Spike)>,
+                respond: impl Respond,
+            ) -> LayerCounters {
+                // SAFETY: the caller's promise: the CPU has the kernel's instructions.
+                unsafe { route.run(queue, work, out, respond) }
+            }
+        }
+    };
 }
 
+route_with!(Portable);
 #[cfg(x86_kernels)]
-impl RouteWith for Avx2 {
-    #[inline(never)]
-    #[target_feature(enable = "avx2,popcnt,bmi1")]
-    unsafe fn route(
-        route: &mut Route<'_>,
-        queue: &Queue,
-        work: &mut PeriodWork,
-        out: &mut Vec<(u32, Spike)>,
-        respond: impl Respond,
-    ) -> LayerCounters {
-        // SAFETY: the caller's promise (AVX2 among it).
-        unsafe { route.run(queue, work, out, respond) }
-    }
-}
-
+route_with!(Avx2, "avx2,popcnt,bmi1");
 #[cfg(x86_kernels)]
-impl RouteWith for Avx512 {
-    #[inline(never)]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,popcnt,bmi1")]
-    unsafe fn route(
-        route: &mut Route<'_>,
-        queue: &Queue,
-        work: &mut PeriodWork,
-        out: &mut Vec<(u32, Spike)>,
-        respond: impl Respond,
-    ) -> LayerCounters {
-        // SAFETY: the caller's promise (AVX-512 among it).
-        unsafe { route.run(queue, work, out, respond) }
-    }
-}
+route_with!(Avx512, "avx512f,avx512bw,avx512vl,avx2,popcnt,bmi1");
 
 /// How a layer responds to one input event at `(c, y, x)`: see [`LayerRt::event_with`].
 trait Respond {
