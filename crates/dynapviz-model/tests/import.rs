@@ -501,8 +501,9 @@ fn an_iaf_layer_resets_as_its_architecture_file_says() {
 
 /// A real ONNX file and a real state_dict with one byte changed, in their first and last 8 KB
 /// (the headers, the zip's directory, the protobuf's structure), give a network or an error
-/// naming the file: never a panic or a hang. (Run once over every byte of both ends, and over
-/// every 230th byte of the whole: no panic.)
+/// naming the file: never a panic. (Tried once, outside the suite, on every byte of their first
+/// and last 3 000 and every 230th byte of the whole, each changed three ways: no panic; before
+/// errors about the network named the file, one in the ONNX file's header did not.)
 #[test]
 fn a_corrupted_onnx_or_state_dict_never_panics() {
     let (Some(onnx), Some(pt)) = (
