@@ -159,8 +159,10 @@ pub(crate) trait Lanes {
     }
 
     /// [`Window::events`] with this kernel, in a function of its own rather than inlined
-    /// into the cascade's loop over every layer: there, the deferred loop shared its registers
-    /// with everything else and reloaded its constants from the stack on every row.
+    /// into the loop over the layer's runs: inlined there (measured when one loop held every
+    /// layer, before [`crate::cascade`] gave each kind of layer its own), the deferred loop
+    /// shared its registers with everything else and reloaded its constants from the stack on
+    /// every row.
     ///
     /// # Safety
     /// As [`Window::events`].
