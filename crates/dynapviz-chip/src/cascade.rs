@@ -7,6 +7,7 @@
 
 use std::marker::PhantomData;
 
+use crate::decimator::Decimator;
 #[cfg(x86_kernels)]
 use crate::lanes::{Avx2, Avx512};
 use crate::lanes::{Kernel, Lanes, Portable};
@@ -429,6 +430,7 @@ impl Cascade<'_> {
                 wiring: self.wiring,
                 monitored: self.wiring.monitored[li + 1],
                 busy_until_ns: self.busy_until_ns[i],
+                decimator: self.layers[i].decimator,
             };
             let layer = &mut self.layers[i];
             // One loop per kind of layer, so that the kind is not decided per event.
@@ -449,6 +451,7 @@ impl Cascade<'_> {
                 }
             };
             self.busy_until_ns[i] = route.busy_until_ns;
+            self.layers[i].decimator = route.decimator;
             // Keep the allocation: no allocation per event on the hot path.
             queue.clear();
             debug_assert!(self.queues[i].is_empty(), "layers only send to later layers");
@@ -600,6 +603,9 @@ struct Route<'a> {
     /// The layer's backlog (busy model), kept here while it runs: the backlogs of other
     /// threads' layers may share its cache line.
     busy_until_ns: f64,
+    /// The layer's output decimator, kept here while it runs (the layer is borrowed by the
+    /// loop that runs it).
+    decimator: Option<Decimator>,
 }
 
 impl Route<'_> {
@@ -659,6 +665,9 @@ impl Route<'_> {
                 }
                 Some(b) => unsafe { respond_busy(b, &mut self.busy_until_ns, t_out, sites, fired, &mut respond, &mut c) },
             };
+            if let Some(d) = &mut self.decimator {
+                c.decimated += d.thin(fired, start);
+            }
             let after_pool = (fired.len() - start) as u64;
             // Many runs make no spike that leaves the layer (pooling cuts some off).
             if after_pool > 0 {

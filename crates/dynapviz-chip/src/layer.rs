@@ -7,6 +7,7 @@ use dynapviz_model::network::{QuantParams, Reset};
 use dynapviz_model::{ChipLayer, ModelError};
 
 use crate::aligned::Aligned;
+use crate::decimator::Decimator;
 #[cfg(x86_kernels)]
 use crate::lanes::{Avx2, Avx512};
 use crate::lanes::{Kernel, Lanes, Neuron, Portable, fire_tail, update_tail};
@@ -65,6 +66,8 @@ pub struct LayerRt {
     /// The plain potentials the neurons start with, `[oy][ox][lanes]` (see
     /// `QuantParams::initial_v_mem`); empty when they all start at 0.
     initial: Vec<i32>,
+    /// Event mode: the core's output decimator, if it has one on.
+    pub(crate) decimator: Option<Decimator>,
 }
 
 /// A neuron address in a layer's output after pooling, with a spike count.
@@ -172,13 +175,15 @@ impl LayerRt {
             neuron,
             pending: Vec::new(),
             initial,
+            decimator: None,
         };
         layer.reset_state();
         Ok(layer)
     }
 
-    /// Puts the membrane potentials back where they start.
+    /// Puts the membrane potentials (and the output decimator's count) back where they start.
     pub fn reset_state(&mut self) {
+        self.decimator.iter_mut().for_each(Decimator::reset);
         self.touched.clear();
         self.touched_mark.fill(false);
         if self.initial.is_empty() {

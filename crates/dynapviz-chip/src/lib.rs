@@ -5,6 +5,7 @@
 mod aligned;
 mod batch;
 mod cascade;
+mod decimator;
 pub mod dvs;
 mod lanes;
 pub mod layer;
@@ -13,6 +14,7 @@ mod sim;
 mod stages;
 mod window;
 
+pub use decimator::OutputDecimator;
 pub use lanes::Kernel;
 pub use power::{Coefficients, IDLE_PERIODS_IN_FULL, PowerMean, PowerSample, RAILS};
 pub use sim::{

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::batch::Batch;
 use crate::cascade::{Cascade, Queue, Repool, Wiring};
+use crate::decimator::{Decimator, OutputDecimator};
 use crate::dvs::Front;
 use crate::lanes::Kernel;
 use crate::layer::{Arithmetic, LayerRt, Site};
@@ -96,6 +97,8 @@ pub struct Config {
     pub busy: Option<BusyModel>,
     /// Add each layer's bias every `leak_tick_us` (event mode; the chip's slow clock).
     pub leak_tick_us: Option<i64>,
+    /// The cores' output decimators that are on, at most one per layer (event mode).
+    pub decimators: Vec<OutputDecimator>,
     /// Latency of one layer, ns (DESIGN.md §5: about 370 ns).
     pub layer_latency_ns: i64,
     /// Power sample rate, Hz (the original samples at 50 Hz in its visualizer).
@@ -128,6 +131,7 @@ impl Default for Config {
             monitors: Monitors::default(),
             busy: None,
             leak_tick_us: None,
+            decimators: Vec::new(),
             layer_latency_ns: 370,
             power_rate_hz: 50.0,
             power: Coefficients::default(),
@@ -149,10 +153,13 @@ pub struct LayerCounters {
     pub synaptic_ops: u64,
     /// Spikes emitted by the neurons.
     pub spikes: u64,
-    /// Spikes that left the layer after pooling (falling inside the pooled map).
+    /// Spikes that left the layer: inside the pooled map, and passed by its output decimator
+    /// if it has one.
     pub spikes_after_pool: u64,
     /// Input dropped because the core was busy.
     pub dropped_busy: u64,
+    /// Spikes inside the pooled map that the output decimator held back.
+    pub decimated: u64,
 }
 
 impl std::ops::AddAssign for LayerCounters {
@@ -162,6 +169,7 @@ impl std::ops::AddAssign for LayerCounters {
         self.spikes += other.spikes;
         self.spikes_after_pool += other.spikes_after_pool;
         self.dropped_busy += other.dropped_busy;
+        self.decimated += other.decimated;
     }
 }
 
@@ -231,6 +239,36 @@ pub enum SimError {
     /// A setting is wrong.
     #[error("{0}")]
     Config(String),
+}
+
+/// Switches the configured output decimators on, or says why one cannot be.
+fn set_decimators(layers: &mut [LayerRt], config: &Config) -> Result<(), SimError> {
+    for d in &config.decimators {
+        if matches!(config.mode, Mode::Binned { .. }) {
+            return Err(SimError::Config(format!(
+                "output decimator of {d}: the binned mode reproduces sinabs, which has none; use the event mode"
+            )));
+        }
+        if d.interval > OutputDecimator::MAX_INTERVAL {
+            return Err(SimError::Config(format!(
+                "output decimator of layer {}: interval {} is not one of 0..={}",
+                d.layer,
+                d.interval,
+                OutputDecimator::MAX_INTERVAL
+            )));
+        }
+        let n = layers.len();
+        let layer = d
+            .layer
+            .checked_sub(1)
+            .and_then(|i| layers.get_mut(i))
+            .ok_or_else(|| SimError::Config(format!("output decimator of layer {}: the network has layers 1..{n}", d.layer)))?;
+        if layer.decimator.is_some() {
+            return Err(SimError::Config(format!("layer {} has two output decimators: a core has one", d.layer)));
+        }
+        layer.decimator = Some(Decimator::new(*d));
+    }
+    Ok(())
 }
 
 /// Rules out what the simulator cannot run: a layer sending to itself or an earlier layer (a
@@ -331,8 +369,9 @@ impl Simulator {
             return Err(SimError::Config(format!("thread_gain must be in [0, 1), not {}", config.thread_gain)));
         }
         let arithmetic = if matches!(config.mode, Mode::Binned { .. }) { Arithmetic::Exact } else { Arithmetic::Chip };
-        let layers = network.layers.iter().map(|l| LayerRt::new(l, arithmetic)).collect::<Result<Vec<_>, _>>()?;
+        let mut layers = network.layers.iter().map(|l| LayerRt::new(l, arithmetic)).collect::<Result<Vec<_>, _>>()?;
         check_connections(network)?;
+        set_decimators(&mut layers, &config)?;
         let n = layers.len();
         let mut destinations: Vec<Vec<usize>> = network.layers.iter().map(|l| l.destinations.iter().map(|&d| d - 1).collect()).collect();
         // Then the DVS layer's besides the first layer, which the admission feeds: spikes in
@@ -646,6 +685,9 @@ impl Simulator {
                 sites.clear();
                 let (n, changed) = self.layers[li].leak_tick(self.wiring.kernel, |s| sites.extend(s));
                 quiet &= n == 0 && !changed;
+                if let Some(d) = &mut self.layers[li].decimator {
+                    self.counters[li + 1].decimated += d.thin(sites, 0);
+                }
                 self.counters[li + 1].spikes += n;
                 self.counters[li + 1].spikes_after_pool += sites.len() as u64;
                 if monitored {

@@ -1,6 +1,6 @@
 //! Properties of the event-driven chip model on small networks built here.
 
-use dynapviz_chip::{Config, MAX_TIME_US, Mode, Monitors, Simulator, Spike};
+use dynapviz_chip::{Config, MAX_TIME_US, Mode, Monitors, OutputDecimator, SimError, Simulator, Spike};
 use dynapviz_events::Event;
 use dynapviz_model::convert::{DvsOptions, convert};
 use dynapviz_model::discretize::discretize;
@@ -33,6 +33,50 @@ fn run(network: &Network, mode: Mode, events: &[Event]) -> (Vec<Spike>, Simulato
     sim.process(events, &mut out);
     sim.finish(&mut out);
     (out, sim)
+}
+
+/// The network of [`a_single_event_gives_the_hand_computed_spikes`]: one event at the centre
+/// makes ten spikes, in raster order (row, column, channel).
+fn ten_spikes() -> (Network, Vec<(u16, u16, u16)>) {
+    let mut w = vec![5i8; 9];
+    w[4] = 10;
+    w.extend(vec![12i8; 9]);
+    let order =
+        (1..=3).flat_map(|y| (1..=3).flat_map(move |x| if (y, x) == (2, 2) { vec![(y, x, 0), (y, x, 1)] } else { vec![(y, x, 1)] }));
+    (net(1, 2, 3, 5, w, 10, -10), order.collect())
+}
+
+#[test]
+fn an_output_decimator_passes_the_last_spike_of_each_group() {
+    let (n, order) = ten_spikes();
+    for (interval, passed) in [(0u8, vec![1, 3, 5, 7, 9]), (1, vec![3, 7]), (3, vec![])] {
+        let decimators = vec![OutputDecimator { layer: 1, interval }];
+        let config = Config { monitors: Monitors::of([1]), decimators, ..Config::default() };
+        let mut sim = Simulator::new(&n, config).expect("sim");
+        let mut out = Vec::new();
+        sim.process(&[Event::new(100, 2, 2, true)], &mut out);
+        sim.finish(&mut out);
+        let got: Vec<(u16, u16, u16)> = out.iter().map(|s| (s.y, s.x, s.c)).collect();
+        let want: Vec<(u16, u16, u16)> = passed.iter().map(|&i| order[i]).collect();
+        assert_eq!(got, want, "interval {interval}");
+        let c = sim.counters()[1];
+        assert_eq!((c.spikes, c.spikes_after_pool, c.decimated), (10, want.len() as u64, 10 - want.len() as u64), "interval {interval}");
+    }
+}
+
+#[test]
+fn output_decimators_that_cannot_be_are_refused() {
+    let (n, _) = ten_spikes();
+    let refused = |mode, decimators: Vec<OutputDecimator>| match Simulator::new(&n, Config { mode, decimators, ..Config::default() }) {
+        Err(SimError::Config(why)) => why,
+        other => panic!("expected a configuration error, got {:?}", other.map(|_| "a simulator")),
+    };
+    let d = |layer, interval| OutputDecimator { layer, interval };
+    assert!(refused(Mode::Binned { bin_us: 1000 }, vec![d(1, 0)]).contains("binned mode"));
+    assert!(refused(Mode::Event, vec![d(2, 0)]).contains("layers 1..1"));
+    assert!(refused(Mode::Event, vec![d(0, 0)]).contains("layers 1..1"));
+    assert!(refused(Mode::Event, vec![d(1, 8)]).contains("0..=7"));
+    assert!(refused(Mode::Event, vec![d(1, 0), d(1, 2)]).contains("two output decimators"));
 }
 
 #[test]

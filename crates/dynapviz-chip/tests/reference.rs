@@ -3,7 +3,7 @@
 //! random networks of every geometry the chip allows and on the sinabs gesture network.
 
 use dynapviz_chip::dvs;
-use dynapviz_chip::{BusyModel, Config, Kernel, Mode, Monitors, Simulator, Spike};
+use dynapviz_chip::{BusyModel, Config, Kernel, Mode, Monitors, OutputDecimator, Simulator, Spike};
 use dynapviz_events::Event;
 use dynapviz_model::convert::{DvsOptions, convert};
 use dynapviz_model::discretize::discretize;
@@ -15,13 +15,21 @@ const LATENCY_NS: i64 = 370;
 
 /// The chip, event by event, with nothing clever: for every input event, every neuron under the
 /// kernel in raster order (output row, column, channel); int16 saturation, `min_v_mem`, one spike per
-/// neuron per event; spikes go through sum pooling to the destinations' queues.
+/// neuron per event; spikes go through sum pooling and the output decimator to the destinations'
+/// queues.
 struct Reference {
     dvs: DvsLayer,
     layers: Vec<RefLayer>,
     destinations: Vec<Vec<usize>>,
     /// The chip's leak: every `leak_tick_us`, each layer's bias added to every neuron.
     leak_tick_us: Option<i64>,
+}
+
+/// Settings of the chip beyond the network's.
+#[derive(Clone, Debug, Default)]
+struct Chip {
+    leak_tick_us: Option<i64>,
+    decimators: Vec<OutputDecimator>,
 }
 
 struct RefLayer {
@@ -39,6 +47,8 @@ struct RefLayer {
     min: i32,
     reset: Reset,
     v: Vec<i32>,
+    /// The output decimator: one spike of every `group` passes; spikes since the last passed.
+    decimator: Option<(u32, u32)>,
     synops: u64,
     spikes: u64,
     /// Sums the int16 saturation cut at the top.
@@ -67,6 +77,7 @@ impl Reference {
                     min: q.min_v_mem.clamp(-32768, 32767),
                     reset: l.reset,
                     v: vec![0; l.out_channels * l.conv_out[0] * l.conv_out[1]],
+                    decimator: None,
                     synops: 0,
                     spikes: 0,
                     saturated: 0,
@@ -75,6 +86,15 @@ impl Reference {
             .collect();
         let destinations = n.layers.iter().map(|l| l.destinations.iter().map(|d| d - 1).collect()).collect();
         Self { dvs: n.dvs.clone(), layers, destinations, leak_tick_us: None }
+    }
+
+    fn with(n: &Network, chip: &Chip) -> Self {
+        let mut r = Self::new(n);
+        r.leak_tick_us = chip.leak_tick_us;
+        for d in &chip.decimators {
+            r.layers[d.layer - 1].decimator = Some((2 << d.interval, 0));
+        }
+        r
     }
 
     /// Every layer's spikes (the DVS layer's too), in the order the chip would send them.
@@ -181,7 +201,18 @@ impl RefLayer {
         };
         self.spikes += 1;
         let (py, px) = (oy / self.pool[0], ox / self.pool[1]);
-        (py < self.out_shape[1] && px < self.out_shape[2]).then_some((oc, py, px))
+        if py >= self.out_shape[1] || px >= self.out_shape[2] {
+            return None;
+        }
+        // The decimator passes the spike that completes each group.
+        if let Some((group, seen)) = &mut self.decimator {
+            *seen += 1;
+            if *seen < *group {
+                return None;
+            }
+            *seen = 0;
+        }
+        Some((oc, py, px))
     }
 }
 
@@ -196,17 +227,10 @@ enum Feed {
 
 fn simulate(n: &Network, events: &[Event], threads: usize, kernel: Kernel) -> (Vec<Spike>, Simulator) {
     // In several calls: the layers choose how to run from what they did before.
-    simulate_fed(n, events, threads, kernel, Feed::Calls(300), None)
+    simulate_fed(n, events, threads, kernel, Feed::Calls(300), &Chip::default())
 }
 
-fn simulate_fed(
-    n: &Network,
-    events: &[Event],
-    threads: usize,
-    kernel: Kernel,
-    feed: Feed,
-    leak_tick_us: Option<i64>,
-) -> (Vec<Spike>, Simulator) {
+fn simulate_fed(n: &Network, events: &[Event], threads: usize, kernel: Kernel, feed: Feed, chip: &Chip) -> (Vec<Spike>, Simulator) {
     // Threads for any input size, so that the short random inputs run pipelined too, and every
     // thread taken, so that three threads run three stages.
     let config = Config {
@@ -216,7 +240,8 @@ fn simulate_fed(
         thread_gain: 0.0,
         parallel_min_events: 0,
         kernel,
-        leak_tick_us,
+        leak_tick_us: chip.leak_tick_us,
+        decimators: chip.decimators.clone(),
         ..Config::default()
     };
     let mut sim = Simulator::new(n, config).expect("sim");
@@ -250,13 +275,12 @@ fn assert_same(n: &Network, events: &[Event]) -> Result<usize, TestCaseError> {
 /// [`assert_same`] with no kernel faster than `kernel`. Says when the CPU lacks it, since the
 /// test then runs a slower one.
 fn assert_same_with(n: &Network, events: &[Event], kernel: Kernel) -> Result<usize, TestCaseError> {
-    assert_same_leaking(n, events, kernel, None)
+    assert_same_on(n, events, kernel, &Chip::default())
 }
 
-/// [`assert_same_with`] with the chip's leak every `leak_tick_us`.
-fn assert_same_leaking(n: &Network, events: &[Event], kernel: Kernel, leak_tick_us: Option<i64>) -> Result<usize, TestCaseError> {
-    let mut reference = Reference::new(n);
-    reference.leak_tick_us = leak_tick_us;
+/// [`assert_same_with`] with the chip's leak or output decimators.
+fn assert_same_on(n: &Network, events: &[Event], kernel: Kernel, chip: &Chip) -> Result<usize, TestCaseError> {
+    let mut reference = Reference::with(n, chip);
     let want = reference.run(events);
     if kernel.on_this_cpu() != kernel {
         dynapviz_testkit::note(&format!("this CPU has no {kernel:?} kernel: testing {:?}", kernel.on_this_cpu()));
@@ -264,7 +288,7 @@ fn assert_same_leaking(n: &Network, events: &[Event], kernel: Kernel, leak_tick_
     for (threads, feed) in
         [(1, Feed::Calls(300)), (2, Feed::Calls(300)), (3, Feed::Calls(300)), (1, Feed::Stream(50)), (2, Feed::Stream(50))]
     {
-        let (got, sim) = simulate_fed(n, events, threads, kernel, feed, leak_tick_us);
+        let (got, sim) = simulate_fed(n, events, threads, kernel, feed, chip);
         check(&got, &sim, &want, &reference).map_err(|e| TestCaseError::fail(format!("{threads} thread(s), {feed:?}: {e}")))?;
     }
     Ok(want.len())
@@ -278,6 +302,8 @@ fn check(got: &[Spike], sim: &Simulator, want: &[Spike], reference: &Reference) 
     for (i, l) in reference.layers.iter().enumerate() {
         let c = sim.counters()[i + 1];
         prop_assert_eq!((c.synaptic_ops, c.spikes), (l.synops, l.spikes), "layer {} counters", i + 1);
+        let sent = got.iter().filter(|s| usize::from(s.layer) == i + 1).count() as u64;
+        prop_assert_eq!(c.spikes_after_pool, sent, "layer {} spikes sent", i + 1);
     }
     Ok(())
 }
@@ -385,8 +411,37 @@ proptest! {
                 n.layers.iter_mut().for_each(|l| l.reset = Reset::Zero);
             }
             for kernel in [Kernel::Portable, Kernel::Avx2, Kernel::Avx512] {
-                assert_same_leaking(&n, &input, kernel, Some(tick))?;
+                assert_same_on(&n, &input, kernel, &Chip { leak_tick_us: Some(tick), ..Chip::default() })?;
             }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Output decimators on some layers, with and without the leak (whose spikes pass the
+    /// decimator too), on one to three threads: the decimators count across runs, calls and
+    /// pipeline stages.
+    #[test]
+    fn output_decimators_equal_the_reference(
+        layers in prop::collection::vec(geometry(), 1..=3),
+        seed in 0u64..10_000,
+        intervals in prop::collection::vec(prop::option::of(0u8..=2), 3),
+        tick in prop::option::of(prop::sample::select(vec![50i64, 300])),
+        input in events(24),
+    ) {
+        if let Some(mut n) = network(&layers, 24, seed) {
+            if tick.is_some() {
+                bias(&mut n, seed + 1);
+            }
+            let decimators = intervals
+                .iter()
+                .take(n.layers.len())
+                .enumerate()
+                .filter_map(|(i, interval)| interval.map(|interval| OutputDecimator { layer: i + 1, interval }))
+                .collect();
+            assert_same_on(&n, &input, Kernel::Avx512, &Chip { leak_tick_us: tick, decimators })?;
         }
     }
 }
@@ -588,7 +643,7 @@ fn a_long_call_cut_into_segments_equals_one_thread() {
     assert!(events.len() > 100_000, "long enough for five looks at the cuts");
     let (one, one_sim) = simulate(&net, &events, 1, Kernel::Avx512);
     for feed in [Feed::Calls(events.len()), Feed::Stream(3000)] {
-        let (two, two_sim) = simulate_fed(&net, &events, 2, Kernel::Avx512, feed, None);
+        let (two, two_sim) = simulate_fed(&net, &events, 2, Kernel::Avx512, feed, &Chip::default());
         assert_eq!(one_sim.counters(), two_sim.counters(), "counters, {feed:?}");
         assert!(one == two, "spikes differ ({} against {}), {feed:?}", one.len(), two.len());
     }
