@@ -212,6 +212,43 @@ fn simulate_gives_the_same_results_on_any_threads_and_kernel() {
 }
 
 #[test]
+fn simulate_output_decimators_thin_what_leaves_a_core() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ok, _, err) = dynapviz(&["synth", "--samples", "1", "--segment-seconds", "0.3", "--out", dir.path().to_str().expect("path")]);
+    assert!(ok, "{err}");
+    let rec = dir.path().join("user01_synthetic00.aedat");
+    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let (model, arch) = (models.join("gesture-synth.safetensors"), models.join("sinabs-gesture.toml"));
+    let paths = [&model, &arch, &rec].map(|p| p.to_str().expect("path"));
+    let base = ["simulate", "--model", paths[0], "--arch", paths[1], "--input-shape", "2,128,128", "--input", paths[2]];
+    let layers = |extra: &[&str]| {
+        let (ok, out, err) = dynapviz(&[&base[..], &["--json"], extra].concat());
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+        v["layers"].as_array().expect("layers").clone()
+    };
+    let (plain, thinned) = (layers(&[]), layers(&["--output-decimator", "1=1,2=0"]));
+    let field = |l: &serde_json::Value, f: &str| l[f].as_u64().unwrap_or_else(|| panic!("{f} in {l}"));
+    // Layer 1's neurons do the same; of what leaves its core (after pooling), one of every 4.
+    let (sent, passed) = (field(&plain[0], "spikes_after_pool"), field(&thinned[0], "spikes_after_pool"));
+    assert!(sent > 1000, "layer 1 is active: {sent} spikes");
+    assert_eq!(field(&thinned[0], "spikes"), field(&plain[0], "spikes"));
+    assert_eq!((passed, field(&thinned[0], "decimated")), (sent / 4, sent - sent / 4));
+    // Layer 2 gets only those; of its own, one of every 2 leaves.
+    assert_eq!(field(&thinned[1], "input_events"), passed);
+    let second = field(&thinned[1], "spikes_after_pool") + field(&thinned[1], "decimated");
+    assert_eq!(field(&thinned[1], "spikes_after_pool"), second / 2);
+    assert!(plain.iter().all(|l| field(l, "decimated") == 0));
+    let (ok, out, err) = dynapviz(&[&base[..], &["--output-decimator", "2=1"]].concat());
+    assert!(ok && out.contains("output decimator of layer 2: 1 spike of every 4: "), "{out}{err}");
+    for (bad, says) in [(&["--output-decimator", "1=8"][..], "0..=7"), (&["--output-decimator", "1=1", "--mode", "binned"], "binned mode")]
+    {
+        let (ok, _, err) = dynapviz(&[&base[..], bad].concat());
+        assert!(!ok && err.contains(says) && !err.contains("panicked"), "{bad:?}: {err}");
+    }
+}
+
+#[test]
 fn simulate_stops_at_a_broken_line_deep_in_the_recording() {
     let Some(case) = dynapviz_testkit::shared("fixtures/golden/gesture_r50") else { return };
     // A line that is no event after 20 000 good ones: the decoder, ahead on its own thread,
