@@ -241,6 +241,20 @@ fn simulate_output_decimators_thin_what_leaves_a_core() {
     assert!(plain.iter().all(|l| field(l, "decimated") == 0));
     let (ok, out, err) = dynapviz(&[&base[..], &["--output-decimator", "2=1"]].concat());
     assert!(ok && out.contains("output decimator of layer 2: 1 spike of every 4: "), "{out}{err}");
+    // `run` takes the same settings: the output layer's decimator halves what the readout sees.
+    let output_spikes = |extra: &[&str]| {
+        let pictures = dir.path().join(format!("pictures{}", extra.len()));
+        let args = ["--speed", "0", "--frame-every", "10", "--headless", pictures.to_str().expect("path")];
+        let (ok, out, err) = dynapviz(&[&["run"], &base[1..], &args, extra].concat());
+        assert!(ok, "{err}");
+        // "wrote N PNG frames to DIR (E input events, S output spikes)"
+        let words: Vec<&str> = out.split_whitespace().collect();
+        let at = words.iter().position(|w| w.starts_with("spikes")).unwrap_or_else(|| panic!("{out}"));
+        words[at - 2].parse::<u64>().unwrap_or_else(|_| panic!("{out}"))
+    };
+    let all = output_spikes(&[]);
+    assert!(all > 10, "the output layer is active: {all} spikes");
+    assert_eq!(output_spikes(&["--output-decimator", "9=0"]), all / 2);
     for (bad, says) in [(&["--output-decimator", "1=8"][..], "0..=7"), (&["--output-decimator", "1=1", "--mode", "binned"], "binned mode")]
     {
         let (ok, _, err) = dynapviz(&[&base[..], bad].concat());

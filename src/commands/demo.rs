@@ -105,7 +105,7 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
             Some(net.clone()),
             args.viz.headless.is_none(),
             super::run::Pace { speed: args.speed, max_gap: None },
-            super::run::Sim { mode: Mode::Event, threads: args.threads.or(1) },
+            super::run::Sim { mode: Mode::Event, threads: args.threads.or(1), chip: Default::default() },
             &args.viz,
             opts,
             started,

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use dynapviz_chip::{BusyModel, Config, OutputDecimator};
 use dynapviz_model::network::{Crop, Reset};
 use dynapviz_model::{ChipProfile, DvsOptions, Network, Ordering, Pipeline, report};
 use serde::Serialize;
@@ -40,6 +41,43 @@ impl ThreadsArg {
     /// The number asked for, or `default`.
     pub fn or(self, default: usize) -> usize {
         self.threads.map_or(default, usize::from)
+    }
+}
+
+/// The chip's settings beyond the network, as a samna configuration switches them on per core:
+/// shared by `simulate` and `run`.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct ChipArgs {
+    /// Model busy cores that drop input (event mode; estimated core speed).
+    #[arg(long)]
+    busy_model: bool,
+    /// Add each layer's bias every N µs (the chip's leak; event mode, one thread).
+    #[arg(long)]
+    leak_tick_us: Option<i64>,
+    /// A core's output decimator, LAYER=INTERVAL (samna's `output_decimator_interval`, 0-7):
+    /// one of every 2^(INTERVAL+1) spikes of the layer leaves its core (event mode).
+    /// Repeatable or comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub output_decimator: Vec<OutputDecimator>,
+}
+
+/// Devices whose CNN layers have no output decimator in samna's configuration reference
+/// (`samna.speck2b.configuration`, `samna.dynapcnn.configuration`); Speck 2e and 2f have one.
+const NO_OUTPUT_DECIMATOR: [&str; 2] = ["speck2b", "dynapcnndevkit"];
+
+impl ChipArgs {
+    /// `config` with these settings, for a network mapped to `device`: the simulator says what
+    /// it cannot run; a warning says what `device` lacks.
+    pub fn apply(&self, config: Config, device: Option<&str>) -> Config {
+        if let Some(device) = device.filter(|d| !self.output_decimator.is_empty() && NO_OUTPUT_DECIMATOR.contains(d)) {
+            tracing::warn!("the {device} has no output decimators in samna's configuration: simulated as on a Speck 2e");
+        }
+        Config {
+            busy: self.busy_model.then(BusyModel::default),
+            leak_tick_us: self.leak_tick_us,
+            decimators: self.output_decimator.clone(),
+            ..config
+        }
     }
 }
 

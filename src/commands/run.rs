@@ -14,7 +14,7 @@ use dynapviz_streams::source::{Controls, FileSource};
 use dynapviz_viewer::dashboard::ChipLayerInfo;
 use dynapviz_viewer::{Dashboard, VizOptions};
 
-use super::model::{ModelArgs, SimMode, ThreadsArg};
+use super::model::{ChipArgs, ModelArgs, SimMode, ThreadsArg};
 use super::viz::VizArgs;
 
 /// Open the dashboard on a model and a recording (the DVS plot alone without --model).
@@ -42,6 +42,8 @@ pub struct Args {
     #[command(flatten)]
     threads: ThreadsArg,
     #[command(flatten)]
+    chip: ChipArgs,
+    #[command(flatten)]
     viz: VizArgs,
 }
 
@@ -58,7 +60,7 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
         None => None,
     };
     let opts = args.viz.options()?;
-    let sim = Sim { mode: args.mode.mode(1000), threads: args.threads.or(1) };
+    let sim = Sim { mode: args.mode.mode(1000), threads: args.threads.or(1), chip: args.chip.clone() };
     let max_gap = args
         .max_gap
         .map(|s| Duration::try_from_secs_f64(s).map_err(|_| anyhow::anyhow!("--max-gap {s}: expected seconds, 0 or more")))
@@ -78,6 +80,7 @@ pub struct Pace {
 pub struct Sim {
     pub mode: Mode,
     pub threads: usize,
+    pub chip: ChipArgs,
 }
 
 /// Plays `input` through `net` (None: the DVS plot alone) into the window or headless frames.
@@ -137,6 +140,7 @@ pub fn launch(
                 threads: sim.threads,
                 ..Config::default()
             };
+            let config = sim.chip.apply(config, net.device.as_deref());
             (Some(Simulator::new(&net, config)?), Some(net.classes()), shape)
         }
         None => {

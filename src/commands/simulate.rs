@@ -6,13 +6,13 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use anyhow::Result;
-use dynapviz_chip::{BusyModel, Config, Kernel, Mode, Monitors, OutputDecimator, PowerMean, RAILS, Simulator};
+use dynapviz_chip::{Config, Kernel, Mode, Monitors, PowerMean, RAILS, Simulator};
 use dynapviz_events::{Event, EventReader, Geometry};
 use dynapviz_model::network::Reset;
 use serde::Serialize;
 
 use super::class_bins::ClassBins;
-use super::model::{ModelArgs, SimMode, ThreadsArg};
+use super::model::{ChipArgs, ModelArgs, SimMode, ThreadsArg};
 
 /// Sensor events per chunk of the recording once it runs (1 MB): the simulator runs through
 /// the chunks as one stream, so their size only sets the memory held and how often the
@@ -99,10 +99,6 @@ impl Recording {
     }
 }
 
-/// Devices whose CNN layers have no output decimator in samna's configuration reference
-/// (`samna.speck2b.configuration`, `samna.dynapcnn.configuration`); Speck 2e and 2f have one.
-const NO_OUTPUT_DECIMATOR: [&str; 2] = ["speck2b", "dynapcnndevkit"];
-
 /// Simulate the chip on a recording.
 #[derive(clap::Args)]
 pub struct Args {
@@ -124,17 +120,8 @@ pub struct Args {
     /// outside the input are counted and dropped); by default they are rescaled to fit.
     #[arg(long)]
     no_rescale: bool,
-    /// Model busy cores that drop input (event mode; estimated core speed).
-    #[arg(long)]
-    busy_model: bool,
-    /// Add each layer's bias every N µs (the chip's leak; event mode).
-    #[arg(long)]
-    leak_tick_us: Option<i64>,
-    /// A core's output decimator, LAYER=INTERVAL (samna's `output_decimator_interval`, 0-7):
-    /// one of every 2^(INTERVAL+1) spikes of the layer leaves its core (event mode).
-    /// Repeatable or comma-separated.
-    #[arg(long, value_delimiter = ',')]
-    output_decimator: Vec<OutputDecimator>,
+    #[command(flatten)]
+    chip: ChipArgs,
     /// Power samples per second of simulated time.
     #[arg(long, default_value_t = 50.0)]
     power_rate: f64,
@@ -224,18 +211,13 @@ pub fn run(args: Args) -> Result<()> {
     let config = Config {
         mode,
         monitors,
-        busy: args.busy_model.then(BusyModel::default),
-        leak_tick_us: args.leak_tick_us,
-        decimators: args.output_decimator.clone(),
         power_rate_hz: args.power_rate,
         power_rails: if profile.has_sensor { 5 } else { 3 },
         threads: args.threads.or(super::cores()),
         kernel: args.kernel.map_or(Kernel::Avx512, Kernel::from),
         ..Config::default()
     };
-    if !args.output_decimator.is_empty() && NO_OUTPUT_DECIMATOR.contains(&profile.name) {
-        tracing::warn!("the {} has no output decimators in samna's configuration: simulated as on a Speck 2e", profile.name);
-    }
+    let config = args.chip.apply(config, Some(profile.name));
     let mut sim = Simulator::new(&net, config)?;
     let [_, h, w] = net.dvs.input_shape;
     let shape = Geometry::new(w as u16, h as u16);
@@ -378,7 +360,7 @@ pub fn run(args: Args) -> Result<()> {
             l.state_bytes
         );
     }
-    for d in &args.output_decimator {
+    for d in &args.chip.output_decimator {
         let held = d.layer.checked_sub(1).and_then(|i| out.layers.get(i)).map_or(0, |l| l.decimated);
         println!("output decimator of {d}: {held} spikes held back");
     }
