@@ -23,7 +23,8 @@ enum Command {
     Convert(commands::convert::Args),
     Model(commands::model::Args),
     Simulate(commands::simulate::Args),
-    Run(commands::run::Args),
+    // Boxed: its options (model, chip, the visualizer's) make it much larger than the others.
+    Run(Box<commands::run::Args>),
     Synth(commands::synth::Args),
     Eval(commands::eval::Args),
 }
@@ -57,7 +58,7 @@ fn main() -> std::process::ExitCode {
         Command::Convert(a) => commands::convert::run(a),
         Command::Model(a) => commands::model::run(a),
         Command::Simulate(a) => commands::simulate::run(a),
-        Command::Run(a) => commands::run::run(a, started),
+        Command::Run(a) => commands::run::run(*a, started),
         Command::Synth(a) => commands::synth::run(a),
         Command::Eval(a) => commands::eval::run(a),
     };
