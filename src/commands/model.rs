@@ -62,7 +62,8 @@ pub struct ChipArgs {
 }
 
 /// Devices whose CNN layers have no output decimator in samna's configuration reference
-/// (`samna.speck2b.configuration`, `samna.dynapcnn.configuration`); Speck 2e and 2f have one.
+/// (`samna.speck2b.configuration`, `samna.dynapcnn.configuration`); Speck 2e and 2f have one
+/// per layer.
 const NO_OUTPUT_DECIMATOR: [&str; 2] = ["speck2b", "dynapcnndevkit"];
 
 impl ChipArgs {

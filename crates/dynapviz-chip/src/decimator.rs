@@ -1,7 +1,8 @@
 //! The chip's output decimator: a block at a core's output that passes one of every
 //! `2^(interval + 1)` spikes leaving it, to keep a busy layer from flooding the next
-//! (samna's `output_decimator_enable` and `output_decimator_interval` of a CNN layer; sinabs'
-//! Speck tips: interval `0b001` passes one spike of every 4). It sees the spikes that leave the
+//! (samna's `output_decimator_enable` and `output_decimator_interval` of a CNN layer, "spike
+//! decimator on each layer" in its Speck 2e overview; sinabs' Speck tips: interval `0b001`
+//! passes one spike of every 4). It sees the spikes that leave the
 //! core after its pooling, its leak's too, and what it holds back reaches neither the
 //! destinations nor the monitor. Which spike of each group passes is not documented; here the
 //! last, the one that completes the group, so that a core that sends fewer spikes than a group
