@@ -605,13 +605,15 @@ fn gesture_network_equals_the_reference() {
 }
 
 #[test]
-fn two_threads_give_the_same_counters_drops_and_power() {
+fn two_threads_give_the_same_counters_drops_decimation_and_power() {
     let Some((net, events)) = gesture_case() else { return };
     let run = |threads| {
-        // The busy model drops input, so it must see every layer's input in the same order.
-        // Threads for any call size, so that the chunks below run pipelined.
+        // The busy model drops input, so it must see every layer's input in the same order,
+        // and layer 2's decimator every spike it makes. Threads for any call size, so that the
+        // chunks below run pipelined.
         let config = Config {
             busy: Some(BusyModel::default()),
+            decimators: vec![OutputDecimator { layer: 2, interval: 0 }],
             monitors: Monitors::of([0, 3, net.layers.len()]),
             threads,
             parallel_min_events: 0,
@@ -627,6 +629,7 @@ fn two_threads_give_the_same_counters_drops_and_power() {
     };
     let (one, two) = (run(1), run(2));
     assert!(one.1.iter().any(|c| c.dropped_busy > 0), "the busy model dropped input");
+    assert!(one.1[2].decimated > 0, "layer 2's decimator held spikes back");
     assert_eq!(one.1, two.1, "counters");
     assert_eq!(one.0, two.0, "spikes");
     assert_eq!(one.2.len(), two.2.len(), "power samples");
