@@ -48,9 +48,11 @@ impl ThreadsArg {
 /// shared by `simulate` and `run`.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct ChipArgs {
-    /// Model busy cores that drop input (event mode; estimated core speed).
-    #[arg(long)]
-    busy_model: bool,
+    /// Model busy cores that drop input (event mode; estimated core speed): every layer's, or
+    /// with =LAYERS (comma-separated) only theirs, as samna's per-layer
+    /// `input_congestion_balancer_enable`.
+    #[arg(long, value_name = "LAYERS", num_args = 0.., value_delimiter = ',', require_equals = true)]
+    busy_model: Option<Vec<usize>>,
     /// Add each layer's bias every N µs (the chip's leak; event mode, one thread).
     #[arg(long)]
     leak_tick_us: Option<i64>,
@@ -74,7 +76,8 @@ impl ChipArgs {
             tracing::warn!("the {device} has no output decimators in samna's configuration: simulated as on a Speck 2e");
         }
         Config {
-            busy: self.busy_model.then(BusyModel::default),
+            busy: self.busy_model.as_ref().map(|_| BusyModel::default()),
+            busy_layers: self.busy_model.clone().unwrap_or_default(),
             leak_tick_us: self.leak_tick_us,
             decimators: self.output_decimator.clone(),
             ..config

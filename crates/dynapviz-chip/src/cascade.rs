@@ -348,7 +348,8 @@ pub(crate) struct Wiring {
     pub monitored: Vec<bool>,
     /// Latency of one layer, ns.
     pub latency_ns: i64,
-    pub busy: Option<BusyModel>,
+    /// Per layer, the busy model of its core, if it drops input when busy.
+    pub busy: Vec<Option<BusyModel>>,
     /// The kernel that runs: one the CPU has.
     pub kernel: Kernel,
 }
@@ -623,7 +624,7 @@ impl Route<'_> {
         mut respond: impl Respond,
     ) -> LayerCounters {
         let mut c = LayerCounters::default();
-        let (li, monitored, latency_ns, busy) = (self.layer, self.monitored, self.wiring.latency_ns, self.wiring.busy);
+        let (li, monitored, latency_ns, busy) = (self.layer, self.monitored, self.wiring.latency_ns, self.wiring.busy[self.layer]);
         let (dests, repools) = (&self.wiring.destinations[li], &self.wiring.repools[li]);
         // The spikes go straight into the queue of the first destination in this cascade that
         // takes them as they are, or else into the flight to later stages, where they stay: a

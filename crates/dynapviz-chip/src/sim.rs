@@ -95,6 +95,9 @@ pub struct Config {
     pub monitors: Monitors,
     /// Drop input when a core is busy (event mode only); `None` = infinitely fast cores.
     pub busy: Option<BusyModel>,
+    /// The layers (1-based) whose cores drop input when busy, as samna's
+    /// `input_congestion_balancer_enable` turns it on per layer; empty: every layer.
+    pub busy_layers: Vec<usize>,
     /// Add each layer's bias every `leak_tick_us` (event mode; the chip's slow clock).
     pub leak_tick_us: Option<i64>,
     /// The cores' output decimators that are on, at most one per layer (event mode).
@@ -130,6 +133,7 @@ impl Default for Config {
             mode: Mode::Event,
             monitors: Monitors::default(),
             busy: None,
+            busy_layers: Vec::new(),
             leak_tick_us: None,
             decimators: Vec::new(),
             layer_latency_ns: 370,
@@ -372,6 +376,9 @@ impl Simulator {
         let mut layers = network.layers.iter().map(|l| LayerRt::new(l, arithmetic)).collect::<Result<Vec<_>, _>>()?;
         check_connections(network)?;
         set_decimators(&mut layers, &config)?;
+        if let Some(&l) = config.busy_layers.iter().find(|&&l| l == 0 || l > layers.len()) {
+            return Err(SimError::Config(format!("busy model on layer {l}: the network has layers 1..{}", layers.len())));
+        }
         let n = layers.len();
         let mut destinations: Vec<Vec<usize>> = network.layers.iter().map(|l| l.destinations.iter().map(|&d| d - 1).collect()).collect();
         // Then the DVS layer's besides the first layer, which the admission feeds: spikes in
@@ -398,7 +405,7 @@ impl Simulator {
                     .collect(),
                 monitored: (0..=n).map(|i| config.monitors.contains(i)).collect(),
                 latency_ns: config.layer_latency_ns,
-                busy: config.busy,
+                busy: (1..=n).map(|l| config.busy.filter(|_| config.busy_layers.is_empty() || config.busy_layers.contains(&l))).collect(),
                 kernel: config.kernel.on_this_cpu(),
             },
             power: PowerMonitor::new(config.power_rate_hz, config.power_rails, config.power),

@@ -636,6 +636,31 @@ fn two_threads_give_the_same_counters_drops_decimation_and_power() {
     assert!(one.2.iter().zip(&two.2).all(|(a, b)| a.value == b.value && a.timestamp == b.timestamp && a.channel == b.channel), "power");
 }
 
+/// samna turns the congestion balancer on per layer: the busy model on layers 2 and 3 drops
+/// their input only, the same on one and two threads.
+#[test]
+fn a_busy_model_on_some_layers_drops_only_there() {
+    let Some((net, events)) = gesture_case() else { return };
+    let config = |threads| Config {
+        busy: Some(BusyModel::default()),
+        busy_layers: vec![2, 3],
+        threads,
+        parallel_min_events: 0,
+        ..Config::default()
+    };
+    let run = |threads| {
+        let mut sim = Simulator::new(&net, config(threads)).expect("sim");
+        sim.process(&events, &mut Vec::new());
+        sim.counters().to_vec()
+    };
+    let one = run(1);
+    assert_eq!(one, run(2));
+    let dropped: Vec<u64> = one.iter().map(|c| c.dropped_busy).collect();
+    assert!(dropped[2] > 0 && dropped.iter().enumerate().all(|(i, &d)| d == 0 || i == 2 || i == 3), "dropped per layer: {dropped:?}");
+    let beyond = Config { busy_layers: vec![2, 10], ..config(1) };
+    assert!(Simulator::new(&net, beyond).is_err_and(|e| e.to_string().contains("layer 10")));
+}
+
 #[test]
 fn a_long_call_cut_into_segments_equals_one_thread() {
     let Some((net, events)) = gesture_case() else { return };
