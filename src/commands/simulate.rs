@@ -167,6 +167,8 @@ struct LayerOut {
     dropped_busy: u64,
     /// Spikes the output decimator held back.
     decimated: u64,
+    /// The most synaptic operations in one millisecond of simulated time.
+    peak_synops_per_ms: u64,
     monitored_spikes: u64,
     state_bytes: usize,
 }
@@ -283,6 +285,7 @@ pub fn run(args: Args) -> Result<()> {
                 spikes_after_pool: c.spikes_after_pool,
                 dropped_busy: c.dropped_busy,
                 decimated: c.decimated,
+                peak_synops_per_ms: c.peak_synops_per_ms,
                 monitored_spikes: monitored[l.index],
                 state_bytes: state[l.index - 1],
             }
@@ -344,16 +347,17 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     println!(
-        "{:>5} {:>4} {:>12} {:>14} {:>10} {:>12} {:>8} {:>10}",
-        "layer", "core", "input ev", "synaptic ops", "spikes", "after pool", "dropped", "state B"
+        "{:>5} {:>4} {:>12} {:>14} {:>12} {:>10} {:>12} {:>8} {:>10}",
+        "layer", "core", "input ev", "synaptic ops", "peak ops/ms", "spikes", "after pool", "dropped", "state B"
     );
     for l in &out.layers {
         println!(
-            "{:>5} {:>4} {:>12} {:>14} {:>10} {:>12} {:>8} {:>10}",
+            "{:>5} {:>4} {:>12} {:>14} {:>12} {:>10} {:>12} {:>8} {:>10}",
             l.index,
             l.core.map_or("-".into(), |c| c.to_string()),
             l.input_events,
             l.synaptic_ops,
+            l.peak_synops_per_ms,
             l.spikes,
             l.spikes_after_pool,
             l.dropped_busy,

@@ -12,6 +12,7 @@ use crate::decimator::Decimator;
 use crate::lanes::{Avx2, Avx512};
 use crate::lanes::{Kernel, Lanes, Portable};
 use crate::layer::{LayerRt, Site};
+use crate::peak::Peak;
 use crate::power::{Counts, PeriodWork};
 use crate::sim::{BusyModel, LayerCounters, Spike};
 use crate::window::{AnyWindow, Window};
@@ -432,6 +433,7 @@ impl Cascade<'_> {
                 monitored: self.wiring.monitored[li + 1],
                 busy_until_ns: self.busy_until_ns[i],
                 decimator: self.layers[i].decimator,
+                peak: self.layers[i].peak,
             };
             let layer = &mut self.layers[i];
             // One loop per kind of layer, so that the kind is not decided per event.
@@ -453,11 +455,14 @@ impl Cascade<'_> {
             };
             self.busy_until_ns[i] = route.busy_until_ns;
             self.layers[i].decimator = route.decimator;
+            self.layers[i].peak = route.peak;
+            let peak = route.peak.most();
             // Keep the allocation: no allocation per event on the hot path.
             queue.clear();
             debug_assert!(self.queues[i].is_empty(), "layers only send to later layers");
             self.queues[i] = queue;
             self.counters[i] += c;
+            self.counters[i].peak_synops_per_ms = peak;
             if let (Some(spent), Some(started)) = (&mut self.spent_ns, started) {
                 spent[i] += started.elapsed().as_nanos() as u64;
             }
@@ -604,9 +609,10 @@ struct Route<'a> {
     /// The layer's backlog (busy model), kept here while it runs: the backlogs of other
     /// threads' layers may share its cache line.
     busy_until_ns: f64,
-    /// The layer's output decimator, kept here while it runs (the layer is borrowed by the
-    /// loop that runs it).
+    /// The layer's output decimator and busiest millisecond, kept here while it runs (the
+    /// layer is borrowed by the loop that runs it).
     decimator: Option<Decimator>,
+    peak: Peak,
 }
 
 impl Route<'_> {
@@ -702,6 +708,7 @@ impl Route<'_> {
             c.synaptic_ops += ops;
             c.spikes += spikes;
             c.spikes_after_pool += after_pool;
+            self.peak.add(t_ns, ops);
         }
         tally.add(counts(&c));
         c

@@ -11,6 +11,7 @@ use crate::decimator::Decimator;
 #[cfg(x86_kernels)]
 use crate::lanes::{Avx2, Avx512};
 use crate::lanes::{Kernel, Lanes, Neuron, Portable, fire_tail, update_tail};
+use crate::peak::Peak;
 use crate::sim::LayerCounters;
 use crate::window::{AnyWindow, Pending, Windows};
 
@@ -68,6 +69,8 @@ pub struct LayerRt {
     initial: Vec<i32>,
     /// Event mode: the core's output decimator, if it has one on.
     pub(crate) decimator: Option<Decimator>,
+    /// The core's busiest millisecond so far.
+    pub(crate) peak: Peak,
 }
 
 /// A neuron address in a layer's output after pooling, with a spike count.
@@ -176,6 +179,7 @@ impl LayerRt {
             pending: Vec::new(),
             initial,
             decimator: None,
+            peak: Peak::default(),
         };
         layer.reset_state();
         Ok(layer)

@@ -9,6 +9,7 @@ mod decimator;
 pub mod dvs;
 mod lanes;
 pub mod layer;
+mod peak;
 pub mod power;
 mod sim;
 mod stages;

@@ -17,6 +17,7 @@ use crate::decimator::{Decimator, OutputDecimator};
 use crate::dvs::Front;
 use crate::lanes::Kernel;
 use crate::layer::{Arithmetic, LayerRt, Site};
+use crate::peak::Peak;
 use crate::power::{Coefficients, Part, PeriodClock, PowerMonitor, PowerSample, Work};
 use crate::stages;
 
@@ -164,6 +165,10 @@ pub struct LayerCounters {
     pub dropped_busy: u64,
     /// Spikes inside the pooled map that the output decimator held back.
     pub decimated: u64,
+    /// The most synaptic operations in one millisecond of simulated time, by their input's
+    /// arrival (the binned mode spreads a bin's over the milliseconds it spans): what to hold
+    /// against a core's bandwidth. Adding counters keeps the larger.
+    pub peak_synops_per_ms: u64,
 }
 
 impl std::ops::AddAssign for LayerCounters {
@@ -174,6 +179,7 @@ impl std::ops::AddAssign for LayerCounters {
         self.spikes_after_pool += other.spikes_after_pool;
         self.dropped_busy += other.dropped_busy;
         self.decimated += other.decimated;
+        self.peak_synops_per_ms = self.peak_synops_per_ms.max(other.peak_synops_per_ms);
     }
 }
 
@@ -243,6 +249,21 @@ pub enum SimError {
     /// A setting is wrong.
     #[error("{0}")]
     Config(String),
+}
+
+/// Adds a bin's `ops` synaptic operations to `peak`, shared among the milliseconds the bin
+/// (`bin_us` from `start_us`) spans by how much of it each holds.
+fn spread_over_milliseconds(peak: &mut Peak, start_us: i64, bin_us: i64, ops: u64) {
+    let end_us = start_us.saturating_add(bin_us);
+    let (mut at, mut left) = (start_us, ops);
+    while at < end_us {
+        let next = at.div_euclid(1000).saturating_add(1).saturating_mul(1000).min(end_us);
+        // The last part takes what rounding left.
+        let part = if next == end_us { left } else { (ops as u128 * (next - at) as u128 / bin_us as u128) as u64 };
+        peak.add(at.saturating_mul(1000), part);
+        left -= part;
+        at = next;
+    }
 }
 
 /// Switches the configured output decimators on, or says why one cannot be.
@@ -461,6 +482,7 @@ impl Simulator {
     pub fn reset(&mut self) {
         self.layers.iter_mut().for_each(LayerRt::reset_state);
         self.counters.iter_mut().for_each(|c| *c = LayerCounters::default());
+        self.layers.iter_mut().for_each(|l| l.peak = Peak::default());
         self.front.input = InputCounters::default();
         self.front.last_t = None;
         self.queues.iter_mut().for_each(|q| q.clear());
@@ -772,12 +794,15 @@ impl Simulator {
             happened |= !queue.is_empty();
             let layer = &mut self.layers[li];
             let c = &mut self.counters[li + 1];
+            let mut bin_ops = 0;
             for &(s, n) in &queue {
                 c.input_events += n as u64;
-                let ops = layer.accumulate(usize::from(s.c), usize::from(s.y), usize::from(s.x), n);
-                c.synaptic_ops += ops;
-                work.synops += ops;
+                bin_ops += layer.accumulate(usize::from(s.c), usize::from(s.y), usize::from(s.x), n);
             }
+            c.synaptic_ops += bin_ops;
+            work.synops += bin_ops;
+            spread_over_milliseconds(&mut layer.peak, t, bin_us, bin_ops);
+            c.peak_synops_per_ms = layer.peak.most();
             let monitored = self.wiring.monitored[li + 1];
             let (dests, repools) = (&self.wiring.destinations[li], &self.wiring.repools[li]);
             let queues = &mut self.bin_input;
@@ -815,5 +840,29 @@ impl Simulator {
         }
         self.power.add(t, work, &mut self.power_samples);
         happened
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread_over_milliseconds;
+    use crate::peak::Peak;
+
+    /// A bin's operations go to the milliseconds it spans, by how much of the bin each holds.
+    #[test]
+    fn a_bin_is_spread_over_its_milliseconds() {
+        let most = |bins: &[(i64, i64, u64)]| {
+            let mut p = Peak::default();
+            bins.iter().for_each(|&(start_us, bin_us, ops)| spread_over_milliseconds(&mut p, start_us, bin_us, ops));
+            p.most()
+        };
+        // Bins of 1 ms are the milliseconds.
+        assert_eq!(most(&[(0, 1000, 7), (1000, 1000, 9), (2000, 1000, 3)]), 9);
+        // Two bins of 0.5 ms in one millisecond add up.
+        assert_eq!(most(&[(0, 500, 7), (500, 500, 9), (1000, 500, 10)]), 16);
+        // A bin of 4 ms holds a quarter in each; one of 1.5 ms from 0.5 ms, a third in each.
+        assert_eq!(most(&[(0, 4000, 100)]), 25);
+        assert_eq!(most(&[(500, 1500, 90)]), 60);
+        assert_eq!(most(&[(-1000, 1000, 5)]), 5);
     }
 }

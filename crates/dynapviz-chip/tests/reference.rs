@@ -50,6 +50,8 @@ struct RefLayer {
     /// The output decimator: one spike of every `group` passes; spikes since the last passed.
     decimator: Option<(u32, u32)>,
     synops: u64,
+    /// Synaptic operations per millisecond of their input's arrival.
+    synops_per_ms: std::collections::BTreeMap<i64, u64>,
     spikes: u64,
     /// Sums the int16 saturation cut at the top.
     saturated: u64,
@@ -79,6 +81,7 @@ impl Reference {
                     v: vec![0; l.out_channels * l.conv_out[0] * l.conv_out[1]],
                     decimator: None,
                     synops: 0,
+                    synops_per_ms: Default::default(),
                     spikes: 0,
                     saturated: 0,
                 }
@@ -147,7 +150,11 @@ impl Reference {
         for li in 0..self.layers.len() {
             for (t_ns, c, y, x) in std::mem::take(&mut queues[li]) {
                 let t = t_ns + LATENCY_NS;
-                for (pc, py, px) in self.layers[li].event(c, y, x) {
+                let before = self.layers[li].synops;
+                let fired = self.layers[li].event(c, y, x);
+                let l = &mut self.layers[li];
+                *l.synops_per_ms.entry(t_ns.div_euclid(1_000_000)).or_default() += l.synops - before;
+                for (pc, py, px) in fired {
                     out.push(Spike { t: t.div_euclid(1000), layer: (li + 1) as u16, c: pc as u16, y: py as u16, x: px as u16 });
                     for &d in &self.destinations[li] {
                         queues[d].push((t, pc, py, px));
@@ -304,6 +311,8 @@ fn check(got: &[Spike], sim: &Simulator, want: &[Spike], reference: &Reference) 
         prop_assert_eq!((c.synaptic_ops, c.spikes), (l.synops, l.spikes), "layer {} counters", i + 1);
         let sent = got.iter().filter(|s| usize::from(s.layer) == i + 1).count() as u64;
         prop_assert_eq!(c.spikes_after_pool, sent, "layer {} spikes sent", i + 1);
+        let peak = l.synops_per_ms.values().copied().max().unwrap_or(0);
+        prop_assert_eq!(c.peak_synops_per_ms, peak, "layer {} busiest millisecond", i + 1);
     }
     Ok(())
 }
