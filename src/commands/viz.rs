@@ -71,7 +71,8 @@ pub struct VizArgs {
     /// Open paused (space resumes): the window shows and idles until asked to play.
     #[arg(long)]
     pub paused: bool,
-    /// Show the chip panel (per-layer rates, cores, memory, drops) from the start (key c).
+    /// Show the chip panel (per-layer rates, each core's busiest millisecond, cores, memory,
+    /// drops) from the start (key c).
     #[arg(long)]
     pub show_chip_panel: bool,
     /// Render the dashboard into PNG files in DIR instead of opening a window.

@@ -77,8 +77,9 @@ pub struct ChipLayerInfo {
 struct ChipLive {
     info: Vec<ChipLayerInfo>,
     last: Option<(i64, Vec<dynapviz_chip::LayerCounters>)>,
-    /// Per layer (index 0 = DVS): spikes/s, synaptic ops/s, dropped total.
-    rates: Vec<(f64, f64, u64)>,
+    /// Per layer (index 0 = DVS): spikes/s, synaptic ops/s, dropped total, and the synaptic
+    /// ops/s of its busiest millisecond so far (what to hold against a core's bandwidth).
+    rates: Vec<(f64, f64, u64, f64)>,
 }
 
 /// A per-class picture decoded once.
@@ -268,6 +269,7 @@ impl Dashboard {
                                 (c.spikes_after_pool - p.spikes_after_pool) as f64 / dt,
                                 (c.synaptic_ops - p.synaptic_ops) as f64 / dt,
                                 c.dropped_busy,
+                                c.peak_synops_per_ms as f64 * 1e3,
                             )
                         })
                         .collect();
@@ -362,7 +364,7 @@ impl Dashboard {
         };
         egui::Window::new("Chip").anchor(egui::Align2::RIGHT_TOP, vec2(-8.0, 24.0)).resizable(false).collapsible(true).show(ctx, |ui| {
             egui::Grid::new("chip_layers").striped(true).show(ui, |ui| {
-                for h in ["layer", "core", "spikes/s", "synops/s", "dropped", "kernel mem", "neuron mem"] {
+                for h in ["layer", "core", "spikes/s", "synops/s", "peak synops/s", "dropped", "kernel mem", "neuron mem"] {
                     ui.label(RichText::new(h).strong());
                 }
                 ui.end_row();
@@ -370,6 +372,7 @@ impl Dashboard {
                 ui.label("dvs");
                 ui.label("-");
                 ui.label(dvs.map_or("-".into(), |r| rate(r.0)));
+                ui.label("-");
                 ui.label("-");
                 ui.label("-");
                 ui.label("");
@@ -381,6 +384,7 @@ impl Dashboard {
                     ui.label(l.core.map_or("-".into(), |c| c.to_string()));
                     ui.label(r.map_or("-".into(), |r| rate(r.0)));
                     ui.label(r.map_or("-".into(), |r| rate(r.1)));
+                    ui.label(r.map_or("-".into(), |r| rate(r.3)));
                     ui.label(r.map_or("-".into(), |r| r.2.to_string()));
                     ui.label(format!("{}/{}", l.kernel_memory.0, l.kernel_memory.1));
                     ui.label(format!("{}/{}", l.neuron_memory.0, l.neuron_memory.1));
