@@ -2,11 +2,12 @@
 //! `2^(interval + 1)` spikes leaving it, to keep a busy layer from flooding the next
 //! (samna's `output_decimator_enable` and `output_decimator_interval` of a CNN layer, "spike
 //! decimator on each layer" in its Speck 2e overview; sinabs' Speck tips: interval `0b001`
-//! passes one spike of every 4). It sees the spikes that leave the
-//! core after its pooling, its leak's too, and what it holds back reaches neither the
-//! destinations nor the monitor. Which spike of each group passes is not documented; here the
-//! last, the one that completes the group, so that a core that sends fewer spikes than a group
-//! sends none. Not in sinabs' simulation, so the event mode only.
+//! passes one spike of every 4). It sees the spikes that leave the core after its pooling, its
+//! leak's too, and what it holds back reaches neither the destinations nor the monitor. Two
+//! things samna's reference does not say are assumed here: which spike of each group passes
+//! (the last, the one that completes the group, so that a core that sends fewer spikes than a
+//! group sends none), and that the monitor taps the core after its decimator. Not in sinabs'
+//! simulation, so the event mode only.
 
 use std::fmt;
 use std::str::FromStr;
