@@ -45,6 +45,21 @@ impl Peak {
         self.end_ns = t_ns.div_euclid(WINDOW_NS).saturating_add(1).saturating_mul(WINDOW_NS);
     }
 
+    /// Adds `ops` synaptic operations done over `span_ns` from `start_ns` (a bin of the binned
+    /// mode), shared among the milliseconds the span covers by how much of it each holds.
+    pub fn add_spread(&mut self, start_ns: i64, span_ns: i64, ops: u64) {
+        let end_ns = start_ns.saturating_add(span_ns);
+        let (mut at, mut left) = (start_ns, ops);
+        while at < end_ns {
+            let next = at.div_euclid(WINDOW_NS).saturating_add(1).saturating_mul(WINDOW_NS).min(end_ns);
+            // The last part takes what rounding left.
+            let part = if next == end_ns { left } else { (ops as u128 * (next - at) as u128 / span_ns as u128) as u64 };
+            self.add(at, part);
+            left -= part;
+            at = next;
+        }
+    }
+
     /// The most synaptic operations in one millisecond so far, the open one included.
     pub fn most(&self) -> u64 {
         self.most.max(self.ops)
@@ -73,5 +88,23 @@ mod tests {
         q.add(0, 1);
         q.add(i64::MAX - 1, 2);
         assert_eq!(q.most(), 11);
+    }
+
+    /// A span's operations go to the milliseconds it covers, by how much of it each holds.
+    #[test]
+    fn a_span_is_spread_over_its_milliseconds() {
+        let most = |spans_us: &[(i64, i64, u64)]| {
+            let mut p = Peak::default();
+            spans_us.iter().for_each(|&(start, span, ops)| p.add_spread(start * 1000, span * 1000, ops));
+            p.most()
+        };
+        // Spans of 1 ms are the milliseconds.
+        assert_eq!(most(&[(0, 1000, 7), (1000, 1000, 9), (2000, 1000, 3)]), 9);
+        // Two spans of 0.5 ms in one millisecond add up.
+        assert_eq!(most(&[(0, 500, 7), (500, 500, 9), (1000, 500, 10)]), 16);
+        // A span of 4 ms holds a quarter in each; one of 1.5 ms from 0.5 ms, a third in each.
+        assert_eq!(most(&[(0, 4000, 100)]), 25);
+        assert_eq!(most(&[(500, 1500, 90)]), 60);
+        assert_eq!(most(&[(-1000, 1000, 5)]), 5);
     }
 }

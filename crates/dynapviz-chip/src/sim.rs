@@ -251,21 +251,6 @@ pub enum SimError {
     Config(String),
 }
 
-/// Adds a bin's `ops` synaptic operations to `peak`, shared among the milliseconds the bin
-/// (`bin_us` from `start_us`) spans by how much of it each holds.
-fn spread_over_milliseconds(peak: &mut Peak, start_us: i64, bin_us: i64, ops: u64) {
-    let end_us = start_us.saturating_add(bin_us);
-    let (mut at, mut left) = (start_us, ops);
-    while at < end_us {
-        let next = at.div_euclid(1000).saturating_add(1).saturating_mul(1000).min(end_us);
-        // The last part takes what rounding left.
-        let part = if next == end_us { left } else { (ops as u128 * (next - at) as u128 / bin_us as u128) as u64 };
-        peak.add(at.saturating_mul(1000), part);
-        left -= part;
-        at = next;
-    }
-}
-
 /// Switches the configured output decimators on, or says why one cannot be.
 fn set_decimators(layers: &mut [LayerRt], config: &Config) -> Result<(), SimError> {
     for d in &config.decimators {
@@ -801,7 +786,7 @@ impl Simulator {
             }
             c.synaptic_ops += bin_ops;
             work.synops += bin_ops;
-            spread_over_milliseconds(&mut layer.peak, t, bin_us, bin_ops);
+            layer.peak.add_spread(t.saturating_mul(1000), bin_us.saturating_mul(1000), bin_ops);
             c.peak_synops_per_ms = layer.peak.most();
             let monitored = self.wiring.monitored[li + 1];
             let (dests, repools) = (&self.wiring.destinations[li], &self.wiring.repools[li]);
@@ -840,29 +825,5 @@ impl Simulator {
         }
         self.power.add(t, work, &mut self.power_samples);
         happened
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::spread_over_milliseconds;
-    use crate::peak::Peak;
-
-    /// A bin's operations go to the milliseconds it spans, by how much of the bin each holds.
-    #[test]
-    fn a_bin_is_spread_over_its_milliseconds() {
-        let most = |bins: &[(i64, i64, u64)]| {
-            let mut p = Peak::default();
-            bins.iter().for_each(|&(start_us, bin_us, ops)| spread_over_milliseconds(&mut p, start_us, bin_us, ops));
-            p.most()
-        };
-        // Bins of 1 ms are the milliseconds.
-        assert_eq!(most(&[(0, 1000, 7), (1000, 1000, 9), (2000, 1000, 3)]), 9);
-        // Two bins of 0.5 ms in one millisecond add up.
-        assert_eq!(most(&[(0, 500, 7), (500, 500, 9), (1000, 500, 10)]), 16);
-        // A bin of 4 ms holds a quarter in each; one of 1.5 ms from 0.5 ms, a third in each.
-        assert_eq!(most(&[(0, 4000, 100)]), 25);
-        assert_eq!(most(&[(500, 1500, 90)]), 60);
-        assert_eq!(most(&[(-1000, 1000, 5)]), 5);
     }
 }
