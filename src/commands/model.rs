@@ -53,7 +53,8 @@ pub struct ChipArgs {
     /// `input_congestion_balancer_enable`.
     #[arg(long, value_name = "LAYERS", num_args = 0.., value_delimiter = ',', require_equals = true)]
     busy_model: Option<Vec<usize>>,
-    /// Add each layer's bias every N µs (the chip's leak; event mode, one thread).
+    /// Add each layer's bias every N µs (the chip's leak; event mode; one thread when some
+    /// layer has a bias).
     #[arg(long)]
     leak_tick_us: Option<i64>,
     /// A core's output decimator, LAYER=INTERVAL (samna's `output_decimator_interval`, 0-7):

@@ -112,8 +112,8 @@ pub struct Config {
     /// Number of power rails (5 with a sensor, 3 without).
     pub power_rails: usize,
     /// Threads for event mode: with 2 or more, the layers are cut into as many runs that work
-    /// as a pipeline, with identical results (not with a leak tick, which touches every layer
-    /// between two events).
+    /// as a pipeline, with identical results (not with a leak that has a bias to add, which
+    /// touches every layer between two events).
     pub threads: usize,
     /// How much faster (a fraction) the slowest run of layers must get for the pipeline to take
     /// one more of its threads: past the heaviest layer alone more threads only spin. 0 takes
@@ -358,6 +358,10 @@ pub struct Simulator {
     /// Several threads: their memory, kept between calls.
     stages: stages::Buffers,
     bin: Option<i64>,
+    /// The leak's tick, µs (event mode): [`Config::leak_tick_us`] when some layer has a bias
+    /// to add. Without one a tick changes nothing, and the events run as without a leak, on
+    /// every thread.
+    leak_tick_us: Option<i64>,
     next_leak_us: Option<i64>,
 }
 
@@ -384,6 +388,10 @@ impl Simulator {
         set_decimators(&mut layers, &config)?;
         if let Some(&l) = config.busy_layers.iter().find(|&&l| l == 0 || l > layers.len()) {
             return Err(SimError::Config(format!("busy model on layer {l}: the network has layers 1..{}", layers.len())));
+        }
+        let leak_tick_us = config.leak_tick_us.filter(|_| layers.iter().any(LayerRt::has_bias));
+        if config.mode == Mode::Event && leak_tick_us.is_none() && config.leak_tick_us.is_some() {
+            tracing::warn!("no layer has a bias: the leak changes nothing");
         }
         let n = layers.len();
         let mut destinations: Vec<Vec<usize>> = network.layers.iter().map(|l| l.destinations.iter().map(|&d| d - 1).collect()).collect();
@@ -425,6 +433,7 @@ impl Simulator {
             fired: Vec::new(),
             stages: stages::Buffers::default(),
             bin: None,
+            leak_tick_us,
             next_leak_us: None,
             layers,
             config,
@@ -481,9 +490,10 @@ impl Simulator {
 
     /// The most threads a call of [`Self::process`] with enough events runs on:
     /// [`Config::threads`] in event mode (the pipeline takes fewer where more would not make it
-    /// faster), one in binned mode or with a leak (which acts between events on every layer).
+    /// faster), one in binned mode or with a leak (which acts between events on every layer;
+    /// a leak without a bias to add is none).
     pub fn threads(&self) -> usize {
-        if self.config.mode == Mode::Event && self.config.leak_tick_us.is_none() { self.config.threads } else { 1 }
+        if self.config.mode == Mode::Event && self.leak_tick_us.is_none() { self.config.threads } else { 1 }
     }
 
     /// Feeds a chunk of sensor events; appends the spikes of monitored layers to `out`, in the
@@ -565,7 +575,7 @@ impl Simulator {
     /// before the end, when a leak gap makes many spikes (it clears them); it says false to
     /// stop the gap there (the caller's sink failed).
     fn process_serial(&mut self, events: &[Event], out: &mut Vec<Spike>, flush: &mut Flush) {
-        match (self.config.mode, self.config.leak_tick_us) {
+        match (self.config.mode, self.leak_tick_us) {
             (Mode::Binned { bin_us }, _) => {
                 for e in events {
                     let Some((t, site)) = self.front.admit(e, true, &mut self.counters[0]) else { continue };
@@ -597,7 +607,7 @@ impl Simulator {
     fn event_batch(&mut self, events: &[Event], out: &mut Vec<Spike>, flush: &mut Flush) {
         let mut batch = std::mem::take(&mut self.batch);
         batch.admit(events, &mut self.front, &mut self.counters[0], self.wiring.monitored[0], &mut self.queues[0], &mut self.clock);
-        if let Some(tick) = self.config.leak_tick_us
+        if let Some(tick) = self.leak_tick_us
             && let Some(&Part { first, t_us, .. }) = batch.work.parts().first()
         {
             // With a leak a batch holds no tick between its events (see `process_serial`):

@@ -321,6 +321,19 @@ fn the_leak_charges_the_chip_neurons_without_input() {
     assert!(out.iter().all(|s| s.t % 2000 == 0 && s.t > 0), "{out:?}");
 }
 
+/// A leak on a network without a bias changes nothing, so it does not hold the events to one
+/// thread (the reference proptest checks the spikes); with a bias on a layer, it does.
+#[test]
+fn a_leak_without_a_bias_keeps_every_thread() {
+    let mut n = net(1, 1, 1, 2, vec![3], 10, -10);
+    let config = Config { leak_tick_us: Some(1000), threads: 2, ..Config::default() };
+    assert_eq!(Simulator::new(&n, config.clone()).expect("sim").threads(), 2);
+    if let Some(q) = n.layers[0].quant.as_mut() {
+        q.bias = Some(vec![0]);
+    }
+    assert_eq!(Simulator::new(&n, config).expect("sim").threads(), 1);
+}
+
 /// A leak that fires all through a long gap hands its spikes to `process_stream`'s sink as it
 /// goes, a bounded number at a time (before: every spike of the gap was held until the event
 /// after it; an hour at 1 ms ticks took 24 GB), and they are the spikes `process` gives.

@@ -405,17 +405,22 @@ proptest! {
 
     /// The leak, every kernel: ticks between the events of a batch, ticks that fire, negative
     /// biases that settle at `min_v_mem`, layers stored padded; the ticks' spikes before the
-    /// sensor events after them.
+    /// sensor events after them. A bias on some layers only (`biased`, a bit per layer), or
+    /// none: then the ticks change nothing, and the events run on every thread.
     #[test]
     fn the_leak_equals_the_reference(
         layers in prop::collection::vec(geometry(), 1..=3),
         seed in 0u64..10_000,
         tick in prop::sample::select(vec![20i64, 100, 400]),
         zero in any::<bool>(),
+        biased in prop::sample::select(vec![0b111u8, 0b111, 0b101, 0b010, 0]),
         input in events(24),
     ) {
         if let Some(mut n) = network(&layers, 24, seed) {
             bias(&mut n, seed + 1);
+            for (_, l) in n.layers.iter_mut().enumerate().filter(|(i, _)| biased & 1 << i == 0) {
+                l.quant.as_mut().expect("discretized").bias = None;
+            }
             if zero {
                 n.layers.iter_mut().for_each(|l| l.reset = Reset::Zero);
             }
