@@ -31,8 +31,9 @@ impl SimMode {
 /// `--threads` of the commands that simulate a chip.
 #[derive(clap::Args, Clone, Copy, Debug)]
 pub struct ThreadsArg {
-    /// Threads for the event-mode simulation. Results are the same for any number. Default:
-    /// every core for `simulate`; 1 with a window, which needs a core of its own.
+    /// Threads for the simulation (the binned mode takes two at most). Results are the same
+    /// for any number. Default: every core for `simulate`; 1 with a window, which needs a
+    /// core of its own.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
 }

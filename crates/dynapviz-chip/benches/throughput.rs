@@ -3,7 +3,8 @@
 //! input decimated to DVS-gesture-like rates (830, 313 and 104 k events/s); prints input
 //! events/s, synaptic operations/s per core and the real-time factor, for the event-driven mode
 //! on one thread (with the fastest kernel this CPU has, and with AVX2 when that is not it) and
-//! on one per core, at least two (`eventN`, N threads), and for the binned mode.
+//! on one per core, at least two (`eventN`, N threads), and for the binned mode on one thread
+//! and on two (`binned2`).
 //! `DYNAPVIZ_BENCH_ONLY=binned` runs only the modes whose name starts with that.
 
 use std::time::Instant;
@@ -25,6 +26,7 @@ fn main() {
     println!("model load + convert + map: {load_ms:.1} ms");
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
     let many = format!("event{cores}");
+    let binned_many = format!("binned{}", cores.min(2));
     let only = std::env::var("DYNAPVIZ_BENCH_ONLY").unwrap_or_default();
     // The same network with a small bias on every layer, run with the chip's leak (a tick per
     // millisecond adds it to every neuron): the leak acts on every neuron of every layer.
@@ -49,6 +51,7 @@ fn main() {
             ("event", Mode::Event, 1, Kernel::Avx2),
             (many.as_str(), Mode::Event, cores, Kernel::Avx512),
             ("binned", binned, 1, Kernel::Avx512),
+            (binned_many.as_str(), binned, 2, Kernel::Avx512),
             ("leak 1 ms", Mode::Event, 1, Kernel::Avx512),
         ];
         for (name, mode, threads, kernel) in runs.into_iter().filter(|run| run.0.starts_with(&only)) {

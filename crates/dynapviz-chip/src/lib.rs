@@ -4,6 +4,7 @@
 
 mod aligned;
 mod batch;
+mod binned;
 mod cascade;
 mod decimator;
 pub mod dvs;

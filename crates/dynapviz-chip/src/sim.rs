@@ -12,6 +12,7 @@ use dynapviz_model::Network;
 use serde::Serialize;
 
 use crate::batch::Batch;
+use crate::binned::{BinInput, BinLayers, Done, Handed, Worker};
 use crate::cascade::{Cascade, Queue, Repool, Wiring};
 use crate::decimator::{Decimator, OutputDecimator};
 use crate::dvs::Front;
@@ -111,9 +112,9 @@ pub struct Config {
     pub power: Coefficients,
     /// Number of power rails (5 with a sensor, 3 without).
     pub power_rails: usize,
-    /// Threads for event mode: with 2 or more, the layers are cut into as many runs that work
-    /// as a pipeline, with identical results (not with a leak that has a bias to add, which
-    /// touches every layer between two events).
+    /// Threads: with 2 or more, the layers are cut into as many runs that work as a pipeline,
+    /// with identical results (not with a leak that has a bias to add, which touches every
+    /// layer between two events; the binned mode into two at most, see [`crate::binned`]).
     pub threads: usize,
     /// How much faster (a fraction) the slowest run of layers must get for the pipeline to take
     /// one more of its threads: past the heaviest layer alone more threads only spin. 0 takes
@@ -334,6 +335,10 @@ fn check_connections(network: &Network) -> Result<(), SimError> {
     Ok(())
 }
 
+/// Sensor events the binned mode runs on one thread first (at most
+/// [`Config::parallel_min_events`]), to measure where to cut its layers for two.
+const BIN_MEASURE_EVENTS: usize = 4 * stages::PIECE_EVENTS;
+
 /// The simulated chip.
 pub struct Simulator {
     front: Front,
@@ -349,7 +354,12 @@ pub struct Simulator {
     /// Event mode: per layer, events waiting.
     queues: Vec<Queue>,
     /// Binned mode: per layer, the input of the open bin with its spike counts.
-    bin_input: Vec<Vec<(Site, i32)>>,
+    bin_input: Vec<BinInput>,
+    /// Binned mode: nanoseconds each layer took, and the admission, over how many sensor
+    /// events on one thread: where to cut the layers for two threads.
+    bin_spent_ns: Vec<u64>,
+    bin_admission_ns: u64,
+    bin_measured_events: usize,
     busy_until_ns: Vec<f64>,
     /// Buffers of the one-thread event mode, kept between calls.
     batch: Batch,
@@ -428,6 +438,9 @@ impl Simulator {
             power_samples: Vec::new(),
             queues: vec![Queue::default(); n],
             bin_input: vec![Vec::new(); n],
+            bin_spent_ns: vec![0; n],
+            bin_admission_ns: 0,
+            bin_measured_events: 0,
             busy_until_ns: vec![0.0; n],
             batch: Batch::default(),
             fired: Vec::new(),
@@ -490,10 +503,14 @@ impl Simulator {
 
     /// The most threads a call of [`Self::process`] with enough events runs on:
     /// [`Config::threads`] in event mode (the pipeline takes fewer where more would not make it
-    /// faster), one in binned mode or with a leak (which acts between events on every layer;
-    /// a leak without a bias to add is none).
+    /// faster), at most two in binned mode, one with a leak (which acts between events on
+    /// every layer; a leak without a bias to add is none).
     pub fn threads(&self) -> usize {
-        if self.config.mode == Mode::Event && self.leak_tick_us.is_none() { self.config.threads } else { 1 }
+        match self.config.mode {
+            Mode::Event if self.leak_tick_us.is_none() => self.config.threads,
+            Mode::Event => 1,
+            Mode::Binned { .. } => self.config.threads.min(2),
+        }
     }
 
     /// Feeds a chunk of sensor events; appends the spikes of monitored layers to `out`, in the
@@ -502,6 +519,12 @@ impl Simulator {
     /// those out as they come).
     pub fn process(&mut self, events: &[Event], out: &mut Vec<Spike>) {
         if self.threads() >= 2 && events.len() >= self.config.parallel_min_events {
+            if let Mode::Binned { bin_us } = self.config.mode {
+                return self.process_binned_stages(&mut { events }, bin_us, |spikes, _| {
+                    out.append(spikes);
+                    true
+                });
+            }
             return self.process_stages(&mut { events }, |batch, power, samples| {
                 batch.hand_out(out, power, samples);
                 true
@@ -557,13 +580,22 @@ impl Simulator {
                 false
             })
         });
-        self.process_stages(&mut events, |batch, power, samples| {
-            batch.hand_out(&mut out, power, samples);
-            let sunk = sink(&out, samples);
-            out.clear();
-            samples.clear();
-            sunk.map_err(|e| sink_error = Some(e)).is_ok()
-        });
+        if let Mode::Binned { bin_us } = self.config.mode {
+            self.process_binned_stages(&mut events, bin_us, |spikes, samples| {
+                let sunk = sink(spikes, samples);
+                spikes.clear();
+                samples.clear();
+                sunk.map_err(|e| sink_error = Some(e)).is_ok()
+            });
+        } else {
+            self.process_stages(&mut events, |batch, power, samples| {
+                batch.hand_out(&mut out, power, samples);
+                let sunk = sink(&out, samples);
+                out.clear();
+                samples.clear();
+                sunk.map_err(|e| sink_error = Some(e)).is_ok()
+            });
+        }
         drop(events);
         match read_error.or(sink_error) {
             Some(e) => Err(e),
@@ -577,6 +609,7 @@ impl Simulator {
     fn process_serial(&mut self, events: &[Event], out: &mut Vec<Spike>, flush: &mut Flush) {
         match (self.config.mode, self.leak_tick_us) {
             (Mode::Binned { bin_us }, _) => {
+                let (started, layers_ns) = (std::time::Instant::now(), self.bin_spent_ns.iter().sum::<u64>());
                 for e in events {
                     let Some((t, site)) = self.front.admit(e, true, &mut self.counters[0]) else { continue };
                     if self.wiring.monitored[0] {
@@ -584,6 +617,9 @@ impl Simulator {
                     }
                     self.binned_input(t, bin_us, site, out);
                 }
+                let in_layers = self.bin_spent_ns.iter().sum::<u64>() - layers_ns;
+                self.bin_admission_ns += (started.elapsed().as_nanos() as u64).saturating_sub(in_layers);
+                self.bin_measured_events += events.len();
             }
             // The leak acts on every layer at its tick, between sensor events: a batch holds
             // the events up to the next tick.
@@ -764,76 +800,166 @@ impl Simulator {
     /// Ends a bin: sums its input into every layer and fires, layer by layer. Returns whether
     /// anything happened: input, a spike or a changed potential.
     fn run_bin(&mut self, bin: i64, bin_us: i64, out: &mut Vec<Spike>) -> bool {
-        #[cfg(x86_kernels)]
-        if self.wiring.kernel >= Kernel::Avx2 {
-            // SAFETY: the CPU has AVX2, checked just above.
-            return unsafe { self.run_bin_avx2(bin, bin_us, out) };
-        }
-        self.run_bin_with(bin, bin_us, out)
-    }
-
-    /// The bin compiled for AVX2, so that the sums over output channels take 8 lanes at once.
-    #[cfg(x86_kernels)]
-    #[target_feature(enable = "avx2")]
-    fn run_bin_avx2(&mut self, bin: i64, bin_us: i64, out: &mut Vec<Spike>) -> bool {
-        self.run_bin_with(bin, bin_us, out)
-    }
-
-    #[inline(always)]
-    fn run_bin_with(&mut self, bin: i64, bin_us: i64, out: &mut Vec<Spike>) -> bool {
-        let t = bin * bin_us;
         let mut work = Work { sensor_events: self.bin_input[0].len() as u64, ..Work::default() };
-        let mut happened = false;
-        for li in 0..self.layers.len() {
-            let queue = std::mem::take(&mut self.bin_input[li]);
-            happened |= !queue.is_empty();
-            let layer = &mut self.layers[li];
-            let c = &mut self.counters[li + 1];
-            let mut bin_ops = 0;
-            for &(s, n) in &queue {
-                c.input_events += n as u64;
-                bin_ops += layer.accumulate(usize::from(s.c), usize::from(s.y), usize::from(s.x), n);
+        let happened = BinLayers {
+            first: 0,
+            layers: &mut self.layers,
+            counters: &mut self.counters[1..],
+            inputs: &mut self.bin_input,
+            spent_ns: &mut self.bin_spent_ns,
+            wiring: &self.wiring,
+        }
+        .run(bin, bin_us, out, &mut [], &mut work);
+        self.power.add(bin * bin_us, work, &mut self.power_samples);
+        happened
+    }
+
+    /// Binned mode on two threads (see [`crate::binned`]): the caller admits the sensor
+    /// events and runs the layers before a cut, a worker those after it. Measures the layers
+    /// on one thread first, and stays on one where no cut would make it faster. `deliver`
+    /// takes the monitored spikes, in the order of one thread, and the power samples, and
+    /// says whether to go on.
+    fn process_binned_stages(
+        &mut self,
+        events: &mut dyn stages::Events,
+        bin_us: i64,
+        mut deliver: impl FnMut(&mut Vec<Spike>, &mut Vec<PowerSample>) -> bool,
+    ) {
+        let mut out = Vec::new();
+        let mut serial = |sim: &mut Self, piece: &[Event], out: &mut Vec<Spike>| {
+            sim.process_serial(piece, out, &mut |_, _| true);
+            deliver(out, &mut sim.power_samples)
+        };
+        while self.bin_measured_events < BIN_MEASURE_EVENTS.min(self.config.parallel_min_events) {
+            let piece = events.next_piece(stages::PIECE_EVENTS);
+            if piece.is_empty() || !serial(self, piece, &mut out) {
+                return;
             }
-            c.synaptic_ops += bin_ops;
-            work.synops += bin_ops;
-            layer.peak.add_spread(t.saturating_mul(1000), bin_us.saturating_mul(1000), bin_ops);
-            c.peak_synops_per_ms = layer.peak.most();
-            let monitored = self.wiring.monitored[li + 1];
-            let (dests, repools) = (&self.wiring.destinations[li], &self.wiring.repools[li]);
-            let queues = &mut self.bin_input;
-            let mut spikes = 0u64;
-            let mut after_pool = 0u64;
-            happened |= layer.fire_binned(|site, n| {
-                spikes += n as u64;
-                if let Some(site) = site {
-                    after_pool += n as u64;
-                    if monitored {
-                        for _ in 0..n {
-                            out.push(Spike { t, layer: (li + 1) as u16, c: site.c, y: site.y, x: site.x });
-                        }
-                    }
-                    for (&d, repool) in dests.iter().zip(repools) {
-                        match repool {
-                            None => queues[d].push((site, n)),
-                            Some(r) => queues[d].extend(r.site(site).map(|s| (s, n))),
-                        }
+        }
+        let Some(cut) = crate::binned::best_cut(&self.bin_spent_ns, self.bin_admission_ns, self.config.thread_gain) else {
+            loop {
+                let piece = events.next_piece(stages::PIECE_EVENTS);
+                if piece.is_empty() || !serial(self, piece, &mut out) {
+                    return;
+                }
+            }
+        };
+        tracing::debug!(
+            cut,
+            admission_ms = self.bin_admission_ns as f64 * 1e-6,
+            "binned mode on two threads: the caller runs layers 1..={cut}; ms per layer so far: {:?}",
+            self.bin_spent_ns.iter().map(|&ns| (ns / 10_000) as f64 / 100.0).collect::<Vec<_>>()
+        );
+        let Self { front, layers, wiring, counters, power, power_samples, bin_input, bin_spent_ns, bin, .. } = self;
+        let n = layers.len();
+        let (b_layers_first, rest) = (cut, n - cut);
+        let (a_layers, b_layers) = layers.split_at_mut(cut);
+        let Some((dvs_counters, layer_counters)) = counters.split_first_mut() else { return };
+        let (a_counters, b_counters) = layer_counters.split_at_mut(cut);
+        // The open bin's input of the worker's layers (from the DVS layer) stays here until
+        // the bin ends; the worker sums its bins in its own.
+        let (a_inputs, b_open) = bin_input.split_at_mut(cut);
+        let (a_spent, b_spent) = bin_spent_ns.split_at_mut(cut);
+        let mut b_inputs = vec![BinInput::new(); rest];
+        let wiring = &*wiring;
+        let dvs_destinations = &wiring.destinations[n];
+        std::thread::scope(|scope| {
+            let (to_worker, handed) = std::sync::mpsc::sync_channel::<Handed>(crate::binned::BINS_IN_FLIGHT);
+            let (to_caller, done) = std::sync::mpsc::channel::<Done>();
+            let worker = Worker {
+                layers: BinLayers {
+                    first: b_layers_first,
+                    layers: b_layers,
+                    counters: b_counters,
+                    inputs: &mut b_inputs,
+                    spent_ns: b_spent,
+                    wiring,
+                },
+                power,
+                bin_us,
+                last: None,
+            };
+            scope.spawn(move || worker.serve(handed, to_caller));
+            let mut first = BinLayers { first: 0, layers: a_layers, counters: a_counters, inputs: a_inputs, spent_ns: a_spent, wiring };
+            let biased = first.biased();
+            let (mut spare, mut sensor) = (Vec::<Handed>::new(), Vec::new());
+            // Takes back what the worker finished (all of it, waiting, with `wait`).
+            let mut take_back = |spare: &mut Vec<Handed>, wait: bool| {
+                let next = |wait| if wait { done.recv().ok() } else { done.try_recv().ok() };
+                while let Some(Done { mut handed, mut spikes, mut samples }) = next(wait) {
+                    handed.clear();
+                    spare.push(handed);
+                    power_samples.append(&mut samples);
+                    if !deliver(&mut spikes, power_samples) {
+                        return false;
                     }
                 }
-            });
-            happened |= spikes > 0;
-            c.spikes += spikes;
-            c.spikes_after_pool += after_pool;
-            work.spikes += spikes;
-            if monitored {
-                work.output_events += after_pool;
+                true
+            };
+            // Ends bin `cur` of the first part and the empty bins after it, up to `open`.
+            let hand = |first: &mut BinLayers<'_>,
+                        b_open: &mut [BinInput],
+                        spare: &mut Vec<Handed>,
+                        sensor: &mut Vec<Spike>,
+                        cur: i64,
+                        open: i64| {
+                let mut bin = cur;
+                loop {
+                    let mut h = spare.pop().unwrap_or_default();
+                    h.inputs.resize_with(rest, Vec::new);
+                    h.bin = bin;
+                    if bin == cur {
+                        std::mem::swap(&mut h.sensor, sensor);
+                        // `h`'s inputs are empty: the memory changes hands.
+                        for (to, from) in h.inputs.iter_mut().zip(b_open.iter_mut()) {
+                            std::mem::swap(to, from);
+                        }
+                    }
+                    h.work.sensor_events = first.inputs[0].len() as u64;
+                    let happened = first.run(bin, bin_us, &mut h.spikes, &mut h.inputs, &mut h.work);
+                    let last = !(biased && (happened || bin == cur) && bin + 1 < open);
+                    h.then_open = last.then_some(open);
+                    if to_worker.send(h).is_err() {
+                        return false;
+                    }
+                    if last {
+                        return true;
+                    }
+                    bin += 1;
+                }
+            };
+            let mut go_on = true;
+            while go_on {
+                let piece = events.next_piece(stages::PIECE_EVENTS);
+                if piece.is_empty() {
+                    break;
+                }
+                for e in piece {
+                    let Some((t, site)) = front.admit(e, true, dvs_counters) else { continue };
+                    if wiring.monitored[0] {
+                        sensor.push(Spike { t, layer: 0, c: site.c, y: site.y, x: site.x });
+                    }
+                    let b = t.div_euclid(bin_us);
+                    let cur = *bin.get_or_insert_with(|| first_bin(t, bin_us));
+                    if b > cur {
+                        go_on = hand(&mut first, b_open, &mut spare, &mut sensor, cur, b) && take_back(&mut spare, false);
+                        *bin = Some(b);
+                    }
+                    first.inputs[0].push((site, 1));
+                    for &d in dvs_destinations {
+                        let input = if d < cut { &mut first.inputs[d] } else { &mut b_open[d - cut] };
+                        input.push((site, 1));
+                    }
+                    if !go_on {
+                        break;
+                    }
+                }
             }
-            let mut queue = queue;
-            queue.clear();
-            if self.bin_input[li].is_empty() {
-                self.bin_input[li] = queue;
+            drop(to_worker);
+            if go_on && take_back(&mut spare, true) {
+                // The open bin's sensor events, as one thread gives them before its end.
+                deliver(&mut sensor, power_samples);
             }
-        }
-        self.power.add(t, work, &mut self.power_samples);
-        happened
+        });
     }
 }

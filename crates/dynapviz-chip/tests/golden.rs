@@ -16,7 +16,7 @@ fn shared() -> Option<PathBuf> {
 }
 
 /// Runs `model` on `case`'s input (`case`'s own `model.onnx` when `None`) and compares.
-fn run_case(case: &Path, model: Option<&Path>, kernel: Kernel) {
+fn run_case(case: &Path, model: Option<&Path>, kernel: Kernel, threads: usize) {
     let expected: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(case.join("expected.json")).expect("expected.json")).expect("json");
     let shape: Vec<usize> = expected["input_shape"].as_array().expect("shape").iter().map(|v| v.as_u64().expect("dim") as usize).collect();
@@ -38,7 +38,16 @@ fn run_case(case: &Path, model: Option<&Path>, kernel: Kernel) {
     let events = dynapviz_events::read_all(reader.as_mut()).expect("events");
     assert_eq!(events.len() as u64, expected["input_events"].as_u64().expect("n"));
     let n = net.layers.len();
-    let config = Config { mode: Mode::Binned { bin_us }, monitors: Monitors::of([n]), kernel, ..Config::default() };
+    // On two threads from the first event (see `Config::thread_gain`).
+    let config = Config {
+        mode: Mode::Binned { bin_us },
+        monitors: Monitors::of([n]),
+        kernel,
+        threads,
+        thread_gain: 0.0,
+        parallel_min_events: 0,
+        ..Config::default()
+    };
     let mut sim = Simulator::new(&net, config).expect("sim");
     assert_eq!(sim.kernel(), kernel);
     let mut out = Vec::new();
@@ -50,7 +59,7 @@ fn run_case(case: &Path, model: Option<&Path>, kernel: Kernel) {
         assert_eq!(
             counters[i].spikes_after_pool,
             l["spikes_after_pool"].as_u64().expect("spikes"),
-            "layer {i} spikes_after_pool, {kernel:?}"
+            "layer {i} spikes_after_pool, {kernel:?}, {threads} thread(s)"
         );
     }
     let classes = net.classes();
@@ -62,17 +71,18 @@ fn run_case(case: &Path, model: Option<&Path>, kernel: Kernel) {
         total[usize::from(s.c)] += 1;
     }
     let want_total: Vec<u64> = expected["class_counts"].as_array().expect("cc").iter().map(|v| v.as_u64().expect("u")).collect();
-    assert_eq!(total, want_total, "class_counts, {kernel:?}");
+    assert_eq!(total, want_total, "class_counts, {kernel:?}, {threads} thread(s)");
     let want_bins: Vec<Vec<u64>> = expected["class_counts_per_bin"]
         .as_array()
         .expect("per bin")
         .iter()
         .map(|b| b.as_array().expect("row").iter().map(|v| v.as_u64().expect("u")).collect())
         .collect();
-    assert_eq!(per_bin, want_bins, "class_counts_per_bin, {kernel:?}");
+    assert_eq!(per_bin, want_bins, "class_counts_per_bin, {kernel:?}, {threads} thread(s)");
 }
 
-/// Runs every case of `dir` with every kernel this CPU has; returns how many cases there were.
+/// Runs every case of `dir` with every kernel this CPU has, on one thread and on two; returns
+/// how many cases there were.
 fn run_cases(dir: &Path) -> usize {
     let mut cases = 0;
     for entry in std::fs::read_dir(dir).expect("cases dir") {
@@ -80,7 +90,8 @@ fn run_cases(dir: &Path) -> usize {
         if case.join("expected.json").exists() {
             for kernel in [Kernel::Portable, Kernel::Avx2, Kernel::Avx512] {
                 if kernel.on_this_cpu() == kernel {
-                    run_case(&case, None, kernel);
+                    run_case(&case, None, kernel, 1);
+                    run_case(&case, None, kernel, 2);
                 } else {
                     dynapviz_testkit::note(&format!("this CPU has no {kernel:?} kernel: not tested"));
                 }
@@ -103,7 +114,7 @@ fn binned_mode_reproduces_sinabs_bit_for_bit() {
 fn binned_mode_reproduces_sinabs_from_a_nir_export() {
     let Some(shared) = shared() else { return };
     let nir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/nir/gesture_r50.nir");
-    run_case(&shared.join("fixtures/golden/gesture_r50"), Some(&nir), Kernel::Avx512.on_this_cpu());
+    run_case(&shared.join("fixtures/golden/gesture_r50"), Some(&nir), Kernel::Avx512.on_this_cpu(), 1);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! random networks of every geometry the chip allows and on the sinabs gesture network.
 
 use dynapviz_chip::dvs;
-use dynapviz_chip::{BusyModel, Config, Kernel, Mode, Monitors, OutputDecimator, Simulator, Spike};
+use dynapviz_chip::{BusyModel, Config, Kernel, LayerCounters, Mode, Monitors, OutputDecimator, PowerSample, Simulator, Spike};
 use dynapviz_events::Event;
 use dynapviz_model::convert::{DvsOptions, convert};
 use dynapviz_model::discretize::discretize;
@@ -746,5 +746,81 @@ fn a_stream_gives_the_same_power_samples_and_stops_at_the_first_error() {
         let (result, _, _, asked) = run(None, Some(1));
         assert_eq!(result, Err("sink"), "{threads} thread(s)");
         assert!(asked < 20, "{threads} thread(s): no more input admitted once the sink failed ({asked} chunks asked)");
+    }
+}
+
+/// The binned mode on `threads`, fed `events` whole, in calls of 300, or as a stream in chunks
+/// of 50 to 800: every layer monitored; the spikes, the counters and the power samples.
+fn binned(
+    n: &Network,
+    events: &[Event],
+    bin_us: i64,
+    threads: usize,
+    feed: Option<Feed>,
+) -> (Vec<Spike>, Vec<LayerCounters>, Vec<PowerSample>) {
+    // Two threads from the first event (nothing measured yet: the cut in the middle), as
+    // `simulate_fed` does for the event mode.
+    let config = Config {
+        mode: Mode::Binned { bin_us },
+        monitors: Monitors::of(0..=n.layers.len()),
+        threads,
+        thread_gain: 0.0,
+        parallel_min_events: 0,
+        power_rate_hz: 5000.0,
+        ..Config::default()
+    };
+    let mut sim = Simulator::new(n, config).expect("sim");
+    let (mut out, mut samples) = (Vec::new(), Vec::new());
+    match feed {
+        None => sim.process(events, &mut out),
+        Some(Feed::Calls(len)) => events.chunks(len).for_each(|chunk| sim.process(chunk, &mut out)),
+        Some(Feed::Stream(len)) => {
+            let (mut rest, mut sizes) = (events, (1..=16).cycle());
+            let next = |chunk: &mut Vec<Event>| -> Result<bool, ()> {
+                let (now, after) = rest.split_at((len * sizes.next().unwrap_or(1)).min(rest.len()));
+                (*chunk, rest) = (now.to_vec(), after);
+                Ok(!chunk.is_empty())
+            };
+            let sink = |spikes: &[Spike], power: &[PowerSample]| -> Result<(), ()> {
+                out.extend_from_slice(spikes);
+                samples.extend_from_slice(power);
+                Ok(())
+            };
+            sim.process_stream(next, sink).expect("no errors");
+        }
+    }
+    sim.finish(&mut out);
+    samples.extend(sim.take_power_samples());
+    (out, sim.counters().to_vec(), samples)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// The binned mode on two threads gives what it gives on one: the same spikes in the same
+    /// order, counters and power samples, with biases that charge the neurons through empty
+    /// bins (on some layers, or none), however the input is fed.
+    #[test]
+    fn binned_mode_on_two_threads_equals_one(
+        layers in prop::collection::vec(geometry(), 2..=3),
+        seed in 0u64..10_000,
+        bin_us in prop::sample::select(vec![7i64, 50, 400]),
+        biased in prop::sample::select(vec![0b111u8, 0b001, 0b110, 0]),
+        input in events(24),
+    ) {
+        if let Some(mut n) = network(&layers, 24, seed) {
+            bias(&mut n, seed + 1);
+            for (_, l) in n.layers.iter_mut().enumerate().filter(|(i, _)| biased & 1 << i == 0) {
+                l.quant.as_mut().expect("discretized").bias = None;
+            }
+            let one = binned(&n, &input, bin_us, 1, None);
+            for feed in [None, Some(Feed::Calls(300)), Some(Feed::Stream(50))] {
+                let two = binned(&n, &input, bin_us, 2, feed);
+                prop_assert_eq!(two.0.len(), one.0.len(), "spikes, {:?}", feed);
+                prop_assert!(two.0 == one.0, "spikes differ, {:?}", feed);
+                prop_assert_eq!(&two.1, &one.1, "counters, {:?}", feed);
+                prop_assert_eq!(&two.2, &one.2, "power samples, {:?}", feed);
+            }
+        }
     }
 }

@@ -1,0 +1,230 @@
+//! Binned mode (sinabs' simulation, bit for bit) on two threads: the caller admits the sensor
+//! events and runs the first layers of each bin, a worker the rest, a bin behind. A layer's
+//! result depends only on its input within each bin and on the bins it runs, so each part
+//! runs the bins its own layers would run alone, and the results are those of one thread:
+//!
+//! - The first part runs the bins one thread runs: a bin with input, and after it the empty
+//!   bins up to the first where none of its layers changed (from there on, with no input,
+//!   they stay as they are). It hands each bin to the worker with the input it made for the
+//!   worker's layers.
+//! - The worker runs every bin it is handed, then, where the first part skips empty bins, its
+//!   own empty bins up to the first where none of its layers changed.
+//!
+//! One thread runs empty bins until none of all layers changed: the same bins, as a layer
+//! that changed nothing in an empty bin changes nothing in the next. Spikes leave bin by bin,
+//! and in a bin layer by layer, as on one thread.
+
+use std::sync::mpsc;
+use std::time::Instant;
+
+use crate::cascade::Wiring;
+use crate::layer::{LayerRt, Site};
+use crate::power::{PowerMonitor, PowerSample, Work};
+use crate::sim::{LayerCounters, Spike};
+
+/// A bin's input of one layer: the sites and how many spikes reach each.
+pub(crate) type BinInput = Vec<(Site, i32)>;
+
+/// Bins on their way to the worker at most: bounds the memory when it is the slower part.
+pub(crate) const BINS_IN_FLIGHT: usize = 64;
+
+/// Consecutive layers `first..first + layers.len()` of the binned mode: all of them, or one
+/// part on two threads.
+pub(crate) struct BinLayers<'a> {
+    pub first: usize,
+    pub layers: &'a mut [LayerRt],
+    /// `counters[i]` is layer `first + i`'s.
+    pub counters: &'a mut [LayerCounters],
+    /// The open bin's input of each of these layers.
+    pub inputs: &'a mut [BinInput],
+    /// Nanoseconds each layer took so far, to cut the layers in two where the parts take as
+    /// long.
+    pub spent_ns: &'a mut [u64],
+    pub wiring: &'a Wiring,
+}
+
+impl BinLayers<'_> {
+    /// Whether one of these layers has a bias: only then does an empty bin change anything.
+    pub fn biased(&self) -> bool {
+        self.layers.iter().any(LayerRt::has_bias)
+    }
+
+    /// Ends bin `bin` for these layers: sums each one's input and fires, layer by layer.
+    /// Monitored spikes go to `out`; spikes for the layers after these to `beyond` (`beyond[j]`
+    /// is layer `first + layers.len() + j`'s input). Adds the work to `work`. Returns whether
+    /// anything happened: input, a spike or a changed potential.
+    pub fn run(&mut self, bin: i64, bin_us: i64, out: &mut Vec<Spike>, beyond: &mut [BinInput], work: &mut Work) -> bool {
+        #[cfg(x86_kernels)]
+        if self.wiring.kernel >= crate::lanes::Kernel::Avx2 {
+            // SAFETY: the CPU has AVX2: the wiring's kernel is one it has.
+            return unsafe { self.run_avx2(bin, bin_us, out, beyond, work) };
+        }
+        self.run_with(bin, bin_us, out, beyond, work)
+    }
+
+    /// The bin compiled for AVX2, so that the sums over output channels take 8 lanes at once.
+    #[cfg(x86_kernels)]
+    #[target_feature(enable = "avx2")]
+    fn run_avx2(&mut self, bin: i64, bin_us: i64, out: &mut Vec<Spike>, beyond: &mut [BinInput], work: &mut Work) -> bool {
+        self.run_with(bin, bin_us, out, beyond, work)
+    }
+
+    #[inline(always)]
+    fn run_with(&mut self, bin: i64, bin_us: i64, out: &mut Vec<Spike>, beyond: &mut [BinInput], work: &mut Work) -> bool {
+        let t = bin * bin_us;
+        let end = self.first + self.layers.len();
+        let mut happened = false;
+        for i in 0..self.layers.len() {
+            let started = Instant::now();
+            let li = self.first + i;
+            let queue = std::mem::take(&mut self.inputs[i]);
+            happened |= !queue.is_empty();
+            let layer = &mut self.layers[i];
+            let c = &mut self.counters[i];
+            let mut bin_ops = 0;
+            for &(s, n) in &queue {
+                c.input_events += n as u64;
+                bin_ops += layer.accumulate(usize::from(s.c), usize::from(s.y), usize::from(s.x), n);
+            }
+            c.synaptic_ops += bin_ops;
+            work.synops += bin_ops;
+            layer.peak.add_spread(t.saturating_mul(1000), bin_us.saturating_mul(1000), bin_ops);
+            c.peak_synops_per_ms = layer.peak.most();
+            let monitored = self.wiring.monitored[li + 1];
+            let (dests, repools) = (&self.wiring.destinations[li], &self.wiring.repools[li]);
+            let (inputs, first) = (&mut *self.inputs, self.first);
+            let (mut spikes, mut after_pool) = (0u64, 0u64);
+            happened |= layer.fire_binned(|site, n| {
+                spikes += n as u64;
+                if let Some(site) = site {
+                    after_pool += n as u64;
+                    if monitored {
+                        out.extend((0..n).map(|_| Spike { t, layer: (li + 1) as u16, c: site.c, y: site.y, x: site.x }));
+                    }
+                    for (&d, repool) in dests.iter().zip(repools) {
+                        let input = if d < end { &mut inputs[d - first] } else { &mut beyond[d - end] };
+                        match repool {
+                            None => input.push((site, n)),
+                            Some(r) => input.extend(r.site(site).map(|s| (s, n))),
+                        }
+                    }
+                }
+            });
+            happened |= spikes > 0;
+            c.spikes += spikes;
+            c.spikes_after_pool += after_pool;
+            work.spikes += spikes;
+            if monitored {
+                work.output_events += after_pool;
+            }
+            // Keep the allocation (layers only send to later layers: it is still empty).
+            let mut queue = queue;
+            queue.clear();
+            if self.inputs[i].is_empty() {
+                self.inputs[i] = queue;
+            }
+            self.spent_ns[i] += started.elapsed().as_nanos() as u64;
+        }
+        happened
+    }
+}
+
+/// Where to cut `spent_ns` (per layer) in two so that the slower part, the first with
+/// `admission_ns` besides, takes least; `None` when no cut makes that a fraction `gain`
+/// faster than one thread (see [`crate::Config::thread_gain`]). A `gain` of 0 takes a cut
+/// always, in the middle when nothing was measured.
+pub(crate) fn best_cut(spent_ns: &[u64], admission_ns: u64, gain: f64) -> Option<usize> {
+    let total: u64 = spent_ns.iter().sum::<u64>() + admission_ns;
+    if gain == 0.0 && total == 0 {
+        return (spent_ns.len() >= 2).then_some(spent_ns.len() / 2);
+    }
+    let mut before = admission_ns;
+    let mut best: Option<(u64, usize)> = None;
+    for cut in 1..spent_ns.len() {
+        before += spent_ns[cut - 1];
+        let slower = before.max(total - before);
+        if best.is_none_or(|(b, _)| slower < b) {
+            best = Some((slower, cut));
+        }
+    }
+    best.filter(|&(slower, _)| slower as f64 <= total as f64 * (1.0 - gain)).map(|(_, cut)| cut)
+}
+
+/// One bin the first part ran, on its way to the worker.
+#[derive(Default)]
+pub(crate) struct Handed {
+    pub bin: i64,
+    /// The monitored spikes of the sensor events of the bin (they come before the layers').
+    pub sensor: Vec<Spike>,
+    /// The monitored spikes of the first part's layers.
+    pub spikes: Vec<Spike>,
+    /// The bin's input of each of the worker's layers.
+    pub inputs: Vec<BinInput>,
+    /// The first part's work.
+    pub work: Work,
+    /// The bin the first part opened when it ended this one, after its empty bins: the worker
+    /// runs its own empty bins up to it after this one. `None` for a bin with more after it.
+    pub then_open: Option<i64>,
+}
+
+impl Handed {
+    /// Empties it for the next bin, keeping its memory.
+    pub fn clear(&mut self) {
+        self.sensor.clear();
+        self.spikes.clear();
+        self.inputs.iter_mut().for_each(Vec::clear);
+        self.work = Work::default();
+        self.then_open = None;
+    }
+}
+
+/// What the worker sends back: a handed bin (to be used again), and the monitored spikes and
+/// power samples in order.
+pub(crate) struct Done {
+    pub handed: Handed,
+    pub spikes: Vec<Spike>,
+    pub samples: Vec<PowerSample>,
+}
+
+/// The worker's part: its layers and the power monitor (the last to see a bin's work).
+pub(crate) struct Worker<'a> {
+    pub layers: BinLayers<'a>,
+    pub power: &'a mut PowerMonitor,
+    pub bin_us: i64,
+    /// The last bin it ran, and whether its layers changed nothing then.
+    pub last: Option<(i64, bool)>,
+}
+
+impl Worker<'_> {
+    /// Runs the bins handed to it until the channel closes, sending each back with what it
+    /// made.
+    pub fn serve(mut self, from: mpsc::Receiver<Handed>, back: mpsc::Sender<Done>) {
+        let biased = self.layers.biased();
+        for mut handed in from {
+            let (mut spikes, mut samples) = (Vec::new(), Vec::new());
+            spikes.append(&mut handed.sensor);
+            spikes.append(&mut handed.spikes);
+            for (input, from) in self.layers.inputs.iter_mut().zip(&mut handed.inputs) {
+                // Emptied by the last bin: the memory changes hands, nothing is copied.
+                std::mem::swap(input, from);
+            }
+            let mut work = handed.work;
+            self.bin(handed.bin, &mut spikes, &mut samples, &mut work);
+            if let Some(open) = handed.then_open.filter(|_| biased) {
+                while let Some((last, false)) = self.last.filter(|&(last, _)| last + 1 < open) {
+                    self.bin(last + 1, &mut spikes, &mut samples, &mut Work::default());
+                }
+            }
+            if back.send(Done { handed, spikes, samples }).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Runs bin `bin` through its layers with `work` from before them.
+    fn bin(&mut self, bin: i64, spikes: &mut Vec<Spike>, samples: &mut Vec<PowerSample>, work: &mut Work) {
+        let happened = self.layers.run(bin, self.bin_us, spikes, &mut [], work);
+        self.power.add(bin * self.bin_us, *work, samples);
+        self.last = Some((bin, !happened));
+    }
+}
