@@ -18,15 +18,17 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use crate::cascade::Wiring;
+use crate::dvs::Front;
 use crate::layer::{LayerRt, Site};
 use crate::power::{PowerMonitor, PowerSample, Work};
-use crate::sim::{LayerCounters, Spike};
+use crate::sim::{LayerCounters, Spike, first_bin};
+use crate::stages::{Events, PIECE_EVENTS};
 
 /// A bin's input of one layer: the sites and how many spikes reach each.
 pub(crate) type BinInput = Vec<(Site, i32)>;
 
 /// Bins on their way to the worker at most: bounds the memory when it is the slower part.
-pub(crate) const BINS_IN_FLIGHT: usize = 64;
+const BINS_IN_FLIGHT: usize = 64;
 
 /// Consecutive layers `first..first + layers.len()` of the binned mode: all of them, or one
 /// part on two threads.
@@ -132,11 +134,11 @@ impl BinLayers<'_> {
 /// Where to cut `spent_ns` (per layer) in two so that the slower part, the first with
 /// `admission_ns` besides, takes least; `None` when no cut makes that a fraction `gain`
 /// faster than one thread (see [`crate::Config::thread_gain`]). A `gain` of 0 takes a cut
-/// always, in the middle when nothing was measured.
+/// always, after the first layer when nothing was measured.
 pub(crate) fn best_cut(spent_ns: &[u64], admission_ns: u64, gain: f64) -> Option<usize> {
     let total: u64 = spent_ns.iter().sum::<u64>() + admission_ns;
     if gain == 0.0 && total == 0 {
-        return (spent_ns.len() >= 2).then_some(spent_ns.len() / 2);
+        return (spent_ns.len() >= 2).then_some(1);
     }
     let mut before = admission_ns;
     let mut best: Option<(u64, usize)> = None;
@@ -152,24 +154,25 @@ pub(crate) fn best_cut(spent_ns: &[u64], admission_ns: u64, gain: f64) -> Option
 
 /// One bin the first part ran, on its way to the worker.
 #[derive(Default)]
-pub(crate) struct Handed {
-    pub bin: i64,
-    /// The monitored spikes of the sensor events of the bin (they come before the layers').
-    pub sensor: Vec<Spike>,
+struct Handed {
+    bin: i64,
+    /// The monitored spikes of the sensor events admitted while the bin was open (the first
+    /// of the next bin's included, as on one thread): they come before the layers'.
+    sensor: Vec<Spike>,
     /// The monitored spikes of the first part's layers.
-    pub spikes: Vec<Spike>,
+    spikes: Vec<Spike>,
     /// The bin's input of each of the worker's layers.
-    pub inputs: Vec<BinInput>,
+    inputs: Vec<BinInput>,
     /// The first part's work.
-    pub work: Work,
+    work: Work,
     /// The bin the first part opened when it ended this one, after its empty bins: the worker
     /// runs its own empty bins up to it after this one. `None` for a bin with more after it.
-    pub then_open: Option<i64>,
+    then_open: Option<i64>,
 }
 
 impl Handed {
     /// Empties it for the next bin, keeping its memory.
-    pub fn clear(&mut self) {
+    fn clear(&mut self) {
         self.sensor.clear();
         self.spikes.clear();
         self.inputs.iter_mut().for_each(Vec::clear);
@@ -180,25 +183,29 @@ impl Handed {
 
 /// What the worker sends back: a handed bin (to be used again), and the monitored spikes and
 /// power samples in order.
-pub(crate) struct Done {
-    pub handed: Handed,
-    pub spikes: Vec<Spike>,
-    pub samples: Vec<PowerSample>,
+struct Done {
+    handed: Handed,
+    spikes: Vec<Spike>,
+    samples: Vec<PowerSample>,
 }
 
 /// The worker's part: its layers and the power monitor (the last to see a bin's work).
 pub(crate) struct Worker<'a> {
-    pub layers: BinLayers<'a>,
-    pub power: &'a mut PowerMonitor,
-    pub bin_us: i64,
+    layers: BinLayers<'a>,
+    power: &'a mut PowerMonitor,
+    bin_us: i64,
     /// The last bin it ran, and whether its layers changed nothing then.
-    pub last: Option<(i64, bool)>,
+    last: Option<(i64, bool)>,
 }
 
-impl Worker<'_> {
+impl<'a> Worker<'a> {
+    pub fn new(layers: BinLayers<'a>, power: &'a mut PowerMonitor, bin_us: i64) -> Self {
+        Self { layers, power, bin_us, last: None }
+    }
+
     /// Runs the bins handed to it until the channel closes, sending each back with what it
     /// made.
-    pub fn serve(mut self, from: mpsc::Receiver<Handed>, back: mpsc::Sender<Done>) {
+    fn serve(mut self, from: mpsc::Receiver<Handed>, back: mpsc::Sender<Done>) {
         let biased = self.layers.biased();
         for mut handed in from {
             let (mut spikes, mut samples) = (Vec::new(), Vec::new());
@@ -227,4 +234,142 @@ impl Worker<'_> {
         self.power.add(bin * self.bin_us, *work, samples);
         self.last = Some((bin, !happened));
     }
+}
+
+/// What the caller's part needs to admit the sensor events into the open bin.
+pub(crate) struct Admission<'a> {
+    pub front: &'a mut Front,
+    pub dvs_counters: &'a mut LayerCounters,
+    /// The open bin (the simulator's, kept between calls).
+    pub open: &'a mut Option<i64>,
+    pub bin_us: i64,
+}
+
+/// The caller's part: admits the sensor events into the open bin; when a bin ends, runs the
+/// first layers on it and the empty bins after it, and hands each to the worker.
+pub(crate) struct Caller<'a> {
+    layers: BinLayers<'a>,
+    /// The open bin's input of the worker's layers (from the DVS layer).
+    worker_inputs: &'a mut [BinInput],
+    admission: Admission<'a>,
+    /// The monitored spikes of the sensor events admitted since the last bin ended.
+    sensor: Vec<Spike>,
+    /// Bins the worker sent back, to be handed again.
+    spare: Vec<Handed>,
+}
+
+impl<'a> Caller<'a> {
+    pub fn new(layers: BinLayers<'a>, worker_inputs: &'a mut [BinInput], admission: Admission<'a>) -> Self {
+        Self { layers, worker_inputs, admission, sensor: Vec::new(), spare: Vec::new() }
+    }
+
+    /// Admits `e`, after handing the bins that end before it; says whether it handed any,
+    /// `None` once the worker is gone.
+    fn admit(&mut self, e: &dynapviz_events::Event, to_worker: &mpsc::SyncSender<Handed>) -> Option<bool> {
+        let Admission { front, dvs_counters, open, bin_us } = &mut self.admission;
+        let Some((t, site)) = front.admit(e, true, dvs_counters) else { return Some(false) };
+        let wiring = self.layers.wiring;
+        if wiring.monitored[0] {
+            self.sensor.push(Spike { t, layer: 0, c: site.c, y: site.y, x: site.x });
+        }
+        let b = t.div_euclid(*bin_us);
+        let cur = *open.get_or_insert_with(|| first_bin(t, *bin_us));
+        let handed = b > cur;
+        if handed {
+            **open = Some(b);
+            if !self.hand(cur, b, to_worker) {
+                return None;
+            }
+        }
+        let end = self.layers.layers.len();
+        self.layers.inputs[0].push((site, 1));
+        for &d in &wiring.destinations[wiring.destinations.len() - 1] {
+            let input = if d < end { &mut self.layers.inputs[d] } else { &mut self.worker_inputs[d - end] };
+            input.push((site, 1));
+        }
+        Some(handed)
+    }
+
+    /// Ends bin `cur` of the first part, and the empty bins after it that change one of its
+    /// layers, up to `open`; hands each to the worker.
+    fn hand(&mut self, cur: i64, open: i64, to_worker: &mpsc::SyncSender<Handed>) -> bool {
+        let (biased, bin_us) = (self.layers.biased(), self.admission.bin_us);
+        let mut bin = cur;
+        loop {
+            let mut h = self.spare.pop().unwrap_or_default();
+            h.inputs.resize_with(self.worker_inputs.len(), Vec::new);
+            h.bin = bin;
+            if bin == cur {
+                std::mem::swap(&mut h.sensor, &mut self.sensor);
+                // `h`'s inputs are empty: the memory changes hands.
+                for (to, from) in h.inputs.iter_mut().zip(self.worker_inputs.iter_mut()) {
+                    std::mem::swap(to, from);
+                }
+            }
+            h.work.sensor_events = self.layers.inputs[0].len() as u64;
+            let happened = self.layers.run(bin, bin_us, &mut h.spikes, &mut h.inputs, &mut h.work);
+            // One thread runs the empty bins after a bin until one changes nothing.
+            let last = !(biased && (happened || bin == cur) && bin + 1 < open);
+            h.then_open = last.then_some(open);
+            if to_worker.send(h).is_err() {
+                return false;
+            }
+            if last {
+                return true;
+            }
+            bin += 1;
+        }
+    }
+}
+
+/// Runs `events` on the two parts, the worker on a thread of its own; `deliver` takes the
+/// monitored spikes in the order of one thread, and the power samples (the caller's
+/// `samples`, where they are left), and says whether to go on.
+pub(crate) fn run(
+    mut caller: Caller<'_>,
+    worker: Worker<'_>,
+    events: &mut dyn Events,
+    samples: &mut Vec<PowerSample>,
+    mut deliver: impl FnMut(&mut Vec<Spike>, &mut Vec<PowerSample>) -> bool,
+) {
+    std::thread::scope(|scope| {
+        let (to_worker, handed) = mpsc::sync_channel::<Handed>(BINS_IN_FLIGHT);
+        let (to_caller, done) = mpsc::channel::<Done>();
+        scope.spawn(move || worker.serve(handed, to_caller));
+        // Takes back what the worker finished (all of it, waiting, with `wait`).
+        let mut take_back = |spare: &mut Vec<Handed>, wait: bool| {
+            let next = |wait| if wait { done.recv().ok() } else { done.try_recv().ok() };
+            while let Some(Done { mut handed, mut spikes, samples: mut made }) = next(wait) {
+                handed.clear();
+                spare.push(handed);
+                samples.append(&mut made);
+                if !deliver(&mut spikes, samples) {
+                    return false;
+                }
+            }
+            true
+        };
+        let mut go_on = true;
+        while go_on {
+            let piece = events.next_piece(PIECE_EVENTS);
+            if piece.is_empty() {
+                break;
+            }
+            for e in piece {
+                go_on = match caller.admit(e, &to_worker) {
+                    Some(true) => take_back(&mut caller.spare, false),
+                    Some(false) => true,
+                    None => false,
+                };
+                if !go_on {
+                    break;
+                }
+            }
+        }
+        drop(to_worker);
+        if go_on && take_back(&mut caller.spare, true) {
+            // The sensor events of the open bin, as one thread gives them before its end.
+            deliver(&mut caller.sensor, samples);
+        }
+    });
 }

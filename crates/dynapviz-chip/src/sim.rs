@@ -12,7 +12,7 @@ use dynapviz_model::Network;
 use serde::Serialize;
 
 use crate::batch::Batch;
-use crate::binned::{BinInput, BinLayers, Done, Handed, Worker};
+use crate::binned::{Admission, BinInput, BinLayers, Caller, Worker};
 use crate::cascade::{Cascade, Queue, Repool, Wiring};
 use crate::decimator::{Decimator, OutputDecimator};
 use crate::dvs::Front;
@@ -114,7 +114,8 @@ pub struct Config {
     pub power_rails: usize,
     /// Threads: with 2 or more, the layers are cut into as many runs that work as a pipeline,
     /// with identical results (not with a leak that has a bias to add, which touches every
-    /// layer between two events; the binned mode into two at most, see [`crate::binned`]).
+    /// layer between two events; the binned mode into two at most: a bin's first layers on
+    /// the caller's thread, the rest on a worker's, a bin behind).
     pub threads: usize,
     /// How much faster (a fraction) the slowest run of layers must get for the pipeline to take
     /// one more of its threads: past the heaviest layer alone more threads only spin. 0 takes
@@ -851,115 +852,24 @@ impl Simulator {
             self.bin_spent_ns.iter().map(|&ns| (ns / 10_000) as f64 / 100.0).collect::<Vec<_>>()
         );
         let Self { front, layers, wiring, counters, power, power_samples, bin_input, bin_spent_ns, bin, .. } = self;
-        let n = layers.len();
-        let (b_layers_first, rest) = (cut, n - cut);
         let (a_layers, b_layers) = layers.split_at_mut(cut);
         let Some((dvs_counters, layer_counters)) = counters.split_first_mut() else { return };
         let (a_counters, b_counters) = layer_counters.split_at_mut(cut);
-        // The open bin's input of the worker's layers (from the DVS layer) stays here until
-        // the bin ends; the worker sums its bins in its own.
+        // The open bin's input of the worker's layers (from the DVS layer) stays with the
+        // caller until the bin ends; the worker sums its bins in its own.
         let (a_inputs, b_open) = bin_input.split_at_mut(cut);
         let (a_spent, b_spent) = bin_spent_ns.split_at_mut(cut);
-        let mut b_inputs = vec![BinInput::new(); rest];
-        let wiring = &*wiring;
-        let dvs_destinations = &wiring.destinations[n];
-        std::thread::scope(|scope| {
-            let (to_worker, handed) = std::sync::mpsc::sync_channel::<Handed>(crate::binned::BINS_IN_FLIGHT);
-            let (to_caller, done) = std::sync::mpsc::channel::<Done>();
-            let worker = Worker {
-                layers: BinLayers {
-                    first: b_layers_first,
-                    layers: b_layers,
-                    counters: b_counters,
-                    inputs: &mut b_inputs,
-                    spent_ns: b_spent,
-                    wiring,
-                },
-                power,
-                bin_us,
-                last: None,
-            };
-            scope.spawn(move || worker.serve(handed, to_caller));
-            let mut first = BinLayers { first: 0, layers: a_layers, counters: a_counters, inputs: a_inputs, spent_ns: a_spent, wiring };
-            let biased = first.biased();
-            let (mut spare, mut sensor) = (Vec::<Handed>::new(), Vec::new());
-            // Takes back what the worker finished (all of it, waiting, with `wait`).
-            let mut take_back = |spare: &mut Vec<Handed>, wait: bool| {
-                let next = |wait| if wait { done.recv().ok() } else { done.try_recv().ok() };
-                while let Some(Done { mut handed, mut spikes, mut samples }) = next(wait) {
-                    handed.clear();
-                    spare.push(handed);
-                    power_samples.append(&mut samples);
-                    if !deliver(&mut spikes, power_samples) {
-                        return false;
-                    }
-                }
-                true
-            };
-            // Ends bin `cur` of the first part and the empty bins after it, up to `open`.
-            let hand = |first: &mut BinLayers<'_>,
-                        b_open: &mut [BinInput],
-                        spare: &mut Vec<Handed>,
-                        sensor: &mut Vec<Spike>,
-                        cur: i64,
-                        open: i64| {
-                let mut bin = cur;
-                loop {
-                    let mut h = spare.pop().unwrap_or_default();
-                    h.inputs.resize_with(rest, Vec::new);
-                    h.bin = bin;
-                    if bin == cur {
-                        std::mem::swap(&mut h.sensor, sensor);
-                        // `h`'s inputs are empty: the memory changes hands.
-                        for (to, from) in h.inputs.iter_mut().zip(b_open.iter_mut()) {
-                            std::mem::swap(to, from);
-                        }
-                    }
-                    h.work.sensor_events = first.inputs[0].len() as u64;
-                    let happened = first.run(bin, bin_us, &mut h.spikes, &mut h.inputs, &mut h.work);
-                    let last = !(biased && (happened || bin == cur) && bin + 1 < open);
-                    h.then_open = last.then_some(open);
-                    if to_worker.send(h).is_err() {
-                        return false;
-                    }
-                    if last {
-                        return true;
-                    }
-                    bin += 1;
-                }
-            };
-            let mut go_on = true;
-            while go_on {
-                let piece = events.next_piece(stages::PIECE_EVENTS);
-                if piece.is_empty() {
-                    break;
-                }
-                for e in piece {
-                    let Some((t, site)) = front.admit(e, true, dvs_counters) else { continue };
-                    if wiring.monitored[0] {
-                        sensor.push(Spike { t, layer: 0, c: site.c, y: site.y, x: site.x });
-                    }
-                    let b = t.div_euclid(bin_us);
-                    let cur = *bin.get_or_insert_with(|| first_bin(t, bin_us));
-                    if b > cur {
-                        go_on = hand(&mut first, b_open, &mut spare, &mut sensor, cur, b) && take_back(&mut spare, false);
-                        *bin = Some(b);
-                    }
-                    first.inputs[0].push((site, 1));
-                    for &d in dvs_destinations {
-                        let input = if d < cut { &mut first.inputs[d] } else { &mut b_open[d - cut] };
-                        input.push((site, 1));
-                    }
-                    if !go_on {
-                        break;
-                    }
-                }
-            }
-            drop(to_worker);
-            if go_on && take_back(&mut spare, true) {
-                // The open bin's sensor events, as one thread gives them before its end.
-                deliver(&mut sensor, power_samples);
-            }
-        });
+        let mut b_inputs = vec![BinInput::new(); b_open.len()];
+        let caller = Caller::new(
+            BinLayers { first: 0, layers: a_layers, counters: a_counters, inputs: a_inputs, spent_ns: a_spent, wiring },
+            b_open,
+            Admission { front, dvs_counters, open: bin, bin_us },
+        );
+        let worker = Worker::new(
+            BinLayers { first: cut, layers: b_layers, counters: b_counters, inputs: &mut b_inputs, spent_ns: b_spent, wiring },
+            power,
+            bin_us,
+        );
+        crate::binned::run(caller, worker, events, power_samples, deliver);
     }
 }

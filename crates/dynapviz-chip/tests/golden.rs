@@ -38,7 +38,8 @@ fn run_case(case: &Path, model: Option<&Path>, kernel: Kernel, threads: usize) {
     let events = dynapviz_events::read_all(reader.as_mut()).expect("events");
     assert_eq!(events.len() as u64, expected["input_events"].as_u64().expect("n"));
     let n = net.layers.len();
-    // On two threads from the first event (see `Config::thread_gain`).
+    // On two threads from the first event (see `Config::thread_gain`): cut after the first
+    // layer, and in the second half where the layers' times measured in the first say.
     let config = Config {
         mode: Mode::Binned { bin_us },
         monitors: Monitors::of([n]),
@@ -51,7 +52,9 @@ fn run_case(case: &Path, model: Option<&Path>, kernel: Kernel, threads: usize) {
     let mut sim = Simulator::new(&net, config).expect("sim");
     assert_eq!(sim.kernel(), kernel);
     let mut out = Vec::new();
-    sim.process(&events, &mut out);
+    let (early, late) = events.split_at(events.len() / 2);
+    sim.process(early, &mut out);
+    sim.process(late, &mut out);
     sim.finish(&mut out);
     let counters = sim.counters();
     for l in expected["layers"].as_array().expect("layers") {

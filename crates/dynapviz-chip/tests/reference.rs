@@ -758,8 +758,8 @@ fn binned(
     threads: usize,
     feed: Option<Feed>,
 ) -> (Vec<Spike>, Vec<LayerCounters>, Vec<PowerSample>) {
-    // Two threads from the first event (nothing measured yet: the cut in the middle), as
-    // `simulate_fed` does for the event mode.
+    // Two threads from the first event (nothing measured yet: the cut after the first layer,
+    // later where the measured times say), as `simulate_fed` does for the event mode.
     let config = Config {
         mode: Mode::Binned { bin_us },
         monitors: Monitors::of(0..=n.layers.len()),
