@@ -154,7 +154,7 @@ pub(crate) fn best_cut(spent_ns: &[u64], admission_ns: u64, gain: f64) -> Option
 
 /// One bin the first part ran, on its way to the worker.
 #[derive(Default)]
-struct Handed {
+pub(crate) struct Handed {
     bin: i64,
     /// The monitored spikes of the sensor events admitted while the bin was open (the first
     /// of the next bin's included, as on one thread): they come before the layers'.
@@ -168,6 +168,8 @@ struct Handed {
     /// The bin the first part opened when it ended this one, after its empty bins: the worker
     /// runs its own empty bins up to it after this one. `None` for a bin with more after it.
     then_open: Option<i64>,
+    /// Room for the power samples the worker makes, kept from bin to bin.
+    samples: Vec<PowerSample>,
 }
 
 impl Handed {
@@ -178,11 +180,12 @@ impl Handed {
         self.inputs.iter_mut().for_each(Vec::clear);
         self.work = Work::default();
         self.then_open = None;
+        self.samples.clear();
     }
 }
 
 /// What the worker sends back: a handed bin (to be used again), and the monitored spikes and
-/// power samples in order.
+/// power samples in order (in the memory of the bin's, which goes back with it).
 struct Done {
     handed: Handed,
     spikes: Vec<Spike>,
@@ -208,8 +211,7 @@ impl<'a> Worker<'a> {
     fn serve(mut self, from: mpsc::Receiver<Handed>, back: mpsc::Sender<Done>) {
         let biased = self.layers.biased();
         for mut handed in from {
-            let (mut spikes, mut samples) = (Vec::new(), Vec::new());
-            spikes.append(&mut handed.sensor);
+            let (mut spikes, mut samples) = (std::mem::take(&mut handed.sensor), std::mem::take(&mut handed.samples));
             spikes.append(&mut handed.spikes);
             for (input, from) in self.layers.inputs.iter_mut().zip(&mut handed.inputs) {
                 // Emptied by the last bin: the memory changes hands, nothing is copied.
@@ -236,6 +238,22 @@ impl<'a> Worker<'a> {
     }
 }
 
+/// Memory of the two threads, kept between calls so that a warm simulator allocates nothing
+/// per bin: bins to hand, and the worker's inputs.
+#[derive(Default)]
+pub(crate) struct Buffers {
+    spare: Vec<Handed>,
+    worker_inputs: Vec<BinInput>,
+}
+
+impl Buffers {
+    /// The bins to hand, and the inputs of a worker that runs `layers` layers.
+    pub fn parts(&mut self, layers: usize) -> (&mut Vec<Handed>, &mut [BinInput]) {
+        self.worker_inputs.resize_with(layers, Vec::new);
+        (&mut self.spare, &mut self.worker_inputs)
+    }
+}
+
 /// What the caller's part needs to admit the sensor events into the open bin.
 pub(crate) struct Admission<'a> {
     pub front: &'a mut Front,
@@ -255,12 +273,12 @@ pub(crate) struct Caller<'a> {
     /// The monitored spikes of the sensor events admitted since the last bin ended.
     sensor: Vec<Spike>,
     /// Bins the worker sent back, to be handed again.
-    spare: Vec<Handed>,
+    spare: &'a mut Vec<Handed>,
 }
 
 impl<'a> Caller<'a> {
-    pub fn new(layers: BinLayers<'a>, worker_inputs: &'a mut [BinInput], admission: Admission<'a>) -> Self {
-        Self { layers, worker_inputs, admission, sensor: Vec::new(), spare: Vec::new() }
+    pub fn new(layers: BinLayers<'a>, worker_inputs: &'a mut [BinInput], admission: Admission<'a>, spare: &'a mut Vec<Handed>) -> Self {
+        Self { layers, worker_inputs, admission, sensor: Vec::new(), spare }
     }
 
     /// Admits `e`, after handing the bins that end before it; says whether it handed any,
@@ -340,10 +358,12 @@ pub(crate) fn run(
         let mut take_back = |spare: &mut Vec<Handed>, wait: bool| {
             let next = |wait| if wait { done.recv().ok() } else { done.try_recv().ok() };
             while let Some(Done { mut handed, mut spikes, samples: mut made }) = next(wait) {
+                samples.append(&mut made);
+                let go_on = deliver(&mut spikes, samples);
+                (handed.sensor, handed.samples) = (spikes, made);
                 handed.clear();
                 spare.push(handed);
-                samples.append(&mut made);
-                if !deliver(&mut spikes, samples) {
+                if !go_on {
                     return false;
                 }
             }
@@ -357,7 +377,7 @@ pub(crate) fn run(
             }
             for e in piece {
                 go_on = match caller.admit(e, &to_worker) {
-                    Some(true) => take_back(&mut caller.spare, false),
+                    Some(true) => take_back(caller.spare, false),
                     Some(false) => true,
                     None => false,
                 };
@@ -367,7 +387,7 @@ pub(crate) fn run(
             }
         }
         drop(to_worker);
-        if go_on && take_back(&mut caller.spare, true) {
+        if go_on && take_back(caller.spare, true) {
             // The sensor events of the open bin, as one thread gives them before its end.
             deliver(&mut caller.sensor, samples);
         }

@@ -361,6 +361,8 @@ pub struct Simulator {
     bin_spent_ns: Vec<u64>,
     bin_admission_ns: u64,
     bin_measured_events: usize,
+    /// Binned mode on two threads: their memory, kept between calls.
+    bin_buffers: crate::binned::Buffers,
     busy_until_ns: Vec<f64>,
     /// Buffers of the one-thread event mode, kept between calls.
     batch: Batch,
@@ -442,6 +444,7 @@ impl Simulator {
             bin_spent_ns: vec![0; n],
             bin_admission_ns: 0,
             bin_measured_events: 0,
+            bin_buffers: crate::binned::Buffers::default(),
             busy_until_ns: vec![0.0; n],
             batch: Batch::default(),
             fired: Vec::new(),
@@ -851,7 +854,7 @@ impl Simulator {
             "binned mode on two threads: the caller runs layers 1..={cut}; ms per layer so far: {:?}",
             self.bin_spent_ns.iter().map(|&ns| (ns / 10_000) as f64 / 100.0).collect::<Vec<_>>()
         );
-        let Self { front, layers, wiring, counters, power, power_samples, bin_input, bin_spent_ns, bin, .. } = self;
+        let Self { front, layers, wiring, counters, power, power_samples, bin_input, bin_spent_ns, bin, bin_buffers, .. } = self;
         let (a_layers, b_layers) = layers.split_at_mut(cut);
         let Some((dvs_counters, layer_counters)) = counters.split_first_mut() else { return };
         let (a_counters, b_counters) = layer_counters.split_at_mut(cut);
@@ -859,14 +862,15 @@ impl Simulator {
         // caller until the bin ends; the worker sums its bins in its own.
         let (a_inputs, b_open) = bin_input.split_at_mut(cut);
         let (a_spent, b_spent) = bin_spent_ns.split_at_mut(cut);
-        let mut b_inputs = vec![BinInput::new(); b_open.len()];
+        let (spare, b_inputs) = bin_buffers.parts(b_open.len());
         let caller = Caller::new(
             BinLayers { first: 0, layers: a_layers, counters: a_counters, inputs: a_inputs, spent_ns: a_spent, wiring },
             b_open,
             Admission { front, dvs_counters, open: bin, bin_us },
+            spare,
         );
         let worker = Worker::new(
-            BinLayers { first: cut, layers: b_layers, counters: b_counters, inputs: &mut b_inputs, spent_ns: b_spent, wiring },
+            BinLayers { first: cut, layers: b_layers, counters: b_counters, inputs: b_inputs, spent_ns: b_spent, wiring },
             power,
             bin_us,
         );

@@ -76,7 +76,7 @@ fn events(t0: i64, n: usize) -> Vec<Event> {
 fn a_warm_simulator_allocates_nothing_per_event() {
     let net = network();
     const CALL: usize = 40_000;
-    for (mode, threads) in [(Mode::Event, 1), (Mode::Event, 2), (Mode::Binned { bin_us: 1000 }, 1)] {
+    for (mode, threads) in [(Mode::Event, 1), (Mode::Event, 2), (Mode::Binned { bin_us: 1000 }, 1), (Mode::Binned { bin_us: 1000 }, 2)] {
         let config = Config { mode, monitors: Monitors::of([0, 1, 2]), threads, ..Config::default() };
         let mut sim = Simulator::new(&net, config).expect("sim");
         let mut out = Vec::new();
