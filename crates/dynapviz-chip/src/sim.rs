@@ -820,7 +820,7 @@ impl Simulator {
 
     /// Binned mode on two threads (see [`crate::binned`]): the caller admits the sensor
     /// events and runs the layers before a cut, a worker those after it. Measures the layers
-    /// on one thread first, and stays on one where no cut would make it faster. `deliver`
+    /// on one thread first, and stays on one while no cut would make it faster. `deliver`
     /// takes the monitored spikes, in the order of one thread, and the power samples, and
     /// says whether to go on.
     fn process_binned_stages(
@@ -830,22 +830,21 @@ impl Simulator {
         mut deliver: impl FnMut(&mut Vec<Spike>, &mut Vec<PowerSample>) -> bool,
     ) {
         let mut out = Vec::new();
-        let mut serial = |sim: &mut Self, piece: &[Event], out: &mut Vec<Spike>| {
-            sim.process_serial(piece, out, &mut |_, _| true);
-            deliver(out, &mut sim.power_samples)
-        };
-        while self.bin_measured_events < BIN_MEASURE_EVENTS.min(self.config.parallel_min_events) {
+        // One thread, piece by piece, until enough is measured and a cut makes it faster.
+        let cut = loop {
+            let measured = self.bin_measured_events >= BIN_MEASURE_EVENTS.min(self.config.parallel_min_events);
+            if let Some(cut) =
+                crate::binned::best_cut(&self.bin_spent_ns, self.bin_admission_ns, self.config.thread_gain).filter(|_| measured)
+            {
+                break cut;
+            }
             let piece = events.next_piece(stages::PIECE_EVENTS);
-            if piece.is_empty() || !serial(self, piece, &mut out) {
+            if piece.is_empty() {
                 return;
             }
-        }
-        let Some(cut) = crate::binned::best_cut(&self.bin_spent_ns, self.bin_admission_ns, self.config.thread_gain) else {
-            loop {
-                let piece = events.next_piece(stages::PIECE_EVENTS);
-                if piece.is_empty() || !serial(self, piece, &mut out) {
-                    return;
-                }
+            self.process_serial(piece, &mut out, &mut |_, _| true);
+            if !deliver(&mut out, &mut self.power_samples) {
+                return;
             }
         };
         tracing::debug!(

@@ -252,25 +252,35 @@ fn simulate_fed(n: &Network, events: &[Event], threads: usize, kernel: Kernel, f
         ..Config::default()
     };
     let mut sim = Simulator::new(n, config).expect("sim");
-    let mut out = Vec::new();
+    let (out, _) = feed_all(&mut sim, events, Some(feed));
+    (out, sim)
+}
+
+/// Feeds `events` to `sim` as `feed` says (`None`: in one call) and finishes it: the monitored
+/// spikes and the power samples.
+fn feed_all(sim: &mut Simulator, events: &[Event], feed: Option<Feed>) -> (Vec<Spike>, Vec<PowerSample>) {
+    let (mut out, mut samples) = (Vec::new(), Vec::new());
     match feed {
-        Feed::Calls(len) => events.chunks(len).for_each(|chunk| sim.process(chunk, &mut out)),
-        Feed::Stream(len) => {
+        None => sim.process(events, &mut out),
+        Some(Feed::Calls(len)) => events.chunks(len).for_each(|chunk| sim.process(chunk, &mut out)),
+        Some(Feed::Stream(len)) => {
             let (mut rest, mut sizes) = (events, (1..=16).cycle());
             let next = |chunk: &mut Vec<Event>| -> Result<bool, ()> {
                 let (now, after) = rest.split_at((len * sizes.next().unwrap_or(1)).min(rest.len()));
                 (*chunk, rest) = (now.to_vec(), after);
                 Ok(!chunk.is_empty())
             };
-            let sink = |spikes: &[Spike], _: &[_]| -> Result<(), ()> {
+            let sink = |spikes: &[Spike], power: &[PowerSample]| -> Result<(), ()> {
                 out.extend_from_slice(spikes);
+                samples.extend_from_slice(power);
                 Ok(())
             };
             sim.process_stream(next, sink).expect("no errors");
         }
     }
     sim.finish(&mut out);
-    (out, sim)
+    samples.extend(sim.take_power_samples());
+    (out, samples)
 }
 
 /// The simulator on one, two and three threads against the reference, with the fastest kernel
@@ -770,27 +780,7 @@ fn binned(
         ..Config::default()
     };
     let mut sim = Simulator::new(n, config).expect("sim");
-    let (mut out, mut samples) = (Vec::new(), Vec::new());
-    match feed {
-        None => sim.process(events, &mut out),
-        Some(Feed::Calls(len)) => events.chunks(len).for_each(|chunk| sim.process(chunk, &mut out)),
-        Some(Feed::Stream(len)) => {
-            let (mut rest, mut sizes) = (events, (1..=16).cycle());
-            let next = |chunk: &mut Vec<Event>| -> Result<bool, ()> {
-                let (now, after) = rest.split_at((len * sizes.next().unwrap_or(1)).min(rest.len()));
-                (*chunk, rest) = (now.to_vec(), after);
-                Ok(!chunk.is_empty())
-            };
-            let sink = |spikes: &[Spike], power: &[PowerSample]| -> Result<(), ()> {
-                out.extend_from_slice(spikes);
-                samples.extend_from_slice(power);
-                Ok(())
-            };
-            sim.process_stream(next, sink).expect("no errors");
-        }
-    }
-    sim.finish(&mut out);
-    samples.extend(sim.take_power_samples());
+    let (out, samples) = feed_all(&mut sim, events, feed);
     (out, sim.counters().to_vec(), samples)
 }
 
