@@ -340,16 +340,18 @@ impl<'a> Caller<'a> {
     }
 }
 
-/// Runs `events` on the two parts, the worker on a thread of its own; `deliver` takes the
-/// monitored spikes in the order of one thread, and the power samples (the caller's
-/// `samples`, where they are left), and says whether to go on.
+/// Runs at most `limit` (and a piece) of `events` on the two parts, the worker on a thread of
+/// its own; `deliver` takes the monitored spikes in the order of one thread, and the power
+/// samples (the caller's `samples`, where they are left), and says whether to go on. Returns
+/// whether to go on.
 pub(crate) fn run(
     mut caller: Caller<'_>,
     worker: Worker<'_>,
     events: &mut dyn Events,
     samples: &mut Vec<PowerSample>,
     mut deliver: impl FnMut(&mut Vec<Spike>, &mut Vec<PowerSample>) -> bool,
-) {
+    limit: usize,
+) -> bool {
     std::thread::scope(|scope| {
         let (to_worker, handed) = mpsc::sync_channel::<Handed>(BINS_IN_FLIGHT);
         let (to_caller, done) = mpsc::channel::<Done>();
@@ -369,12 +371,13 @@ pub(crate) fn run(
             }
             true
         };
-        let mut go_on = true;
-        while go_on {
+        let (mut go_on, mut admitted) = (true, 0);
+        while go_on && admitted < limit {
             let piece = events.next_piece(PIECE_EVENTS);
             if piece.is_empty() {
                 break;
             }
+            admitted += piece.len();
             for e in piece {
                 go_on = match caller.admit(e, &to_worker) {
                     Some(true) => take_back(caller.spare, false),
@@ -387,9 +390,8 @@ pub(crate) fn run(
             }
         }
         drop(to_worker);
-        if go_on && take_back(caller.spare, true) {
-            // The sensor events of the open bin, as one thread gives them before its end.
-            deliver(&mut caller.sensor, samples);
-        }
-    });
+        go_on = go_on && take_back(caller.spare, true);
+        // The sensor events of the open bin, as one thread gives them before its end.
+        go_on && deliver(&mut caller.sensor, samples)
+    })
 }

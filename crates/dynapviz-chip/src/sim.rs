@@ -340,6 +340,9 @@ fn check_connections(network: &Network) -> Result<(), SimError> {
 /// [`Config::parallel_min_events`]), to measure where to cut its layers for two.
 const BIN_MEASURE_EVENTS: usize = 4 * stages::PIECE_EVENTS;
 
+/// Sensor events the binned mode runs on two threads before it measures again where to cut.
+const BIN_RECUT_EVENTS: usize = 64 * stages::PIECE_EVENTS;
+
 /// The simulated chip.
 pub struct Simulator {
     front: Front,
@@ -820,7 +823,8 @@ impl Simulator {
 
     /// Binned mode on two threads (see [`crate::binned`]): the caller admits the sensor
     /// events and runs the layers before a cut, a worker those after it. Measures the layers
-    /// on one thread first, and stays on one while no cut would make it faster. `deliver`
+    /// on one thread first, and stays on one while no cut would make it faster; measures again
+    /// every [`BIN_RECUT_EVENTS`]. `deliver`
     /// takes the monitored spikes, in the order of one thread, and the power samples, and
     /// says whether to go on.
     fn process_binned_stages(
@@ -830,32 +834,52 @@ impl Simulator {
         mut deliver: impl FnMut(&mut Vec<Spike>, &mut Vec<PowerSample>) -> bool,
     ) {
         let mut out = Vec::new();
-        // One thread, piece by piece, until enough is measured and a cut makes it faster.
-        let cut = loop {
-            let measured = self.bin_measured_events >= BIN_MEASURE_EVENTS.min(self.config.parallel_min_events);
-            if let Some(cut) =
-                crate::binned::best_cut(&self.bin_spent_ns, self.bin_admission_ns, self.config.thread_gain).filter(|_| measured)
-            {
-                break cut;
-            }
-            let piece = events.next_piece(stages::PIECE_EVENTS);
-            if piece.is_empty() {
+        loop {
+            // One thread, piece by piece, until enough is measured and a cut makes it faster.
+            let cut = loop {
+                let measured = self.bin_measured_events >= BIN_MEASURE_EVENTS.min(self.config.parallel_min_events);
+                if let Some(cut) =
+                    crate::binned::best_cut(&self.bin_spent_ns, self.bin_admission_ns, self.config.thread_gain).filter(|_| measured)
+                {
+                    break cut;
+                }
+                let piece = events.next_piece(stages::PIECE_EVENTS);
+                if piece.is_empty() {
+                    return;
+                }
+                self.process_serial(piece, &mut out, &mut |_, _| true);
+                if !deliver(&mut out, &mut self.power_samples) {
+                    return;
+                }
+            };
+            tracing::debug!(
+                cut,
+                admission_ms = self.bin_admission_ns as f64 * 1e-6,
+                "binned mode on two threads: the caller runs layers 1..={cut}; ms per layer measured: {:?}",
+                self.bin_spent_ns.iter().map(|&ns| (ns / 10_000) as f64 / 100.0).collect::<Vec<_>>()
+            );
+            if !self.binned_pair(cut, events, bin_us, &mut deliver) || events.is_done() {
                 return;
             }
-            self.process_serial(piece, &mut out, &mut |_, _| true);
-            if !deliver(&mut out, &mut self.power_samples) {
-                return;
-            }
-        };
-        tracing::debug!(
-            cut,
-            admission_ms = self.bin_admission_ns as f64 * 1e-6,
-            "binned mode on two threads: the caller runs layers 1..={cut}; ms per layer so far: {:?}",
-            self.bin_spent_ns.iter().map(|&ns| (ns / 10_000) as f64 / 100.0).collect::<Vec<_>>()
-        );
+            // Measured afresh before the next cut: a measurement a busy host spoiled, or an
+            // input that changed, does not hold for the rest of a long recording.
+            self.bin_spent_ns.fill(0);
+            (self.bin_admission_ns, self.bin_measured_events) = (0, 0);
+        }
+    }
+
+    /// [`BIN_RECUT_EVENTS`] sensor events (or fewer, at the end) of the binned mode on two
+    /// threads, the layers cut before layer `cut` (0-based); returns whether to go on.
+    fn binned_pair(
+        &mut self,
+        cut: usize,
+        events: &mut dyn stages::Events,
+        bin_us: i64,
+        deliver: impl FnMut(&mut Vec<Spike>, &mut Vec<PowerSample>) -> bool,
+    ) -> bool {
         let Self { front, layers, wiring, counters, power, power_samples, bin_input, bin_spent_ns, bin, bin_buffers, .. } = self;
         let (a_layers, b_layers) = layers.split_at_mut(cut);
-        let Some((dvs_counters, layer_counters)) = counters.split_first_mut() else { return };
+        let Some((dvs_counters, layer_counters)) = counters.split_first_mut() else { return false };
         let (a_counters, b_counters) = layer_counters.split_at_mut(cut);
         // The open bin's input of the worker's layers (from the DVS layer) stays with the
         // caller until the bin ends; the worker sums its bins in its own.
@@ -873,6 +897,6 @@ impl Simulator {
             power,
             bin_us,
         );
-        crate::binned::run(caller, worker, events, power_samples, deliver);
+        crate::binned::run(caller, worker, events, power_samples, deliver, BIN_RECUT_EVENTS)
     }
 }

@@ -814,3 +814,36 @@ proptest! {
         }
     }
 }
+
+/// A long input on two threads: measured on one thread first, then cut, run, measured and cut
+/// again every 256 k sensor events; the result is one thread's.
+#[test]
+fn binned_mode_on_two_threads_cuts_again_on_a_long_input() {
+    let layers = [
+        Geometry { out: 8, kernel: 3, stride: 1, padding: 1, pool: 1 },
+        Geometry { out: 16, kernel: 3, stride: 1, padding: 1, pool: 2 },
+        Geometry { out: 4, kernel: 2, stride: 1, padding: 0, pool: 1 },
+    ];
+    let Some(mut n) = network(&layers, 24, 7) else { panic!("the network maps") };
+    bias(&mut n, 8);
+    let mut uniform = dynapviz_testkit::uniform(9);
+    let events: Vec<Event> = (0..400_000i64)
+        .map(|i| Event::new(i * 3 + (i / 50_000) * 20_000, (uniform() * 24.0) as u16 % 24, (uniform() * 24.0) as u16 % 24, uniform() < 0.5))
+        .collect();
+    let run = |threads| {
+        let config = Config {
+            mode: Mode::Binned { bin_us: 1000 },
+            monitors: Monitors::of(0..=n.layers.len()),
+            threads,
+            thread_gain: 0.0,
+            ..Config::default()
+        };
+        let mut sim = Simulator::new(&n, config).expect("sim");
+        let (spikes, samples) = feed_all(&mut sim, &events, Some(Feed::Stream(4096)));
+        (spikes, sim.counters().to_vec(), samples)
+    };
+    let (one, two) = (run(1), run(2));
+    assert!(one.0.len() > 100_000, "the layers fire: {} spikes", one.0.len());
+    assert!(one.0 == two.0, "spikes differ");
+    assert_eq!((&one.1, &one.2), (&two.1, &two.2), "counters and power samples");
+}
