@@ -400,10 +400,11 @@ proptest! {
     }
 }
 
-/// Gives every layer of `n` a bias per channel, from `-threshold / 16` to `threshold / 6`.
-fn bias(n: &mut Network, seed: u64) {
+/// Gives the layers of `n` in `layers` (a bit per layer, the first the lowest) a bias per
+/// channel, from `-threshold / 16` to `threshold / 6`.
+fn bias(n: &mut Network, seed: u64, layers: u8) {
     let mut uniform = dynapviz_testkit::uniform(seed);
-    for l in &mut n.layers {
+    for (_, l) in n.layers.iter_mut().enumerate().filter(|&(i, _)| i < 8 && layers >> i & 1 != 0) {
         let q = l.quant.as_mut().expect("discretized");
         let (low, high) = (-(q.threshold / 16) as f32, (q.threshold / 6) as f32);
         q.bias = Some((0..l.out_channels).map(|_| (low + uniform() * (high - low)) as i16).collect());
@@ -427,10 +428,7 @@ proptest! {
         input in events(24),
     ) {
         if let Some(mut n) = network(&layers, 24, seed) {
-            bias(&mut n, seed + 1);
-            for (_, l) in n.layers.iter_mut().enumerate().filter(|(i, _)| biased & 1 << i == 0) {
-                l.quant.as_mut().expect("discretized").bias = None;
-            }
+            bias(&mut n, seed + 1, biased);
             if zero {
                 n.layers.iter_mut().for_each(|l| l.reset = Reset::Zero);
             }
@@ -457,7 +455,7 @@ proptest! {
     ) {
         if let Some(mut n) = network(&layers, 24, seed) {
             if tick.is_some() {
-                bias(&mut n, seed + 1);
+                bias(&mut n, seed + 1, u8::MAX);
             }
             let decimators = intervals
                 .iter()
@@ -799,10 +797,7 @@ proptest! {
         input in events(24),
     ) {
         if let Some(mut n) = network(&layers, 24, seed) {
-            bias(&mut n, seed + 1);
-            for (_, l) in n.layers.iter_mut().enumerate().filter(|(i, _)| biased & 1 << i == 0) {
-                l.quant.as_mut().expect("discretized").bias = None;
-            }
+            bias(&mut n, seed + 1, biased);
             let one = binned(&n, &input, bin_us, 1, None);
             for feed in [None, Some(Feed::Calls(300)), Some(Feed::Stream(50))] {
                 let two = binned(&n, &input, bin_us, 2, feed);
@@ -825,7 +820,7 @@ fn binned_mode_on_two_threads_cuts_again_on_a_long_input() {
         Geometry { out: 4, kernel: 2, stride: 1, padding: 0, pool: 1 },
     ];
     let Some(mut n) = network(&layers, 24, 7) else { panic!("the network maps") };
-    bias(&mut n, 8);
+    bias(&mut n, 8, u8::MAX);
     let mut uniform = dynapviz_testkit::uniform(9);
     let events: Vec<Event> = (0..400_000i64)
         .map(|i| Event::new(i * 3 + (i / 50_000) * 20_000, (uniform() * 24.0) as u16 % 24, (uniform() * 24.0) as u16 % 24, uniform() < 0.5))
