@@ -131,6 +131,29 @@ impl BinLayers<'_> {
     }
 }
 
+/// The bin a sensor event at `t_us` ends, with the one it opens, if it ends one; the first
+/// event opens the first bin (see [`first_bin`]). `open` is the open bin.
+pub(crate) fn next_bin(open: &mut Option<i64>, t_us: i64, bin_us: i64) -> Option<(i64, i64)> {
+    let b = t_us.div_euclid(bin_us);
+    let cur = *open.get_or_insert_with(|| first_bin(t_us, bin_us));
+    (b > cur).then(|| {
+        *open = Some(b);
+        (cur, b)
+    })
+}
+
+/// Queues a sensor event at `site` in the open bin, for the first layer and the DVS layer's
+/// other destinations: `inputs` holds the first layers' inputs, `rest` those of the layers
+/// after them.
+pub(crate) fn queue_sensor_event(wiring: &Wiring, site: Site, inputs: &mut [BinInput], rest: &mut [BinInput]) {
+    let end = inputs.len();
+    inputs[0].push((site, 1));
+    for &d in &wiring.destinations[wiring.destinations.len() - 1] {
+        let input = if d < end { &mut inputs[d] } else { &mut rest[d - end] };
+        input.push((site, 1));
+    }
+}
+
 /// Where to cut `spent_ns` (per layer) in two so that the slower part, the first with
 /// `admission_ns` besides, takes least; `None` when no cut makes that a fraction `gain`
 /// faster than one thread (see [`crate::Config::thread_gain`]). A `gain` of 0 takes a cut
@@ -290,22 +313,14 @@ impl<'a> Caller<'a> {
         if wiring.monitored[0] {
             self.sensor.push(Spike { t, layer: 0, c: site.c, y: site.y, x: site.x });
         }
-        let b = t.div_euclid(*bin_us);
-        let cur = *open.get_or_insert_with(|| first_bin(t, *bin_us));
-        let handed = b > cur;
-        if handed {
-            **open = Some(b);
-            if !self.hand(cur, b, to_worker) {
-                return None;
-            }
+        let ended = next_bin(open, t, *bin_us);
+        if let Some((cur, b)) = ended
+            && !self.hand(cur, b, to_worker)
+        {
+            return None;
         }
-        let end = self.layers.layers.len();
-        self.layers.inputs[0].push((site, 1));
-        for &d in &wiring.destinations[wiring.destinations.len() - 1] {
-            let input = if d < end { &mut self.layers.inputs[d] } else { &mut self.worker_inputs[d - end] };
-            input.push((site, 1));
-        }
-        Some(handed)
+        queue_sensor_event(wiring, site, self.layers.inputs, self.worker_inputs);
+        Some(ended.is_some())
     }
 
     /// Ends bin `cur` of the first part, and the empty bins after it that change one of its

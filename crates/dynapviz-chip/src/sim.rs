@@ -782,9 +782,7 @@ impl Simulator {
     // ---------------- binned mode ----------------
 
     fn binned_input(&mut self, t: i64, bin_us: i64, site: Site, out: &mut Vec<Spike>) {
-        let b = t.div_euclid(bin_us);
-        let cur = *self.bin.get_or_insert_with(|| first_bin(t, bin_us));
-        if b > cur {
+        if let Some((cur, b)) = crate::binned::next_bin(&mut self.bin, t, bin_us) {
             self.run_bin(cur, bin_us, out);
             // Empty bins between matter only when a bias changes the state every bin, and
             // only up to the first that changes nothing: every later one would repeat it.
@@ -795,13 +793,8 @@ impl Simulator {
                     }
                 }
             }
-            self.bin = Some(b);
         }
-        self.bin_input[0].push((site, 1));
-        let n = self.layers.len();
-        for &d in &self.wiring.destinations[n] {
-            self.bin_input[d].push((site, 1));
-        }
+        crate::binned::queue_sensor_event(&self.wiring, site, &mut self.bin_input, &mut []);
     }
 
     /// Ends a bin: sums its input into every layer and fires, layer by layer. Returns whether
