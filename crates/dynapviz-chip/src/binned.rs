@@ -21,7 +21,7 @@ use crate::cascade::Wiring;
 use crate::dvs::Front;
 use crate::layer::{LayerRt, Site};
 use crate::power::{PowerMonitor, PowerSample, Work};
-use crate::sim::{LayerCounters, Spike, first_bin};
+use crate::sim::{GAP_SLICE_SPIKES, LayerCounters, Spike, first_bin};
 use crate::stages::{Events, PIECE_EVENTS};
 
 /// A bin's input of one layer: the sites and how many spikes reach each.
@@ -208,9 +208,10 @@ impl Handed {
 }
 
 /// What the worker sends back: a handed bin (to be used again), and the monitored spikes and
-/// power samples in order (in the memory of the bin's, which goes back with it).
+/// power samples in order (in the memory of the bin's, which goes back with it). A long gap's
+/// empty bins send theirs every [`GAP_SLICE_SPIKES`], without a bin.
 struct Done {
-    handed: Handed,
+    handed: Option<Handed>,
     spikes: Vec<Spike>,
     samples: Vec<PowerSample>,
 }
@@ -245,9 +246,15 @@ impl<'a> Worker<'a> {
             if let Some(open) = handed.then_open.filter(|_| biased) {
                 while let Some((last, false)) = self.last.filter(|&(last, _)| last + 1 < open) {
                     self.bin(last + 1, &mut spikes, &mut samples, &mut Work::default());
+                    if spikes.len() >= GAP_SLICE_SPIKES {
+                        let slice = Done { handed: None, spikes: std::mem::take(&mut spikes), samples: std::mem::take(&mut samples) };
+                        if back.send(slice).is_err() {
+                            return;
+                        }
+                    }
                 }
             }
-            if back.send(Done { handed, spikes, samples }).is_err() {
+            if back.send(Done { handed: Some(handed), spikes, samples }).is_err() {
                 return;
             }
         }
@@ -286,6 +293,10 @@ pub(crate) struct Admission<'a> {
     pub bin_us: i64,
 }
 
+/// Takes back, without waiting, the bins the worker finished (delivering what they made) into
+/// the spare ones; false to stop.
+type TakeBack<'a> = dyn FnMut(&mut Vec<Handed>) -> bool + 'a;
+
 /// The caller's part: admits the sensor events into the open bin; when a bin ends, runs the
 /// first layers on it and the empty bins after it, and hands each to the worker.
 pub(crate) struct Caller<'a> {
@@ -304,28 +315,28 @@ impl<'a> Caller<'a> {
         Self { layers, worker_inputs, admission, sensor: Vec::new(), spare }
     }
 
-    /// Admits `e`, after handing the bins that end before it; says whether it handed any,
-    /// `None` once the worker is gone.
-    fn admit(&mut self, e: &dynapviz_events::Event, to_worker: &mpsc::SyncSender<Handed>) -> Option<bool> {
+    /// Admits `e`, after handing the bins that end before it, each followed by `take_back`
+    /// (see [`Self::hand`]); false once the worker is gone or `take_back` says to stop.
+    fn admit(&mut self, e: &dynapviz_events::Event, to_worker: &mpsc::SyncSender<Handed>, take_back: &mut TakeBack) -> bool {
         let Admission { front, dvs_counters, open, bin_us } = &mut self.admission;
-        let Some((t, site)) = front.admit(e, true, dvs_counters) else { return Some(false) };
+        let Some((t, site)) = front.admit(e, true, dvs_counters) else { return true };
         let wiring = self.layers.wiring;
         if wiring.monitored[0] {
             self.sensor.push(Spike { t, layer: 0, c: site.c, y: site.y, x: site.x });
         }
-        let ended = next_bin(open, t, *bin_us);
-        if let Some((cur, b)) = ended
-            && !self.hand(cur, b, to_worker)
+        if let Some((cur, b)) = next_bin(open, t, *bin_us)
+            && !self.hand(cur, b, to_worker, take_back)
         {
-            return None;
+            return false;
         }
         queue_sensor_event(wiring, site, self.layers.inputs, self.worker_inputs);
-        Some(ended.is_some())
+        true
     }
 
     /// Ends bin `cur` of the first part, and the empty bins after it that change one of its
-    /// layers, up to `open`; hands each to the worker.
-    fn hand(&mut self, cur: i64, open: i64, to_worker: &mpsc::SyncSender<Handed>) -> bool {
+    /// layers, up to `open`; hands each to the worker, then takes back what it finished, so
+    /// that a long gap holds at most the bins in flight.
+    fn hand(&mut self, cur: i64, open: i64, to_worker: &mpsc::SyncSender<Handed>, take_back: &mut TakeBack) -> bool {
         let (biased, bin_us) = (self.layers.biased(), self.admission.bin_us);
         let mut bin = cur;
         loop {
@@ -344,7 +355,7 @@ impl<'a> Caller<'a> {
             // One thread runs the empty bins after a bin until one changes nothing.
             let last = !(biased && (happened || bin == cur) && bin + 1 < open);
             h.then_open = last.then_some(open);
-            if to_worker.send(h).is_err() {
+            if to_worker.send(h).is_err() || !take_back(self.spare) {
                 return false;
             }
             if last {
@@ -374,12 +385,14 @@ pub(crate) fn run(
         // Takes back what the worker finished (all of it, waiting, with `wait`).
         let mut take_back = |spare: &mut Vec<Handed>, wait: bool| {
             let next = |wait| if wait { done.recv().ok() } else { done.try_recv().ok() };
-            while let Some(Done { mut handed, mut spikes, samples: mut made }) = next(wait) {
+            while let Some(Done { handed, mut spikes, samples: mut made }) = next(wait) {
                 samples.append(&mut made);
                 let go_on = deliver(&mut spikes, samples);
-                (handed.sensor, handed.samples) = (spikes, made);
-                handed.clear();
-                spare.push(handed);
+                if let Some(mut handed) = handed {
+                    (handed.sensor, handed.samples) = (spikes, made);
+                    handed.clear();
+                    spare.push(handed);
+                }
                 if !go_on {
                     return false;
                 }
@@ -394,11 +407,7 @@ pub(crate) fn run(
             }
             admitted += piece.len();
             for e in piece {
-                go_on = match caller.admit(e, &to_worker) {
-                    Some(true) => take_back(caller.spare, false),
-                    Some(false) => true,
-                    None => false,
-                };
+                go_on = caller.admit(e, &to_worker, &mut |spare| take_back(spare, false));
                 if !go_on {
                     break;
                 }

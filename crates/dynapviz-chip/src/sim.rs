@@ -205,10 +205,11 @@ pub struct InputCounters {
 /// start) begins at its first event's bin instead.
 pub const MAX_LEADING_BINS: i64 = 10_000;
 
-/// Monitored spikes a gap between sensor events may make by the leak before they leave for the
-/// caller's sink (see [`Simulator::process_stream`]): memory stays bounded however long the
-/// gap and however often the leak fires in it.
-const LEAK_SLICE_SPIKES: usize = 1 << 16;
+/// Monitored spikes a gap between sensor events may make (by the leak in event mode, by a bias
+/// in the empty bins of binned mode) before they leave for the caller's sink (see
+/// [`Simulator::process_stream`]): memory stays bounded however long the gap and however often
+/// the neurons fire in it.
+pub(crate) const GAP_SLICE_SPIKES: usize = 1 << 16;
 
 /// Takes the monitored spikes and power samples made so far (and clears them); false stops.
 type Flush<'a> = dyn FnMut(&mut Vec<Spike>, &mut Vec<PowerSample>) -> bool + 'a;
@@ -622,7 +623,7 @@ impl Simulator {
                     if self.wiring.monitored[0] {
                         out.push(Spike { t, layer: 0, c: site.c, y: site.y, x: site.x });
                     }
-                    self.binned_input(t, bin_us, site, out);
+                    self.binned_input(t, bin_us, site, out, flush);
                 }
                 let in_layers = self.bin_spent_ns.iter().sum::<u64>() - layers_ns;
                 self.bin_admission_ns += (started.elapsed().as_nanos() as u64).saturating_sub(in_layers);
@@ -655,7 +656,7 @@ impl Simulator {
         {
             // With a leak a batch holds no tick between its events (see `process_serial`):
             // the ticks up to its first run first, each tick's spikes through the layers
-            // before the next tick, and the monitored ones leave every [`LEAK_SLICE_SPIKES`],
+            // before the next tick, and the monitored ones leave every [`GAP_SLICE_SPIKES`],
             // so that a long gap with a leak that fires holds no more than that. The events
             // wait in the first layer's queue, which no tick feeds; the ticks' spikes leave
             // before theirs (the DVS layer's, tagged at admission, stay).
@@ -667,7 +668,7 @@ impl Simulator {
                 self.cascade(&mut batch);
                 // All of one tick: in order as tagged.
                 out.extend(batch.tagged.drain(admitted..).map(|(_, s)| s));
-                if done || (out.len() >= LEAK_SLICE_SPIKES && !flush(out, &mut self.power_samples)) {
+                if done || (out.len() >= GAP_SLICE_SPIKES && !flush(out, &mut self.power_samples)) {
                     break;
                 }
             }
@@ -781,14 +782,17 @@ impl Simulator {
 
     // ---------------- binned mode ----------------
 
-    fn binned_input(&mut self, t: i64, bin_us: i64, site: Site, out: &mut Vec<Spike>) {
+    /// Queues a sensor event at `t` in its bin, after running the bins that end before it.
+    /// `flush` takes the spikes of a long gap's empty bins as they come (see
+    /// [`GAP_SLICE_SPIKES`]).
+    fn binned_input(&mut self, t: i64, bin_us: i64, site: Site, out: &mut Vec<Spike>, flush: &mut Flush) {
         if let Some((cur, b)) = crate::binned::next_bin(&mut self.bin, t, bin_us) {
             self.run_bin(cur, bin_us, out);
             // Empty bins between matter only when a bias changes the state every bin, and
             // only up to the first that changes nothing: every later one would repeat it.
             if self.layers.iter().any(LayerRt::has_bias) {
                 for empty in cur + 1..b {
-                    if !self.run_bin(empty, bin_us, out) {
+                    if !self.run_bin(empty, bin_us, out) || (out.len() >= GAP_SLICE_SPIKES && !flush(out, &mut self.power_samples)) {
                         break;
                     }
                 }
@@ -840,7 +844,7 @@ impl Simulator {
                 if piece.is_empty() {
                     return;
                 }
-                self.process_serial(piece, &mut out, &mut |_, _| true);
+                self.process_serial(piece, &mut out, &mut |spikes, samples| deliver(spikes, samples));
                 if !deliver(&mut out, &mut self.power_samples) {
                     return;
                 }

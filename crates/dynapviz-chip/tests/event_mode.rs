@@ -334,40 +334,6 @@ fn a_leak_without_a_bias_keeps_every_thread() {
     assert_eq!(Simulator::new(&n, config).expect("sim").threads(), 1);
 }
 
-/// A leak that fires all through a long gap hands its spikes to `process_stream`'s sink as it
-/// goes, a bounded number at a time (before: every spike of the gap was held until the event
-/// after it; an hour at 1 ms ticks took 24 GB), and they are the spikes `process` gives.
-#[test]
-fn a_leak_firing_through_a_long_gap_leaves_in_bounded_slices() {
-    // 32x32 neurons whose bias reaches the threshold at every 1 ms tick: 1024 spikes a tick,
-    // 204 800 in the 200 ticks of a 200 ms gap.
-    let mut n = net(1, 1, 1, 32, vec![0], 10, -10);
-    if let Some(q) = n.layers[0].quant.as_mut() {
-        q.bias = Some(vec![10]);
-    }
-    let events = [Event::new(0, 0, 0, true), Event::new(200_000, 0, 0, true)];
-    let config = Config { leak_tick_us: Some(1000), monitors: Monitors::of([1]), ..Config::default() };
-    let mut whole = Vec::new();
-    Simulator::new(&n, config.clone()).expect("sim").process(&events, &mut whole);
-    assert_eq!(whole.len(), 200 * 1024);
-    let mut sim = Simulator::new(&n, config).expect("sim");
-    let (mut streamed, mut largest, mut calls, mut given) = (Vec::new(), 0, 0, false);
-    let next = |chunk: &mut Vec<Event>| {
-        chunk.clear();
-        chunk.extend(events.iter().filter(|_| !given));
-        given = true;
-        Ok::<_, ()>(!chunk.is_empty())
-    };
-    let sink = |spikes: &[Spike], _: &[dynapviz_chip::PowerSample]| {
-        (largest, calls) = (largest.max(spikes.len()), calls + 1);
-        streamed.extend_from_slice(spikes);
-        Ok(())
-    };
-    sim.process_stream(next, sink).expect("stream");
-    assert_eq!(streamed, whole);
-    assert!(calls >= 3 && largest <= (1 << 16) + 1024, "{calls} calls, the largest of {largest} spikes");
-}
-
 /// A leak (event mode) or a bias (binned mode) acts at every tick or bin of a gap in the input,
 /// until the neurons settle (here at `min_v_mem`, the biases being negative; a positive one
 /// fires all along, and is run tick by tick). A gap of 30 years
