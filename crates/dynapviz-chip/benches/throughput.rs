@@ -5,7 +5,13 @@
 //! on one thread (with the fastest kernel this CPU has, and with AVX2 when that is not it) and
 //! on one per core, at least two (`eventN`, N threads), and for the binned mode on one thread
 //! and on two (`binned2`).
-//! `DYNAPVIZ_BENCH_ONLY=binned` runs only the modes whose name starts with that.
+//! Last, per rate, the `floor`: the event mode's synaptic adds alone (see `common/floor.rs`),
+//! and how fast the event mode on one thread is against it.
+//! `DYNAPVIZ_BENCH_ONLY=binned` runs only the modes whose name starts with that;
+//! `DYNAPVIZ_BENCH_ONLY=event,floor` those that start with either.
+
+#[path = "common/floor.rs"]
+mod floor;
 
 use std::time::Instant;
 
@@ -28,6 +34,7 @@ fn main() {
     let many = format!("event{cores}");
     let binned_many = format!("binned{}", cores.min(2));
     let only = std::env::var("DYNAPVIZ_BENCH_ONLY").unwrap_or_default();
+    let runs_mode = |name: &str| only.split(',').any(|prefix| name.starts_with(prefix));
     // The same network with a small bias on every layer, run with the chip's leak (a tick per
     // millisecond adds it to every neuron): the leak acts on every neuron of every layer.
     let mut leaky = net.clone();
@@ -54,7 +61,9 @@ fn main() {
             (binned_many.as_str(), binned, 2, Kernel::Avx512),
             ("leak 1 ms", Mode::Event, 1, Kernel::Avx512),
         ];
-        for (name, mode, threads, kernel) in runs.into_iter().filter(|run| run.0.starts_with(&only)) {
+        // The wall time of the event mode on one thread with the fastest kernel.
+        let mut event_wall = None;
+        for (name, mode, threads, kernel) in runs.into_iter().filter(|run| runs_mode(run.0)) {
             let (net, leak_tick_us) = if name.starts_with("leak") { (&leaky, Some(1000)) } else { (&net, None) };
             if kernel != Kernel::Avx512 && kernel.on_this_cpu() == Kernel::Avx512.on_this_cpu() {
                 // This CPU has nothing faster than `kernel`: the run above was this one.
@@ -70,6 +79,9 @@ fn main() {
             sim.process(&input, &mut out);
             sim.finish(&mut out);
             let wall = t.elapsed().as_secs_f64();
+            if name.starts_with("event Avx512") {
+                event_wall = Some(wall);
+            }
             let c = sim.counters();
             let synops: u64 = c.iter().map(|l| l.synaptic_ops).sum();
             let busiest = c.iter().map(|l| l.synaptic_ops).max().unwrap_or(0);
@@ -82,5 +94,38 @@ fn main() {
                 sim_secs / wall
             );
         }
+        if runs_mode("floor") {
+            run_floor(&net, &input, rate, event_wall);
+        }
     }
+}
+
+/// Times the floor of the event mode on `input` (see `common/floor.rs`); prints it as the other
+/// runs, and the event mode's speed against it.
+fn run_floor(net: &dynapviz_model::Network, input: &[Event], rate: f64, event_wall: Option<f64>) {
+    // Every layer's input: the spikes of the DVS layer and of every layer but the last.
+    let config = Config { monitors: Monitors::of(0..net.layers.len()), ..Config::default() };
+    let mut sim = Simulator::new(net, config).expect("sim");
+    let mut spikes = Vec::new();
+    sim.process(input, &mut spikes);
+    sim.finish(&mut spikes);
+    let Some(mut floor) = floor::Floor::new(net, &spikes) else {
+        println!("floor: not measured (the network is not a chain of layers each feeding the next)");
+        return;
+    };
+    drop(spikes);
+    let out_channels: Vec<usize> = net.layers.iter().map(|l| l.out_channels).collect();
+    let t = Instant::now();
+    let synops = floor.run(&out_channels);
+    let wall = t.elapsed().as_secs_f64();
+    let simulated: u64 = sim.counters().iter().map(|l| l.synaptic_ops).sum();
+    assert_eq!(synops, simulated, "the floor adds what the simulator did");
+    let against = event_wall.map_or(String::new(), |e| format!(", the event mode on one thread at {:.0} % of it", wall / e * 100.0));
+    println!(
+        "{:>13} mode, input {:>6.0} k ev/s: {:>6.2} M input ev/s, {:>6.3} G synops/s on 1 CPU thread(s){against}",
+        "floor",
+        rate / 1e3,
+        input.len() as f64 / wall / 1e6,
+        synops as f64 / wall / 1e9,
+    );
 }
