@@ -116,8 +116,11 @@ fn run_floor(net: &dynapviz_model::Network, input: &[Event], rate: f64, event_wa
     drop(spikes);
     let out_channels: Vec<usize> = net.layers.iter().map(|l| l.out_channels).collect();
     let t = Instant::now();
-    let synops = floor.run(&out_channels);
+    let (synops, per_layer) = floor.run(&out_channels);
     let wall = t.elapsed().as_secs_f64();
+    // As the pipeline's segments print the event mode's (`RUST_LOG=dynapviz_chip=debug`).
+    let ms: Vec<f64> = per_layer.iter().map(|s| (s * 1e4).round() / 10.0).collect();
+    tracing::debug!("floor: ms per layer {ms:?}");
     let simulated: u64 = sim.counters().iter().map(|l| l.synaptic_ops).sum();
     assert_eq!(synops, simulated, "the floor adds what the simulator did");
     let against = event_wall.map_or(String::new(), |e| format!(", the event mode on one thread at {:.0} % of it", wall / e * 100.0));

@@ -50,8 +50,9 @@ impl Floor {
     }
 
     /// Adds every layer's input, layer by layer; returns the synaptic operations (those of
-    /// the layer's own output channels, as the simulator counts them).
-    pub fn run(&mut self, out_channels: &[usize]) -> u64 {
+    /// the layer's own output channels, as the simulator counts them) and the seconds each
+    /// layer took.
+    pub fn run(&mut self, out_channels: &[usize]) -> (u64, Vec<f64>) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512bw") {
             // SAFETY: the CPU has AVX-512 BW.
@@ -62,14 +63,15 @@ impl Floor {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2")]
-    fn run_avx512(&mut self, out_channels: &[usize]) -> u64 {
+    fn run_avx512(&mut self, out_channels: &[usize]) -> (u64, Vec<f64>) {
         self.run_with(out_channels)
     }
 
     #[inline(always)]
-    fn run_with(&mut self, out_channels: &[usize]) -> u64 {
-        let mut ops = 0;
+    fn run_with(&mut self, out_channels: &[usize]) -> (u64, Vec<f64>) {
+        let (mut ops, mut seconds) = (0, Vec::new());
         for (l, &o) in self.layers.iter_mut().zip(out_channels) {
+            let t = std::time::Instant::now();
             let landed = match l.lanes {
                 16 => l.add_all::<16>(),
                 32 => l.add_all::<32>(),
@@ -78,8 +80,9 @@ impl Floor {
                 _ => l.add_all::<256>(),
             };
             ops += landed * o as u64;
+            seconds.push(t.elapsed().as_secs_f64());
         }
-        ops
+        (ops, seconds)
     }
 }
 
