@@ -214,6 +214,23 @@ pub(crate) const GAP_SLICE_SPIKES: usize = 1 << 16;
 /// Takes the monitored spikes and power samples made so far (and clears them); false stops.
 type Flush<'a> = dyn FnMut(&mut Vec<Spike>, &mut Vec<PowerSample>) -> bool + 'a;
 
+/// A [`Flush`] that hands the spikes and samples to `sink` and clears them; after the sink's
+/// first error (kept in `failed`) it calls it no more and says to stop.
+fn sink_flush<'a, E>(
+    sink: &'a mut impl FnMut(&[Spike], &[PowerSample]) -> Result<(), E>,
+    failed: &'a mut Option<E>,
+) -> impl FnMut(&mut Vec<Spike>, &mut Vec<PowerSample>) -> bool + 'a {
+    move |out, samples| {
+        if failed.is_some() {
+            return false;
+        }
+        let sunk = sink(out, samples);
+        out.clear();
+        samples.clear();
+        sunk.map_err(|e| *failed = Some(e)).is_ok()
+    }
+}
+
 /// The first bin of a binned simulation (and of a table of bins) whose first input event is at
 /// `t_us`: bin 0, as sinabs' frames, unless that is more than [`MAX_LEADING_BINS`] before it.
 pub fn first_bin(t_us: i64, bin_us: i64) -> i64 {
@@ -367,6 +384,8 @@ pub struct Simulator {
     bin_measured_events: usize,
     /// Binned mode on two threads: their memory, kept between calls.
     bin_buffers: crate::binned::Buffers,
+    /// [`Self::process_sliced`]'s spikes between two calls of its sink, kept between calls.
+    sliced: Vec<Spike>,
     busy_until_ns: Vec<f64>,
     /// Buffers of the one-thread event mode, kept between calls.
     batch: Batch,
@@ -449,6 +468,7 @@ impl Simulator {
             bin_admission_ns: 0,
             bin_measured_events: 0,
             bin_buffers: crate::binned::Buffers::default(),
+            sliced: Vec::new(),
             busy_until_ns: vec![0.0; n],
             batch: Batch::default(),
             fired: Vec::new(),
@@ -523,25 +543,65 @@ impl Simulator {
 
     /// Feeds a chunk of sensor events; appends the spikes of monitored layers to `out`, in the
     /// order a one-thread simulation gives them, whatever [`Config::threads`] says. All of
-    /// them: with a leak that fires, a long gap's spikes too ([`Self::process_stream`] hands
-    /// those out as they come).
+    /// them: with a leak or a bias that fires, a long gap's spikes too ([`Self::process_sliced`]
+    /// hands those out as they come).
     pub fn process(&mut self, events: &[Event], out: &mut Vec<Spike>) {
+        // The caller asked for every spike of `events`: nothing leaves before the end.
+        self.process_flushing(events, out, &mut |_, _| true);
+    }
+
+    /// [`Self::process`], but the monitored spikes and the power samples go to `sink` as they
+    /// come out, in the same order, a bounded number at a time (they are cleared after each
+    /// call): a gap in which a leak or a bias fires, however long, holds no more than
+    /// [`GAP_SLICE_SPIKES`]. For a caller that gets its events in chunks as they come (a live
+    /// view) and cannot let one chunk's spikes grow without bound. Stops at the sink's first
+    /// error and returns it.
+    pub fn process_sliced<E>(
+        &mut self,
+        events: &[Event],
+        mut sink: impl FnMut(&[Spike], &[PowerSample]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut out = std::mem::take(&mut self.sliced);
+        let mut failed = None;
+        self.process_flushing(events, &mut out, &mut sink_flush(&mut sink, &mut failed));
+        // What a pipeline's last piece left (one thread hands out after every piece).
+        if !out.is_empty() || !self.power_samples.is_empty() {
+            sink_flush(&mut sink, &mut failed)(&mut out, &mut self.power_samples);
+        }
+        out.clear();
+        self.sliced = out;
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Feeds a chunk of sensor events on as many threads as it pays for (see
+    /// [`Self::threads`]); the monitored spikes go to `out`, and `flush` may take them and the
+    /// power samples after each piece, bin or leak slice (it clears them), or leave them.
+    /// Returns false once `flush` said to stop.
+    fn process_flushing(&mut self, events: &[Event], out: &mut Vec<Spike>, flush: &mut Flush) -> bool {
+        let mut go_on = true;
         if self.threads() >= 2 && events.len() >= self.config.parallel_min_events {
             if let Mode::Binned { bin_us } = self.config.mode {
-                return self.process_binned_stages(&mut { events }, bin_us, |spikes, _| {
+                self.process_binned_stages(&mut { events }, bin_us, |spikes, samples| {
                     out.append(spikes);
-                    true
+                    go_on = flush(out, samples);
+                    go_on
+                });
+            } else {
+                self.process_stages(&mut { events }, |batch, power, samples| {
+                    batch.hand_out(out, power, samples);
+                    go_on = flush(out, samples);
+                    go_on
                 });
             }
-            return self.process_stages(&mut { events }, |batch, power, samples| {
-                batch.hand_out(out, power, samples);
-                true
-            });
+            return go_on;
         }
         for piece in events.chunks(stages::PIECE_EVENTS) {
-            // The caller asked for every spike of `events`: nothing leaves before the end.
-            self.process_serial(piece, out, &mut |_, _| true);
+            self.process_serial(piece, out, flush);
+            if !flush(out, &mut self.power_samples) {
+                return false;
+            }
         }
+        true
     }
 
     /// Feeds a whole stream of sensor events: `next` replaces the contents of its buffer with
@@ -559,26 +619,8 @@ impl Simulator {
         let mut out = Vec::new();
         if self.threads() < 2 {
             let mut chunk = Vec::new();
-            // Hands out what `out` and the samples hold; a long leak gap calls it as it goes
-            // (see `event_batch`). After the sink failed it calls it no more.
             let mut failed = None;
-            let mut flush = |out: &mut Vec<Spike>, samples: &mut Vec<PowerSample>| {
-                if failed.is_some() {
-                    return false;
-                }
-                let sunk = sink(out, samples);
-                out.clear();
-                samples.clear();
-                sunk.map_err(|e| failed = Some(e)).is_ok()
-            };
-            'chunks: while next(&mut chunk)? {
-                for piece in chunk.chunks(stages::PIECE_EVENTS) {
-                    self.process_serial(piece, &mut out, &mut flush);
-                    if !flush(&mut out, &mut self.power_samples) {
-                        break 'chunks;
-                    }
-                }
-            }
+            while next(&mut chunk)? && self.process_flushing(&chunk, &mut out, &mut sink_flush(&mut sink, &mut failed)) {}
             return failed.map_or(Ok(()), Err);
         }
         let (mut read_error, mut sink_error) = (None, None);
@@ -588,23 +630,16 @@ impl Simulator {
                 false
             })
         });
+        let mut flush = sink_flush(&mut sink, &mut sink_error);
         if let Mode::Binned { bin_us } = self.config.mode {
-            self.process_binned_stages(&mut events, bin_us, |spikes, samples| {
-                let sunk = sink(spikes, samples);
-                spikes.clear();
-                samples.clear();
-                sunk.map_err(|e| sink_error = Some(e)).is_ok()
-            });
+            self.process_binned_stages(&mut events, bin_us, &mut flush);
         } else {
             self.process_stages(&mut events, |batch, power, samples| {
                 batch.hand_out(&mut out, power, samples);
-                let sunk = sink(&out, samples);
-                out.clear();
-                samples.clear();
-                sunk.map_err(|e| sink_error = Some(e)).is_ok()
+                flush(&mut out, samples)
             });
         }
-        drop(events);
+        drop((events, flush));
         match read_error.or(sink_error) {
             Some(e) => Err(e),
             None => Ok(()),

@@ -1,6 +1,6 @@
 //! Neurons that fire all through a long gap in the input, by the leak (event mode) or by a bias
-//! in every empty bin (binned mode), hand their spikes to `process_stream`'s sink as they go, a
-//! bounded number at a time, and hold bounded memory however long the gap (before: every spike
+//! in every empty bin (binned mode), hand their spikes to the sink of `process_stream` or
+//! `process_sliced` as they go, a bounded number at a time, and hold bounded memory however long the gap (before: every spike
 //! of a gap was held until the event after it; an hour at 1 ms ticks took 24 GB). One test in
 //! this binary, so that no other test's memory is counted.
 
@@ -77,32 +77,45 @@ fn biased_pair(biases: [Option<i16>; 2]) -> Network {
     n
 }
 
-/// What `process_stream` made of one event at 0 and one at `gap_us`: the spikes (kept with
-/// `keep`, counted otherwise), the most given to the sink at once, the sink's calls, and the
-/// most bytes allocated during the run beyond those before it (the spikes kept here not
-/// counted).
-fn stream(n: &Network, config: &Config, gap_us: i64, keep: bool) -> (Vec<Spike>, usize, usize, usize, usize) {
+/// How the events reach the simulator.
+#[derive(Clone, Copy, Debug)]
+enum Feed {
+    /// `process_stream`, all in one chunk.
+    Stream,
+    /// `process_sliced`, one call per event.
+    Sliced,
+}
+
+/// What `feed` made of one event at 0 and one at `gap_us`: the spikes (kept with `keep`,
+/// counted otherwise), the most given to the sink at once, the sink's calls, and the most
+/// bytes allocated during the run beyond those before it (the spikes kept here not counted).
+fn stream(n: &Network, config: &Config, feed: Feed, gap_us: i64, keep: bool) -> (Vec<Spike>, usize, usize, usize, usize) {
     let events = [Event::new(0, 0, 0, true), Event::new(gap_us, 0, 0, true)];
     let mut sim = Simulator::new(n, config.clone()).expect("sim");
-    let mut given = false;
-    let next = |chunk: &mut Vec<Event>| {
-        chunk.clear();
-        chunk.extend(events.iter().filter(|_| !given));
-        given = true;
-        Ok::<_, ()>(!chunk.is_empty())
-    };
     // Room for every spike before the run, so that only the simulator's memory grows in it.
     let mut streamed = Vec::with_capacity(if keep { 2 * NEURONS * (gap_us as usize / 1000 + 2) } else { 0 });
     let (mut count, mut largest, mut calls) = (0, 0, 0);
-    let sink = |spikes: &[Spike], _: &[PowerSample]| {
+    let mut sink = |spikes: &[Spike], _: &[PowerSample]| {
         (count, largest, calls) = (count + spikes.len(), largest.max(spikes.len()), calls + 1);
         if keep {
             streamed.extend_from_slice(spikes);
         }
-        Ok(())
+        Ok::<_, ()>(())
     };
     let before = reset_peak();
-    sim.process_stream(next, sink).expect("stream");
+    match feed {
+        Feed::Stream => {
+            let mut given = false;
+            let next = |chunk: &mut Vec<Event>| {
+                chunk.clear();
+                chunk.extend(events.iter().filter(|_| !given));
+                given = true;
+                Ok(!chunk.is_empty())
+            };
+            sim.process_stream(next, sink).expect("stream");
+        }
+        Feed::Sliced => events.chunks(1).for_each(|e| sim.process_sliced(e, &mut sink).expect("sliced")),
+    }
     let peak = PEAK.load(Ordering::Relaxed) - before;
     (streamed, count, largest, calls, peak)
 }
@@ -123,7 +136,8 @@ fn neurons_firing_through_a_long_gap_leave_in_bounded_slices_and_memory() {
         ("binned, the worker firing", [None, Some(10)], binned(2)),
         ("binned, both parts firing", [Some(10), Some(10)], binned(2)),
     ];
-    for (case, biases, config) in cases {
+    for ((case, biases, config), feed) in cases.into_iter().flat_map(|c| [(c.clone(), Feed::Stream), (c, Feed::Sliced)]) {
+        let case = format!("{case}, {feed:?}");
         let n = biased_pair(biases);
         let config = Config { monitors: Monitors::of([1, 2]), ..config };
         // 256 spikes a firing layer in each of the 2000 ticks or bins of a 2 s gap.
@@ -133,11 +147,11 @@ fn neurons_firing_through_a_long_gap_leave_in_bounded_slices_and_memory() {
             .process(&[Event::new(0, 0, 0, true), Event::new(2_000_000, 0, 0, true)], &mut whole);
         let firing = biases.iter().flatten().count();
         assert!(whole.len() >= 2000 * NEURONS * firing, "{case}: {} spikes", whole.len());
-        let (streamed, _, largest, calls, short_peak) = stream(&n, &config, 2_000_000, true);
+        let (streamed, _, largest, calls, short_peak) = stream(&n, &config, feed, 2_000_000, true);
         assert_eq!(streamed, whole, "{case}");
         assert!(calls >= 3 && largest <= (1 << 16) + 2 * NEURONS, "{case}: {calls} calls, the largest of {largest} spikes");
         // Ten times the gap: ten times the spikes (80-160 MB of them), not ten times the memory.
-        let (_, count, _, _, long_peak) = stream(&n, &config, 20_000_000, false);
+        let (_, count, _, _, long_peak) = stream(&n, &config, feed, 20_000_000, false);
         assert!(count >= 20_000 * NEURONS * firing, "{case}: {count} spikes");
         assert!(long_peak < 2 * short_peak + (1 << 20), "{case}: {long_peak} bytes at most in a gap of 20 s, {short_peak} in one of 2 s");
         println!("{case}: {short_peak} bytes at most in a gap of 2 s, {long_peak} in one of 20 s");

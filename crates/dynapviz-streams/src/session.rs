@@ -269,33 +269,45 @@ impl Session {
                         start = end;
                     }
                     // Analysis: lossless.
+                    collector.start(events[0].t);
                     match &mut sim {
                         Some(sim) => {
-                            sim.process(&events, &mut spikes);
-                            if let Some((l, HeatShape { channels, width: w, height: h })) = config.heatmap_layer {
-                                // Decay by the chunk's span of event time, then add its spikes.
+                            let heat_layer = config.heatmap_layer.inspect(|_| {
+                                // Decay by the chunk's span of event time; its spikes add below.
                                 let span = events.last().map_or(0, |e| e.t) - events[0].t;
                                 let decay = config.decay_us.map_or(0.0, |tau| (-(span as f64) / tau.max(1.0)).exp() as f32);
                                 heat.iter_mut().for_each(|v| *v *= decay);
-                                for s in spikes.iter().filter(|s| s.layer == l) {
-                                    let (c, x, y) = (usize::from(s.c), usize::from(s.x), usize::from(s.y));
-                                    if c < channels && x < w && y < h {
-                                        heat[(c * h + y) * w + x] += 1.0;
+                            });
+                            // The spikes as they come out: a gap in which a leak or a bias fires
+                            // holds a slice of them at a time, not all.
+                            let sunk = sim.process_sliced(&events, |made, samples| {
+                                if let Some((l, HeatShape { channels, width: w, height: h })) = heat_layer {
+                                    for s in made.iter().filter(|s| s.layer == l) {
+                                        let (c, x, y) = (usize::from(s.c), usize::from(s.x), usize::from(s.y));
+                                        if c < channels && x < w && y < h {
+                                            heat[(c * h + y) * w + x] += 1.0;
+                                        }
                                     }
                                 }
-                            }
-                            spikes.retain(|s| s.layer == output_layer);
-                            results.extend(sim.take_power_samples().into_iter().map(Analysis::Power));
+                                spikes.extend(made.iter().filter(|s| s.layer == output_layer));
+                                stats.output_spikes += spikes.len() as u64;
+                                collector.add(&spikes, &mut collections);
+                                spikes.clear();
+                                results.extend(samples.iter().cloned().map(Analysis::Power));
+                                Ok::<_, std::convert::Infallible>(())
+                            });
+                            let Ok(()) = sunk;
                         }
-                        None => spikes.extend(events.iter().map(|e| Spike { t: e.t, layer: 0, c: u16::from(e.p), y: e.y, x: e.x })),
+                        None => {
+                            spikes.extend(events.iter().map(|e| Spike { t: e.t, layer: 0, c: u16::from(e.p), y: e.y, x: e.x }));
+                            stats.output_spikes += spikes.len() as u64;
+                            collector.add(&spikes, &mut collections);
+                            spikes.clear();
+                        }
                     }
-                    stats.output_spikes += spikes.len() as u64;
-                    collector.start(events[0].t);
-                    collector.add(&spikes, &mut collections);
                     if let Some(last) = events.last() {
                         collector.advance(last.t, &mut collections);
                     }
-                    spikes.clear();
                     events.clear();
                     let emitted = emit(&mut collections, &counter, config.readout.as_ref(), &mut results, &mut stats);
                     if let (Some(sim), Some(t_us)) = (&sim, emitted) {

@@ -240,3 +240,61 @@ fn a_gap_of_days_costs_a_few_frames_and_collections_not_millions() {
         }
     }
 }
+
+/// A leak that fires all through a gap: the session takes the simulator's spikes as they come
+/// out (a slice at a time, so that a long gap does not hold them all, see
+/// `Simulator::process_sliced`), for the heat map of layer 1 and the output's counts, and they
+/// are the counts of the same events run by hand.
+#[test]
+fn a_leak_firing_through_a_gap_gives_the_counts_of_the_events_run_by_hand() {
+    let mut net = network();
+    let first = &mut net.layers[0];
+    let q = first.quant.as_mut().expect("discretized");
+    // Every neuron of layer 1 (4 x 32 x 32) reaches its threshold at every 1 ms tick.
+    q.bias = Some(vec![q.threshold as i16; first.out_channels]);
+    let output = net.layers.len();
+    let sim = || {
+        let config = Config { leak_tick_us: Some(1000), monitors: Monitors::of([1, output]), ..Config::default() };
+        Simulator::new(&net, config).expect("sim")
+    };
+    let burst = |t0: i64| (0..500).map(|i| Event::new(t0 + i * 100, (i % 64) as u16, (i / 64 % 64) as u16, i % 2 == 0)).collect::<Vec<_>>();
+    let (before, after) = (burst(0), burst(2_000_000));
+    let mut cfg = config();
+    cfg.heatmap_layer = Some((1, dynapviz_streams::session::HeatShape { channels: 4, width: 8, height: 8 }));
+    let session = Session::start(Box::new(Chunks(vec![before.clone(), after.clone()])), Vec::new(), Some(sim()), cfg).expect("start");
+    let mut counts = Vec::new();
+    let stats = session
+        .drain(|a| {
+            if let Analysis::Counts { t_us, counts: c } = a {
+                counts.push((t_us, c));
+            }
+        })
+        .expect("session");
+
+    // By hand, keeping the output's spikes only.
+    let (mut s, mut spikes) = (sim(), Vec::new());
+    let mut chunks = vec![before, after].into_iter();
+    let next = |chunk: &mut Vec<Event>| {
+        *chunk = chunks.next().unwrap_or_default();
+        Ok::<_, ()>(!chunk.is_empty())
+    };
+    s.process_stream(next, |made, _| {
+        spikes.extend(made.iter().filter(|s| usize::from(s.layer) == output));
+        Ok(())
+    })
+    .expect("stream");
+    let mut rest = Vec::new();
+    s.finish(&mut rest);
+    spikes.extend(rest.iter().filter(|s| usize::from(s.layer) == output));
+    let fired: u64 = s.counters()[1].spikes;
+    assert!(fired >= 2000 * 4096, "layer 1 fires at every tick of the gap: {fired} spikes");
+    assert_eq!(stats.output_spikes, spikes.len() as u64);
+    let mut collector = SpikeCollector::new(50.0).expect("collector");
+    let mut collections = Vec::new();
+    collector.start(0);
+    collector.add(&spikes, &mut collections);
+    collector.advance(2_000_000 + 499 * 100, &mut collections);
+    collector.finish(&mut collections);
+    let want: Vec<_> = collections.iter().map(|c| (c.end_us, SpikeCount { feature_count: 3 }.count(c))).collect();
+    assert_eq!(counts, want);
+}
