@@ -209,7 +209,7 @@ pub const MAX_LEADING_BINS: i64 = 10_000;
 /// in the empty bins of binned mode) before they leave for the caller's sink (see
 /// [`Simulator::process_stream`]): memory stays bounded however long the gap and however often
 /// the neurons fire in it.
-pub(crate) const GAP_SLICE_SPIKES: usize = 1 << 16;
+pub const GAP_SLICE_SPIKES: usize = 1 << 16;
 
 /// Takes the monitored spikes and power samples made so far (and clears them); false stops.
 type Flush<'a> = dyn FnMut(&mut Vec<Spike>, &mut Vec<PowerSample>) -> bool + 'a;

@@ -7,7 +7,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use dynapviz_chip::{Config, Mode, Monitors, PowerSample, Simulator, Spike};
+use dynapviz_chip::{Config, GAP_SLICE_SPIKES, Mode, Monitors, PowerSample, Simulator, Spike};
 use dynapviz_events::Event;
 use dynapviz_model::convert::{DvsOptions, convert};
 use dynapviz_model::network::QuantParams;
@@ -149,7 +149,7 @@ fn neurons_firing_through_a_long_gap_leave_in_bounded_slices_and_memory() {
         assert!(whole.len() >= 2000 * NEURONS * firing, "{case}: {} spikes", whole.len());
         let (streamed, _, largest, calls, short_peak) = stream(&n, &config, feed, 2_000_000, true);
         assert_eq!(streamed, whole, "{case}");
-        assert!(calls >= 3 && largest <= (1 << 16) + 2 * NEURONS, "{case}: {calls} calls, the largest of {largest} spikes");
+        assert!(calls >= 3 && largest <= GAP_SLICE_SPIKES + 2 * NEURONS, "{case}: {calls} calls, the largest of {largest} spikes");
         // Ten times the gap: ten times the spikes (80-160 MB of them), not ten times the memory.
         let (_, count, _, _, long_peak) = stream(&n, &config, feed, 20_000_000, false);
         assert!(count >= 20_000 * NEURONS * firing, "{case}: {count} spikes");
