@@ -207,8 +207,8 @@ pub const MAX_LEADING_BINS: i64 = 10_000;
 
 /// Monitored spikes a gap between sensor events may make (by the leak in event mode, by a bias
 /// in the empty bins of binned mode) before they leave for the caller's sink (see
-/// [`Simulator::process_stream`]): memory stays bounded however long the gap and however often
-/// the neurons fire in it.
+/// [`Simulator::process_sliced`] and [`Simulator::process_stream`]): memory stays bounded
+/// however long the gap and however often the neurons fire in it.
 pub const GAP_SLICE_SPIKES: usize = 1 << 16;
 
 /// Takes the monitored spikes and power samples made so far (and clears them); false stops.

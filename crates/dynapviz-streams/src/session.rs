@@ -12,7 +12,7 @@ use dynapviz_chip::{PowerSample, Simulator, Spike};
 use dynapviz_events::{Event, Geometry};
 
 use crate::nodes::frame::FrameAccumulator;
-use crate::nodes::readout::{MajorityReadout, SpikeCollector, SpikeCount};
+use crate::nodes::readout::{Collection, MajorityReadout, SpikeCollector, SpikeCount};
 use crate::pipeline::{LatestSlot, batched};
 
 /// The most snapshots (`SessionConfig::snapshot_us`) of empty frames in a row: two minutes of a
@@ -272,12 +272,13 @@ impl Session {
                     collector.start(events[0].t);
                     match &mut sim {
                         Some(sim) => {
-                            let heat_layer = config.heatmap_layer.inspect(|_| {
+                            let heat_layer = config.heatmap_layer;
+                            if heat_layer.is_some() {
                                 // Decay by the chunk's span of event time; its spikes add below.
                                 let span = events.last().map_or(0, |e| e.t) - events[0].t;
                                 let decay = config.decay_us.map_or(0.0, |tau| (-(span as f64) / tau.max(1.0)).exp() as f32);
                                 heat.iter_mut().for_each(|v| *v *= decay);
-                            });
+                            }
                             // The spikes as they come out: a gap in which a leak or a bias fires
                             // holds a slice of them at a time, not all.
                             let sunk = sim.process_sliced(&events, |made, samples| {
@@ -290,9 +291,7 @@ impl Session {
                                     }
                                 }
                                 spikes.extend(made.iter().filter(|s| s.layer == output_layer));
-                                stats.output_spikes += spikes.len() as u64;
-                                collector.add(&spikes, &mut collections);
-                                spikes.clear();
+                                collect(&mut spikes, &mut collector, &mut collections, &mut stats);
                                 results.extend(samples.iter().cloned().map(Analysis::Power));
                                 Ok::<_, std::convert::Infallible>(())
                             });
@@ -300,9 +299,7 @@ impl Session {
                         }
                         None => {
                             spikes.extend(events.iter().map(|e| Spike { t: e.t, layer: 0, c: u16::from(e.p), y: e.y, x: e.x }));
-                            stats.output_spikes += spikes.len() as u64;
-                            collector.add(&spikes, &mut collections);
-                            spikes.clear();
+                            collect(&mut spikes, &mut collector, &mut collections, &mut stats);
                         }
                     }
                     if let Some(last) = events.last() {
@@ -385,6 +382,14 @@ fn deliver(
         *recorder = None;
     }
     tx.send(std::mem::take(results)).map_err(drop)
+}
+
+/// Adds the spikes to the open collection (completed ones go to `collections`) and to the
+/// totals, and empties them.
+fn collect(spikes: &mut Vec<Spike>, collector: &mut SpikeCollector, collections: &mut Vec<Collection>, stats: &mut Stats) {
+    stats.output_spikes += spikes.len() as u64;
+    collector.add(spikes, collections);
+    spikes.clear();
 }
 
 /// Turns completed collections into results; returns the end time of the last one.
