@@ -1,8 +1,8 @@
 //! Neurons that fire all through a long gap in the input, by the leak (event mode) or by a bias
 //! in every empty bin (binned mode), hand their spikes to the sink of `process_stream` or
-//! `process_sliced` as they go, a bounded number at a time, and hold bounded memory however long the gap (before: every spike
-//! of a gap was held until the event after it; an hour at 1 ms ticks took 24 GB). One test in
-//! this binary, so that no other test's memory is counted.
+//! `process_sliced` as they go, a bounded number at a time, and hold bounded memory however
+//! long the gap (before: every spike of a gap was held until the event after it; an hour at
+//! 1 ms ticks took 24 GB). One test in this binary, so that no other test's memory is counted.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,8 +1,8 @@
 //! The floor under the event mode: the synaptic adds alone. Each layer gets the input events
 //! the simulator gave it, and adds its weights to the neurons each reaches (int16, saturating,
 //! as many lanes at once as the CPU has) and stores them; nothing else: no threshold, no
-//! reset, no spikes, no queues, no time. The event mode cannot be faster than this, so its
-//! speed as a fraction of the floor's says how much any rework of its kernels could still give.
+//! reset, no spikes, no queues, no time. The event mode does all of this and more, so its speed
+//! as a fraction of the floor's says how much a rework of its kernels could still give.
 
 use dynapviz_chip::Spike;
 use dynapviz_model::Network;
