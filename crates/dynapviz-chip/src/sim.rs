@@ -564,7 +564,8 @@ impl Simulator {
         let mut out = std::mem::take(&mut self.sliced);
         let mut failed = None;
         self.process_flushing(events, &mut out, &mut sink_flush(&mut sink, &mut failed));
-        // What a pipeline's last piece left (one thread hands out after every piece).
+        // Every path above hands out what it makes; left are the power samples an earlier
+        // `process` kept, when `events` made no piece to flush.
         if !out.is_empty() || !self.power_samples.is_empty() {
             sink_flush(&mut sink, &mut failed)(&mut out, &mut self.power_samples);
         }
@@ -856,9 +857,8 @@ impl Simulator {
     /// Binned mode on two threads (see [`crate::binned`]): the caller admits the sensor
     /// events and runs the layers before a cut, a worker those after it. Measures the layers
     /// on one thread first, and stays on one while no cut would make it faster; measures again
-    /// every [`BIN_RECUT_EVENTS`]. `deliver`
-    /// takes the monitored spikes, in the order of one thread, and the power samples, and
-    /// says whether to go on.
+    /// every [`BIN_RECUT_EVENTS`]. `deliver` takes the monitored spikes, in the order of one
+    /// thread, and the power samples, and says whether to go on.
     fn process_binned_stages(
         &mut self,
         events: &mut dyn stages::Events,

@@ -58,26 +58,28 @@ impl Floor {
             // SAFETY: the CPU has AVX-512 BW.
             return unsafe { self.run_avx512(out_channels) };
         }
-        self.run_with(out_channels)
+        self.run_with::<false>(out_channels)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2")]
     fn run_avx512(&mut self, out_channels: &[usize]) -> (u64, Vec<f64>) {
-        self.run_with(out_channels)
+        self.run_with::<true>(out_channels)
     }
 
+    /// [`Self::run`], with AVX-512 BW instructions when `AVX512` (the CPU has them: the caller
+    /// checked once).
     #[inline(always)]
-    fn run_with(&mut self, out_channels: &[usize]) -> (u64, Vec<f64>) {
+    fn run_with<const AVX512: bool>(&mut self, out_channels: &[usize]) -> (u64, Vec<f64>) {
         let (mut ops, mut seconds) = (0, Vec::new());
         for (l, &o) in self.layers.iter_mut().zip(out_channels) {
             let t = std::time::Instant::now();
             let landed = match l.lanes {
-                16 => l.add_all::<16>(),
-                32 => l.add_all::<32>(),
-                64 => l.add_all::<64>(),
-                128 => l.add_all::<128>(),
-                _ => l.add_all::<256>(),
+                16 => l.add_all::<16, AVX512>(),
+                32 => l.add_all::<32, AVX512>(),
+                64 => l.add_all::<64, AVX512>(),
+                128 => l.add_all::<128, AVX512>(),
+                _ => l.add_all::<256, AVX512>(),
             };
             ops += landed * o as u64;
             seconds.push(t.elapsed().as_secs_f64());
@@ -130,14 +132,14 @@ impl Layer {
 
     /// Adds the weights of every input event; returns the neuron columns reached.
     #[inline(always)]
-    fn add_all<const L: usize>(&mut self) -> u64 {
+    fn add_all<const L: usize, const AVX512: bool>(&mut self) -> u64 {
         let mut landed = 0;
         for &(c, y, x) in &self.events {
             let (col, kx, len) = self.cols[usize::from(x)];
             let base = usize::from(c) * self.per_channel + kx;
             for &(row, ky) in &self.rows[usize::from(y)] {
                 let (s, w) = (row + col, base + ky);
-                add(&mut self.state[s..s + len * L], &self.weights[w..w + len * L]);
+                add::<AVX512>(&mut self.state[s..s + len * L], &self.weights[w..w + len * L]);
                 landed += len as u64;
             }
         }
@@ -145,16 +147,17 @@ impl Layer {
     }
 }
 
-/// `v += w`, saturating, lane by lane: 32 lanes at once where the CPU has AVX-512 BW (the
-/// compiler left some runs scalar), then 16.
+/// `v += w`, saturating, lane by lane: with `AVX512` (the CPU has AVX-512 BW) 32 lanes at once
+/// (the compiler left some runs scalar), then 16.
 #[inline(always)]
-fn add(v: &mut [i16], w: &[i16]) {
+fn add<const AVX512: bool>(v: &mut [i16], w: &[i16]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512bw") && v.len() == w.len() && v.len().is_multiple_of(16) {
+    if AVX512 && v.len() == w.len() && v.len().is_multiple_of(16) {
         use std::arch::x86_64::*;
         let (n, v, w) = (v.len(), v.as_mut_ptr(), w.as_ptr());
         let mut i = 0;
-        // SAFETY: the CPU has AVX-512 BW; every access is within `n` lanes of both.
+        // SAFETY: the CPU has AVX-512 BW (the caller's `AVX512`); every access is within `n`
+        // lanes of both.
         unsafe {
             while i + 32 <= n {
                 let sum = _mm512_adds_epi16(_mm512_loadu_si512(v.add(i).cast()), _mm512_loadu_si512(w.add(i).cast()));
