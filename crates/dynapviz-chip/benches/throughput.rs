@@ -3,8 +3,9 @@
 //! input decimated to DVS-gesture-like rates (830, 313 and 104 k events/s); prints input
 //! events/s, synaptic operations/s per core and the real-time factor, for the event-driven mode
 //! on one thread (with the fastest kernel this CPU has, and with AVX2 when that is not it) and
-//! on one per core, at least two (`eventN`, N threads), and for the binned mode on one thread
-//! and on two (`binned2`).
+//! on one per core, at least two (`eventN`, N threads), for the binned mode on one thread and
+//! on two (`binned2`), and for the event mode with the chip's leak on a copy of the network
+//! with a bias (`leak 1 ms`), on one thread and on one per core.
 //! Last, per rate, the `floor`: the event mode's synaptic adds alone (see `common/floor.rs`),
 //! and how fast the event mode on one thread is against it.
 //! `DYNAPVIZ_BENCH_ONLY=binned` runs only the modes whose name starts with that;
@@ -60,6 +61,7 @@ fn main() {
             ("binned", binned, 1, Kernel::Avx512),
             (binned_many.as_str(), binned, 2, Kernel::Avx512),
             ("leak 1 ms", Mode::Event, 1, Kernel::Avx512),
+            ("leak 1 ms", Mode::Event, cores, Kernel::Avx512),
         ];
         // The wall time of the event mode on one thread with the fastest kernel.
         let mut event_wall = None;

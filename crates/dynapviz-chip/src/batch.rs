@@ -14,6 +14,10 @@ use crate::sim::{LayerCounters, Spike};
 pub(crate) struct Batch {
     /// Monitored spikes with their sensor event.
     pub tagged: Vec<(u32, Spike)>,
+    /// The monitored spikes of the leak's ticks before the sensor events, by a key that puts
+    /// them in the one-thread order: `2k` for what the layers' tick `k` made, `2k + 1` for what
+    /// the run through the layers after it made (see `Stage::run`). They come out first.
+    pub ticked: Vec<(u32, Spike)>,
     /// The work of the admitted sensor events, by power period.
     pub work: PeriodWork,
     /// Sensor events in the batch, admitted or not.
@@ -36,10 +40,22 @@ impl Batch {
         clock: &mut PeriodClock,
     ) {
         self.tagged.clear();
+        self.ticked.clear();
         self.work.clear();
         self.len = events.len();
         let work = &mut self.work;
         front.admit_batch(events, dvs, monitor_dvs, first_queue, &mut self.tagged, |i, t| work.admit(i as u32, t, clock));
+    }
+
+    /// Starts a batch of no sensor events, for ticks of the leak alone (a piece of a long gap,
+    /// see [`crate::leak::TICKS_PER_PIECE`]): their work counts at `t_us`, the time of the
+    /// sensor event they come before, as it would if they ran with it.
+    pub fn ticks_alone(&mut self, t_us: i64) {
+        self.tagged.clear();
+        self.ticked.clear();
+        self.work.clear();
+        self.work.ticks_at(t_us);
+        self.len = 0;
     }
 
     /// Ends the batch: appends the monitored spikes to `out` in sensor-event order (stable:
@@ -47,36 +63,39 @@ impl Batch {
     /// work of each period's admitted events to `power` at the time of its first, in order,
     /// `power`'s samples going to `samples`.
     pub fn hand_out(&mut self, out: &mut Vec<Spike>, power: &mut PowerMonitor, samples: &mut Vec<PowerSample>) {
-        if self.tagged.is_sorted_by_key(|&(i, _)| i) {
-            // In order already: one monitored layer tags its spikes in sensor-event order.
-            out.extend(self.tagged.iter().map(|&(_, s)| s));
-        } else {
-            self.sort_out(out);
-        }
+        let ticks = self.ticked.iter().map(|&(key, _)| key as usize + 1).max().unwrap_or(0);
+        sort_out(&self.ticked, ticks, &mut self.places, out);
+        sort_out(&self.tagged, self.len, &mut self.places, out);
         for part in self.work.parts() {
             power.add(part.t_us, part.work, samples);
         }
     }
+}
 
-    /// Appends the monitored spikes to `out` by a counting sort on their sensor event: stable,
-    /// linear, and with no scratch memory to allocate, unlike the standard stable sort.
-    fn sort_out(&mut self, out: &mut Vec<Spike>) {
-        self.places.clear();
-        self.places.resize(self.len + 1, 0);
-        for &(i, _) in &self.tagged {
-            self.places[i as usize + 1] += 1;
-        }
-        // Then each sensor event's first place: the spikes of the events before it.
-        let mut next = out.len();
-        for p in &mut self.places {
-            next += *p;
-            *p = next;
-        }
-        out.resize(next, Spike::default());
-        for &(i, s) in &self.tagged {
-            let place = &mut self.places[i as usize];
-            out[*place] = s;
-            *place += 1;
-        }
+/// Appends the spikes of `tagged` to `out` by their key (all below `keys`), and in the order
+/// given within one key: by a counting sort, linear, and with no scratch memory to allocate
+/// but `places`, unlike the standard stable sort.
+fn sort_out(tagged: &[(u32, Spike)], keys: usize, places: &mut Vec<usize>, out: &mut Vec<Spike>) {
+    if tagged.is_sorted_by_key(|&(key, _)| key) {
+        // In order already: one monitored layer tags its spikes in sensor-event order.
+        out.extend(tagged.iter().map(|&(_, s)| s));
+        return;
+    }
+    places.clear();
+    places.resize(keys + 1, 0);
+    for &(key, _) in tagged {
+        places[key as usize + 1] += 1;
+    }
+    // Then each key's first place: the spikes of the keys before it.
+    let mut next = out.len();
+    for p in places.iter_mut() {
+        next += *p;
+        *p = next;
+    }
+    out.resize(next, Spike::default());
+    for &(key, s) in tagged {
+        let place = &mut places[key as usize];
+        out[*place] = s;
+        *place += 1;
     }
 }

@@ -401,7 +401,7 @@ pub(crate) fn run(
         };
         let (mut go_on, mut admitted) = (true, 0);
         while go_on && admitted < limit {
-            let piece = events.next_piece(PIECE_EVENTS);
+            let piece = events.next_piece(PIECE_EVENTS, None);
             if piece.is_empty() {
                 break;
             }

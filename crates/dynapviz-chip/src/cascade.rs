@@ -43,6 +43,14 @@ pub(crate) struct Run {
     pub t_ns: i64,
 }
 
+impl Run {
+    /// The run of `sites` for sensor event `index`, arriving at `t_ns`, to send on (see
+    /// [`Wiring::send`], which queues it as runs of at most `u32::MAX` sites).
+    pub fn of(index: u32, t_ns: i64, sites: &[Site]) -> Self {
+        Self { index, len: u32::try_from(sites.len()).unwrap_or(u32::MAX), t_ns }
+    }
+}
+
 /// The scratch memory of [`Queue::sort`].
 #[derive(Clone, Debug, Default)]
 struct Reorder {
@@ -231,6 +239,23 @@ impl Queue {
 pub(crate) struct Flight {
     pub sources: Vec<usize>,
     pub spikes: Queue,
+    /// The runs of the leak's ticks before the piece's sensor events, per tick that has any,
+    /// in tick order; the runs after the last are the sensor events'.
+    pub ticks: Vec<TickRuns>,
+}
+
+/// Where the runs of one tick of the leak end in a [`Flight`]: first those the layers' ticks
+/// made, then those of the run through the layers after it. A later stage queues each part at
+/// its place in the tick (see `Stage::run`), so that a layer there gets its input in the
+/// one-thread order.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TickRuns {
+    /// The tick, counted from the piece's first.
+    pub k: u64,
+    /// Runs of the flight up to the end of the ticks' spikes.
+    pub ticked: usize,
+    /// Runs of the flight up to the end of the tick.
+    pub end: usize,
 }
 
 impl Flight {
@@ -251,6 +276,7 @@ impl Flight {
     pub fn clear(&mut self) {
         self.sources.clear();
         self.spikes.clear();
+        self.ticks.clear();
     }
 
     /// [`Queue::room`] of the spikes and their sources.
@@ -417,6 +443,8 @@ impl Cascade<'_> {
                 continue;
             }
             let li = self.first + i;
+            // Input ends the quiet of a leak (see `Cascade::tick`).
+            self.layers[i].quiet = false;
             let started = self.spent_ns.is_some().then(std::time::Instant::now);
             let mut queue = std::mem::take(&mut self.queues[i]);
             if self.wiring.merged[li] {
@@ -467,6 +495,52 @@ impl Cascade<'_> {
                 spent[i] += started.elapsed().as_nanos() as u64;
             }
         }
+    }
+}
+
+impl Cascade<'_> {
+    /// One tick of the chip's leak at `at_us` on these layers (see [`crate::leak`]): each
+    /// biased layer that is not quiet adds its bias to every neuron, in layer order, and sends
+    /// the spikes on as the spikes of sensor event `index` (to the queues of these layers, the
+    /// flight for later ones); the monitored ones go to `out`, tagged `tag`. Run the queues
+    /// after it ([`Self::run`]). A layer is quiet when its last tick changed no potential and
+    /// fired no neuron and no input came since: its next ticks would do the same, so they are
+    /// skipped. Returns whether every biased layer here is quiet.
+    pub fn tick(&mut self, at_us: i64, index: u32, out: &mut Vec<(u32, Spike)>, tag: u32) -> bool {
+        let mut quiet = true;
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            if !layer.has_bias() || layer.quiet {
+                continue;
+            }
+            let li = self.first + i;
+            let started = self.spent_ns.is_some().then(std::time::Instant::now);
+            let sites = &mut *self.fired;
+            sites.clear();
+            let (n, changed) = layer.leak_tick(self.wiring.kernel, |s| sites.extend(s));
+            if let (Some(spent), Some(started)) = (&mut self.spent_ns, started) {
+                spent[i] += started.elapsed().as_nanos() as u64;
+            }
+            layer.quiet = n == 0 && !changed;
+            quiet &= layer.quiet;
+            let c = &mut self.counters[i];
+            if let Some(d) = &mut layer.decimator {
+                c.decimated += d.thin(sites, 0);
+            }
+            c.spikes += n;
+            c.spikes_after_pool += sites.len() as u64;
+            if self.wiring.monitored[li + 1] {
+                out.extend(sites.iter().map(|s| (tag, Spike { t: at_us, layer: (li + 1) as u16, c: s.c, y: s.y, x: s.x })));
+            }
+            let run = Run::of(index, at_us.saturating_mul(1000), sites);
+            self.wiring.send(li, run, sites, self.first, self.queues, self.flight.as_deref_mut());
+        }
+        quiet
+    }
+
+    /// Queues `sites`, spikes of layer `source` that came from an earlier stage as `run`, for
+    /// their destinations here and beyond (see [`Wiring::send`]).
+    pub fn take(&mut self, source: usize, run: Run, sites: &[Site]) {
+        self.wiring.send(source, run, sites, self.first, self.queues, self.flight.as_deref_mut());
     }
 }
 

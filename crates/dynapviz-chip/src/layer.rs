@@ -75,6 +75,9 @@ pub struct LayerRt {
     pub(crate) decimator: Option<Decimator>,
     /// The core's busiest millisecond so far.
     pub(crate) peak: Peak,
+    /// Event mode with a leak: its last tick changed no potential and fired no neuron, and no
+    /// input came since, so the next ticks would do the same (see `Cascade::tick`).
+    pub(crate) quiet: bool,
 }
 
 /// A neuron address in a layer's output after pooling, with a spike count.
@@ -185,6 +188,7 @@ impl LayerRt {
             initial,
             decimator: None,
             peak: Peak::default(),
+            quiet: false,
         };
         if !chip {
             let geometry = layer.geometry();
@@ -196,6 +200,7 @@ impl LayerRt {
 
     /// Puts the membrane potentials (and the output decimator's count) back where they start.
     pub fn reset_state(&mut self) {
+        self.quiet = false;
         self.decimator.iter_mut().for_each(Decimator::reset);
         self.touched.clear();
         self.touched_mark.fill(false);

@@ -10,6 +10,7 @@ mod decimator;
 pub mod dvs;
 mod lanes;
 pub mod layer;
+mod leak;
 mod peak;
 pub mod power;
 mod sim;

@@ -153,6 +153,12 @@ impl PeriodWork {
         }
     }
 
+    /// Begins a part of no sensor events at `t_us`, for the work of ticks of the leak alone
+    /// (see [`crate::batch::Batch::ticks_alone`]).
+    pub fn ticks_at(&mut self, t_us: i64) {
+        self.parts.push(Part { first: 0, t_us, work: Work::default() });
+    }
+
     /// The parts, in order.
     pub fn parts(&self) -> &[Part] {
         &self.parts

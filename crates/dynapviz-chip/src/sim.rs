@@ -18,6 +18,7 @@ use crate::decimator::{Decimator, OutputDecimator};
 use crate::dvs::Front;
 use crate::lanes::Kernel;
 use crate::layer::{Arithmetic, LayerRt, Site};
+use crate::leak::{self, LeakClock};
 use crate::peak::Peak;
 use crate::power::{Coefficients, Part, PeriodClock, PowerMonitor, PowerSample, Work};
 use crate::stages;
@@ -113,9 +114,9 @@ pub struct Config {
     /// Number of power rails (5 with a sensor, 3 without).
     pub power_rails: usize,
     /// Threads: with 2 or more, the layers are cut into as many runs that work as a pipeline,
-    /// with identical results (not with a leak that has a bias to add, which touches every
-    /// layer between two events; the binned mode into two at most: a bin's first layers on
-    /// the caller's thread, the rest on a worker's, a bin behind).
+    /// with identical results (with a leak, each run of layers ticks its own between the
+    /// pieces of sensor events; the binned mode into two at most: a bin's first layers on the
+    /// caller's thread, the rest on a worker's, a bin behind).
     pub threads: usize,
     /// How much faster (a fraction) the slowest run of layers must get for the pipeline to take
     /// one more of its threads: past the heaviest layer alone more threads only spin. 0 takes
@@ -394,11 +395,10 @@ pub struct Simulator {
     /// Several threads: their memory, kept between calls.
     stages: stages::Buffers,
     bin: Option<i64>,
-    /// The leak's tick, µs (event mode): [`Config::leak_tick_us`] when some layer has a bias
-    /// to add. Without one a tick changes nothing, and the events run as without a leak, on
-    /// every thread.
-    leak_tick_us: Option<i64>,
-    next_leak_us: Option<i64>,
+    /// The leak's clock (event mode), ticking every [`Config::leak_tick_us`] when some layer
+    /// has a bias to add. Without one a tick changes nothing, and the events run as without a
+    /// leak.
+    leak: Option<LeakClock>,
 }
 
 impl Simulator {
@@ -474,8 +474,7 @@ impl Simulator {
             fired: Vec::new(),
             stages: stages::Buffers::default(),
             bin: None,
-            leak_tick_us,
-            next_leak_us: None,
+            leak: leak_tick_us.map(LeakClock::new),
             layers,
             config,
         })
@@ -524,19 +523,17 @@ impl Simulator {
         self.bin_input.iter_mut().for_each(Vec::clear);
         self.busy_until_ns.iter_mut().for_each(|b| *b = 0.0);
         self.bin = None;
-        self.next_leak_us = None;
+        self.leak.iter_mut().for_each(LeakClock::reset);
         self.power = PowerMonitor::new(self.config.power_rate_hz, self.config.power_rails, self.config.power);
         self.clock = PeriodClock::new(self.config.power_rate_hz);
     }
 
     /// The most threads a call of [`Self::process`] with enough events runs on:
     /// [`Config::threads`] in event mode (the pipeline takes fewer where more would not make it
-    /// faster), at most two in binned mode, one with a leak (which acts between events on
-    /// every layer; a leak without a bias to add is none).
+    /// faster), at most two in binned mode.
     pub fn threads(&self) -> usize {
         match self.config.mode {
-            Mode::Event if self.leak_tick_us.is_none() => self.config.threads,
-            Mode::Event => 1,
+            Mode::Event => self.config.threads,
             Mode::Binned { .. } => self.config.threads.min(2),
         }
     }
@@ -651,7 +648,7 @@ impl Simulator {
     /// before the end, when a leak gap makes many spikes (it clears them); it says false to
     /// stop the gap there (the caller's sink failed).
     fn process_serial(&mut self, events: &[Event], out: &mut Vec<Spike>, flush: &mut Flush) {
-        match (self.config.mode, self.leak_tick_us) {
+        match (self.config.mode, self.leak.map(|l| l.tick_us)) {
             (Mode::Binned { bin_us }, _) => {
                 let (started, layers_ns) = (std::time::Instant::now(), self.bin_spent_ns.iter().sum::<u64>());
                 for e in events {
@@ -669,11 +666,8 @@ impl Simulator {
             // the events up to the next tick.
             (Mode::Event, Some(tick)) => {
                 let mut rest = events;
-                while let Some(first) = rest.first() {
-                    // At least the first: a time past the ticks (refused at admission) too.
-                    let next_tick = (first.t - first.t.rem_euclid(tick)).saturating_add(tick);
-                    let len = rest[1..].iter().position(|e| e.t >= next_tick).map_or(rest.len(), |n| n + 1);
-                    let (batch, after) = rest.split_at(len);
+                while !rest.is_empty() {
+                    let (batch, after) = rest.split_at(leak::batch_len(rest, rest.len(), Some(tick)));
                     self.event_batch(batch, out, flush);
                     rest = after;
                 }
@@ -687,7 +681,7 @@ impl Simulator {
     fn event_batch(&mut self, events: &[Event], out: &mut Vec<Spike>, flush: &mut Flush) {
         let mut batch = std::mem::take(&mut self.batch);
         batch.admit(events, &mut self.front, &mut self.counters[0], self.wiring.monitored[0], &mut self.queues[0], &mut self.clock);
-        if let Some(tick) = self.leak_tick_us
+        if let Some(leak) = &mut self.leak
             && let Some(&Part { first, t_us, .. }) = batch.work.parts().first()
         {
             // With a leak a batch holds no tick between its events (see `process_serial`):
@@ -695,30 +689,32 @@ impl Simulator {
             // before the next tick, and the monitored ones leave every [`GAP_SLICE_SPIKES`],
             // so that a long gap with a leak that fires holds no more than that. The events
             // wait in the first layer's queue, which no tick feeds; the ticks' spikes leave
-            // before theirs (the DVS layer's, tagged at admission, stay).
+            // before theirs (the DVS layer's, tagged at admission, stay). A tick after which
+            // every biased layer is quiet ends them: the others would repeat it.
+            let ticks = leak.until(t_us);
             let event = std::mem::take(&mut self.queues[0]);
             let admitted = batch.tagged.len();
-            loop {
-                let done = self.leak_until(t_us, tick, first, &mut batch.tagged);
-                // The last tick's spikes too (nothing, when it made none).
-                self.cascade(&mut batch);
+            for k in 0..ticks.count {
+                let mut cascade = self.cascade_all();
+                let quiet = cascade.tick(ticks.at(k), first, &mut batch.tagged, first);
+                cascade.run(&mut batch.work, &mut batch.tagged);
                 // All of one tick: in order as tagged.
                 out.extend(batch.tagged.drain(admitted..).map(|(_, s)| s));
-                if done || (out.len() >= GAP_SLICE_SPIKES && !flush(out, &mut self.power_samples)) {
+                if quiet || (out.len() >= GAP_SLICE_SPIKES && !flush(out, &mut self.power_samples)) {
                     break;
                 }
             }
             self.queues[0] = event;
         }
         self.wiring.send_dvs_on(&mut self.queues, None);
-        self.cascade(&mut batch);
+        self.cascade_all().run(&mut batch.work, &mut batch.tagged);
         let (power, samples) = (&mut self.power, &mut self.power_samples);
         batch.hand_out(out, power, samples);
         self.batch = batch;
     }
 
-    /// Runs what the queues hold through every layer on this thread.
-    fn cascade(&mut self, batch: &mut Batch) {
+    /// Every layer, to run on this thread.
+    fn cascade_all(&mut self) -> Cascade<'_> {
         Cascade {
             first: 0,
             layers: &mut self.layers,
@@ -730,7 +726,6 @@ impl Simulator {
             flight: None,
             spent_ns: None,
         }
-        .run(&mut batch.work, &mut batch.tagged);
     }
 
     /// Event mode on several threads (see [`stages`]); `deliver` hands out each piece's batch
@@ -751,6 +746,7 @@ impl Simulator {
             counters,
             busy_until_ns: &mut self.busy_until_ns,
             wiring: &self.wiring,
+            leak: self.leak.as_mut(),
         };
         let (power, samples) = (&mut self.power, &mut self.power_samples);
         stages::run(call, events, &mut self.stages, |batch| deliver(batch, power, samples));
@@ -766,54 +762,6 @@ impl Simulator {
         if let Some(t) = self.front.last_t {
             self.power.advance(t, &mut self.power_samples);
         }
-    }
-
-    // ---------------- event mode ----------------
-
-    /// Applies the leak ticks up to `t_us`; the spikes belong to sensor event `index`. Stops
-    /// after a tick that queues spikes, so that the caller runs them through the layers before
-    /// the next tick (as the chip would: a tick's spikes reach the next layer within
-    /// microseconds, long before the next tick); returns whether every tick up to `t_us` ran.
-    fn leak_until(&mut self, t_us: i64, tick: i64, index: u32, out: &mut Vec<(u32, Spike)>) -> bool {
-        let mut at = *self.next_leak_us.get_or_insert(t_us - t_us.rem_euclid(tick) + tick);
-        let mut fired = false;
-        while at <= t_us {
-            let mut quiet = true;
-            for li in 0..self.layers.len() {
-                if !self.layers[li].has_bias() {
-                    continue;
-                }
-                let monitored = self.wiring.monitored[li + 1];
-                let (dests, repools) = (&self.wiring.destinations[li], &self.wiring.repools[li]);
-                let sites = &mut self.fired;
-                sites.clear();
-                let (n, changed) = self.layers[li].leak_tick(self.wiring.kernel, |s| sites.extend(s));
-                quiet &= n == 0 && !changed;
-                if let Some(d) = &mut self.layers[li].decimator {
-                    self.counters[li + 1].decimated += d.thin(sites, 0);
-                }
-                self.counters[li + 1].spikes += n;
-                self.counters[li + 1].spikes_after_pool += sites.len() as u64;
-                if monitored {
-                    out.extend(sites.iter().map(|s| (index, Spike { t: at, layer: (li + 1) as u16, c: s.c, y: s.y, x: s.x })));
-                }
-                for (&d, &repool) in dests.iter().zip(repools) {
-                    self.queues[d].push_to(index, at * 1000, sites, repool);
-                }
-                fired |= !sites.is_empty();
-            }
-            at += tick;
-            if quiet && at <= t_us {
-                // The ticks up to `t_us` would repeat this one, which changed nothing: skipped,
-                // so that a long gap in the input costs no time.
-                at += ((t_us - at) / tick + 1) * tick;
-            }
-            if fired {
-                break;
-            }
-        }
-        self.next_leak_us = Some(at);
-        at > t_us
     }
 
     // ---------------- binned mode ----------------
@@ -875,7 +823,7 @@ impl Simulator {
                 {
                     break cut;
                 }
-                let piece = events.next_piece(stages::PIECE_EVENTS);
+                let piece = events.next_piece(stages::PIECE_EVENTS, None);
                 if piece.is_empty() {
                     return;
                 }

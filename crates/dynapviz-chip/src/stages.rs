@@ -33,9 +33,10 @@ use std::sync::mpsc::{self, Receiver, TryRecvError};
 use dynapviz_events::Event;
 
 use crate::batch::Batch;
-use crate::cascade::{Cascade, Flight, Padded, Queue, Room, Wiring, hold};
+use crate::cascade::{Cascade, Flight, Padded, Queue, Room, TickRuns, Wiring, hold};
 use crate::dvs::Front;
 use crate::layer::{LayerRt, Site};
+use crate::leak::{self, LeakClock, TICKS_PER_PIECE, Ticks};
 use crate::power::PeriodClock;
 use crate::sim::LayerCounters;
 
@@ -62,6 +63,8 @@ pub(crate) struct Call<'a> {
     /// When each core's backlog clears (busy model), ns (layer 1 first).
     pub busy_until_ns: &'a mut [f64],
     pub wiring: &'a Wiring,
+    /// The leak's clock, with a leak.
+    pub leak: Option<&'a mut LeakClock>,
 }
 
 /// Memory kept between calls: once warm, a call allocates only its threads and channels.
@@ -74,6 +77,11 @@ pub(crate) struct Buffers {
     /// Per stage: room for one input event's spikes.
     fired: Vec<Padded<Vec<Site>>>,
     balance: Balance,
+    /// A piece admitted while the pieces of the leak's ticks before it go first (see
+    /// [`Admission::next`]).
+    held: Piece,
+    /// Gaps whose ticks went as pieces of their own, counted (see [`Piece::gap`]).
+    gaps: u64,
 }
 
 impl Buffers {
@@ -121,6 +129,15 @@ struct Piece {
     /// Nanoseconds each layer spent on this piece (0 for the layers of other stages), then the
     /// admission and the hand-out.
     spent_ns: Vec<u64>,
+    /// The ticks of the leak to run before the sensor events (none without a leak), for the
+    /// sensor event `tick_index` of the batch (the first admitted).
+    ticks: Ticks,
+    tick_index: u32,
+    /// For a piece of ticks alone: the gap they are in (counted from 1 in [`Buffers::gaps`]),
+    /// and whether every biased layer was quiet after them; the rest of the gap's ticks need
+    /// not run then.
+    gap: Option<u64>,
+    quiet: bool,
 }
 
 /// Where to cut the layers: the time each layer took, from the calls before.
@@ -320,15 +337,16 @@ fn prefix_sums(cost: &[f64]) -> Vec<f64> {
 
 /// Sensor events for the pipeline, taken a piece at a time: a slice, or a stream of chunks.
 pub(crate) trait Events {
-    /// The next at most `max` sensor events; empty once there are no more.
-    fn next_piece(&mut self, max: usize) -> &[Event];
+    /// The next at most `max` sensor events (with a leak ticking every `tick_us`, none past its
+    /// next tick: see [`leak::batch_len`]); empty once there are no more.
+    fn next_piece(&mut self, max: usize, tick_us: Option<i64>) -> &[Event];
     /// Whether there are no more sensor events (a stream waits for its next chunk to know).
     fn is_done(&mut self) -> bool;
 }
 
 impl Events for &[Event] {
-    fn next_piece(&mut self, max: usize) -> &[Event] {
-        let (piece, rest) = self.split_at(max.min(self.len()));
+    fn next_piece(&mut self, max: usize, tick_us: Option<i64>) -> &[Event] {
+        let (piece, rest) = self.split_at(leak::batch_len(self, max, tick_us));
         *self = rest;
         piece
     }
@@ -355,11 +373,11 @@ impl<F: FnMut(&mut Vec<Event>) -> bool> Chunks<F> {
 }
 
 impl<F: FnMut(&mut Vec<Event>) -> bool> Events for Chunks<F> {
-    fn next_piece(&mut self, max: usize) -> &[Event] {
+    fn next_piece(&mut self, max: usize, tick_us: Option<i64>) -> &[Event] {
         if self.is_done() {
             return &[];
         }
-        let end = self.chunk.len().min(self.taken + max);
+        let end = self.taken + leak::batch_len(&self.chunk[self.taken..], max, tick_us);
         let piece = &self.chunk[self.taken..end];
         self.taken = end;
         piece
@@ -379,7 +397,7 @@ impl<F: FnMut(&mut Vec<Event>) -> bool> Events for Chunks<F> {
 /// hand out its monitored spikes and work (see [`Batch::hand_out`]). Once `deliver` says false,
 /// no more sensor events are admitted.
 pub(crate) fn run(call: Call<'_>, events: &mut dyn Events, buffers: &mut Buffers, mut deliver: impl FnMut(&mut Batch) -> bool) {
-    let Call { layers, threads, thread_gain, front, clock, dvs_counters, counters, busy_until_ns, wiring } = call;
+    let Call { layers, threads, thread_gain, front, clock, dvs_counters, counters, busy_until_ns, wiring, mut leak } = call;
     while !events.is_done() {
         let call = Call {
             layers: &mut *layers,
@@ -391,6 +409,7 @@ pub(crate) fn run(call: Call<'_>, events: &mut dyn Events, buffers: &mut Buffers
             counters: &mut *counters,
             busy_until_ns: &mut *busy_until_ns,
             wiring,
+            leak: leak.as_deref_mut(),
         };
         if !run_segment(call, events, buffers, &mut deliver) {
             break;
@@ -421,13 +440,13 @@ const RECUT_GAIN: f64 = 0.03;
 /// cuts (see [`look_every`]), and the pipeline drains only when they would change them: a
 /// drain costs about a millisecond, and most looks change nothing.
 fn run_segment(call: Call<'_>, events: &mut dyn Events, buffers: &mut Buffers, deliver: &mut impl FnMut(&mut Batch) -> bool) -> bool {
-    let Call { layers, threads, thread_gain, front, clock, dvs_counters, counters, busy_until_ns, wiring } = call;
+    let Call { layers, threads, thread_gain, front, clock, dvs_counters, counters, busy_until_ns, wiring, leak } = call;
     let n = layers.len();
     if n == 0 {
         return false;
     }
     let cuts = buffers.balance.cuts(n, threads, thread_gain);
-    let Buffers { pieces, queues, fired, balance } = buffers;
+    let Buffers { pieces, queues, fired, balance, held, gaps } = buffers;
     queues.resize_with(n, Queue::default);
     fired.resize_with(cuts.len() + 1, Padded::default);
     let mut spent_ns = vec![0; n + 2];
@@ -445,14 +464,30 @@ fn run_segment(call: Call<'_>, events: &mut dyn Events, buffers: &mut Buffers, d
         stages.push(Stage { first: start, layers: l, counters: c, busy_until_ns: b, queues: q, fired: f, wiring });
         (layers, counters, busy, queues, start) = (l_rest, c_rest, b_rest, q_rest, end);
     }
-    let watch = Watch { recut: Cell::new(false), piece_events: Cell::new(piece_events(look_every(balance.events))) };
-    let mut admission = Admission { front, clock, dvs_counters, monitor_dvs: wiring.monitored[0], events, admitted: 0, watch: &watch };
+    let watch =
+        Watch { recut: Cell::new(false), piece_events: Cell::new(piece_events(look_every(balance.events))), quiet_gap: Cell::new(None) };
+    let mut admission = Admission {
+        front,
+        clock,
+        dvs_counters,
+        monitor_dvs: wiring.monitored[0],
+        events,
+        admitted: 0,
+        watch: &watch,
+        leak,
+        held,
+        gap: None,
+        gaps,
+    };
     let mut go_on = true;
     // Measurements not yet added to the balance, and over how many sensor events: in pieces
     // of `watch.piece_events` (a look that changes the cuts leaves it as the pieces still on
     // their way were admitted).
     let (mut unseen, mut unseen_events) = (vec![0; n + 2], 0);
     let hand_out = |piece: &mut Piece| {
+        if piece.quiet {
+            watch.quiet_gap.set(piece.gap);
+        }
         let t0 = std::time::Instant::now();
         go_on &= deliver(&mut piece.batch);
         piece.spent_ns[n + 1] += t0.elapsed().as_nanos() as u64;
@@ -594,6 +629,13 @@ struct Admission<'a, 'e> {
     /// Sensor events admitted so far.
     admitted: usize,
     watch: &'a Watch,
+    leak: Option<&'a mut LeakClock>,
+    /// The piece held while the ticks of the gap before it go as pieces of their own.
+    held: &'a mut Piece,
+    /// While a piece is held: its gap, and the ticks of it still to go.
+    gap: Option<(u64, Ticks)>,
+    /// Gaps so far (see [`Piece::gap`]).
+    gaps: &'a mut u64,
 }
 
 /// What the looks at the cuts tell the admission, on the caller's thread (see [`run_segment`]).
@@ -602,27 +644,67 @@ struct Watch {
     recut: Cell<bool>,
     /// Sensor events per piece (see [`piece_events`]).
     piece_events: Cell<usize>,
+    /// The last gap a piece of ticks alone came back quiet from (see [`Piece::gap`]).
+    quiet_gap: Cell<Option<u64>>,
 }
 
 impl Admission<'_, '_> {
-    /// Admits the next piece of sensor events into `piece`; false when there is none.
+    /// Admits the next piece of sensor events into `piece`, with the leak's ticks before them;
+    /// false when there is none. When the ticks are more than a piece carries
+    /// ([`TICKS_PER_PIECE`]), the piece is held and pieces of its ticks alone go first; a piece
+    /// of them that comes back with every biased layer quiet ends them (the others would
+    /// repeat its last tick), so that a gap of years costs no more than a few pieces.
     fn next(&mut self, piece: &mut Piece, layers: usize) -> bool {
+        if let Some((gap, ticks)) = &mut self.gap {
+            if self.watch.quiet_gap.get() == Some(*gap) {
+                ticks.count = 0;
+            }
+            if ticks.count > TICKS_PER_PIECE {
+                let (gap, alone) = (*gap, ticks.take(TICKS_PER_PIECE));
+                let t_us = self.held.batch.work.parts().first().map_or(0, |p| p.t_us);
+                Self::start(piece, layers);
+                piece.batch.ticks_alone(t_us);
+                (piece.ticks, piece.gap, piece.quiet) = (alone, Some(gap), true);
+                return true;
+            }
+            std::mem::swap(piece, self.held);
+            piece.ticks = *ticks;
+            self.gap = None;
+            return true;
+        }
         if self.watch.recut.get() {
             return false;
         }
-        let events = self.events.next_piece(self.watch.piece_events.get());
+        let events = self.events.next_piece(self.watch.piece_events.get(), self.leak.as_ref().map(|l| l.tick_us));
         if events.is_empty() {
             return false;
         }
         self.admitted += events.len();
         let t0 = std::time::Instant::now();
+        Self::start(piece, layers);
+        piece.batch.admit(events, self.front, self.dvs_counters, self.monitor_dvs, &mut piece.admitted, self.clock);
+        if let Some(leak) = self.leak.as_deref_mut()
+            && let Some(part) = piece.batch.work.parts().first()
+        {
+            (piece.ticks, piece.tick_index) = (leak.until(part.t_us), part.first);
+        }
+        piece.spent_ns[layers] = t0.elapsed().as_nanos() as u64;
+        if piece.ticks.count > TICKS_PER_PIECE {
+            *self.gaps += 1;
+            self.gap = Some((*self.gaps, piece.ticks));
+            std::mem::swap(piece, self.held);
+            return self.next(piece, layers);
+        }
+        true
+    }
+
+    /// Empties `piece` for the next sensor events or ticks.
+    fn start(piece: &mut Piece, layers: usize) {
         piece.flight.clear();
         piece.spent_ns.clear();
         piece.spent_ns.resize(layers + 2, 0);
         piece.admitted.clear();
-        piece.batch.admit(events, self.front, self.dvs_counters, self.monitor_dvs, &mut piece.admitted, self.clock);
-        piece.spent_ns[layers] = t0.elapsed().as_nanos() as u64;
-        true
+        (piece.ticks, piece.tick_index, piece.gap, piece.quiet) = (Ticks::default(), 0, None, false);
     }
 }
 
@@ -639,29 +721,38 @@ struct Stage<'a, 'w> {
 }
 
 impl Stage<'_, '_> {
-    /// Queues the piece's spikes for this stage's layers (passing on those for later stages
-    /// first, as they come from earlier layers), then runs the layers.
+    /// Runs the piece's ticks of the leak on this stage's layers, then queues the piece's
+    /// spikes for them (passing on those for later stages first, as they come from earlier
+    /// layers) and runs the layers.
     fn run(&mut self, piece: &mut Piece) {
-        let end = self.first + self.layers.len();
-        let Piece { batch, admitted, flight, arrived, spent_ns } = piece;
+        let Piece { batch, admitted, flight, arrived, spent_ns, ticks, tick_index, quiet, .. } = piece;
         std::mem::swap(flight, arrived);
         flight.clear();
-        if self.first == 0
-            && let Some(queue) = self.queues.first_mut()
+        let taken = self.tick(*ticks, *tick_index, arrived, flight, batch, spent_ns);
+        *quiet &= leak::all_quiet(self.layers);
+        let mut cascade = self.cascade(flight, spent_ns);
+        if cascade.first == 0
+            && let Some(queue) = cascade.queues.first_mut()
         {
             // Empty since the last piece: it ran through.
             std::mem::swap(queue, admitted);
-            self.wiring.send_dvs_on(self.queues, Some(flight));
+            cascade.wiring.send_dvs_on(cascade.queues, cascade.flight.as_deref_mut());
         }
-        if let Some(queue) = self.sole_destination(arrived) {
+        if let Some(queue) = (taken == 0).then(|| sole_destination(&mut cascade, arrived)).flatten() {
             // The whole flight is one layer's input: it becomes the queue, with no copy.
             std::mem::swap(queue, &mut arrived.spikes);
         } else {
-            for (&source, (run, sites)) in arrived.sources.iter().zip(arrived.spikes.iter()) {
-                self.wiring.send(source, run, sites, self.first, self.queues, Some(flight));
+            for (&source, (run, sites)) in arrived.sources.iter().zip(arrived.spikes.iter()).skip(taken) {
+                cascade.take(source, run, sites);
             }
         }
         arrived.clear();
+        cascade.run(&mut batch.work, &mut batch.tagged);
+    }
+
+    /// This stage's layers, with `flight` for the spikes to later stages.
+    fn cascade<'s>(&'s mut self, flight: &'s mut Flight, spent_ns: &'s mut [u64]) -> Cascade<'s> {
+        let end = self.first + self.layers.len();
         Cascade {
             first: self.first,
             layers: self.layers,
@@ -673,17 +764,67 @@ impl Stage<'_, '_> {
             flight: Some(flight),
             spent_ns: Some(&mut spent_ns[self.first..end]),
         }
-        .run(&mut batch.work, &mut batch.tagged);
     }
 
-    /// The queue of the one layer of this stage that every spike of `arrived` goes to, if it
-    /// is empty and they go nowhere else.
-    fn sole_destination(&mut self, arrived: &Flight) -> Option<&mut Queue> {
-        let &source = arrived.sources.first()?;
-        let (&[d], [None]) = (self.wiring.destinations[source].as_slice(), self.wiring.repools[source].as_slice()) else { return None };
-        let queue = self.queues.get_mut(d.checked_sub(self.first)?)?;
-        (queue.is_empty() && arrived.sources.iter().all(|&s| s == source)).then_some(queue)
+    /// Runs `ticks` of the leak on this stage's layers as one thread would: per tick, the
+    /// earlier stages' tick spikes for these layers (from `arrived`, see [`TickRuns`]), then
+    /// these layers' ticks, then the spikes the earlier stages' layers made of the tick, then
+    /// these layers run. The monitored spikes go to the batch's `ticked`, keyed so that the
+    /// hand-out puts every stage's tick spikes before any stage's run after it, as one thread
+    /// does. A tick nothing arrives for, once every biased layer here is quiet, is skipped.
+    /// Returns the runs of `arrived` taken.
+    fn tick(&mut self, ticks: Ticks, index: u32, arrived: &Flight, flight: &mut Flight, batch: &mut Batch, spent_ns: &mut [u64]) -> usize {
+        let (mut taken, mut marks) = (0, arrived.ticks.iter().peekable());
+        let mut runs = arrived.sources.iter().zip(arrived.spikes.iter());
+        let mut k = 0;
+        while k < ticks.count {
+            let mark = marks.next_if(|m| m.k == k);
+            if mark.is_none() && leak::all_quiet(self.layers) {
+                // Nothing happens here before the next tick something arrives for.
+                match marks.peek() {
+                    Some(m) => k = m.k,
+                    None => break,
+                }
+                continue;
+            }
+            let mut cascade = self.cascade(flight, spent_ns);
+            let mut take = |cascade: &mut Cascade<'_>, up_to: usize| {
+                for (&source, (run, sites)) in runs.by_ref().take(up_to - taken) {
+                    cascade.take(source, run, sites);
+                }
+                taken = up_to;
+            };
+            let before = cascade.flight.as_ref().map_or(0, |f| f.spikes.len());
+            if let Some(m) = mark {
+                take(&mut cascade, m.ticked);
+            }
+            let key = u32::try_from(2 * k).unwrap_or(u32::MAX - 1);
+            cascade.tick(ticks.at(k), index, &mut batch.ticked, key);
+            let ticked = cascade.flight.as_ref().map_or(0, |f| f.spikes.len());
+            if let Some(m) = mark {
+                take(&mut cascade, m.end);
+            }
+            let ran = batch.ticked.len();
+            cascade.run(&mut batch.work, &mut batch.ticked);
+            batch.ticked[ran..].iter_mut().for_each(|(tag, _)| *tag = key + 1);
+            let end = cascade.flight.as_ref().map_or(0, |f| f.spikes.len());
+            if end > before {
+                flight.ticks.push(TickRuns { k, ticked, end });
+            }
+            k += 1;
+        }
+        taken
     }
+}
+
+/// The queue of the one layer of `cascade` that every spike of `arrived` goes to, if it is
+/// empty and they go nowhere else.
+fn sole_destination<'c>(cascade: &'c mut Cascade<'_>, arrived: &Flight) -> Option<&'c mut Queue> {
+    let &source = arrived.sources.first()?;
+    let wiring = cascade.wiring;
+    let (&[d], [None]) = (wiring.destinations[source].as_slice(), wiring.repools[source].as_slice()) else { return None };
+    let queue = cascade.queues.get_mut(d.checked_sub(cascade.first)?)?;
+    (queue.is_empty() && arrived.sources.iter().all(|&s| s == source)).then_some(queue)
 }
 
 /// The next piece from `rx`, spinning before it yields: on a virtual machine a sleeping thread

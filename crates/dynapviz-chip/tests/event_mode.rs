@@ -321,17 +321,64 @@ fn the_leak_charges_the_chip_neurons_without_input() {
     assert!(out.iter().all(|s| s.t % 2000 == 0 && s.t > 0), "{out:?}");
 }
 
-/// A leak on a network without a bias changes nothing, so it does not hold the events to one
-/// thread (the reference proptest checks the spikes); with a bias on a layer, it does.
+/// The leak on two and three threads gives one thread's spikes, counters and power samples:
+/// each stage of the pipeline ticks its layers as one thread does (here across a merge of two
+/// layers' spikes), the ticks of a long gap go through as pieces of their own (400 ms: 400
+/// ticks that fire), and a gap of years, once every biased layer is quiet, costs no time.
 #[test]
-fn a_leak_without_a_bias_keeps_every_thread() {
-    let mut n = net(1, 1, 1, 2, vec![3], 10, -10);
-    let config = Config { leak_tick_us: Some(1000), threads: 2, ..Config::default() };
-    assert_eq!(Simulator::new(&n, config.clone()).expect("sim").threads(), 2);
-    if let Some(q) = n.layers[0].quant.as_mut() {
-        q.bias = Some(vec![0]);
+fn the_leak_runs_on_every_thread_as_on_one() {
+    let mut uniform = dynapviz_testkit::uniform(9);
+    let mut burst = |t0: i64| -> Vec<Event> {
+        (0..4000).map(|i| Event::new(t0 + i * 5, (uniform() * 18.0) as u16 % 18, (uniform() * 18.0) as u16 % 18, uniform() < 0.5)).collect()
+    };
+    for (biases, gap) in [([3i16, 1, 2], 400_000i64), ([-2, -1, -3], 1_000_000_000_000_000)] {
+        let mut n = pooled_per_destination();
+        for (l, b) in n.layers.iter_mut().zip(biases) {
+            l.quant.as_mut().expect("quant").bias = Some((0..l.out_channels as i16).map(|c| b + c % 2).collect());
+        }
+        let mut events = burst(0);
+        events.extend(burst(gap));
+        let run = |threads: usize, stream: bool| {
+            let config = Config {
+                leak_tick_us: Some(1000),
+                monitors: Monitors::of(0..=3),
+                threads,
+                thread_gain: 0.0,
+                parallel_min_events: 0,
+                ..Config::default()
+            };
+            let mut sim = Simulator::new(&n, config).expect("sim");
+            let (mut out, mut samples) = (Vec::new(), Vec::new());
+            if stream {
+                let mut chunks = events.chunks(700).map(<[Event]>::to_vec);
+                let next = |chunk: &mut Vec<Event>| -> Result<bool, ()> { Ok(chunks.next().map(|c| *chunk = c).is_some()) };
+                let sink = |spikes: &[Spike], power: &[dynapviz_chip::PowerSample]| -> Result<(), ()> {
+                    out.extend_from_slice(spikes);
+                    samples.extend(power.iter().map(|p| (p.timestamp, p.channel, p.value)));
+                    Ok(())
+                };
+                sim.process_stream(next, sink).expect("no errors");
+            } else {
+                events.chunks(3000).for_each(|chunk| sim.process(chunk, &mut out));
+            }
+            sim.finish(&mut out);
+            samples.extend(sim.take_power_samples().iter().map(|p| (p.timestamp, p.channel, p.value)));
+            (out, sim.counters().to_vec(), samples)
+        };
+        let one = run(1, false);
+        let in_gap = one.0.iter().filter(|s| s.t > 20_000 && s.t < gap).count();
+        if gap < 1_000_000 {
+            assert!(in_gap > 1000, "the leak fires through the gap: {in_gap} spikes");
+        }
+        assert!(one.0.iter().filter(|s| s.t >= gap).count() > 100, "the events after the gap make spikes");
+        for (threads, stream) in [(2, false), (3, false), (2, true)] {
+            let got = run(threads, stream);
+            assert_eq!(got.0.len(), one.0.len(), "{threads} threads, stream {stream}: spikes");
+            assert!(got.0 == one.0, "{threads} threads, stream {stream}: spikes differ");
+            assert_eq!(got.1, one.1, "{threads} threads, stream {stream}: counters");
+            assert!(got.2 == one.2, "{threads} threads, stream {stream}: power samples");
+        }
     }
-    assert_eq!(Simulator::new(&n, config).expect("sim").threads(), 1);
 }
 
 /// A leak (event mode) or a bias (binned mode) acts at every tick or bin of a gap in the input,

@@ -431,7 +431,8 @@ proptest! {
     /// The leak, every kernel: ticks between the events of a batch, ticks that fire, negative
     /// biases that settle at `min_v_mem`, layers stored padded; the ticks' spikes before the
     /// sensor events after them. A bias on some layers only (`biased`, a bit per layer), or
-    /// none: then the ticks change nothing, and the events run on every thread.
+    /// none: then the ticks change nothing. A gap of `gap` µs halfway: with the short tick, more
+    /// ticks than a piece of the pipeline carries, which go as pieces of their own.
     #[test]
     fn the_leak_equals_the_reference(
         layers in prop::collection::vec(geometry(), 1..=3),
@@ -439,8 +440,11 @@ proptest! {
         tick in prop::sample::select(vec![20i64, 100, 400]),
         zero in any::<bool>(),
         biased in prop::sample::select(vec![0b111u8, 0b111, 0b101, 0b010, 0]),
-        input in events(24),
+        gap in prop::sample::select(vec![0i64, 4000]),
+        mut input in events(24),
     ) {
+        let half = input.len() / 2;
+        input[half..].iter_mut().for_each(|e| e.t += gap);
         if let Some(mut n) = network(&layers, 24, seed) {
             bias(&mut n, seed + 1, biased);
             if zero {
