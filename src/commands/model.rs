@@ -54,8 +54,7 @@ pub struct ChipArgs {
     /// `input_congestion_balancer_enable`.
     #[arg(long, value_name = "LAYERS", num_args = 0.., value_delimiter = ',', require_equals = true)]
     busy_model: Option<Vec<usize>>,
-    /// Add each layer's bias every N µs (the chip's leak; event mode; one thread when some
-    /// layer has a bias).
+    /// Add each layer's bias every N µs (the chip's leak; event mode).
     #[arg(long)]
     leak_tick_us: Option<i64>,
     /// A core's output decimator, LAYER=INTERVAL (samna's `output_decimator_interval`, 0-7):

@@ -10,7 +10,11 @@
 //! - a layer's state depends only on the order of its own input; every layer runs on one
 //!   stage and gets its input in the one-thread order (see [`crate::cascade`]);
 //! - the monitored spikes are tagged in the same order as on one thread (the DVS layer, then
-//!   layer after layer), and handed out by the same [`Batch::hand_out`].
+//!   layer after layer), and handed out by the same [`Batch::hand_out`];
+//! - with the chip's leak, a piece ends before the next tick, and carries the ticks before its
+//!   sensor events: each stage runs them on its own layers as one thread runs them on all
+//!   (see [`Stage::tick`]), and the ticks of a long gap go as pieces of their own (see
+//!   [`Admission::next`]).
 //!
 //! A spike crosses threads once per stage boundary, in a piece's buffer, and no thread waits
 //! for another within a piece. The cuts follow the time each layer took per sensor event before.
@@ -93,15 +97,16 @@ impl Buffers {
     fn level(&mut self) {
         // Between segments no piece is on its way: what they hold is spent, and emptied, their
         // buffers grow without copying it.
-        for piece in &mut self.pieces {
+        for piece in self.pieces.iter_mut().chain([&mut self.held]) {
             piece.flight.clear();
             piece.arrived.clear();
             piece.admitted.clear();
         }
-        let flights = self.pieces.iter().flat_map(|p| [&p.flight, &p.arrived]);
-        let queues = self.queues.iter().chain(self.pieces.iter().map(|p| &p.admitted));
+        let pieces = || self.pieces.iter().chain([&self.held]);
+        let flights = pieces().flat_map(|p| [&p.flight, &p.arrived]);
+        let queues = self.queues.iter().chain(pieces().map(|p| &p.admitted));
         let room = flights.map(Flight::room).chain(queues.map(Queue::room)).fold(Room::default(), Room::max);
-        for piece in &mut self.pieces {
+        for piece in self.pieces.iter_mut().chain([&mut self.held]) {
             piece.flight.make_room(room);
             piece.arrived.make_room(room);
             piece.admitted.make_room(room);
