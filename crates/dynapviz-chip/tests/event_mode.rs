@@ -321,6 +321,18 @@ fn the_leak_charges_the_chip_neurons_without_input() {
     assert!(out.iter().all(|s| s.t % 2000 == 0 && s.t > 0), "{out:?}");
 }
 
+/// How [`the_leak_runs_on_every_thread_as_on_one`] feeds the simulator.
+#[derive(Clone, Copy, Debug)]
+enum Feed {
+    /// `process` per 3000 sensor events, every call pipelined.
+    Calls,
+    /// `process_stream` in chunks of 700.
+    Stream,
+    /// `process` per 500 and 3000 sensor events in turn, the short calls on one thread and the
+    /// long ones pipelined, sharing the leak's clock and the layers' quiet.
+    Mixed,
+}
+
 /// The leak on two and three threads gives one thread's spikes, counters and power samples:
 /// each stage of the pipeline ticks its layers as one thread does (here across a merge of two
 /// layers' spikes), the ticks of a long gap go through as pieces of their own (400 ms: 400
@@ -338,45 +350,57 @@ fn the_leak_runs_on_every_thread_as_on_one() {
         }
         let mut events = burst(0);
         events.extend(burst(gap));
-        let run = |threads: usize, stream: bool| {
+        let run = |threads: usize, feed: Feed| {
             let config = Config {
                 leak_tick_us: Some(1000),
                 monitors: Monitors::of(0..=3),
                 threads,
                 thread_gain: 0.0,
-                parallel_min_events: 0,
+                parallel_min_events: if matches!(feed, Feed::Mixed) { 1000 } else { 0 },
                 ..Config::default()
             };
             let mut sim = Simulator::new(&n, config).expect("sim");
             let (mut out, mut samples) = (Vec::new(), Vec::new());
-            if stream {
-                let mut chunks = events.chunks(700).map(<[Event]>::to_vec);
-                let next = |chunk: &mut Vec<Event>| -> Result<bool, ()> { Ok(chunks.next().map(|c| *chunk = c).is_some()) };
-                let sink = |spikes: &[Spike], power: &[dynapviz_chip::PowerSample]| -> Result<(), ()> {
-                    out.extend_from_slice(spikes);
-                    samples.extend(power.iter().map(|p| (p.timestamp, p.channel, p.value)));
-                    Ok(())
-                };
-                sim.process_stream(next, sink).expect("no errors");
-            } else {
-                events.chunks(3000).for_each(|chunk| sim.process(chunk, &mut out));
+            match feed {
+                Feed::Calls => events.chunks(3000).for_each(|chunk| sim.process(chunk, &mut out)),
+                Feed::Stream => {
+                    let mut chunks = events.chunks(700).map(<[Event]>::to_vec);
+                    let next = |chunk: &mut Vec<Event>| -> Result<bool, ()> { Ok(chunks.next().map(|c| *chunk = c).is_some()) };
+                    let sink = |spikes: &[Spike], power: &[dynapviz_chip::PowerSample]| -> Result<(), ()> {
+                        out.extend_from_slice(spikes);
+                        samples.extend(power.iter().map(|p| (p.timestamp, p.channel, p.value)));
+                        Ok(())
+                    };
+                    sim.process_stream(next, sink).expect("no errors");
+                }
+                Feed::Mixed => {
+                    let mut rest = &events[..];
+                    for len in [500, 3000].into_iter().cycle() {
+                        let (chunk, after) = rest.split_at(len.min(rest.len()));
+                        sim.process(chunk, &mut out);
+                        rest = after;
+                        if rest.is_empty() {
+                            break;
+                        }
+                    }
+                }
             }
             sim.finish(&mut out);
             samples.extend(sim.take_power_samples().iter().map(|p| (p.timestamp, p.channel, p.value)));
             (out, sim.counters().to_vec(), samples)
         };
-        let one = run(1, false);
+        let one = run(1, Feed::Calls);
         let in_gap = one.0.iter().filter(|s| s.t > 20_000 && s.t < gap).count();
         if gap < 1_000_000 {
             assert!(in_gap > 1000, "the leak fires through the gap: {in_gap} spikes");
         }
         assert!(one.0.iter().filter(|s| s.t >= gap).count() > 100, "the events after the gap make spikes");
-        for (threads, stream) in [(2, false), (3, false), (2, true)] {
-            let got = run(threads, stream);
-            assert_eq!(got.0.len(), one.0.len(), "{threads} threads, stream {stream}: spikes");
-            assert!(got.0 == one.0, "{threads} threads, stream {stream}: spikes differ");
-            assert_eq!(got.1, one.1, "{threads} threads, stream {stream}: counters");
-            assert!(got.2 == one.2, "{threads} threads, stream {stream}: power samples");
+        for (threads, feed) in [(2, Feed::Calls), (3, Feed::Calls), (2, Feed::Stream), (2, Feed::Mixed)] {
+            let got = run(threads, feed);
+            assert_eq!(got.0.len(), one.0.len(), "{threads} threads, {feed:?}: spikes");
+            assert!(got.0 == one.0, "{threads} threads, {feed:?}: spikes differ");
+            assert_eq!(got.1, one.1, "{threads} threads, {feed:?}: counters");
+            assert!(got.2 == one.2, "{threads} threads, {feed:?}: power samples");
         }
     }
 }
