@@ -16,7 +16,7 @@ pub(crate) struct Batch {
     pub tagged: Vec<(u32, Spike)>,
     /// The monitored spikes of the leak's ticks before the sensor events, by a key that puts
     /// them in the one-thread order: `2k` for what the layers' tick `k` made, `2k + 1` for what
-    /// the run through the layers after it made (see `Stage::run`). They come out first.
+    /// the run through the layers after it made (see `Stage::tick`). They come out first.
     pub ticked: Vec<(u32, Spike)>,
     /// The work of the admitted sensor events, by power period.
     pub work: PeriodWork,
@@ -58,10 +58,10 @@ impl Batch {
         self.len = 0;
     }
 
-    /// Ends the batch: appends the monitored spikes to `out` in sensor-event order (stable:
-    /// within one event they keep the order they were tagged in, layer by layer) and adds the
-    /// work of each period's admitted events to `power` at the time of its first, in order,
-    /// `power`'s samples going to `samples`.
+    /// Ends the batch: appends the monitored spikes to `out`, the ticks' first (`ticked`), then
+    /// the others in sensor-event order (stable: within one event they keep the order they
+    /// were tagged in, layer by layer), and adds the work of each period's admitted events to
+    /// `power` at the time of its first, in order, `power`'s samples going to `samples`.
     pub fn hand_out(&mut self, out: &mut Vec<Spike>, power: &mut PowerMonitor, samples: &mut Vec<PowerSample>) {
         let ticks = self.ticked.iter().map(|&(key, _)| key as usize + 1).max().unwrap_or(0);
         sort_out(&self.ticked, ticks, &mut self.places, out);

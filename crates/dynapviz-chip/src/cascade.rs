@@ -496,9 +496,7 @@ impl Cascade<'_> {
             }
         }
     }
-}
 
-impl Cascade<'_> {
     /// One tick of the chip's leak at `at_us` on these layers (see [`crate::leak`]): each
     /// biased layer that is not quiet adds its bias to every neuron, in layer order, and sends
     /// the spikes on as the spikes of sensor event `index` (to the queues of these layers, the
