@@ -12,8 +12,11 @@ use crate::layer::LayerRt;
 
 /// Ticks one piece of the pipeline carries at most. A gap in the input with more ticks before
 /// its next sensor event runs as pieces of ticks alone, so that a leak that fires through a
-/// long gap holds the spikes of a few pieces at a time, not of the whole gap.
-pub(crate) const TICKS_PER_PIECE: u64 = 64;
+/// long gap holds the spikes of a few pieces at a time, not of the whole gap. Few, since a
+/// tick may fire every neuron (a piece then holds 16 times the network's neurons in spikes);
+/// enough that a tick, which touches every neuron of the biased layers, costs more than
+/// handing its piece on.
+pub(crate) const TICKS_PER_PIECE: u64 = 16;
 
 /// Which ticks of the leak have run.
 #[derive(Clone, Copy, Debug)]
