@@ -130,12 +130,12 @@ fn neurons_firing_through_a_long_gap_leave_in_bounded_slices_and_memory() {
         parallel_min_events: 0,
         ..Config::default()
     };
-    let leak = |threads| Config { leak_tick_us: Some(1000), ..binned(threads) };
-    let leak = |threads| Config { mode: Mode::Event, ..leak(threads) };
+    // The event mode's leak: on two threads, the pipeline's stages ticking their layers.
+    let leak = |threads| Config { mode: Mode::Event, leak_tick_us: Some(1000), ..binned(threads) };
     let cases = [
         ("leak", [Some(10), None], leak(1)),
-        ("leak on two threads, the worker firing", [None, Some(10)], leak(2)),
-        ("leak on two threads, both firing", [Some(10), Some(10)], leak(2)),
+        ("leak on two threads, the second layer firing", [None, Some(10)], leak(2)),
+        ("leak on two threads, both layers firing", [Some(10), Some(10)], leak(2)),
         ("binned", [Some(10), None], binned(1)),
         ("binned, the worker firing", [None, Some(10)], binned(2)),
         ("binned, both parts firing", [Some(10), Some(10)], binned(2)),
