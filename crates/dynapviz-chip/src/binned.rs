@@ -30,6 +30,13 @@ pub(crate) type BinInput = Vec<(Site, i32)>;
 /// Bins on their way to the worker at most: bounds the memory when it is the slower part.
 const BINS_IN_FLIGHT: usize = 64;
 
+/// What the worker sent back and the caller has not taken yet, at most (finished bins and the
+/// slices of a long gap's spikes): bounds the memory when the caller is the slower part, or
+/// is not running, while the worker's part fires through a gap. With room for as many as the
+/// bins in flight, the caller's next bins of a gap (handed, see [`Caller::hand`]) piled up
+/// its slices: a 20 s gap held 1.6-7.9 MB from run to run.
+const DONE_IN_FLIGHT: usize = 2;
+
 /// Consecutive layers `first..first + layers.len()` of the binned mode: all of them, or one
 /// part on two threads.
 pub(crate) struct BinLayers<'a> {
@@ -232,7 +239,7 @@ impl<'a> Worker<'a> {
 
     /// Runs the bins handed to it until the channel closes, sending each back with what it
     /// made.
-    fn serve(mut self, from: mpsc::Receiver<Handed>, back: mpsc::Sender<Done>) {
+    fn serve(mut self, from: mpsc::Receiver<Handed>, back: mpsc::SyncSender<Done>) {
         let biased = self.layers.biased();
         for mut handed in from {
             let (mut spikes, mut samples) = (std::mem::take(&mut handed.sensor), std::mem::take(&mut handed.samples));
@@ -293,9 +300,20 @@ pub(crate) struct Admission<'a> {
     pub bin_us: i64,
 }
 
-/// Takes back, without waiting, the bins the worker finished (delivering what they made) into
-/// the spare ones; false to stop.
-type TakeBack<'a> = dyn FnMut(&mut Vec<Handed>) -> bool + 'a;
+/// Takes back the bins the worker finished (delivering what they made) into the spare ones,
+/// after waiting for one if asked (the caller has nothing else to do); false to stop.
+type TakeBack<'a> = dyn FnMut(&mut Vec<Handed>, Wait) -> bool + 'a;
+
+/// How long [`TakeBack`] waits for the worker.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// Not at all: whatever it sent so far.
+    No,
+    /// For one message, then whatever else it sent.
+    One,
+    /// Until it is gone.
+    All,
+}
 
 /// The caller's part: admits the sensor events into the open bin; when a bin ends, runs the
 /// first layers on it and the empty bins after it, and hands each to the worker.
@@ -355,7 +373,16 @@ impl<'a> Caller<'a> {
             // One thread runs the empty bins after a bin until one changes nothing.
             let last = !(biased && (happened || bin == cur) && bin + 1 < open);
             h.then_open = last.then_some(open);
-            if to_worker.send(h).is_err() || !take_back(self.spare) {
+            // While the worker's queue is full, what it sends back is taken (it may be waiting
+            // for room to send a gap's spikes before it takes the next bin).
+            loop {
+                match to_worker.try_send(h) {
+                    Ok(()) => break,
+                    Err(mpsc::TrySendError::Full(back)) if take_back(self.spare, Wait::One) => h = back,
+                    Err(_) => return false,
+                }
+            }
+            if !take_back(self.spare, Wait::No) {
                 return false;
             }
             if last {
@@ -380,12 +407,15 @@ pub(crate) fn run(
 ) -> bool {
     std::thread::scope(|scope| {
         let (to_worker, handed) = mpsc::sync_channel::<Handed>(BINS_IN_FLIGHT);
-        let (to_caller, done) = mpsc::channel::<Done>();
+        let (to_caller, done) = mpsc::sync_channel::<Done>(DONE_IN_FLIGHT);
         scope.spawn(move || worker.serve(handed, to_caller));
-        // Takes back what the worker finished (all of it, waiting, with `wait`).
-        let mut take_back = |spare: &mut Vec<Handed>, wait: bool| {
-            let next = |wait| if wait { done.recv().ok() } else { done.try_recv().ok() };
-            while let Some(Done { handed, mut spikes, samples: mut made }) = next(wait) {
+        let mut take_back = |spare: &mut Vec<Handed>, wait: Wait| {
+            let mut first = true;
+            let mut next = || {
+                let wait = wait == Wait::All || std::mem::take(&mut first) && wait == Wait::One;
+                if wait { done.recv().ok() } else { done.try_recv().ok() }
+            };
+            while let Some(Done { handed, mut spikes, samples: mut made }) = next() {
                 samples.append(&mut made);
                 let go_on = deliver(&mut spikes, samples);
                 if let Some(mut handed) = handed {
@@ -407,14 +437,14 @@ pub(crate) fn run(
             }
             admitted += piece.len();
             for e in piece {
-                go_on = caller.admit(e, &to_worker, &mut |spare| take_back(spare, false));
+                go_on = caller.admit(e, &to_worker, &mut take_back);
                 if !go_on {
                     break;
                 }
             }
         }
         drop(to_worker);
-        go_on = go_on && take_back(caller.spare, true);
+        go_on = go_on && take_back(caller.spare, Wait::All);
         // The sensor events of the open bin, as one thread gives them before its end.
         go_on && deliver(&mut caller.sensor, samples)
     })
