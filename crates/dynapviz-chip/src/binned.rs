@@ -32,9 +32,10 @@ const BINS_IN_FLIGHT: usize = 64;
 
 /// What the worker sent back and the caller has not taken yet, at most (finished bins and the
 /// slices of a long gap's spikes): bounds the memory when the caller is the slower part, or
-/// is not running, while the worker's part fires through a gap. With room for as many as the
-/// bins in flight, the caller's next bins of a gap (handed, see [`Caller::hand`]) piled up
-/// its slices: a 20 s gap held 1.6-7.9 MB from run to run.
+/// is not running, while the worker's part fires through a gap. Unbounded, the slices piled up
+/// whenever the caller's thread waited for the CPU: a 20 s gap held 1.6-7.9 MB from run to run.
+/// The caller takes them while the worker's queue is full (see [`Caller::hand`]), so neither
+/// waits for the other at once.
 const DONE_IN_FLIGHT: usize = 2;
 
 /// Consecutive layers `first..first + layers.len()` of the binned mode: all of them, or one
