@@ -94,7 +94,7 @@ impl PowerMean {
 }
 
 /// Work counted since the last sample.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Work {
     /// Sensor events.
     pub sensor_events: u64,
@@ -275,8 +275,14 @@ impl PowerMonitor {
     }
 
     /// Adds work done at time `t_us`; emits the samples of every period that ended before it.
+    /// The first work starts the clock: the binned mode runs an empty bin 0 before a recording
+    /// timed from a few seconds after 0 (sinabs' frames start there), and those seconds are not
+    /// the recording's: they get no samples, as the event mode's samples start at its first event.
     #[inline]
     pub fn add(&mut self, t_us: i64, work: Work, out: &mut Vec<PowerSample>) {
+        if self.clock.next_us.is_none() && work == Work::default() {
+            return;
+        }
         self.advance(t_us, out);
         self.work += work;
     }

@@ -304,6 +304,24 @@ fn power_samples_at_the_configured_rate() {
     assert!(first > idle_total && first < idle_total * 1.5, "{first}");
 }
 
+/// A recording timed from 1.3 s: both modes sample the power over its 0.5 s, not over the
+/// 1.3 s before it (the binned mode's bins, as sinabs' frames, start at 0).
+#[test]
+fn power_samples_span_the_input_in_both_modes() {
+    let n = net(2, 1, 1, 4, vec![1, 1], 1000, -1000);
+    let events: Vec<Event> = (0..500).map(|i| Event::new(1_300_000 + i * 1000, 1, 1, true)).collect();
+    for mode in [Mode::Event, Mode::Binned { bin_us: 1000 }] {
+        let mut sim = Simulator::new(&n, Config { mode, power_rate_hz: 100.0, ..Config::default() }).expect("sim");
+        let mut out = Vec::new();
+        sim.process(&events, &mut out);
+        sim.finish(&mut out);
+        let p = sim.take_power_samples();
+        // 0.499 s at 100 Hz: 49 complete periods of 5 rails, the first ending 10 ms in.
+        assert_eq!(p.len(), 49 * 5, "{mode:?}");
+        assert!(p.iter().all(|s| s.timestamp >= 1_310_000), "{mode:?}: {:?}", p.first());
+    }
+}
+
 #[test]
 fn the_leak_charges_the_chip_neurons_without_input() {
     // Weight 0: input changes nothing. Bias 5 per 1 ms tick, threshold 10: every neuron fires
