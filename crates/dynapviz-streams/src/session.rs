@@ -315,13 +315,17 @@ impl Session {
                     }
                 }
                 if let Some(sim) = &mut sim {
+                    // The binned mode's last bin runs here: its spikes count as every other's.
                     sim.finish(&mut spikes);
                     spikes.retain(|s| s.layer == output_layer);
-                    collector.add(&spikes, &mut collections);
+                    collect(&mut spikes, &mut collector, &mut collections, &mut stats);
                     results.extend(sim.take_power_samples().into_iter().map(Analysis::Power));
                 }
                 collector.finish(&mut collections);
-                emit(&mut collections, &counter, config.readout.as_ref(), &mut results, &mut stats);
+                let emitted = emit(&mut collections, &counter, config.readout.as_ref(), &mut results, &mut stats);
+                if let (Some(sim), Some(t_us)) = (&sim, emitted) {
+                    results.push(Analysis::Layers { t_us, counters: sim.counters().to_vec() });
+                }
                 let _ = deliver(&tx, &mut results, &mut config.record_analysis);
                 if let Some(r) = config.record_input.take() {
                     stats.recorded_events = r.finish().map_err(|e| format!("input recording: {e}"))?;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use dynapviz_chip::{Config, Mode, Monitors, Simulator};
+use dynapviz_chip::{Config, LayerCounters, Mode, Monitors, Simulator};
 use dynapviz_events::{Event, EventWriter, Format, Geometry};
 use dynapviz_model::convert::{DvsOptions, convert};
 use dynapviz_model::discretize::discretize;
@@ -46,7 +46,11 @@ fn recording(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 fn sim(net: &Network) -> Simulator {
-    Simulator::new(net, Config { mode: Mode::Event, monitors: Monitors::of([net.layers.len()]), ..Config::default() }).expect("sim")
+    sim_in(net, Mode::Event)
+}
+
+fn sim_in(net: &Network, mode: Mode) -> Simulator {
+    Simulator::new(net, Config { mode, monitors: Monitors::of([net.layers.len()]), ..Config::default() }).expect("sim")
 }
 
 fn config() -> SessionConfig {
@@ -65,33 +69,56 @@ fn config() -> SessionConfig {
     }
 }
 
-fn run_session(path: &std::path::Path, net: &Network) -> Vec<Analysis> {
-    let source = FileSource::open(path, false, Controls::new(0.0)).expect("open");
-    let rescale = Rescale::new(2.0, 2.0).expect("rescale");
-    let session = Session::start(Box::new(source), vec![Box::new(move |e: &mut Vec<Event>| rescale.apply(e))], Some(sim(net)), config())
-        .expect("start");
-    let mut out = Vec::new();
-    session.drain(|a| out.push(a)).expect("session");
-    out.retain(|a| matches!(a, Analysis::Counts { .. } | Analysis::Readout { .. }));
-    out
+/// What a session gave: its counts and readouts, its count of output spikes, and the layer
+/// counters it reported last.
+struct Run {
+    analysis: Vec<Analysis>,
+    output_spikes: u64,
+    last_counters: Option<Vec<LayerCounters>>,
 }
 
+fn run_session(path: &std::path::Path, net: &Network, mode: Mode) -> Run {
+    let source = FileSource::open(path, false, Controls::new(0.0)).expect("open");
+    let rescale = Rescale::new(2.0, 2.0).expect("rescale");
+    let session =
+        Session::start(Box::new(source), vec![Box::new(move |e: &mut Vec<Event>| rescale.apply(e))], Some(sim_in(net, mode)), config())
+            .expect("start");
+    let mut analysis = Vec::new();
+    let stats = session.drain(|a| analysis.push(a)).expect("session");
+    let last_counters = analysis.iter().rev().find_map(|a| match a {
+        Analysis::Layers { counters, .. } => Some(counters.clone()),
+        _ => None,
+    });
+    analysis.retain(|a| matches!(a, Analysis::Counts { .. } | Analysis::Readout { .. }));
+    Run { analysis, output_spikes: stats.output_spikes, last_counters }
+}
+
+/// In both modes; the binned mode's last bin runs when the recording ends, and its spikes and
+/// work count as the others'.
 #[test]
 fn session_equals_the_same_steps_by_hand_and_is_deterministic() {
+    for mode in [Mode::Event, Mode::Binned { bin_us: 1000 }] {
+        session_equals_the_same_steps_by_hand(mode);
+    }
+}
+
+fn session_equals_the_same_steps_by_hand(mode: Mode) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = recording(dir.path());
     let net = network();
-    let a = run_session(&path, &net);
-    assert_eq!(a, run_session(&path, &net), "deterministic");
+    let run = run_session(&path, &net, mode);
+    assert_eq!(run.analysis, run_session(&path, &net, mode).analysis, "deterministic");
 
     // By hand.
     let mut r = dynapviz_events::open(&path).expect("open");
     let mut events = dynapviz_events::read_all(r.as_mut()).expect("read");
     Rescale::new(2.0, 2.0).expect("rescale").apply(&mut events);
-    let mut s = sim(&net);
+    let mut s = sim_in(&net, mode);
     let mut spikes = Vec::new();
     s.process(&events, &mut spikes);
     s.finish(&mut spikes);
+    assert_eq!(run.output_spikes, spikes.len() as u64, "{mode:?}");
+    assert_eq!(run.last_counters.as_deref(), Some(s.counters()), "{mode:?}");
     let mut collector = SpikeCollector::new(50.0).expect("collector");
     let mut collections = Vec::new();
     collector.start(events[0].t);
@@ -105,7 +132,7 @@ fn session_equals_the_same_steps_by_hand_and_is_deterministic() {
         want.push(Analysis::Readout { t_us: c.end_us, feature: readout.decide(c), predicted: readout.predict(c).is_some() });
     }
     assert!(spikes.len() > 10, "the network answers: {} output spikes", spikes.len());
-    assert_eq!(a, want);
+    assert_eq!(run.analysis, want, "{mode:?}");
 }
 
 /// A source of `rate` events per second of event time, as fast as possible, for `seconds`.
