@@ -467,12 +467,7 @@ impl Dashboard {
                     if mark.value.fract().abs() < 1e-9 { format!("{:.0}", mark.value) } else { format!("{:.1}", mark.value) }
                 },
             )
-            .x_grid_spacer(move |input| {
-                let (lo, hi) = input.bounds;
-                let first = (lo / label_interval).ceil() as i64;
-                let last = (hi / label_interval).floor() as i64;
-                (first..=last).map(|k| egui_plot::GridMark { value: k as f64 * label_interval, step_size: label_interval }).collect()
-            })
+            .x_grid_spacer(move |input| time_marks(input.bounds, label_interval))
             .show(ui, |p| {
                 p.set_plot_bounds(PlotBounds::from_min_max([x_min, 0.0], [x_max, y_max]));
                 for (i, (line, name)) in lines.iter().zip(names).enumerate() {
@@ -521,6 +516,29 @@ impl Dashboard {
     }
 }
 
+/// The x axis' marks: one per `interval` (the original's `label_interval`) from `lo` to before
+/// `hi`.
+/// Each mark's step is the interval times the largest power of two (up to 8) that divides its
+/// index, as egui's own grids nest: the plot shows the label of every mark where the interval
+/// is wide enough on screen, and only every second, fourth or eighth where it is not, instead of
+/// none (a 25 s span labelled every 2.5 s is too dense for a third of the window).
+fn time_marks((lo, hi): (f64, f64), interval: f64) -> Vec<egui_plot::GridMark> {
+    let count = (hi - lo) / interval;
+    // NaN fails this too.
+    if !(0.0..=1e4).contains(&count) {
+        return Vec::new();
+    }
+    // None at the right edge itself, where the label would be cut in half.
+    let first = (lo / interval).ceil() as i64;
+    let last = (hi / interval).ceil() as i64 - 1;
+    (first..=last)
+        .map(|k| {
+            let nest = if k == 0 { 8 } else { (1_i64 << k.trailing_zeros().min(3)).min(8) };
+            egui_plot::GridMark { value: k as f64 * interval, step_size: interval * nest as f64 }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -528,6 +546,23 @@ mod tests {
     fn heat(channels: usize, w: usize, h: usize) -> Heat {
         let shape = HeatShape { channels, width: w, height: h };
         Heat { layer: 1, shape, values: (0..shape.len()).map(|i| i as f32).collect() }
+    }
+
+    #[test]
+    fn time_marks_nest_so_that_some_labels_show_on_a_narrow_plot() {
+        let marks = time_marks((0.0, 25.0), 2.5);
+        assert_eq!(marks.len(), 10);
+        let steps: Vec<f64> = marks.iter().map(|m| m.step_size / 2.5).collect();
+        assert_eq!(steps, [8.0, 1.0, 2.0, 1.0, 4.0, 1.0, 2.0, 1.0, 8.0, 1.0]);
+        assert!(marks.iter().zip(0..).all(|(m, k)| (m.value - f64::from(k) * 2.5).abs() < 1e-12));
+        // A window that starts later: the marks still sit on multiples of the interval.
+        let later = time_marks((31.0, 56.0), 2.5);
+        assert_eq!(later.first().map(|m| m.value), Some(32.5));
+        assert_eq!(later.first().map(|m| m.step_size), Some(2.5));
+        assert_eq!(later.iter().find(|m| m.value == 40.0).map(|m| m.step_size), Some(20.0));
+        // No interval, no marks (rather than a loop without end).
+        assert!(time_marks((0.0, 25.0), 0.0).is_empty());
+        assert!(time_marks((0.0, f64::INFINITY), 1.0).is_empty());
     }
 
     #[test]
