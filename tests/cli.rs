@@ -46,6 +46,35 @@ fn inspect_convert_round_trip_on_generated_data() {
     }
 }
 
+/// A conversion that fails halfway (the input goes bad after 5000 events) leaves no output
+/// file, nor one that the format cannot hold; a file converted onto itself is read whole first.
+#[test]
+fn a_failed_conversion_leaves_no_file_and_one_may_convert_in_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.csv");
+    let lines: String = (0..5000).map(|i| format!("{i},{},{},{}\n", i % 128, (i / 128) % 128, i % 2)).collect();
+    std::fs::write(&bad, format!("t,x,y,p\n{lines}1,2,three,1\n")).expect("write");
+    let out = dir.path().join("out.aedat4");
+    let (ok, _, err) = dynapviz(&["convert", bad.to_str().expect("path"), out.to_str().expect("path")]);
+    assert!(!ok && err.contains("line 5002"), "{err}");
+    let late = dir.path().join("late.csv");
+    std::fs::write(&late, "t,x,y,p\n5000000000,1,2,1\n").expect("write");
+    let es = dir.path().join("late.es");
+    let (ok, _, err) = dynapviz(&["convert", late.to_str().expect("path"), es.to_str().expect("path")]);
+    assert!(!ok && err.contains("--rebase-time"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").filter_map(|e| e.ok().map(|e| e.file_name())).collect();
+    assert_eq!(left.len(), 2, "only the inputs are left: {left:?}");
+
+    let good = dir.path().join("good.csv");
+    std::fs::write(&good, format!("t,x,y,p\n{lines}")).expect("write");
+    let (ok, _, err) = dynapviz(&["convert", "--to", "csv", "--rebase-time", good.to_str().expect("path"), good.to_str().expect("path")]);
+    assert!(ok, "{err}");
+    let (ok, info, err) = dynapviz(&["inspect", "--json", good.to_str().expect("path")]);
+    assert!(ok, "{err}");
+    let info: serde_json::Value = serde_json::from_str(&info).expect("json");
+    assert_eq!(info["events"], 5000, "{info}");
+}
+
 #[test]
 fn bad_input_is_a_clear_error_not_a_panic() {
     let dir = tempfile::tempdir().expect("tempdir");

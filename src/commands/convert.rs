@@ -1,6 +1,6 @@
 //! `dynapviz convert IN OUT`: re-encode a recording, streaming, with a progress bar.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use dynapviz_events::{CHUNK, EventWriter, Format, Geometry};
@@ -50,7 +50,8 @@ pub fn run(args: Args) -> Result<()> {
     };
     let len = std::fs::metadata(&args.input).map(|m| m.len()).unwrap_or(0);
     let bar = super::byte_progress(len, "converting");
-    let mut writer = EventWriter::create(&args.output, format, geometry)?;
+    let partial = Partial::beside(&args.output)?;
+    let mut writer = EventWriter::create(&partial.path, format, geometry)?;
     let mut chunk = Vec::with_capacity(CHUNK);
     let mut offset = None;
     let mut total = 0u64;
@@ -68,6 +69,7 @@ pub fn run(args: Args) -> Result<()> {
         bar.set_position((total * 16).min(len));
     }
     writer.finish()?;
+    partial.commit()?;
     bar.finish_and_clear();
     let skipped = reader.skipped();
     println!(
@@ -77,4 +79,38 @@ pub fn run(args: Args) -> Result<()> {
         skipped.other_records
     );
     Ok(())
+}
+
+/// The output while it is written: a hidden file beside OUT, renamed to OUT once complete and
+/// removed if the conversion fails. A failed conversion (an event the format cannot hold, a
+/// corrupt input halfway) leaves no truncated OUT behind, and OUT may be the input itself.
+struct Partial {
+    path: PathBuf,
+    output: PathBuf,
+    committed: bool,
+}
+
+impl Partial {
+    fn beside(output: &Path) -> Result<Self> {
+        let name = output.file_name().with_context(|| format!("{}: not a file name", output.display()))?;
+        let mut hidden = std::ffi::OsString::from(".");
+        hidden.push(name);
+        hidden.push(format!(".{}.partial", std::process::id()));
+        Ok(Self { path: output.with_file_name(hidden), output: output.to_path_buf(), committed: false })
+    }
+
+    fn commit(mut self) -> Result<()> {
+        std::fs::rename(&self.path, &self.output)
+            .with_context(|| format!("{}: cannot move the converted file {} there", self.output.display(), self.path.display()))?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
