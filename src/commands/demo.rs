@@ -14,6 +14,7 @@ use dynapviz_model::report;
 use dynapviz_streams::nodes::readout::MajorityReadout;
 use dynapviz_streams::session::{Analysis, Session, SessionConfig};
 use dynapviz_streams::source::{Controls, FileSource};
+use dynapviz_viewer::VizOptions;
 
 use super::viz::VizArgs;
 
@@ -91,15 +92,7 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
     let windowed = !args.text && (!args.viz.windowed() || dynapviz_viewer::has_display());
     if windowed {
         let icons = crate::builtin::write_icons(&tmp.join("icons"))?;
-        let mut opts = args.viz.options()?;
-        opts.add_readout_plot = true;
-        opts.add_power_monitor_plot = true;
-        opts.power_monitor_number_of_items = 5;
-        opts.readout_images = Some(vec![icons]);
-        opts.spike_collection_interval = args.viz.spike_collection_interval.unwrap_or(250.0);
-        opts.readout_prediction_threshold = args.viz.readout_prediction_threshold.unwrap_or(3);
-        opts.spike_count.x_span = 10.0;
-        opts.window_scale = [12.0, 7.0];
+        let opts = options(&args.viz, icons)?;
         let result = super::run::launch(
             &path,
             Some(net.clone()),
@@ -193,4 +186,68 @@ fn tempdir() -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("dynapviz-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(dir)
+}
+
+/// The dashboard's options: the demo's own defaults (every plot, the built-in icons, a window
+/// of 1440x840), under a `--config` file and the flags, which have the last word.
+fn options(viz: &VizArgs, icons: PathBuf) -> Result<VizOptions> {
+    let mut base = VizOptions {
+        add_readout_plot: true,
+        add_power_monitor_plot: true,
+        power_monitor_number_of_items: 5,
+        spike_collection_interval: 250.0,
+        readout_prediction_threshold: 3,
+        window_scale: [12.0, 7.0],
+        ..VizOptions::default()
+    };
+    base.spike_count.x_span = 10.0;
+    let mut opts = viz.options_over(base)?;
+    if opts.readout_images.is_none() {
+        opts.readout_images = Some(vec![icons]);
+    }
+    Ok(opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{VizArgs, options};
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        viz: VizArgs,
+    }
+
+    fn options_of(flags: &[&str]) -> dynapviz_viewer::VizOptions {
+        let viz = Flags::try_parse_from([&["demo"], flags].concat()).expect("flags").viz;
+        options(&viz, "icons".into()).expect("options")
+    }
+
+    #[test]
+    fn the_demo_has_defaults_of_its_own_and_flags_override_them() {
+        let plain = options_of(&[]);
+        assert!(plain.add_readout_plot && plain.add_power_monitor_plot);
+        assert_eq!(plain.window_scale, [12.0, 7.0]);
+        assert_eq!(plain.readout_images, Some(vec!["icons".into()]));
+        assert_eq!(plain.spike_count.x_span, 10.0);
+        let flagged = options_of(&[
+            "--window-scale",
+            "8,4.5",
+            "--add-power-monitor-plot",
+            "false",
+            "--power-monitor-number-of-items",
+            "3",
+            "--spike-collection-interval",
+            "100",
+            "--readout-images",
+            "mine",
+        ]);
+        assert_eq!(flagged.window_scale, [8.0, 4.5]);
+        assert!(!flagged.add_power_monitor_plot && flagged.add_readout_plot);
+        assert_eq!(flagged.power_monitor_number_of_items, 3);
+        assert_eq!(flagged.spike_collection_interval, 100.0);
+        assert_eq!(flagged.readout_images, Some(vec!["mine".into()]));
+    }
 }

@@ -121,9 +121,15 @@ impl VizArgs {
 
     /// The options: defaults, then the TOML file, then the flags.
     pub fn options(&self) -> Result<VizOptions> {
+        self.options_over(VizOptions::default())
+    }
+
+    /// The options: `base` (a command's own defaults; the original's under a TOML file, which
+    /// says every option it wants), then the TOML file, then the flags.
+    pub fn options_over(&self, base: VizOptions) -> Result<VizOptions> {
         let mut o = match &self.config {
             Some(p) => VizOptions::from_toml(p)?,
-            None => VizOptions::default(),
+            None => base,
         };
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = self.$f.clone() { o.$f = v; } )* };
