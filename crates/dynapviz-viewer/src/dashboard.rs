@@ -468,6 +468,8 @@ impl Dashboard {
                 },
             )
             .x_grid_spacer(move |input| time_marks(input.bounds, label_interval))
+            .y_grid_spacer(|input| value_marks(input.bounds, input.base_step_size))
+            .y_axis_formatter(|mark, _| value_label(mark))
             .show(ui, |p| {
                 p.set_plot_bounds(PlotBounds::from_min_max([x_min, 0.0], [x_max, y_max]));
                 for (i, (line, name)) in lines.iter().zip(names).enumerate() {
@@ -539,6 +541,58 @@ fn time_marks((lo, hi): (f64, f64), interval: f64) -> Vec<egui_plot::GridMark> {
         .collect()
 }
 
+/// The y axis' marks: multiples of the finest step of 1, 2 or 5 times a power of ten that is at
+/// least `base` (the plot's finest grid step), each with the coarsest of a chain of such steps
+/// it is a multiple of, up to a thousand times the finest. The plot labels the marks whose step leaves room on
+/// screen: a plot of a few mW in 170 pixels reads 0, 0.5, 1 ... where egui's own powers of ten
+/// left only 0 (0.1 mW too close, 1 mW above the plot).
+fn value_marks((lo, hi): (f64, f64), base: f64) -> Vec<egui_plot::GridMark> {
+    let step = nice_step_at_least(base);
+    let count = (hi - lo) / step;
+    // NaN fails this too.
+    if !(0.0..=1e4).contains(&count) {
+        return Vec::new();
+    }
+    // Each coarser step a multiple of the one before (1, 2, 10, 20 ...; 5, 10, 20, 100 ...):
+    // the labels of one level never fall between those of the next (0.4, 0.5, 0.6).
+    let coarser: Vec<(i64, f64)> = (1..=6)
+        .scan(1_i64, |ratio, _| {
+            let t = step * *ratio as f64;
+            let next = [1.5, 2.5, 4.0].into_iter().map(|m| nice_step_at_least(t * m)).find(|&n| is_multiple(n, t))?;
+            *ratio = (next / step).round() as i64;
+            Some((*ratio, next))
+        })
+        .collect();
+    let first = (lo / step).ceil() as i64;
+    let last = (hi / step).floor() as i64;
+    (first..=last)
+        .map(|k| {
+            let step_size = coarser.iter().rev().find(|&&(ratio, _)| k % ratio == 0).map_or(step, |&(_, t)| t);
+            egui_plot::GridMark { value: k as f64 * step, step_size }
+        })
+        .collect()
+}
+
+/// A y mark's label, with the decimals its step needs (egui's own rounds the decimals of the
+/// step's power of ten: 0.5 became "0").
+fn value_label(mark: egui_plot::GridMark) -> String {
+    let decimals = (-(mark.step_size.log10() + 1e-9).floor()).clamp(0.0, 12.0) as usize;
+    format!("{:.*}", decimals, mark.value)
+}
+
+/// Whether `a` is a whole multiple of `b` (both 1, 2 or 5 times a power of ten).
+fn is_multiple(a: f64, b: f64) -> bool {
+    let ratio = a / b;
+    (ratio - ratio.round()).abs() < 1e-6
+}
+
+/// The smallest of 1, 2 and 5 times a power of ten that is at least `x` (positive, finite).
+fn nice_step_at_least(x: f64) -> f64 {
+    let x = if x.is_finite() && x > 0.0 { x } else { 1.0 };
+    let decade = 10f64.powf(x.log10().floor());
+    [1.0, 2.0, 5.0, 10.0].into_iter().map(|m| m * decade).find(|&t| t >= x * (1.0 - 1e-9)).unwrap_or(10.0 * decade)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -546,6 +600,38 @@ mod tests {
     fn heat(channels: usize, w: usize, h: usize) -> Heat {
         let shape = HeatShape { channels, width: w, height: h };
         Heat { layer: 1, shape, values: (0..shape.len()).map(|i| i as f32).collect() }
+    }
+
+    #[test]
+    fn value_marks_step_by_one_two_five() {
+        assert_eq!(nice_step_at_least(0.03), 0.05);
+        assert_eq!(nice_step_at_least(0.1), 0.1);
+        assert_eq!(nice_step_at_least(0.11), 0.2);
+        assert_eq!(nice_step_at_least(600.0), 1000.0);
+        assert_eq!(nice_step_at_least(f64::NAN), 1.0);
+        // 0..1 mW with a finest step of 0.03: marks every 0.05, then 0.1, 0.2, 1, 2, 10, 20.
+        let marks = value_marks((0.0, 1.0), 0.03);
+        assert_eq!(marks.len(), 21);
+        let step_of = |v: f64| marks.iter().find(|m| (m.value - v).abs() < 1e-9).map(|m| m.step_size);
+        assert_eq!(step_of(0.05), Some(0.05));
+        assert_eq!(step_of(0.1), Some(0.1));
+        assert_eq!(step_of(0.3), Some(0.1));
+        assert_eq!(step_of(0.4), Some(0.2));
+        assert_eq!(step_of(0.5), Some(0.1), "not a level of its own between 0.4 and 0.6");
+        assert_eq!(step_of(1.0), Some(1.0));
+        assert_eq!(step_of(0.0), Some(20.0), "0 is a multiple of every coarser step");
+        assert!(marks.iter().all(|m| m.step_size >= 0.05 - 1e-12));
+        // From a 2: 10, 20, 100.
+        let marks = value_marks((0.0, 100.0), 1.5);
+        assert_eq!(marks.iter().find(|m| m.value == 10.0).map(|m| m.step_size), Some(10.0));
+        assert_eq!(marks.iter().find(|m| m.value == 60.0).map(|m| m.step_size), Some(20.0));
+        let label = |value: f64, step_size: f64| value_label(egui_plot::GridMark { value, step_size });
+        assert_eq!(
+            [label(0.5, 0.5), label(0.05, 0.05), label(0.3, 0.1), label(1.0, 1.0), label(150.0, 50.0)],
+            ["0.5", "0.05", "0.3", "1", "150"]
+        );
+        assert!(value_marks((0.0, f64::INFINITY), 0.1).is_empty());
+        assert!(value_marks((5.0, 1.0), 0.1).is_empty());
     }
 
     #[test]
