@@ -33,9 +33,41 @@ struct ViewerApp<'a> {
     controls: Option<Controls>,
     started: Instant,
     first_frame: bool,
+    /// Frames left in which to size the window to the screen once its size is known.
+    sizing_frames: u32,
 }
 
+/// The window's size for a screen of `screen` points: `window_scale` / (16, 9) of it, as the
+/// original sizes its window, and no larger than the screen.
+fn window_size(screen: [f32; 2], window_scale: [f32; 2]) -> [f32; 2] {
+    let [sw, sh] = screen;
+    let [ws, hs] = window_scale;
+    [(sw * ws / 16.0).clamp(64.0, sw.max(64.0)), (sh * hs / 9.0).clamp(64.0, sh.max(64.0))]
+}
+
+/// The screen the window is sized for until the real one is known.
+const ASSUMED_SCREEN: [f32; 2] = [1920.0, 1080.0];
+
 impl ViewerApp<'_> {
+    /// Sizes the window to the screen once the windowing system says how large that is (not
+    /// before the first frames, nor ever on some systems: then the assumed screen stays).
+    fn fit_to_screen(&mut self, ctx: &egui::Context) {
+        if self.sizing_frames == 0 {
+            return;
+        }
+        self.sizing_frames -= 1;
+        let Some(screen) = ctx.input(|i| i.viewport().monitor_size).filter(|m| m.x > 0.0 && m.y > 0.0) else {
+            return;
+        };
+        self.sizing_frames = 0;
+        let [w, h] = window_size([screen.x, screen.y], self.dashboard.resolved().options.window_scale);
+        let now = ctx.content_rect().size();
+        if (now.x - w).abs() > 1.0 || (now.y - h).abs() > 1.0 {
+            tracing::debug!("screen {screen:?}: window {w}x{h}");
+            ctx.send_viewport_cmd(egui::ViewportCommand::InnerSize(egui::vec2(w, h)));
+        }
+    }
+
     fn keys(&mut self, ctx: &egui::Context) {
         if ctx.input(|i| i.key_pressed(egui::Key::C)) {
             self.dashboard.show_chip = !self.dashboard.show_chip;
@@ -79,6 +111,7 @@ impl ViewerApp<'_> {
 impl eframe::App for ViewerApp<'_> {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
+        self.fit_to_screen(&ctx);
         self.keys(&ctx);
         while let Ok(batch) = self.analysis.try_recv() {
             batch.iter().for_each(|a| self.dashboard.on_analysis(a));
@@ -120,16 +153,15 @@ pub fn run_window(
     if !has_display() {
         return Err(ViewerError::NoDisplay);
     }
-    let [ws, hs] = dashboard.resolved().options.window_scale;
-    // The original sizes the window as window_scale / (16, 9) of the screen; a 1920x1080 screen
-    // is assumed until the window exists.
-    let size = [1920.0 * ws / 16.0, 1080.0 * hs / 9.0];
+    // The original sizes the window as window_scale / (16, 9) of the screen, which is known
+    // only once the window exists (see `ViewerApp::fit_to_screen`).
+    let size = window_size(ASSUMED_SCREEN, dashboard.resolved().options.window_scale);
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default().with_title("dynapviz").with_inner_size(size),
         renderer: eframe::Renderer::Glow,
         ..eframe::NativeOptions::default()
     };
-    let app = ViewerApp { dashboard, display, analysis, controls, started, first_frame: true };
+    let app = ViewerApp { dashboard, display, analysis, controls, started, first_frame: true, sizing_frames: 30 };
     eframe::run_native(
         "dynapviz",
         options,
@@ -139,4 +171,19 @@ pub fn run_window(
         }),
     )
     .map_err(|e| ViewerError::Window(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::window_size;
+
+    #[test]
+    fn the_window_is_a_fraction_of_the_screen_and_fits_in_it() {
+        assert_eq!(window_size([1920.0, 1080.0], [12.0, 7.0]), [1440.0, 840.0]);
+        assert_eq!(window_size([2880.0, 1620.0], [8.0, 4.5]), [1440.0, 810.0]);
+        // The original's default, 4 x 8, on a laptop screen.
+        assert_eq!(window_size([1366.0, 768.0], [4.0, 8.0]), [341.5, 682.6667]);
+        assert_eq!(window_size([1366.0, 768.0], [32.0, 18.0]), [1366.0, 768.0], "no larger than the screen");
+        assert_eq!(window_size([1366.0, 768.0], [0.01, 0.01]), [64.0, 64.0], "nor too small to draw");
+    }
 }
