@@ -75,6 +75,18 @@ fn a_failed_conversion_leaves_no_file_and_one_may_convert_in_place() {
     assert_eq!(info["events"], 5000, "{info}");
 }
 
+/// Headless pictures of a looped recording would never end: refused before anything is written.
+#[test]
+fn a_looped_recording_cannot_be_rendered_headless() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rec = dir.path().join("rec.csv");
+    std::fs::write(&rec, "t,x,y,p\n0,1,2,1\n1000,3,4,0\n").expect("write");
+    let out = dir.path().join("pictures");
+    let (ok, _, err) = dynapviz(&["run", "--input", rec.to_str().expect("path"), "--loop", "--headless", out.to_str().expect("path")]);
+    assert!(!ok && err.contains("--loop") && err.contains("--headless"), "{err}");
+    assert!(!out.exists(), "nothing written");
+}
+
 #[test]
 fn bad_input_is_a_clear_error_not_a_panic() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -33,8 +33,9 @@ pub struct Args {
     /// pause); only the wait is cut. Default: every pause is waited out.
     #[arg(long, value_name = "S")]
     max_gap: Option<f64>,
-    /// Start again at the end (timestamps keep increasing).
-    #[arg(long = "loop")]
+    /// Start again at the end (timestamps keep increasing). With a window or --serve: headless
+    /// pictures of an endless recording would fill the disk.
+    #[arg(long = "loop", conflicts_with = "headless")]
     looped: bool,
     /// Simulator mode: event or binned.
     #[arg(long, value_enum, default_value_t = SimMode::Event)]
