@@ -75,6 +75,27 @@ fn a_failed_conversion_leaves_no_file_and_one_may_convert_in_place() {
     assert_eq!(info["events"], 5000, "{info}");
 }
 
+/// The recordings of a headless run may go into its pictures' directory, which it creates.
+#[test]
+fn headless_recordings_may_go_beside_the_pictures() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rec = dir.path().join("rec.csv");
+    let lines: String = (0..2000).map(|i| format!("{},{},{},{}\n", i * 100, i % 128, (i / 128) % 128, i % 2)).collect();
+    std::fs::write(&rec, format!("t,x,y,p\n{lines}")).expect("write");
+    let out = dir.path().join("new").join("pictures");
+    let (events, analysis) = (out.join("in.aedat4"), out.join("analysis.jsonl"));
+    let path = |p: &std::path::Path| p.to_str().expect("path").to_string();
+    let args =
+        ["run", "--input", &path(&rec), "--headless", &path(&out), "--record-input", &path(&events), "--record-analysis", &path(&analysis)];
+    let (ok, _, err) = dynapviz(&args);
+    assert!(ok, "{err}");
+    let (ok, info, err) = dynapviz(&["inspect", "--json", &path(&events)]);
+    assert!(ok, "{err}");
+    let info: serde_json::Value = serde_json::from_str(&info).expect("json");
+    assert_eq!(info["events"], 2000, "{info}");
+    assert!(out.join("dashboard.png").exists() && analysis.exists());
+}
+
 /// Headless pictures of a looped recording would never end: refused before anything is written.
 #[test]
 fn a_looped_recording_cannot_be_rendered_headless() {

@@ -167,6 +167,10 @@ pub fn launch(
             n,
         )?),
     };
+    // Before the recorders: their files may go into the pictures' directory.
+    if let Some(dir) = &viz.headless {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
     let config = SessionConfig {
         frame_us: 16_667,
         decay_us: Some(30_000.0),
