@@ -122,7 +122,7 @@ pub struct Args {
     no_rescale: bool,
     #[command(flatten)]
     chip: ChipArgs,
-    /// Power samples per second of simulated time.
+    /// Power samples per second of simulated time (more than 0, at most 10000).
     #[arg(long, default_value_t = 50.0)]
     power_rate: f64,
     #[command(flatten)]

@@ -21,6 +21,6 @@ pub use decimator::OutputDecimator;
 pub use lanes::Kernel;
 pub use power::{Coefficients, IDLE_PERIODS_IN_FULL, PowerMean, PowerSample, RAILS};
 pub use sim::{
-    BusyModel, Config, GAP_SLICE_SPIKES, InputCounters, LayerCounters, MAX_LEADING_BINS, MAX_TIME_US, Mode, Monitors, SimError, Simulator,
-    Spike, first_bin,
+    BusyModel, Config, GAP_SLICE_SPIKES, InputCounters, LayerCounters, MAX_LEADING_BINS, MAX_POWER_RATE_HZ, MAX_TIME_US, Mode, Monitors,
+    SimError, Simulator, Spike, first_bin,
 };

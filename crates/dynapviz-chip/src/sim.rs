@@ -239,6 +239,9 @@ pub fn first_bin(t_us: i64, bin_us: i64) -> i64 {
     if (0..=MAX_LEADING_BINS).contains(&b) { 0 } else { b }
 }
 
+/// The highest power sample rate, Hz: a sample every 100 µs of simulated time.
+pub const MAX_POWER_RATE_HZ: f64 = 10_000.0;
+
 /// The largest time of a sensor event, either side of 0: about 146 years in µs. The event
 /// mode counts in ns, and a corrupt timestamp near the end of `i64` would overflow there.
 pub const MAX_TIME_US: i64 = (1 << 62) / 1000;
@@ -408,6 +411,14 @@ impl Simulator {
             && bin_us <= 0
         {
             return Err(SimError::Config(format!("bin width {bin_us} µs: must be positive")));
+        }
+        // A sample a period: at most MAX_POWER_RATE_HZ, or a long recording's samples would
+        // outgrow its events.
+        if !(config.power_rate_hz > 0.0 && config.power_rate_hz <= MAX_POWER_RATE_HZ) {
+            return Err(SimError::Config(format!(
+                "power sample rate {} Hz: expected more than 0 and at most {MAX_POWER_RATE_HZ}",
+                config.power_rate_hz
+            )));
         }
         if config.leak_tick_us.is_some_and(|t| t <= 0) {
             return Err(SimError::Config("the leak tick must be positive".into()));

@@ -281,6 +281,10 @@ fn bad_input_is_counted_not_fatal() {
         assert!(err.contains(why), "{why}: {err}");
     }
     assert!(Simulator::new(&two, Config { threads: 0, ..Config::default() }).is_err());
+    for rate in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e6] {
+        let err = Simulator::new(&two, Config { power_rate_hz: rate, ..Config::default() }).err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("power sample rate")), "{rate} Hz");
+    }
     assert!(Monitors::resolve(&["7".into()], 1).is_err());
     let names = vec!["-1".to_string(), "dvs".to_string()];
     let m = Monitors::resolve(&names, 3).expect("monitors");
