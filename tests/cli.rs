@@ -96,6 +96,19 @@ fn headless_recordings_may_go_beside_the_pictures() {
     assert!(out.join("dashboard.png").exists() && analysis.exists());
 }
 
+/// Sizes that would run for days or fill the disk are refused at once.
+#[test]
+fn endless_requests_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().to_str().expect("path");
+    for seconds in ["1e9", "NaN", "0"] {
+        let (ok, _, err) = dynapviz(&["synth", "--out", out, "--samples", "1", "--segment-seconds", seconds]);
+        assert!(!ok && err.contains("--segment-seconds must be"), "{seconds}: {err}");
+        let (ok, _, err) = dynapviz(&["demo", "--text", "--segment-seconds", seconds]);
+        assert!(!ok && err.contains("--segment-seconds must be"), "demo {seconds}: {err}");
+    }
+}
+
 /// Headless pictures of a looped recording would never end: refused before anything is written.
 #[test]
 fn a_looped_recording_cannot_be_rendered_headless() {

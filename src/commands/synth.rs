@@ -34,13 +34,19 @@ pub struct Args {
 /// Pause between two gestures, µs.
 const GAP_US: i64 = 300_000;
 
+/// The longest gesture, s: an hour of events per gesture is already gigabytes.
+pub const MAX_SEGMENT_SECONDS: f64 = 3600.0;
+
 /// Emulator time step, µs.
 const STEP_US: i64 = 1000;
 
 pub fn run(args: Args) -> Result<()> {
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
-    let seg_us = (args.segment_seconds * 1e6) as i64;
-    anyhow::ensure!(seg_us >= STEP_US, "--segment-seconds must be at least 0.001");
+    anyhow::ensure!(
+        (0.001..=MAX_SEGMENT_SECONDS).contains(&args.segment_seconds),
+        "--segment-seconds must be 0.001 to {MAX_SEGMENT_SECONDS} (the gestures of DVS128 Gesture last about 6 s)"
+    );
+    let seg_us = ((args.segment_seconds * 1e6) as i64).max(STEP_US);
     let bar = indicatif::ProgressBar::new((args.samples * GESTURE_CLASSES.len()) as u64)
         .with_style(indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} gestures ({eta})")?)
         .with_message("synthesising");
