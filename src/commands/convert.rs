@@ -51,7 +51,7 @@ pub fn run(args: Args) -> Result<()> {
     let len = std::fs::metadata(&args.input).map(|m| m.len()).unwrap_or(0);
     let bar = super::byte_progress(len, "converting");
     let partial = Partial::beside(&args.output)?;
-    let mut writer = EventWriter::create(&partial.path, format, geometry)?;
+    let mut writer = EventWriter::create_named(&partial.path, &args.output, format, geometry)?;
     let mut chunk = Vec::with_capacity(CHUNK);
     let mut offset = None;
     let mut total = 0u64;

@@ -25,13 +25,32 @@ pub struct EventWriter {
     inner: Inner,
     path: PathBuf,
     format: Format,
+    /// The sensor size the file states, which every event must lie in (`None`: the format
+    /// states none, CSV and npy). A reader rejects a file with an event outside it.
+    sensor: Option<Geometry>,
+    /// Events written so far, to name the one that does not fit.
+    written: u64,
 }
 
 impl EventWriter {
     /// Creates `path` in `format`; `geometry` is stored by the formats that hold one.
     pub fn create(path: &Path, format: Format, geometry: Geometry) -> Result<Self> {
+        Self::create_named(path, path, format, geometry)
+    }
+
+    /// [`Self::create`] of a file written under a temporary name, `file`, and moved to `path`
+    /// once complete: errors name `path`, the file the user asked for.
+    pub fn create_named(file: &Path, path: &Path, format: Format, geometry: Geometry) -> Result<Self> {
         let io = |source| Error::Io { path: path.to_path_buf(), error: source };
-        let out = BufWriter::with_capacity(1 << 16, File::create(path).map_err(io)?);
+        let sensor = (!matches!(format, Format::Csv | Format::Npy)).then_some(geometry);
+        if sensor.is_some() && (geometry.width == 0 || geometry.height == 0) {
+            return Err(Error::Unsupported {
+                path: path.to_path_buf(),
+                format: format.name(),
+                message: format!("a sensor of {geometry} holds no pixel: the file must state a size of at least 1x1"),
+            });
+        }
+        let out = BufWriter::with_capacity(1 << 16, File::create(file).map_err(io)?);
         let inner = match format {
             Format::Csv => Inner::Csv(csv::Writer::new(out).map_err(io)?),
             Format::Npy => Inner::Npy(npy::Writer::new(out).map_err(io)?),
@@ -65,7 +84,7 @@ impl EventWriter {
                 });
             }
         };
-        Ok(Self { inner, path: path.to_path_buf(), format })
+        Ok(Self { inner, path: path.to_path_buf(), format, sensor, written: 0 })
     }
 
     /// A writer's refusal (`InvalidInput`) is data the format cannot hold; anything else is I/O.
@@ -79,6 +98,23 @@ impl EventWriter {
 
     /// Appends events.
     pub fn write(&mut self, events: &[Event]) -> Result<()> {
+        if let Some(g) = self.sensor
+            && let Some(i) = events.iter().position(|e| e.x >= g.width || e.y >= g.height)
+        {
+            let e = events[i];
+            return Err(Error::Unsupported {
+                path: self.path.clone(),
+                format: self.format.name(),
+                message: format!(
+                    "event {} (t = {} µs, x = {}, y = {}) lies outside the {g} sensor the file states: give a size that holds it (convert --geometry WxH)",
+                    self.written + i as u64 + 1,
+                    e.t,
+                    e.x,
+                    e.y
+                ),
+            });
+        }
+        self.written += events.len() as u64;
         let r = match &mut self.inner {
             Inner::Csv(w) => w.write(events),
             Inner::Npy(w) => w.write(events),

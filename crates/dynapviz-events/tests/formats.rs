@@ -249,6 +249,29 @@ fn truncation_at_any_point_is_an_error_or_a_clean_prefix() {
     }
 }
 
+/// A file that states a sensor size holds only events inside it (its readers reject the
+/// rest): the writer refuses the first event outside, by its number, and a size of no pixel.
+/// CSV and npy state no size and take any event.
+#[test]
+fn writers_keep_events_inside_the_sensor_they_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = [Event::new(0, 3, 3, true), Event::new(5, 9, 2, false), Event::new(9, 2, 12, true)];
+    for format in Format::ALL.into_iter().filter(|f| f.writable()) {
+        let path = dir.path().join(format!("small.{}", format.name()));
+        let mut w = EventWriter::create(&path, format, Geometry::new(10, 10)).expect("create");
+        w.write(&events[..1]).expect("inside");
+        let result = w.write(&events[1..]);
+        if matches!(format, Format::Csv | Format::Npy) {
+            assert!(result.is_ok(), "{format}");
+            continue;
+        }
+        let err = result.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("small.") && err.contains("event 3 (t = 9 µs, x = 2, y = 12)") && err.contains("10x10"), "{format}: {err}");
+        let err = EventWriter::create(&path, format, Geometry::new(0, 10)).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("no pixel"), "{format}: {err}");
+    }
+}
+
 #[test]
 fn wrong_magic_is_named() {
     let dir = tempfile::tempdir().expect("tempdir");
