@@ -190,7 +190,7 @@ fn tempdir() -> Result<PathBuf> {
 }
 
 /// The dashboard's options: the demo's own defaults (every plot, the built-in icons, a window
-/// of 1440x840), under a `--config` file and the flags, which have the last word.
+/// of 3/4 x 7/9 of the screen), under a `--config` file and the flags, which have the last word.
 fn options(viz: &VizArgs, icons: PathBuf) -> Result<VizOptions> {
     let mut base = VizOptions {
         add_readout_plot: true,

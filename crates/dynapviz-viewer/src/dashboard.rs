@@ -518,12 +518,11 @@ impl Dashboard {
     }
 }
 
-/// The x axis' marks: one per `interval` (the original's `label_interval`) from `lo` to before
-/// `hi`.
-/// Each mark's step is the interval times the largest power of two (up to 8) that divides its
-/// index, as egui's own grids nest: the plot shows the label of every mark where the interval
-/// is wide enough on screen, and only every second, fourth or eighth where it is not, instead of
-/// none (a 25 s span labelled every 2.5 s is too dense for a third of the window).
+/// The x axis' marks: one per `interval` (the original's `label_interval`) from `lo` up to
+/// `hi`, not at `hi` itself. Each mark's step is the interval times the largest power of two (up
+/// to 8) that divides its index, as egui's own grids nest: the plot labels every mark where the
+/// interval is wide enough on screen, and only every second, fourth or eighth where it is not,
+/// instead of none (a 25 s span labelled every 2.5 s is too dense for a third of the window).
 fn time_marks((lo, hi): (f64, f64), interval: f64) -> Vec<egui_plot::GridMark> {
     let count = (hi - lo) / interval;
     // NaN fails this too.
@@ -543,9 +542,9 @@ fn time_marks((lo, hi): (f64, f64), interval: f64) -> Vec<egui_plot::GridMark> {
 
 /// The y axis' marks: multiples of the finest step of 1, 2 or 5 times a power of ten that is at
 /// least `base` (the plot's finest grid step), each with the coarsest of a chain of such steps
-/// it is a multiple of, up to a thousand times the finest. The plot labels the marks whose step leaves room on
-/// screen: a plot of a few mW in 170 pixels reads 0, 0.5, 1 ... where egui's own powers of ten
-/// left only 0 (0.1 mW too close, 1 mW above the plot).
+/// it is a multiple of, up to about a thousand times the finest. The plot labels the marks whose
+/// step leaves room on screen: a power plot of 1 mW in 170 pixels reads 0, 0.2 ... 1, where
+/// egui's own powers of ten left only 0 (0.1 mW too close, 1 mW at the edge).
 fn value_marks((lo, hi): (f64, f64), base: f64) -> Vec<egui_plot::GridMark> {
     let step = nice_step_at_least(base);
     let count = (hi - lo) / step;
