@@ -336,15 +336,19 @@ pub fn run(args: Args) -> Result<()> {
         println!("input rescaled from the {sensor} sensor to {shape}");
     }
     let r = out.rejected_input;
-    if r.out_of_range + r.cropped + r.time_backwards + r.time_out_of_range > 0 {
+    if r.out_of_range + r.cropped + r.time_out_of_range > 0 {
         println!(
-            "rejected input: {} outside the input shape, {} cropped, {} with time going backwards, {} with a time past ±{} years",
+            "dropped input: {} outside the input shape, {} cropped, {} with a time past ±{} years",
             r.out_of_range,
             r.cropped,
-            r.time_backwards,
             r.time_out_of_range,
             dynapviz_chip::MAX_TIME_US / 31_557_600_000_000
         );
+    }
+    if r.time_backwards > 0 {
+        // The event mode runs them at the time of the event before; a bin already run takes none.
+        let fate = if mode == Mode::Event { "run at the time of the event before" } else { "dropped: their bin had run" };
+        println!("{} input events earlier than the event before them: {fate}", r.time_backwards);
     }
     println!(
         "{:>5} {:>4} {:>12} {:>14} {:>12} {:>10} {:>12} {:>8} {:>10}",
