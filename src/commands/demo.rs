@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use dynapviz_chip::{Config, Mode, Monitors, PowerMean, RAILS, Simulator};
-use dynapviz_events::{GESTURE_CLASSES, Geometry};
+use dynapviz_events::{EventReader, GESTURE_CLASSES, Geometry};
 use dynapviz_model::report;
 use dynapviz_streams::nodes::readout::MajorityReadout;
 use dynapviz_streams::session::{Analysis, Session, SessionConfig};
@@ -65,15 +65,16 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
         println!("{line}");
         report.push(line);
     };
+    let windowed = !args.text && (!args.viz.windowed() || dynapviz_viewer::has_display());
+    // A window or a browser plays the recording as it is made: the first picture comes at once.
+    let live = windowed && args.viz.headless.is_none();
     // 1. A synthetic subject performing every gesture once, in the DVS128 Gesture layout.
-    let super::synth::Recording { path, segments, events } =
-        super::synth::write_recording(&dir, args.seed, 0, seg_us, &indicatif::ProgressBar::hidden())?;
+    let mut synthesis = super::synth::Synthesis::start(&dir, args.seed, 0, seg_us)?;
+    let (path, segments) = (synthesis.path.clone(), synthesis.segments.clone());
     let seconds = segments.last().map_or(0.0, |s| s.end_us as f64 * 1e-6);
-    say(format!(
-        "1. synthetic subject {} performing the 11 gestures -> {} (AEDAT 3.1 + labels, {events} events in {seconds:.1} s)",
-        args.seed,
-        path.display(),
-    ));
+    let made =
+        if live { format!("{seconds:.1} s, made as it plays") } else { format!("{} events in {seconds:.1} s", synthesis.make_all()?) };
+    say(format!("1. synthetic subject {} performing the 11 gestures -> {} (AEDAT 3.1 + labels, {made})", args.seed, path.display()));
     // 2. The built-in network, converted, discretized and mapped.
     let net = crate::builtin::network()?;
     say(format!("2. built-in gesture network (sinabs architecture, trained on synthetic subjects) on the {}:", crate::builtin::DEVICE));
@@ -90,12 +91,12 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
             l.output_shape
         ));
     }
-    let windowed = !args.text && (!args.viz.windowed() || dynapviz_viewer::has_display());
     if windowed {
         let icons = crate::builtin::write_icons(&tmp.join("icons"))?;
         let opts = options(&args.viz, icons)?;
+        let made: Option<Box<dyn EventReader>> = if live { Some(Box::new(synthesis)) } else { None };
         let result = super::run::launch(
-            &path,
+            super::run::Input { path: &path, made },
             Some(net.clone()),
             args.viz.headless.is_none(),
             super::run::Pace { speed: args.speed, max_gap: None },

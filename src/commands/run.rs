@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use dynapviz_chip::{Config, Mode, Monitors, Simulator};
-use dynapviz_events::{Event, Geometry};
+use dynapviz_events::{Event, EventReader, Geometry};
 use dynapviz_model::Network;
 use dynapviz_streams::nodes::readout::MajorityReadout;
 use dynapviz_streams::session::{EventNode, HeatShape, Session, SessionConfig};
@@ -66,7 +66,8 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
         .max_gap
         .map(|s| Duration::try_from_secs_f64(s).map_err(|_| anyhow::anyhow!("--max-gap {s}: expected seconds, 0 or more")))
         .transpose()?;
-    launch(&args.input, net, args.looped, Pace { speed: args.speed, max_gap }, sim, &args.viz, opts, started)
+    let input = Input { path: &args.input, made: None };
+    launch(input, net, args.looped, Pace { speed: args.speed, max_gap }, sim, &args.viz, opts, started)
 }
 
 /// How fast `launch` plays the recording in a window.
@@ -84,10 +85,18 @@ pub struct Sim {
     pub chip: ChipArgs,
 }
 
+/// What `launch` plays: a recording, read from its file or from a reader that makes it.
+pub struct Input<'a> {
+    pub path: &'a Path,
+    /// The first pass's events, when they do not come from the file (see
+    /// `FileSource::with_reader`).
+    pub made: Option<Box<dyn EventReader>>,
+}
+
 /// Plays `input` through `net` (None: the DVS plot alone) into the window or headless frames.
 #[allow(clippy::too_many_arguments)]
 pub fn launch(
-    input: &Path,
+    input: Input<'_>,
     net: Option<Network>,
     looped: bool,
     pace: Pace,
@@ -99,7 +108,11 @@ pub fn launch(
     let controls = Controls::new(if viz.headless.is_some() { 0.0 } else { pace.speed });
     controls.set_max_gap(pace.max_gap);
     controls.set_paused(viz.paused && viz.headless.is_none());
-    let source = FileSource::open(input, looped, controls.clone())?;
+    let Input { path: input, made } = input;
+    let source = match made {
+        Some(reader) => FileSource::with_reader(input, reader, looped, controls.clone()),
+        None => FileSource::open(input, looped, controls.clone())?,
+    };
     let stated = source.geometry();
     let mut nodes: Vec<EventNode> = Vec::new();
     let mut chip_info = Vec::new();

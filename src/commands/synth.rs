@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use dynapviz_events::{Event, EventWriter, Format, GESTURE_CLASSES, Geometry, Segment, write_labels};
+use dynapviz_events::{CHUNK, Event, EventReader, EventWriter, Format, GESTURE_CLASSES, Geometry, Segment, write_labels};
 use dynapviz_streams::gesture::{Gesture, Subject, icon_rgb};
 use dynapviz_streams::rng::Rng;
 use dynapviz_streams::synth::{DvsParams, SceneSource};
@@ -63,7 +63,7 @@ pub fn run(args: Args) -> Result<()> {
                         if k >= args.samples {
                             return Ok(events);
                         }
-                        events += write_recording(&args.out, args.seed, k, seg_us, &bar)?.events;
+                        events += Synthesis::start(&args.out, args.seed, k, seg_us)?.with_progress(bar.clone()).make_all()?;
                     }
                 })
             })
@@ -85,46 +85,137 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// A written recording.
-pub(crate) struct Recording {
+/// A recording made as it is read: an `EventReader` that performs the gestures one after
+/// another, writes their events to the AEDAT file as it hands them out and completes the file at
+/// the end. The demo plays it at once, where making the whole recording first took seconds (25 s
+/// of gestures, 3 s here) before the window showed anything. The labels are written at the
+/// start: the gestures' order and times are drawn first.
+pub(crate) struct Synthesis {
     pub path: PathBuf,
     pub segments: Vec<Segment>,
+    /// Events handed out so far.
     pub events: u64,
+    geometry: Geometry,
+    subject: Subject,
+    params: DvsParams,
+    rng: Rng,
+    /// The gesture being performed and its segment's start, µs.
+    current: Option<(i64, SceneSource<Gesture>)>,
+    /// The segment to perform next.
+    next: usize,
+    /// `None` once the file is complete.
+    writer: Option<EventWriter>,
+    step: Vec<Event>,
+    bar: indicatif::ProgressBar,
 }
 
-/// One subject performing every class once: `user{seed}_synthetic{k}.aedat` and its labels.
-pub(crate) fn write_recording(dir: &Path, seed: u64, k: usize, seg_us: i64, bar: &indicatif::ProgressBar) -> Result<Recording> {
-    let g = Geometry::DVS128;
-    let mut rng = Rng::new(seed.wrapping_mul(1_000_003).wrapping_add(k as u64));
-    let subject = Subject::random(g, &mut rng);
-    let params = DvsParams { contrast: rng.range(0.15, 0.3) as f32, noise_hz: rng.range(0.02, 0.2), ..DvsParams::default() };
-    let mut order: Vec<usize> = (0..GESTURE_CLASSES.len()).collect();
-    for i in (1..order.len()).rev() {
-        order.swap(i, rng.below(i as u64 + 1) as usize);
+impl Synthesis {
+    /// Draws subject `k` of `seed` and its gestures' order, writes the labels and opens the file.
+    pub fn start(dir: &Path, seed: u64, k: usize, seg_us: i64) -> Result<Self> {
+        let geometry = Geometry::DVS128;
+        let mut rng = Rng::new(seed.wrapping_mul(1_000_003).wrapping_add(k as u64));
+        let subject = Subject::random(geometry, &mut rng);
+        let params = DvsParams { contrast: rng.range(0.15, 0.3) as f32, noise_hz: rng.range(0.02, 0.2), ..DvsParams::default() };
+        let mut order: Vec<usize> = (0..GESTURE_CLASSES.len()).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        let segments: Vec<Segment> = order
+            .iter()
+            .zip(0..)
+            .map(|(&class, i): (&usize, i64)| {
+                let start_us = i * (seg_us + GAP_US);
+                Segment { class: class as u32 + 1, start_us, end_us: start_us + seg_us }
+            })
+            .collect();
+        let name = format!("user{seed:02}_synthetic{k:02}");
+        write_labels(&dir.join(format!("{name}_labels.csv")), &segments)?;
+        let path = dir.join(format!("{name}.aedat"));
+        let writer = EventWriter::create(&path, Format::Aedat31, geometry)?;
+        let bar = indicatif::ProgressBar::hidden();
+        Ok(Self {
+            path,
+            segments,
+            events: 0,
+            geometry,
+            subject,
+            params,
+            rng,
+            current: None,
+            next: 0,
+            writer: Some(writer),
+            step: Vec::new(),
+            bar,
+        })
     }
-    let name = format!("user{seed:02}_synthetic{k:02}");
-    let path = dir.join(format!("{name}.aedat"));
-    let mut w = EventWriter::create(&path, Format::Aedat31, g)?;
-    let mut segments = Vec::new();
-    let mut t0 = 0i64;
-    let mut buf: Vec<Event> = Vec::new();
-    let mut events = 0u64;
-    for &class in &order {
-        let gesture = Gesture::random(subject.clone(), class, 0, &mut rng);
-        let mut src = SceneSource::new(gesture, g, params, STEP_US, Some(seg_us), rng.next_u64());
-        while src.next_step(&mut buf) {
-            buf.iter_mut().for_each(|e| e.t += t0);
-            w.write(&buf)?;
-            events += buf.len() as u64;
+
+    /// Counts each gesture made on `bar`.
+    pub fn with_progress(mut self, bar: indicatif::ProgressBar) -> Self {
+        self.bar = bar;
+        self
+    }
+
+    /// Makes the rest of the recording and completes its file; returns how many events it holds.
+    pub fn make_all(&mut self) -> Result<u64> {
+        let mut buf = Vec::new();
+        while self.read_chunk(&mut buf, CHUNK)? > 0 {
             buf.clear();
         }
-        segments.push(Segment { class: class as u32 + 1, start_us: t0, end_us: t0 + seg_us });
-        t0 += seg_us + GAP_US;
-        bar.inc(1);
+        Ok(self.events)
     }
-    w.finish()?;
-    write_labels(&dir.join(format!("{name}_labels.csv")), &segments)?;
-    Ok(Recording { path, segments, events })
+
+    /// Starts the next segment's gesture when none is under way; false at the end.
+    fn gesture_under_way(&mut self) -> bool {
+        if self.current.is_none() {
+            let Some(segment) = self.segments.get(self.next) else { return false };
+            let gesture = Gesture::random(self.subject.clone(), segment.class as usize - 1, 0, &mut self.rng);
+            let duration = segment.end_us - segment.start_us;
+            let source = SceneSource::new(gesture, self.geometry, self.params, STEP_US, Some(duration), self.rng.next_u64());
+            self.current = Some((segment.start_us, source));
+            self.next += 1;
+        }
+        true
+    }
+}
+
+impl EventReader for Synthesis {
+    fn format(&self) -> Format {
+        Format::Aedat31
+    }
+
+    fn geometry(&self) -> Option<Geometry> {
+        Some(self.geometry)
+    }
+
+    fn read_chunk(&mut self, out: &mut Vec<Event>, max: usize) -> dynapviz_events::Result<usize> {
+        let before = out.len();
+        while out.len() - before < max {
+            if !self.gesture_under_way() {
+                break;
+            }
+            let Some((t0, source)) = self.current.as_mut() else { break };
+            self.step.clear();
+            if !source.next_step(&mut self.step) {
+                self.current = None;
+                self.bar.inc(1);
+                continue;
+            }
+            let t0 = *t0;
+            self.step.iter_mut().for_each(|e| e.t += t0);
+            if let Some(w) = self.writer.as_mut() {
+                w.write(&self.step)?;
+            }
+            out.extend_from_slice(&self.step);
+        }
+        let n = out.len() - before;
+        self.events += n as u64;
+        if n == 0
+            && let Some(w) = self.writer.take()
+        {
+            w.finish()?;
+        }
+        Ok(n)
+    }
 }
 
 /// Draws the readout pictures, `{idx}_{name}.png` with idx = label (01..11).
@@ -137,4 +228,30 @@ pub(crate) fn write_icons(dir: &Path) -> Result<()> {
         img.save(&path).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use dynapviz_events::{EventReader, read_all};
+
+    use super::Synthesis;
+
+    /// What the demo plays as it is made is what the file holds at the end, and the labels are
+    /// there before the first event.
+    #[test]
+    fn a_recording_made_as_it_is_read_is_its_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut made = Synthesis::start(dir.path(), 5, 0, 40_000).expect("start");
+        assert!(dir.path().join("user05_synthetic00_labels.csv").exists());
+        assert_eq!(made.segments.len(), 11);
+        let mut played = Vec::new();
+        while made.read_chunk(&mut played, 777).expect("read") > 0 {}
+        assert!(played.len() > 1000, "{} events", played.len());
+        assert_eq!(made.events, played.len() as u64);
+        assert!(played.windows(2).all(|w| w[0].t <= w[1].t), "in time order");
+        let mut file = dynapviz_events::open(&made.path).expect("open");
+        assert_eq!(read_all(file.as_mut()).expect("read back"), played);
+        // Read again, it stays at its end.
+        assert_eq!(made.read_chunk(&mut played, 777).expect("read"), 0);
+    }
 }

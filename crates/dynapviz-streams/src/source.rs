@@ -131,9 +131,16 @@ const SLICE_US: i64 = 5_000;
 impl FileSource {
     /// Opens `path` (any format the readers know).
     pub fn open(path: &Path, looped: bool, controls: Controls) -> dynapviz_events::Result<Self> {
-        Ok(Self {
+        Ok(Self::with_reader(path, dynapviz_events::open(path)?, looped, controls))
+    }
+
+    /// Plays `reader`, whose events are those of `path`; a loop reads the next passes from
+    /// `path`. For a recording still being made (the demo's), which `reader` completes in
+    /// `path` by the end of the first pass.
+    pub fn with_reader(path: &Path, reader: Box<dyn EventReader>, looped: bool, controls: Controls) -> Self {
+        Self {
             path: path.to_path_buf(),
-            reader: dynapviz_events::open(path)?,
+            reader,
             looped,
             controls,
             shift: 0,
@@ -144,7 +151,7 @@ impl FileSource {
             origin: None,
             last_out: None,
             loops: 0,
-        })
+        }
     }
 
     /// The sensor size the file states.
