@@ -230,6 +230,17 @@ pub(crate) fn write_icons(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A recording left before its end (the demo's window closed): the file keeps what was played.
+impl Drop for Synthesis {
+    fn drop(&mut self) {
+        if let Some(w) = self.writer.take()
+            && let Err(e) = w.finish()
+        {
+            tracing::warn!("{}: {e}", self.path.display());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use dynapviz_events::{EventReader, read_all};
@@ -253,5 +264,13 @@ mod tests {
         assert_eq!(read_all(file.as_mut()).expect("read back"), played);
         // Read again, it stays at its end.
         assert_eq!(made.read_chunk(&mut played, 777).expect("read"), 0);
+        // Left halfway, the file holds what was handed out.
+        let mut part = Vec::new();
+        let mut left = Synthesis::start(dir.path(), 6, 0, 40_000).expect("start");
+        left.read_chunk(&mut part, 3000).expect("read");
+        let path = left.path.clone();
+        drop(left);
+        let mut file = dynapviz_events::open(&path).expect("open");
+        assert_eq!(read_all(file.as_mut()).expect("read back"), part);
     }
 }
