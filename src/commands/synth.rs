@@ -37,6 +37,10 @@ const GAP_US: i64 = 300_000;
 /// The longest gesture, s: an hour of events per gesture is already gigabytes.
 pub const MAX_SEGMENT_SECONDS: f64 = 3600.0;
 
+/// Emulator steps a read makes at most (see `Synthesis::read_chunk`): 16 ms of recording,
+/// about a millisecond of work.
+const STEPS_PER_READ: usize = 16;
+
 /// Emulator time step, µs.
 const STEP_US: i64 = 1000;
 
@@ -187,9 +191,15 @@ impl EventReader for Synthesis {
         Some(self.geometry)
     }
 
+    /// At most [`STEPS_PER_READ`] steps of the emulator a call: a player that asks for a
+    /// chunk of 64 k events would otherwise wait a third of a second for it, and the picture
+    /// would stop that long every few seconds.
     fn read_chunk(&mut self, out: &mut Vec<Event>, max: usize) -> dynapviz_events::Result<usize> {
         let before = out.len();
-        while out.len() - before < max {
+        let mut steps = 0;
+        // Past the cap while nothing came: no events is the end.
+        while out.len() - before < max && (steps < STEPS_PER_READ || out.len() == before) {
+            steps += 1;
             if !self.gesture_under_way() {
                 break;
             }
@@ -256,8 +266,18 @@ mod tests {
         assert!(dir.path().join("user05_synthetic00_labels.csv").exists());
         assert_eq!(made.segments.len(), 11);
         let mut played = Vec::new();
-        while made.read_chunk(&mut played, 777).expect("read") > 0 {}
+        let mut reads = 0;
+        while made.read_chunk(&mut played, usize::MAX).expect("read") > 0 {
+            reads += 1;
+        }
         assert!(played.len() > 1000, "{} events", played.len());
+        // A read makes at most 16 ms of gestures (more only while nothing comes; the pauses
+        // between gestures are not stepped), and the last gesture is made: no quiet stretch
+        // ended it early.
+        let gesture_ms: i64 = made.segments.iter().map(|s| (s.end_us - s.start_us) / 1000).sum();
+        assert!(reads as i64 >= gesture_ms / 16, "{reads} reads");
+        let last = made.segments.last().expect("segments");
+        assert!(played.last().is_some_and(|e| e.t >= last.start_us), "{:?}", played.last());
         assert_eq!(made.events, played.len() as u64);
         assert!(played.windows(2).all(|w| w[0].t <= w[1].t), "in time order");
         let mut file = dynapviz_events::open(&made.path).expect("open");
