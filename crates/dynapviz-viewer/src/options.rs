@@ -183,6 +183,9 @@ impl VizOptions {
         if o.add_readout_plot && images.is_empty() {
             return err("add_readout_plot needs readout_images (files, or a directory of {labelidx}_{labelname}.png)".into());
         }
+        if o.feature_count == Some(0) {
+            return err("feature_count 0: must be at least 1 (or left out: the model's classes)".into());
+        }
         let count =
             o.feature_count.or(network_classes).or((!images.is_empty()).then_some(images.len())).or(o.feature_names.as_ref().map(Vec::len));
         let Some(count) = count.filter(|&c| c > 0) else {

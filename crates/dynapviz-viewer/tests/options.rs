@@ -51,6 +51,7 @@ fn bad_options_have_clear_messages() {
     check(VizOptions { add_readout_plot: true, ..VizOptions::default() }, "needs readout_images");
     check(VizOptions { readout_images: Some(vec![icons[0].clone()]), ..VizOptions::default() }, "1 readout images for 2 classes");
     check(VizOptions { readout_default_return_value: Some(2), ..VizOptions::default() }, "is not a class");
+    check(VizOptions { feature_count: Some(0), ..VizOptions::default() }, "feature_count 0: must be at least 1");
     let ok = VizOptions { add_readout_plot: true, readout_images: Some(icons), ..VizOptions::default() }.resolve(Some(2)).expect("valid");
     assert_eq!(ok.feature_names, ["a", "b"]);
 }
