@@ -306,10 +306,7 @@ impl Session {
                         collector.advance(last.t, &mut collections);
                     }
                     events.clear();
-                    let emitted = emit(&mut collections, &counter, config.readout.as_ref(), &mut results, &mut stats);
-                    if let (Some(sim), Some(t_us)) = (&sim, emitted) {
-                        results.push(Analysis::Layers { t_us, counters: sim.counters().to_vec() });
-                    }
+                    emit(&mut collections, &counter, config.readout.as_ref(), sim.as_ref(), &mut results, &mut stats);
                     if deliver(&tx, &mut results, &mut config.record_analysis).is_err() {
                         break; // the receiver is gone: the session was closed
                     }
@@ -322,10 +319,7 @@ impl Session {
                     results.extend(sim.take_power_samples().into_iter().map(Analysis::Power));
                 }
                 collector.finish(&mut collections);
-                let emitted = emit(&mut collections, &counter, config.readout.as_ref(), &mut results, &mut stats);
-                if let (Some(sim), Some(t_us)) = (&sim, emitted) {
-                    results.push(Analysis::Layers { t_us, counters: sim.counters().to_vec() });
-                }
+                emit(&mut collections, &counter, config.readout.as_ref(), sim.as_ref(), &mut results, &mut stats);
                 let _ = deliver(&tx, &mut results, &mut config.record_analysis);
                 if let Some(r) = config.record_input.take() {
                     stats.recorded_events = r.finish().map_err(|e| format!("input recording: {e}"))?;
@@ -396,14 +390,16 @@ fn collect(spikes: &mut Vec<Spike>, collector: &mut SpikeCollector, collections:
     spikes.clear();
 }
 
-/// Turns completed collections into results; returns the end time of the last one.
+/// Turns completed collections into results, and with a chip its counters at the end of the
+/// last one.
 fn emit(
     collections: &mut Vec<crate::nodes::readout::Collection>,
     counter: &SpikeCount,
     readout: Option<&MajorityReadout>,
+    sim: Option<&Simulator>,
     out: &mut Vec<Analysis>,
     stats: &mut Stats,
-) -> Option<i64> {
+) {
     let mut last = None;
     for c in collections.drain(..) {
         stats.collections += 1;
@@ -418,5 +414,8 @@ fn emit(
             });
         }
     }
-    last
+    // The chip's counters as of the last collection.
+    if let (Some(sim), Some(t_us)) = (sim, last) {
+        out.push(Analysis::Layers { t_us, counters: sim.counters().to_vec() });
+    }
 }
