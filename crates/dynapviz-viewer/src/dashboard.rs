@@ -534,7 +534,8 @@ fn time_marks((lo, hi): (f64, f64), interval: f64) -> Vec<egui_plot::GridMark> {
     let last = (hi / interval).ceil() as i64 - 1;
     (first..=last)
         .map(|k| {
-            let nest = if k == 0 { 8 } else { (1_i64 << k.trailing_zeros().min(3)).min(8) };
+            // 0 has every power of two for a divisor: it takes the largest, 8.
+            let nest = 1_i64 << k.trailing_zeros().min(3);
             egui_plot::GridMark { value: k as f64 * interval, step_size: interval * nest as f64 }
         })
         .collect()
@@ -553,20 +554,23 @@ fn value_marks((lo, hi): (f64, f64), base: f64) -> Vec<egui_plot::GridMark> {
         return Vec::new();
     }
     // Each coarser step a multiple of the one before (1, 2, 10, 20 ...; 5, 10, 20, 100 ...):
-    // the labels of one level never fall between those of the next (0.4, 0.5, 0.6).
-    let coarser: Vec<(i64, f64)> = (1..=6)
+    // the labels of one level never fall between those of the next (0.4, 0.5, 0.6). A 2 goes
+    // up by 5, a 1 or a 5 by 2; the ratios to `step` are whole numbers.
+    let mut mantissa = (step / 10f64.powf(step.log10().floor())).round() as i64;
+    let coarser: Vec<i64> = (0..6)
         .scan(1_i64, |ratio, _| {
-            let t = step * *ratio as f64;
-            let next = [1.5, 2.5, 4.0].into_iter().map(|m| nice_step_at_least(t * m)).find(|&n| is_multiple(n, t))?;
-            *ratio = (next / step).round() as i64;
-            Some((*ratio, next))
+            let by = if mantissa == 2 { 5 } else { 2 };
+            mantissa = if mantissa * by == 10 { 1 } else { mantissa * by };
+            *ratio *= by;
+            Some(*ratio)
         })
         .collect();
     let first = (lo / step).ceil() as i64;
     let last = (hi / step).floor() as i64;
     (first..=last)
         .map(|k| {
-            let step_size = coarser.iter().rev().find(|&&(ratio, _)| k % ratio == 0).map_or(step, |&(_, t)| t);
+            let ratio = coarser.iter().rev().find(|&&ratio| k % ratio == 0).copied().unwrap_or(1);
+            let step_size = step * ratio as f64;
             egui_plot::GridMark { value: k as f64 * step, step_size }
         })
         .collect()
@@ -577,12 +581,6 @@ fn value_marks((lo, hi): (f64, f64), base: f64) -> Vec<egui_plot::GridMark> {
 fn value_label(mark: egui_plot::GridMark) -> String {
     let decimals = (-(mark.step_size.log10() + 1e-9).floor()).clamp(0.0, 12.0) as usize;
     format!("{:.*}", decimals, mark.value)
-}
-
-/// Whether `a` is a whole multiple of `b` (both 1, 2 or 5 times a power of ten).
-fn is_multiple(a: f64, b: f64) -> bool {
-    let ratio = a / b;
-    (ratio - ratio.round()).abs() < 1e-6
 }
 
 /// The smallest of 1, 2 and 5 times a power of ten that is at least `x` (positive, finite).
