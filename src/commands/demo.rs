@@ -53,9 +53,7 @@ impl Args {
 }
 
 pub fn run(args: Args, started: Instant) -> Result<()> {
-    let most = super::synth::MAX_SEGMENT_SECONDS;
-    anyhow::ensure!((0.1..=most).contains(&args.segment_seconds), "--segment-seconds must be 0.1 to {most}");
-    let seg_us = ((args.segment_seconds * 1e6) as i64).max(100_000);
+    let seg_us = super::synth::segment_us(args.segment_seconds, 100_000)?;
     let tmp = tempdir()?;
     let dir = args.keep.clone().unwrap_or_else(|| tmp.clone());
     std::fs::create_dir_all(&dir).with_context(|| format!("--keep {}: cannot create the directory", dir.display()))?;

@@ -35,7 +35,17 @@ pub struct Args {
 const GAP_US: i64 = 300_000;
 
 /// The longest gesture, s: an hour of events per gesture is already gigabytes.
-pub const MAX_SEGMENT_SECONDS: f64 = 3600.0;
+const MAX_SEGMENT_SECONDS: f64 = 3600.0;
+
+/// `--segment-seconds` in µs, checked: from `least_us` to [`MAX_SEGMENT_SECONDS`].
+pub(crate) fn segment_us(seconds: f64, least_us: i64) -> Result<i64> {
+    let least = least_us as f64 / 1e6;
+    anyhow::ensure!(
+        (least..=MAX_SEGMENT_SECONDS).contains(&seconds),
+        "--segment-seconds must be {least} to {MAX_SEGMENT_SECONDS} (the gestures of DVS128 Gesture last about 6 s)"
+    );
+    Ok(((seconds * 1e6) as i64).max(least_us))
+}
 
 /// Emulator steps a read makes at most (see `Synthesis::read_chunk`): 16 ms of recording,
 /// about a millisecond of work.
@@ -46,11 +56,7 @@ const STEP_US: i64 = 1000;
 
 pub fn run(args: Args) -> Result<()> {
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
-    anyhow::ensure!(
-        (0.001..=MAX_SEGMENT_SECONDS).contains(&args.segment_seconds),
-        "--segment-seconds must be 0.001 to {MAX_SEGMENT_SECONDS} (the gestures of DVS128 Gesture last about 6 s)"
-    );
-    let seg_us = ((args.segment_seconds * 1e6) as i64).max(STEP_US);
+    let seg_us = segment_us(args.segment_seconds, STEP_US)?;
     let bar = indicatif::ProgressBar::new((args.samples * GESTURE_CLASSES.len()) as u64)
         .with_style(indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} gestures ({eta})")?)
         .with_message("synthesising");
