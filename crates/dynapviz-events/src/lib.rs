@@ -19,6 +19,7 @@ mod event;
 mod format;
 pub mod formats;
 mod labels;
+pub mod net;
 mod reader;
 mod source;
 mod summary;

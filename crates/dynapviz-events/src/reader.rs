@@ -39,8 +39,12 @@ impl Skipped {
     const NONE: Skipped = Skipped { invalid_events: 0, other_records: 0 };
 }
 
-/// Opens a recording, recognising its format from its content, then its extension.
+/// Opens a recording, recognising its format from its content, then its extension; or, for a
+/// path `tcp://HOST:PORT`, connects to the live stream there (see [`crate::net`]).
 pub fn open(path: &Path) -> Result<Box<dyn EventReader>> {
+    if let Some(addr) = crate::net::address(path) {
+        return crate::net::connect(addr);
+    }
     let format = detect(path)?;
     open_as(path, format)
 }

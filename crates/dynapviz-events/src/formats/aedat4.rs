@@ -68,6 +68,9 @@ pub struct Reader {
     raw: Vec<u8>,
     packet: Vec<u8>,
     skipped: Skipped,
+    /// Hands out each event packet as it arrives, not a chunk of `max` events: a live stream
+    /// (see [`crate::net`]) would hold its events back until that many came.
+    live: bool,
 }
 
 impl Reader {
@@ -77,11 +80,22 @@ impl Reader {
         if &magic != MAGIC {
             return Err(src.error_at(0, "expected the signature `#!AER-DAT4.0\\r\\n`"));
         }
+        Self::after_signature(src, false)
+    }
+
+    /// The reader of a DV network stream: what follows a file's signature (the header, then
+    /// packets, with no data table), each event packet handed out as it arrives.
+    pub(crate) fn live(src: Source) -> Result<Self> {
+        Self::after_signature(src, true)
+    }
+
+    fn after_signature(mut src: Source, live: bool) -> Result<Self> {
+        let start = src.offset();
         let mut len = [0u8; 4];
         src.read_exact(&mut len, "the header length")?;
         let len = i32::from_le_bytes(len);
         if !(8..=1 << 24).contains(&len) {
-            return Err(src.error_at(14, format!("header length {len}: expected 8..16 MiB")));
+            return Err(src.error_at(start, format!("header length {len}: expected 8..16 MiB")));
         }
         let at = src.offset();
         let mut header = vec![0u8; len as usize];
@@ -104,7 +118,7 @@ impl Reader {
             Some(Geometry::new(s.width?, s.height?))
         });
         let end = u64::try_from(position).ok().filter(|&p| p > 0);
-        Ok(Self { src, compression, end, event_streams, geometry, raw: Vec::new(), packet: Vec::new(), skipped: Skipped::default() })
+        Ok(Self { src, compression, end, event_streams, geometry, raw: Vec::new(), packet: Vec::new(), skipped: Skipped::default(), live })
     }
 
     /// Decompresses `self.raw` into `self.packet`.
@@ -198,6 +212,9 @@ impl crate::EventReader for Reader {
             read?;
             self.decompress(at + 8)?;
             self.decode_events(at + 8, out)?;
+            if self.live && out.len() > start_len {
+                break;
+            }
         }
         Ok(out.len() - start_len)
     }
