@@ -129,6 +129,8 @@ fn status(dashboard: &Dashboard, ended: bool, picture_ms: f64) -> String {
         "speed": s.speed,
         "behind_s": (s.behind_s * 1e3).round() / 1e3,
         "skipped_frames": s.skipped_frames,
+        "live": s.live,
+        "dropped_events": s.dropped_events,
         "ended": ended,
         "picture_ms": (picture_ms * 10.0).round() / 10.0,
     })

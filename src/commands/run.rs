@@ -8,8 +8,9 @@ use anyhow::{Context, Result};
 use dynapviz_chip::{Config, Mode, Monitors, Simulator};
 use dynapviz_events::{Event, EventReader, Geometry};
 use dynapviz_model::Network;
+use dynapviz_streams::live::LiveSource;
 use dynapviz_streams::nodes::readout::MajorityReadout;
-use dynapviz_streams::session::{EventNode, HeatShape, Session, SessionConfig};
+use dynapviz_streams::session::{EventNode, HeatShape, Session, SessionConfig, Source};
 use dynapviz_streams::source::{Controls, FileSource};
 use dynapviz_viewer::dashboard::ChipLayerInfo;
 use dynapviz_viewer::{Dashboard, VizOptions};
@@ -22,7 +23,9 @@ use super::viz::VizArgs;
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// The recording to play.
+    /// The recording to play, or a live camera: `tcp://HOST:PORT`, the network output of DV
+    /// (iniVation's software: its "Output to network" module) or of dv-processing's
+    /// `NetworkWriter`, shown as it comes.
     #[arg(long)]
     input: PathBuf,
     /// Playback speed (1 = real time; 0 = as fast as possible).
@@ -66,6 +69,15 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
         .max_gap
         .map(|s| Duration::try_from_secs_f64(s).map_err(|_| anyhow::anyhow!("--max-gap {s}: expected seconds, 0 or more")))
         .transpose()?;
+    if dynapviz_events::net::address(&args.input).is_some() {
+        // A camera keeps its own time and does not end: nothing to pace, loop or render whole.
+        anyhow::ensure!(args.speed == 1.0 && max_gap.is_none(), "--speed and --max-gap pace a recording: a live stream plays as it comes");
+        anyhow::ensure!(!args.looped, "--loop: a live stream has no end to start again from");
+        anyhow::ensure!(
+            args.viz.headless.is_none(),
+            "--headless: pictures of a live stream would go on until the disk is full; keep the stream with --record-input and render that"
+        );
+    }
     let input = Input { path: &args.input, made: None };
     launch(input, net, args.looped, Pace { speed: args.speed, max_gap }, sim, &args.viz, opts, started)
 }
@@ -85,7 +97,8 @@ pub struct Sim {
     pub chip: ChipArgs,
 }
 
-/// What `launch` plays: a recording, read from its file or from a reader that makes it.
+/// What `launch` plays: a recording, read from its file or from a reader that makes it, or
+/// a live stream (a path `tcp://HOST:PORT`).
 pub struct Input<'a> {
     pub path: &'a Path,
     /// The first pass's events, when they do not come from the file (see
@@ -105,15 +118,25 @@ pub fn launch(
     mut opts: VizOptions,
     started: Instant,
 ) -> Result<()> {
-    let controls = Controls::new(if viz.headless.is_some() { 0.0 } else { pace.speed });
+    let Input { path: input, made } = input;
+    let live = made.is_none() && dynapviz_events::net::address(input).is_some();
+    let controls = if live { Controls::live() } else { Controls::new(if viz.headless.is_some() { 0.0 } else { pace.speed }) };
     controls.set_max_gap(pace.max_gap);
     controls.set_paused(viz.paused && viz.headless.is_none());
-    let Input { path: input, made } = input;
-    let source = match made {
-        Some(reader) => FileSource::with_reader(input, reader, looped, controls.clone()),
-        None => FileSource::open(input, looped, controls.clone())?,
+    let (source, stated): (Box<dyn Source>, _) = if live {
+        let source = LiveSource::start(dynapviz_events::open(input)?, controls.clone())
+            .context("cannot start the thread that reads the live stream")?;
+        // Without it, the sensor size would be found by reading the stream to its end.
+        let stated = source.geometry().with_context(|| format!("{}: the stream states no sensor size", input.display()))?;
+        (Box::new(source), Some(stated))
+    } else {
+        let source = match made {
+            Some(reader) => FileSource::with_reader(input, reader, looped, controls.clone()),
+            None => FileSource::open(input, looped, controls.clone())?,
+        };
+        let stated = source.geometry();
+        (Box::new(source), stated)
     };
-    let stated = source.geometry();
     let mut nodes: Vec<EventNode> = Vec::new();
     let mut chip_info = Vec::new();
     let mut heat = None;
@@ -210,6 +233,6 @@ pub fn launch(
     let mut dashboard = Dashboard::new(resolved)?;
     dashboard.show_chip = viz.show_chip_panel;
     dashboard.set_chip(chip_info);
-    let session = Session::start(Box::new(source), nodes, sim, config).map_err(anyhow::Error::msg)?;
+    let session = Session::start(source, nodes, sim, config).map_err(anyhow::Error::msg)?;
     super::viz::show(viz, dashboard, session, Some(controls), started)
 }

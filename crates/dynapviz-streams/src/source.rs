@@ -20,6 +20,10 @@ pub struct Controls {
     max_gap_us: Arc<AtomicU64>,
     /// Recording time not waited for, µs (the part of each longer gap past `max_gap_us`).
     skipped_us: Arc<AtomicU64>,
+    /// Whether the events come live (see [`crate::live`]): no pace, no speed.
+    live: bool,
+    /// Events a live source let go unshown (see [`Self::dropped`]).
+    dropped: Arc<AtomicU64>,
 }
 
 /// The fastest paced playback [`Controls::faster`] goes to (and its inverse the slowest).
@@ -34,7 +38,30 @@ impl Controls {
             lag_us: Arc::new(AtomicU64::new(0)),
             max_gap_us: Arc::new(AtomicU64::new(u64::MAX)),
             skipped_us: Arc::new(AtomicU64::new(0)),
+            live: false,
+            dropped: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// The controls of a live stream (see [`crate::live::LiveSource`]): it plays as the
+    /// events come, so only pausing applies.
+    pub fn live() -> Self {
+        Self { live: true, ..Self::new(0.0) }
+    }
+
+    /// Whether the events come live.
+    pub fn is_live(&self) -> bool {
+        self.live
+    }
+
+    /// Events a live source let go unshown: they came while paused, or faster than the
+    /// session took them (a camera does not wait).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add_dropped(&self, events: usize) {
+        self.dropped.fetch_add(events as u64, Ordering::Relaxed);
     }
 
     /// Paced playback waits at most `max_gap` (of recording time; at speed 2 half as long on

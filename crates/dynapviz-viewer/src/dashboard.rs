@@ -49,13 +49,20 @@ pub struct ViewStats {
     /// Recording time not waited for in paced playback, s (see
     /// [`dynapviz_streams::source::Controls::set_max_gap`]).
     pub pauses_cut_s: f64,
+    /// The events come live (a camera over the network): no pace, no speed.
+    pub live: bool,
+    /// Events a live stream let go unshown (see
+    /// [`dynapviz_streams::source::Controls::dropped`]).
+    pub dropped_events: u64,
 }
 
 impl ViewStats {
-    /// Takes the playback's state (paused, speed, lag, pauses cut) from its controls.
+    /// Takes the playback's state (paused, speed, lag, pauses cut, live drops) from its
+    /// controls.
     pub fn follow(&mut self, c: &dynapviz_streams::source::Controls) {
         (self.paused, self.speed, self.behind_s, self.pauses_cut_s) =
             (c.paused(), c.speed(), c.lag().as_secs_f64(), c.skipped().as_secs_f64());
+        (self.live, self.dropped_events) = (c.is_live(), c.dropped());
     }
 }
 
@@ -334,6 +341,8 @@ impl Dashboard {
         let s = &self.stats;
         let latency = s.latency_ms.map_or("-".to_string(), |(p50, p99)| format!("{p50:.1} / {p99:.1} ms"));
         let speed = match (s.speed, s.behind_s) {
+            _ if s.live && s.dropped_events > 0 => format!("live, {} events dropped", s.dropped_events),
+            _ if s.live => "live".to_string(),
             (v, _) if v <= 0.0 => "max".to_string(),
             // Under a frame or two of lag is jitter, not falling behind.
             (v, behind) if behind >= 0.1 => format!("{v:.2}x, {behind:.1} s behind"),

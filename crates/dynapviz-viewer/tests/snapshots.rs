@@ -59,6 +59,8 @@ fn feed(d: &mut Dashboard) {
         speed: 1.0,
         behind_s: 0.0,
         pauses_cut_s: 0.0,
+        live: false,
+        dropped_events: 0,
     };
 }
 
