@@ -177,6 +177,26 @@ pub struct Stats {
     pub recorded_events: u64,
 }
 
+/// The display's picture of `frame` at `t_us`, with the heat map's `heat` if there is one.
+fn display_frame(
+    frame: &FrameAccumulator,
+    config: &SessionConfig,
+    heat: &[f32],
+    t_us: i64,
+    newest_input: Instant,
+    events_total: u64,
+) -> DisplayFrame {
+    DisplayFrame {
+        t_us,
+        geometry: config.geometry,
+        on: frame.on.clone(),
+        off: frame.off.clone(),
+        newest_input,
+        events_total,
+        heat: config.heatmap_layer.map(|(layer, shape)| Heat { layer, shape, values: heat.to_vec() }),
+    }
+}
+
 impl Session {
     /// Starts the session thread. Without a simulator, sensor events themselves are collected
     /// and counted (channel = polarity), which is what a DVS-only view needs.
@@ -206,6 +226,8 @@ impl Session {
                 let mut next_frame: Option<i64> = None;
                 let mut next_snapshot: Option<i64> = None;
                 let mut quiet_snapshots = 0;
+                // When the newest events of the frame being made came, if they are not shown yet.
+                let mut unshown: Option<Instant> = None;
                 let counter = SpikeCount { feature_count: config.feature_count };
                 let mut results: Vec<Analysis> = Vec::new();
                 while !stopped.load(std::sync::atomic::Ordering::Relaxed) && source.next_chunk(&mut events)? {
@@ -231,17 +253,10 @@ impl Session {
                         frame.add(&events[start..end]);
                         if end > start {
                             quiet_snapshots = 0;
+                            unshown = Some(arrived);
                         }
                         if end < events.len() {
-                            let shown = DisplayFrame {
-                                t_us: boundary,
-                                geometry: config.geometry,
-                                on: frame.on.clone(),
-                                off: frame.off.clone(),
-                                newest_input: arrived,
-                                events_total: stats.events,
-                                heat: config.heatmap_layer.map(|(layer, shape)| Heat { layer, shape, values: heat.clone() }),
-                            };
+                            let shown = display_frame(&frame, &config, &heat, boundary, arrived, stats.events);
                             if let Some(every) = config.snapshot_us {
                                 let due = next_snapshot.unwrap_or(boundary);
                                 if boundary >= due {
@@ -251,6 +266,7 @@ impl Session {
                                 }
                             }
                             slot.publish(shown);
+                            unshown = None;
                             // The frames up to the next event's are empty. Only the last of them
                             // could be seen (the slot keeps the latest), and those a snapshot is
                             // due in, for the first EMPTY_SNAPSHOTS_IN_FULL: a gap of hours in
@@ -310,6 +326,11 @@ impl Session {
                     if deliver(&tx, &mut results, &mut config.record_analysis).is_err() {
                         break; // the receiver is gone: the session was closed
                     }
+                }
+                // The frame the stream ended in: the last events show too (all of them, in a
+                // stream shorter than a frame).
+                if let (Some(arrived), Some(t_us)) = (unshown, next_frame) {
+                    slot.publish(display_frame(&frame, &config, &heat, t_us, arrived, stats.events));
                 }
                 if let Some(sim) = &mut sim {
                     // The binned mode's last bin runs here: its spikes count as every other's.

@@ -325,3 +325,20 @@ fn a_leak_firing_through_a_gap_gives_the_counts_of_the_events_run_by_hand() {
     let want: Vec<_> = collections.iter().map(|c| (c.end_us, SpikeCount { feature_count: 3 }.count(c))).collect();
     assert_eq!(counts, want);
 }
+
+/// The events after the last frame boundary show when the stream ends: a stream shorter than
+/// a frame (a camera switched off at once) shows all its events, not an empty plot.
+#[test]
+fn the_frame_a_stream_ends_in_is_shown() {
+    for span_us in [5_000i64, 40_000] {
+        let events: Vec<Event> = (0..50).map(|i| Event::new(1_000 + i * span_us / 50, (i % 8) as u16, 3, i % 2 == 0)).collect();
+        let session = Session::start(Box::new(Chunks(vec![events])), Vec::new(), None, config()).expect("start");
+        let display = Arc::clone(&session.display);
+        session.join().expect("session");
+        let last = display.take().expect("a frame");
+        assert_eq!(last.events_total, 50, "{span_us} µs");
+        let shown: f32 = last.on.iter().chain(&last.off).sum();
+        assert!(shown > 0.0, "{span_us} µs: the last events are in the picture");
+        assert!(last.t_us > 1_000 + span_us - span_us / 50, "{span_us} µs: the frame after the last event");
+    }
+}
