@@ -652,3 +652,69 @@ fn serve_keeps_the_last_picture_when_the_recording_ends() {
     let events = served.status()["session"]["events"].as_u64().expect("a count");
     assert!(events > 10_000, "the whole recording was played: {events} events");
 }
+
+/// Serves the bytes dv-processing's `NetworkWriter` sent a client for 1 500 events of a real
+/// DVXplorer recording (see `crates/dynapviz-events/tests/network.rs`) to the first client,
+/// then closes; returns the stream's address.
+fn dv_camera() -> String {
+    let bytes =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/crates/dynapviz-events/tests/data/dv-network-lz4.bin")).expect("capture");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    std::thread::spawn(move || {
+        if let Ok((mut client, _)) = listener.accept() {
+            let _ = std::io::Write::write_all(&mut client, &bytes);
+        }
+    });
+    format!("tcp://{addr}")
+}
+
+/// A live camera gives what the same events give from a file: `simulate` on the stream and on
+/// the events dv-processing read (as CSV) print the same JSON.
+#[test]
+fn simulate_on_a_live_camera_equals_simulate_on_its_events() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (model, arch) = (format!("{root}/models/gesture-synth.safetensors"), format!("{root}/models/sinabs-gesture.toml"));
+    let run = |input: &str| {
+        let args = ["simulate", "--model", &model, "--arch", &arch, "--input", input, "--no-rescale", "--monitor", "dvs,-1", "--json"];
+        let (ok, out, err) = dynapviz(&args);
+        assert!(ok, "{input}: {err}");
+        let mut v: serde_json::Value = serde_json::from_str(&out).expect("json");
+        for what_differs in ["input", "wall_seconds", "events_per_second"] {
+            v.as_object_mut().expect("object").remove(what_differs);
+        }
+        v
+    };
+    let live = run(&dv_camera());
+    let file = run(&format!("{root}/crates/dynapviz-events/tests/data/dv-network.csv"));
+    assert_eq!(live["input_events"], 1500, "{live}");
+    assert_eq!(live, file);
+}
+
+#[test]
+fn run_shows_a_live_camera_until_its_stream_ends() {
+    let camera = dv_camera();
+    let served = Served::start(&["run", "--input", &camera, "--serve", "127.0.0.1:0", "--image-size", "320,180"]);
+    served.wait_for("the stream ended", |s| s["ended"] == true);
+    let s = served.status()["session"].clone();
+    assert_eq!((s["live"].as_bool(), s["events"].as_u64(), s["dropped_events"].as_u64()), (Some(true), Some(1500), Some(0)), "{s}");
+    let (code, _, png) = served.ask("GET", "/frame?after=0");
+    assert_eq!(code, 200);
+    assert!(png.starts_with(b"\x89PNG"), "the last picture");
+}
+
+#[test]
+fn a_live_camera_cannot_be_paced_looped_or_rendered_headless() {
+    for (flags, says) in [
+        (&["--speed", "2"][..], "a live stream plays as it comes"),
+        (&["--max-gap", "1"], "a live stream plays as it comes"),
+        (&["--loop"], "--loop: a live stream has no end"),
+        (&["--headless", "/tmp/never"], "--headless: pictures of a live stream"),
+    ] {
+        // Refused before connecting: nothing listens at port 9.
+        let (ok, _, err) = dynapviz(&[&["run", "--input", "tcp://127.0.0.1:9"][..], flags].concat());
+        assert!(!ok && err.contains(says), "{flags:?}: {err}");
+    }
+    let (ok, _, err) = dynapviz(&["run", "--input", "tcp://127.0.0.1:9"]);
+    assert!(!ok && err.contains("tcp://127.0.0.1:9: ") && err.contains("expected a DV network output"), "{err}");
+}
