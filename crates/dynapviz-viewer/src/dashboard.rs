@@ -350,11 +350,13 @@ impl Dashboard {
         };
         let speed = if s.pauses_cut_s > 0.0 { format!("{speed}, {:.1} s of pauses cut", s.pauses_cut_s) } else { speed };
         let text = format!(
-            "{}   {:.0} fps   event-to-screen p50/p99 {latency}   skipped frames {}   events {}   speed {speed}   [space] pause  [+/-] speed  [c] chip  {}[s] screenshot",
+            "{}   {:.0} fps   event-to-screen p50/p99 {latency}   skipped frames {}   events {}   speed {speed}   [space] pause  {}[c] chip  {}[s] screenshot",
             if s.paused { "PAUSED" } else { "live" },
             s.fps,
             s.skipped_frames,
             s.events,
+            // A live camera has no speed to change.
+            if s.live { "" } else { "[+/-] speed  " },
             if self.heat.is_some() { "[h] channels/sum  " } else { "" }
         );
         let status = egui::Rect::from_min_max(pos2(full.min.x + 6.0, full.max.y - status_h), full.max);
