@@ -657,8 +657,14 @@ fn serve_keeps_the_last_picture_when_the_recording_ends() {
 /// DVXplorer recording (see `crates/dynapviz-events/tests/network.rs`) to the first client,
 /// then closes; returns the stream's address.
 fn dv_camera() -> String {
-    let bytes =
+    dv_camera_with(|_| {})
+}
+
+/// [`dv_camera`] with the bytes changed by `edit` first.
+fn dv_camera_with(edit: impl FnOnce(&mut Vec<u8>)) -> String {
+    let mut bytes =
         std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/crates/dynapviz-events/tests/data/dv-network-lz4.bin")).expect("capture");
+    edit(&mut bytes);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("address");
     std::thread::spawn(move || {
@@ -717,4 +723,19 @@ fn a_live_camera_cannot_be_paced_looped_or_rendered_headless() {
     }
     let (ok, _, err) = dynapviz(&["run", "--input", "tcp://127.0.0.1:9"]);
     assert!(!ok && err.contains("tcp://127.0.0.1:9: ") && err.contains("expected a DV network output"), "{err}");
+}
+
+/// A stream whose header does not state the sensor size cannot be fitted to the network's
+/// input without reading it to its end, which a camera has not: refused at once.
+#[test]
+fn a_live_stream_without_its_sensor_size_is_refused() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (model, arch) = (format!("{root}/models/gesture-synth.safetensors"), format!("{root}/models/sinabs-gesture.toml"));
+    let camera = dv_camera_with(|bytes| {
+        // The header's XML names the width `sizeX`: another name of the same length.
+        let at = bytes.windows(11).position(|w| w == b"key=\"sizeX\"").expect("sizeX in the header");
+        bytes[at + 9] = b'Q';
+    });
+    let (ok, _, err) = dynapviz(&["simulate", "--model", &model, "--arch", &arch, "--input", &camera]);
+    assert!(!ok && err.contains("the stream states no sensor size"), "{err}");
 }

@@ -7,10 +7,13 @@ use dynapviz_events::Geometry;
 use dynapviz_streams::nodes::filter::Rescale;
 
 /// The sensor size of a recording: the one the file states, else the smallest holding every
-/// event (which takes a pass over the file).
+/// event (which takes a pass over the file; a live stream must state it, as it has no end).
 pub fn sensor_size(path: &Path, stated: Option<Geometry>) -> Result<Geometry> {
     match stated {
         Some(g) => Ok(g),
+        None if dynapviz_events::net::address(path).is_some() => {
+            anyhow::bail!("{}: the stream states no sensor size (sizeX, sizeY)", path.display())
+        }
         None => dynapviz_events::inspect(path)?
             .summary
             .geometry_or_extent(None)

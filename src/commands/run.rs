@@ -126,9 +126,8 @@ pub fn launch(
     let (source, stated): (Box<dyn Source>, _) = if live {
         let source = LiveSource::start(dynapviz_events::open(input)?, controls.clone())
             .context("cannot start the thread that reads the live stream")?;
-        // Without it, the sensor size would be found by reading the stream to its end.
-        let stated = source.geometry().with_context(|| format!("{}: the stream states no sensor size", input.display()))?;
-        (Box::new(source), Some(stated))
+        let stated = source.geometry();
+        (Box::new(source), stated)
     } else {
         let source = match made {
             Some(reader) => FileSource::with_reader(input, reader, looped, controls.clone()),
