@@ -22,6 +22,11 @@ impl Source {
         self.offset
     }
 
+    /// What the bytes are, for messages: a live stream (see [`crate::net`]) or a file.
+    pub(crate) fn kind(&self) -> &'static str {
+        if crate::net::address(&self.path).is_some() { "stream" } else { "file" }
+    }
+
     /// A format error at `offset`.
     pub(crate) fn error_at(&self, offset: u64, message: impl Into<String>) -> Error {
         Error::Format { path: self.path.clone(), offset, message: message.into() }
@@ -46,7 +51,8 @@ impl Source {
     pub(crate) fn read_exact(&mut self, buf: &mut [u8], what: &str) -> Result<()> {
         let got = self.read_up_to(buf)?;
         if got < buf.len() {
-            return Err(self.error_at(self.offset - got as u64, format!("file ends after {got} of the {} bytes of {what}", buf.len())));
+            let (ends, len) = (self.kind(), buf.len());
+            return Err(self.error_at(self.offset - got as u64, format!("{ends} ends after {got} of the {len} bytes of {what}")));
         }
         Ok(())
     }
@@ -89,7 +95,7 @@ impl Source {
         let copied = std::io::copy(&mut (&mut self.inner).take(n), &mut std::io::sink()).map_err(|e| self.io(e))?;
         self.offset += copied;
         if copied < n {
-            return Err(self.error(format!("file ends inside {what}: {copied} of {n} bytes present")));
+            return Err(self.error(format!("{} ends inside {what}: {copied} of {n} bytes present", self.kind())));
         }
         Ok(())
     }

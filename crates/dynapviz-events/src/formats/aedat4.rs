@@ -192,7 +192,7 @@ impl crate::EventReader for Reader {
                 break;
             }
             if got < 8 {
-                return Err(self.src.error_at(at, format!("file ends inside a packet header: {got} of 8 bytes")));
+                return Err(self.src.error_at(at, format!("{} ends inside a packet header: {got} of 8 bytes", self.src.kind())));
             }
             let stream = i32::from_le_bytes([h[0], h[1], h[2], h[3]]);
             let size = i32::from_le_bytes([h[4], h[5], h[6], h[7]]);
