@@ -11,7 +11,7 @@ use dynapviz_streams::nodes::filter::Rescale;
 pub fn sensor_size(path: &Path, stated: Option<Geometry>) -> Result<Geometry> {
     match stated {
         Some(g) => Ok(g),
-        None if dynapviz_events::net::address(path).is_some() => {
+        None if dynapviz_events::net::is_live(path) => {
             anyhow::bail!("{}: the stream states no sensor size (sizeX, sizeY)", path.display())
         }
         None => dynapviz_events::inspect(path)?

@@ -23,9 +23,9 @@ use super::viz::VizArgs;
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// The recording to play, or a live camera: `tcp://HOST:PORT`, the network output of DV
-    /// (iniVation's software: its "Output to network" module) or of dv-processing's
-    /// `NetworkWriter`, shown as it comes.
+    /// The recording to play, or a live camera: `tcp://HOST:PORT` (or `unix://PATH`), the
+    /// network output of DV (iniVation's software: its "Output to network" module) or of
+    /// dv-processing's `NetworkWriter`, shown as it comes.
     #[arg(long)]
     input: PathBuf,
     /// Playback speed (1 = real time; 0 = as fast as possible).
@@ -69,7 +69,7 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
         .max_gap
         .map(|s| Duration::try_from_secs_f64(s).map_err(|_| anyhow::anyhow!("--max-gap {s}: expected seconds, 0 or more")))
         .transpose()?;
-    if dynapviz_events::net::address(&args.input).is_some() {
+    if dynapviz_events::net::is_live(&args.input) {
         // A camera keeps its own time and does not end: nothing to pace, loop or render whole.
         anyhow::ensure!(args.speed == 1.0 && max_gap.is_none(), "--speed and --max-gap pace a recording: a live stream plays as it comes");
         anyhow::ensure!(!args.looped, "--loop: a live stream has no end to start again from");
@@ -119,7 +119,7 @@ pub fn launch(
     started: Instant,
 ) -> Result<()> {
     let Input { path: input, made } = input;
-    let live = made.is_none() && dynapviz_events::net::address(input).is_some();
+    let live = made.is_none() && dynapviz_events::net::is_live(input);
     let controls = if live { Controls::live() } else { Controls::new(if viz.headless.is_some() { 0.0 } else { pace.speed }) };
     controls.set_max_gap(pace.max_gap);
     controls.set_paused(viz.paused && viz.headless.is_none());

@@ -3,9 +3,14 @@
 //! DVXplorer or DAVIS camera sends to whoever connects. The stream is an AEDAT 4.0 file
 //! without its signature line and data table: an i32 length and the `IOHeader` flatbuffer
 //! (compression, the XML description of the stream with its sensor size), then packets. Any
-//! command that takes a recording takes `tcp://HOST:PORT` in its place.
+//! command that takes a recording takes `tcp://HOST:PORT` in its place, or `unix://PATH` for
+//! the same stream on a local socket (DV's "Output to local socket", dv-processing's
+//! `NetworkWriter` given a socket path).
 
+use std::io::Read;
 use std::net::{TcpStream, ToSocketAddrs};
+#[cfg(unix)]
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,24 +18,85 @@ use crate::formats::aedat4;
 use crate::source::Source;
 use crate::{Error, EventReader, Result};
 
-/// What marks a live stream's address in place of a file path.
-pub const SCHEME: &str = "tcp://";
-
 /// How long connecting, and then the stream's header, may take: a server that accepts and
 /// says nothing is not a DV output.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The `HOST:PORT` of a live stream given in place of a file path (`tcp://HOST:PORT`), or
-/// `None` for a file.
-pub fn address(path: &Path) -> Option<&str> {
-    path.to_str()?.strip_prefix(SCHEME)
+/// Where a live stream is, given in place of a file path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Address<'a> {
+    /// `tcp://HOST:PORT`.
+    Tcp(&'a str),
+    /// `unix://PATH`: a local socket.
+    Unix(&'a Path),
 }
 
-/// Connects to the DV network output at `addr` (`HOST:PORT`) and reads its header: the
-/// reader then hands out each event packet as it arrives, and ends when the server closes
-/// the connection. A read waits as long as the camera sends nothing.
-pub fn connect(addr: &str) -> Result<Box<dyn EventReader>> {
-    let name = PathBuf::from(format!("{SCHEME}{addr}"));
+/// The live stream a path names (`tcp://HOST:PORT`, `unix://PATH`), or `None` for a file.
+pub fn address(path: &Path) -> Option<Address<'_>> {
+    let path = path.to_str()?;
+    if let Some(addr) = path.strip_prefix("tcp://") {
+        Some(Address::Tcp(addr))
+    } else {
+        path.strip_prefix("unix://").map(|p| Address::Unix(Path::new(p)))
+    }
+}
+
+/// Whether a path names a live stream (see [`address`]).
+pub fn is_live(path: &Path) -> bool {
+    address(path).is_some()
+}
+
+/// Connects to the DV network output at `address` and reads its header: the reader then
+/// hands out each event packet as it arrives, and ends when the server closes the
+/// connection. A read waits as long as the camera sends nothing.
+pub fn connect(address: Address<'_>) -> Result<Box<dyn EventReader>> {
+    match address {
+        Address::Tcp(addr) => connect_tcp(addr),
+        Address::Unix(path) => connect_unix(path),
+    }
+}
+
+#[cfg(unix)]
+fn connect_unix(path: &Path) -> Result<Box<dyn EventReader>> {
+    let name = PathBuf::from(format!("unix://{}", path.display()));
+    let fail = |error: std::io::Error| Error::Io { path: name.clone(), error };
+    let stream = UnixStream::connect(path).map_err(|e| fail(not_there(e)))?;
+    stream.set_read_timeout(Some(HEADER_TIMEOUT)).map_err(fail)?;
+    let reader = read_header(&name, Box::new(stream.try_clone().map_err(fail)?))?;
+    stream.set_read_timeout(None).map_err(fail)?;
+    Ok(reader)
+}
+
+#[cfg(not(unix))]
+fn connect_unix(path: &Path) -> Result<Box<dyn EventReader>> {
+    let error = std::io::Error::new(std::io::ErrorKind::Unsupported, "local sockets need a Unix system: use tcp://HOST:PORT");
+    Err(Error::Io { path: PathBuf::from(format!("unix://{}", path.display())), error })
+}
+
+/// `error`, saying what was expected where it happened.
+fn not_there(error: std::io::Error) -> std::io::Error {
+    std::io::Error::new(
+        error.kind(),
+        format!("{error}: expected a DV network output there (DV's \"Output to network\" module, or dv-processing's NetworkWriter)"),
+    )
+}
+
+/// The reader of the stream `bytes` from `name`, once its header is read: a header that does
+/// not come in time is an error that says so.
+fn read_header(name: &Path, bytes: Box<dyn Read + Send>) -> Result<Box<dyn EventReader>> {
+    let reader = aedat4::Reader::live(Source::new(name, bytes)).map_err(|e| match e {
+        Error::Io { error, .. } if matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => Error::Format {
+            path: name.to_path_buf(),
+            offset: 0,
+            message: format!("no stream header within {} s: expected a DV network output", HEADER_TIMEOUT.as_secs()),
+        },
+        e => e,
+    })?;
+    Ok(Box::new(reader))
+}
+
+fn connect_tcp(addr: &str) -> Result<Box<dyn EventReader>> {
+    let name = PathBuf::from(format!("tcp://{addr}"));
     let fail = |error: std::io::Error| Error::Io { path: name.clone(), error };
     let targets: Vec<_> =
         addr.to_socket_addrs().map_err(|e| fail(std::io::Error::new(e.kind(), format!("{e}: expected tcp://HOST:PORT"))))?.collect();
@@ -45,25 +111,13 @@ pub fn connect(addr: &str) -> Result<Box<dyn EventReader>> {
             Err(e) => last = e,
         }
     }
-    let stream = stream.ok_or_else(|| {
-        fail(std::io::Error::new(
-            last.kind(),
-            format!("{last}: expected a DV network output there (DV's \"Output to network\" module, or dv-processing's NetworkWriter)"),
-        ))
-    })?;
+    let stream = stream.ok_or_else(|| fail(not_there(last)))?;
     // Events are small and few per packet at low rates: no batching by the kernel.
     stream.set_nodelay(true).map_err(fail)?;
     stream.set_read_timeout(Some(HEADER_TIMEOUT)).map_err(fail)?;
     let reading = stream.try_clone().map_err(fail)?;
-    let reader = aedat4::Reader::live(Source::new(&name, Box::new(reading))).map_err(|e| match e {
-        Error::Io { error, .. } if matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => Error::Format {
-            path: name.clone(),
-            offset: 0,
-            message: format!("no stream header within {} s: expected a DV network output", HEADER_TIMEOUT.as_secs()),
-        },
-        e => e,
-    })?;
+    let reader = read_header(&name, Box::new(reading))?;
     // From here a quiet camera is no error: wait for it.
     stream.set_read_timeout(None).map_err(fail)?;
-    Ok(Box::new(reader))
+    Ok(reader)
 }

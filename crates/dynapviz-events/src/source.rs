@@ -24,7 +24,7 @@ impl Source {
 
     /// What the bytes are, for messages: a live stream (see [`crate::net`]) or a file.
     pub(crate) fn kind(&self) -> &'static str {
-        if crate::net::address(&self.path).is_some() { "stream" } else { "file" }
+        if crate::net::is_live(&self.path) { "stream" } else { "file" }
     }
 
     /// A format error at `offset`.

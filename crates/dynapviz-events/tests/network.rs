@@ -155,3 +155,29 @@ fn a_stream_cut_inside_a_packet_names_the_place() {
     let e = reader.read_chunk(&mut got, CHUNK).expect_err("a cut packet");
     assert!(e.to_string().contains("stream ends after") && e.to_string().contains("bytes of a packet"), "{e}");
 }
+
+/// The same stream on a local socket (`unix://PATH`): DV's local-socket output, or
+/// dv-processing's `NetworkWriter` given a socket path.
+#[cfg(unix)]
+#[test]
+fn a_local_socket_serves_the_same_stream() {
+    use std::os::unix::net::UnixListener;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("camera.sock");
+    let listener = UnixListener::bind(&socket).expect("bind");
+    let bytes = std::fs::read(data("dv-network-zstd.bin")).expect("capture");
+    std::thread::spawn(move || {
+        if let Ok((mut client, _)) = listener.accept() {
+            client.write_all(&bytes).expect("send");
+        }
+    });
+    let path = PathBuf::from(format!("unix://{}", socket.display()));
+    let mut reader = open(&path).expect("connect");
+    assert_eq!(reader.geometry(), Some(Geometry::new(320, 240)));
+    let mut got = Vec::new();
+    while reader.read_chunk(&mut got, CHUNK).expect("read") > 0 {}
+    assert_eq!(got, expected());
+    let gone = PathBuf::from(format!("unix://{}", dir.path().join("nothing.sock").display()));
+    let Err(e) = open(&gone) else { panic!("connected to no socket") };
+    assert!(e.to_string().starts_with(&format!("{}: ", gone.display())) && e.to_string().contains("expected a DV network output"), "{e}");
+}
