@@ -739,3 +739,74 @@ fn a_live_stream_without_its_sensor_size_is_refused() {
     let (ok, _, err) = dynapviz(&["simulate", "--model", &model, "--arch", &arch, "--input", &camera]);
     assert!(!ok && err.contains("the stream states no sensor size"), "{err}");
 }
+
+/// A camera that sends the stream's header and first packet, then one packet each time it is
+/// told to, and closes when the sender is dropped; returns its address.
+fn dv_camera_stepped() -> (String, std::sync::mpsc::Sender<()>) {
+    let bytes =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/crates/dynapviz-events/tests/data/dv-network-lz4.bin")).expect("capture");
+    let header = 4 + u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
+    let mut parts = vec![&bytes[..header]];
+    let mut at = header;
+    while at < bytes.len() {
+        let size = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes")) as usize;
+        parts.push(&bytes[at..at + 8 + size]);
+        at += 8 + size;
+    }
+    let parts: Vec<Vec<u8>> = parts.into_iter().map(<[u8]>::to_vec).collect();
+    let (next, told) = std::sync::mpsc::channel::<()>();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    std::thread::spawn(move || {
+        let Ok((mut client, _)) = listener.accept() else { return };
+        let mut parts = parts.into_iter();
+        for part in parts.by_ref().take(2) {
+            let _ = std::io::Write::write_all(&mut client, &part);
+        }
+        while told.recv().is_ok() {
+            if let Some(part) = parts.next() {
+                let _ = std::io::Write::write_all(&mut client, &part);
+            }
+        }
+    });
+    (format!("tcp://{addr}"), next)
+}
+
+/// Recording a live camera: `--seconds` stops it at that much of its time; Ctrl-C stops it
+/// too, and either way the file is complete and readable.
+#[test]
+fn convert_records_a_live_camera_until_seconds_or_ctrl_c() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("cut.aedat4");
+    let (ok, said, err) = dynapviz(&["convert", &dv_camera(), out.to_str().expect("path"), "--seconds", "0.01"]);
+    assert!(ok && said.contains("stopped by --seconds"), "{said}{err}");
+    let (ok, json, err) = dynapviz(&["inspect", out.to_str().expect("path"), "--json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let (first, last) = (v["t_first_us"].as_i64().expect("t"), v["t_last_us"].as_i64().expect("t"));
+    assert!(last - first < 10_000 && v["events"].as_u64().is_some_and(|n| n > 0 && n < 1500), "{v}");
+    let (ok, _, err) = dynapviz(&["convert", &dv_camera(), out.to_str().expect("path"), "--seconds", "0"]);
+    assert!(!ok && err.contains("--seconds 0: expected seconds above 0"), "{err}");
+
+    let (camera, next) = dv_camera_stepped();
+    let recorded = dir.path().join("live.aedat4");
+    let child = Command::new(env!("CARGO_BIN_EXE_dynapviz"))
+        .args(["convert", &camera, recorded.to_str().expect("path")])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run dynapviz");
+    // It has the first packet and waits for more when Ctrl-C comes; the next packet wakes it.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // SAFETY: a signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    next.send(()).expect("the camera");
+    let done = child.wait_with_output().expect("the child ends");
+    drop(next);
+    let said = String::from_utf8_lossy(&done.stdout);
+    assert!(done.status.success() && said.contains("wrote 1000 events") && said.contains("stopped by Ctrl-C"), "{said}");
+    let (ok, json, err) = dynapviz(&["inspect", recorded.to_str().expect("path"), "--json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(v["events"], 1000, "{v}");
+}

@@ -22,6 +22,11 @@ pub struct Args {
     /// Shift timestamps so that the first event is at t = 0.
     #[arg(long)]
     rebase_time: bool,
+    /// Stop after S seconds of the input's time from its first event: how long to record a
+    /// live camera (`tcp://HOST:PORT`), which otherwise goes on until its server stops it or
+    /// Ctrl-C does (either way the file is completed).
+    #[arg(long, value_name = "S")]
+    seconds: Option<f64>,
 }
 
 fn parse_geometry(s: &str) -> Result<Geometry> {
@@ -38,6 +43,15 @@ pub fn run(args: Args) -> Result<()> {
     if !format.writable() {
         bail!("{format} is read-only here; write aedat4, aedat3, aedat2, evt2, evt3, es, npy or csv");
     }
+    let span_us = args
+        .seconds
+        .map(|s| {
+            anyhow::ensure!(s.is_finite() && s > 0.0 && s <= 1e9, "--seconds {s}: expected seconds above 0, at most 1e9");
+            Ok(((s * 1e6).round() as i64).max(1))
+        })
+        .transpose()?;
+    let live = dynapviz_events::net::is_live(&args.input);
+    super::interrupt::catch();
     let mut reader = dynapviz_events::open(&args.input)?;
     let geometry = match (&args.geometry, reader.geometry()) {
         (Some(g), _) => parse_geometry(g)?,
@@ -53,30 +67,49 @@ pub fn run(args: Args) -> Result<()> {
     let partial = Partial::beside(&args.output)?;
     let mut writer = EventWriter::create_named(&partial.path, &args.output, format, geometry)?;
     let mut chunk = Vec::with_capacity(CHUNK);
-    let mut offset = None;
+    let (mut offset, mut end) = (None, None);
     let mut total = 0u64;
+    let mut stopped = None;
     loop {
         chunk.clear();
         if reader.read_chunk(&mut chunk, CHUNK)? == 0 {
             break;
         }
-        if args.rebase_time {
+        if let Some(span) = span_us {
+            let end = *end.get_or_insert(chunk[0].t.saturating_add(span));
+            let keep = chunk.iter().position(|e| e.t >= end).unwrap_or(chunk.len());
+            if keep < chunk.len() {
+                chunk.truncate(keep);
+                stopped = Some("--seconds");
+            }
+        }
+        if args.rebase_time && !chunk.is_empty() {
             let base = *offset.get_or_insert(chunk[0].t);
             chunk.iter_mut().for_each(|e| e.t -= base);
         }
         writer.write(&chunk)?;
         total += chunk.len() as u64;
         bar.set_position((total * 16).min(len));
+        if stopped.is_none() && super::interrupt::asked() {
+            // A camera has no end: Ctrl-C is how a recording of it stops. A file's conversion
+            // stopped halfway is no conversion: its part is removed.
+            anyhow::ensure!(live, "interrupted: {} was not written", args.output.display());
+            stopped = Some("Ctrl-C");
+        }
+        if stopped.is_some() {
+            break;
+        }
     }
     writer.finish()?;
     partial.commit()?;
     bar.finish_and_clear();
     let skipped = reader.skipped();
     println!(
-        "wrote {total} events to {} ({format}, {geometry}); skipped {} invalid events and {} other records",
+        "wrote {total} events to {} ({format}, {geometry}); skipped {} invalid events and {} other records{}",
         args.output.display(),
         skipped.invalid_events,
-        skipped.other_records
+        skipped.other_records,
+        stopped.map_or(String::new(), |by| format!("; stopped by {by}"))
     );
     Ok(())
 }

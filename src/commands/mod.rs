@@ -6,6 +6,7 @@ pub mod demo;
 pub mod eval;
 pub mod fit;
 pub mod inspect;
+mod interrupt;
 mod live;
 pub mod model;
 pub mod run;

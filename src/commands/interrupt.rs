@@ -1,0 +1,31 @@
+//! Ctrl-C as a request to stop, for a command that can end cleanly (`convert` completes the
+//! file it records a live camera into, or removes the part it wrote of a recording). The first
+//! Ctrl-C is noted and the default comes back, so a second one ends the process at once, as
+//! when the first cannot be seen: a read that waits on a camera that sends nothing.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static ASKED: AtomicBool = AtomicBool::new(false);
+
+#[cfg(unix)]
+extern "C" fn on_interrupt(_: libc::c_int) {
+    ASKED.store(true, Ordering::SeqCst);
+    // SAFETY: `signal` is async-signal-safe; the next Ctrl-C gets the default.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+    }
+}
+
+/// From now on, Ctrl-C sets [`asked`] (once; elsewhere than on Unix it keeps its default).
+pub fn catch() {
+    #[cfg(unix)]
+    // SAFETY: the handler only stores to an atomic and calls `signal`, both async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_interrupt as *const () as libc::sighandler_t);
+    }
+}
+
+/// Whether Ctrl-C was pressed since [`catch`].
+pub fn asked() -> bool {
+    ASKED.load(Ordering::Relaxed)
+}
