@@ -796,7 +796,7 @@ fn convert_records_a_live_camera_until_seconds_or_ctrl_c() {
         .spawn()
         .expect("run dynapviz");
     // It has the first packet and waits for more when Ctrl-C comes; the next packet wakes it.
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    std::thread::sleep(std::time::Duration::from_millis(2500));
     // SAFETY: a signal to the child this test started.
     assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
     std::thread::sleep(std::time::Duration::from_millis(300));
@@ -809,4 +809,29 @@ fn convert_records_a_live_camera_until_seconds_or_ctrl_c() {
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&json).expect("json");
     assert_eq!(v["events"], 1000, "{v}");
+}
+
+/// `simulate` on a live camera: Ctrl-C ends the stream, and the results of what came are
+/// printed as for a recording.
+#[test]
+fn simulate_on_a_live_camera_stops_at_ctrl_c_with_its_results() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (model, arch) = (format!("{root}/models/gesture-synth.safetensors"), format!("{root}/models/sinabs-gesture.toml"));
+    let (camera, next) = dv_camera_stepped();
+    let child = Command::new(env!("CARGO_BIN_EXE_dynapviz"))
+        .args(["simulate", "--model", &model, "--arch", &arch, "--input", &camera, "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run dynapviz");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // SAFETY: a signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    next.send(()).expect("the camera");
+    let done = child.wait_with_output().expect("the child ends");
+    drop(next);
+    assert!(done.status.success(), "{done:?}");
+    let v: serde_json::Value = serde_json::from_slice(&done.stdout).expect("json");
+    // The packet it was waiting for when Ctrl-C came is the last it takes.
+    assert_eq!(v["input_events"], 1000, "{v}");
 }

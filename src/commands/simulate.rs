@@ -104,7 +104,8 @@ impl Recording {
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// The recording to play (any format `inspect` reads).
+    /// The recording to play (any format `inspect` reads), or a live camera (`tcp://HOST:PORT`,
+    /// `unix://PATH`: see `run`), simulated until its server ends the stream or Ctrl-C does.
     #[arg(long)]
     input: PathBuf,
     /// event: the chip's event-driven model; binned: sinabs' simulation in time bins.
@@ -203,6 +204,11 @@ pub fn run(args: Args) -> Result<()> {
     // Decoding starts while the model loads.
     let reader = dynapviz_events::open(&args.input)?;
     let stated = reader.geometry();
+    // A live camera has no end: Ctrl-C ends its stream, and the results are printed.
+    let live = dynapviz_events::net::is_live(&args.input);
+    if live {
+        super::interrupt::catch();
+    }
     let mut recording = Recording::open(reader, super::cores() >= 2);
     let net = args.model.build()?;
     let n = net.layers.len();
@@ -246,7 +252,7 @@ pub fn run(args: Args) -> Result<()> {
         Ok(())
     };
     let next = |chunk: &mut Vec<Event>| -> Result<bool> {
-        if !recording.next(chunk)? {
+        if live && super::interrupt::asked() || !recording.next(chunk)? {
             return Ok(false);
         }
         if let Some(latest) = chunk.iter().map(|e| e.t).max() {
