@@ -738,6 +738,14 @@ fn a_live_stream_without_its_sensor_size_is_refused() {
     });
     let (ok, _, err) = dynapviz(&["simulate", "--model", &model, "--arch", &arch, "--input", &camera]);
     assert!(!ok && err.contains("the stream states no sensor size"), "{err}");
+    let camera = dv_camera_with(|bytes| {
+        let at = bytes.windows(11).position(|w| w == b"key=\"sizeY\"").expect("sizeY in the header");
+        bytes[at + 9] = b'Q';
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("never.aedat4");
+    let (ok, _, err) = dynapviz(&["convert", &camera, out.to_str().expect("path")]);
+    assert!(!ok && err.contains("the stream states no sensor size: give it with --geometry WxH"), "{err}");
 }
 
 /// A camera that sends the stream's header and first packet, then one packet each time it is

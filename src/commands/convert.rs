@@ -56,6 +56,7 @@ pub fn run(args: Args) -> Result<()> {
     let geometry = match (&args.geometry, reader.geometry()) {
         (Some(g), _) => parse_geometry(g)?,
         (None, Some(g)) => g,
+        (None, None) if live => bail!("{}: the stream states no sensor size: give it with --geometry WxH", args.input.display()),
         // The file states no size: one pass finds the extent, a second converts.
         (None, None) => {
             let ins = dynapviz_events::inspect(&args.input)?;
