@@ -680,7 +680,7 @@ fn dv_camera_with(edit: impl FnOnce(&mut Vec<u8>)) -> String {
 #[test]
 fn simulate_on_a_live_camera_equals_simulate_on_its_events() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let (model, arch) = (format!("{root}/models/gesture-synth.safetensors"), format!("{root}/models/sinabs-gesture.toml"));
+    let (model, arch) = demo_model();
     let run = |input: &str| {
         let args = ["simulate", "--model", &model, "--arch", &arch, "--input", input, "--no-rescale", "--monitor", "dvs,-1", "--json"];
         let (ok, out, err) = dynapviz(&args);
@@ -729,8 +729,7 @@ fn a_live_camera_cannot_be_paced_looped_or_rendered_headless() {
 /// input without reading it to its end, which a camera has not: refused at once.
 #[test]
 fn a_live_stream_without_its_sensor_size_is_refused() {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let (model, arch) = (format!("{root}/models/gesture-synth.safetensors"), format!("{root}/models/sinabs-gesture.toml"));
+    let (model, arch) = demo_model();
     let camera = dv_camera_with(|bytes| {
         // The header's XML names the width `sizeX`: another name of the same length.
         let at = bytes.windows(11).position(|w| w == b"key=\"sizeX\"").expect("sizeX in the header");
@@ -746,6 +745,33 @@ fn a_live_stream_without_its_sensor_size_is_refused() {
     let out = dir.path().join("never.aedat4");
     let (ok, _, err) = dynapviz(&["convert", &camera, out.to_str().expect("path")]);
     assert!(!ok && err.contains("the stream states no sensor size: give it with --geometry WxH"), "{err}");
+}
+
+/// The demo's model and architecture files.
+fn demo_model() -> (String, String) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    (format!("{root}/models/gesture-synth.safetensors"), format!("{root}/models/sinabs-gesture.toml"))
+}
+
+/// Runs dynapviz with the arguments `args` makes of a camera's address (see
+/// [`dv_camera_stepped`]); presses Ctrl-C once it has the first packet and waits for more, then
+/// lets the camera send the next, which wakes it. Returns what it did.
+#[cfg(unix)]
+fn ctrl_c_while_waiting_for_the_second_packet(args: impl FnOnce(&str) -> Vec<String>) -> std::process::Output {
+    let (camera, next) = dv_camera_stepped();
+    let child = Command::new(env!("CARGO_BIN_EXE_dynapviz"))
+        .args(args(&camera))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run dynapviz");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // SAFETY: a signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    next.send(()).expect("the camera");
+    let done = child.wait_with_output().expect("the child ends");
+    drop(next);
+    done
 }
 
 /// A camera that sends the stream's header and first packet, then one packet each time it is
@@ -782,6 +808,7 @@ fn dv_camera_stepped() -> (String, std::sync::mpsc::Sender<()>) {
 
 /// Recording a live camera: `--seconds` stops it at that much of its time; Ctrl-C stops it
 /// too, and either way the file is complete and readable.
+#[cfg(unix)]
 #[test]
 fn convert_records_a_live_camera_until_seconds_or_ctrl_c() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -796,21 +823,10 @@ fn convert_records_a_live_camera_until_seconds_or_ctrl_c() {
     let (ok, _, err) = dynapviz(&["convert", &dv_camera(), out.to_str().expect("path"), "--seconds", "0"]);
     assert!(!ok && err.contains("--seconds 0: expected seconds above 0"), "{err}");
 
-    let (camera, next) = dv_camera_stepped();
     let recorded = dir.path().join("live.aedat4");
-    let child = Command::new(env!("CARGO_BIN_EXE_dynapviz"))
-        .args(["convert", &camera, recorded.to_str().expect("path")])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("run dynapviz");
-    // It has the first packet and waits for more when Ctrl-C comes; the next packet wakes it.
-    std::thread::sleep(std::time::Duration::from_millis(2500));
-    // SAFETY: a signal to the child this test started.
-    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    next.send(()).expect("the camera");
-    let done = child.wait_with_output().expect("the child ends");
-    drop(next);
+    let done = ctrl_c_while_waiting_for_the_second_packet(|camera| {
+        ["convert", camera, recorded.to_str().expect("path")].map(String::from).to_vec()
+    });
     let said = String::from_utf8_lossy(&done.stdout);
     assert!(done.status.success() && said.contains("wrote 1000 events") && said.contains("stopped by Ctrl-C"), "{said}");
     let (ok, json, err) = dynapviz(&["inspect", recorded.to_str().expect("path"), "--json"]);
@@ -821,23 +837,13 @@ fn convert_records_a_live_camera_until_seconds_or_ctrl_c() {
 
 /// `simulate` on a live camera: Ctrl-C ends the stream, and the results of what came are
 /// printed as for a recording.
+#[cfg(unix)]
 #[test]
 fn simulate_on_a_live_camera_stops_at_ctrl_c_with_its_results() {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let (model, arch) = (format!("{root}/models/gesture-synth.safetensors"), format!("{root}/models/sinabs-gesture.toml"));
-    let (camera, next) = dv_camera_stepped();
-    let child = Command::new(env!("CARGO_BIN_EXE_dynapviz"))
-        .args(["simulate", "--model", &model, "--arch", &arch, "--input", &camera, "--json"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("run dynapviz");
-    std::thread::sleep(std::time::Duration::from_millis(2500));
-    // SAFETY: a signal to the child this test started.
-    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    next.send(()).expect("the camera");
-    let done = child.wait_with_output().expect("the child ends");
-    drop(next);
+    let (model, arch) = demo_model();
+    let done = ctrl_c_while_waiting_for_the_second_packet(|camera| {
+        ["simulate", "--model", &model, "--arch", &arch, "--input", camera, "--json"].map(String::from).to_vec()
+    });
     assert!(done.status.success(), "{done:?}");
     let v: serde_json::Value = serde_json::from_slice(&done.stdout).expect("json");
     // The packet it was waiting for when Ctrl-C came is the last it takes.
