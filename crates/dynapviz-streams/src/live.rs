@@ -1,8 +1,7 @@
 //! A live event stream (a camera over the network, see `dynapviz_events::net`) as a session's
 //! source. A camera does not wait: the stream is read on a thread of its own, and what the
 //! session has not taken when too much has piled up is let go and counted, so that memory
-//! stays bounded and the picture stays current. The original's devkit works the same way: its
-//! buffers drop events when the host reads too slowly.
+//! stays bounded and the picture stays current.
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TrySendError, sync_channel};
 use std::time::Duration;
