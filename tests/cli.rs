@@ -835,8 +835,8 @@ fn convert_records_a_live_camera_until_seconds_or_ctrl_c() {
     assert_eq!(v["events"], 1000, "{v}");
 }
 
-/// `simulate` on a live camera: Ctrl-C ends the stream, and the results of what came are
-/// printed as for a recording.
+/// `simulate` and `inspect` on a live camera: Ctrl-C ends the stream, and the results of what
+/// came are printed as for a recording.
 #[cfg(unix)]
 #[test]
 fn simulate_on_a_live_camera_stops_at_ctrl_c_with_its_results() {
@@ -848,4 +848,8 @@ fn simulate_on_a_live_camera_stops_at_ctrl_c_with_its_results() {
     let v: serde_json::Value = serde_json::from_slice(&done.stdout).expect("json");
     // The packet it was waiting for when Ctrl-C came is the last it takes.
     assert_eq!(v["input_events"], 1000, "{v}");
+    let done = ctrl_c_while_waiting_for_the_second_packet(|camera| ["inspect", camera, "--json"].map(String::from).to_vec());
+    assert!(done.status.success(), "{done:?}");
+    let v: serde_json::Value = serde_json::from_slice(&done.stdout).expect("json");
+    assert_eq!((v["events"].as_u64(), v["width"].as_u64()), (Some(1000), Some(320)), "{v}");
 }

@@ -1,5 +1,6 @@
 //! Ctrl-C as a request to stop, for a command that can end cleanly (`convert` completes the
-//! file it records a live camera into, or removes the part it wrote of a recording). The first
+//! file it records a live camera into, or removes the part it wrote of a recording; `simulate`
+//! and `inspect` print what a live camera gave until then). The first
 //! Ctrl-C is noted and the default comes back, so a second one ends the process at once, as
 //! when the first cannot be seen: a read that waits on a camera that sends nothing.
 

@@ -35,6 +35,12 @@ pub use writer::EventWriter;
 
 /// Reads a whole file once and gathers its figures, in bounded memory.
 pub fn inspect(path: &std::path::Path) -> Result<Inspection> {
+    inspect_until(path, || false)
+}
+
+/// [`inspect`], ending early once `stop` says so (asked after each chunk): a live stream
+/// (see [`net`]) has no end of its own.
+pub fn inspect_until(path: &std::path::Path, stop: impl Fn() -> bool) -> Result<Inspection> {
     let mut reader = open(path)?;
     let mut summary = Summary::default();
     let mut chunk = Vec::with_capacity(CHUNK);
@@ -44,6 +50,9 @@ pub fn inspect(path: &std::path::Path) -> Result<Inspection> {
             break;
         }
         summary.add(&chunk);
+        if stop() {
+            break;
+        }
     }
     Ok(Inspection { format: reader.format(), geometry: reader.geometry(), summary })
 }
