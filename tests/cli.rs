@@ -662,8 +662,7 @@ fn dv_camera() -> String {
 
 /// [`dv_camera`] with the bytes changed by `edit` first.
 fn dv_camera_with(edit: impl FnOnce(&mut Vec<u8>)) -> String {
-    let mut bytes =
-        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/crates/dynapviz-events/tests/data/dv-network-lz4.bin")).expect("capture");
+    let mut bytes = dynapviz_testkit::dv_capture("lz4");
     edit(&mut bytes);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("address");
@@ -777,17 +776,8 @@ fn ctrl_c_while_waiting_for_the_second_packet(args: impl FnOnce(&str) -> Vec<Str
 /// A camera that sends the stream's header and first packet, then one packet each time it is
 /// told to, and closes when the sender is dropped; returns its address.
 fn dv_camera_stepped() -> (String, std::sync::mpsc::Sender<()>) {
-    let bytes =
-        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/crates/dynapviz-events/tests/data/dv-network-lz4.bin")).expect("capture");
-    let header = 4 + u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
-    let mut parts = vec![&bytes[..header]];
-    let mut at = header;
-    while at < bytes.len() {
-        let size = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes")) as usize;
-        parts.push(&bytes[at..at + 8 + size]);
-        at += 8 + size;
-    }
-    let parts: Vec<Vec<u8>> = parts.into_iter().map(<[u8]>::to_vec).collect();
+    let bytes = dynapviz_testkit::dv_capture("lz4");
+    let parts: Vec<Vec<u8>> = dynapviz_testkit::dv_stream_parts(&bytes).into_iter().map(<[u8]>::to_vec).collect();
     let (next, told) = std::sync::mpsc::channel::<()>();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("address");

@@ -11,6 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use dynapviz_events::{CHUNK, Error, Event, Format, Geometry, open};
+use dynapviz_testkit::{dv_capture, dv_stream_parts};
 
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
@@ -26,19 +27,6 @@ fn expected() -> Vec<Event> {
             Event::new(v[0], v[1] as u16, v[2] as u16, v[3] == 1)
         })
         .collect()
-}
-
-/// The stream cut where DV sends its parts: the header, then each packet.
-fn parts(stream: &[u8]) -> Vec<&[u8]> {
-    let header = 4 + u32::from_le_bytes(stream[..4].try_into().expect("4 bytes")) as usize;
-    let mut parts = vec![&stream[..header]];
-    let mut at = header;
-    while at < stream.len() {
-        let size = u32::from_le_bytes(stream[at + 4..at + 8].try_into().expect("4 bytes")) as usize;
-        parts.push(&stream[at..at + 8 + size]);
-        at += 8 + size;
-    }
-    parts
 }
 
 /// A server on a free port that, once a client connects, hands it to `serve`; returns the
@@ -65,8 +53,8 @@ fn serve_all(bytes: Vec<u8>) -> PathBuf {
 fn dv_processing_streams_decode_to_the_events_it_sent_whatever_the_compression() {
     let want = expected();
     assert_eq!(want.len(), 1500);
-    for name in ["dv-network-none.bin", "dv-network-lz4.bin", "dv-network-zstd.bin"] {
-        let bytes = std::fs::read(data(name)).expect("capture");
+    for name in ["none", "lz4", "zstd"] {
+        let bytes = dv_capture(name);
         let mut reader = open(&serve_all(bytes)).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(reader.format(), Format::Aedat4);
         assert_eq!(reader.geometry(), Some(Geometry::new(320, 240)), "{name}");
@@ -88,10 +76,10 @@ fn dv_processing_streams_decode_to_the_events_it_sent_whatever_the_compression()
 /// comes, not held until more arrive or the connection ends.
 #[test]
 fn a_packet_is_handed_out_as_it_arrives() {
-    let bytes = std::fs::read(data("dv-network-lz4.bin")).expect("capture");
+    let bytes = dv_capture("lz4");
     let (go_on, wait) = mpsc::channel::<()>();
     let path = server(move |mut client| {
-        let parts = parts(&bytes);
+        let parts = dv_stream_parts(&bytes);
         client.write_all(parts[0]).expect("header");
         client.write_all(parts[1]).expect("first packet");
         // The rest only once the client has the first packet's events.
@@ -147,8 +135,8 @@ fn a_server_that_says_nothing_is_an_error_not_a_hang() {
 
 #[test]
 fn a_stream_cut_inside_a_packet_names_the_place() {
-    let bytes = std::fs::read(data("dv-network-none.bin")).expect("capture");
-    let cut = parts(&bytes)[..2].iter().map(|p| p.len()).sum::<usize>() + 100;
+    let bytes = dv_capture("none");
+    let cut = dv_stream_parts(&bytes)[..2].iter().map(|p| p.len()).sum::<usize>() + 100;
     let mut reader = open(&serve_all(bytes[..cut].to_vec())).expect("connect");
     let mut got = Vec::new();
     assert_eq!(reader.read_chunk(&mut got, CHUNK).expect("first packet"), 500);
@@ -165,7 +153,7 @@ fn a_local_socket_serves_the_same_stream() {
     let dir = tempfile::tempdir().expect("tempdir");
     let socket = dir.path().join("camera.sock");
     let listener = UnixListener::bind(&socket).expect("bind");
-    let bytes = std::fs::read(data("dv-network-zstd.bin")).expect("capture");
+    let bytes = dv_capture("zstd");
     std::thread::spawn(move || {
         if let Ok((mut client, _)) = listener.accept() {
             client.write_all(&bytes).expect("send");

@@ -44,3 +44,26 @@ pub fn uniform(seed: u64) -> impl FnMut() -> f32 {
         (x >> 33) as f32 / (1u64 << 31) as f32
     }
 }
+
+/// The bytes dv-processing's `NetworkWriter` sent a client (`dv-network-{compression}.bin` of
+/// `crates/dynapviz-events/tests/data`, see `tools/dv_network_capture.py`): `none`, `lz4` or
+/// `zstd`.
+pub fn dv_capture(compression: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../dynapviz-events/tests/data/dv-network-{compression}.bin"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A DV network stream cut where the server sends its parts: the header (its length and the
+/// `IOHeader`), then each packet (stream id, size, data).
+pub fn dv_stream_parts(stream: &[u8]) -> Vec<&[u8]> {
+    let word = |at: usize| u32::from_le_bytes(stream[at..at + 4].try_into().expect("4 bytes")) as usize;
+    let header = 4 + word(0);
+    let mut parts = vec![&stream[..header]];
+    let mut at = header;
+    while at < stream.len() {
+        let end = at + 8 + word(at + 4);
+        parts.push(&stream[at..end]);
+        at = end;
+    }
+    parts
+}
