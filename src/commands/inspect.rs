@@ -38,11 +38,7 @@ struct Report {
 
 pub fn run(args: Args) -> Result<()> {
     // A live camera has no end: Ctrl-C ends its stream, and the figures of what came are printed.
-    let live = dynapviz_events::net::is_live(&args.file);
-    if live {
-        super::interrupt::catch();
-    }
-    let ins = dynapviz_events::inspect_until(&args.file, || live && super::interrupt::asked())?;
+    let ins = dynapviz_events::inspect_until(&args.file, super::interrupt::ends_live_stream(&args.file))?;
     let s = &ins.summary;
     let r = Report {
         file: args.file.display().to_string(),

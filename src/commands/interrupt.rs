@@ -30,3 +30,14 @@ pub fn catch() {
 pub fn asked() -> bool {
     ASKED.load(Ordering::Relaxed)
 }
+
+/// For a command that reads `input` to its end: when it is a live stream, which has none,
+/// catches Ctrl-C and returns whether it was pressed (the stream ends there, and what came is
+/// reported); for a file, Ctrl-C keeps its default and this says false.
+pub fn ends_live_stream(input: &std::path::Path) -> impl Fn() -> bool + use<> {
+    let live = dynapviz_events::net::is_live(input);
+    if live {
+        catch();
+    }
+    move || live && asked()
+}

@@ -205,10 +205,7 @@ pub fn run(args: Args) -> Result<()> {
     let reader = dynapviz_events::open(&args.input)?;
     let stated = reader.geometry();
     // A live camera has no end: Ctrl-C ends its stream, and the results are printed.
-    let live = dynapviz_events::net::is_live(&args.input);
-    if live {
-        super::interrupt::catch();
-    }
+    let interrupted = super::interrupt::ends_live_stream(&args.input);
     let mut recording = Recording::open(reader, super::cores() >= 2);
     let net = args.model.build()?;
     let n = net.layers.len();
@@ -252,7 +249,7 @@ pub fn run(args: Args) -> Result<()> {
         Ok(())
     };
     let next = |chunk: &mut Vec<Event>| -> Result<bool> {
-        if live && super::interrupt::asked() || !recording.next(chunk)? {
+        if interrupted() || !recording.next(chunk)? {
             return Ok(false);
         }
         if let Some(latest) = chunk.iter().map(|e| e.t).max() {
