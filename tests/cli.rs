@@ -664,11 +664,19 @@ fn dv_camera() -> String {
 fn dv_camera_with(edit: impl FnOnce(&mut Vec<u8>)) -> String {
     let mut bytes = dynapviz_testkit::dv_capture("lz4");
     edit(&mut bytes);
+    dv_camera_serving(bytes, 1)
+}
+
+/// Serves `bytes` to each of the first `clients` clients, then stops listening; returns the
+/// address.
+fn dv_camera_serving(bytes: Vec<u8>, clients: usize) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("address");
     std::thread::spawn(move || {
-        if let Ok((mut client, _)) = listener.accept() {
-            let _ = std::io::Write::write_all(&mut client, &bytes);
+        for _ in 0..clients {
+            if let Ok((mut client, _)) = listener.accept() {
+                let _ = std::io::Write::write_all(&mut client, &bytes);
+            }
         }
     });
     format!("tcp://{addr}")
@@ -699,13 +707,28 @@ fn simulate_on_a_live_camera_equals_simulate_on_its_events() {
 #[test]
 fn run_shows_a_live_camera_until_its_stream_ends() {
     let camera = dv_camera();
-    let served = Served::start(&["run", "--input", &camera, "--serve", "127.0.0.1:0", "--image-size", "320,180"]);
+    let served = Served::start(&["run", "--input", &camera, "--no-reconnect", "--serve", "127.0.0.1:0", "--image-size", "320,180"]);
     served.wait_for("the stream ended", |s| s["ended"] == true);
     let s = served.status()["session"].clone();
     assert_eq!((s["live"].as_bool(), s["events"].as_u64(), s["dropped_events"].as_u64()), (Some(true), Some(1500), Some(0)), "{s}");
     let (code, _, png) = served.ask("GET", "/frame?after=0");
     assert_eq!(code, 200);
     assert!(png.starts_with(b"\x89PNG"), "the last picture");
+}
+
+/// A camera whose stream ends (DV restarted) is connected again and the session goes on;
+/// while it cannot be, the status says so and why.
+#[test]
+fn run_connects_again_to_a_camera_whose_stream_ended() {
+    let camera = dv_camera_serving(dynapviz_testkit::dv_capture("lz4"), 2);
+    let served = Served::start(&["run", "--input", &camera, "--serve", "127.0.0.1:0", "--image-size", "320,180"]);
+    served.wait_for("both connections' events", |s| s["events"] == 3000);
+    // The camera stopped listening: the stream stays down, and the status says why.
+    served.wait_for("the stream down", |s| s["link_down"]["tries"].as_u64().is_some_and(|t| t >= 1));
+    let s = served.status()["session"].clone();
+    assert_eq!((s["reconnects"].as_u64(), s["ended"].as_bool(), s["dropped_events"].as_u64()), (Some(1), Some(false), Some(0)), "{s}");
+    let why = s["link_down"]["why"].as_str().unwrap_or_default();
+    assert!(why.contains(&camera) && why.contains("expected a DV network output"), "{s}");
 }
 
 #[test]

@@ -94,7 +94,7 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
         let opts = options(&args.viz, icons)?;
         let made: Option<Box<dyn EventReader>> = if live { Some(Box::new(synthesis)) } else { None };
         let result = super::run::launch(
-            super::run::Input { path: &path, made },
+            super::run::Input { path: &path, made, reconnect: false },
             Some(net.clone()),
             args.viz.headless.is_none(),
             super::run::Pace { speed: args.speed, max_gap: None },

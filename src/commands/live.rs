@@ -131,6 +131,12 @@ fn status(dashboard: &Dashboard, ended: bool, picture_ms: f64) -> String {
         "skipped_frames": s.skipped_frames,
         "live": s.live,
         "dropped_events": s.dropped_events,
+        "reconnects": s.reconnects,
+        "link_down": s.link_down.as_ref().map(|d| serde_json::json!({
+            "lost_s": (d.since.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+            "tries": d.tries,
+            "why": d.why,
+        })),
         "ended": ended,
         "picture_ms": (picture_ms * 10.0).round() / 10.0,
     })

@@ -40,6 +40,11 @@ pub struct Args {
     /// pictures of an endless recording would fill the disk.
     #[arg(long = "loop", conflicts_with = "headless")]
     looped: bool,
+    /// A live stream that ends or breaks ends the session, as a recording's end does. By
+    /// default the stream is connected again every second (DV restarted, the camera plugged
+    /// in again) and the session goes on; the status line says meanwhile that it is down.
+    #[arg(long)]
+    no_reconnect: bool,
     /// Simulator mode: event or binned.
     #[arg(long, value_enum, default_value_t = SimMode::Event)]
     mode: SimMode,
@@ -72,13 +77,13 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
     if dynapviz_events::net::is_live(&args.input) {
         // A camera keeps its own time and does not end: nothing to pace, loop or render whole.
         anyhow::ensure!(args.speed == 1.0 && max_gap.is_none(), "--speed and --max-gap pace a recording: a live stream plays as it comes");
-        anyhow::ensure!(!args.looped, "--loop: a live stream has no end to start again from");
+        anyhow::ensure!(!args.looped, "--loop: a live stream has no end to start again from (it is connected again when it ends)");
         anyhow::ensure!(
             args.viz.headless.is_none(),
             "--headless: pictures of a live stream would go on until the disk is full; keep the stream with --record-input and render that"
         );
     }
-    let input = Input { path: &args.input, made: None };
+    let input = Input { path: &args.input, made: None, reconnect: !args.no_reconnect };
     launch(input, net, args.looped, Pace { speed: args.speed, max_gap }, sim, &args.viz, opts, started)
 }
 
@@ -104,6 +109,9 @@ pub struct Input<'a> {
     /// The first pass's events, when they do not come from the file (see
     /// `FileSource::with_reader`).
     pub made: Option<Box<dyn EventReader>>,
+    /// A live stream that ends or breaks is connected again (see
+    /// `LiveSource::start_reconnecting`).
+    pub reconnect: bool,
 }
 
 /// Plays `input` through `net` (None: the DVS plot alone) into the window or headless frames.
@@ -118,14 +126,21 @@ pub fn launch(
     mut opts: VizOptions,
     started: Instant,
 ) -> Result<()> {
-    let Input { path: input, made } = input;
+    let Input { path: input, made, reconnect } = input;
     let live = made.is_none() && dynapviz_events::net::is_live(input);
     let controls = if live { Controls::live() } else { Controls::new(if viz.headless.is_some() { 0.0 } else { pace.speed }) };
     controls.set_max_gap(pace.max_gap);
     controls.set_paused(viz.paused && viz.headless.is_none());
     let (source, stated): (Box<dyn Source>, _) = if live {
-        let source = LiveSource::start(dynapviz_events::open(input)?, controls.clone())
-            .context("cannot start the thread that reads the live stream")?;
+        let reader = dynapviz_events::open(input)?;
+        let source = if reconnect {
+            let path = input.to_path_buf();
+            let connect = Box::new(move || dynapviz_events::open(&path));
+            LiveSource::start_reconnecting(reader, &input.display().to_string(), connect, controls.clone())
+        } else {
+            LiveSource::start(reader, controls.clone())
+        };
+        let source = source.context("cannot start the thread that reads the live stream")?;
         let stated = source.geometry();
         (Box::new(source), stated)
     } else {

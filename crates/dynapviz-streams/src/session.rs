@@ -232,10 +232,16 @@ impl Session {
                 let mut results: Vec<Analysis> = Vec::new();
                 while !stopped.load(std::sync::atomic::Ordering::Relaxed) && source.next_chunk(&mut events)? {
                     let arrived = Instant::now();
+                    let quiet = events.is_empty();
                     for node in &mut nodes {
                         node(&mut events);
                     }
                     if events.is_empty() {
+                        // Nothing came for a while (a live stream that is quiet, or down): the
+                        // frame being made shows what it has now, not when the next event comes.
+                        if quiet && let (Some(arrived), Some(t_us)) = (unshown.take(), next_frame) {
+                            slot.publish(display_frame(&frame, &config, &heat, t_us, arrived, stats.events));
+                        }
                         continue;
                     }
                     stats.events += events.len() as u64;

@@ -2,8 +2,8 @@
 //! Timestamps stay monotonic across loops: each pass is shifted past the previous one.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use dynapviz_events::{CHUNK, Event, EventReader, Geometry};
@@ -24,6 +24,22 @@ pub struct Controls {
     live: bool,
     /// Events a live source let go unshown (see [`Self::dropped`]).
     dropped: Arc<AtomicU64>,
+    /// Why a live stream is down, while it is (see [`Self::link_down`]).
+    link_down: Arc<Mutex<Option<LinkDown>>>,
+    /// Times a live stream came back (see [`Self::reconnects`]).
+    reconnects: Arc<AtomicU64>,
+}
+
+/// A live stream that ended or broke, while it is being connected again (see
+/// [`crate::live::LiveSource::start_reconnecting`]).
+#[derive(Clone, Debug)]
+pub struct LinkDown {
+    /// When it was lost.
+    pub since: Instant,
+    /// Tries to connect again so far.
+    pub tries: u32,
+    /// How it was lost, or why the last try failed.
+    pub why: String,
 }
 
 /// The fastest paced playback [`Controls::faster`] goes to (and its inverse the slowest).
@@ -40,6 +56,8 @@ impl Controls {
             skipped_us: Arc::new(AtomicU64::new(0)),
             live: false,
             dropped: Arc::new(AtomicU64::new(0)),
+            link_down: Arc::new(Mutex::new(None)),
+            reconnects: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -62,6 +80,25 @@ impl Controls {
 
     pub(crate) fn add_dropped(&self, events: usize) {
         self.dropped.fetch_add(events as u64, Ordering::Relaxed);
+    }
+
+    /// Whether a live stream is down and being connected again, since when and why: the
+    /// viewers say so rather than show a still picture that looks like a quiet scene.
+    pub fn link_down(&self) -> Option<LinkDown> {
+        self.link_down.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    pub(crate) fn set_link_down(&self, down: Option<LinkDown>) {
+        *self.link_down.lock().unwrap_or_else(PoisonError::into_inner) = down;
+    }
+
+    /// Times a live stream came back after it ended or broke.
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add_reconnect(&self) {
+        self.reconnects.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Paced playback waits at most `max_gap` (of recording time; at speed 2 half as long on

@@ -326,6 +326,45 @@ fn a_leak_firing_through_a_gap_gives_the_counts_of_the_events_run_by_hand() {
     assert_eq!(counts, want);
 }
 
+/// A live stream that goes quiet (its source returns empty chunks) shows the frame it was
+/// making, without waiting for an event past the frame's end: a camera that stops sending
+/// (DV restarting, a still scene) leaves its last events on the screen, not an empty plot.
+#[test]
+fn a_quiet_stream_shows_the_frame_it_was_making() {
+    /// One chunk of `events`, then nothing (but not the end) until `stop`.
+    struct QuietAfter(Option<Vec<Event>>, Arc<AtomicBool>);
+    impl Source for QuietAfter {
+        fn next_chunk(&mut self, out: &mut Vec<Event>) -> Result<bool, String> {
+            if let Some(mut events) = self.0.take() {
+                out.append(&mut events);
+            } else {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Ok(!self.1.load(Ordering::Relaxed))
+        }
+    }
+    let events: Vec<Event> = (0..20).map(|i| Event::new(1_000 + i * 100, (i % 8) as u16, 3, true)).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let session = Session::start(Box::new(QuietAfter(Some(events), Arc::clone(&stop))), Vec::new(), None, config()).expect("start");
+    let display = Arc::clone(&session.display);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let shown = loop {
+        if let Some(frame) = display.take() {
+            break frame;
+        }
+        assert!(std::time::Instant::now() < deadline, "no frame while the stream is quiet");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(!session.is_finished(), "shown while the stream goes on");
+    assert_eq!(shown.events_total, 20);
+    assert!(shown.on.iter().sum::<f32>() > 0.0, "the events are in the picture");
+    // Shown once: the quiet that follows publishes nothing new.
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(display.take().is_none());
+    stop.store(true, Ordering::Relaxed);
+    session.join().expect("session");
+}
+
 /// The events after the last frame boundary show when the stream ends: a stream shorter than
 /// a frame (a camera switched off at once) shows all its events, not an empty plot.
 #[test]

@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use dynapviz_chip::RAILS;
 use dynapviz_streams::session::{Analysis, DisplayFrame, Heat, HeatShape};
-use egui::{Color32, ColorImage, RichText, TextureHandle, TextureOptions, Ui, UiBuilder, pos2, vec2};
+use dynapviz_streams::source::LinkDown;
+use egui::{Color32, ColorImage, FontId, RichText, TextureHandle, TextureOptions, Ui, UiBuilder, pos2, vec2};
 use egui_plot::{Legend, Line, Plot as EguiPlot, PlotBounds, PlotPoints, Points};
 
 use crate::layout::{Plot, layout};
@@ -54,6 +55,11 @@ pub struct ViewStats {
     /// Events a live stream let go unshown (see
     /// [`dynapviz_streams::source::Controls::dropped`]).
     pub dropped_events: u64,
+    /// The live stream is down and being connected again (see
+    /// [`dynapviz_streams::source::Controls::link_down`]).
+    pub link_down: Option<LinkDown>,
+    /// Times the live stream came back.
+    pub reconnects: u64,
 }
 
 impl ViewStats {
@@ -63,6 +69,7 @@ impl ViewStats {
         (self.paused, self.speed, self.behind_s, self.pauses_cut_s) =
             (c.paused(), c.speed(), c.lag().as_secs_f64(), c.skipped().as_secs_f64());
         (self.live, self.dropped_events) = (c.is_live(), c.dropped());
+        (self.link_down, self.reconnects) = (c.link_down(), c.reconnects());
     }
 }
 
@@ -341,8 +348,7 @@ impl Dashboard {
         let s = &self.stats;
         let latency = s.latency_ms.map_or("-".to_string(), |(p50, p99)| format!("{p50:.1} / {p99:.1} ms"));
         let speed = match (s.speed, s.behind_s) {
-            _ if s.live && s.dropped_events > 0 => format!("live, {} events dropped", s.dropped_events),
-            _ if s.live => "live".to_string(),
+            _ if s.live => live_status(s),
             (v, _) if v <= 0.0 => "max".to_string(),
             // Under a frame or two of lag is jitter, not falling behind.
             (v, behind) if behind >= 0.1 => format!("{v:.2}x, {behind:.1} s behind"),
@@ -457,6 +463,19 @@ impl Dashboard {
         ui.painter().rect_filled(rect, 0.0, Color32::from_rgb(20, 20, 24));
         if let Some(t) = &self.dvs_texture {
             ui.painter().image(t.id(), rect, egui::Rect::from_min_max(pos2(0.0, 0.0), pos2(1.0, 1.0)), Color32::WHITE);
+        }
+        if let Some(down) = &self.stats.link_down {
+            // Over the sensor's picture: a still picture would look like a quiet scene.
+            let text = format!(
+                "stream lost {:.0} s ago\n{}\nconnecting again{}",
+                down.since.elapsed().as_secs_f64(),
+                down.why,
+                if down.tries > 0 { format!(" (try {})", down.tries) } else { String::new() }
+            );
+            let galley = ui.painter().layout(text, FontId::proportional(13.0), Color32::from_rgb(250, 190, 70), (rect.width() - 24.0).max(40.0));
+            let at = rect.center() - galley.size() / 2.0;
+            ui.painter().rect_filled(egui::Rect::from_min_size(at, galley.size()).expand(8.0), 4.0, Color32::from_black_alpha(210));
+            ui.painter().galley(at, galley, Color32::WHITE);
         }
     }
 
@@ -708,4 +727,20 @@ mod tests {
         // Sums grow with the index: the last pixel is the brightest.
         assert!(img.pixels.windows(2).all(|p| p[0].r() <= p[1].r()));
     }
+}
+
+/// The status line's word on a live stream: its drops, its reconnections, and whether it is
+/// down now.
+fn live_status(s: &ViewStats) -> String {
+    let mut text = "live".to_string();
+    if s.dropped_events > 0 {
+        text += &format!(", {} events dropped", s.dropped_events);
+    }
+    if s.reconnects > 0 {
+        text += &format!(", reconnected {}x", s.reconnects);
+    }
+    if let Some(down) = &s.link_down {
+        text += &format!(", stream lost {:.0} s ago", down.since.elapsed().as_secs_f64());
+    }
+    text
 }
