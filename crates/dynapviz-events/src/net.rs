@@ -98,6 +98,18 @@ fn read_header(name: &Path, bytes: Box<dyn Read + Send>) -> Result<Box<dyn Event
 fn connect_tcp(addr: &str) -> Result<Box<dyn EventReader>> {
     let name = PathBuf::from(format!("tcp://{addr}"));
     let fail = |error: std::io::Error| Error::Io { path: name.clone(), error };
+    let stream = dial(addr, &name)?;
+    stream.set_read_timeout(Some(HEADER_TIMEOUT)).map_err(fail)?;
+    let reading = stream.try_clone().map_err(fail)?;
+    let reader = read_header(&name, Box::new(reading))?;
+    // From here a quiet camera is no error: wait for it.
+    stream.set_read_timeout(None).map_err(fail)?;
+    Ok(reader)
+}
+
+/// A connection to `addr` (named `name` in errors), set up for a stream read as it comes.
+fn dial(addr: &str, name: &Path) -> Result<TcpStream> {
+    let fail = |error: std::io::Error| Error::Io { path: name.to_path_buf(), error };
     let targets: Vec<_> =
         addr.to_socket_addrs().map_err(|e| fail(std::io::Error::new(e.kind(), format!("{e}: expected tcp://HOST:PORT"))))?.collect();
     let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "the host has no address");
@@ -114,10 +126,46 @@ fn connect_tcp(addr: &str) -> Result<Box<dyn EventReader>> {
     let stream = stream.ok_or_else(|| fail(not_there(last)))?;
     // Events are small and few per packet at low rates: no batching by the kernel.
     stream.set_nodelay(true).map_err(fail)?;
-    stream.set_read_timeout(Some(HEADER_TIMEOUT)).map_err(fail)?;
-    let reading = stream.try_clone().map_err(fail)?;
-    let reader = read_header(&name, Box::new(reading))?;
-    // From here a quiet camera is no error: wait for it.
-    stream.set_read_timeout(None).map_err(fail)?;
-    Ok(reader)
+    socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive()).map_err(fail)?;
+    Ok(stream)
+}
+
+/// A quiet camera is no error, so a read waits without a timeout; a peer that vanished
+/// without closing (its host lost power, a cable pulled) would keep it waiting for ever.
+/// Probes after [`KEEPALIVE_IDLE`] of silence, [`KEEPALIVE_PROBES`] of them unanswered
+/// [`KEEPALIVE_INTERVAL`] apart, end the read with an error instead (after 11 s), which
+/// `run` answers by connecting again. A live peer's kernel answers them: nothing changes for
+/// a quiet stream.
+fn keepalive() -> socket2::TcpKeepalive {
+    let k = socket2::TcpKeepalive::new().with_time(KEEPALIVE_IDLE);
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd", target_vendor = "apple", windows))]
+    let k = k.with_interval(KEEPALIVE_INTERVAL);
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd", target_vendor = "apple"))]
+    let k = k.with_retries(KEEPALIVE_PROBES);
+    k
+}
+
+/// See [`keepalive`].
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+const KEEPALIVE_PROBES: u32 = 3;
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// The probes are on, at the times [`keepalive`] says (what they do on a vanished peer
+    /// is the kernel's: a test here cannot make a peer vanish without closing).
+    #[test]
+    fn a_camera_connection_probes_a_quiet_peer() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("address").to_string();
+        let stream = dial(&addr, Path::new("tcp://test")).expect("dial");
+        let s = socket2::SockRef::from(&stream);
+        assert!(s.keepalive().expect("SO_KEEPALIVE"));
+        assert_eq!(s.tcp_keepalive_time().expect("TCP_KEEPIDLE"), KEEPALIVE_IDLE);
+        assert_eq!(s.tcp_keepalive_interval().expect("TCP_KEEPINTVL"), KEEPALIVE_INTERVAL);
+        assert_eq!(s.tcp_keepalive_retries().expect("TCP_KEEPCNT"), KEEPALIVE_PROBES);
+        assert!(s.tcp_nodelay().expect("TCP_NODELAY"));
+    }
 }

@@ -59,7 +59,12 @@ impl LiveSource {
         Self::spawn(reader, Some((name.to_string(), connect)), controls, RETRY)
     }
 
-    fn spawn(reader: Box<dyn EventReader>, connect: Option<(String, Connect)>, controls: Controls, retry: Duration) -> std::io::Result<Self> {
+    fn spawn(
+        reader: Box<dyn EventReader>,
+        connect: Option<(String, Connect)>,
+        controls: Controls,
+        retry: Duration,
+    ) -> std::io::Result<Self> {
         let geometry = reader.geometry();
         let (to_session, packets) = sync_channel(PACKETS_WAITING);
         let closed = Arc::new(AtomicBool::new(false));
@@ -166,8 +171,9 @@ impl Reading {
                     let _ = self.to_session.send(Err(e));
                     return;
                 }
-                Lost::Ended => "the stream ended".to_string(),
-                Lost::Broken(e) => e,
+                // Reading errors name the stream already.
+                Lost::Ended => None,
+                Lost::Broken(e) => Some(e),
             };
             match self.reconnect(why) {
                 Some(reader) => self.reader = reader,
@@ -193,11 +199,13 @@ impl Reading {
         }
     }
 
-    /// Tries to connect again every [`RETRY`], saying meanwhile why the stream is down; the
-    /// new connection, or none once the session is gone or the stream came back changed.
-    fn reconnect(&mut self, why: String) -> Option<Box<dyn EventReader>> {
+    /// Tries to connect again every [`RETRY`], saying meanwhile why the stream is down (`why`,
+    /// or that it ended); the new connection, or none once the session is gone or the stream
+    /// came back changed.
+    fn reconnect(&mut self, why: Option<String>) -> Option<Box<dyn EventReader>> {
         let (name, connect) = self.connect.as_mut()?;
-        tracing::warn!("{name}: {why}: connecting again every {} s", self.retry.as_secs_f64());
+        let why = why.unwrap_or_else(|| format!("{name}: the stream ended"));
+        tracing::warn!("{why}: connecting again every {} s", self.retry.as_secs_f64());
         let mut down = LinkDown { since: Instant::now(), tries: 0, why };
         self.controls.set_link_down(Some(down.clone()));
         loop {

@@ -472,7 +472,8 @@ impl Dashboard {
                 down.why,
                 if down.tries > 0 { format!(" (try {})", down.tries) } else { String::new() }
             );
-            let galley = ui.painter().layout(text, FontId::proportional(13.0), Color32::from_rgb(250, 190, 70), (rect.width() - 24.0).max(40.0));
+            let galley =
+                ui.painter().layout(text, FontId::proportional(13.0), Color32::from_rgb(250, 190, 70), (rect.width() - 24.0).max(40.0));
             let at = rect.center() - galley.size() / 2.0;
             ui.painter().rect_filled(egui::Rect::from_min_size(at, galley.size()).expand(8.0), 4.0, Color32::from_black_alpha(210));
             ui.painter().galley(at, galley, Color32::WHITE);
