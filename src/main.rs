@@ -21,6 +21,7 @@ enum Command {
     Demo(commands::demo::Args),
     Inspect(commands::inspect::Args),
     Convert(commands::convert::Args),
+    Replay(commands::replay::Args),
     Model(commands::model::Args),
     Simulate(commands::simulate::Args),
     // Boxed: its options (model, chip, the visualizer's) make it much larger than the others.
@@ -56,6 +57,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo(a) => commands::demo::run(a, started),
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Convert(a) => commands::convert::run(a),
+        Command::Replay(a) => commands::replay::run(a),
         Command::Model(a) => commands::model::run(a),
         Command::Simulate(a) => commands::simulate::run(a),
         Command::Run(a) => commands::run::run(*a, started),

@@ -29,7 +29,7 @@ pub struct Args {
     seconds: Option<f64>,
 }
 
-fn parse_geometry(s: &str) -> Result<Geometry> {
+pub(super) fn parse_geometry(s: &str) -> Result<Geometry> {
     let (w, h) = s.split_once(['x', 'X']).context("--geometry expects WxH, e.g. 128x128")?;
     Ok(Geometry::new(w.trim().parse().context("--geometry width")?, h.trim().parse().context("--geometry height")?))
 }

@@ -9,6 +9,7 @@ pub mod inspect;
 mod interrupt;
 mod live;
 pub mod model;
+pub mod replay;
 pub mod run;
 pub mod simulate;
 pub mod synth;

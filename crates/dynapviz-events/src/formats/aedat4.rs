@@ -229,17 +229,80 @@ pub struct Writer<W: Write> {
 /// Events per packet.
 const PACKET_EVENTS: usize = 4096;
 
+/// How the packets of a stream that dynapviz writes are compressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Lz4,
+}
+
+impl Compression {
+    fn code(self) -> i32 {
+        match self {
+            Compression::None => COMPRESSION_NONE,
+            Compression::Lz4 => COMPRESSION_LZ4,
+        }
+    }
+}
+
+/// The header of one event stream of `geometry`, as its length and the `IOHeader`
+/// flatbuffer: what follows the signature in a file (`path` "/mainloop/Recorder/outInfo/", as
+/// DV's recorder writes it) and starts a network stream ("/outInfo/", as dv-processing's
+/// `NetworkWriter` sends it).
+pub(crate) fn stream_header(geometry: Geometry, compression: Compression, path: &str) -> Vec<u8> {
+    let name = match compression {
+        Compression::None => "NONE",
+        Compression::Lz4 => "LZ4",
+    };
+    let info = format!(
+        "<dv version=\"2.0\">\n    <node name=\"outInfo\" path=\"{path}\">\n        <node name=\"0\" path=\"{path}0/\">\n            <attr key=\"compression\" type=\"string\">{name}</attr>\n            <attr key=\"originalModuleName\" type=\"string\">dynapviz</attr>\n            <attr key=\"originalOutputName\" type=\"string\">events</attr>\n            <attr key=\"typeDescription\" type=\"string\">Array of events (polarity ON/OFF).</attr>\n            <attr key=\"typeIdentifier\" type=\"string\">EVTS</attr>\n            <node name=\"info\" path=\"{path}0/info/\">\n                <attr key=\"sizeX\" type=\"int\">{}</attr>\n                <attr key=\"sizeY\" type=\"int\">{}</attr>\n                <attr key=\"source\" type=\"string\">dynapviz</attr>\n            </node>\n        </node>\n    </node>\n</dv>\n",
+        geometry.width, geometry.height
+    );
+    let header = flatbuffer::io_header(compression.code(), -1, &info);
+    let mut out = Vec::with_capacity(4 + header.len());
+    out.extend_from_slice(&(header.len() as i32).to_le_bytes());
+    out.extend_from_slice(&header);
+    out
+}
+
+/// Appends `events` to `raw` as an `EventPacket` stores them (16 bytes each).
+pub(crate) fn packet_events(events: &[Event], raw: &mut Vec<u8>) -> std::io::Result<()> {
+    for e in events {
+        let (Ok(x), Ok(y)) = (i16::try_from(e.x), i16::try_from(e.y)) else {
+            return Err(super::evt2::invalid("AEDAT 4.0 stores coordinates below 32768"));
+        };
+        raw.extend_from_slice(&e.t.to_le_bytes());
+        raw.extend_from_slice(&x.to_le_bytes());
+        raw.extend_from_slice(&y.to_le_bytes());
+        raw.extend_from_slice(&[u8::from(e.p), 0, 0, 0]);
+    }
+    Ok(())
+}
+
+/// One packet of stream 0 holding the events `raw` (see [`packet_events`]): its stream id,
+/// size and compressed `EventPacket`.
+pub(crate) fn packet(raw: &[u8], compression: Compression) -> std::io::Result<Vec<u8>> {
+    let packet = flatbuffer::event_packet(raw);
+    let body = match compression {
+        Compression::None => packet,
+        Compression::Lz4 => {
+            let mut enc = lz4_flex::frame::FrameEncoder::new(Vec::new());
+            enc.write_all(&packet)?;
+            enc.finish().map_err(std::io::Error::other)?
+        }
+    };
+    let mut out = Vec::with_capacity(8 + body.len());
+    out.extend_from_slice(&0i32.to_le_bytes());
+    out.extend_from_slice(&(body.len() as i32).to_le_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
 impl<W: Write> Writer<W> {
     /// Writes the signature and header for one event stream of `geometry`.
     pub fn new(mut out: W, geometry: Geometry) -> std::io::Result<Self> {
-        let info = format!(
-            "<dv version=\"2.0\">\n    <node name=\"outInfo\" path=\"/mainloop/Recorder/outInfo/\">\n        <node name=\"0\" path=\"/mainloop/Recorder/outInfo/0/\">\n            <attr key=\"compression\" type=\"string\">LZ4</attr>\n            <attr key=\"originalModuleName\" type=\"string\">dynapviz</attr>\n            <attr key=\"originalOutputName\" type=\"string\">events</attr>\n            <attr key=\"typeDescription\" type=\"string\">Array of events (polarity ON/OFF).</attr>\n            <attr key=\"typeIdentifier\" type=\"string\">EVTS</attr>\n            <node name=\"info\" path=\"/mainloop/Recorder/outInfo/0/info/\">\n                <attr key=\"sizeX\" type=\"int\">{}</attr>\n                <attr key=\"sizeY\" type=\"int\">{}</attr>\n                <attr key=\"source\" type=\"string\">dynapviz</attr>\n            </node>\n        </node>\n    </node>\n</dv>\n",
-            geometry.width, geometry.height
-        );
-        let header = flatbuffer::io_header(COMPRESSION_LZ4, -1, &info);
         out.write_all(MAGIC)?;
-        out.write_all(&(header.len() as i32).to_le_bytes())?;
-        out.write_all(&header)?;
+        out.write_all(&stream_header(geometry, Compression::Lz4, "/mainloop/Recorder/outInfo/"))?;
         Ok(Self { out, pending: Vec::new() })
     }
 
@@ -247,30 +310,22 @@ impl<W: Write> Writer<W> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let packet = flatbuffer::event_packet(&self.pending);
-        let mut enc = lz4_flex::frame::FrameEncoder::new(Vec::new());
-        enc.write_all(&packet)?;
-        let compressed = enc.finish().map_err(std::io::Error::other)?;
-        self.out.write_all(&0i32.to_le_bytes())?;
-        self.out.write_all(&(compressed.len() as i32).to_le_bytes())?;
-        self.out.write_all(&compressed)?;
+        self.out.write_all(&packet(&self.pending, Compression::Lz4)?)?;
         self.pending.clear();
         Ok(())
     }
 
     /// Appends events.
     pub fn write(&mut self, events: &[Event]) -> std::io::Result<()> {
-        for e in events {
-            let (Ok(x), Ok(y)) = (i16::try_from(e.x), i16::try_from(e.y)) else {
-                return Err(super::evt2::invalid("AEDAT 4.0 stores coordinates below 32768"));
-            };
-            self.pending.extend_from_slice(&e.t.to_le_bytes());
-            self.pending.extend_from_slice(&x.to_le_bytes());
-            self.pending.extend_from_slice(&y.to_le_bytes());
-            self.pending.extend_from_slice(&[u8::from(e.p), 0, 0, 0]);
+        let mut rest = events;
+        while !rest.is_empty() {
+            let room = PACKET_EVENTS - self.pending.len() / 16;
+            let (now, later) = rest.split_at(room.min(rest.len()));
+            packet_events(now, &mut self.pending)?;
             if self.pending.len() == PACKET_EVENTS * 16 {
                 self.flush_packet()?;
             }
+            rest = later;
         }
         Ok(())
     }
