@@ -687,21 +687,64 @@ fn dv_camera_serving(bytes: Vec<u8>, clients: usize) -> String {
 #[test]
 fn simulate_on_a_live_camera_equals_simulate_on_its_events() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let (model, arch) = demo_model();
-    let run = |input: &str| {
-        let args = ["simulate", "--model", &model, "--arch", &arch, "--input", input, "--no-rescale", "--monitor", "dvs,-1", "--json"];
-        let (ok, out, err) = dynapviz(&args);
-        assert!(ok, "{input}: {err}");
-        let mut v: serde_json::Value = serde_json::from_str(&out).expect("json");
-        for what_differs in ["input", "wall_seconds", "events_per_second"] {
-            v.as_object_mut().expect("object").remove(what_differs);
-        }
-        v
-    };
-    let live = run(&dv_camera());
-    let file = run(&format!("{root}/crates/dynapviz-events/tests/data/dv-network.csv"));
+    let live = simulate_demo_json(&dv_camera());
+    let file = simulate_demo_json(&format!("{root}/crates/dynapviz-events/tests/data/dv-network.csv"));
     assert_eq!(live["input_events"], 1500, "{live}");
     assert_eq!(live, file);
+}
+
+/// `dynapviz replay ARGS --serve tcp://127.0.0.1:0`, started; returns it and the address it
+/// printed.
+fn replay(args: &[&str]) -> (std::process::Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dynapviz"))
+        .arg("replay")
+        .args(args)
+        .args(["--serve", "tcp://127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run dynapviz replay");
+    let mut line = String::new();
+    let out = child.stdout.as_mut().expect("stdout");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).expect("its first line");
+    let address = line.split(" at ").nth(1).and_then(|rest| rest.split(';').next()).expect("an address").to_string();
+    (child, address)
+}
+
+/// A recording served by `replay` is a camera to `simulate`: the same results as the file.
+#[test]
+fn a_replayed_recording_simulates_as_the_recording() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let csv = format!("{root}/crates/dynapviz-events/tests/data/dv-network.csv");
+    let simulate = simulate_demo_json;
+    for speed in ["0", "1"] {
+        let (mut server, address) = replay(&[&csv, "--geometry", "320x240", "--speed", speed]);
+        assert!(address.starts_with("tcp://127.0.0.1:"), "{address}");
+        let live = simulate(&address);
+        assert!(server.wait().expect("replay ends").success());
+        assert_eq!(live["input_events"], 1500, "{live}");
+        assert_eq!(live, simulate(&csv), "speed {speed}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn replay_waiting_for_its_first_client_stops_at_ctrl_c() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (mut server, _) = replay(&[&format!("{root}/crates/dynapviz-events/tests/data/dv-network.csv"), "--geometry", "320x240"]);
+    // SAFETY: a signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(server.id() as libc::pid_t, libc::SIGINT) }, 0);
+    let started = std::time::Instant::now();
+    while server.try_wait().expect("wait").is_none() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "still waiting");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(server.wait().expect("status").success());
+}
+
+#[test]
+fn replay_says_what_is_wrong_with_its_address() {
+    let (ok, _, err) = dynapviz(&["replay", "x.csv", "--serve", "127.0.0.1:7777"]);
+    assert!(!ok && err.contains("--serve 127.0.0.1:7777: expected tcp://HOST:PORT or unix://PATH"), "{err}");
 }
 
 #[test]
@@ -767,6 +810,20 @@ fn a_live_stream_without_its_sensor_size_is_refused() {
     let out = dir.path().join("never.aedat4");
     let (ok, _, err) = dynapviz(&["convert", &camera, out.to_str().expect("path")]);
     assert!(!ok && err.contains("the stream states no sensor size: give it with --geometry WxH"), "{err}");
+}
+
+/// What `simulate --json` prints for the demo's model on `input` (its pixels as they are),
+/// less what differs between runs and inputs of the same events.
+fn simulate_demo_json(input: &str) -> serde_json::Value {
+    let (model, arch) = demo_model();
+    let args = ["simulate", "--model", &model, "--arch", &arch, "--input", input, "--no-rescale", "--monitor", "dvs,-1", "--json"];
+    let (ok, out, err) = dynapviz(&args);
+    assert!(ok, "{input}: {err}");
+    let mut v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    for what_differs in ["input", "wall_seconds", "events_per_second"] {
+        v.as_object_mut().expect("object").remove(what_differs);
+    }
+    v
 }
 
 /// The demo's model and architecture files.
