@@ -472,9 +472,13 @@ impl Dashboard {
                 down.why,
                 if down.tries > 0 { format!(" (try {})", down.tries) } else { String::new() }
             );
+            // From the picture's top, as wide as the plot's cell: a small picture (a narrow
+            // window) would cut a centred note off at both ends.
+            let cell = ui.clip_rect();
             let galley =
-                ui.painter().layout(text, FontId::proportional(13.0), Color32::from_rgb(250, 190, 70), (rect.width() - 24.0).max(40.0));
-            let at = rect.center() - galley.size() / 2.0;
+                ui.painter().layout(text, FontId::proportional(13.0), Color32::from_rgb(250, 190, 70), (cell.width() - 24.0).max(40.0));
+            let left = (rect.center().x - galley.size().x / 2.0).max(cell.left() + 12.0);
+            let at = pos2(left, rect.top() + 12.0);
             ui.painter().rect_filled(egui::Rect::from_min_size(at, galley.size()).expand(8.0), 4.0, Color32::from_black_alpha(210));
             ui.painter().galley(at, galley, Color32::WHITE);
         }
