@@ -625,6 +625,22 @@ fn nice_step_at_least(x: f64) -> f64 {
     [1.0, 2.0, 5.0, 10.0].into_iter().map(|m| m * decade).find(|&t| t >= x * (1.0 - 1e-9)).unwrap_or(10.0 * decade)
 }
 
+/// The status line's word on a live stream: its drops, its reconnections, and whether it is
+/// down now.
+fn live_status(s: &ViewStats) -> String {
+    let mut text = "live".to_string();
+    if s.dropped_events > 0 {
+        text += &format!(", {} events dropped", s.dropped_events);
+    }
+    if s.reconnects > 0 {
+        text += &format!(", reconnected {}x", s.reconnects);
+    }
+    if let Some(down) = &s.link_down {
+        text += &format!(", stream lost {:.0} s ago", down.since.elapsed().as_secs_f64());
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -732,20 +748,4 @@ mod tests {
         // Sums grow with the index: the last pixel is the brightest.
         assert!(img.pixels.windows(2).all(|p| p[0].r() <= p[1].r()));
     }
-}
-
-/// The status line's word on a live stream: its drops, its reconnections, and whether it is
-/// down now.
-fn live_status(s: &ViewStats) -> String {
-    let mut text = "live".to_string();
-    if s.dropped_events > 0 {
-        text += &format!(", {} events dropped", s.dropped_events);
-    }
-    if s.reconnects > 0 {
-        text += &format!(", reconnected {}x", s.reconnects);
-    }
-    if let Some(down) = &s.link_down {
-        text += &format!(", stream lost {:.0} s ago", down.since.elapsed().as_secs_f64());
-    }
-    text
 }

@@ -8,6 +8,7 @@ use std::time::Instant;
 use dynapviz_chip::PowerSample;
 use dynapviz_events::Geometry;
 use dynapviz_streams::session::{Analysis, DisplayFrame};
+use dynapviz_streams::source::LinkDown;
 use dynapviz_viewer::dashboard::ViewStats;
 use dynapviz_viewer::{Dashboard, Headless, VizOptions};
 
@@ -61,6 +62,7 @@ fn feed(d: &mut Dashboard) {
         pauses_cut_s: 0.0,
         live: false,
         dropped_events: 0,
+        ..ViewStats::default()
     };
 }
 
@@ -149,4 +151,23 @@ fn the_sinabs_gesture_icons_and_names_show() {
             .map(|(_, p)| [p[0], p[1], p[2], p[3]]),
     );
     assert!(bright.iter().zip(icon_mean).all(|(a, b)| (a - b).abs() < 60.0), "readout area {bright:?} vs icon {icon_mean:?}");
+}
+
+/// A live stream that is down is said so over the DVS picture (in amber), not left to look
+/// like a quiet scene.
+#[test]
+fn a_lost_live_stream_is_noted_over_the_dvs_picture() {
+    let o = VizOptions { dvs_shape: [64, 64], ..VizOptions::default() };
+    let mut d = Dashboard::new(o.resolve(Some(3)).expect("options")).expect("dashboard");
+    feed(&mut d);
+    d.stats.live = true;
+    let amber = |d: &mut Dashboard| {
+        let rgba = Headless::new(640, 360).render(d);
+        rgba.chunks_exact(4).filter(|p| p[0] > 200 && (140..230).contains(&p[1]) && p[2] < 130).count()
+    };
+    let up = amber(&mut d);
+    d.stats.link_down =
+        Some(LinkDown { since: std::time::Instant::now(), tries: 2, why: "tcp://camera:7777: Connection refused".to_string() });
+    let down = amber(&mut d);
+    assert!(down > up + 200, "amber pixels: {up} while up, {down} while down");
 }
