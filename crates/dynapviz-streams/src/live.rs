@@ -389,14 +389,14 @@ mod tests {
     }
 
     /// A [`Connect`] that hands out `cameras` one per call, then fails; counts its calls.
-    fn connections(cameras: Vec<Box<Camera>>) -> (Connect, Arc<std::sync::atomic::AtomicUsize>) {
+    fn connections(cameras: Vec<Camera>) -> (Connect, Arc<std::sync::atomic::AtomicUsize>) {
         let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counted = Arc::clone(&calls);
         let mut cameras = cameras.into_iter();
         let connect: Connect = Box::new(move || {
             counted.fetch_add(1, Ordering::Relaxed);
             match cameras.next() {
-                Some(camera) => Ok(camera as Box<dyn EventReader>),
+                Some(camera) => Ok(Box::new(camera) as Box<dyn EventReader>),
                 None => Err(dynapviz_events::Error::Format { path: "tcp://camera".into(), offset: 0, message: "refused".into() }),
             }
         });
@@ -418,7 +418,7 @@ mod tests {
     fn a_lost_stream_is_connected_again_and_its_times_go_on_after_the_outage() {
         let controls = Controls::live();
         // The camera sends 3 packets and closes; it comes back with its clock started again.
-        let (connect, calls) = connections(vec![camera(2, 10, Duration::ZERO)]);
+        let (connect, calls) = connections(vec![*camera(2, 10, Duration::ZERO)]);
         let connect = Some(("tcp://camera".to_string(), connect));
         let mut source = LiveSource::spawn(camera(3, 10, Duration::ZERO), connect, controls.clone(), SOON).expect("start");
         let events = take(&mut source, 50);
@@ -455,7 +455,7 @@ mod tests {
     #[test]
     fn a_stream_that_comes_back_with_another_sensor_size_is_an_error() {
         let controls = Controls::live();
-        let other = Box::new(Camera { geometry: Geometry::new(8, 4), ..*camera(1, 1, Duration::ZERO) });
+        let other = Camera { geometry: Geometry::new(8, 4), ..*camera(1, 1, Duration::ZERO) };
         let (connect, _) = connections(vec![other]);
         let connect = Some(("tcp://camera".to_string(), connect));
         let mut source = LiveSource::spawn(camera(1, 10, Duration::ZERO), connect, controls, SOON).expect("start");
