@@ -905,6 +905,39 @@ fn convert_records_a_live_camera_until_seconds_or_ctrl_c() {
     assert_eq!(v["events"], 1000, "{v}");
 }
 
+/// `convert --reconnect` records a camera across the end of its stream: the second
+/// connection's events follow the first's (the camera's clock started again: they are shifted
+/// to go on), and Ctrl-C while it is down and tried again stops it with the file complete.
+#[cfg(unix)]
+#[test]
+fn convert_reconnect_records_on_after_the_stream_ends_until_ctrl_c() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("both.aedat4");
+    let camera = dv_camera_serving(dynapviz_testkit::dv_capture("lz4"), 2);
+    let child = Command::new(env!("CARGO_BIN_EXE_dynapviz"))
+        .args(["convert", &camera, out.to_str().expect("path"), "--reconnect"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run dynapviz");
+    // The second connection after a second; then tries that fail.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // SAFETY: a signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    let done = child.wait_with_output().expect("the child ends");
+    let (said, err) = (String::from_utf8_lossy(&done.stdout), String::from_utf8_lossy(&done.stderr));
+    assert!(done.status.success() && said.contains("wrote 3000 events") && said.contains("stopped by Ctrl-C"), "{said}{err}");
+    assert!(err.contains("the stream ended: connecting again every 1 s"), "{err}");
+    let (ok, json, err) = dynapviz(&["inspect", out.to_str().expect("path"), "--json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!((v["events"].as_u64(), v["non_monotonic"].as_u64()), (Some(3000), Some(0)), "{v}");
+    let span = v["t_last_us"].as_i64().expect("t") - v["t_first_us"].as_i64().expect("t");
+    assert!(span > 1_000_000, "the outage between the connections is kept: {span} µs");
+    let (ok, _, err) = dynapviz(&["convert", out.to_str().expect("path"), "x.csv", "--reconnect"]);
+    assert!(!ok && err.contains("--reconnect: ") && err.contains("is a file, not a live stream"), "{err}");
+}
+
 /// `simulate` and `inspect` on a live camera: Ctrl-C ends the stream, and the results of what
 /// came are printed as for a recording.
 #[cfg(unix)]

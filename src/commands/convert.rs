@@ -27,6 +27,10 @@ pub struct Args {
     /// Ctrl-C does (either way the file is completed).
     #[arg(long, value_name = "S")]
     seconds: Option<f64>,
+    /// For a live camera: when its stream ends or breaks, connect again every second (until
+    /// --seconds or Ctrl-C) and record on, its times kept monotonic (see `run`).
+    #[arg(long)]
+    reconnect: bool,
 }
 
 pub(super) fn parse_geometry(s: &str) -> Result<Geometry> {
@@ -52,7 +56,7 @@ pub fn run(args: Args) -> Result<()> {
         .transpose()?;
     let live = dynapviz_events::net::is_live(&args.input);
     super::interrupt::catch();
-    let mut reader = dynapviz_events::open(&args.input)?;
+    let mut reader = super::interrupt::reconnecting(&args.input, dynapviz_events::open(&args.input)?, args.reconnect)?;
     let geometry = match (&args.geometry, reader.geometry()) {
         (Some(g), _) => parse_geometry(g)?,
         (None, Some(g)) => g,
@@ -100,6 +104,10 @@ pub fn run(args: Args) -> Result<()> {
         if stopped.is_some() {
             break;
         }
+    }
+    if stopped.is_none() && live && super::interrupt::asked() {
+        // Ctrl-C while the stream was down and being connected again.
+        stopped = Some("Ctrl-C");
     }
     writer.finish()?;
     partial.commit()?;

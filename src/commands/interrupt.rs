@@ -1,6 +1,7 @@
 //! Ctrl-C as a request to stop, for a command that can end cleanly (`convert` completes the
 //! file it records a live camera into, or removes the part it wrote of a recording; `simulate`
-//! and `inspect` print what a live camera gave until then). The first
+//! and `inspect` print what a live camera gave until then), also while a stream that is
+//! connected again (`--reconnect`) is down. The first
 //! Ctrl-C is noted and the default comes back, so a second one ends the process at once, as
 //! when the first cannot be seen: a read that waits on a camera that sends nothing.
 
@@ -40,4 +41,20 @@ pub fn ends_live_stream(input: &std::path::Path) -> impl Fn() -> bool + use<> {
         catch();
     }
     move || live && asked()
+}
+
+/// `reader` of `input`, or with `reconnect` (`--reconnect`, for a live stream only) the same
+/// stream connected again whenever it ends or breaks, until Ctrl-C (see
+/// `dynapviz_events::reconnect`).
+pub fn reconnecting(
+    input: &std::path::Path,
+    reader: Box<dyn dynapviz_events::EventReader>,
+    reconnect: bool,
+) -> anyhow::Result<Box<dyn dynapviz_events::EventReader>> {
+    if !reconnect {
+        return Ok(reader);
+    }
+    anyhow::ensure!(dynapviz_events::net::is_live(input), "--reconnect: {} is a file, not a live stream", input.display());
+    catch();
+    Ok(Box::new(dynapviz_events::reconnect::Reconnecting::new(input, reader).stop_when(asked)))
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use dynapviz_chip::{Config, Mode, Monitors, Simulator};
+use dynapviz_events::reconnect::Reconnecting;
 use dynapviz_events::{Event, EventReader, Geometry};
 use dynapviz_model::Network;
 use dynapviz_streams::live::LiveSource;
@@ -110,7 +111,7 @@ pub struct Input<'a> {
     /// `FileSource::with_reader`).
     pub made: Option<Box<dyn EventReader>>,
     /// A live stream that ends or breaks is connected again (see
-    /// `LiveSource::start_reconnecting`).
+    /// `dynapviz_events::reconnect`).
     pub reconnect: bool,
 }
 
@@ -132,15 +133,14 @@ pub fn launch(
     controls.set_max_gap(pace.max_gap);
     controls.set_paused(viz.paused && viz.headless.is_none());
     let (source, stated): (Box<dyn Source>, _) = if live {
-        let reader = dynapviz_events::open(input)?;
-        let source = if reconnect {
-            let path = input.to_path_buf();
-            let connect = Box::new(move || dynapviz_events::open(&path));
-            LiveSource::start_reconnecting(reader, &input.display().to_string(), connect, controls.clone())
-        } else {
-            LiveSource::start(reader, controls.clone())
-        };
-        let source = source.context("cannot start the thread that reads the live stream")?;
+        let mut reader = dynapviz_events::open(input)?;
+        if reconnect {
+            let closed = controls.clone();
+            let again = Reconnecting::new(input, reader).stop_when(move || closed.closed());
+            controls.watch_link(again.link());
+            reader = Box::new(again);
+        }
+        let source = LiveSource::start(reader, controls.clone()).context("cannot start the thread that reads the live stream")?;
         let stated = source.geometry();
         (Box::new(source), stated)
     } else {

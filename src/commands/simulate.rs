@@ -108,6 +108,10 @@ pub struct Args {
     /// `unix://PATH`: see `run`), simulated until its server ends the stream or Ctrl-C does.
     #[arg(long)]
     input: PathBuf,
+    /// For a live camera: when its stream ends or breaks, connect again every second (until
+    /// Ctrl-C) and go on, its times kept monotonic (see `run`).
+    #[arg(long)]
+    reconnect: bool,
     /// event: the chip's event-driven model; binned: sinabs' simulation in time bins.
     #[arg(long, value_enum, default_value_t = SimMode::Event)]
     mode: SimMode,
@@ -202,7 +206,7 @@ struct Output {
 pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     // Decoding starts while the model loads.
-    let reader = dynapviz_events::open(&args.input)?;
+    let reader = super::interrupt::reconnecting(&args.input, dynapviz_events::open(&args.input)?, args.reconnect)?;
     let stated = reader.geometry();
     // A live camera has no end: Ctrl-C ends its stream, and the results are printed.
     let interrupted = super::interrupt::ends_live_stream(&args.input);

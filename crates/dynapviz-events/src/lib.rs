@@ -21,6 +21,7 @@ pub mod formats;
 mod labels;
 pub mod net;
 mod reader;
+pub mod reconnect;
 pub mod serve;
 mod source;
 mod summary;

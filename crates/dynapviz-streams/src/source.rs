@@ -3,9 +3,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use dynapviz_events::reconnect::Link;
+pub use dynapviz_events::reconnect::LinkDown;
 use dynapviz_events::{CHUNK, Event, EventReader, Geometry};
 
 /// Shared playback controls (pause, speed, longest wait for a pause in the recording),
@@ -24,22 +26,11 @@ pub struct Controls {
     live: bool,
     /// Events a live source let go unshown (see [`Self::dropped`]).
     dropped: Arc<AtomicU64>,
-    /// Why a live stream is down, while it is (see [`Self::link_down`]).
-    link_down: Arc<Mutex<Option<LinkDown>>>,
-    /// Times a live stream came back (see [`Self::reconnects`]).
-    reconnects: Arc<AtomicU64>,
-}
-
-/// A live stream that ended or broke, while it is being connected again (see
-/// [`crate::live::LiveSource::start_reconnecting`]).
-#[derive(Clone, Debug)]
-pub struct LinkDown {
-    /// When it was lost.
-    pub since: Instant,
-    /// Tries to connect again so far.
-    pub tries: u32,
-    /// How it was lost, or why the last try failed.
-    pub why: String,
+    /// The link of a live stream that is connected again when it ends (see
+    /// [`Self::watch_link`]).
+    link: Arc<OnceLock<Link>>,
+    /// Set once the session stopped taking events (see [`Self::close`]).
+    closed: Arc<AtomicBool>,
 }
 
 /// The fastest paced playback [`Controls::faster`] goes to (and its inverse the slowest).
@@ -56,8 +47,8 @@ impl Controls {
             skipped_us: Arc::new(AtomicU64::new(0)),
             live: false,
             dropped: Arc::new(AtomicU64::new(0)),
-            link_down: Arc::new(Mutex::new(None)),
-            reconnects: Arc::new(AtomicU64::new(0)),
+            link: Arc::new(OnceLock::new()),
+            closed: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -82,23 +73,33 @@ impl Controls {
         self.dropped.fetch_add(events as u64, Ordering::Relaxed);
     }
 
+    /// Shows the state of `link` (a live stream connected again when it ends, see
+    /// `dynapviz_events::reconnect`) through [`Self::link_down`] and [`Self::reconnects`].
+    /// The first link watched stays.
+    pub fn watch_link(&self, link: Link) {
+        let _ = self.link.set(link);
+    }
+
     /// Whether a live stream is down and being connected again, since when and why: the
     /// viewers say so rather than show a still picture that looks like a quiet scene.
     pub fn link_down(&self) -> Option<LinkDown> {
-        self.link_down.lock().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
-    pub(crate) fn set_link_down(&self, down: Option<LinkDown>) {
-        *self.link_down.lock().unwrap_or_else(PoisonError::into_inner) = down;
+        self.link.get().and_then(Link::down)
     }
 
     /// Times a live stream came back after it ended or broke.
     pub fn reconnects(&self) -> u64 {
-        self.reconnects.load(Ordering::Relaxed)
+        self.link.get().map_or(0, Link::reconnects)
     }
 
-    pub(crate) fn add_reconnect(&self) {
-        self.reconnects.fetch_add(1, Ordering::Relaxed);
+    /// Says that the session stopped taking events: whatever waits on their source (a stream
+    /// that connects again) can give up.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`Self::close`] was called.
+    pub fn closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
     }
 
     /// Paced playback waits at most `max_gap` (of recording time; at speed 2 half as long on
