@@ -102,6 +102,22 @@ impl Listener {
     }
 }
 
+/// Listens at `path`; a socket file left by a server that is gone (killed before it could
+/// remove it) is replaced, one that a server still answers at is an error.
+#[cfg(unix)]
+fn bind_unix(path: &std::path::Path) -> std::io::Result<UnixListener> {
+    match UnixListener::bind(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => match UnixStream::connect(path) {
+            Err(gone) if gone.kind() == std::io::ErrorKind::ConnectionRefused => {
+                std::fs::remove_file(path)?;
+                UnixListener::bind(path)
+            }
+            _ => Err(std::io::Error::new(e.kind(), format!("{e}: another server listens there"))),
+        },
+        bound => bound,
+    }
+}
+
 fn set_up_tcp(stream: &TcpStream) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_nodelay(true)?;
@@ -128,7 +144,7 @@ impl DvServer {
             #[cfg(unix)]
             Address::Unix(path) => {
                 let named = PathBuf::from(format!("unix://{}", path.display()));
-                let listener = UnixListener::bind(path).map_err(|error| Error::Io { path: named.clone(), error })?;
+                let listener = bind_unix(path).map_err(|error| Error::Io { path: named.clone(), error })?;
                 (Listener::Unix(listener), format!("unix://{}", path.display()), Some(path.to_path_buf()))
             }
             #[cfg(not(unix))]

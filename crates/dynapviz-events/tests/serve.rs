@@ -111,3 +111,19 @@ fn an_address_in_use_is_an_error_that_names_it() {
     let error = DvServer::bind(Address::Tcp(&addr), SENSOR, Compression::Lz4).err().expect("an error");
     assert!(error.to_string().starts_with(&format!("tcp://{addr}: ")), "{error}");
 }
+
+/// A socket file left by a server that was killed is taken over; one a server still listens
+/// at is an error that says so.
+#[cfg(unix)]
+#[test]
+fn a_stale_socket_file_is_replaced_and_a_live_one_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("camera.sock");
+    // A listener dropped without removing its file, as a killed server leaves it.
+    drop(std::os::unix::net::UnixListener::bind(&path).expect("bind"));
+    assert!(path.exists());
+    let server = DvServer::bind(Address::Unix(&path), SENSOR, Compression::Lz4).expect("the stale file is replaced");
+    let error = DvServer::bind(Address::Unix(&path), SENSOR, Compression::Lz4).err().expect("a server listens there");
+    assert!(error.to_string().contains("another server listens there"), "{error}");
+    server.finish();
+}
