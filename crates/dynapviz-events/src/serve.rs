@@ -46,6 +46,8 @@ pub struct DvServer {
     /// A Unix socket's file, removed at the end.
     socket_file: Option<PathBuf>,
     raw: Vec<u8>,
+    /// Packets lost by clients that are gone.
+    gone_dropped: u64,
 }
 
 /// One connected client, as the server sees it.
@@ -168,7 +170,7 @@ impl DvServer {
                 .spawn(move || listen(&listener, &header, &clients, &served, &stop))
                 .map_err(fail)?
         };
-        Ok(Self { name, compression, clients, served, stop, listening: Some(listening), socket_file, raw: Vec::new() })
+        Ok(Self { name, compression, clients, served, stop, listening: Some(listening), socket_file, raw: Vec::new(), gone_dropped: 0 })
     }
 
     /// Where clients connect, as `tcp://IP:PORT` (the port chosen when 0 was asked) or
@@ -192,12 +194,16 @@ impl DvServer {
     /// client with [`PACKETS_WAITING`] packets not yet taken loses the packet (a camera does
     /// not wait), unless `wait`: then the call waits until it takes it or goes.
     pub fn send(&mut self, events: &[Event], wait: bool) -> Result<()> {
+        if lock(&self.clients).is_empty() {
+            // Nobody to encode them for: a camera's events before anyone looks are gone.
+            return Ok(());
+        }
         for part in events.chunks(PACKET_EVENTS) {
             self.raw.clear();
             let fail = |error| Error::Io { path: PathBuf::from(&self.name), error };
             aedat4::packet_events(part, &mut self.raw).map_err(fail)?;
             let packet: Arc<[u8]> = aedat4::packet(&self.raw, self.compression).map_err(fail)?.into();
-            let mut clients = lock(&self.clients);
+            let (mut clients, gone_dropped) = (lock(&self.clients), &mut self.gone_dropped);
             clients.retain_mut(|c| {
                 let sent = if wait {
                     c.packets.send(Arc::clone(&packet)).map_err(|_| TrySendError::Disconnected(()))
@@ -213,7 +219,10 @@ impl DvServer {
                         c.dropped += 1;
                         true
                     }
-                    Err(TrySendError::Disconnected(())) => false,
+                    Err(TrySendError::Disconnected(())) => {
+                        *gone_dropped += c.dropped;
+                        false
+                    }
                 }
             });
         }
@@ -232,7 +241,7 @@ impl DvServer {
             let _ = listening.join();
         }
         let clients = std::mem::take(&mut *lock(&self.clients));
-        let dropped_packets = clients.iter().map(|c| c.dropped).sum();
+        let dropped_packets = self.gone_dropped + clients.iter().map(|c| c.dropped).sum::<u64>();
         // Each writer sends what is queued, then sees its channel closed and ends; one whose
         // client stopped reading is cut off after the grace.
         let writers: Vec<_> = clients.into_iter().map(|c| (c.writing, c.shut)).collect();
