@@ -6,7 +6,7 @@
 //! holds up the others, unless the sender asks to wait for it (a stream that is not live).
 
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 #[cfg(unix)]
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
@@ -83,23 +83,32 @@ enum Listener {
     Unix(UnixListener),
 }
 
+/// A client's connection as the server keeps it: the stream to write to (blocking, for at
+/// most [`WRITE_TIMEOUT`] a write) and how to shut it. A macro: TCP and local sockets have the
+/// same methods and no trait in common.
+macro_rules! client {
+    ($stream:expr) => {{
+        let stream = $stream;
+        // An accepted socket may inherit the listener's non-blocking mode (BSD, macOS).
+        stream.set_nonblocking(false)?;
+        stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+        let other = stream.try_clone()?;
+        let shut: Closer = Box::new(move || drop(other.shutdown(std::net::Shutdown::Both)));
+        Ok((Box::new(stream) as Box<dyn Write + Send>, shut))
+    }};
+}
+
 impl Listener {
     /// The next client waiting, if one is: where to write to it, and how to shut it.
     fn accept(&self) -> std::io::Result<(Box<dyn Write + Send>, Closer)> {
         match self {
             Listener::Tcp(l) => {
                 let (stream, _) = l.accept()?;
-                set_up_tcp(&stream)?;
-                let other = stream.try_clone()?;
-                Ok((Box::new(stream), Box::new(move || drop(other.shutdown(std::net::Shutdown::Both)))))
+                stream.set_nodelay(true)?;
+                client!(stream)
             }
             #[cfg(unix)]
-            Listener::Unix(l) => {
-                let (stream, _) = l.accept()?;
-                set_up_unix(&stream)?;
-                let other = stream.try_clone()?;
-                Ok((Box::new(stream), Box::new(move || drop(other.shutdown(std::net::Shutdown::Both)))))
-            }
+            Listener::Unix(l) => client!(l.accept()?.0),
         }
     }
 }
@@ -118,18 +127,6 @@ fn bind_unix(path: &std::path::Path) -> std::io::Result<UnixListener> {
         },
         bound => bound,
     }
-}
-
-fn set_up_tcp(stream: &TcpStream) -> std::io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_nodelay(true)?;
-    stream.set_write_timeout(Some(WRITE_TIMEOUT))
-}
-
-#[cfg(unix)]
-fn set_up_unix(stream: &UnixStream) -> std::io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_write_timeout(Some(WRITE_TIMEOUT))
 }
 
 impl DvServer {
