@@ -67,14 +67,26 @@ pub fn run(args: Args) -> Result<()> {
         return Ok(());
     }
     let started = Instant::now();
-    let (mut chunk, mut sent) = (Vec::new(), 0u64);
+    let (mut chunk, mut sent, mut first_t) = (Vec::new(), 0u64, None);
     // At speed 0 nothing is paced, so nothing need be lost: wait for the clients.
     let wait = args.speed == 0.0;
+    // Where the replay is, on a terminal (it may go on for hours with --loop).
+    let status = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    status.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
     while !super::interrupt::asked() && source.next_chunk(&mut chunk)? {
         server.send(&chunk, wait)?;
         sent += chunk.len() as u64;
+        if let (Some(first), Some(last)) = (chunk.first(), chunk.last()) {
+            let at_s = (last.t - *first_t.get_or_insert(first.t)) as f64 * 1e-6;
+            status.set_message(format!("{at_s:.1} s of the recording, {sent} events sent, {} client(s) connected", server.clients()));
+            status.tick();
+        }
         chunk.clear();
     }
+    status.finish_and_clear();
     let served = server.finish();
     println!(
         "sent {sent} events in {:.1} s to {} client(s); packets clients did not take in time: {}",
