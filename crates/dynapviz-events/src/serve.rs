@@ -188,8 +188,8 @@ impl DvServer {
     }
 
     /// Sends `events` to every client connected now, as packets of at most 65 536 events. A
-    /// client with [`PACKETS_WAITING`] packets not yet taken loses the packet (a camera does
-    /// not wait), unless `wait`: then the call waits until it takes it or goes.
+    /// client with 256 packets not yet taken (about a second of a camera) loses the packet (a
+    /// camera does not wait), unless `wait`: then the call waits until it takes it or goes.
     pub fn send(&mut self, events: &[Event], wait: bool) -> Result<()> {
         if lock(&self.clients).is_empty() {
             // Nobody to encode them for: a camera's events before anyone looks are gone.
