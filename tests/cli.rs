@@ -741,6 +741,21 @@ fn replay_waiting_for_its_first_client_stops_at_ctrl_c() {
     assert!(server.wait().expect("status").success());
 }
 
+/// `replay demo` serves the demo's synthetic subject as a 128x128 camera, and leaves nothing
+/// behind.
+#[test]
+fn replay_demo_serves_the_demos_subject() {
+    let (mut server, address) = replay(&["demo", "--speed", "0"]);
+    let (ok, json, err) = dynapviz(&["inspect", &address, "--json"]);
+    assert!(ok, "{err}");
+    assert!(server.wait().expect("replay ends").success());
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(128), Some(128)), "{v}");
+    assert!(v["events"].as_u64().is_some_and(|n| n > 100_000) && v["duration"].as_f64().is_some_and(|d| d > 20.0), "{v}");
+    let dir = std::env::temp_dir().join(format!("dynapviz-replay-{}", server.id()));
+    assert!(!dir.exists(), "{} is left", dir.display());
+}
+
 #[test]
 fn replay_says_what_is_wrong_with_its_address() {
     let (ok, _, err) = dynapviz(&["replay", "x.csv", "--serve", "127.0.0.1:7777"]);

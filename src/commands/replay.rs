@@ -2,7 +2,7 @@
 //! as DV's network output serves one, to try a live setup without a camera: `run`, `simulate`
 //! or DV itself connect to it as to a camera.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -14,7 +14,8 @@ use dynapviz_streams::source::{Controls, FileSource};
 /// network", in real time (or --speed), from its first client on.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The recording.
+    /// The recording; `demo`: the demo's synthetic subject performing the 11 gestures of
+    /// DVS128 Gesture on a 128x128 sensor (made as it plays, 2 s each).
     input: PathBuf,
     /// Where clients connect: `tcp://HOST:PORT` (port 0: any free one, printed), or
     /// `unix://PATH` for a local socket.
@@ -47,7 +48,15 @@ pub fn run(args: Args) -> Result<()> {
     let address = dynapviz_events::net::address(&args.serve)
         .with_context(|| format!("--serve {}: expected tcp://HOST:PORT or unix://PATH", args.serve.display()))?;
     let controls = Controls::new(args.speed);
-    let mut source = FileSource::open(&args.input, args.looped, controls)?;
+    // Removes the demo's recording at the end.
+    let (_demo, mut source) = if args.input == Path::new("demo") && !args.input.exists() {
+        let demo = Demo::dir()?;
+        let subject = super::synth::Synthesis::start(&demo.0, 1, 0, DEMO_SEGMENT_US)?;
+        let path = subject.path.clone();
+        (Some(demo), FileSource::with_reader(&path, Box::new(subject), args.looped, controls))
+    } else {
+        (None, FileSource::open(&args.input, args.looped, controls)?)
+    };
     let geometry = match &args.geometry {
         Some(g) => super::convert::parse_geometry(g)?,
         None => super::fit::sensor_size(&args.input, source.geometry())?,
@@ -106,4 +115,25 @@ fn wait_for_client(server: &DvServer) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     true
+}
+
+/// Seconds per gesture of `replay demo`, as the demo's default.
+const DEMO_SEGMENT_US: i64 = 2_000_000;
+
+/// The directory the demo's recording is made in (the demo's subject: seed 1, subject 0),
+/// removed with it.
+struct Demo(PathBuf);
+
+impl Demo {
+    fn dir() -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!("dynapviz-replay-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
