@@ -756,6 +756,24 @@ fn replay_demo_serves_the_demos_subject() {
     assert!(!dir.exists(), "{} is left", dir.display());
 }
 
+/// Events outside the sensor size the stream states are left out, and counted.
+#[test]
+fn replay_leaves_out_events_outside_the_sensor_it_states() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let csv = format!("{root}/crates/dynapviz-events/tests/data/dv-network.csv");
+    let (mut server, address) = replay(&[&csv, "--geometry", "160x120", "--speed", "0"]);
+    let (ok, json, err) = dynapviz(&["inspect", &address, "--json"]);
+    assert!(ok, "{err}");
+    let mut said = String::new();
+    std::io::Read::read_to_string(server.stdout.as_mut().expect("stdout"), &mut said).expect("its output");
+    assert!(server.wait().expect("replay ends").success());
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let kept = v["events"].as_u64().expect("events");
+    assert!(kept > 0 && kept < 1500, "{v}");
+    assert!(v["x_range"][1].as_u64().is_some_and(|x| x < 160) && v["y_range"][1].as_u64().is_some_and(|y| y < 120), "{v}");
+    assert!(said.contains(&format!("; {} events outside the 160x120 sensor left out", 1500 - kept)), "{said}");
+}
+
 #[test]
 fn replay_says_what_is_wrong_with_its_address() {
     let (ok, _, err) = dynapviz(&["replay", "x.csv", "--serve", "127.0.0.1:7777"]);

@@ -76,7 +76,7 @@ pub fn run(args: Args) -> Result<()> {
         return Ok(());
     }
     let started = Instant::now();
-    let (mut chunk, mut sent, mut first_t) = (Vec::new(), 0u64, None);
+    let (mut chunk, mut sent, mut first_t, mut outside) = (Vec::new(), 0u64, None, 0usize);
     // At speed 0 nothing is paced, so nothing need be lost: wait for the clients.
     let wait = args.speed == 0.0;
     // Where the replay is, on a terminal (it may go on for hours with --loop).
@@ -86,6 +86,10 @@ pub fn run(args: Args) -> Result<()> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
     );
     while !super::interrupt::asked() && source.next_chunk(&mut chunk)? {
+        // The stream states its sensor size: a client may count on every event being inside.
+        let before = chunk.len();
+        chunk.retain(|e| e.x < geometry.width && e.y < geometry.height);
+        outside += before - chunk.len();
         server.send(&chunk, wait)?;
         sent += chunk.len() as u64;
         if let (Some(first), Some(last)) = (chunk.first(), chunk.last()) {
@@ -98,10 +102,11 @@ pub fn run(args: Args) -> Result<()> {
     status.finish_and_clear();
     let served = server.finish();
     println!(
-        "sent {sent} events in {:.1} s to {} client(s); packets clients did not take in time: {}",
+        "sent {sent} events in {:.1} s to {} client(s); packets clients did not take in time: {}{}",
         started.elapsed().as_secs_f64(),
         served.clients,
-        served.dropped_packets
+        served.dropped_packets,
+        if outside > 0 { format!("; {outside} events outside the {geometry} sensor left out") } else { String::new() }
     );
     Ok(())
 }
