@@ -5,6 +5,8 @@
 //! (`dynapviz_events::reconnect`) is read the same way; its link's state shows through the
 //! [`Controls`] ([`Controls::watch_link`]).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TrySendError, sync_channel};
 use std::time::Duration;
 
@@ -13,9 +15,12 @@ use dynapviz_events::{CHUNK, Event, EventReader, Geometry};
 use crate::source::Controls;
 
 /// Packets read and not yet taken by the session, at most: a few seconds of a busy camera
-/// (DV sends a packet every few milliseconds), a bounded memory (a packet is at most
-/// [`CHUNK`] events).
+/// (DV sends a packet every few milliseconds).
 const PACKETS_WAITING: usize = 256;
+
+/// Events read and not yet taken by the session, at most (16 MB): a packet may hold up to
+/// [`CHUNK`] events, and 256 such would be 256 MB. At 10 M ev/s this is a tenth of a second.
+const EVENTS_WAITING: usize = 1 << 20;
 
 /// How long [`LiveSource::next_chunk`] waits for a packet before it returns none, so that
 /// the session can see it is asked to stop.
@@ -24,6 +29,8 @@ const POLL: Duration = Duration::from_millis(50);
 /// The events of a live stream, as they come.
 pub struct LiveSource {
     packets: Receiver<Result<Vec<Event>, String>>,
+    /// Events in `packets` (see [`EVENTS_WAITING`]).
+    waiting: Arc<AtomicUsize>,
     controls: Controls,
     geometry: Option<Geometry>,
     /// The stream's error, once the events before it are handed out.
@@ -39,26 +46,35 @@ impl LiveSource {
     pub fn start(mut reader: Box<dyn EventReader>, controls: Controls) -> std::io::Result<Self> {
         let geometry = reader.geometry();
         let (to_session, packets) = sync_channel(PACKETS_WAITING);
-        let counts = controls.clone();
+        let (counts, waiting) = (controls.clone(), Arc::new(AtomicUsize::new(0)));
+        let queued = Arc::clone(&waiting);
         std::thread::Builder::new().name("dynapviz-live".into()).spawn(move || {
             loop {
                 let mut packet = Vec::new();
-                let sent = match reader.read_chunk(&mut packet, CHUNK) {
+                let n = match reader.read_chunk(&mut packet, CHUNK) {
                     Ok(0) => return,
-                    Ok(_) => to_session.try_send(Ok(packet)),
+                    Ok(n) => n,
                     Err(e) => {
                         let _ = to_session.send(Err(e.to_string()));
                         return;
                     }
                 };
-                match sent {
+                if queued.load(Ordering::Acquire) + n > EVENTS_WAITING {
+                    counts.add_dropped(n);
+                    continue;
+                }
+                queued.fetch_add(n, Ordering::AcqRel);
+                match to_session.try_send(Ok(packet)) {
                     Ok(()) => {}
-                    Err(TrySendError::Full(packet)) => counts.add_dropped(packet.map_or(0, |p| p.len())),
+                    Err(TrySendError::Full(_)) => {
+                        queued.fetch_sub(n, Ordering::AcqRel);
+                        counts.add_dropped(n);
+                    }
                     Err(TrySendError::Disconnected(_)) => return,
                 }
             }
         })?;
-        Ok(Self { packets, controls, geometry, failed: None })
+        Ok(Self { packets, waiting, controls, geometry, failed: None })
     }
 
     /// The sensor size the stream states.
@@ -81,7 +97,10 @@ impl LiveSource {
         // Whatever else has come goes in the same chunk: fewer, larger steps when behind.
         while let Some(packet) = next {
             let events = match packet {
-                Ok(events) => events,
+                Ok(events) => {
+                    self.waiting.fetch_sub(events.len(), Ordering::AcqRel);
+                    events
+                }
                 // The events before the error first: the session runs them, then stops.
                 Err(e) if !out.is_empty() => {
                     self.failed = Some(e);
@@ -194,6 +213,18 @@ mod tests {
         assert_eq!(events.len() + controls.dropped() as usize, packets * 5, "every event taken or counted");
         assert!(controls.dropped() >= 100 * 5, "dropped {}", controls.dropped());
         assert!(events.len() <= PACKETS_WAITING * 5, "bounded: {}", events.len());
+    }
+
+    /// Large packets are bounded by their events, not their count: 30 of 100 000 events
+    /// would be 48 MB waiting.
+    #[test]
+    fn what_waits_is_bounded_by_events_however_large_the_packets() {
+        let controls = Controls::live();
+        let mut source = LiveSource::start(camera(30, 100_000, Duration::ZERO), controls.clone()).expect("start");
+        std::thread::sleep(Duration::from_millis(500));
+        let (events, _) = drain(&mut source);
+        assert_eq!(events.len() + controls.dropped() as usize, 3_000_000, "every event taken or counted");
+        assert!(events.len() <= EVENTS_WAITING, "{} events waited", events.len());
     }
 
     #[test]
