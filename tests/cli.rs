@@ -819,8 +819,41 @@ fn a_live_camera_cannot_be_paced_looped_or_rendered_headless() {
         let (ok, _, err) = dynapviz(&[&["run", "--input", "tcp://127.0.0.1:9"][..], flags].concat());
         assert!(!ok && err.contains(says), "{flags:?}: {err}");
     }
-    let (ok, _, err) = dynapviz(&["run", "--input", "tcp://127.0.0.1:9"]);
+    let (ok, _, err) = dynapviz(&["run", "--input", "tcp://127.0.0.1:9", "--no-reconnect"]);
     assert!(!ok && err.contains("tcp://127.0.0.1:9: ") && err.contains("expected a DV network output"), "{err}");
+}
+
+/// `run` started before the camera waits for it, saying why; it shows the stream once it
+/// comes. With `--no-reconnect` it does not wait (above).
+#[test]
+fn run_waits_for_a_camera_that_is_not_up_yet() {
+    // A free port, then nothing listening at it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port();
+    let camera = format!("tcp://127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dynapviz"))
+        .args(["run", "--input", &camera, "--serve", "127.0.0.1:0", "--image-size", "320,180"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run dynapviz");
+    let mut said = String::new();
+    let err = child.stderr.as_mut().expect("stderr");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(err), &mut said).expect("a line");
+    assert!(said.contains(&camera) && said.contains("Connection refused"), "{said}");
+    // The camera comes up.
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port again");
+    let bytes = dynapviz_testkit::dv_capture("lz4");
+    std::thread::spawn(move || {
+        if let Ok((mut client, _)) = listener.accept() {
+            let _ = std::io::Write::write_all(&mut client, &bytes);
+        }
+    });
+    let mut line = String::new();
+    let out = child.stdout.as_mut().expect("stdout");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).expect("the address");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(line.starts_with("serving the dashboard at http://127.0.0.1:"), "{line}");
 }
 
 /// A stream whose header does not state the sensor size cannot be fitted to the network's

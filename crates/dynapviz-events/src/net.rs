@@ -46,6 +46,20 @@ pub fn is_live(path: &Path) -> bool {
     address(path).is_some()
 }
 
+/// Whether connecting failed because nothing answers at the address, for now: refused,
+/// timed out, unreachable, or no local socket there. A camera's server that is not up yet
+/// fails so; a name that does not resolve, or a server that answers with something other
+/// than a DV stream, does not.
+pub fn nobody_there(error: &Error) -> bool {
+    use std::io::ErrorKind::{
+        AddrNotAvailable, ConnectionRefused, ConnectionReset, HostUnreachable, NetworkUnreachable, NotFound, TimedOut,
+    };
+    matches!(
+        error,
+        Error::Io { error, .. } if matches!(error.kind(), ConnectionRefused | ConnectionReset | TimedOut | HostUnreachable | NetworkUnreachable | AddrNotAvailable | NotFound)
+    )
+}
+
 /// Connects to the DV network output at `address` and reads its header: the reader then
 /// hands out each event packet as it arrives, and ends when the server closes the
 /// connection. A read waits as long as the camera sends nothing.
