@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use dynapviz_events::{CHUNK, Error, Event, Format, Geometry, open};
+use dynapviz_events::{CHUNK, Error, Event, Format, Geometry, net, open};
 use dynapviz_testkit::{dv_capture, dv_stream_parts};
 
 fn data(name: &str) -> PathBuf {
@@ -107,10 +107,19 @@ fn no_server_is_an_error_that_says_what_was_expected_there() {
     let message = e.to_string();
     assert!(message.starts_with(&format!("tcp://{addr}: ")), "{message}");
     assert!(message.contains("expected a DV network output"), "{message}");
+    // Nobody there (yet): what `run` waits through.
+    assert!(net::nobody_there(&e));
     let Err(e) = open(Path::new("tcp://no-such-host.invalid:7777")) else { panic!("resolved an invalid host") };
     assert!(e.to_string().starts_with("tcp://no-such-host.invalid:7777: "), "{e}");
+    assert!(!net::nobody_there(&e), "a name that does not resolve is a mistake, not a camera to wait for");
     let Err(e) = open(Path::new("tcp://127.0.0.1")) else { panic!("an address without a port") };
     assert!(e.to_string().contains("expected tcp://HOST:PORT"), "{e}");
+    assert!(!net::nobody_there(&e));
+    #[cfg(unix)]
+    {
+        let Err(e) = open(Path::new("unix:///no/such/dir/camera.sock")) else { panic!("a socket that is not there") };
+        assert!(net::nobody_there(&e), "{e}");
+    }
 }
 
 #[test]
@@ -118,6 +127,7 @@ fn a_server_that_is_not_dv_is_refused_at_its_first_bytes() {
     let path = serve_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec());
     let Err(e) = open(&path) else { panic!("took HTTP for a DV stream") };
     assert!(e.to_string().contains("at byte 0: header length"), "{e}");
+    assert!(!net::nobody_there(&e), "somebody answered");
 }
 
 #[test]
