@@ -6,7 +6,7 @@ recording file, in order, with the sensor size.
 
 Usage: `target/sinabs-venv/bin/pip install dv-processing` once, build dynapviz
 (`cargo build --release`), then
-`target/sinabs-venv/bin/python tools/dv_network_check.py RECORDING.aedat4 [lz4|none] [tcp|unix]`
+`target/sinabs-venv/bin/python tools/dv_network_check.py RECORDING.aedat4 [lz4|zstd|none] [tcp|unix]`
 (e.g. `../shared/fixtures/events/dvxplorer_person.aedat4`). Prints what it compared; exits 1 on
 any difference."""
 

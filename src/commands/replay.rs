@@ -28,7 +28,7 @@ pub struct Args {
     /// Start again at the end (timestamps keep increasing), until Ctrl-C.
     #[arg(long = "loop")]
     looped: bool,
-    /// Packet compression: lz4 or none.
+    /// Packet compression: lz4, zstd or none.
     #[arg(long, value_enum, default_value_t = PacketCompression::Lz4)]
     compression: PacketCompression,
     /// Sensor size WxH to state when the recording does not (default: the smallest holding
@@ -40,6 +40,7 @@ pub struct Args {
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum PacketCompression {
     Lz4,
+    Zstd,
     None,
 }
 
@@ -63,6 +64,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let compression = match args.compression {
         PacketCompression::Lz4 => Compression::Lz4,
+        PacketCompression::Zstd => Compression::Zstd,
         PacketCompression::None => Compression::None,
     };
     let mut server = DvServer::bind(address, geometry, compression)?;

@@ -39,7 +39,7 @@ fn client(address: &str) -> std::thread::JoinHandle<(Option<Geometry>, Vec<Event
 
 #[test]
 fn a_client_reads_what_the_server_sends_in_each_compression() {
-    for compression in [Compression::Lz4, Compression::None] {
+    for compression in [Compression::Lz4, Compression::Zstd, Compression::None] {
         let mut server = DvServer::bind(Address::Tcp("127.0.0.1:0"), SENSOR, compression).expect("bind");
         let reading = client(server.address());
         until_clients(&server, 1);

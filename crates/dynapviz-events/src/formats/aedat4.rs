@@ -234,6 +234,8 @@ const PACKET_EVENTS: usize = 4096;
 pub enum Compression {
     None,
     Lz4,
+    /// Zstandard at its fastest level (about zstd's level 1).
+    Zstd,
 }
 
 impl Compression {
@@ -241,6 +243,16 @@ impl Compression {
         match self {
             Compression::None => COMPRESSION_NONE,
             Compression::Lz4 => COMPRESSION_LZ4,
+            Compression::Zstd => COMPRESSION_ZSTD,
+        }
+    }
+
+    /// The name the stream's header gives it.
+    fn name(self) -> &'static str {
+        match self {
+            Compression::None => "NONE",
+            Compression::Lz4 => "LZ4",
+            Compression::Zstd => "ZSTD",
         }
     }
 }
@@ -250,10 +262,7 @@ impl Compression {
 /// DV's recorder writes it) and starts a network stream ("/outInfo/", as dv-processing's
 /// `NetworkWriter` sends it).
 pub(crate) fn stream_header(geometry: Geometry, compression: Compression, path: &str) -> Vec<u8> {
-    let name = match compression {
-        Compression::None => "NONE",
-        Compression::Lz4 => "LZ4",
-    };
+    let name = compression.name();
     let info = format!(
         "<dv version=\"2.0\">\n    <node name=\"outInfo\" path=\"{path}\">\n        <node name=\"0\" path=\"{path}0/\">\n            <attr key=\"compression\" type=\"string\">{name}</attr>\n            <attr key=\"originalModuleName\" type=\"string\">dynapviz</attr>\n            <attr key=\"originalOutputName\" type=\"string\">events</attr>\n            <attr key=\"typeDescription\" type=\"string\">Array of events (polarity ON/OFF).</attr>\n            <attr key=\"typeIdentifier\" type=\"string\">EVTS</attr>\n            <node name=\"info\" path=\"{path}0/info/\">\n                <attr key=\"sizeX\" type=\"int\">{}</attr>\n                <attr key=\"sizeY\" type=\"int\">{}</attr>\n                <attr key=\"source\" type=\"string\">dynapviz</attr>\n            </node>\n        </node>\n    </node>\n</dv>\n",
         geometry.width, geometry.height
@@ -290,12 +299,32 @@ pub(crate) fn packet(raw: &[u8], compression: Compression) -> std::io::Result<Ve
             enc.write_all(&packet)?;
             enc.finish().map_err(std::io::Error::other)?
         }
+        Compression::Zstd => with_content_size(
+            ruzstd::encoding::compress_to_vec(&packet[..], ruzstd::encoding::CompressionLevel::Fastest),
+            packet.len() as u64,
+        )?,
     };
     let mut out = Vec::with_capacity(8 + body.len());
     out.extend_from_slice(&0i32.to_le_bytes());
     out.extend_from_slice(&(body.len() as i32).to_le_bytes());
     out.extend_from_slice(&body);
     Ok(out)
+}
+
+/// A Zstandard frame with its content size stated in its header: dv-processing's decoder
+/// refuses a frame without it ("unknown content size"), and ruzstd writes none. The header is
+/// the magic number, a descriptor byte and a window byte; the size goes after them as 8 bytes
+/// (descriptor bits 7-6 = 3), which changes nothing else in the frame (RFC 8878, 3.1.1.1).
+fn with_content_size(mut frame: Vec<u8>, size: u64) -> std::io::Result<Vec<u8>> {
+    const MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+    // No size, not single-segment, no dictionary: what ruzstd writes, and all this expects.
+    let plain = frame.len() > 6 && frame[..4] == MAGIC && frame[4] & 0b1110_0011 == 0;
+    if !plain {
+        return Err(std::io::Error::other("an unexpected Zstandard frame header"));
+    }
+    frame[4] |= 0b1100_0000;
+    frame.splice(6..6, size.to_le_bytes());
+    Ok(frame)
 }
 
 impl<W: Write> Writer<W> {
