@@ -366,3 +366,26 @@ impl<W: Write> Writer<W> {
         Ok(self.out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Zstandard packet states its content size (dv-processing's decoder needs it) and
+    /// decodes to the `EventPacket` it holds.
+    #[test]
+    fn a_zstd_packet_states_its_content_size_and_decodes() {
+        let mut raw = Vec::new();
+        packet_events(&(0..500).map(|i| Event::new(i, (i % 300) as u16, 7, i % 2 == 0)).collect::<Vec<_>>(), &mut raw).expect("events");
+        let plain = flatbuffer::event_packet(&raw);
+        let packet = packet(&raw, Compression::Zstd).expect("packet");
+        let frame = &packet[8..];
+        assert_eq!(usize::try_from(i32::from_le_bytes([packet[4], packet[5], packet[6], packet[7]])).ok(), Some(frame.len()));
+        assert_eq!(frame[4] >> 6, 3, "an 8-byte content size");
+        let size = u64::from_le_bytes(frame[6..14].try_into().expect("8 bytes"));
+        assert_eq!(size, plain.len() as u64);
+        let mut decoded = Vec::new();
+        ruzstd::decoding::StreamingDecoder::new(frame).expect("a frame").read_to_end(&mut decoded).expect("decodes");
+        assert_eq!(decoded, plain);
+    }
+}
