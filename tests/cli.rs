@@ -703,11 +703,16 @@ fn replay(args: &[&str]) -> (std::process::Child, String) {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("run dynapviz replay");
-    let mut line = String::new();
-    let out = child.stdout.as_mut().expect("stdout");
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).expect("its first line");
+    let line = first_line(child.stdout.as_mut().expect("stdout"));
     let address = line.split(" at ").nth(1).and_then(|rest| rest.split(';').next()).expect("an address").to_string();
     (child, address)
+}
+
+/// The first line a child writes to `out` (its stdout or stderr, piped).
+fn first_line(out: &mut impl std::io::Read) -> String {
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).expect("a line");
+    line
 }
 
 /// A recording served by `replay` is a camera to `simulate`: the same results as the file.
@@ -836,9 +841,7 @@ fn run_waits_for_a_camera_that_is_not_up_yet() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run dynapviz");
-    let mut said = String::new();
-    let err = child.stderr.as_mut().expect("stderr");
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(err), &mut said).expect("a line");
+    let said = first_line(child.stderr.as_mut().expect("stderr"));
     assert!(said.contains(&camera) && said.contains("Connection refused"), "{said}");
     // The camera comes up.
     let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port again");
@@ -848,9 +851,7 @@ fn run_waits_for_a_camera_that_is_not_up_yet() {
             let _ = std::io::Write::write_all(&mut client, &bytes);
         }
     });
-    let mut line = String::new();
-    let out = child.stdout.as_mut().expect("stdout");
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).expect("the address");
+    let line = first_line(child.stdout.as_mut().expect("stdout"));
     let _ = child.kill();
     let _ = child.wait();
     assert!(line.starts_with("serving the dashboard at http://127.0.0.1:"), "{line}");
