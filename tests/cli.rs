@@ -708,6 +708,23 @@ fn replay(args: &[&str]) -> (std::process::Child, String) {
     (child, address)
 }
 
+/// Starts dynapviz with the arguments `args` makes of a camera's address, where nothing
+/// listens yet; returns it, once it said it waits for the camera, and the camera's port.
+fn waiting_for_a_camera(args: impl FnOnce(&str) -> Vec<String>) -> (std::process::Child, u16) {
+    // A free port, then nothing listening at it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port();
+    let camera = format!("tcp://127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dynapviz"))
+        .args(args(&camera))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run dynapviz");
+    let said = first_line(child.stderr.as_mut().expect("stderr"));
+    assert!(said.contains(&camera) && said.contains("Connection refused"), "{said}");
+    (child, port)
+}
+
 /// The first line a child writes to `out` (its stdout or stderr, piped).
 fn first_line(out: &mut impl std::io::Read) -> String {
     let mut line = String::new();
@@ -832,17 +849,9 @@ fn a_live_camera_cannot_be_paced_looped_or_rendered_headless() {
 /// comes. With `--no-reconnect` it does not wait (above).
 #[test]
 fn run_waits_for_a_camera_that_is_not_up_yet() {
-    // A free port, then nothing listening at it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port();
-    let camera = format!("tcp://127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dynapviz"))
-        .args(["run", "--input", &camera, "--serve", "127.0.0.1:0", "--image-size", "320,180"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run dynapviz");
-    let said = first_line(child.stderr.as_mut().expect("stderr"));
-    assert!(said.contains(&camera) && said.contains("Connection refused"), "{said}");
+    let (mut child, port) = waiting_for_a_camera(|camera| {
+        ["run", "--input", camera, "--serve", "127.0.0.1:0", "--image-size", "320,180"].map(String::from).to_vec()
+    });
     // The camera comes up.
     let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port again");
     let bytes = dynapviz_testkit::dv_capture("lz4");
@@ -1003,6 +1012,30 @@ fn convert_reconnect_records_on_after_the_stream_ends_until_ctrl_c() {
     assert!(span > 1_000_000, "the outage between the connections is kept: {span} µs");
     let (ok, _, err) = dynapviz(&["convert", out.to_str().expect("path"), "x.csv", "--reconnect"]);
     assert!(!ok && err.contains("--reconnect: ") && err.contains("is a file, not a live stream"), "{err}");
+}
+
+/// `simulate --reconnect` started before the camera waits for it, simulates its stream, and
+/// prints the results at Ctrl-C (the stream down again by then).
+#[cfg(unix)]
+#[test]
+fn simulate_reconnect_waits_for_a_camera_that_is_not_up_yet() {
+    let (model, arch) = demo_model();
+    let (child, port) = waiting_for_a_camera(|camera| {
+        ["simulate", "--model", &model, "--arch", &arch, "--input", camera, "--reconnect", "--no-rescale", "--json"]
+            .map(String::from)
+            .to_vec()
+    });
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port again");
+    let (mut client, _) = listener.accept().expect("dynapviz connects");
+    std::io::Write::write_all(&mut client, &dynapviz_testkit::dv_capture("lz4")).expect("the stream");
+    drop((client, listener));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // SAFETY: a signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    let done = child.wait_with_output().expect("the child ends");
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&done.stdout).expect("json");
+    assert_eq!(v["input_events"], 1500, "{v}");
 }
 
 /// `simulate` and `inspect` on a live camera: Ctrl-C ends the stream, and the results of what

@@ -27,8 +27,9 @@ pub struct Args {
     /// Ctrl-C does (either way the file is completed).
     #[arg(long, value_name = "S")]
     seconds: Option<f64>,
-    /// For a live camera: when its stream ends or breaks, connect again every second (until
-    /// --seconds or Ctrl-C) and record on, its times kept monotonic (see `run`).
+    /// For a live camera: wait for it if it is not up yet, and when its stream ends or breaks,
+    /// connect again every second (until --seconds or Ctrl-C) and record on, its times kept
+    /// monotonic (see `run`).
     #[arg(long)]
     reconnect: bool,
 }
@@ -56,7 +57,7 @@ pub fn run(args: Args) -> Result<()> {
         .transpose()?;
     let live = dynapviz_events::net::is_live(&args.input);
     super::interrupt::catch();
-    let mut reader = super::interrupt::reconnecting(&args.input, dynapviz_events::open(&args.input)?, args.reconnect)?;
+    let mut reader = super::interrupt::open_input(&args.input, args.reconnect)?;
     let geometry = match (&args.geometry, reader.geometry()) {
         (Some(g), _) => parse_geometry(g)?,
         (None, Some(g)) => g,

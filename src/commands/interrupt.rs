@@ -5,7 +5,11 @@
 //! Ctrl-C is noted and the default comes back, so a second one ends the process at once, as
 //! when the first cannot be seen: a read that waits on a camera that sends nothing.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Result;
+use dynapviz_events::EventReader;
 
 static ASKED: AtomicBool = AtomicBool::new(false);
 
@@ -43,18 +47,35 @@ pub fn ends_live_stream(input: &std::path::Path) -> impl Fn() -> bool + use<> {
     move || live && asked()
 }
 
-/// `reader` of `input`, or with `reconnect` (`--reconnect`, for a live stream only) the same
-/// stream connected again whenever it ends or breaks, until Ctrl-C (see
-/// `dynapviz_events::reconnect`).
-pub fn reconnecting(
-    input: &std::path::Path,
-    reader: Box<dyn dynapviz_events::EventReader>,
-    reconnect: bool,
-) -> anyhow::Result<Box<dyn dynapviz_events::EventReader>> {
+/// The stream or recording `input`; with `reconnect` (`--reconnect`, for a live stream only)
+/// the stream as [`open_waiting`] opens it, connected again whenever it ends or breaks, until
+/// Ctrl-C (see `dynapviz_events::reconnect`).
+pub fn open_input(input: &Path, reconnect: bool) -> Result<Box<dyn EventReader>> {
     if !reconnect {
-        return Ok(reader);
+        return Ok(dynapviz_events::open(input)?);
     }
     anyhow::ensure!(dynapviz_events::net::is_live(input), "--reconnect: {} is a file, not a live stream", input.display());
     catch();
+    let reader = open_waiting(input)?;
     Ok(Box::new(dynapviz_events::reconnect::Reconnecting::new(input, reader).stop_when(asked)))
+}
+
+/// The live stream `input`, once something answers there: a command started before the
+/// camera's server is up tries again every second, having said once why it cannot connect
+/// yet. An answer that is no DV stream is an error, and so is Ctrl-C before the stream came
+/// (when caught; else it ends the process).
+pub fn open_waiting(input: &Path) -> Result<Box<dyn EventReader>> {
+    let first = match dynapviz_events::open(input) {
+        Err(e) if dynapviz_events::net::nobody_there(&e) => e,
+        opened => return Ok(opened?),
+    };
+    eprintln!("{first}\nwaiting for the stream: trying again every second (Ctrl-C stops)");
+    loop {
+        std::thread::sleep(dynapviz_events::reconnect::RETRY);
+        anyhow::ensure!(!asked(), "interrupted before {} came", input.display());
+        match dynapviz_events::open(input) {
+            Err(e) if dynapviz_events::net::nobody_there(&e) => tracing::debug!("{e}"),
+            opened => return Ok(opened?),
+        }
+    }
 }

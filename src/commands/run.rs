@@ -134,11 +134,7 @@ pub fn launch(
     controls.set_max_gap(pace.max_gap);
     controls.set_paused(viz.paused && viz.headless.is_none());
     let (source, stated): (Box<dyn Source>, _) = if live {
-        let mut reader = match dynapviz_events::open(input) {
-            // The camera's server is not up yet: wait for it, as for one that went down.
-            Err(e) if reconnect && dynapviz_events::net::nobody_there(&e) => wait_for_stream(input, &e)?,
-            opened => opened?,
-        };
+        let mut reader = if reconnect { super::interrupt::open_waiting(input)? } else { dynapviz_events::open(input)? };
         if reconnect {
             let closed = controls.clone();
             let again = Reconnecting::new(input, reader).stop_when(move || closed.closed());
@@ -254,18 +250,4 @@ pub fn launch(
     dashboard.set_chip(chip_info);
     let session = Session::start(source, nodes, sim, config).map_err(anyhow::Error::msg)?;
     super::viz::show(viz, dashboard, session, Some(controls), started)
-}
-
-/// Connects to the live stream `input` once something answers there, trying every second
-/// (Ctrl-C ends the process): `run` started before the camera. Says so once, with `first`,
-/// why the first try failed; an answer that is no DV stream is an error.
-fn wait_for_stream(input: &Path, first: &dynapviz_events::Error) -> Result<Box<dyn EventReader>> {
-    eprintln!("{first}\nwaiting for the stream: trying again every second (Ctrl-C stops)");
-    loop {
-        std::thread::sleep(dynapviz_events::reconnect::RETRY);
-        match dynapviz_events::open(input) {
-            Err(e) if dynapviz_events::net::nobody_there(&e) => tracing::debug!("{e}"),
-            opened => return Ok(opened?),
-        }
-    }
 }

@@ -108,8 +108,9 @@ pub struct Args {
     /// `unix://PATH`: see `run`), simulated until its server ends the stream or Ctrl-C does.
     #[arg(long)]
     input: PathBuf,
-    /// For a live camera: when its stream ends or breaks, connect again every second (until
-    /// Ctrl-C) and go on, its times kept monotonic (see `run`).
+    /// For a live camera: wait for it if it is not up yet, and when its stream ends or breaks,
+    /// connect again every second (until Ctrl-C) and go on, its times kept monotonic (see
+    /// `run`).
     #[arg(long)]
     reconnect: bool,
     /// event: the chip's event-driven model; binned: sinabs' simulation in time bins.
@@ -206,7 +207,7 @@ struct Output {
 pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     // Decoding starts while the model loads.
-    let reader = super::interrupt::reconnecting(&args.input, dynapviz_events::open(&args.input)?, args.reconnect)?;
+    let reader = super::interrupt::open_input(&args.input, args.reconnect)?;
     let stated = reader.geometry();
     // A live camera has no end: Ctrl-C ends its stream, and the results are printed.
     let interrupted = super::interrupt::ends_live_stream(&args.input);
