@@ -37,6 +37,11 @@ pub struct Skipped {
 
 impl Skipped {
     const NONE: Skipped = Skipped { invalid_events: 0, other_records: 0 };
+
+    /// Both counts together: what several readers of one stream skipped.
+    pub fn plus(&self, other: &Skipped) -> Skipped {
+        Skipped { invalid_events: self.invalid_events + other.invalid_events, other_records: self.other_records + other.other_records }
+    }
 }
 
 /// Opens a recording, recognising its format from its content, then its extension; or, for a

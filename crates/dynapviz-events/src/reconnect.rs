@@ -34,6 +34,7 @@ pub struct Reconnecting {
     retry: Duration,
     /// What the connections before the current one skipped.
     skipped_before: Skipped,
+    /// That and what the current one skipped, as of its last read.
     skipped: Skipped,
 }
 
@@ -177,24 +178,16 @@ impl EventReader for Reconnecting {
             let read = self.reader.read_chunk(out, max);
             // What came before an error is kept, in the stream's time.
             self.clock.keep(&mut out[start..]);
+            self.skipped = self.skipped_before.plus(self.reader.skipped());
             let why = match read {
                 Ok(0) => None,
-                Ok(n) => {
-                    let now = self.reader.skipped();
-                    self.skipped = Skipped {
-                        invalid_events: self.skipped_before.invalid_events + now.invalid_events,
-                        other_records: self.skipped_before.other_records + now.other_records,
-                    };
-                    return Ok(n);
-                }
+                Ok(n) => return Ok(n),
                 // Reading errors name the stream already.
                 Err(e) => Some(e.to_string()),
             };
-            let lost = self.reader.skipped().clone();
             match self.reconnect(why)? {
                 Some(reader) => {
-                    self.skipped_before.invalid_events += lost.invalid_events;
-                    self.skipped_before.other_records += lost.other_records;
+                    self.skipped_before = self.skipped.clone();
                     self.reader = reader;
                 }
                 None => return Ok(out.len() - start),
