@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
 use dynapviz_events::EventReader;
+use dynapviz_events::reconnect::Reconnecting;
 
 static ASKED: AtomicBool = AtomicBool::new(false);
 
@@ -56,15 +57,20 @@ pub fn open_input(input: &Path, reconnect: bool) -> Result<Box<dyn EventReader>>
     }
     anyhow::ensure!(dynapviz_events::net::is_live(input), "--reconnect: {} is a file, not a live stream", input.display());
     catch();
-    let reader = open_waiting(input)?;
-    Ok(Box::new(dynapviz_events::reconnect::Reconnecting::new(input, reader).stop_when(asked)))
+    Ok(Box::new(open_reconnecting(input, asked)?))
+}
+
+/// The live stream `input` as [`open_waiting`] opens it, connected again whenever it ends or
+/// breaks until `stop` says so.
+pub fn open_reconnecting(input: &Path, stop: impl Fn() -> bool + Send + 'static) -> Result<Reconnecting> {
+    Ok(Reconnecting::new(input, open_waiting(input)?).stop_when(stop))
 }
 
 /// The live stream `input`, once something answers there: a command started before the
 /// camera's server is up tries again every second, having said once why it cannot connect
 /// yet. An answer that is no DV stream is an error, and so is Ctrl-C before the stream came
 /// (when caught; else it ends the process).
-pub fn open_waiting(input: &Path) -> Result<Box<dyn EventReader>> {
+fn open_waiting(input: &Path) -> Result<Box<dyn EventReader>> {
     let first = match dynapviz_events::open(input) {
         Err(e) if dynapviz_events::net::nobody_there(&e) => e,
         opened => return Ok(opened?),

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use dynapviz_chip::{Config, Mode, Monitors, Simulator};
-use dynapviz_events::reconnect::Reconnecting;
 use dynapviz_events::{Event, EventReader, Geometry};
 use dynapviz_model::Network;
 use dynapviz_streams::live::LiveSource;
@@ -134,13 +133,14 @@ pub fn launch(
     controls.set_max_gap(pace.max_gap);
     controls.set_paused(viz.paused && viz.headless.is_none());
     let (source, stated): (Box<dyn Source>, _) = if live {
-        let mut reader = if reconnect { super::interrupt::open_waiting(input)? } else { dynapviz_events::open(input)? };
-        if reconnect {
+        let reader: Box<dyn EventReader> = if reconnect {
             let closed = controls.clone();
-            let again = Reconnecting::new(input, reader).stop_when(move || closed.closed());
+            let again = super::interrupt::open_reconnecting(input, move || closed.closed())?;
             controls.watch_link(again.link());
-            reader = Box::new(again);
-        }
+            Box::new(again)
+        } else {
+            dynapviz_events::open(input)?
+        };
         let source = LiveSource::start(reader, controls.clone()).context("cannot start the thread that reads the live stream")?;
         let stated = source.geometry();
         (Box::new(source), stated)
