@@ -174,10 +174,24 @@ fn headless_run_records_input_and_analysis() {
         copy.to_str().expect("path"),
         "--gif",
         gif.to_str().expect("path"),
+        "--svg",
     ]);
     assert!(ok, "{err}");
-    assert!(out.contains("PNG frames"), "{out}");
+    assert!(out.contains("PNG and SVG frames"), "{out}");
     assert!(frames.join("dashboard.png").exists());
+    // Every picture also as SVG, of the image's size.
+    let files: Vec<String> =
+        std::fs::read_dir(&frames).expect("frames").map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect();
+    let pngs: Vec<&String> = files.iter().filter(|f| f.ends_with(".png")).collect();
+    assert!(pngs.len() >= 26, "{files:?}");
+    for png in pngs {
+        let name = png.replace(".png", ".svg");
+        let svg = std::fs::read_to_string(frames.join(&name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            svg.starts_with(r#"<svg xmlns="http://www.w3.org/2000/svg" width="320" height="180""#) && svg.ends_with("</svg>\n"),
+            "{name}"
+        );
+    }
     // 5.2 s at one frame per 0.2 s, plus the final frame.
     let bytes = std::fs::read(&gif).expect("gif");
     assert!(bytes.starts_with(b"GIF89a"), "not a GIF");

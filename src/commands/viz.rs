@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use dynapviz_streams::session::{Analysis, Session};
 use dynapviz_streams::source::Controls;
-use dynapviz_viewer::GifWriter;
-use dynapviz_viewer::{Dashboard, Headless, VizOptions};
+use dynapviz_viewer::headless::write_svg;
+use dynapviz_viewer::{Dashboard, GifWriter, Headless, VizOptions};
 
 /// Visualizer options; each overrides the same name in `--config`.
 #[derive(clap::Args, Clone, Debug, Default)]
@@ -81,6 +81,11 @@ pub struct VizArgs {
     /// Headless: also write the frames as an animated GIF (each frame shown for --frame-every).
     #[arg(long, value_name = "FILE", requires = "headless")]
     pub gif: Option<PathBuf>,
+    /// Headless: also write every picture as SVG (frame-NNNNN.svg, dashboard.svg): lines,
+    /// text and rectangles as vector elements that stay sharp at any size and can be edited,
+    /// the DVS and readout pictures embedded as PNG. For papers and slides.
+    #[arg(long, requires = "headless")]
+    pub svg: bool,
     /// Headless: seconds of event time between frames.
     #[arg(long, default_value_t = 1.0)]
     pub frame_every: f64,
@@ -197,9 +202,15 @@ fn headless(args: &VizArgs, dashboard: &mut Dashboard, session: Session, dir: &P
         Some(p) => Some(GifWriter::create(p, (args.frame_every_us() / 1000) as u32).map_err(anyhow::Error::msg)?),
         None => None,
     };
-    let mut save = |dashboard: &mut Dashboard, name: String| -> Result<()> {
-        let rgba = renderer.render(dashboard);
-        renderer.write_png(&rgba, &dir.join(name)).map_err(anyhow::Error::msg)?;
+    let mut save = |dashboard: &mut Dashboard, name: &str| -> Result<()> {
+        let rgba = if args.svg {
+            let (rgba, svg) = renderer.render_with_svg(dashboard);
+            write_svg(&svg, &dir.join(format!("{name}.svg"))).map_err(anyhow::Error::msg)?;
+            rgba
+        } else {
+            renderer.render(dashboard)
+        };
+        renderer.write_png(&rgba, &dir.join(format!("{name}.png"))).map_err(anyhow::Error::msg)?;
         if let Some(g) = gif.as_mut() {
             g.push(rgba, w, h).map_err(anyhow::Error::msg)?;
         }
@@ -218,7 +229,7 @@ fn headless(args: &VizArgs, dashboard: &mut Dashboard, session: Session, dir: &P
                 if matches!(a, Analysis::Snapshot(_)) {
                     dashboard.stats.skipped_frames = display.skipped();
                     n += 1;
-                    save(dashboard, format!("frame-{n:05}.png"))?;
+                    save(dashboard, &format!("frame-{n:05}"))?;
                 }
             }
         }
@@ -230,8 +241,9 @@ fn headless(args: &VizArgs, dashboard: &mut Dashboard, session: Session, dir: &P
         dashboard.on_frame(&f);
     }
     let stats = session.join().map_err(anyhow::Error::msg)?;
-    save(dashboard, "dashboard.png".into())?;
-    println!("wrote {frames} PNG frames to {} ({} input events, {} output spikes)", dir.display(), stats.events, stats.output_spikes);
+    save(dashboard, "dashboard")?;
+    let kinds = if args.svg { "PNG and SVG" } else { "PNG" };
+    println!("wrote {frames} {kinds} frames to {} ({} input events, {} output spikes)", dir.display(), stats.events, stats.output_spikes);
     if let (Some(g), Some(p)) = (gif, &args.gif) {
         println!("wrote {} GIF frames to {}", g.frames(), p.display());
     }

@@ -1,6 +1,6 @@
 //! The dashboard without a window: egui runs offscreen, its output is rasterized on the CPU and
-//! written as PNG or as an animated GIF. For reports, papers, CI snapshots, slides and machines
-//! without a display.
+//! written as PNG or as an animated GIF, or written as SVG. For reports, papers, CI snapshots,
+//! slides and machines without a display.
 
 use std::path::Path;
 
@@ -8,6 +8,9 @@ use egui::{Color32, RawInput, Rect, pos2, vec2};
 
 use crate::dashboard::Dashboard;
 use crate::raster::Canvas;
+
+/// The canvas under the dashboard.
+const BACKGROUND: Color32 = Color32::from_rgb(27, 27, 27);
 
 /// Renders dashboards to images.
 pub struct Headless {
@@ -28,16 +31,32 @@ impl Headless {
 
     /// Draws one frame of `dashboard` and returns it as RGBA bytes.
     pub fn render(&mut self, dashboard: &mut Dashboard) -> Vec<u8> {
-        let rgba = self.render_with(|ui| dashboard.ui(ui));
+        self.render_frame(dashboard, false).0
+    }
+
+    /// Draws one frame of `dashboard` and returns it as RGBA bytes and as an SVG document
+    /// (see [`crate::svg`]): the same frame, so that the two pictures agree.
+    pub fn render_with_svg(&mut self, dashboard: &mut Dashboard) -> (Vec<u8>, String) {
+        let (rgba, svg) = self.render_frame(dashboard, true);
+        (rgba, svg.unwrap_or_default())
+    }
+
+    fn render_frame(&mut self, dashboard: &mut Dashboard, svg: bool) -> (Vec<u8>, Option<String>) {
+        let out = self.draw(|ui| dashboard.ui(ui), svg);
         dashboard.frame_drawn();
-        rgba
+        out
     }
 
     /// Draws anything into the whole canvas and returns it as RGBA bytes.
-    pub fn render_with(&mut self, mut draw: impl FnMut(&mut egui::Ui)) -> Vec<u8> {
+    pub fn render_with(&mut self, draw: impl FnMut(&mut egui::Ui)) -> Vec<u8> {
+        self.draw(draw, false).0
+    }
+
+    /// Draws into the whole canvas; returns the RGBA bytes and, if asked, the SVG.
+    fn draw(&mut self, mut draw: impl FnMut(&mut egui::Ui), svg: bool) -> (Vec<u8>, Option<String>) {
         let size = vec2(self.canvas.width as f32, self.canvas.height as f32);
         // Two passes: egui settles layouts (legend sizes, text widths) on the second.
-        let mut rgba_out = None;
+        let mut drawn = (Vec::new(), None);
         for pass in 0..2 {
             self.time += 1.0 / 60.0;
             let input =
@@ -47,15 +66,18 @@ impl Headless {
             });
             self.canvas.set_textures(&out.textures_delta);
             if pass == 1 {
-                let primitives = self.ctx.tessellate(std::mem::take(&mut out.shapes), out.pixels_per_point);
-                self.canvas.clear(Color32::from_rgb(27, 27, 27));
-                self.canvas.paint(&primitives, out.pixels_per_point);
-                rgba_out = Some(self.canvas.to_rgba8());
+                let shapes = std::mem::take(&mut out.shapes);
+                let ppp = out.pixels_per_point;
+                let vector = svg.then(|| crate::svg::document(shapes.clone(), size / ppp, BACKGROUND, |id| self.canvas.texture(id)));
+                let primitives = self.ctx.tessellate(shapes, ppp);
+                self.canvas.clear(BACKGROUND);
+                self.canvas.paint(&primitives, ppp);
+                drawn = (self.canvas.to_rgba8(), vector);
             }
             self.canvas.free_textures(&out.textures_delta);
             out.textures_delta.clear();
         }
-        rgba_out.unwrap_or_default()
+        drawn
     }
 
     /// Size in pixels.
@@ -84,11 +106,17 @@ impl Headless {
         Ok(png)
     }
 
-    /// Draws one frame and writes it as PNG.
-    pub fn save_png(&mut self, dashboard: &mut Dashboard, path: &Path) -> Result<(), String> {
-        let rgba = self.render(dashboard);
-        self.write_png(&rgba, path)
+    /// Draws one frame and writes it as PNG to `png` and as SVG to `svg`.
+    pub fn save_png_and_svg(&mut self, dashboard: &mut Dashboard, png: &Path, svg: &Path) -> Result<(), String> {
+        let (rgba, vector) = self.render_with_svg(dashboard);
+        self.write_png(&rgba, png)?;
+        write_svg(&vector, svg)
     }
+}
+
+/// Writes an SVG document (see [`Headless::render_with_svg`]).
+pub fn write_svg(svg: &str, path: &Path) -> Result<(), String> {
+    std::fs::write(path, svg).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// An animated GIF being written frame by frame (looping forever), so a long session never holds

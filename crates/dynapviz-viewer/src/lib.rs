@@ -1,6 +1,6 @@
 //! The viewer: the dashboard of SynSense's `DynapcnnVisualizer` (DVS activity, spike counts,
 //! readout picture, power) with every option of the original, its bugs fixed, and what its users
-//! miss (pause, speed, latency and frame-rate figures, screenshots, headless PNG rendering).
+//! miss (pause, speed, latency and frame-rate figures, screenshots, headless PNG and SVG rendering).
 
 pub mod app;
 pub mod dashboard;
@@ -8,6 +8,7 @@ pub mod headless;
 pub mod layout;
 pub mod options;
 pub mod raster;
+pub mod svg;
 
 pub use app::{ViewerError, has_display, run_window};
 pub use dashboard::Dashboard;

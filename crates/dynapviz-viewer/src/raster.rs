@@ -4,13 +4,15 @@
 
 use std::collections::HashMap;
 
-use egui::epaint::{ClippedPrimitive, ImageData, Primitive, TextureId, textures::TexturesDelta};
+use egui::epaint::{ClippedPrimitive, ImageData, Primitive, TextureId, textures::TextureFilter, textures::TexturesDelta};
 use egui::{Color32, Rect};
 
 /// A texture on the CPU.
 struct Texture {
     size: [usize; 2],
     pixels: Vec<Color32>,
+    /// Magnified without smoothing (see [`crate::svg::Texture::nearest`]).
+    nearest: bool,
 }
 
 /// An RGBA image egui draws into.
@@ -43,7 +45,8 @@ impl Canvas {
                 let ImageData::Color(img) = &d.image;
                 match d.pos {
                     None => {
-                        self.textures.insert(*id, Texture { size: img.size, pixels: img.pixels.clone() });
+                        let nearest = d.options.magnification == TextureFilter::Nearest;
+                        self.textures.insert(*id, Texture { size: img.size, pixels: img.pixels.clone(), nearest });
                     }
                     Some([x0, y0]) => {
                         if let Some(t) = self.textures.get_mut(id) {
@@ -59,6 +62,11 @@ impl Canvas {
                 }
             }
         }
+    }
+
+    /// The pixels of texture `id`, if egui set it.
+    pub(crate) fn texture(&self, id: TextureId) -> Option<crate::svg::Texture<'_>> {
+        self.textures.get(&id).map(|t| crate::svg::Texture { size: t.size, pixels: &t.pixels, nearest: t.nearest })
     }
 
     /// Frees textures egui no longer uses (call after painting).

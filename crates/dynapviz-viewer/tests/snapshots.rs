@@ -1,6 +1,6 @@
 //! Each layout rendered headless from known input and compared with the PNGs checked in under
 //! `tests/snapshots/` (UPDATE_SNAPSHOTS=1 rewrites them). The sinabs gesture icons and names
-//! show in the readout.
+//! show in the readout. The SVG of a frame holds what its PNG shows.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -151,6 +151,75 @@ fn the_sinabs_gesture_icons_and_names_show() {
             .map(|(_, p)| [p[0], p[1], p[2], p[3]]),
     );
     assert!(bright.iter().zip(icon_mean).all(|(a, b)| (a - b).abs() < 60.0), "readout area {bright:?} vs icon {icon_mean:?}");
+}
+
+/// The SVG of the whole dashboard is well-formed XML and holds the same frame as the PNG drawn
+/// with it: the plots' lines with every point, the labels as text, the DVS and readout
+/// pictures texel for texel, every clip it refers to.
+#[test]
+fn the_svg_holds_the_lines_text_and_pictures_of_the_frame() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let images = icons(dir.path(), 3);
+    let o = VizOptions {
+        add_readout_plot: true,
+        add_power_monitor_plot: true,
+        power_monitor_number_of_items: 5,
+        readout_images: Some(images.clone()),
+        dvs_shape: [64, 64],
+        ..VizOptions::default()
+    };
+    let mut d = Dashboard::new(o.resolve(Some(3)).expect("options")).expect("dashboard");
+    feed(&mut d);
+    let (rgba, svg) = Headless::new(640, 360).render_with_svg(&mut d);
+    compare("d_s_r_p", &rgba, 640, 360);
+    let doc = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{e}"));
+    let root = doc.root_element();
+    assert_eq!((root.tag_name().name(), root.attribute("width"), root.attribute("height")), ("svg", Some("640"), Some("360")));
+    let all = |tag: &str| root.descendants().filter(|n| n.tag_name().name() == tag).collect::<Vec<_>>();
+    // Labels: the plots' titles, the class names and rails in the legends, the status line.
+    let texts: Vec<String> = all("text").iter().filter_map(|n| n.text().map(str::to_string)).collect();
+    for want in ["DVS", "Spike count", "Readout", "Power (estimate)", "class0", "class2", "pixel-analog", "Time (s)"] {
+        assert!(texts.iter().any(|t| t == want), "{want:?} not among {texts:?}");
+    }
+    assert!(texts.iter().any(|t| t.contains("skipped frames 3")), "{texts:?}");
+    // Lines: 3 classes and 5 rails, each with its 20 values (as polylines of 20 points or more).
+    let long_lines = all("polyline").iter().filter(|n| n.attribute("points").is_some_and(|p| p.split(' ').count() >= 20)).count();
+    assert!(long_lines >= 8, "{long_lines} polylines of 20 points or more");
+    // Pictures: the DVS frame (64x64, the diagonal lit) and the readout's icon of class 1.
+    let pictures: Vec<image::RgbaImage> = all("image")
+        .iter()
+        .map(|n| {
+            let data = n.attribute("href").and_then(|h| h.strip_prefix("data:image/png;base64,")).expect("an embedded PNG");
+            image::load_from_memory(&base64(data)).expect("a PNG").to_rgba8()
+        })
+        .collect();
+    assert_eq!(pictures.len(), 2);
+    let dvs = pictures.iter().find(|p| p.dimensions() == (64, 64)).expect("the DVS picture");
+    let on = dvs.get_pixel(0, 0);
+    let lit = (0..64).filter(|&i| dvs.get_pixel(i, i) == on).count();
+    assert!(lit >= 60 && on != dvs.get_pixel(63, 0), "{lit} of the diagonal lit as (0, 0): {on:?}, the corner {:?}", dvs.get_pixel(63, 0));
+    let icon = image::open(&images[1]).expect("icon").to_rgba8();
+    assert!(pictures.contains(&icon), "the readout shows class 1's icon, texel for texel");
+    // Every clip referred to is defined.
+    let clips: Vec<&str> = all("clipPath").iter().filter_map(|n| n.attribute("id")).collect();
+    for g in all("g") {
+        if let Some(url) = g.attribute("clip-path") {
+            let id = url.trim_start_matches("url(#").trim_end_matches(')');
+            assert!(clips.contains(&id), "{url} undefined");
+        }
+    }
+}
+
+/// Decodes standard base64.
+fn base64(s: &str) -> Vec<u8> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let vals: Vec<u32> = s.bytes().filter(|&b| b != b'=').map(|b| ALPHABET.iter().position(|&a| a == b).expect("base64") as u32).collect();
+    let mut out = Vec::new();
+    for chunk in vals.chunks(4) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &v)| n | v << (18 - 6 * i));
+        out.extend(&[(n >> 16) as u8, (n >> 8) as u8, n as u8][..chunk.len() - 1]);
+    }
+    out
 }
 
 /// A live stream that is down is said so over the DVS picture (in amber), not left to look
