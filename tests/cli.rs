@@ -239,7 +239,7 @@ fn synth_then_eval_the_builtin_model_on_held_out_subjects() {
     let ds = dir.path().join("ds");
     let (ok, _, err) = dynapviz(&["synth", "--seed", "900", "--samples", "2", "--out", ds.to_str().expect("path")]);
     assert!(ok, "{err}");
-    let png = dir.path().join("confusion.png");
+    let (png, svg) = (dir.path().join("confusion.png"), dir.path().join("confusion.svg"));
     let (ok, out, err) = dynapviz(&[
         "eval",
         "--model",
@@ -249,6 +249,8 @@ fn synth_then_eval_the_builtin_model_on_held_out_subjects() {
         "--json",
         "--confusion-png",
         png.to_str().expect("path"),
+        "--confusion-svg",
+        svg.to_str().expect("path"),
     ]);
     assert!(ok, "{err}");
     let r: serde_json::Value = serde_json::from_str(&out).expect("json");
@@ -259,6 +261,20 @@ fn synth_then_eval_the_builtin_model_on_held_out_subjects() {
     assert!(r["accuracy"].as_f64().expect("accuracy") >= 0.9, "{out}");
     assert!(r["ann_accuracy"].as_f64().expect("ann accuracy") >= 0.9, "{out}");
     assert!(png.exists());
+    // The SVG holds the matrix as text: every class's name, the accuracy line, and the counts
+    // (the demo's 22 samples, two per class, spread over the cells).
+    let svg = std::fs::read_to_string(&svg).expect("the SVG");
+    let texts: Vec<&str> = svg.split("<text ").skip(1).filter_map(|t| t.split_once('>')?.1.split_once("</text>").map(|(s, _)| s)).collect();
+    assert!(texts.iter().any(|t| t.starts_with("accuracy ") && t.contains("over 22 samples")), "{texts:?}");
+    assert!(["hand_clapping", "air_guitar", "other_gestures", "none"].iter().all(|name| texts.contains(name)), "{texts:?}");
+    let counts: u64 = texts.iter().filter_map(|t| t.parse::<u64>().ok()).sum();
+    assert_eq!(counts, 22, "{texts:?}");
+    // No name starts left of the picture (the longest row names once did).
+    let width: f32 = svg.split("width=\"").nth(1).and_then(|w| w.split('"').next()?.parse().ok()).expect("the SVG's width");
+    for text in svg.split("<text x=\"").skip(1) {
+        let x: f32 = text.split('"').next().and_then(|x| x.parse().ok()).expect("x");
+        assert!((0.0..width).contains(&x), "a name at x = {x}: {text}");
+    }
 }
 
 #[test]

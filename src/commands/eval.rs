@@ -46,6 +46,9 @@ pub struct Args {
     /// Write the confusion matrix as a PNG.
     #[arg(long)]
     confusion_png: Option<PathBuf>,
+    /// Write the confusion matrix as an SVG (vector, its numbers and names as text: for a paper).
+    #[arg(long)]
+    confusion_svg: Option<PathBuf>,
 }
 
 fn parse_window_ms(s: &str) -> Result<f64, String> {
@@ -138,8 +141,8 @@ pub fn run(args: Args) -> Result<()> {
     let (chip, ann): (Vec<_>, Vec<_>) = per_file.into_iter().map(|(_, r)| (r.chip, r.ann)).unzip();
     let rep = report(chip.into_iter().flatten().collect(), classes);
     let ann_rep = report(ann.into_iter().flatten().collect(), classes);
-    if let Some(png) = &args.confusion_png {
-        confusion_png(&rep, &names, png)?;
+    if args.confusion_png.is_some() || args.confusion_svg.is_some() {
+        confusion_picture(&rep, &names, args.confusion_png.as_deref(), args.confusion_svg.as_deref())?;
     }
     if args.json {
         let json = EvalJson { report: &rep, ann_accuracy: ann_rep.accuracy, ann_per_class_recall: &ann_rep.per_class_recall };
@@ -222,49 +225,65 @@ fn class_names(is_demo: bool, classes: usize) -> Vec<String> {
     if is_demo { GESTURE_CLASSES.iter().map(|s| s.to_string()).collect() } else { (0..classes).map(|c| c.to_string()).collect() }
 }
 
-fn confusion_png(rep: &Report, names: &[String], path: &Path) -> Result<()> {
-    let n = rep.confusion.len();
-    let mut h = dynapviz_viewer::Headless::new(160 + 70 * (n + 1), 90 + 40 * n);
-    let rgba = h.render_with(|ui| {
-        let painter = ui.painter();
-        let origin = ui.max_rect().min + egui::vec2(150.0, 60.0);
-        let font = egui::FontId::proportional(13.0);
-        painter.text(
-            ui.max_rect().min + egui::vec2(8.0, 8.0),
-            egui::Align2::LEFT_TOP,
-            format!("accuracy {:.1} % over {} samples (rows: true, columns: predicted)", rep.accuracy * 100.0, rep.samples),
-            font.clone(),
-            egui::Color32::WHITE,
-        );
-        for (r, row) in rep.confusion.iter().enumerate() {
-            let total: u64 = row.iter().sum::<u64>().max(1);
-            painter.text(
-                origin + egui::vec2(-8.0, 40.0 * r as f32 + 20.0),
-                egui::Align2::RIGHT_CENTER,
-                &names[r],
-                font.clone(),
-                egui::Color32::LIGHT_GRAY,
-            );
-            for (c, &v) in row.iter().enumerate() {
-                let frac = v as f32 / total as f32;
-                let rect = egui::Rect::from_min_size(origin + egui::vec2(70.0 * c as f32, 40.0 * r as f32), egui::vec2(68.0, 38.0));
-                painter.rect_filled(
-                    rect,
-                    2.0,
-                    egui::Color32::from_rgb((30.0 + 40.0 * frac) as u8, (40.0 + 150.0 * frac) as u8, (60.0 + 120.0 * frac) as u8),
-                );
-                painter.text(rect.center(), egui::Align2::CENTER_CENTER, v.to_string(), font.clone(), egui::Color32::WHITE);
-            }
-        }
-        for (c, name) in names.iter().chain(std::iter::once(&"none".to_string())).enumerate() {
-            painter.text(
-                origin + egui::vec2(70.0 * c as f32 + 34.0, -10.0),
-                egui::Align2::CENTER_BOTTOM,
-                name,
-                egui::FontId::proportional(11.0),
-                egui::Color32::LIGHT_GRAY,
-            );
+/// The confusion matrix as a picture: a PNG to `png`, the same as SVG to `svg`. The row names
+/// get the room the longest needs, and the column names are slanted, so that none is cut off
+/// or runs into the next however long the class names are.
+fn confusion_picture(rep: &Report, names: &[String], png: Option<&Path>, svg: Option<&Path>) -> Result<()> {
+    use egui::{Align2, Color32, FontId, Rect, Shape, vec2};
+    const CELL: egui::Vec2 = vec2(70.0, 40.0);
+    let slant = -std::f32::consts::FRAC_PI_4;
+    let title = format!("accuracy {:.1} % over {} samples (rows: true, columns: predicted)", rep.accuracy * 100.0, rep.samples);
+    let columns: Vec<&str> = names.iter().map(String::as_str).chain(["none"]).collect();
+    let (font, small) = (FontId::proportional(13.0), FontId::proportional(11.0));
+    // The widths of the names, laid out by egui's own fonts before the canvas is sized.
+    let (mut title_w, mut row_w, mut column_w, mut column_h) = (0.0f32, 0.0f32, 0.0f32, 0.0f32);
+    dynapviz_viewer::Headless::new(64, 64).render_with(|ui| {
+        let width = |text: &str, font: &FontId| ui.painter().layout_no_wrap(text.to_string(), font.clone(), Color32::WHITE).size();
+        title_w = width(&title, &font).x;
+        row_w = names.iter().map(|n| width(n, &font).x).fold(0.0, f32::max);
+        for c in &columns {
+            let size = width(c, &small);
+            (column_w, column_h) = (column_w.max(size.x), column_h.max(size.y));
         }
     });
-    h.write_png(&rgba, path).map_err(anyhow::Error::msg)
+    let (cos, sin) = (slant.cos(), -slant.sin());
+    let origin = vec2(16.0 + row_w + 8.0, 36.0 + (column_w + column_h) * sin + 8.0);
+    let n = rep.confusion.len();
+    let width = (origin.x + CELL.x * columns.len() as f32 + column_w * cos).max(16.0 + title_w) + 16.0;
+    let height = origin.y + CELL.y * n as f32 + 16.0;
+    let mut h = dynapviz_viewer::Headless::new(width.ceil() as usize, height.ceil() as usize);
+    let (rgba, vector) = h.render_with_and_svg(|ui| {
+        let painter = ui.painter();
+        let top_left = ui.max_rect().min;
+        let origin = top_left + origin;
+        painter.text(top_left + vec2(8.0, 8.0), Align2::LEFT_TOP, &title, font.clone(), Color32::WHITE);
+        for (r, row) in rep.confusion.iter().enumerate() {
+            let total: u64 = row.iter().sum::<u64>().max(1);
+            let y = CELL.y * r as f32;
+            painter.text(origin + vec2(-8.0, y + CELL.y / 2.0), Align2::RIGHT_CENTER, &names[r], font.clone(), Color32::LIGHT_GRAY);
+            for (c, &v) in row.iter().enumerate() {
+                let frac = v as f32 / total as f32;
+                let rect = Rect::from_min_size(origin + vec2(CELL.x * c as f32, y), CELL - vec2(2.0, 2.0));
+                let shade = Color32::from_rgb((30.0 + 40.0 * frac) as u8, (40.0 + 150.0 * frac) as u8, (60.0 + 120.0 * frac) as u8);
+                painter.rect_filled(rect, 2.0, shade);
+                painter.text(rect.center(), Align2::CENTER_CENTER, v.to_string(), font.clone(), Color32::WHITE);
+            }
+        }
+        // Each column's name rises to the right from above its centre.
+        for (c, name) in columns.iter().enumerate() {
+            let galley = painter.layout_no_wrap(name.to_string(), small.clone(), Color32::LIGHT_GRAY);
+            let foot = origin + vec2(CELL.x * c as f32 + CELL.x / 2.0 - 6.0, -6.0);
+            // The galley turns about its top-left corner: start that corner half a line above
+            // the foot, across the slant, so that the line's middle runs through the foot.
+            let at = foot - vec2(sin, cos) * (galley.size().y / 2.0);
+            painter.add(Shape::Text(egui::epaint::TextShape::new(at, galley, Color32::LIGHT_GRAY).with_angle(slant)));
+        }
+    });
+    if let Some(path) = svg {
+        dynapviz_viewer::headless::write_svg(&vector, path).map_err(anyhow::Error::msg)?;
+    }
+    match png {
+        Some(path) => h.write_png(&rgba, path).map_err(anyhow::Error::msg),
+        None => Ok(()),
+    }
 }

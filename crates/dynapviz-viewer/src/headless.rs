@@ -52,6 +52,12 @@ impl Headless {
         self.draw(draw, false).0
     }
 
+    /// [`Self::render_with`], and the same picture as an SVG document.
+    pub fn render_with_and_svg(&mut self, draw: impl FnMut(&mut egui::Ui)) -> (Vec<u8>, String) {
+        let (rgba, svg) = self.draw(draw, true);
+        (rgba, svg.unwrap_or_default())
+    }
+
     /// Draws into the whole canvas; returns the RGBA bytes and, if asked, the SVG.
     fn draw(&mut self, mut draw: impl FnMut(&mut egui::Ui), svg: bool) -> (Vec<u8>, Option<String>) {
         let size = vec2(self.canvas.width as f32, self.canvas.height as f32);
