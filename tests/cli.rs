@@ -655,6 +655,15 @@ fn serve_shows_the_demo_in_a_browser_and_takes_its_controls() {
     assert_eq!(served.ask("POST", "/control/pause").0, 204);
     served.wait_for("playing at 2x", |s| s["paused"] == false && s["speed"] == 2.0);
     assert_eq!(served.ask("GET", "/nowhere").0, 404);
+    // "save SVG": the picture of the moment as an SVG document of the picture's size, to keep.
+    let (code, head, svg) = served.ask("GET", "/vector");
+    assert_eq!(code, 200, "{head}");
+    assert!(
+        head.contains("Content-Type: image/svg+xml") && head.contains("Content-Disposition: attachment; filename=\"dynapviz-1.svg\""),
+        "{head}"
+    );
+    let svg = String::from_utf8(svg).expect("text");
+    assert!(svg.starts_with(r#"<svg xmlns="http://www.w3.org/2000/svg" width="320" height="180""#) && svg.contains(">DVS</text>"), "{svg}");
 }
 
 #[test]

@@ -105,9 +105,17 @@ pub fn serve(args: &VizArgs, addr: &str, mut dashboard: Dashboard, session: Sess
         }
         dashboard.stats.skipped_frames = display.skipped();
         let due = last_picture.is_none_or(|t| t.elapsed() >= STILL_PICTURE_EVERY);
-        if server.watched() && (changed || due) {
+        // A viewer saving the picture as SVG gets this frame, drawn both ways.
+        let vector = server.vector_wanted();
+        if vector || (server.watched() && (changed || due)) {
             let made = Instant::now();
-            let rgba = renderer.render(&mut dashboard);
+            let rgba = if vector {
+                let (rgba, svg) = renderer.render_with_svg(&mut dashboard);
+                server.publish_vector(svg.into_bytes(), "image/svg+xml");
+                rgba
+            } else {
+                renderer.render(&mut dashboard)
+            };
             let png = renderer.encode_png(&rgba).map_err(anyhow::Error::msg)?;
             picture_ms = made.elapsed().as_secs_f64() * 1e3;
             server.publish(png, "image/png", status(&dashboard, ended.load(Ordering::Acquire), picture_ms));

@@ -4,7 +4,8 @@
 //! playback speed, as the window's keys do.
 //!
 //! The crate knows nothing of the dashboard: its caller renders pictures and
-//! [`LiveServer::publish`]es them with a status in JSON. Publishing replaces the previous
+//! [`LiveServer::publish`]es them with a status in JSON, and, when a viewer asks to save one as
+//! a vector document ([`LiveServer::vector_wanted`]), [`LiveServer::publish_vector`]es that. Publishing replaces the previous
 //! picture and never waits for a viewer, so a slow or stalled browser costs the session
 //! nothing; each viewer simply gets fewer pictures. Every viewer holds one connection and one
 //! thread, up to [`ServeConfig::max_connections`]; requests are read with bounded sizes and

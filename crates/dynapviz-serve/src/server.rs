@@ -104,6 +104,10 @@ pub struct ServerStats {
 
 struct Shared {
     latest: Latest,
+    /// The newest picture as a vector document (see [`LiveServer::publish_vector`]).
+    vector: Latest,
+    /// Viewers waiting for one now.
+    vector_waiting: AtomicUsize,
     config: ServeConfig,
     on_command: Option<OnCommand>,
     stop: AtomicBool,
@@ -140,6 +144,8 @@ impl LiveServer {
         let local = listener.local_addr().map_err(bind_error)?;
         let shared = Arc::new(Shared {
             latest: Latest::new(),
+            vector: Latest::new(),
+            vector_waiting: AtomicUsize::new(0),
             config,
             on_command,
             stop: AtomicBool::new(false),
@@ -170,6 +176,19 @@ impl LiveServer {
     /// (a JSON value), and wakes the viewers waiting for one. Never waits for a viewer.
     pub fn publish(&self, bytes: Vec<u8>, content_type: &'static str, status_json: String) {
         self.shared.latest.publish(Picture { bytes, content_type }, status_json);
+    }
+
+    /// Whether a viewer waits for the picture as a vector document (the page's "save SVG"):
+    /// then make one, and [`Self::publish_vector`] it. Vector documents take longer to make
+    /// than pictures, so they are made only when asked for.
+    pub fn vector_wanted(&self) -> bool {
+        self.shared.vector_waiting.load(Ordering::Acquire) > 0
+    }
+
+    /// Hands the picture as a vector document (`content_type` such as `image/svg+xml`) to the
+    /// viewers waiting for one (see [`Self::vector_wanted`]). Never waits for a viewer.
+    pub fn publish_vector(&self, bytes: Vec<u8>, content_type: &'static str) {
+        self.shared.vector.publish(Picture { bytes, content_type }, "null".into());
     }
 
     /// Replaces the status only (a JSON value): for when no one watches the pictures.
@@ -204,6 +223,7 @@ impl Drop for LiveServer {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
         self.shared.latest.wake_all();
+        self.shared.vector.wake_all();
         // Wakes the accept loop, which then sees the stop.
         let wake = match self.addr {
             SocketAddr::V4(a) if a.ip().is_unspecified() => SocketAddr::from(([127, 0, 0, 1], a.port())),
@@ -360,6 +380,35 @@ fn route(request: &Request, shared: &Shared, out: &mut dyn Write) -> std::io::Re
                     Response::new(200, picture.content_type, &picture.bytes).header("X-Frame", number).write(out, keep_alive)
                 }
                 None => Response::new(204, "text/plain", b"").header("X-Frame", after).write(out, keep_alive),
+            }
+        }
+        ("GET", "/vector") => {
+            // The first vector document made after this request: the picture as it is now.
+            let after = shared.vector.snapshot().number;
+            shared.vector_waiting.fetch_add(1, Ordering::AcqRel);
+            let newer = shared.vector.newer(after, shared.config.picture_wait, || shared.stop.load(Ordering::Acquire));
+            shared.vector_waiting.fetch_sub(1, Ordering::AcqRel);
+            let keep_alive = keep_alive && !shared.stop.load(Ordering::Acquire);
+            match newer {
+                Some((number, doc)) => {
+                    let extension = match doc.content_type {
+                        "image/svg+xml" => "svg",
+                        "application/pdf" => "pdf",
+                        _ => "bin",
+                    };
+                    let name = format!(
+                        "attachment; filename=\"{}-{number}.{extension}\"",
+                        shared.config.title.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_")
+                    );
+                    Response::new(200, doc.content_type, &doc.bytes).header("Content-Disposition", name).write(out, keep_alive)
+                }
+                None => {
+                    let why = format!(
+                        "no vector picture was made within {:?} (this session makes none, or it is stopping)",
+                        shared.config.picture_wait
+                    );
+                    bad(503, &why, out)
+                }
             }
         }
         ("GET", "/status.json") => {

@@ -107,6 +107,31 @@ fn the_page_pictures_and_status_reach_a_viewer() {
     assert_eq!(server.stats().pictures_sent, 2);
 }
 
+/// A viewer asking for the picture as a vector document waits for one made after it asked,
+/// which the session makes only while someone asks; none made in time is a 503 with a reason.
+#[test]
+fn the_picture_as_a_vector_document_is_made_when_asked_for() {
+    let server =
+        Arc::new(LiveServer::bind("127.0.0.1:0", ServeConfig { picture_wait: Duration::from_secs(20), ..quick() }, None).expect("bound"));
+    assert!(!server.vector_wanted());
+    server.publish_vector(b"<svg>old</svg>".to_vec(), "image/svg+xml");
+    let addr = server.local_addr();
+    let asking = std::thread::spawn(move || get(addr, "/vector"));
+    while !server.vector_wanted() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    server.publish_vector(b"<svg>now</svg>".to_vec(), "image/svg+xml");
+    let a = asking.join().expect("answered");
+    assert_eq!((a.status, a.header("content-type"), a.body.as_slice()), (200, Some("image/svg+xml"), &b"<svg>now</svg>"[..]));
+    assert_eq!(a.header("content-disposition"), Some(r#"attachment; filename="lab__3_-2.svg""#));
+    assert!(!server.vector_wanted(), "no one waits any more");
+    // A session that makes none: the wait ends, saying so.
+    let quick_server = LiveServer::bind("127.0.0.1:0", quick(), None).expect("bound");
+    let none = get(quick_server.local_addr(), "/vector");
+    assert_eq!(none.status, 503);
+    assert!(none.text().contains("no vector picture was made within"), "{}", none.text());
+}
+
 #[test]
 fn a_viewer_waits_for_the_next_picture_on_one_connection() {
     let server =

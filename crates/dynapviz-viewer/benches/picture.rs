@@ -1,6 +1,7 @@
 //! What one picture of the live view (`--serve`) costs: the dashboard with all four plots drawn
 //! by the CPU rasterizer, then encoded as PNG the way the live view does (RGB) and the way
-//! `--headless` writes files (RGBA), with the sizes. Prints numbers; run with
+//! `--headless` writes files (RGBA), with the sizes; and what the same frame costs as SVG as
+//! well (`--svg`, the page's "save SVG"). Prints numbers; run with
 //! `cargo bench -p dynapviz-viewer --bench picture`.
 
 use std::time::Instant;
@@ -78,6 +79,12 @@ fn main() {
             written += t.elapsed().as_secs_f64();
             written_bytes += png.into_inner().len();
         }
+        let (mut both, mut svg_bytes) = (0.0, 0);
+        for _ in 0..PICTURES {
+            let t = Instant::now();
+            svg_bytes += renderer.render_with_svg(&mut dashboard).1.len();
+            both += t.elapsed().as_secs_f64();
+        }
         let ms = |s: f64| s * 1e3 / PICTURES as f64;
         let kb = |b: usize| b as f64 / 1e3 / PICTURES as f64;
         println!(
@@ -88,6 +95,12 @@ fn main() {
             ms(written),
             kb(written_bytes),
             1e3 / (ms(draw) + ms(served)),
+        );
+        println!(
+            "{w}x{h}: drawn and written as SVG too {:.1} ms (SVG {:.0} kB): the SVG costs {:.1} ms",
+            ms(both),
+            kb(svg_bytes),
+            ms(both) - ms(draw)
         );
     }
 }
