@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use egui::emath::TSTransform;
+use egui::emath::{Rot2, TSTransform};
 use egui::epaint::text::ByteIndex;
 use egui::epaint::{
     ClippedShape, ColorMode, FontFamily, Mesh, PathShape, RectShape, Shape, StrokeKind, TessellationOptions, Tessellator, TextShape,
@@ -283,6 +283,17 @@ impl<'t, F: Fn(TextureId) -> Option<Texture<'t>>> Writer<F> {
                 r.end = at.x + g.advance_width;
             }
             self.text_run(run, rotate.as_deref());
+        }
+        // Underlines (a link's) under each row, as egui draws them: level, under the row's
+        // bounds turned with the text.
+        if t.underline.width > 0.0 && t.underline.color.a() > 0 {
+            let turn = Rot2::from_angle(t.angle);
+            for placed in galley.rows.iter().filter(|p| !p.row.visuals.mesh.is_empty()) {
+                let bounds = placed.row.visuals.mesh_bounds;
+                let bounds = if t.angle == 0.0 { bounds } else { bounds.rotate_bb(turn) };
+                let r = bounds.translate(t.pos.to_vec2() + turn * placed.pos.to_vec2());
+                self.shape(Shape::line_segment([r.left_bottom(), r.right_bottom()], t.underline));
+            }
         }
     }
 
@@ -583,6 +594,23 @@ mod tests {
         assert!((attr("x") - (5.0 + glyphs[0].pos.x)).abs() < 0.01, "{text}");
         assert!((attr("textLength") - (last.pos.x + last.advance_width - glyphs[0].pos.x)).abs() < 0.01, "{text}");
         assert!((attr("y") - (7.0 + galley.rows[0].pos.y + glyphs[0].pos.y)).abs() < 0.01, "{text}");
+    }
+
+    #[test]
+    fn underlined_text_gets_its_line() {
+        let ctx = egui::Context::default();
+        let mut galley = None;
+        let mut out = ctx.run_ui(egui::RawInput::default(), |ui| {
+            galley = Some(ui.painter().layout_no_wrap("link".into(), egui::FontId::proportional(14.0), Color32::WHITE));
+        });
+        out.textures_delta.clear();
+        let galley: Arc<_> = galley.expect("laid out");
+        let mut text = TextShape::new(pos2(10.0, 20.0), galley.clone(), Color32::WHITE);
+        text.underline = Stroke::new(1.0, Color32::from_rgb(0, 0, 255));
+        let svg = svg_of(vec![clipped(Shape::Text(text))]);
+        let line = svg.lines().find(|l| l.starts_with("<line")).unwrap_or_else(|| panic!("no underline: {svg}"));
+        let bottom = 20.0 + galley.rows[0].pos.y + galley.rows[0].visuals.mesh_bounds.bottom();
+        assert!(line.contains(&format!(r#"y1="{}" "#, num(bottom))) && line.contains(r##"stroke="#0000ff""##), "{line}");
     }
 
     #[test]
