@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use egui::emath::{Rot2, TSTransform};
+use egui::emath::Rot2;
 use egui::epaint::text::ByteIndex;
 use egui::epaint::{
     ClippedShape, ColorMode, FontFamily, Mesh, PathShape, RectShape, Shape, StrokeKind, TessellationOptions, Tessellator, TextShape,
@@ -51,8 +51,9 @@ pub fn document<'t>(
     };
     for ClippedShape { clip_rect, shape, transform_after_tessellation: t } in shapes {
         w.set_clip(clip_rect);
-        // A popup scaling into place: moved as egui moves its triangles.
-        let moved = t != TSTransform::IDENTITY;
+        // A popup scaling into place: moved as egui moves its triangles. (Compared field by
+        // field: emath's comparisons assert on NaN, and a shape may carry one.)
+        let moved = t.scaling != 1.0 || t.translation.x != 0.0 || t.translation.y != 0.0;
         if moved {
             let _ = writeln!(
                 w.body,
@@ -93,14 +94,15 @@ struct Writer<F> {
     texture: F,
     tessellator: Tessellator,
     canvas: Rect,
-    /// The clip rectangle of the open group, if one is open.
-    clip: Option<Rect>,
+    /// The clip rectangle of the open group (as [`clip_key`]), if one is open.
+    clip: Option<[u32; 4]>,
 }
 
 impl<'t, F: Fn(TextureId) -> Option<Texture<'t>>> Writer<F> {
     /// Puts what follows in a group clipped to `clip` (none for one that holds the canvas).
     fn set_clip(&mut self, clip: Rect) {
-        if self.clip == Some(clip) {
+        let key = clip_key(clip);
+        if self.clip == Some(key) {
             return;
         }
         if self.clip.take().is_some() {
@@ -109,7 +111,6 @@ impl<'t, F: Fn(TextureId) -> Option<Texture<'t>>> Writer<F> {
         if clip.contains_rect(self.canvas) {
             return;
         }
-        let key = [clip.min.x, clip.min.y, clip.max.x, clip.max.y].map(f32::to_bits);
         let next = self.clips.len();
         let id = *self.clips.entry(key).or_insert_with(|| {
             let r = clip.intersect(self.canvas);
@@ -124,7 +125,7 @@ impl<'t, F: Fn(TextureId) -> Option<Texture<'t>>> Writer<F> {
             next
         });
         let _ = writeln!(self.body, r#"<g clip-path="url(#c{id})">"#);
-        self.clip = Some(clip);
+        self.clip = Some(key);
     }
 
     fn shape(&mut self, shape: Shape) {
@@ -391,8 +392,20 @@ impl<'t, F: Fn(TextureId) -> Option<Texture<'t>>> Writer<F> {
         Some(uri)
     }
 
-    /// A shape SVG has no element for, as the triangles egui draws of it.
+    /// A shape SVG has no element for, as the triangles egui draws of it. One with a point
+    /// that is not a number or infinite has nothing to draw (and egui's tessellator asserts
+    /// on NaN in debug builds).
     fn triangles(&mut self, shape: Shape) {
+        let finite = match &shape {
+            Shape::Path(p) => p.points.iter().all(|p| p.is_finite()),
+            Shape::QuadraticBezier(b) => b.points.iter().all(|p| p.is_finite()),
+            Shape::CubicBezier(b) => b.points.iter().all(|p| p.is_finite()),
+            Shape::Ellipse(e) => e.center.is_finite() && e.radius.is_finite() && e.angle.is_finite(),
+            other => other.visual_bounding_rect().is_finite(),
+        };
+        if !finite {
+            return;
+        }
         let mut mesh = Mesh::default();
         self.tessellator.tessellate_shape(shape, &mut mesh);
         self.mesh(&mesh);
@@ -421,6 +434,11 @@ impl<'t, F: Fn(TextureId) -> Option<Texture<'t>>> Writer<F> {
             let _ = writeln!(self.body, r#"<path d="{d}"{}/>"#, fill(color));
         }
     }
+}
+
+/// A clip rectangle by its corners' bits: comparable whatever they hold (NaN too).
+fn clip_key(r: Rect) -> [u32; 4] {
+    [r.min.x, r.min.y, r.max.x, r.max.y].map(f32::to_bits)
 }
 
 /// Glyphs of one colour and font on one baseline, in a row.
@@ -516,7 +534,7 @@ mod tests {
     use super::*;
 
     fn clipped(shape: Shape) -> ClippedShape {
-        ClippedShape { clip_rect: Rect::EVERYTHING, shape, transform_after_tessellation: TSTransform::IDENTITY }
+        ClippedShape::new(Rect::EVERYTHING, shape)
     }
 
     fn svg_of(shapes: Vec<ClippedShape>) -> String {
@@ -561,7 +579,7 @@ mod tests {
     #[test]
     fn shapes_outside_the_canvas_are_clipped_by_their_rectangles() {
         let clip = Rect::from_min_max(pos2(10.0, 10.0), pos2(60.0, 40.0));
-        let shape = ClippedShape { clip_rect: clip, ..clipped(Shape::circle_filled(pos2(0.0, 0.0), 30.0, Color32::WHITE)) };
+        let shape = ClippedShape::new(clip, Shape::circle_filled(pos2(0.0, 0.0), 30.0, Color32::WHITE));
         let svg = svg_of(vec![shape.clone(), shape, clipped(Shape::circle_filled(pos2(1.0, 1.0), 1.0, Color32::WHITE))]);
         assert_eq!(svg.matches("<clipPath").count(), 1, "{svg}");
         assert!(svg.contains(r#"<clipPath id="c0"><rect x="10" y="10" width="50" height="30"/></clipPath>"#), "{svg}");
