@@ -1053,6 +1053,26 @@ fn convert_reconnect_records_on_after_the_stream_ends_until_ctrl_c() {
     assert!(!ok && err.contains("--reconnect: ") && err.contains("is a file, not a live stream"), "{err}");
 }
 
+/// `inspect --reconnect` counts a camera's events across the end of its stream, until Ctrl-C.
+#[cfg(unix)]
+#[test]
+fn inspect_reconnect_counts_on_after_the_stream_ends() {
+    let camera = dv_camera_serving(dynapviz_testkit::dv_capture("lz4"), 2);
+    let child = Command::new(env!("CARGO_BIN_EXE_dynapviz"))
+        .args(["inspect", &camera, "--json", "--reconnect"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run dynapviz");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // SAFETY: a signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    let done = child.wait_with_output().expect("the child ends");
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&done.stdout).expect("json");
+    assert_eq!((v["events"].as_u64(), v["non_monotonic"].as_u64(), v["width"].as_u64()), (Some(3000), Some(0), Some(320)), "{v}");
+}
+
 /// `simulate --reconnect` started before the camera waits for it, simulates its stream, and
 /// prints the results at Ctrl-C (the stream down again by then).
 #[cfg(unix)]

@@ -13,6 +13,10 @@ pub struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// For a live camera: wait for it if it is not up yet, and when its stream ends or breaks,
+    /// connect again every second and count on, until Ctrl-C (see `run`).
+    #[arg(long)]
+    reconnect: bool,
 }
 
 #[derive(Serialize)]
@@ -38,7 +42,12 @@ struct Report {
 
 pub fn run(args: Args) -> Result<()> {
     // A live camera has no end: Ctrl-C ends its stream, and the figures of what came are printed.
-    let ins = dynapviz_events::inspect_until(&args.file, super::interrupt::ends_live_stream(&args.file))?;
+    let stop = super::interrupt::ends_live_stream(&args.file);
+    let ins = if args.reconnect {
+        dynapviz_events::inspect_reader(&mut *super::interrupt::open_input(&args.file, true)?, stop)?
+    } else {
+        dynapviz_events::inspect_until(&args.file, stop)?
+    };
     let s = &ins.summary;
     let r = Report {
         file: args.file.display().to_string(),

@@ -43,7 +43,12 @@ pub fn inspect(path: &std::path::Path) -> Result<Inspection> {
 /// [`inspect`], ending early once `stop` says so (asked after each chunk): a live stream
 /// (see [`net`]) has no end of its own.
 pub fn inspect_until(path: &std::path::Path, stop: impl Fn() -> bool) -> Result<Inspection> {
-    let mut reader = open(path)?;
+    inspect_reader(&mut *open(path)?, stop)
+}
+
+/// [`inspect_until`] of what `reader` reads: a stream opened another way (one connected
+/// again when it ends, see [`reconnect`]).
+pub fn inspect_reader(reader: &mut dyn EventReader, stop: impl Fn() -> bool) -> Result<Inspection> {
     let mut summary = Summary::default();
     let mut chunk = Vec::with_capacity(CHUNK);
     loop {
