@@ -110,7 +110,7 @@ pub fn serve(args: &VizArgs, addr: &str, mut dashboard: Dashboard, session: Sess
         if vector || (server.watched() && (changed || due)) {
             let made = Instant::now();
             let rgba = if vector {
-                let (rgba, svg) = renderer.render_with_svg(&mut dashboard);
+                let (rgba, svg) = renderer.render_and_svg(&mut dashboard);
                 server.publish_vector(svg.into_bytes(), "image/svg+xml");
                 rgba
             } else {

@@ -204,7 +204,7 @@ fn headless(args: &VizArgs, dashboard: &mut Dashboard, session: Session, dir: &P
     };
     let mut save = |dashboard: &mut Dashboard, name: &str| -> Result<()> {
         let rgba = if args.svg {
-            let (rgba, svg) = renderer.render_with_svg(dashboard);
+            let (rgba, svg) = renderer.render_and_svg(dashboard);
             write_svg(&svg, &dir.join(format!("{name}.svg"))).map_err(anyhow::Error::msg)?;
             rgba
         } else {

@@ -179,8 +179,8 @@ impl LiveServer {
     }
 
     /// Whether a viewer waits for the picture as a vector document (the page's "save SVG"):
-    /// then make one, and [`Self::publish_vector`] it. Vector documents take longer to make
-    /// than pictures, so they are made only when asked for.
+    /// then make one, and [`Self::publish_vector`] it. Most viewers never save one, so it is
+    /// made only when asked for.
     pub fn vector_wanted(&self) -> bool {
         self.shared.vector_waiting.load(Ordering::Acquire) > 0
     }
@@ -391,11 +391,7 @@ fn route(request: &Request, shared: &Shared, out: &mut dyn Write) -> std::io::Re
             let keep_alive = keep_alive && !shared.stop.load(Ordering::Acquire);
             match newer {
                 Some((number, doc)) => {
-                    let extension = match doc.content_type {
-                        "image/svg+xml" => "svg",
-                        "application/pdf" => "pdf",
-                        _ => "bin",
-                    };
+                    let extension = if doc.content_type == "image/svg+xml" { "svg" } else { "bin" };
                     let name = format!(
                         "attachment; filename=\"{}-{number}.{extension}\"",
                         shared.config.title.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_")

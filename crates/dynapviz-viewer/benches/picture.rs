@@ -82,7 +82,7 @@ fn main() {
         let (mut both, mut svg_bytes) = (0.0, 0);
         for _ in 0..PICTURES {
             let t = Instant::now();
-            svg_bytes += renderer.render_with_svg(&mut dashboard).1.len();
+            svg_bytes += renderer.render_and_svg(&mut dashboard).1.len();
             both += t.elapsed().as_secs_f64();
         }
         let ms = |s: f64| s * 1e3 / PICTURES as f64;

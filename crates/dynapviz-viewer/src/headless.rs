@@ -36,7 +36,7 @@ impl Headless {
 
     /// Draws one frame of `dashboard` and returns it as RGBA bytes and as an SVG document
     /// (see [`crate::svg`]): the same frame, so that the two pictures agree.
-    pub fn render_with_svg(&mut self, dashboard: &mut Dashboard) -> (Vec<u8>, String) {
+    pub fn render_and_svg(&mut self, dashboard: &mut Dashboard) -> (Vec<u8>, String) {
         let (rgba, svg) = self.render_frame(dashboard, true);
         (rgba, svg.unwrap_or_default())
     }
@@ -114,13 +114,13 @@ impl Headless {
 
     /// Draws one frame and writes it as PNG to `png` and as SVG to `svg`.
     pub fn save_png_and_svg(&mut self, dashboard: &mut Dashboard, png: &Path, svg: &Path) -> Result<(), String> {
-        let (rgba, vector) = self.render_with_svg(dashboard);
+        let (rgba, vector) = self.render_and_svg(dashboard);
         self.write_png(&rgba, png)?;
         write_svg(&vector, svg)
     }
 }
 
-/// Writes an SVG document (see [`Headless::render_with_svg`]).
+/// Writes an SVG document (see [`Headless::render_and_svg`]).
 pub fn write_svg(svg: &str, path: &Path) -> Result<(), String> {
     std::fs::write(path, svg).map_err(|e| format!("{}: {e}", path.display()))
 }

@@ -170,7 +170,7 @@ fn the_svg_holds_the_lines_text_and_pictures_of_the_frame() {
     };
     let mut d = Dashboard::new(o.resolve(Some(3)).expect("options")).expect("dashboard");
     feed(&mut d);
-    let (rgba, svg) = Headless::new(640, 360).render_with_svg(&mut d);
+    let (rgba, svg) = Headless::new(640, 360).render_and_svg(&mut d);
     compare("d_s_r_p", &rgba, 640, 360);
     let doc = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{e}"));
     let root = doc.root_element();
