@@ -1028,18 +1028,8 @@ fn convert_records_a_live_camera_until_seconds_or_ctrl_c() {
 fn convert_reconnect_records_on_after_the_stream_ends_until_ctrl_c() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("both.aedat4");
-    let camera = dv_camera_serving(dynapviz_testkit::dv_capture("lz4"), 2);
-    let child = Command::new(env!("CARGO_BIN_EXE_dynapviz"))
-        .args(["convert", &camera, out.to_str().expect("path"), "--reconnect"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run dynapviz");
-    // The second connection after a second; then tries that fail.
-    std::thread::sleep(std::time::Duration::from_millis(2500));
-    // SAFETY: a signal to the child this test started.
-    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
-    let done = child.wait_with_output().expect("the child ends");
+    let out_arg = out.to_str().expect("path").to_string();
+    let done = ctrl_c_after_two_connections(|camera| vec!["convert".into(), camera.into(), out_arg, "--reconnect".into()]);
     let (said, err) = (String::from_utf8_lossy(&done.stdout), String::from_utf8_lossy(&done.stderr));
     assert!(done.status.success() && said.contains("wrote 3000 events") && said.contains("stopped by Ctrl-C"), "{said}{err}");
     assert!(err.contains("the stream ended: connecting again every 1 s"), "{err}");
@@ -1053,21 +1043,30 @@ fn convert_reconnect_records_on_after_the_stream_ends_until_ctrl_c() {
     assert!(!ok && err.contains("--reconnect: ") && err.contains("is a file, not a live stream"), "{err}");
 }
 
-/// `inspect --reconnect` counts a camera's events across the end of its stream, until Ctrl-C.
+/// Runs the command `args` makes of a camera's address, the camera serving its stream (1 500
+/// events) to two connections, one after the other; Ctrl-C after the second, while the command
+/// tries to connect again.
 #[cfg(unix)]
-#[test]
-fn inspect_reconnect_counts_on_after_the_stream_ends() {
+fn ctrl_c_after_two_connections(args: impl FnOnce(&str) -> Vec<String>) -> std::process::Output {
     let camera = dv_camera_serving(dynapviz_testkit::dv_capture("lz4"), 2);
     let child = Command::new(env!("CARGO_BIN_EXE_dynapviz"))
-        .args(["inspect", &camera, "--json", "--reconnect"])
+        .args(args(&camera))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run dynapviz");
+    // The second connection after a second; then tries that fail.
     std::thread::sleep(std::time::Duration::from_millis(2500));
     // SAFETY: a signal to the child this test started.
     assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
-    let done = child.wait_with_output().expect("the child ends");
+    child.wait_with_output().expect("the child ends")
+}
+
+/// `inspect --reconnect` counts a camera's events across the end of its stream, until Ctrl-C.
+#[cfg(unix)]
+#[test]
+fn inspect_reconnect_counts_on_after_the_stream_ends() {
+    let done = ctrl_c_after_two_connections(|camera| ["inspect", camera, "--json", "--reconnect"].map(String::from).to_vec());
     assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
     let v: serde_json::Value = serde_json::from_slice(&done.stdout).expect("json");
     assert_eq!((v["events"].as_u64(), v["non_monotonic"].as_u64(), v["width"].as_u64()), (Some(3000), Some(0), Some(320)), "{v}");

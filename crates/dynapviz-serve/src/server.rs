@@ -369,9 +369,7 @@ fn route(request: &Request, shared: &Shared, out: &mut dyn Write) -> std::io::Re
                 }
             };
             shared.last_asked_ms.store(shared.started.elapsed().as_millis().max(1) as u64, Ordering::Release);
-            shared.waiting.fetch_add(1, Ordering::AcqRel);
-            let newer = shared.latest.newer(after, shared.config.picture_wait, || shared.stop.load(Ordering::Acquire));
-            shared.waiting.fetch_sub(1, Ordering::AcqRel);
+            let newer = wait_newer(shared, &shared.latest, &shared.waiting, after);
             // A stop during the wait closes the connection after this answer.
             let keep_alive = keep_alive && !shared.stop.load(Ordering::Acquire);
             match newer {
@@ -385,9 +383,7 @@ fn route(request: &Request, shared: &Shared, out: &mut dyn Write) -> std::io::Re
         ("GET", "/vector") => {
             // The first vector document made after this request: the picture as it is now.
             let after = shared.vector.snapshot().number;
-            shared.vector_waiting.fetch_add(1, Ordering::AcqRel);
-            let newer = shared.vector.newer(after, shared.config.picture_wait, || shared.stop.load(Ordering::Acquire));
-            shared.vector_waiting.fetch_sub(1, Ordering::AcqRel);
+            let newer = wait_newer(shared, &shared.vector, &shared.vector_waiting, after);
             let keep_alive = keep_alive && !shared.stop.load(Ordering::Acquire);
             match newer {
                 Some((number, doc)) => {
@@ -438,6 +434,15 @@ fn route(request: &Request, shared: &Shared, out: &mut dyn Write) -> std::io::Re
         }
     };
     answered.map(|()| keep_alive && !shared.stop.load(Ordering::Acquire))
+}
+
+/// Waits up to the configured time for a picture in `slot` newer than number `after`, counted
+/// in `waiting` meanwhile (so that the session knows someone waits), or until the server stops.
+fn wait_newer(shared: &Shared, slot: &Latest, waiting: &AtomicUsize, after: u64) -> Option<(u64, Arc<Picture>)> {
+    waiting.fetch_add(1, Ordering::AcqRel);
+    let newer = slot.newer(after, shared.config.picture_wait, || shared.stop.load(Ordering::Acquire));
+    waiting.fetch_sub(1, Ordering::AcqRel);
+    newer
 }
 
 /// Whether `given` is `secret`, in a time that does not depend on where they first differ

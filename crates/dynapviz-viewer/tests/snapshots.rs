@@ -66,6 +66,24 @@ fn feed(d: &mut Dashboard) {
     };
 }
 
+/// A dashboard of 3 classes with the plots asked for (DVS, spike count, readout, power), its
+/// readout pictures `images`, given the story of [`feed`].
+fn fed_dashboard(images: &[PathBuf], [dvs, spike, readout, power]: [bool; 4]) -> Dashboard {
+    let o = VizOptions {
+        add_dvs_plot: dvs,
+        add_spike_count_plot: spike,
+        add_readout_plot: readout,
+        add_power_monitor_plot: power,
+        power_monitor_number_of_items: 5,
+        readout_images: Some(images.to_vec()),
+        dvs_shape: [64, 64],
+        ..VizOptions::default()
+    };
+    let mut d = Dashboard::new(o.resolve(Some(3)).expect("options")).expect("dashboard");
+    feed(&mut d);
+    d
+}
+
 fn compare(name: &str, rgba: &[u8], w: usize, h: usize) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots").join(format!("{name}.png"));
     if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
@@ -98,18 +116,7 @@ fn every_layout_matches_its_snapshot() {
         ("d_s_r", true, true, true, false),
         ("d_s_r_p", true, true, true, true),
     ] {
-        let o = VizOptions {
-            add_dvs_plot: dvs,
-            add_spike_count_plot: spike,
-            add_readout_plot: readout,
-            add_power_monitor_plot: power,
-            power_monitor_number_of_items: 5,
-            readout_images: Some(images.clone()),
-            dvs_shape: [64, 64],
-            ..VizOptions::default()
-        };
-        let mut d = Dashboard::new(o.resolve(Some(3)).expect("options")).expect("dashboard");
-        feed(&mut d);
+        let mut d = fed_dashboard(&images, [dvs, spike, readout, power]);
         let mut h = Headless::new(640, 360);
         let rgba = h.render(&mut d);
         compare(name, &rgba, 640, 360);
@@ -160,16 +167,7 @@ fn the_sinabs_gesture_icons_and_names_show() {
 fn the_svg_holds_the_lines_text_and_pictures_of_the_frame() {
     let dir = tempfile::tempdir().expect("tempdir");
     let images = icons(dir.path(), 3);
-    let o = VizOptions {
-        add_readout_plot: true,
-        add_power_monitor_plot: true,
-        power_monitor_number_of_items: 5,
-        readout_images: Some(images.clone()),
-        dvs_shape: [64, 64],
-        ..VizOptions::default()
-    };
-    let mut d = Dashboard::new(o.resolve(Some(3)).expect("options")).expect("dashboard");
-    feed(&mut d);
+    let mut d = fed_dashboard(&images, [true; 4]);
     let (rgba, svg) = Headless::new(640, 360).render_and_svg(&mut d);
     compare("d_s_r_p", &rgba, 640, 360);
     let doc = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{e}"));
