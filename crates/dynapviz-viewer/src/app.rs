@@ -98,9 +98,10 @@ impl ViewerApp<'_> {
         if shot {
             let rect = ctx.content_rect();
             let mut h = Headless::new(rect.width().max(64.0) as usize, rect.height().max(64.0) as usize);
-            // A PNG for a quick look, an SVG of the same frame for a paper.
+            // A PNG for a quick look, an SVG of the same frame for a paper; named by the
+            // millisecond, so that two screenshots in one second are two.
             let name =
-                format!("dynapviz-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()));
+                format!("dynapviz-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis()));
             let (png, svg) = (format!("{name}.png"), format!("{name}.svg"));
             match h.save_png_and_svg(&mut self.dashboard, png.as_ref(), svg.as_ref()) {
                 Ok(()) => tracing::info!("screenshot saved to {png} and {svg}"),
