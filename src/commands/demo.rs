@@ -4,7 +4,7 @@
 //! `tools/train-gesture`) on the simulated chip, into the dashboard with all four plots, looping.
 //! Without a display (or with `--text`) the readout is printed beside the true gesture.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -54,8 +54,10 @@ impl Args {
 
 pub fn run(args: Args, started: Instant) -> Result<()> {
     let seg_us = super::synth::segment_us(args.segment_seconds, 100_000)?;
-    let tmp = tempdir()?;
-    let dir = args.keep.clone().unwrap_or_else(|| tmp.clone());
+    // Removed when the demo ends, however it ends.
+    let scratch = ScratchDir::new("demo")?;
+    let tmp = scratch.path();
+    let dir = args.keep.clone().unwrap_or_else(|| tmp.to_path_buf());
     std::fs::create_dir_all(&dir).with_context(|| format!("--keep {}: cannot create the directory", dir.display()))?;
     // Printed as it comes, and kept for the headless report.
     let mut report = Vec::new();
@@ -104,7 +106,6 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
             started,
         );
         if args.viz.headless.is_none() || result.is_err() {
-            let _ = std::fs::remove_dir_all(&tmp);
             return result;
         }
         // Headless: the pictures are written; the report below goes beside them.
@@ -168,7 +169,6 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
         stats.events, stats.output_spikes
     ));
     say(format!("   mean power (mW, estimate): {}", rails.join(", ")));
-    let _ = std::fs::remove_dir_all(&tmp);
     match &args.viz.headless {
         Some(dir) => {
             let file = dir.join("report.txt");
@@ -182,10 +182,27 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
     Ok(())
 }
 
-fn tempdir() -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("dynapviz-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    Ok(dir)
+/// A directory of this process's own under the system's temporary one
+/// (`dynapviz-WHAT-PID`), removed with everything in it when dropped: the demo's recording
+/// and pictures, on every way out.
+pub(super) struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    pub(super) fn new(what: &str) -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!("dynapviz-{what}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(Self(dir))
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// The dashboard's options: the demo's own defaults (every plot, the built-in icons, a window

@@ -43,11 +43,7 @@ struct Report {
 pub fn run(args: Args) -> Result<()> {
     // A live camera has no end: Ctrl-C ends its stream, and the figures of what came are printed.
     let stop = super::interrupt::ends_live_stream(&args.file);
-    let ins = if args.reconnect {
-        dynapviz_events::inspect_reader(&mut *super::interrupt::open_input(&args.file, true)?, stop)?
-    } else {
-        dynapviz_events::inspect_until(&args.file, stop)?
-    };
+    let ins = dynapviz_events::inspect_reader(&mut *super::interrupt::open_input(&args.file, args.reconnect)?, stop)?;
     let s = &ins.summary;
     let r = Report {
         file: args.file.display().to_string(),

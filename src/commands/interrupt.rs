@@ -71,17 +71,20 @@ pub fn open_reconnecting(input: &Path, stop: impl Fn() -> bool + Send + 'static)
 /// yet. An answer that is no DV stream is an error, and so is Ctrl-C before the stream came
 /// (when caught; else it ends the process).
 fn open_waiting(input: &Path) -> Result<Box<dyn EventReader>> {
-    let first = match dynapviz_events::open(input) {
-        Err(e) if dynapviz_events::net::nobody_there(&e) => e,
-        opened => return Ok(opened?),
-    };
-    eprintln!("{first}\nwaiting for the stream: trying again every second (Ctrl-C stops)");
+    let mut said = false;
     loop {
-        std::thread::sleep(dynapviz_events::reconnect::RETRY);
-        anyhow::ensure!(!asked(), "interrupted before {} came", input.display());
         match dynapviz_events::open(input) {
-            Err(e) if dynapviz_events::net::nobody_there(&e) => tracing::debug!("{e}"),
+            Err(e) if dynapviz_events::net::nobody_there(&e) => {
+                if said {
+                    tracing::debug!("{e}");
+                } else {
+                    eprintln!("{e}\nwaiting for the stream: trying again every second (Ctrl-C stops)");
+                    said = true;
+                }
+            }
             opened => return Ok(opened?),
         }
+        std::thread::sleep(dynapviz_events::reconnect::RETRY);
+        anyhow::ensure!(!asked(), "interrupted before {} came", input.display());
     }
 }

@@ -10,6 +10,8 @@ use dynapviz_events::formats::aedat4::Compression;
 use dynapviz_events::serve::DvServer;
 use dynapviz_streams::source::{Controls, FileSource};
 
+use super::demo::ScratchDir;
+
 /// Serve a recording as a live camera: the AEDAT 4.0 network stream of DV's "Output to
 /// network", in real time (or --speed), from its first client on.
 #[derive(clap::Args)]
@@ -51,8 +53,8 @@ pub fn run(args: Args) -> Result<()> {
     let controls = Controls::new(args.speed);
     // Removes the demo's recording at the end.
     let (_demo, mut source) = if args.input == Path::new("demo") && !args.input.exists() {
-        let demo = Demo::dir()?;
-        let subject = super::synth::Synthesis::start(&demo.0, 1, 0, DEMO_SEGMENT_US)?;
+        let demo = ScratchDir::new("replay")?;
+        let subject = super::synth::Synthesis::start(demo.path(), 1, 0, DEMO_SEGMENT_US)?;
         let path = subject.path.clone();
         (Some(demo), FileSource::with_reader(&path, Box::new(subject), args.looped, controls))
     } else {
@@ -126,21 +128,3 @@ fn wait_for_client(server: &DvServer) -> bool {
 
 /// Seconds per gesture of `replay demo`, as the demo's default.
 const DEMO_SEGMENT_US: i64 = 2_000_000;
-
-/// The directory the demo's recording is made in (the demo's subject: seed 1, subject 0),
-/// removed with it.
-struct Demo(PathBuf);
-
-impl Demo {
-    fn dir() -> Result<Self> {
-        let dir = std::env::temp_dir().join(format!("dynapviz-replay-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        Ok(Self(dir))
-    }
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}

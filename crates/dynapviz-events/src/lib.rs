@@ -37,17 +37,12 @@ pub use writer::EventWriter;
 
 /// Reads a whole file once and gathers its figures, in bounded memory.
 pub fn inspect(path: &std::path::Path) -> Result<Inspection> {
-    inspect_until(path, || false)
+    inspect_reader(&mut *open(path)?, || false)
 }
 
-/// [`inspect`], ending early once `stop` says so (asked after each chunk): a live stream
-/// (see [`net`]) has no end of its own.
-pub fn inspect_until(path: &std::path::Path, stop: impl Fn() -> bool) -> Result<Inspection> {
-    inspect_reader(&mut *open(path)?, stop)
-}
-
-/// [`inspect_until`] of what `reader` reads: a stream opened another way (one connected
-/// again when it ends, see [`reconnect`]).
+/// [`inspect`] of what `reader` reads, ending early once `stop` says so (asked after each
+/// chunk): a live stream (see [`net`]) has no end of its own, and one connected again when it
+/// ends (see [`reconnect`]) none at all.
 pub fn inspect_reader(reader: &mut dyn EventReader, stop: impl Fn() -> bool) -> Result<Inspection> {
     let mut summary = Summary::default();
     let mut chunk = Vec::with_capacity(CHUNK);
