@@ -33,7 +33,7 @@ fn inspect_convert_round_trip_on_generated_data() {
     for key in ["format", "width", "height", "events", "on", "off", "t_first_us", "t_last_us", "duration", "mean_rate"] {
         assert!(a.get(key).is_some(), "inspect --json lacks `{key}`");
     }
-    for ext in ["es", "npy", "csv", "evt3", "aedat4"] {
+    for ext in ["es", "npy", "csv", "evt3", "evt21", "aedat4"] {
         let out = dir.path().join(format!("copy.{ext}"));
         let (ok, _, err) = dynapviz(&["convert", rec.to_str().expect("path"), out.to_str().expect("path")]);
         assert!(ok, "{ext}: {err}");

@@ -12,7 +12,7 @@ pub struct Args {
     input: PathBuf,
     /// Output file.
     output: PathBuf,
-    /// Output format: aedat4, aedat3, aedat2, evt2, evt3, es, npy, csv (default: from OUT's extension).
+    /// Output format: aedat4, aedat3, aedat2, evt2, evt21, evt3, es, npy, csv (default: from OUT's extension).
     #[arg(long)]
     to: Option<String>,
     /// Sensor size WxH for outputs that store one when the input does not state it
@@ -46,7 +46,7 @@ pub fn run(args: Args) -> Result<()> {
             .with_context(|| format!("{}: cannot tell the output format from the extension; pass --to", args.output.display()))?,
     };
     if !format.writable() {
-        bail!("{format} is read-only here; write aedat4, aedat3, aedat2, evt2, evt3, es, npy or csv");
+        bail!("{format} is read-only here; write aedat4, aedat3, aedat2, evt2, evt21, evt3, es, npy or csv");
     }
     let span_us = args
         .seconds

@@ -13,6 +13,8 @@ pub enum Format {
     Aedat4,
     /// Prophesee EVT 2.0 raw.
     Evt2,
+    /// Prophesee EVT 2.1 raw (64-bit words of up to 32 events).
+    Evt21,
     /// Prophesee EVT 3.0 raw.
     Evt3,
     /// Prophesee DAT (CD or old ATIS "2d" events).
@@ -31,11 +33,12 @@ pub enum Format {
 
 impl Format {
     /// Every format, in the order the CLI lists them.
-    pub const ALL: [Format; 11] = [
+    pub const ALL: [Format; 12] = [
         Format::Aedat2,
         Format::Aedat31,
         Format::Aedat4,
         Format::Evt2,
+        Format::Evt21,
         Format::Evt3,
         Format::Dat,
         Format::Es,
@@ -52,6 +55,7 @@ impl Format {
             Format::Aedat31 => "aedat3",
             Format::Aedat4 => "aedat4",
             Format::Evt2 => "evt2",
+            Format::Evt21 => "evt21",
             Format::Evt3 => "evt3",
             Format::Dat => "dat",
             Format::Es => "es",
@@ -70,6 +74,7 @@ impl Format {
             "aedat" | "aedat2.0" => "aedat2",
             "aedat4.0" => "aedat4",
             "evt2.0" | "raw" => "evt2",
+            "evt2.1" => "evt21",
             "evt3.0" => "evt3",
             "bin" => "nmnist",
             other => other,
@@ -90,6 +95,7 @@ impl Format {
             "aedat3" => Format::Aedat31,
             "aedat" | "aedat2" => Format::Aedat2,
             "raw" | "evt2" => Format::Evt2,
+            "evt21" => Format::Evt21,
             "evt3" => Format::Evt3,
             "dat" => Format::Dat,
             "es" => Format::Es,
@@ -129,6 +135,10 @@ impl Format {
                 if l == "evt 3.0" || l.starts_with("format evt3") {
                     return Some(Format::Evt3);
                 }
+                // EVT 2.1 before 2.0: `format evt21` starts as `format evt2` does.
+                if l == "evt 2.1" || l.starts_with("format evt21") {
+                    return Some(Format::Evt21);
+                }
                 if l == "evt 2.0" || l.starts_with("format evt2") {
                     return Some(Format::Evt2);
                 }
@@ -148,6 +158,7 @@ impl std::fmt::Display for Format {
             Format::Aedat31 => "AEDAT 3.1",
             Format::Aedat4 => "AEDAT 4.0",
             Format::Evt2 => "EVT 2.0",
+            Format::Evt21 => "EVT 2.1",
             Format::Evt3 => "EVT 3.0",
             Format::Dat => "DAT",
             Format::Es => "Event Stream",

@@ -71,7 +71,7 @@ pub fn detect(path: &Path) -> Result<Format> {
     Format::from_content(&head[..n]).or_else(|| Format::from_extension(path)).ok_or_else(|| Error::UnknownFormat {
         path: path.to_path_buf(),
         reason: "no known magic number or header, and the extension is not one of \
-                 .aedat .aedat4 .raw .evt3 .dat .es .bin .npy .npz .csv"
+                 .aedat .aedat4 .raw .evt21 .evt3 .dat .es .bin .npy .npz .csv"
             .into(),
     })
 }
@@ -94,6 +94,7 @@ pub fn from_reader(name: &Path, bytes: Box<dyn Read + Send>, format: Format) -> 
         Format::Aedat31 => Box::new(formats::aedat3::Reader::new(src)?),
         Format::Aedat4 => Box::new(formats::aedat4::Reader::new(src)?),
         Format::Evt2 => Box::new(formats::evt2::Reader::new(src)?),
+        Format::Evt21 => Box::new(formats::evt21::Reader::new(src)?),
         Format::Evt3 => Box::new(formats::evt3::Reader::new(src)?),
         Format::Dat => Box::new(formats::dat::Reader::new(src)?),
         Format::Es => Box::new(formats::es::Reader::new(src)?),

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
-use crate::formats::{aedat2, aedat3, aedat4, csv, es, evt2, evt3, npy};
+use crate::formats::{aedat2, aedat3, aedat4, csv, es, evt2, evt3, evt21, npy};
 use crate::{Error, Event, Format, Geometry, Result};
 
 type Out = BufWriter<File>;
@@ -17,6 +17,7 @@ enum Inner {
     Aedat31(aedat3::Writer<Out>),
     Aedat4(aedat4::Writer<Out>),
     Evt2(evt2::Writer<Out>),
+    Evt21(evt21::Writer<Out>),
     Evt3(evt3::Writer<Out>),
 }
 
@@ -75,12 +76,13 @@ impl EventWriter {
             }
             Format::Aedat4 => Inner::Aedat4(aedat4::Writer::new(out, geometry).map_err(io)?),
             Format::Evt2 => Inner::Evt2(evt2::Writer::new(out, geometry).map_err(io)?),
+            Format::Evt21 => Inner::Evt21(evt21::Writer::new(out, geometry).map_err(io)?),
             Format::Evt3 => Inner::Evt3(evt3::Writer::new(out, geometry).map_err(io)?),
             Format::Dat | Format::Nmnist | Format::Npz => {
                 return Err(Error::Unsupported {
                     path: path.to_path_buf(),
                     format: format.name(),
-                    message: "this format is read-only here; write aedat4, evt2, evt3, es, npy, csv, aedat3 or aedat2".into(),
+                    message: "this format is read-only here; write aedat4, evt2, evt21, evt3, es, npy, csv, aedat3 or aedat2".into(),
                 });
             }
         };
@@ -123,6 +125,7 @@ impl EventWriter {
             Inner::Aedat31(w) => w.write(events),
             Inner::Aedat4(w) => w.write(events),
             Inner::Evt2(w) => w.write(events),
+            Inner::Evt21(w) => w.write(events),
             Inner::Evt3(w) => w.write(events),
         };
         r.map_err(|e| Self::wrap(&self.path, self.format, e))
@@ -138,6 +141,7 @@ impl EventWriter {
             Inner::Aedat31(w) => w.finish().map(drop),
             Inner::Aedat4(w) => w.finish().map(drop),
             Inner::Evt2(w) => w.finish().map(drop),
+            Inner::Evt21(w) => w.finish().map(drop),
             Inner::Evt3(w) => w.finish().map(drop),
         };
         r.map_err(|e| Self::wrap(&self.path, self.format, e))

@@ -208,13 +208,13 @@ proptest! {
 
     #[test]
     fn wide_formats_round_trip_long_recordings(events in sorted_events(1280, 1 << 40)) {
-        for format in [Format::Csv, Format::Npy, Format::Aedat4, Format::Aedat31, Format::Evt2, Format::Evt3] {
+        for format in [Format::Csv, Format::Npy, Format::Aedat4, Format::Aedat31, Format::Evt2, Format::Evt21, Format::Evt3] {
             prop_assert_eq!(&round_trip(format, &events, Geometry::new(1280, 1280)), &events, "{}", format);
         }
     }
 
     #[test]
-    fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2000), format_index in 0usize..11) {
+    fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2000), format_index in 0..Format::ALL.len()) {
         let format = Format::ALL[format_index];
         let dir = tempfile::tempdir().expect("tempdir");
         let path = write_file(dir.path(), "fuzz.bin", &bytes);
@@ -438,4 +438,26 @@ fn csv_names_bad_lines_far_into_the_file() {
     let long = format!("1,2,3,1\n{}\n", "9".repeat(5000));
     let err = decode(&write_file(dir.path(), "long.csv", long.as_bytes())).expect_err("long line").to_string();
     assert!(err.contains("at byte 8: line longer than 4096 bytes"), "{err}");
+}
+
+/// A `.raw` file is recognised by its header: EVT 2.1's `format EVT21` starts as EVT 2.0's
+/// `format EVT2` does, and read as EVT 2.0 its 64-bit words would be garbage events.
+#[test]
+fn raw_files_are_told_apart_by_their_header() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let word = (0x1u64 << 60 | 3 << 54 | 32 << 43 | 5 << 32 | 0b11).to_le_bytes();
+    for (header, want) in [
+        ("% evt 2.1\n% end\n", Format::Evt21),
+        ("% format EVT21;height=720;width=1280\n% end\n", Format::Evt21),
+        ("% camera_integrator_name Prophesee\n% format EVT21;height=720;width=1280;endianness=legacy\n% end\n", Format::Evt21),
+        ("% format EVT2;height=480;width=640\n% end\n", Format::Evt2),
+        ("% evt 3.0\n% end\n", Format::Evt3),
+    ] {
+        let mut bytes = header.as_bytes().to_vec();
+        bytes.extend_from_slice(&word);
+        let path = write_file(dir.path(), "rec.raw", &bytes);
+        assert_eq!(dynapviz_events::detect(&path).expect("detects"), want, "{header}");
+    }
+    let path = write_file(dir.path(), "rec.raw", &[b"% format EVT21;height=8;width=64\n% end\n".as_slice(), &word].concat());
+    assert_eq!(decode(&path).expect("decodes"), vec![Event::new(3, 32, 5, true), Event::new(3, 33, 5, true)]);
 }

@@ -68,3 +68,32 @@ fn geometry_comes_from_the_file() {
         assert_eq!(got.geometry, want, "{file}");
     }
 }
+
+/// Every recording, written as EVT 2.1 (events of one row and time share words) and read back,
+/// is the same events in the same order: the real rows' runs of pixels, not only made-up ones.
+#[test]
+fn every_manifest_recording_survives_evt21() {
+    let Some(shared) = shared() else { return };
+    let dir = shared.join("fixtures/events");
+    let out = tempfile::tempdir().expect("tempdir");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("fixtures/events") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "md") {
+            continue;
+        }
+        let mut r = dynapviz_events::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let events = dynapviz_events::read_all(r.as_mut()).unwrap_or_else(|e| panic!("{e}"));
+        let geometry = r.geometry().unwrap_or(Geometry::new(2048, 2048));
+        let copy = out.path().join("copy.raw");
+        let mut w = dynapviz_events::EventWriter::create(&copy, dynapviz_events::Format::Evt21, geometry).expect("create");
+        w.write(&events).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        w.finish().expect("finish");
+        let mut back = dynapviz_events::open(&copy).expect("detected as EVT 2.1");
+        assert_eq!(back.format(), dynapviz_events::Format::Evt21);
+        let got = dynapviz_events::read_all(back.as_mut()).expect("reads back");
+        assert!(got == events, "{}: {} events back of {}", path.display(), got.len(), events.len());
+        checked += 1;
+    }
+    assert!(checked >= 6, "only {checked} recordings checked");
+}

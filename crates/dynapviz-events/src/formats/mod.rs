@@ -8,6 +8,7 @@ pub mod csv;
 pub mod dat;
 pub mod es;
 pub mod evt2;
+pub mod evt21;
 pub mod evt3;
 pub(crate) mod flatbuffer;
 pub mod nmnist;
