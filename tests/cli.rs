@@ -518,6 +518,27 @@ fn simulate_json_equals_sinabs_on_a_network_of_its_own() {
     assert!(table.last().is_some_and(|bin| bin.as_array().is_some_and(|b| b.iter().all(|n| n == 0))), "the case ends in empty bins");
 }
 
+/// A network whose read-out is a map (4 x 8 x 8), not one neuron per class: `class_counts` has
+/// one count per output neuron, flattened as sinabs' output (`tests/sinabs-cases/map_output`),
+/// and `channel_counts` sums each channel's, as the dashboard counts them.
+#[test]
+fn simulate_json_counts_a_map_output_per_neuron_as_sinabs() {
+    let args = ["--input-shape", "2,32,32", "--device", "speck2edevkit"];
+    let expected = simulate_equals_expected("map_output", "model.onnx", &args);
+    let case = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sinabs-cases/map_output");
+    let (model, input) = (case.join("model.onnx"), case.join("input.csv"));
+    let files = ["simulate", "--model", model.to_str().expect("path"), "--input", input.to_str().expect("path")];
+    let (ok, out, err) = dynapviz(&[&files[..], &args, &["--mode", "binned", "--json"]].concat());
+    assert!(ok, "{err}");
+    let got: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(got["output_shape"], serde_json::json!([4, 8, 8]));
+    let per_neuron: Vec<u64> = expected["class_counts"].as_array().expect("counts").iter().map(|v| v.as_u64().unwrap_or(0)).collect();
+    let per_channel: Vec<u64> = per_neuron.chunks(64).map(|c| c.iter().sum()).collect();
+    assert_eq!(got["channel_counts"], serde_json::json!(per_channel));
+    let (ok, text, err) = dynapviz(&[&files[..], &args, &["--mode", "binned"]].concat());
+    assert!(ok && text.contains(&format!("output counts per channel: {per_channel:?}")), "{err}{text}");
+}
+
 /// The same from a NIR graph, which names its input shape: a residual network.
 #[test]
 fn simulate_json_equals_sinabs_from_a_nir_graph() {

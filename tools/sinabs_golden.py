@@ -164,6 +164,35 @@ def cases():
             [1.5, 2.0, 2.5],
             24,
         ),
+        # A read-out with a map, not one neuron per class: sinabs' output is the last layer's
+        # spikes per neuron, (C, H, W) flattened, 4 x 8 x 8 here.
+        "map_output": (
+            (2, 32, 32),
+            "speck2edevkit",
+            lambda: nn.Sequential(
+                nn.Conv2d(2, 8, 3, padding=1, bias=False), nn.ReLU(), nn.AvgPool2d(2),
+                nn.Conv2d(8, 4, 3, stride=2, padding=1, bias=False),
+            ),
+            [1.5, 2.5],
+            26,
+        ),
+        # Drawn by `tools/sinabs_random.py` (seed 4): a layer whose weight scale, computed as
+        # torch computes `127 / max` (the reciprocal, then times 127), puts one weight at -42.5
+        # exactly, where one division would have put it at -42.500004 and rounded it to -43.
+        "reciprocal_scale": (
+            (2, 128, 128),
+            "speck2fmodule",
+            lambda: nn.Sequential(
+                nn.AvgPool2d(2),
+                nn.Conv2d(2, 16, 3, padding=1, bias=False), nn.ReLU(), nn.AvgPool2d(2),
+                nn.Conv2d(16, 48, 3, stride=2, padding=1, bias=False), nn.ReLU(), nn.AvgPool2d(2),
+                nn.Conv2d(48, 16, 3, padding=1, bias=False), nn.ReLU(), nn.AvgPool2d(4),
+                nn.Conv2d(16, 48, 2, padding=1, bias=False), nn.ReLU(),
+                nn.Conv2d(48, 3, 3, padding=1, bias=False),
+            ),
+            [1.6146634887323645, 1.763627416720899, 2.0253631312245193, 1.4808945739295458, 2.070217075943133],
+            142351224,
+        ),
     }
 
 class Residual(nn.Module):

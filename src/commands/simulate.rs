@@ -194,8 +194,15 @@ struct Output {
     rejected_input: dynapviz_chip::InputCounters,
     /// The sensor size the input was rescaled from, if it was.
     rescaled_from: Option<String>,
+    /// The output layer's spikes per neuron, its (C, H, W) flattened as sinabs' output is:
+    /// one per class when the output is C x 1 x 1.
     class_counts: Vec<u64>,
     class_counts_per_bin: Vec<Vec<u64>>,
+    /// The output layer's (C, H, W) after its pooling.
+    output_shape: [usize; 3],
+    /// The output layer's spikes per channel (what the dashboard counts): `class_counts`
+    /// summed over each channel's neurons.
+    channel_counts: Vec<u64>,
     /// Why `class_counts_per_bin` is empty although there are output spikes, if it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     class_counts_per_bin_left_out: Option<String>,
@@ -234,9 +241,12 @@ pub fn run(args: Args) -> Result<()> {
     let rescale = if args.no_rescale { None } else { super::fit::input_rescale(&args.input, stated, shape)? };
     let len = std::fs::metadata(&args.input).map(|m| m.len()).unwrap_or(0);
     let bar = super::byte_progress(len, "simulating");
-    let classes = net.classes();
-    let mut class_counts = vec![0u64; classes];
-    let mut per_bin = ClassBins::new(args.bin_us, classes);
+    // sinabs' output is the last layer's spikes per neuron, (C, H, W) flattened.
+    let output_shape = net.output_shape();
+    let [_, oh, ow] = output_shape;
+    let neuron = |s: &dynapviz_chip::Spike| net.output_index(usize::from(s.c), usize::from(s.y), usize::from(s.x));
+    let mut class_counts = vec![0u64; output_shape.iter().product()];
+    let mut per_bin = ClassBins::new(args.bin_us, class_counts.len());
     let mut monitored = vec![0u64; n + 1];
     // The input's time, for the bins: its first event's and its latest.
     let mut input_us: Option<(i64, i64)> = None;
@@ -246,8 +256,8 @@ pub fn run(args: Args) -> Result<()> {
         for s in spikes {
             monitored[usize::from(s.layer)] += 1;
             if usize::from(s.layer) == n {
-                class_counts[usize::from(s.c)] += 1;
-                per_bin.add(s.t, usize::from(s.c));
+                class_counts[neuron(s)] += 1;
+                per_bin.add(s.t, neuron(s));
             }
         }
         samples.iter().for_each(|p| power.add(p));
@@ -320,9 +330,11 @@ pub fn run(args: Args) -> Result<()> {
         dvs: counters[0],
         rejected_input: sim.input_counters(),
         rescaled_from: rescale.map(|(sensor, _)| sensor.to_string()),
+        channel_counts: class_counts.chunks(oh * ow).map(|c| c.iter().sum()).collect(),
         class_counts,
         class_counts_per_bin,
         class_counts_per_bin_left_out,
+        output_shape,
         power_mean_mw: RAILS.iter().zip(power.watts()).filter_map(|(r, w)| Some((r.to_string(), w? * 1e3))).collect(),
         wall_seconds: wall,
         events_per_second: total as f64 / wall.max(1e-9),
@@ -380,7 +392,14 @@ pub fn run(args: Args) -> Result<()> {
         let held = d.layer.checked_sub(1).and_then(|i| out.layers.get(i)).map_or(0, |l| l.decimated);
         println!("output decimator of {d}: {held} spikes held back");
     }
-    println!("class counts: {:?}", out.class_counts);
+    if oh * ow == 1 {
+        println!("class counts: {:?}", out.class_counts);
+    } else {
+        println!(
+            "output counts per channel: {:?} (the output is {}x{}x{}: JSON's class_counts has one per neuron, as sinabs' output)",
+            out.channel_counts, output_shape[0], oh, ow
+        );
+    }
     if !out.power_mean_mw.is_empty() {
         let p: Vec<String> = out.power_mean_mw.iter().map(|(r, v)| format!("{r} {v:.3}")).collect();
         println!("mean power (mW, estimate): {}", p.join(", "));

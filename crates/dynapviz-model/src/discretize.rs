@@ -15,7 +15,12 @@ pub fn scale(values: &[f32], bits: u32) -> f32 {
     let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     // torch: a Python float times a float32 tensor is computed in float32.
     let ratio = (dmin / dmax).abs() as f32;
-    if min.abs() <= max.abs() * ratio { (dmax as f32 / max).abs() } else { (dmin as f32 / min).abs() }
+    // And a Python number divided by a tensor is the tensor's reciprocal times the number
+    // (`Tensor.__rtruediv__`): two roundings, not one. A single division differs in the last
+    // bit for some ranges, and a weight then rounds the other way (a random network of
+    // `tools/sinabs_random.py` had one at -42.5 that way, at -42.500004 with one division).
+    let over = |d: f64, v: f32| ((1.0 / v) * d as f32).abs();
+    if min.abs() <= max.abs() * ratio { over(dmax, max) } else { over(dmin, min) }
 }
 
 /// The one scale factor of a layer.

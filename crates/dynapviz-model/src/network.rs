@@ -178,6 +178,19 @@ impl Network {
         self.layers.last().map_or(0, |l| l.out_channels)
     }
 
+    /// The last layer's output after its pooling, (C, H, W): sinabs' network output, whose
+    /// neurons (not only its channels) its class counts count when H x W is more than 1.
+    pub fn output_shape(&self) -> [usize; 3] {
+        self.layers.last().map_or([0, 1, 1], |l| l.out_shape)
+    }
+
+    /// Where output neuron `(c, y, x)` is in sinabs' output flattened: `(c * H + y) * W + x`
+    /// (the channel itself for an output of C x 1 x 1).
+    pub fn output_index(&self, c: usize, y: usize, x: usize) -> usize {
+        let [_, h, w] = self.output_shape();
+        (c * h + y) * w + x
+    }
+
     /// Whether every layer carries integer parameters.
     pub fn is_discretized(&self) -> bool {
         self.layers.iter().all(|l| l.quant.is_some())

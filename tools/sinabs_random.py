@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Random networks through sinabs and through dynapviz, compared: what the fixed cases of
+`tests/sinabs-cases` cannot show, that networks nobody picked convert, discretize, map and run
+(binned) as sinabs makes them. Each network is a chain the chip can hold, drawn from a seed:
+input size and polarities, DVS pooling, 2-6 layers with kernels 1-7, strides 1-2, paddings,
+biases, poolings 2/4, a linear read-out or a conv one (whose map may be more than 1x1), a
+device; within the chip's limits sinabs does not check (conv output maps up to 64x64, kernels up
+to 16x16), which dynapviz refuses. sinabs makes the case as
+`sinabs_golden.py` does; `dynapviz model --json` and `simulate --mode binned --json` must give
+the same layers (core, threshold, weights' checksum) and the same spike counts, per layer and
+per bin.
+
+Usage: `target/sinabs-venv/bin/python tools/sinabs_random.py [--count N] [--seed S] [--keep DIR]`
+(needs `target/release/dynapviz` and the venv `tools/bench-sinabs` makes). Prints one line per
+network and exits non-zero when one differs; `--keep DIR` leaves the cases there (a failing one
+is a new fixture for `tests/sinabs-cases`); `--recheck DIR` compares the cases there again.
+"""
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import sinabs_golden as golden  # noqa: E402  (stubs samna before sinabs)
+
+import torch.nn as nn  # noqa: E402
+
+# The devices sinabs 3 builds for.
+DEVICES = ["speck2edevkit", "speck2fdevkit", "speck2e", "speck2fmodule"]
+
+
+def draw(rng):
+    """A random chain: (input shape, device, ANN, gains)."""
+    c = rng.choice([1, 2])
+    h = rng.choice([16, 24, 32, 48, 64, 128])
+    w = rng.choice([h, h, rng.choice([16, 32, 64])])
+    modules, gains = [], []
+    size = [h, w]
+    dvs_pool = rng.choice([1, 1, 2, 4])
+    if dvs_pool > 1 and h % dvs_pool == 0 and w % dvs_pool == 0 and min(h, w) // dvs_pool >= 8:
+        modules.append(nn.AvgPool2d(dvs_pool))
+        size = [h // dvs_pool, w // dvs_pool]
+    channels = c
+    layers = rng.randint(2, 6)
+    for i in range(layers):
+        last = i == layers - 1
+        k = rng.choice([1, 2, 3, 3, 3, 5, 7])
+        k = min(k, min(size))
+        stride = rng.choice([1, 1, 1, 2]) if k > 1 or rng.random() < 0.3 else 1
+        pad = rng.randint(0, k // 2)
+        out = rng.choice([4, 8, 16, 16, 24, 32, 48, 64]) if not last else rng.randint(2, 12)
+        bias = rng.random() < 0.3
+        modules.append(nn.Conv2d(channels, out, k, stride=stride, padding=pad, bias=bias))
+        gains.append(rng.uniform(1.2, 3.0))
+        size = [(s + 2 * pad - k) // stride + 1 for s in size]
+        # The chip's limits that sinabs does not check (DESIGN.md §4; dynapviz refuses them).
+        if min(size) < 1 or max(size) > 64:
+            return None
+        channels = out
+        if last:
+            break
+        modules.append(nn.ReLU())
+        pool = rng.choice([1, 1, 2, 2, 4])
+        if pool > 1 and size[0] % pool == 0 and size[1] % pool == 0 and min(size) // pool >= 1:
+            modules.append(nn.AvgPool2d(pool))
+            size = [s // pool for s in size]
+    if rng.random() < 0.3 and max(size) <= 16:
+        # A linear read-out over the last map: a conv over all of it on the chip.
+        modules += [nn.ReLU(), nn.Flatten(), nn.Linear(channels * size[0] * size[1], rng.randint(2, 12), bias=rng.random() < 0.3)]
+        gains.append(rng.uniform(1.5, 3.0))
+    return (c, h, w), rng.choice(DEVICES), nn.Sequential(*modules), gains
+
+
+def run(args):
+    out = subprocess.run(args, capture_output=True, text=True)
+    if out.returncode != 0:
+        return None, out.stderr.strip()
+    return json.loads(out.stdout), None
+
+
+def compare(case, exp, binary):
+    """Differences between dynapviz and sinabs' `expected.json` for the case, as strings."""
+    shape = ",".join(map(str, exp["input_shape"]))
+    common = ["--model", str(case / "model.onnx"), "--input-shape", shape, "--device", exp["device"]]
+    model, err = run([binary, "model", *common, "--json"])
+    if model is None:
+        return [f"model: {err}"]
+    sim, err = run([binary, "simulate", *common, "--input", str(case / "input.csv"), "--mode", "binned", "--json"])
+    if sim is None:
+        return [f"simulate: {err}"]
+    diffs = []
+    if len(model["layers"]) != len(exp["layers"]):
+        return [f"{len(model['layers'])} layers, sinabs {len(exp['layers'])}"]
+    for got, want in zip(model["layers"], exp["layers"]):
+        for key in ["core", "in_channels", "out_channels", "kernel", "stride", "padding", "pool", "threshold", "min_v_mem", "weight_abs_sum", "weight_sha256_i8_oihw"]:
+            if got[key] != want[key] and not (isinstance(want[key], int) and got[key] == float(want[key])):
+                diffs.append(f"layer {want['index']} {key}: {got[key]} against {want[key]}")
+    for got, want in zip(sim["layers"], exp["layers"]):
+        if got["spikes_after_pool"] != want["spikes_after_pool"]:
+            diffs.append(f"layer {want['index']} spikes: {got['spikes_after_pool']} against {want['spikes_after_pool']}")
+    for key in ["class_counts", "class_counts_per_bin", "bins"]:
+        if sim.get(key) != exp[key]:
+            diffs.append(f"{key} differ")
+    return diffs
+
+
+def main():
+    here = Path(__file__).resolve().parent.parent
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--count", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--keep", type=Path)
+    ap.add_argument("--binary", default=str(here / "target/release/dynapviz"))
+    ap.add_argument("--shared", default=str(here / "../shared"))
+    ap.add_argument("--recheck", type=Path, metavar="DIR", help="compare the cases a --keep run left in DIR again, making none")
+    args = ap.parse_args()
+    if args.recheck:
+        cases = sorted(p.parent for p in args.recheck.glob("*/expected.json"))
+        failed = 0
+        for case in cases:
+            diffs = compare(case, json.loads((case / "expected.json").read_text()), args.binary)
+            failed += bool(diffs)
+            print(f"{case.name}: {'DIFFERS (' + ', '.join(diffs[:6]) + ')' if diffs else 'equal'}")
+        print(f"{len(cases)} networks, {failed} differ")
+        sys.exit(1 if failed else 0)
+    golden_input = Path(args.shared) / "fixtures/golden/gesture_r50/input.csv"
+    source = golden.read_csv(golden_input) if golden_input.exists() else golden.synthetic_bar()
+    golden.torch.set_num_threads(1)
+    rng = random.Random(args.seed)
+    root = args.keep or Path(tempfile.mkdtemp(prefix="sinabs-random-"))
+    done, failed, refused = 0, 0, 0
+    while done < args.count:
+        drawn = draw(rng)
+        if drawn is None:
+            continue
+        shape, device, ann, gains = drawn
+        seed = rng.randrange(1 << 30)
+        name = f"random_{args.seed}_{done:03d}"
+        ann = golden.randomize(ann, gains, seed, (-0.05, 0.1))
+        ev = source[::6]
+        ev = ev if shape[1:] == (128, 128) else golden.resample(ev, shape)
+        try:
+            exp = golden.write_case(root / name, name, ann, shape, device, ev)
+        except Exception as e:  # sinabs refuses what the chip cannot hold: draw again
+            refused += 1
+            print(f"{name}: sinabs refused it ({type(e).__name__}: {str(e)[:120]}), drawn again")
+            continue
+        diffs = compare(root / name, exp, args.binary)
+        done += 1
+        if diffs:
+            failed += 1
+            print(f"{name}: DIFFERS ({', '.join(diffs[:6])})\n  {ann}")
+        else:
+            print(f"{name}: equal ({len(exp['layers'])} layers, spikes {[l['spikes_after_pool'] for l in exp['layers']]})")
+    print(f"{done} networks, {failed} differ, {refused} refused by sinabs; cases in {root}")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
