@@ -193,6 +193,24 @@ def cases():
             [1.6146634887323645, 1.763627416720899, 2.0253631312245193, 1.4808945739295458, 2.070217075943133],
             142351224,
         ),
+        # Drawn by `tools/sinabs_random.py --wide` (seed 10): strong biases charge the first
+        # layer in sinabs' step of zeros, and its spikes reach a conv with batch norm, which that
+        # step runs as torch's norm (with eps, fused multiply-adds), not folded. Exported with
+        # the norm a node (`NO_FOLD`).
+        "norm_zero_step": (
+            (2, 128, 64),
+            "speck2fmodule",
+            lambda: nn.Sequential(
+                sl.SumPool2d(4),
+                nn.Conv2d(2, 32, 5, padding=1), nn.ReLU(),
+                nn.Conv2d(32, 48, 2, stride=2, padding=1, bias=False), nn.BatchNorm2d(48), nn.ReLU(),
+                nn.Conv2d(48, 4, 7, stride=2, bias=False), nn.ReLU(),
+                nn.Conv2d(4, 24, 1, bias=False), nn.ReLU(),
+                nn.Conv2d(24, 7, 1, bias=False),
+            ),
+            [2.6089762861194608, 2.374073953625063, 1.848399841952121, 2.1135533082072833, 2.0686737554578607],
+            1030601830,
+        ),
     }
 
 class Residual(nn.Module):
@@ -331,7 +349,11 @@ def graph_cases():
 
 
 # Biases per case other than the default small positive ones: (low, high) of a uniform draw.
-BIAS_RANGE = {"strong_bias": (-1.5, 2.5), "late_start_non_square": (0.0, 0.2)}
+BIAS_RANGE = {"strong_bias": (-1.5, 2.5), "late_start_non_square": (0.0, 0.2), "norm_zero_step": (-1.5, 2.5)}
+
+# Cases exported without constant folding: torch's exporters fold a batch norm into the conv
+# before it (with eps, where sinabs folds without); unfolded it stays a node.
+NO_FOLD = {"norm_zero_step"}
 
 # Microseconds added to the recording's times, per case.
 START_US = {"late_start_non_square": 3700}
@@ -505,7 +527,7 @@ def expected_of_snn(name, snn, shape, device, ev):
 
 def write_case(out, name, ann, shape, device, ev):
     out.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(ann, torch.zeros(1, *shape), str(out / "model.onnx"), dynamo=False, input_names=["input"])
+    torch.onnx.export(ann, torch.zeros(1, *shape), str(out / "model.onnx"), dynamo=False, input_names=["input"], do_constant_folding=name not in NO_FOLD)
     # The same network as torch's default exporter (dynamo, since torch 2.9) writes it: other
     # operators, weights in `model.dynamo.onnx.data`. That exporter folds batch norm into the
     # weights itself, with torch's eps, where sinabs folds without: a weight on a rounding

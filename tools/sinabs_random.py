@@ -28,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sinabs_golden as golden  # noqa: E402  (stubs samna before sinabs)
 
 import torch.nn as nn  # noqa: E402
+import sinabs.layers as sl  # noqa: E402
+from sinabs.activation import MembraneReset  # noqa: E402
 
 # The devices sinabs 3 builds for.
 DEVICES = ["speck2edevkit", "speck2fdevkit", "speck2e", "speck2fmodule"]
@@ -75,6 +77,35 @@ def draw(rng):
     return (c, h, w), rng.choice(DEVICES), nn.Sequential(*modules), gains
 
 
+def widen(rng, ann, gains):
+    """More of what sinabs converts, for `--wide`: batch norm after some convs, sinabs' own
+    `SumPool2d` for some poolings, a hidden linear layer before a linear read-out. Returns the
+    ANN, its gains, and the case's bias range, reset and start time."""
+    modules, out_gains, weighted = [], [], 0
+    items = list(ann)
+    for i, m in enumerate(items):
+        if isinstance(m, nn.AvgPool2d) and rng.random() < 0.3:
+            k = m.kernel_size
+            modules.append(sl.SumPool2d(k))
+            continue
+        if isinstance(m, nn.Linear) and i == len(items) - 1 and rng.random() < 0.5:
+            hidden = rng.choice([16, 32, 64])
+            modules += [nn.Linear(m.in_features, hidden, bias=False), nn.ReLU()]
+            out_gains.append(rng.uniform(1.2, 2.5))
+            m = nn.Linear(hidden, m.out_features, bias=m.bias is not None)
+        modules.append(m)
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            out_gains.append(gains[weighted])
+            weighted += 1
+            following = items[i + 1] if i + 1 < len(items) else None
+            if isinstance(m, nn.Conv2d) and isinstance(following, nn.ReLU) and rng.random() < 0.2:
+                modules.append(nn.BatchNorm2d(m.out_channels))
+    bias_range = rng.choice([(0.0, 0.05), (-0.05, 0.1), (-1.5, 2.5)])
+    reset = MembraneReset() if rng.random() < 0.2 else None
+    start_us = rng.choice([0, 0, rng.randint(1, 20_000)])
+    return nn.Sequential(*modules), out_gains, bias_range, reset, start_us
+
+
 def run(args):
     out = subprocess.run(args, capture_output=True, text=True)
     if out.returncode != 0:
@@ -86,6 +117,8 @@ def compare(case, exp, binary):
     """Differences between dynapviz and sinabs' `expected.json` for the case, as strings."""
     shape = ",".join(map(str, exp["input_shape"]))
     common = ["--model", str(case / "model.onnx"), "--input-shape", shape, "--device", exp["device"]]
+    if exp.get("reset_fn") == "MembraneReset":
+        common += ["--reset", "zero"]
     model, err = run([binary, "model", *common, "--json"])
     if model is None:
         return [f"model: {err}"]
@@ -116,6 +149,7 @@ def main():
     ap.add_argument("--keep", type=Path)
     ap.add_argument("--binary", default=str(here / "target/release/dynapviz"))
     ap.add_argument("--shared", default=str(here / "../shared"))
+    ap.add_argument("--wide", action="store_true", help="also batch norm, SumPool2d, hidden linear layers, strong biases of both signs, reset to zero, late starts")
     ap.add_argument("--recheck", type=Path, metavar="DIR", help="compare the cases a --keep run left in DIR again, making none")
     args = ap.parse_args()
     if args.recheck:
@@ -140,15 +174,30 @@ def main():
         shape, device, ann, gains = drawn
         seed = rng.randrange(1 << 30)
         name = f"random_{args.seed}_{done:03d}"
-        ann = golden.randomize(ann, gains, seed, (-0.05, 0.1))
+        bias_range, start_us = (-0.05, 0.1), 0
+        if args.wide:
+            ann, gains, bias_range, reset, start_us = widen(random.Random(seed), ann, gains)
+            golden.RESET_FN.pop(name, None)
+            if reset is not None:
+                golden.RESET_FN[name] = reset
+        ann = golden.randomize(ann, gains, seed, bias_range)
         ev = source[::6]
         ev = ev if shape[1:] == (128, 128) else golden.resample(ev, shape)
+        if start_us:
+            ev = ev.copy()
+            ev[:, 0] += start_us
         try:
             exp = golden.write_case(root / name, name, ann, shape, device, ev)
         except Exception as e:  # sinabs refuses what the chip cannot hold: draw again
             refused += 1
             print(f"{name}: sinabs refused it ({type(e).__name__}: {str(e)[:120]}), drawn again")
             continue
+        if any(isinstance(m, nn.BatchNorm2d) for m in ann.modules()):
+            # torch's exporters fold batch norm into the conv before it, with torch's `eps`,
+            # where sinabs folds without: exported with no folding, the norm stays a node and
+            # dynapviz folds it as sinabs does (see README, `model`).
+            golden.torch.onnx.export(ann, golden.torch.zeros(1, *shape), str(root / name / "model.onnx"), dynamo=False,
+                                     do_constant_folding=False, input_names=["input"])
         diffs = compare(root / name, exp, args.binary)
         done += 1
         if diffs:

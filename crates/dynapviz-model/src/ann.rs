@@ -150,12 +150,21 @@ pub struct BatchNorm {
 }
 
 impl BatchNorm {
-    /// PyTorch's eval map as `y = x * scale + shift`, per channel, in f32: `scale = gamma /
-    /// sqrt(var + eps)`, `shift = beta - mean * scale`.
+    /// PyTorch's eval map as `y = x * scale + shift`, per channel, in f32 as ATen's CPU
+    /// kernel computes it on a CPU with FMA (where sinabs' references are made): `scale = (1 /
+    /// sqrt(var + eps)) * gamma`, `shift = beta - mean * scale` rounded once (a fused
+    /// multiply-add), and `y` too is one fused multiply-add (see [`Self::apply`]). Each of the
+    /// other orders tried differs from torch in a tenth to a half of the values of a random
+    /// norm; this one in none.
     pub fn eval_affine(&self) -> (Vec<f32>, Vec<f32>) {
-        let scale: Vec<f32> = self.gamma.iter().zip(&self.running_var).map(|(g, v)| g / (v + self.eps).sqrt()).collect();
-        let shift = self.beta.iter().zip(&self.running_mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
+        let scale: Vec<f32> = self.gamma.iter().zip(&self.running_var).map(|(g, v)| (1.0 / (v + self.eps).sqrt()) * g).collect();
+        let shift = self.beta.iter().zip(&self.running_mean).zip(&scale).map(|((b, m), s)| (-m).mul_add(*s, *b)).collect();
         (scale, shift)
+    }
+
+    /// `x * scale + shift` rounded once, as torch applies [`Self::eval_affine`].
+    pub fn apply(x: f32, scale: f32, shift: f32) -> f32 {
+        x.mul_add(scale, shift)
     }
 
     /// sinabs' `merge_bn`, which folds the norm into the layer before it without `eps`: the

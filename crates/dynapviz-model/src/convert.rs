@@ -15,7 +15,7 @@
 
 use crate::ann::{Ann, AnnLayer, NamedLayer, Source};
 use crate::error::{ModelError, Result};
-use crate::network::{ChipLayer, Crop, DvsLayer, FloatParams, Network, Reset};
+use crate::network::{ChipLayer, Crop, DvsLayer, FloatParams, Network, PreNorm, Reset};
 
 /// Options of the DVS input layer.
 #[derive(Clone, Debug, Default)]
@@ -35,11 +35,13 @@ fn unsupported(l: &NamedLayer, message: impl Into<String>) -> ModelError {
 }
 
 /// Folds each BatchNorm into the Conv/Linear before it, and drops no-op layers: the layers that
-/// remain, their inputs renumbered.
-fn simplify(ann: &Ann) -> Result<Vec<NamedLayer>> {
+/// remain, their inputs renumbered, and for each the layer as it was before its norms, if it had
+/// any (see [`PreNorm`]).
+fn simplify(ann: &Ann) -> Result<(Vec<NamedLayer>, Vec<Option<PreNorm>>)> {
     // What each original layer's output is now: a kept layer, or what a dropped one passed on.
     let mut now: Vec<Source> = Vec::with_capacity(ann.layers.len());
     let mut out: Vec<NamedLayer> = Vec::new();
+    let mut norms: Vec<Option<PreNorm>> = Vec::new();
     let mut consumers = vec![0usize; ann.layers.len()];
     for l in &ann.layers {
         for s in &l.inputs {
@@ -67,8 +69,8 @@ fn simplify(ann: &Ann) -> Result<Vec<NamedLayer>> {
         match &l.layer {
             AnnLayer::Dropout | AnnLayer::Identity => now.push(inputs[0]),
             AnnLayer::BatchNorm(bn) => {
-                let prev = match inputs[0] {
-                    Source::Layer(p) => &mut out[p],
+                let (prev, norm) = match inputs[0] {
+                    Source::Layer(p) => (&mut out[p], &mut norms[p]),
                     Source::Input => return Err(unsupported(l, "BatchNorm must follow a Conv2d or Linear, not the input")),
                 };
                 let prev_name = prev.name.clone();
@@ -87,6 +89,9 @@ fn simplify(ann: &Ann) -> Result<Vec<NamedLayer>> {
                 if let Some(n) = bn.arrays().iter().map(|a| a.len()).find(|&n| n != out_ch) {
                     return Err(unsupported(l, format!("BatchNorm has {n} features, layer {prev_name} has {out_ch} outputs")));
                 }
+                norm.get_or_insert_with(|| PreNorm { weights: weight.data.clone(), bias: bias.clone(), norms: Vec::new() })
+                    .norms
+                    .push(bn.eval_affine());
                 // sinabs' fold (no eps), not the ANN's eval map: its weights are the contract.
                 let (factor, new_bias) = bn.sinabs_fold(bias.as_deref());
                 let per = weight.len() / out_ch.max(1);
@@ -100,10 +105,11 @@ fn simplify(ann: &Ann) -> Result<Vec<NamedLayer>> {
             _ => {
                 now.push(Source::Layer(out.len()));
                 out.push(NamedLayer { name: l.name.clone(), layer: l.layer.clone(), inputs });
+                norms.push(None);
             }
         }
     }
-    Ok(out)
+    Ok((out, norms))
 }
 
 /// Where the output of a layer (or of the input) goes: through poolings, flattens, merges and
@@ -192,7 +198,7 @@ struct Arrival {
 /// Converts an ANN to a (float) chip network for an input of `input_shape` (C, H, W).
 pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> Result<Network> {
     crate::import::check_finite(ann)?;
-    let layers = simplify(ann)?;
+    let (layers, mut norms) = simplify(ann)?;
     let [c, h, w] = input_shape;
     if !(1..=2).contains(&c) || h == 0 || w == 0 {
         return Err(ModelError::Invalid(format!(
@@ -383,16 +389,20 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
         destinations.sort_unstable();
         let (destinations, destination_pools): (Vec<usize>, Vec<[usize; 2]>) = destinations.into_iter().unzip();
         let mut weights = weights;
+        let mut pre_norm = norms[wi].take();
         let mut factors: Vec<usize> = arrived.iter().map(|a| a.avg_area).collect();
         factors.sort_unstable();
         factors.dedup();
-        match factors[..] {
-            [1] => {}
-            // sinabs divides (not multiplies) the weights by the pooled area, in f32.
-            [area] => weights.iter_mut().for_each(|w| *w /= area as f32),
-            _ => {
-                let scale = rescale_method_1(&factors.iter().map(|&a| 1.0 / a as f64).collect::<Vec<_>>()) as f32;
-                weights.iter_mut().for_each(|w| *w *= scale);
+        // The weights before a fold are rescaled as the folded ones are.
+        for weights in std::iter::once(&mut weights).chain(pre_norm.as_mut().map(|p| &mut p.weights)) {
+            match factors[..] {
+                [1] => {}
+                // sinabs divides (not multiplies) the weights by the pooled area, in f32.
+                [area] => weights.iter_mut().for_each(|w| *w /= area as f32),
+                _ => {
+                    let scale = rescale_method_1(&factors.iter().map(|&a| 1.0 / a as f64).collect::<Vec<_>>()) as f32;
+                    weights.iter_mut().for_each(|w| *w *= scale);
+                }
             }
         }
         let out_shape = [out_channels, fh / pool[0], fw / pool[1]];
@@ -415,7 +425,7 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
             conv_out: [fh, fw],
             out_shape,
             reset,
-            float: FloatParams { weights, bias, threshold, min_v_mem },
+            float: FloatParams { weights, bias, threshold, min_v_mem, pre_norm },
             quant: None,
             destinations,
             destination_pools,

@@ -120,7 +120,7 @@ pub fn forward(ann: &Ann, input: &Tensor) -> Result<Vec<f32>> {
                 let per = x.len() / c.max(1);
                 for (k, v) in x.iter_mut().enumerate() {
                     let ch = k / per.max(1);
-                    *v = *v * scale[ch] + shift[ch];
+                    *v = crate::BatchNorm::apply(*v, scale[ch], shift[ch]);
                 }
             }
             AnnLayer::Flatten => shape = vec![x.len()],

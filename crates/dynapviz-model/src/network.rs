@@ -74,6 +74,25 @@ pub struct FloatParams {
     pub threshold: f32,
     /// Lower bound of the membrane potential.
     pub min_v_mem: f32,
+    /// The layer as the ANN computes it before sinabs folds a batch norm into it, for the
+    /// potentials it starts with (see [`crate::zero_step`]); `None` without a batch norm.
+    #[serde(skip)]
+    pub pre_norm: Option<PreNorm>,
+}
+
+/// A weight layer and the batch norm after it, unfolded: sinabs' `from_model` runs its step of
+/// zeros through them as two modules (the norm with its `eps`), and only `DynapcnnNetwork` folds
+/// the norm into the weights afterwards (without it). The potentials that step leaves are
+/// therefore not the folded layer's.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PreNorm {
+    /// The weights before the fold, rescaled for pooling as [`FloatParams::weights`] are.
+    pub weights: Vec<f32>,
+    /// The bias before the fold.
+    pub bias: Option<Vec<f32>>,
+    /// Each norm's eval map per channel, `y = x * alpha + beta`, in the order they follow the
+    /// layer (see [`crate::BatchNorm::eval_affine`]).
+    pub norms: Vec<(Vec<f32>, Vec<f32>)>,
 }
 
 /// Integer parameters of one layer, as loaded into a core.

@@ -40,9 +40,14 @@ pub fn potentials(net: &Network) -> Vec<Option<Vec<f32>>> {
 
 /// One IAF step of `layer` on `input` (none: zeros), in f32 as torch computes it: the potentials
 /// after the step and the spikes it fired (`[c][y][x]` over the conv output); `None` when both
-/// are all zero.
+/// are all zero. A layer with batch norm runs as the ANN's two modules (see
+/// [`crate::network::PreNorm`]); the weighted sums come before the bias, as torch adds it.
 fn step(layer: &ChipLayer, input: Option<Vec<f32>>) -> Option<(Vec<f32>, Vec<f32>)> {
     let f = &layer.float;
+    let (weights, bias) = match &f.pre_norm {
+        Some(p) => (&p.weights, &p.bias),
+        None => (&f.weights, &f.bias),
+    };
     let [c, h, w] = layer.in_shape;
     let [oh, ow] = layer.conv_out;
     let o = layer.out_channels;
@@ -51,13 +56,26 @@ fn step(layer: &ChipLayer, input: Option<Vec<f32>>) -> Option<(Vec<f32>, Vec<f32
         Some(x) if x.len() == c * h * w => {
             let [kh, kw] = layer.kernel;
             let conv = Conv { c, h, w, o, kh, kw, stride: layer.stride, padding: layer.padding, oh, ow };
-            conv.dense(&x, &f.weights, f.bias.as_deref())
+            let mut v = conv.dense(&x, weights, None);
+            if let Some(b) = bias {
+                v.chunks_mut(per_channel.max(1)).zip(b).for_each(|(plane, &b)| plane.iter_mut().for_each(|v| *v += b));
+            }
+            v
+        }
+        _ if bias.is_none() && f.pre_norm.as_ref().is_none_or(|p| p.norms.iter().all(|(_, beta)| beta.iter().all(|&b| b == 0.0))) => {
+            return None;
         }
         _ => {
-            let bias = f.bias.as_ref()?;
-            bias.iter().flat_map(|&b| std::iter::repeat_n(b, per_channel)).collect()
+            let zeros = vec![0.0; o];
+            let b = bias.as_deref().unwrap_or(&zeros);
+            b.iter().flat_map(|&b| std::iter::repeat_n(b, per_channel)).collect()
         }
     };
+    for (alpha, beta) in f.pre_norm.iter().flat_map(|p| &p.norms) {
+        for ((plane, &a), &b) in v.chunks_mut(per_channel.max(1)).zip(alpha).zip(beta) {
+            plane.iter_mut().for_each(|v| *v = crate::BatchNorm::apply(*v, a, b));
+        }
+    }
     let mut spikes = vec![0f32; v.len()];
     for (v, s) in v.iter_mut().zip(&mut spikes) {
         // sinabs' MultiSpike: `(v > 0) * trunc(v / threshold)` spikes, then the reset.

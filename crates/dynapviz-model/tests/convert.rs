@@ -115,7 +115,7 @@ fn batchnorm_folds_into_the_preceding_weights_as_sinabs_does() {
     let bn =
         BatchNorm { gamma: vec![4.0, 1.0], beta: vec![0.25, -1.0], running_mean: vec![0.5, 2.0], running_var: vec![4.0, 4.0], eps: 0.1 };
     let (scale, _) = bn.eval_affine();
-    assert_eq!(scale, vec![4.0 / 4.1f32.sqrt(), 1.0 / 4.1f32.sqrt()]);
+    assert_eq!(scale, vec![(1.0 / 4.1f32.sqrt()) * 4.0, 1.0 / 4.1f32.sqrt()]);
     let layers = vec![conv(2, 2, 1, 1, 0, 1.0), AnnLayer::BatchNorm(bn), AnnLayer::Relu];
     let net = convert(&ann(layers), [2, 4, 4], &DvsOptions::default()).expect("convert");
     let f = &net.layers[0].float;

@@ -304,9 +304,11 @@ impl Node<'_> {
     }
 }
 
-/// Takes `node` into `consts` if it is a constant: a `Constant`, or an `Identity` of a constant
+/// Takes `node` into `consts` if it is a constant: a `Constant`, an `Identity` of a constant
 /// (torch's exporter gives an initializer equal to another one, an untrained batch norm's weight
-/// and running variance, both ones, that way).
+/// and running variance, both ones, that way), or a `Transpose` of a constant (a linear layer's
+/// weight before its MatMul, when the model is exported without constant folding: the export
+/// that keeps batch norm a node, see `BatchNormalization`).
 fn constant(node: &Node, consts: &mut HashMap<String, Const>, path: &Path, external: &mut ExternalData) -> Result<bool> {
     let p = node.proto;
     let output = p.output.first().cloned().unwrap_or_default();
@@ -321,7 +323,47 @@ fn constant(node: &Node, consts: &mut HashMap<String, Const>, path: &Path, exter
         consts.insert(output, c.clone());
         return Ok(true);
     }
+    if p.op_type == "Transpose"
+        && let Some(Const::Float(t)) = p.input.first().and_then(|i| consts.get(i))
+    {
+        let transposed = transpose(t, node.ints("perm")).map_err(|why| node.unsupported(why))?;
+        consts.insert(output, Const::Float(transposed));
+        return Ok(true);
+    }
     Ok(false)
+}
+
+/// `t` with its axes in the order `perm` gives (reversed without one, as ONNX says).
+fn transpose(t: &Tensor, perm: Option<&[i64]>) -> std::result::Result<Tensor, String> {
+    let rank = t.shape.len();
+    let perm: Vec<usize> = match perm {
+        None => (0..rank).rev().collect(),
+        Some(p) => p.iter().map(|&a| usize::try_from(a).unwrap_or(usize::MAX)).collect(),
+    };
+    let mut seen = vec![false; rank];
+    if perm.len() != rank || !perm.iter().all(|&a| a < rank && !std::mem::replace(&mut seen[a], true)) {
+        return Err(format!("perm {perm:?} is not an order of the {rank} axes of its constant"));
+    }
+    let shape: Vec<usize> = perm.iter().map(|&a| t.shape[a]).collect();
+    // Where a step along each input axis moves in the input's data.
+    let mut strides = vec![1usize; rank];
+    for a in (0..rank.saturating_sub(1)).rev() {
+        strides[a] = strides[a + 1] * t.shape[a + 1];
+    }
+    let mut data = Vec::with_capacity(t.data.len());
+    let mut index = vec![0usize; rank];
+    for _ in 0..t.data.len() {
+        data.push(t.data[index.iter().zip(&perm).map(|(&i, &a)| i * strides[a]).sum::<usize>()]);
+        // The next output index, last axis fastest.
+        for d in (0..rank).rev() {
+            index[d] += 1;
+            if index[d] < shape[d] {
+                break;
+            }
+            index[d] = 0;
+        }
+    }
+    Tensor::new(shape, data).ok_or_else(|| "a transposed constant of the wrong size".to_string())
 }
 
 /// The single value of a constant input of `node`, if it has one.
@@ -577,7 +619,7 @@ fn read(path: &Path) -> Result<Ann> {
 
 #[cfg(test)]
 mod tests {
-    use super::{bf16_to_f32, f16_to_f32};
+    use super::{Tensor, bf16_to_f32, f16_to_f32, transpose};
 
     #[test]
     fn half_precision_widens_exactly() {
@@ -598,5 +640,23 @@ mod tests {
         assert!(f16_to_f32(0x7e00).is_nan());
         assert_eq!(f16_to_f32(0x8000).to_bits(), (-0.0f32).to_bits());
         assert_eq!((bf16_to_f32(0x3f80), bf16_to_f32(0xc0a0)), (1.0, -5.0));
+    }
+
+    /// A constant's axes reordered as ONNX's `Transpose` says: a linear weight (2-D), a 3-D
+    /// order, the default (reversed), and orders that are none.
+    #[test]
+    fn a_constant_is_transposed_by_its_perm() {
+        let t = Tensor::new(vec![2, 3], vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]).expect("tensor");
+        let got = transpose(&t, Some(&[1, 0])).expect("2-D");
+        assert_eq!((got.shape, got.data), (vec![3, 2], vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]));
+        let cube = Tensor::new(vec![2, 3, 4], (0..24).map(|v| v as f32).collect()).expect("tensor");
+        let got = transpose(&cube, Some(&[2, 0, 1])).expect("3-D");
+        assert_eq!(got.shape, vec![4, 2, 3]);
+        // out[k][i][j] = in[i][j][k] = 12 i + 4 j + k.
+        assert_eq!(got.data[(3 * 2 + 1) * 3 + 2], (12 + 4 * 2 + 3) as f32);
+        assert_eq!(transpose(&t, None).expect("reversed").data, vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+        for bad in [&[0i64, 0][..], &[0], &[0, 2], &[-1, 0]] {
+            assert!(transpose(&t, Some(bad)).is_err(), "{bad:?}");
+        }
     }
 }
