@@ -289,8 +289,9 @@ def main():
         make(case, case / "model.nir", name, ann, shape, device, golden.read_csv(case / "input.csv"))
     for name, (shape, _device, build, gains, seed) in golden.graph_cases().items():
         case = out / name
-        if (case / "expected.json").exists():
-            ann = golden.randomize(build(), gains, seed)
+        # As above: a network that resets to zero does not come back from NIR.
+        if (case / "expected.json").exists() and name not in golden.RESET_FN:
+            ann = golden.randomize(build(), gains, seed, golden.BIAS_RANGE.get(name, (0.0, 0.05)))
             ann.eval()
             write(case / "model.nir", graph_export(ann, shape))
             print(f"{name}: model.nir written from its torch.fx trace (the tests compare it with expected.json)")

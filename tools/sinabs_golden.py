@@ -340,6 +340,10 @@ def graph_cases():
     spiking output to a module that is not a Sequential)."""
     return {
         "residual": ((2, 32, 32), "speck2edevkit", Residual, [1.0, 1.0, 1.5, 2.0], 19),
+        # Drawn by `tools/sinabs_random.py --graphs --wide` (seed 12): strong biases, and neurons that
+        # reset to zero; in sinabs' step of zeros the residual's merge averages the first layer's
+        # spikes (its AvgPool) where the chip scales the weights by `rescale_method_1`.
+        "residual_zero_step": ((2, 32, 32), "speck2edevkit", Residual, [1.5270160403453277, 1.4376883068943789, 1.9437610897202042, 1.8018391546887187], 910123658),
         "branches": ((2, 32, 32), "speck2edevkit", Branches, [0.6, 0.8, 1.0, 1.0, 1.5], 20),
         "pool_per_destination": ((2, 32, 32), "speck2edevkit", PoolPerDestination, [0.6, 1.0, 0.5, 1.5], 21),
         "input_branches": ((2, 32, 32), "speck2edevkit", InputBranches, [1.0, 1.0, 1.0, 1.5], 22),
@@ -349,7 +353,7 @@ def graph_cases():
 
 
 # Biases per case other than the default small positive ones: (low, high) of a uniform draw.
-BIAS_RANGE = {"strong_bias": (-1.5, 2.5), "late_start_non_square": (0.0, 0.2), "norm_zero_step": (-1.5, 2.5)}
+BIAS_RANGE = {"strong_bias": (-1.5, 2.5), "late_start_non_square": (0.0, 0.2), "norm_zero_step": (-1.5, 2.5), "residual_zero_step": (-1.5, 2.5)}
 
 # Cases exported without constant folding: torch's exporters fold a batch norm into the conv
 # before it (with eps, where sinabs folds without); unfolded it stays a node.
@@ -359,7 +363,7 @@ NO_FOLD = {"norm_zero_step"}
 START_US = {"late_start_non_square": 3700}
 
 # sinabs' `reset_fn` per case other than its default `MembraneSubtract`.
-RESET_FN = {"reset_zero": MembraneReset()}
+RESET_FN = {"reset_zero": MembraneReset(), "residual_zero_step": MembraneReset()}
 
 
 def gesture_ann():

@@ -100,10 +100,21 @@ def widen(rng, ann, gains):
             following = items[i + 1] if i + 1 < len(items) else None
             if isinstance(m, nn.Conv2d) and isinstance(following, nn.ReLU) and rng.random() < 0.2:
                 modules.append(nn.BatchNorm2d(m.out_channels))
+    return (nn.Sequential(*modules), out_gains, *options(rng))
+
+
+def options(rng):
+    """The case's bias range, reset (`None`: subtract) and start time, for `--wide`."""
     bias_range = rng.choice([(0.0, 0.05), (-0.05, 0.1), (-1.5, 2.5)])
     reset = MembraneReset() if rng.random() < 0.2 else None
     start_us = rng.choice([0, 0, rng.randint(1, 20_000)])
-    return nn.Sequential(*modules), out_gains, bias_range, reset, start_us
+    return bias_range, reset, start_us
+
+
+def draw_graph(rng, graphs):
+    """One of the graph cases with its gains scaled at random: (input shape, device, ANN, gains)."""
+    shape, device, build, gains, _seed = rng.choice(graphs)
+    return shape, device, build(), [g * rng.uniform(0.7, 1.6) for g in gains]
 
 
 def run(args):
@@ -128,8 +139,19 @@ def compare(case, exp, binary):
     diffs = []
     if len(model["layers"]) != len(exp["layers"]):
         return [f"{len(model['layers'])} layers, sinabs {len(exp['layers'])}"]
+    # sinabs numbers the layers of a graph that no order ties in its own set order, which varies
+    # from run to run: such layers are paired by their weights when the numbers disagree.
+    by_weights = {l["weight_sha256_i8_oihw"]: i for i, l in enumerate(model["layers"])}
+    order = [by_weights.get(w["weight_sha256_i8_oihw"], i) for i, w in enumerate(exp["layers"])]
+    if sorted(order) != list(range(len(order))):
+        order = list(range(len(order)))
+    model["layers"] = [model["layers"][i] for i in order]
+    sim["layers"] = [sim["layers"][i] for i in order]
+    # Renumbered layers get other cores from the mapping; the cores are compared when sinabs
+    # numbered them as dynapviz did.
+    keys = ["core"] if order == sorted(order) else []
     for got, want in zip(model["layers"], exp["layers"]):
-        for key in ["core", "in_channels", "out_channels", "kernel", "stride", "padding", "pool", "threshold", "min_v_mem", "weight_abs_sum", "weight_sha256_i8_oihw"]:
+        for key in keys + ["in_channels", "out_channels", "kernel", "stride", "padding", "pool", "threshold", "min_v_mem", "weight_abs_sum", "weight_sha256_i8_oihw"]:
             if got[key] != want[key] and not (isinstance(want[key], int) and got[key] == float(want[key])):
                 diffs.append(f"layer {want['index']} {key}: {got[key]} against {want[key]}")
     for got, want in zip(sim["layers"], exp["layers"]):
@@ -150,6 +172,7 @@ def main():
     ap.add_argument("--binary", default=str(here / "target/release/dynapviz"))
     ap.add_argument("--shared", default=str(here / "../shared"))
     ap.add_argument("--wide", action="store_true", help="also batch norm, SumPool2d, hidden linear layers, strong biases of both signs, reset to zero, late starts")
+    ap.add_argument("--graphs", action="store_true", help="the graph cases of sinabs_golden.py (residual, branches, merges, two outputs) with random weights, gains and biases instead of chains")
     ap.add_argument("--recheck", type=Path, metavar="DIR", help="compare the cases a --keep run left in DIR again, making none")
     args = ap.parse_args()
     if args.recheck:
@@ -167,8 +190,9 @@ def main():
     rng = random.Random(args.seed)
     root = args.keep or Path(tempfile.mkdtemp(prefix="sinabs-random-"))
     done, failed, refused = 0, 0, 0
+    graphs = list(golden.graph_cases().values())
     while done < args.count:
-        drawn = draw(rng)
+        drawn = draw_graph(rng, graphs) if args.graphs else draw(rng)
         if drawn is None:
             continue
         shape, device, ann, gains = drawn
@@ -176,7 +200,12 @@ def main():
         name = f"random_{args.seed}_{done:03d}"
         bias_range, start_us = (-0.05, 0.1), 0
         if args.wide:
-            ann, gains, bias_range, reset, start_us = widen(random.Random(seed), ann, gains)
+            # A graph keeps its modules; a chain may get more of them.
+            extra = random.Random(seed)
+            if args.graphs:
+                bias_range, reset, start_us = options(extra)
+            else:
+                ann, gains, bias_range, reset, start_us = widen(extra, ann, gains)
             golden.RESET_FN.pop(name, None)
             if reset is not None:
                 golden.RESET_FN[name] = reset

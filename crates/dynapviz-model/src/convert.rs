@@ -15,7 +15,7 @@
 
 use crate::ann::{Ann, AnnLayer, NamedLayer, Source};
 use crate::error::{ModelError, Result};
-use crate::network::{ChipLayer, Crop, DvsLayer, FloatParams, Network, PreNorm, Reset};
+use crate::network::{AnnForm, ChipLayer, Crop, DvsLayer, FloatParams, Network, Reset};
 
 /// Options of the DVS input layer.
 #[derive(Clone, Debug, Default)]
@@ -36,12 +36,12 @@ fn unsupported(l: &NamedLayer, message: impl Into<String>) -> ModelError {
 
 /// Folds each BatchNorm into the Conv/Linear before it, and drops no-op layers: the layers that
 /// remain, their inputs renumbered, and for each the layer as it was before its norms, if it had
-/// any (see [`PreNorm`]).
-fn simplify(ann: &Ann) -> Result<(Vec<NamedLayer>, Vec<Option<PreNorm>>)> {
+/// any (see [`AnnForm`]; its input areas filled in later).
+fn simplify(ann: &Ann) -> Result<(Vec<NamedLayer>, Vec<Option<AnnForm>>)> {
     // What each original layer's output is now: a kept layer, or what a dropped one passed on.
     let mut now: Vec<Source> = Vec::with_capacity(ann.layers.len());
     let mut out: Vec<NamedLayer> = Vec::new();
-    let mut norms: Vec<Option<PreNorm>> = Vec::new();
+    let mut norms: Vec<Option<AnnForm>> = Vec::new();
     let mut consumers = vec![0usize; ann.layers.len()];
     for l in &ann.layers {
         for s in &l.inputs {
@@ -89,9 +89,14 @@ fn simplify(ann: &Ann) -> Result<(Vec<NamedLayer>, Vec<Option<PreNorm>>)> {
                 if let Some(n) = bn.arrays().iter().map(|a| a.len()).find(|&n| n != out_ch) {
                     return Err(unsupported(l, format!("BatchNorm has {n} features, layer {prev_name} has {out_ch} outputs")));
                 }
-                norm.get_or_insert_with(|| PreNorm { weights: weight.data.clone(), bias: bias.clone(), norms: Vec::new() })
-                    .norms
-                    .push(bn.eval_affine());
+                norm.get_or_insert_with(|| AnnForm {
+                    weights: weight.data.clone(),
+                    bias: bias.clone(),
+                    norms: Vec::new(),
+                    input_areas: Vec::new(),
+                })
+                .norms
+                .push(bn.eval_affine());
                 // sinabs' fold (no eps), not the ANN's eval map: its weights are the contract.
                 let (factor, new_bias) = bn.sinabs_fold(bias.as_deref());
                 let per = weight.len() / out_ch.max(1);
@@ -188,9 +193,10 @@ fn rescale_method_1(factors: &[f64]) -> f64 {
     (mean * 0.5 * 100.0).round_ties_even() / 100.0
 }
 
-/// What reaches one weight layer from one source: the shape, and the area of the average
-/// poolings on the way.
+/// What reaches one weight layer from one source (0: the DVS layer, else a layer's number): the
+/// shape, and the area of the average poolings on the way.
 struct Arrival {
+    from: usize,
     shape: [usize; 3],
     avg_area: usize,
 }
@@ -275,7 +281,7 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
     let mut arrivals: Vec<Vec<Arrival>> = (0..layers.len()).map(|_| Vec::new()).collect();
     for p in &dvs_paths {
         if let Some(t) = p.to {
-            arrivals[t].push(Arrival { shape: dvs.output_shape, avg_area: p.avg_area });
+            arrivals[t].push(Arrival { from: 0, shape: dvs.output_shape, avg_area: p.avg_area });
         }
     }
     let mut chip: Vec<ChipLayer> = Vec::new();
@@ -368,7 +374,7 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
                         ));
                     }
                     destinations.push((d, p.pool));
-                    arrivals[t].push(Arrival { shape: p.shape, avg_area: p.avg_area });
+                    arrivals[t].push(Arrival { from: index, shape: p.shape, avg_area: p.avg_area });
                 }
                 // An output of the network: its spikes leave the chip as the layer pools them.
                 None if outputs.last() == Some(&index) => {
@@ -389,20 +395,30 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
         destinations.sort_unstable();
         let (destinations, destination_pools): (Vec<usize>, Vec<[usize; 2]>) = destinations.into_iter().unzip();
         let mut weights = weights;
-        let mut pre_norm = norms[wi].take();
         let mut factors: Vec<usize> = arrived.iter().map(|a| a.avg_area).collect();
         factors.sort_unstable();
         factors.dedup();
-        // The weights before a fold are rescaled as the folded ones are.
-        for weights in std::iter::once(&mut weights).chain(pre_norm.as_mut().map(|p| &mut p.weights)) {
-            match factors[..] {
-                [1] => {}
-                // sinabs divides (not multiplies) the weights by the pooled area, in f32.
-                [area] => weights.iter_mut().for_each(|w| *w /= area as f32),
-                _ => {
-                    let scale = rescale_method_1(&factors.iter().map(|&a| 1.0 / a as f64).collect::<Vec<_>>()) as f32;
-                    weights.iter_mut().for_each(|w| *w *= scale);
-                }
+        // The ANN's form, where the step of zeros needs it: with a batch norm, or where
+        // `rescale_method_1` scales the weights by other than each input's own pooling.
+        let ann_form = match (norms[wi].take(), factors.len() > 1) {
+            (None, false) => None,
+            (form, _) => Some(AnnForm {
+                input_areas: arrived.iter().map(|a| (a.from, a.avg_area)).collect(),
+                ..form.unwrap_or_else(|| AnnForm {
+                    weights: weights.clone(),
+                    bias: bias.clone(),
+                    norms: Vec::new(),
+                    input_areas: Vec::new(),
+                })
+            }),
+        };
+        match factors[..] {
+            [1] => {}
+            // sinabs divides (not multiplies) the weights by the pooled area, in f32.
+            [area] => weights.iter_mut().for_each(|w| *w /= area as f32),
+            _ => {
+                let scale = rescale_method_1(&factors.iter().map(|&a| 1.0 / a as f64).collect::<Vec<_>>()) as f32;
+                weights.iter_mut().for_each(|w| *w *= scale);
             }
         }
         let out_shape = [out_channels, fh / pool[0], fw / pool[1]];
@@ -425,7 +441,7 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
             conv_out: [fh, fw],
             out_shape,
             reset,
-            float: FloatParams { weights, bias, threshold, min_v_mem, pre_norm },
+            float: FloatParams { weights, bias, threshold, min_v_mem, ann_form },
             quant: None,
             destinations,
             destination_pools,

@@ -74,25 +74,36 @@ pub struct FloatParams {
     pub threshold: f32,
     /// Lower bound of the membrane potential.
     pub min_v_mem: f32,
-    /// The layer as the ANN computes it before sinabs folds a batch norm into it, for the
-    /// potentials it starts with (see [`crate::zero_step`]); `None` without a batch norm.
+    /// The layer as the ANN computes it, where that is not these parameters on sum-pooled
+    /// input: for the potentials it starts with (see [`crate::zero_step`]).
     #[serde(skip)]
-    pub pre_norm: Option<PreNorm>,
+    pub ann_form: Option<AnnForm>,
 }
 
-/// A weight layer and the batch norm after it, unfolded: sinabs' `from_model` runs its step of
-/// zeros through them as two modules (the norm with its `eps`), and only `DynapcnnNetwork` folds
-/// the norm into the weights afterwards (without it). The potentials that step leaves are
-/// therefore not the folded layer's.
+/// A weight layer as the ANN computes it: sinabs' `from_model` runs its step of zeros through
+/// the ANN's modules, and only `DynapcnnNetwork` then folds a batch norm into the weights (the
+/// norm ran with its `eps`, the fold leaves it out) and moves an average pooling's division into
+/// them (by `rescale_method_1`'s factor, not the pooling's own, where paths of different poolings
+/// merge). The potentials that step leaves are therefore not the chip layer's on the same input.
 #[derive(Clone, Debug, PartialEq)]
-pub struct PreNorm {
-    /// The weights before the fold, rescaled for pooling as [`FloatParams::weights`] are.
+pub struct AnnForm {
+    /// The weights before any fold and before pooling's rescale.
     pub weights: Vec<f32>,
-    /// The bias before the fold.
+    /// The bias before any fold.
     pub bias: Option<Vec<f32>>,
-    /// Each norm's eval map per channel, `y = x * alpha + beta`, in the order they follow the
-    /// layer (see [`crate::BatchNorm::eval_affine`]).
+    /// Each batch norm's eval map per channel, `y = x * alpha + beta`, in the order they
+    /// follow the layer (see [`crate::BatchNorm::eval_affine`]).
     pub norms: Vec<(Vec<f32>, Vec<f32>)>,
+    /// Per source of input (0: the DVS layer, else a layer's number), the area of the average
+    /// poolings its spikes pass on the way here: the ANN divides them by it.
+    pub input_areas: Vec<(usize, usize)>,
+}
+
+impl AnnForm {
+    /// The area of the average poolings between `source` and this layer (1: none).
+    pub fn area_from(&self, source: usize) -> usize {
+        self.input_areas.iter().find(|&&(s, _)| s == source).map_or(1, |&(_, a)| a)
+    }
 }
 
 /// Integer parameters of one layer, as loaded into a core.

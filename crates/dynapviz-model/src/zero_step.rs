@@ -27,7 +27,11 @@ pub fn potentials(net: &Network) -> Vec<Option<Vec<f32>>> {
                 continue;
             }
             // A merge of different shapes pads the smaller at the end of each dimension.
-            let spikes = pad_to(&spikes, from, to.in_shape);
+            let mut spikes = pad_to(&spikes, from, to.in_shape);
+            // The ANN averages where the chip sums and divides in the weights (see `AnnForm`).
+            if let Some(area) = to.float.ann_form.as_ref().map(|f| f.area_from(layer.index)).filter(|&a| a > 1) {
+                spikes.iter_mut().for_each(|s| *s /= area as f32);
+            }
             match &mut input[d - 1] {
                 Some(sum) => sum.iter_mut().zip(&spikes).for_each(|(s, &x)| *s += x),
                 none => *none = Some(spikes),
@@ -40,11 +44,11 @@ pub fn potentials(net: &Network) -> Vec<Option<Vec<f32>>> {
 
 /// One IAF step of `layer` on `input` (none: zeros), in f32 as torch computes it: the potentials
 /// after the step and the spikes it fired (`[c][y][x]` over the conv output); `None` when both
-/// are all zero. A layer with batch norm runs as the ANN's two modules (see
-/// [`crate::network::PreNorm`]); the weighted sums come before the bias, as torch adds it.
+/// are all zero. A layer runs in its ANN form where it has one (see
+/// [`crate::network::AnnForm`]); the weighted sums come before the bias, as torch adds it.
 fn step(layer: &ChipLayer, input: Option<Vec<f32>>) -> Option<(Vec<f32>, Vec<f32>)> {
     let f = &layer.float;
-    let (weights, bias) = match &f.pre_norm {
+    let (weights, bias) = match &f.ann_form {
         Some(p) => (&p.weights, &p.bias),
         None => (&f.weights, &f.bias),
     };
@@ -62,7 +66,7 @@ fn step(layer: &ChipLayer, input: Option<Vec<f32>>) -> Option<(Vec<f32>, Vec<f32
             }
             v
         }
-        _ if bias.is_none() && f.pre_norm.as_ref().is_none_or(|p| p.norms.iter().all(|(_, beta)| beta.iter().all(|&b| b == 0.0))) => {
+        _ if bias.is_none() && f.ann_form.as_ref().is_none_or(|p| p.norms.iter().all(|(_, beta)| beta.iter().all(|&b| b == 0.0))) => {
             return None;
         }
         _ => {
@@ -71,7 +75,7 @@ fn step(layer: &ChipLayer, input: Option<Vec<f32>>) -> Option<(Vec<f32>, Vec<f32
             b.iter().flat_map(|&b| std::iter::repeat_n(b, per_channel)).collect()
         }
     };
-    for (alpha, beta) in f.pre_norm.iter().flat_map(|p| &p.norms) {
+    for (alpha, beta) in f.ann_form.iter().flat_map(|p| &p.norms) {
         for ((plane, &a), &b) in v.chunks_mut(per_channel.max(1)).zip(alpha).zip(beta) {
             plane.iter_mut().for_each(|v| *v = crate::BatchNorm::apply(*v, a, b));
         }
