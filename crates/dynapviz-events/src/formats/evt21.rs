@@ -40,12 +40,6 @@ impl Reader {
             header_value(&lines, "format").is_some_and(|f| f.split(';').any(|kv| kv.trim().eq_ignore_ascii_case("endianness=legacy")));
         Ok(Self { src, geometry, legacy, buf: Vec::new(), high: 0, high_unwrap: super::Unwrap::new(28), skipped: Skipped::default() })
     }
-
-    /// The word stored at `b`, in the file's byte order.
-    fn word(&self, b: &[u8]) -> u64 {
-        let half = |i: usize| u64::from(u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]));
-        if self.legacy { half(0) << 32 | half(4) } else { half(4) << 32 | half(0) }
-    }
 }
 
 impl crate::EventReader for Reader {
@@ -63,57 +57,59 @@ impl crate::EventReader for Reader {
 
     fn read_chunk(&mut self, out: &mut Vec<Event>, max: usize) -> Result<usize> {
         let start_len = out.len();
-        let mut buf = std::mem::take(&mut self.buf);
-        let result = (|| {
-            loop {
-                let start = self.src.offset();
-                // A word holds up to 32 events: ask for fewer words than events.
-                let words = self.src.read_records(&mut buf, 8, max.div_ceil(32).max(1), "an EVT 2.1 word")?;
-                if words == 0 {
-                    return Ok(());
-                }
-                let first = out.len();
-                for b in buf[..words * 8].chunks_exact(8) {
-                    let w = self.word(b);
-                    match w >> 60 {
-                        CD_OFF | CD_ON => {
-                            let t = (self.high << 6) | ((w >> 54) & 0x3F) as i64;
-                            let (x, y, p) = (((w >> 43) & 0x7FF) as u16, ((w >> 32) & 0x7FF) as u16, w >> 60 == CD_ON);
-                            let mut mask = w as u32;
-                            out.reserve(mask.count_ones() as usize);
-                            while mask != 0 {
-                                out.push(Event { t, x: x + mask.trailing_zeros() as u16, y, p });
-                                mask &= mask - 1;
-                            }
+        loop {
+            let start = self.src.offset();
+            // A word holds up to 32 events: ask for fewer words than events.
+            let words = self.src.read_records(&mut self.buf, 8, max.div_ceil(32).max(1), "an EVT 2.1 word")?;
+            if words == 0 {
+                break;
+            }
+            let first = out.len();
+            for b in self.buf[..words * 8].chunks_exact(8) {
+                let w = word(b, self.legacy);
+                match w >> 60 {
+                    CD_OFF | CD_ON => {
+                        let t = (self.high << 6) | ((w >> 54) & 0x3F) as i64;
+                        let (x, y, p) = (((w >> 43) & 0x7FF) as u16, ((w >> 32) & 0x7FF) as u16, w >> 60 == CD_ON);
+                        let mut mask = w as u32;
+                        out.reserve(mask.count_ones() as usize);
+                        while mask != 0 {
+                            out.push(Event { t, x: x + mask.trailing_zeros() as u16, y, p });
+                            mask &= mask - 1;
                         }
-                        TIME_HIGH => self.high = self.high_unwrap.apply((w >> 32) & 0x0FFF_FFFF),
-                        _ => self.skipped.other_records += 1,
                     }
-                }
-                // Bounds are checked in a second pass, as EVT 2.0's; the offending event's word
-                // is found again only on the error path.
-                if let Some((bad, g)) = first_outside(&out[first..], self.geometry) {
-                    let mut before = bad as u32;
-                    let word = buf[..words * 8]
-                        .chunks_exact(8)
-                        .map(|b| self.word(b))
-                        .position(|w| {
-                            let n = if w >> 60 <= CD_ON { (w as u32).count_ones() } else { 0 };
-                            let here = before < n;
-                            before = before.saturating_sub(n);
-                            here
-                        })
-                        .unwrap_or(0);
-                    return Err(self.src.outside(&out[first + bad], g, start + 8 * word as u64));
-                }
-                if out.len() > start_len {
-                    return Ok(());
+                    TIME_HIGH => self.high = self.high_unwrap.apply((w >> 32) & 0x0FFF_FFFF),
+                    _ => self.skipped.other_records += 1,
                 }
             }
-        })();
-        self.buf = buf;
-        result.map(|()| out.len() - start_len)
+            // Bounds are checked in a second pass, as EVT 2.0's; the offending event's word is
+            // found again only on the error path.
+            if let Some((bad, g)) = first_outside(&out[first..], self.geometry) {
+                let mut before = bad as u32;
+                let at = self.buf[..words * 8]
+                    .chunks_exact(8)
+                    .map(|b| word(b, self.legacy))
+                    .position(|w| {
+                        let n = if w >> 60 <= CD_ON { (w as u32).count_ones() } else { 0 };
+                        let here = before < n;
+                        before = before.saturating_sub(n);
+                        here
+                    })
+                    .unwrap_or(0);
+                return Err(self.src.outside(&out[first + bad], g, start + 8 * at as u64));
+            }
+            if out.len() > start_len {
+                break;
+            }
+        }
+        Ok(out.len() - start_len)
     }
+}
+
+/// The word stored at `b`, in the file's byte order (`legacy`: the IMX636's, upper half first).
+fn word(b: &[u8], legacy: bool) -> u64 {
+    let half = |i: usize| u64::from(u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]));
+    if legacy { half(0) << 32 | half(4) } else { half(4) << 32 | half(0) }
 }
 
 /// Writes EVT 2.1 in the GenX320's byte order, with a header that states the geometry. Events
