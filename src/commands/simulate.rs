@@ -256,8 +256,13 @@ pub fn run(args: Args) -> Result<()> {
         for s in spikes {
             monitored[usize::from(s.layer)] += 1;
             if usize::from(s.layer) == n {
-                class_counts[neuron(s)] += 1;
-                per_bin.add(s.t, neuron(s));
+                // The layer's pooling keeps its spikes inside its output.
+                let i = neuron(s);
+                debug_assert!(i < class_counts.len(), "an output spike outside the output {output_shape:?}");
+                if let Some(count) = class_counts.get_mut(i) {
+                    *count += 1;
+                    per_bin.add(s.t, i);
+                }
             }
         }
         samples.iter().for_each(|p| power.add(p));
@@ -330,7 +335,7 @@ pub fn run(args: Args) -> Result<()> {
         dvs: counters[0],
         rejected_input: sim.input_counters(),
         rescaled_from: rescale.map(|(sensor, _)| sensor.to_string()),
-        channel_counts: class_counts.chunks(oh * ow).map(|c| c.iter().sum()).collect(),
+        channel_counts: class_counts.chunks((oh * ow).max(1)).map(|c| c.iter().sum()).collect(),
         class_counts,
         class_counts_per_bin,
         class_counts_per_bin_left_out,
