@@ -10,10 +10,15 @@ to 16x16), which dynapviz refuses. sinabs makes the case as
 the same layers (core, threshold, weights' checksum) and the same spike counts, per layer and
 per bin.
 
-Usage: `target/sinabs-venv/bin/python tools/sinabs_random.py [--count N] [--seed S] [--keep DIR]`
-(needs `target/release/dynapviz` and the venv `tools/bench-sinabs` makes). Prints one line per
-network and exits non-zero when one differs; `--keep DIR` leaves the cases there (a failing one
-is a new fixture for `tests/sinabs-cases`); `--recheck DIR` compares the cases there again.
+`--wide` adds batch norm, sinabs' `SumPool2d`, hidden linear layers, strong biases of both signs,
+reset to zero and late starts; `--graphs` draws the graph cases of `sinabs_golden.py` (residual,
+branches, merges, two outputs) with random gains and weights instead of chains.
+
+Usage: `target/sinabs-venv/bin/python tools/sinabs_random.py [--wide] [--graphs] [--count N]
+[--seed S] [--keep DIR]` (needs `target/release/dynapviz` and the venv `tools/bench-sinabs`
+makes). Prints one line per network and exits non-zero when one differs; `--keep DIR` leaves the
+cases there (a failing one is a new fixture for `tests/sinabs-cases`); `--recheck DIR` compares
+the cases there again.
 """
 
 import argparse
