@@ -46,7 +46,7 @@ pub fn run(args: Args) -> Result<()> {
             .with_context(|| format!("{}: cannot tell the output format from the extension; pass --to", args.output.display()))?,
     };
     if !format.writable() {
-        bail!("{format} is read-only here; write aedat4, aedat3, aedat2, evt2, evt21, evt3, es, npy or csv");
+        bail!("{format} is read-only here; write one of {}", Format::writable_names());
     }
     let span_us = args
         .seconds

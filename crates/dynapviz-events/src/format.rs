@@ -87,6 +87,11 @@ impl Format {
         !matches!(self, Format::Dat | Format::Nmnist | Format::Npz)
     }
 
+    /// The short names of the formats this crate writes, for messages (`aedat2, aedat3, ...`).
+    pub fn writable_names() -> String {
+        Format::ALL.into_iter().filter(|f| f.writable()).map(Format::name).collect::<Vec<_>>().join(", ")
+    }
+
     /// The format a path's extension suggests, when it suggests one unambiguously.
     pub fn from_extension(path: &Path) -> Option<Format> {
         let ext = path.extension()?.to_str()?.to_ascii_lowercase();

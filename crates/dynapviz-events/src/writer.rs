@@ -82,7 +82,7 @@ impl EventWriter {
                 return Err(Error::Unsupported {
                     path: path.to_path_buf(),
                     format: format.name(),
-                    message: "this format is read-only here; write aedat4, evt2, evt21, evt3, es, npy, csv, aedat3 or aedat2".into(),
+                    message: format!("this format is read-only here; write one of {}", Format::writable_names()),
                 });
             }
         };
