@@ -335,6 +335,28 @@ class MergeOfMerges(nn.Module):
         return self.relu4(self.fc(self.flat(self.pool3(self.relu3(self.conv3(m))))))
 
 
+class SumPoolsOfOneLayer(nn.Module):
+    """One layer's spikes sum-pooled twice: 4x4 to the next layer, and 2x2 then averaged 2x2 to
+    a merge with that layer's. torch's exporter writes one `Pow(x, 1)` for both sum poolings,
+    so the second starts from a node of the first; the average pooling reads a sum pooling's
+    last node. (Drawn by `tools/sinabs_random.py --random-graphs`, which dynapviz refused.)"""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.relu1 = nn.Conv2d(2, 8, 3, padding=1, bias=False), nn.ReLU()
+        self.pool1a, self.pool1b, self.pool1c = sl.SumPool2d(4), sl.SumPool2d(2), nn.AvgPool2d(2)
+        self.conv2, self.relu2 = nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.ReLU()
+        self.merge = sl.Merge()
+        self.conv3, self.relu3, self.pool3 = nn.Conv2d(8, 16, 3, padding=1, bias=False), nn.ReLU(), nn.AvgPool2d(2)
+        self.flat, self.fc, self.relu4 = nn.Flatten(), nn.Linear(16 * 4 * 4, 8, bias=False), nn.ReLU()
+
+    def forward(self, x):
+        a = self.relu1(self.conv1(x))
+        b = self.relu2(self.conv2(self.pool1a(a)))
+        c = self.pool3(self.relu3(self.conv3(self.merge(self.pool1c(self.pool1b(a)), b))))
+        return self.relu4(self.fc(self.flat(c)))
+
+
 def graph_cases():
     """Networks with branches, as `cases()` (graphs end in ReLU: sinabs' graph API appends no
     spiking output to a module that is not a Sequential)."""
@@ -349,6 +371,7 @@ def graph_cases():
         "input_branches": ((2, 32, 32), "speck2edevkit", InputBranches, [1.0, 1.0, 1.0, 1.5], 22),
         "two_outputs": ((2, 32, 32), "speck2edevkit", TwoOutputs, [1.0, 1.0, 1.0, 1.5], 23),
         "merge_of_merges": ((2, 32, 32), "speck2edevkit", MergeOfMerges, [1.0, 1.0, 1.0, 1.0, 1.5], 25),
+        "sum_pools_of_one_layer": ((2, 32, 32), "speck2fdevkit", SumPoolsOfOneLayer, [1.2, 1.5, 1.5, 2.0], 26),
     }
 
 
@@ -545,7 +568,8 @@ def write_case(out, name, ann, shape, device, ev):
     exp = expected(name, ann, shape, device, ev)
     (out / "expected.json").write_text(json.dumps(exp) + "\n")
     spikes = [l["spikes_after_pool"] for l in exp["layers"]]
-    print(f"{name}: {len(ev)} events, {exp['bins']} bins, spikes per layer {spikes}, classes {exp['class_counts']}")
+    classes = exp["class_counts"] if len(exp["class_counts"]) <= 20 else f"{sum(exp['class_counts'])} spikes of {len(exp['class_counts'])} outputs"
+    print(f"{name}: {len(ev)} events, {exp['bins']} bins, spikes per layer {spikes}, classes {classes}")
     return exp
 
 

@@ -300,18 +300,82 @@ fn a_sinabs_sum_pool_exported_as_its_formula_is_a_sum_pooling() {
         let err = Pipeline::new(&p).input_shape([2, 16, 16]).build().expect_err("not a sum pooling").to_string();
         assert!(err.contains("bad.onnx") && err.contains(want), "{want}: {err}");
     }
-    // Cut short after the pooling's Sign: the graph ends inside it.
+    // Cut short after the pooling's Relu: the graph ends inside it.
     let nodes = [
         node("Conv", &["x", "w"], "c", &[("kernel_shape", &[3, 3]), ("strides", &[1, 1]), ("pads", &[1, 1, 1, 1])]),
         node("Relu", &["c"], "r", &[]),
         node("Pow", &["r", "norm"], "a", &[]),
         node("AveragePool", &["a"], "avg", &[("kernel_shape", &[2, 2]), ("strides", &[2, 2])]),
         node("Sign", &["avg"], "sg", &[]),
+        node("Abs", &["avg"], "ab", &[]),
+        node("Relu", &["ab"], "rl", &[]),
     ];
     let g = model(&nodes, &[tensor("w", &[4, 2, 3, 3], &conv_weights()), tensor("norm", &[], &[1.0])]);
     let p = write(dir.path(), "short.onnx", &g);
     let err = Pipeline::new(&p).input_shape([2, 16, 16]).build().expect_err("cut").to_string();
     assert!(err.contains("ends inside a sum pooling"), "{err}");
+}
+
+/// Two sum poolings of one layer's spikes (2x2 to one layer, 4x4 to another), as torch's
+/// TorchScript exporter writes them: it keeps one `Pow(x, 1)` for both, so the second pooling's
+/// `AveragePool` reads the first's `Pow`, written nodes before it. Both are sum poolings of the
+/// layer, whatever the order of their nodes.
+#[test]
+fn sum_poolings_that_share_their_first_node_are_each_a_sum_pooling() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conv = |x: &str, w: &str, out: &str| {
+        node("Conv", &[x, w], out, &[("kernel_shape", &[1, 1]), ("strides", &[1, 1]), ("pads", &[0, 0, 0, 0])])
+    };
+    let rest = |k: u64, out: &str, area: &str| {
+        let tag = |s: &str| format!("{s}{k}");
+        vec![
+            node("AveragePool", &["a"], &tag("avg"), &[("kernel_shape", &[k, k]), ("strides", &[k, k])]),
+            node("Sign", &[&tag("avg")], &tag("sg"), &[]),
+            node("Abs", &[&tag("avg")], &tag("ab"), &[]),
+            node("Relu", &[&tag("ab")], &tag("rl"), &[]),
+            node("Mul", &[&tag("sg"), &tag("rl")], &tag("m"), &[]),
+            node("Mul", &[&tag("m"), area], &tag("m2"), &[]),
+            node("Pow", &[&tag("m2"), "norm"], out, &[]),
+        ]
+    };
+    let mut nodes = vec![
+        node("Conv", &["x", "w"], "c", &[("kernel_shape", &[3, 3]), ("strides", &[1, 1]), ("pads", &[1, 1, 1, 1])]),
+        node("Relu", &["c"], "r", &[]),
+        node("Pow", &["r", "norm"], "a", &[]),
+    ];
+    nodes.extend(rest(2, "p2", "area4"));
+    nodes.extend([conv("p2", "w2", "c2"), node("Relu", &["c2"], "r2", &[])]);
+    // The second pooling reads the first's Pow; the layer after it reads both poolings.
+    nodes.extend(rest(4, "p4", "area16"));
+    nodes.extend([conv("r2", "w3", "c3"), node("Relu", &["c3"], "r3", &[])]);
+    nodes.extend([node("AveragePool", &["r3"], "q", &[("kernel_shape", &[2, 2]), ("strides", &[2, 2])])]);
+    nodes.extend([node("Add", &["q", "p4"], "m", &[]), conv("m", "w4", "c4"), node("Relu", &["c4"], "r4", &[])]);
+    let tensors = [
+        tensor("w", &[4, 2, 3, 3], &conv_weights()),
+        tensor("w2", &[4, 4, 1, 1], &[0.25; 16]),
+        tensor("w3", &[4, 4, 1, 1], &[0.5; 16]),
+        tensor("w4", &[3, 4, 1, 1], &[0.125; 12]),
+        tensor("norm", &[], &[1.0]),
+        tensor("area4", &[], &[4.0]),
+        tensor("area16", &[], &[16.0]),
+    ];
+    let p = write(dir.path(), "shared.onnx", &model(&nodes, &tensors));
+    let (ann, _) = import::load(&p, None).unwrap_or_else(|e| panic!("{e}"));
+    let pools: Vec<_> = ann
+        .layers
+        .iter()
+        .filter_map(|l| match l.layer {
+            AnnLayer::SumPool { kernel, .. } => Some(kernel),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pools, [[2, 2], [4, 4]]);
+    let net = Pipeline::new(&p).input_shape([2, 16, 16]).device("speck2e").build().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(net.layers.len(), 4);
+    // The first layer sends its spikes to the second (pooled 2x2) and to the last (4x4).
+    let mut pools = net.layers[0].destination_pools.clone();
+    pools.sort();
+    assert_eq!(pools, [[2, 2], [4, 4]]);
 }
 
 #[test]

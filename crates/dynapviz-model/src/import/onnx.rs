@@ -3,7 +3,7 @@
 //! model: see `ExternalData`). The protobuf messages are declared here with
 //! `prost` derives (the few fields we read), so no `protoc` runs at build time. The graph is made
 //! of Conv, Relu, AveragePool, sum pooling (LpPool of norm 1, or sinabs' SumPool2d as torch
-//! writes it, see `lp_pool`), Flatten/Reshape, Gemm/MatMul(+Add), BatchNormalization,
+//! writes it, see `sum_pool`), Flatten/Reshape, Gemm/MatMul(+Add), BatchNormalization,
 //! Dropout/Identity, and Add of two activations (sinabs' `Merge`, with the Pad to the larger
 //! shape it adds). Anything else is reported with the file, the node's name and operator.
 
@@ -18,6 +18,8 @@ use prost::Message;
 use crate::Tensor;
 use crate::ann::{Ann, AnnLayer, Source};
 use crate::error::{ModelError, Result, file_error};
+
+mod sum_pool;
 
 #[derive(Clone, PartialEq, Message)]
 struct ModelProto {
@@ -412,60 +414,6 @@ fn pad(node: &Node, consts: &HashMap<String, Const>, derived: &HashSet<String>, 
     }
 }
 
-/// sinabs' `SumPool2d` is `lp_pool2d` of norm 1, which torch's exporters write as its formula:
-/// `Pow(x, p)`, `AveragePool`, `Sign` and `Abs` of that, `Relu(Abs)`, `Mul(Sign, Relu)`,
-/// `Mul(kh * kw)`, `Pow(1 / p)`. `first` is the first `Pow`; this reads the nodes up to the
-/// last one, checking each against the formula, and returns the sum pooling and its output.
-fn lp_pool<'a>(
-    first: &Node<'a>,
-    nodes: &mut impl Iterator<Item = Node<'a>>,
-    consts: &mut HashMap<String, Const>,
-    path: &Path,
-    external: &mut ExternalData,
-) -> Result<(AnnLayer, String)> {
-    let form = "torch's export of lp_pool2d (sinabs' SumPool2d): Pow(x, p), AveragePool, Sign and Abs, Relu, Mul, Mul(kh*kw), Pow(1/p)";
-    let norm = scalar(first, consts).ok_or_else(|| first.unsupported(format!("Pow without a constant exponent: expected {form}")))?;
-    if norm != 1.0 {
-        return Err(first.unsupported(format!("lp pooling of norm {norm}: only norm 1 (sinabs' SumPool2d) is sum pooling")));
-    }
-    let output = |n: &Node| n.proto.output.first().cloned().unwrap_or_default();
-    let input = |n: &Node, name: &Option<String>| name.as_ref().is_some_and(|v| n.proto.input.contains(v));
-    let (mut pool, mut avg, mut sign, mut abs, mut relu, mut product, mut scaled) = (None, None, None, None, None, None, None);
-    let powered = Some(output(first));
-    for node in nodes {
-        if constant(&node, consts, path, external)? {
-            continue;
-        }
-        let out = Some(output(&node));
-        match node.proto.op_type.as_str() {
-            "AveragePool" if avg.is_none() && input(&node, &powered) => {
-                pool = Some(node.pooling()?);
-                avg = out;
-            }
-            "Sign" if sign.is_none() && input(&node, &avg) => sign = out,
-            "Abs" if abs.is_none() && input(&node, &avg) => abs = out,
-            "Relu" if relu.is_none() && input(&node, &abs) => relu = out,
-            "Mul" if product.is_none() && input(&node, &sign) && input(&node, &relu) => product = out,
-            "Mul" if scaled.is_none() && input(&node, &product) => {
-                let area = pool.map_or(0, |([h, w], _)| h * w) as f32;
-                if scalar(&node, consts) != Some(area) {
-                    return Err(node.unsupported(format!("expected a multiplication by the pooling area {area}: {form}")));
-                }
-                scaled = out;
-            }
-            "Pow" if input(&node, &scaled) => {
-                if scalar(&node, consts) != Some(1.0) {
-                    return Err(node.unsupported(format!("expected the power 1/p = 1: {form}")));
-                }
-                let (kernel, stride) = pool.ok_or_else(|| node.unsupported(format!("no pooling before it: {form}")))?;
-                return Ok((AnnLayer::SumPool { kernel, stride }, output(&node)));
-            }
-            _ => return Err(node.unsupported(format!("inside a sum pooling, this node does not fit {form}"))),
-        }
-    }
-    Err(first.unsupported(format!("the graph ends inside a sum pooling: expected {form}")))
-}
-
 /// Reads an ONNX file into an ANN. A node the chip or the converter cannot take is
 /// reported with the file and the node.
 pub fn load(path: &Path) -> Result<Ann> {
@@ -503,15 +451,20 @@ fn read(path: &Path) -> Result<Ann> {
             readers.entry(i.as_str()).or_default().push(n.op_type.as_str());
         }
     }
+    let sum_pools = sum_pool::find(&graph.node)?;
     let mut ann = Ann::default();
-    let mut nodes = graph.node.iter().map(|proto| Node { proto }).peekable();
-    while let Some(node) = nodes.next() {
-        let p = node.proto;
+    let mut nodes = graph.node.iter().enumerate().filter(|(i, _)| !sum_pools.inner.contains(i)).peekable();
+    while let Some((index, proto)) = nodes.next() {
+        let (node, p) = (Node { proto }, proto);
         if constant(&node, &mut consts, path, &mut external)? {
             continue;
         }
-        let activations: Vec<&String> =
-            p.input.iter().filter(|i| !consts.contains_key(*i) && !derived.contains(*i) && !i.is_empty()).collect();
+        // A sum pooling's last node stands for all of it: it reads what the first one reads.
+        let sum_pool = sum_pools.by_root.get(&index);
+        let activations: Vec<&String> = match sum_pool {
+            Some(pool) => pool.input(&graph.node).into_iter().collect(),
+            None => p.input.iter().filter(|i| !consts.contains_key(*i) && !derived.contains(*i) && !i.is_empty()).collect(),
+        };
         if activations.is_empty() {
             derived.extend(p.output.iter().cloned());
             continue;
@@ -535,11 +488,10 @@ fn read(path: &Path) -> Result<Ann> {
         let name = if p.name.is_empty() { format!("{}#{}", p.op_type, ann.layers.len()) } else { p.name.clone() };
         let mut output = p.output.first().cloned().unwrap_or_default();
         let layer = match p.op_type.as_str() {
-            "Pow" => {
-                let (layer, out) = lp_pool(&node, &mut nodes, &mut consts, path, &mut external)?;
-                output = out;
-                layer
-            }
+            "Pow" => match sum_pool {
+                Some(pool) => pool.layer(&graph.node, &consts)?,
+                None => return Err(node.unsupported(format!("a Pow that is no part of a sum pooling: expected {}", sum_pool::FORM))),
+            },
             "Add" if merge => AnnLayer::Merge,
             "Pad" => pad(&node, &consts, &derived, readers.get(output.as_str()).map_or(&[][..], |r| &r[..]))?,
             "LpPool" => match node.int("p", 2) {
@@ -594,13 +546,13 @@ fn read(path: &Path) -> Result<Ann> {
                 let w = weight(1)?.transposed().ok_or_else(|| node.unsupported("MatMul weight is not 2-D"))?;
                 let mut bias = None;
                 // torch exports Linear(bias=True) on 3-D inputs as MatMul + Add.
-                if let Some(next) = nodes.peek()
-                    && next.proto.op_type == "Add"
-                    && next.proto.input.iter().any(|i| p.output.contains(i))
-                    && let Some(Const::Float(b)) = next.proto.input.iter().find_map(|i| consts.get(i))
+                if let Some((_, next)) = nodes.peek()
+                    && next.op_type == "Add"
+                    && next.input.iter().any(|i| p.output.contains(i))
+                    && let Some(Const::Float(b)) = next.input.iter().find_map(|i| consts.get(i))
                 {
                     bias = Some(b.data.clone());
-                    output = next.proto.output.first().cloned().unwrap_or_default();
+                    output = next.output.first().cloned().unwrap_or_default();
                     nodes.next();
                 }
                 AnnLayer::Linear { weight: w, bias }
