@@ -17,7 +17,11 @@ branches, merges, two outputs) with random gains and weights instead of chains;
 the input, or a merge of two or three, each path through poolings of its own (none, average or
 sum, 2 or 4, two in a row), read out by a conv or a linear layer; with `--wide`, batch norm
 after some convs, so that merges meet batch norm. sinabs 3.1.3 fails on some such graphs
-(an IndexError in its edge handler): those count as refused and are drawn again.
+(an IndexError in its edge handler): those count as refused and are drawn again. `--nir`
+also writes each network as NIR (`model.nir`, as `tools/nir_cases.py` writes the fixed cases;
+not with batch norm or reset to zero, which sinabs' NIR cannot hold) and compares dynapviz's
+import of it the same way; it needs nir >= 1.0.5, so run it with `target/nir-venv/bin/python`
+(`tools/nir-cases` makes that venv).
 
 Usage: `target/sinabs-venv/bin/python tools/sinabs_random.py [--wide] [--graphs | --random-graphs] [--count N]
 [--seed S] [--keep DIR]` (needs `target/release/dynapviz` and the venv `tools/bench-sinabs`
@@ -275,6 +279,18 @@ def draw_random_graph(rng, wide):
     return (c, h, w), rng.choice(DEVICES), RandomGraph(dvs_pool, layers), gains
 
 
+def export_nir(case, name, ann, shape, device, ev, chain):
+    """The case's network as NIR, `model.nir`, as `tools/nir_cases.py` writes the fixed cases: a
+    chain by sinabs' own `to_nir` (when sinabs' view of the export equals the case), a graph from
+    its torch.fx trace."""
+    import nir_cases  # needs nir >= 1.0.5: run under the venv `tools/nir-cases` makes
+
+    if chain:
+        nir_cases.make(case, case / "model.nir", name, ann, shape, device, ev)
+    else:
+        nir_cases.write(case / "model.nir", nir_cases.graph_export(ann, shape))
+
+
 def run(args):
     out = subprocess.run(args, capture_output=True, text=True)
     if out.returncode != 0:
@@ -282,10 +298,18 @@ def run(args):
     return json.loads(out.stdout), None
 
 
-def compare(case, exp, binary):
+def compare_all(case, exp, binary):
+    """`compare` of the case's ONNX file, and of its NIR file where it has one (`--nir`)."""
+    diffs = compare(case, exp, binary)
+    if (case / "model.nir").exists():
+        diffs += [f"NIR: {d}" for d in compare(case, exp, binary, "model.nir")]
+    return diffs
+
+
+def compare(case, exp, binary, model_file="model.onnx"):
     """Differences between dynapviz and sinabs' `expected.json` for the case, as strings."""
     shape = ",".join(map(str, exp["input_shape"]))
-    common = ["--model", str(case / "model.onnx"), "--input-shape", shape, "--device", exp["device"]]
+    common = ["--model", str(case / model_file), "--input-shape", shape, "--device", exp["device"]]
     if exp.get("reset_fn") == "MembraneReset":
         common += ["--reset", "zero"]
     model, err = run([binary, "model", *common, "--json"])
@@ -337,13 +361,14 @@ def main():
     ap.add_argument("--wide", action="store_true", help="also batch norm, SumPool2d, hidden linear layers, strong biases of both signs, reset to zero, late starts")
     ap.add_argument("--graphs", action="store_true", help="the graph cases of sinabs_golden.py (residual, branches, merges, two outputs) with random weights, gains and biases instead of chains")
     ap.add_argument("--random-graphs", action="store_true", help="graphs drawn at random (layers fed by any earlier one or by merges of two or three, poolings per destination) instead of chains")
+    ap.add_argument("--nir", action="store_true", help="also write each network as NIR and compare dynapviz's import of it (run with target/nir-venv/bin/python, which tools/nir-cases makes)")
     ap.add_argument("--recheck", type=Path, metavar="DIR", help="compare the cases a --keep run left in DIR again, making none")
     args = ap.parse_args()
     if args.recheck:
         cases = sorted(p.parent for p in args.recheck.glob("*/expected.json"))
         failed = 0
         for case in cases:
-            diffs = compare(case, json.loads((case / "expected.json").read_text()), args.binary)
+            diffs = compare_all(case, json.loads((case / "expected.json").read_text()), args.binary)
             failed += bool(diffs)
             print(f"{case.name}: {'DIFFERS (' + ', '.join(diffs[:6]) + ')' if diffs else 'equal'}")
         print(f"{len(cases)} networks, {failed} differ")
@@ -394,7 +419,10 @@ def main():
             # dynapviz folds it as sinabs does (see README, `model`).
             golden.torch.onnx.export(ann, golden.torch.zeros(1, *shape), str(root / name / "model.onnx"), dynamo=False,
                                      do_constant_folding=False, input_names=["input"])
-        diffs = compare(root / name, exp, args.binary)
+        if args.nir and not any(isinstance(m, nn.BatchNorm2d) for m in ann.modules()) and name not in golden.RESET_FN:
+            # sinabs' NIR reader takes every IF as subtracting, and NIR has no batch norm.
+            export_nir(root / name, name, ann, shape, device, ev, chain=isinstance(ann, nn.Sequential))
+        diffs = compare_all(root / name, exp, args.binary)
         done += 1
         if diffs:
             failed += 1
