@@ -498,7 +498,9 @@ def expected_of_snn(name, snn, shape, device, ev):
     def hook(index):
         def count(_module, _inputs, out):
             out = out[0] if isinstance(out, tuple) else out
-            counts[index] = counts.get(index, 0) + int(out.sum())
+            # Summed in float64: a float32 sum of more than 2^24 spikes rounds (a layer of a
+            # random network fired 20 866 171, which float32 summed to 20 866 172).
+            counts[index] = counts.get(index, 0) + int(out.sum(dtype=torch.float64))
 
         return count
 
