@@ -21,7 +21,8 @@ after some convs, so that merges meet batch norm. sinabs 3.1.3 fails on some suc
 also writes each network as NIR (`model.nir`, as `tools/nir_cases.py` writes the fixed cases;
 not with batch norm or reset to zero, which sinabs' NIR cannot hold) and compares dynapviz's
 import of it the same way; it needs nir >= 1.0.5, so run it with `target/nir-venv/bin/python`
-(`tools/nir-cases` makes that venv).
+(`tools/nir-cases` makes that venv). `--state-dict` also saves each chain's spiking network
+as a PyTorch state_dict with its architecture file (`snn.pt`, `snn.toml`) and compares that.
 
 Usage: `target/sinabs-venv/bin/python tools/sinabs_random.py [--wide] [--graphs | --random-graphs] [--count N]
 [--seed S] [--keep DIR]` (needs `target/release/dynapviz` and the venv `tools/bench-sinabs`
@@ -302,14 +303,18 @@ def compare_all(case, exp, binary):
     """`compare` of the case's ONNX file, and of its NIR file where it has one (`--nir`)."""
     diffs = compare(case, exp, binary)
     if (case / "model.nir").exists():
-        diffs += [f"NIR: {d}" for d in compare(case, exp, binary, "model.nir")]
+        diffs += [f"NIR: {d}" for d in compare(case, exp, binary, ["model.nir"])]
+    if (case / "snn.pt").exists():
+        diffs += [f"state_dict: {d}" for d in compare(case, exp, binary, ["snn.pt", "--arch", "snn.toml"])]
     return diffs
 
 
-def compare(case, exp, binary, model_file="model.onnx"):
-    """Differences between dynapviz and sinabs' `expected.json` for the case, as strings."""
+def compare(case, exp, binary, model_files=("model.onnx",)):
+    """Differences between dynapviz and sinabs' `expected.json` for the case, as strings.
+    `model_files`: the model and its architecture file, if it needs one."""
     shape = ",".join(map(str, exp["input_shape"]))
-    common = ["--model", str(case / model_file), "--input-shape", shape, "--device", exp["device"]]
+    files = [f if f.startswith("--") else str(case / f) for f in model_files]
+    common = ["--model", *files, "--input-shape", shape, "--device", exp["device"]]
     if exp.get("reset_fn") == "MembraneReset":
         common += ["--reset", "zero"]
     model, err = run([binary, "model", *common, "--json"])
@@ -362,6 +367,7 @@ def main():
     ap.add_argument("--graphs", action="store_true", help="the graph cases of sinabs_golden.py (residual, branches, merges, two outputs) with random weights, gains and biases instead of chains")
     ap.add_argument("--random-graphs", action="store_true", help="graphs drawn at random (layers fed by any earlier one or by merges of two or three, poolings per destination) instead of chains")
     ap.add_argument("--nir", action="store_true", help="also write each network as NIR and compare dynapviz's import of it (run with target/nir-venv/bin/python, which tools/nir-cases makes)")
+    ap.add_argument("--state-dict", action="store_true", help="also save each chain's spiking network as a state_dict with an architecture file (snn.pt, snn.toml) and compare dynapviz's import of it")
     ap.add_argument("--recheck", type=Path, metavar="DIR", help="compare the cases a --keep run left in DIR again, making none")
     args = ap.parse_args()
     if args.recheck:
@@ -422,6 +428,10 @@ def main():
         if args.nir and not any(isinstance(m, nn.BatchNorm2d) for m in ann.modules()) and name not in golden.RESET_FN:
             # sinabs' NIR reader takes every IF as subtracting, and NIR has no batch norm.
             export_nir(root / name, name, ann, shape, device, ev, chain=isinstance(ann, nn.Sequential))
+        if args.state_dict and isinstance(ann, nn.Sequential):
+            # The spiking network as sinabs' `from_model` makes it, saved as a state_dict with
+            # an architecture file (chains without batch norm; see `write_snn_state`).
+            golden.write_snn_state(root / name, ann, shape)
         diffs = compare_all(root / name, exp, args.binary)
         done += 1
         if diffs:
