@@ -23,6 +23,7 @@ not with batch norm or reset to zero, which sinabs' NIR cannot hold) and compare
 import of it the same way; it needs nir >= 1.0.5, so run it with `target/nir-venv/bin/python`
 (`tools/nir-cases` makes that venv). `--state-dict` also saves each chain's spiking network
 as a PyTorch state_dict with its architecture file (`snn.pt`, `snn.toml`) and compares that.
+`--opsets` exports each `model.onnx` at an ONNX opset drawn from 9-17 instead of torch's default.
 
 Usage: `target/sinabs-venv/bin/python tools/sinabs_random.py [--wide] [--graphs | --random-graphs] [--count N]
 [--seed S] [--keep DIR]` (needs `target/release/dynapviz` and the venv `tools/bench-sinabs`
@@ -46,6 +47,10 @@ import sinabs_golden as golden  # noqa: E402  (stubs samna before sinabs)
 import torch.nn as nn  # noqa: E402
 import sinabs.layers as sl  # noqa: E402
 from sinabs.activation import MembraneReset  # noqa: E402
+
+# The opsets `--opsets` draws for the TorchScript export: its oldest, and later ones that
+# write sum pooling, padding and linear layers differently.
+OPSETS = [9, 10, 11, 13, 15, 17]
 
 # The devices sinabs 3 builds for.
 DEVICES = ["speck2edevkit", "speck2fdevkit", "speck2e", "speck2fmodule"]
@@ -368,6 +373,7 @@ def main():
     ap.add_argument("--random-graphs", action="store_true", help="graphs drawn at random (layers fed by any earlier one or by merges of two or three, poolings per destination) instead of chains")
     ap.add_argument("--nir", action="store_true", help="also write each network as NIR and compare dynapviz's import of it (run with target/nir-venv/bin/python, which tools/nir-cases makes)")
     ap.add_argument("--state-dict", action="store_true", help="also save each chain's spiking network as a state_dict with an architecture file (snn.pt, snn.toml) and compare dynapviz's import of it")
+    ap.add_argument("--opsets", action="store_true", help="export each network's model.onnx at an opset drawn from %s (the default: torch's)" % OPSETS)
     ap.add_argument("--recheck", type=Path, metavar="DIR", help="compare the cases a --keep run left in DIR again, making none")
     args = ap.parse_args()
     if args.recheck:
@@ -419,12 +425,16 @@ def main():
             refused += 1
             print(f"{name}: sinabs refused it ({type(e).__name__}: {str(e)[:120]}), drawn again")
             continue
-        if any(isinstance(m, nn.BatchNorm2d) for m in ann.modules()):
+        norm = any(isinstance(m, nn.BatchNorm2d) for m in ann.modules())
+        # An opset of its own for the TorchScript export, drawn from the network's seed (the
+        # networks of a seed stay the same).
+        opset = random.Random(seed).choice(OPSETS) if args.opsets else None
+        if norm or opset:
             # torch's exporters fold batch norm into the conv before it, with torch's `eps`,
             # where sinabs folds without: exported with no folding, the norm stays a node and
             # dynapviz folds it as sinabs does (see README, `model`).
             golden.torch.onnx.export(ann, golden.torch.zeros(1, *shape), str(root / name / "model.onnx"), dynamo=False,
-                                     do_constant_folding=False, input_names=["input"])
+                                     do_constant_folding=not norm, input_names=["input"], opset_version=opset)
         if args.nir and not any(isinstance(m, nn.BatchNorm2d) for m in ann.modules()) and name not in golden.RESET_FN:
             # sinabs' NIR reader takes every IF as subtracting, and NIR has no batch norm.
             export_nir(root / name, name, ann, shape, device, ev, chain=isinstance(ann, nn.Sequential))

@@ -316,6 +316,34 @@ fn a_sinabs_sum_pool_exported_as_its_formula_is_a_sum_pooling() {
     assert!(err.contains("ends inside a sum pooling"), "{err}");
 }
 
+/// torch's exporter at opsets 9 and 10 writes a `Pad` of nothing (its pads an attribute)
+/// between lp_pool2d's `Pow` and its `AveragePool`: still a sum pooling.
+#[test]
+fn a_sum_pool_with_the_empty_pad_of_old_opsets_is_a_sum_pooling() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nodes = [
+        node("Conv", &["x", "w"], "c", &[("kernel_shape", &[3, 3]), ("strides", &[1, 1]), ("pads", &[1, 1, 1, 1])]),
+        node("Relu", &["c"], "r", &[]),
+        node("Pow", &["r", "norm"], "a", &[]),
+        node("Pad", &["a"], "padded", &[("pads", &[0; 8])]),
+        node("AveragePool", &["padded"], "avg", &[("kernel_shape", &[2, 2]), ("strides", &[2, 2])]),
+        node("Sign", &["avg"], "sg", &[]),
+        node("Abs", &["avg"], "ab", &[]),
+        node("Relu", &["ab"], "rl", &[]),
+        node("Mul", &["sg", "rl"], "m", &[]),
+        node("Mul", &["m", "area"], "m2", &[]),
+        node("Pow", &["m2", "norm"], "out", &[]),
+    ];
+    let tensors = [tensor("w", &[4, 2, 3, 3], &conv_weights()), tensor("norm", &[], &[1.0]), tensor("area", &[], &[4.0])];
+    let p = write(dir.path(), "opset9.onnx", &model(&nodes, &tensors));
+    let (ann, _) = import::load(&p, None).unwrap_or_else(|e| panic!("{e}"));
+    let kinds: Vec<_> = ann.layers.iter().map(|l| l.layer.clone()).collect();
+    assert!(
+        matches!(kinds[..], [AnnLayer::Conv { .. }, AnnLayer::Relu, AnnLayer::SumPool { kernel: [2, 2], stride: [2, 2] }]),
+        "{kinds:?}"
+    );
+}
+
 /// Two sum poolings of one layer's spikes (2x2 to one layer, 4x4 to another), as torch's
 /// TorchScript exporter writes them: it keeps one `Pow(x, 1)` for both, so the second pooling's
 /// `AveragePool` reads the first's `Pow`, written nodes before it. Both are sum poolings of the

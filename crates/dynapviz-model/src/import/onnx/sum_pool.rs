@@ -62,12 +62,24 @@ pub(super) fn find(nodes: &[NodeProto]) -> Result<SumPools> {
             _ => Err(node(from).unsupported(format!("inside a sum pooling, its output goes to more than the {op}: {FORM}"))),
         }
     };
+    // A `Pad` of nothing (opsets 9 and 10 write one before the `AveragePool`, pads in an
+    // attribute) passes its input on: the node that made it, and the `Pad` if there was one.
+    let unpadded = |i: usize| -> (usize, Option<usize>) {
+        let pads = node(i).ints("pads").is_some_and(|p| p.iter().all(|&v| v == 0));
+        match nodes[i].input.first().and_then(|x| maker.get(x.as_str())) {
+            Some(&before) if nodes[i].op_type == "Pad" && pads && readers.get(output(i)).is_some_and(|r| r.len() == 1) => (before, Some(i)),
+            _ => (i, None),
+        }
+    };
     let mut pools = SumPools::default();
     for (average, n) in nodes.iter().enumerate() {
-        let power = match n.input.first().and_then(|x| maker.get(x.as_str())) {
-            Some(&p) if n.op_type == "AveragePool" && nodes[p].op_type == "Pow" => p,
+        let (power, pad) = match n.input.first().and_then(|x| maker.get(x.as_str())) {
+            Some(&p) if n.op_type == "AveragePool" => unpadded(p),
             _ => continue,
         };
+        if nodes[power].op_type != "Pow" {
+            continue;
+        }
         let (sign, abs) = match readers.get(output(average)).map_or(&[][..], Vec::as_slice) {
             [a, b] if nodes[*a].op_type == "Sign" && nodes[*b].op_type == "Abs" => (*a, *b),
             [a, b] if nodes[*a].op_type == "Abs" && nodes[*b].op_type == "Sign" => (*b, *a),
@@ -82,14 +94,14 @@ pub(super) fn find(nodes: &[NodeProto]) -> Result<SumPools> {
         }
         let area = next(product, "Mul")?;
         let root = next(area, "Pow")?;
-        pools.inner.extend([average, sign, abs, relu, product, area]);
+        pools.inner.extend([average, sign, abs, relu, product, area].into_iter().chain(pad));
         pools.by_root.insert(root, SumPool { power, average, area, root });
     }
-    // A `Pow` is inside when every node that reads it starts a sum pooling; one read by anything
-    // else stays a node, which the importer refuses.
-    let starts: HashSet<usize> = pools.by_root.values().map(|p| p.average).collect();
+    // A `Pow` is inside when every node that reads it is inside a sum pooling (its
+    // `AveragePool`, or the `Pad` before it); one read by anything else stays a node, which the
+    // importer refuses.
     for pool in pools.by_root.values() {
-        if readers.get(output(pool.power)).is_some_and(|r| r.iter().all(|i| starts.contains(i))) {
+        if readers.get(output(pool.power)).is_some_and(|r| r.iter().all(|i| pools.inner.contains(i))) {
             pools.inner.insert(pool.power);
         }
     }
