@@ -305,8 +305,12 @@ def run(args):
 
 
 def compare_all(case, exp, binary):
-    """`compare` of the case's ONNX file, and of its NIR file where it has one (`--nir`)."""
+    """`compare` of the case's ONNX file, of its dynamo export (torch's default exporter; all
+    but networks with batch norm, see `sinabs_golden.write_case`), and of its NIR file and
+    state_dict where it has them (`--nir`, `--state-dict`)."""
     diffs = compare(case, exp, binary)
+    if (case / "model.dynamo.onnx").exists():
+        diffs += [f"dynamo export: {d}" for d in compare(case, exp, binary, ["model.dynamo.onnx"])]
     if (case / "model.nir").exists():
         diffs += [f"NIR: {d}" for d in compare(case, exp, binary, ["model.nir"])]
     if (case / "snn.pt").exists():
