@@ -23,7 +23,8 @@ not with batch norm or reset to zero, which sinabs' NIR cannot hold) and compare
 import of it the same way; it needs nir >= 1.0.5, so run it with `target/nir-venv/bin/python`
 (`tools/nir-cases` makes that venv). `--state-dict` also saves each chain's spiking network
 as a PyTorch state_dict with its architecture file (`snn.pt`, `snn.toml`) and compares that.
-`--opsets` exports each `model.onnx` at an ONNX opset drawn from 9-17 instead of torch's default.
+`--opsets` exports each `model.onnx` at an ONNX opset drawn from 9-17 instead of torch's default;
+`--bins` runs sinabs and the binned mode in bins of a width drawn from 100 µs to 10 ms.
 
 Usage: `target/sinabs-venv/bin/python tools/sinabs_random.py [--wide] [--graphs | --random-graphs] [--count N]
 [--seed S] [--keep DIR]` (needs `target/release/dynapviz` and the venv `tools/bench-sinabs`
@@ -51,6 +52,9 @@ from sinabs.activation import MembraneReset  # noqa: E402
 # The opsets `--opsets` draws for the TorchScript export: its oldest, and later ones that
 # write sum pooling, padding and linear layers differently.
 OPSETS = [9, 10, 11, 13, 15, 17]
+
+# The bin widths (µs) `--bins` draws for sinabs' frames and the binned mode.
+BIN_WIDTHS = [100, 250, 500, 1000, 2000, 3000, 10_000]
 
 # The devices sinabs 3 builds for.
 DEVICES = ["speck2edevkit", "speck2fdevkit", "speck2e", "speck2fmodule"]
@@ -329,7 +333,8 @@ def compare(case, exp, binary, model_files=("model.onnx",)):
     model, err = run([binary, "model", *common, "--json"])
     if model is None:
         return [f"model: {err}"]
-    sim, err = run([binary, "simulate", *common, "--input", str(case / "input.csv"), "--mode", "binned", "--json"])
+    bins = ["--bin-us", str(exp["bin_us"])]
+    sim, err = run([binary, "simulate", *common, "--input", str(case / "input.csv"), "--mode", "binned", *bins, "--json"])
     if sim is None:
         return [f"simulate: {err}"]
     diffs = []
@@ -378,6 +383,7 @@ def main():
     ap.add_argument("--nir", action="store_true", help="also write each network as NIR and compare dynapviz's import of it (run with target/nir-venv/bin/python, which tools/nir-cases makes)")
     ap.add_argument("--state-dict", action="store_true", help="also save each chain's spiking network as a state_dict with an architecture file (snn.pt, snn.toml) and compare dynapviz's import of it")
     ap.add_argument("--opsets", action="store_true", help="export each network's model.onnx at an opset drawn from %s (the default: torch's)" % OPSETS)
+    ap.add_argument("--bins", action="store_true", help="bins of a width drawn from %s µs instead of 1000" % BIN_WIDTHS)
     ap.add_argument("--recheck", type=Path, metavar="DIR", help="compare the cases a --keep run left in DIR again, making none")
     args = ap.parse_args()
     if args.recheck:
@@ -423,6 +429,8 @@ def main():
         if start_us:
             ev = ev.copy()
             ev[:, 0] += start_us
+        # A bin width of its own, drawn from the network's seed (the networks of a seed stay the same).
+        golden.BIN_US = random.Random(seed + 1).choice(BIN_WIDTHS) if args.bins else 1000
         try:
             exp = golden.write_case(root / name, name, ann, shape, device, ev)
         except Exception as e:  # sinabs refuses what the chip cannot hold: draw again
