@@ -37,6 +37,7 @@ import argparse
 import json
 import math
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -431,6 +432,9 @@ def main():
             ev[:, 0] += start_us
         # A bin width of its own, drawn from the network's seed (the networks of a seed stay the same).
         golden.BIN_US = random.Random(seed + 1).choice(BIN_WIDTHS) if args.bins else 1000
+        # A draw sinabs refused left files under this name (a dynamo export, say) that this
+        # network may not write.
+        shutil.rmtree(root / name, ignore_errors=True)
         try:
             exp = golden.write_case(root / name, name, ann, shape, device, ev)
         except Exception as e:  # sinabs refuses what the chip cannot hold: draw again
