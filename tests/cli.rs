@@ -564,6 +564,42 @@ fn reset_zero_runs_as_sinabs_membrane_reset() {
     assert_ne!(subtracting["class_counts_per_bin"], expected["class_counts_per_bin"], "the case must tell the resets apart");
 }
 
+/// `--spike-threshold`, `--min-v-mem` and `--bias-rescaling` are the options of sinabs'
+/// `from_model`: the case converted with a threshold of 2.5, a bound of -4 and its biases
+/// divided by 1.7 runs as sinabs ran it, and without them (or without the rescaling) otherwise.
+/// Values no network can run with are refused, naming the option.
+#[test]
+fn from_model_options_run_as_sinabs_converted_with_them() {
+    let args = ["--input-shape", "2,64,64", "--device", "speck2edevkit"];
+    let options = ["--spike-threshold", "2.5", "--min-v-mem", "-4", "--bias-rescaling", "1.7"];
+    let expected = simulate_equals_expected("neuron_options", "model.onnx", &[&args[..], &options[..]].concat());
+    let case = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sinabs-cases/neuron_options");
+    let (model, input) = (case.join("model.onnx"), case.join("input.csv"));
+    let files =
+        ["simulate", "--model", model.to_str().expect("path"), "--input", input.to_str().expect("path"), "--mode", "binned", "--json"];
+    for fewer in [&options[..0], &options[..4]] {
+        let (ok, out, err) = dynapviz(&[&files[..], &args[..], fewer].concat());
+        assert!(ok, "{err}");
+        let got: serde_json::Value = serde_json::from_str(&out).expect("json");
+        assert_ne!(got["class_counts_per_bin"], expected["class_counts_per_bin"], "{fewer:?}: the case must tell the options apart");
+    }
+    let (ok, out, err) = dynapviz(&[&["model", "--model", model.to_str().expect("path")], &args[..], &options[..], &["--json"]].concat());
+    assert!(ok, "{err}");
+    let got: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let thresholds = |v: &serde_json::Value| -> Vec<f64> {
+        v["layers"].as_array().expect("layers").iter().map(|l| l["threshold"].as_f64().expect("threshold")).collect()
+    };
+    assert_eq!(thresholds(&got), thresholds(&expected));
+    for (option, value, says) in [
+        ("--spike-threshold", "0", "spike threshold 0"),
+        ("--min-v-mem", "1", "min_v_mem 1"),
+        ("--bias-rescaling", "0", "bias rescaling 0"),
+    ] {
+        let (ok, _, err) = dynapviz(&[&["model", "--model", model.to_str().expect("path"), option, value], &args[..]].concat());
+        assert!(!ok && err.contains(says), "{option} {value}: {err}");
+    }
+}
+
 /// A `dynapviz` process serving the live view, killed when dropped (a failed test too).
 struct Served {
     child: std::process::Child,

@@ -211,6 +211,21 @@ def cases():
             [2.6089762861194608, 2.374073953625063, 1.848399841952121, 2.1135533082072833, 2.0686737554578607],
             1030601830,
         ),
+        # sinabs' `from_model` with a threshold of 2.5, a lower bound of -4 and the biases
+        # divided by 1.7 (`FROM_MODEL`), strong biases, and a batch norm after a biased conv:
+        # the conv's bias is divided before the norm folds in. Exported with the norm a node.
+        "neuron_options": (
+            (2, 64, 64),
+            "speck2edevkit",
+            lambda: nn.Sequential(
+                nn.Conv2d(2, 16, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
+                nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.AvgPool2d(2),
+                nn.Conv2d(32, 16, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
+                nn.Flatten(), nn.Linear(16 * 8 * 8, 10),
+            ),
+            [2.5, 2.5, 3.0, 6.0],
+            27,
+        ),
     }
 
 class Residual(nn.Module):
@@ -376,17 +391,23 @@ def graph_cases():
 
 
 # Biases per case other than the default small positive ones: (low, high) of a uniform draw.
-BIAS_RANGE = {"strong_bias": (-1.5, 2.5), "late_start_non_square": (0.0, 0.2), "norm_zero_step": (-1.5, 2.5), "residual_zero_step": (-1.5, 2.5)}
+BIAS_RANGE = {"strong_bias": (-1.5, 2.5), "late_start_non_square": (0.0, 0.2), "norm_zero_step": (-1.5, 2.5), "residual_zero_step": (-1.5, 2.5),
+              "neuron_options": (-1.5, 2.5)}
 
 # Cases exported without constant folding: torch's exporters fold a batch norm into the conv
 # before it (with eps, where sinabs folds without); unfolded it stays a node.
-NO_FOLD = {"norm_zero_step"}
+NO_FOLD = {"norm_zero_step", "neuron_options"}
 
 # Microseconds added to the recording's times, per case.
 START_US = {"late_start_non_square": 3700}
 
 # sinabs' `reset_fn` per case other than its default `MembraneSubtract`.
 RESET_FN = {"reset_zero": MembraneReset(), "residual_zero_step": MembraneReset()}
+
+# sinabs' `from_model` options per case other than its defaults (`spike_threshold`, `min_v_mem`,
+# `bias_rescaling`; `expected.json` names them under "from_model", and `dynapviz` takes them as
+# `--spike-threshold`, `--min-v-mem` and `--bias-rescaling`).
+FROM_MODEL = {"neuron_options": {"spike_threshold": 2.5, "min_v_mem": -4.0, "bias_rescaling": 1.7}}
 
 
 def gesture_ann():
@@ -469,8 +490,9 @@ def expected(name, ann, shape, device, ev):
     """What sinabs makes of the ANN and the input, in the layout of `expected.json`."""
     known_shape = None if getattr(ann, "tuple_output", False) else shape
     reset_fn = RESET_FN.get(name, MembraneSubtract())
-    snn = from_model(ann, input_shape=known_shape, add_spiking_output=True, batch_size=1, reset_fn=reset_fn).spiking_model
-    return {**expected_of_snn(name, snn, shape, device, ev), "reset_fn": type(reset_fn).__name__}
+    options = FROM_MODEL.get(name, {})
+    snn = from_model(ann, input_shape=known_shape, add_spiking_output=True, batch_size=1, reset_fn=reset_fn, **options).spiking_model
+    return {**expected_of_snn(name, snn, shape, device, ev), "reset_fn": type(reset_fn).__name__, **({"from_model": options} if options else {})}
 
 
 class MergeAll(nn.Module):
@@ -579,7 +601,8 @@ def write_snn_state(case, ann, shape):
     """The case's spiking network as sinabs' `from_model` makes it, saved as a state_dict
     (`snn.pt`, IAF thresholds and all) with an architecture file naming its modules
     (`snn.toml`): what a user who saved the spiking network has. Chains without batch norm."""
-    snn = from_model(ann, input_shape=shape, add_spiking_output=True, batch_size=1, reset_fn=RESET_FN.get(case.name, MembraneSubtract())).spiking_model
+    options = FROM_MODEL.get(case.name, {})
+    snn = from_model(ann, input_shape=shape, add_spiking_output=True, batch_size=1, reset_fn=RESET_FN.get(case.name, MembraneSubtract()), **options).spiking_model
     lines = [f"input_shape = {list(shape)}"]
     for name, m in snn.named_children():
         spec = {"index": int(name) if name.isdigit() else name}

@@ -11,7 +11,8 @@ the same layers (core, threshold, weights' checksum) and the same spike counts, 
 per bin.
 
 `--wide` adds batch norm, sinabs' `SumPool2d`, hidden linear layers, strong biases of both signs,
-reset to zero and late starts; `--graphs` draws the graph cases of `sinabs_golden.py` (residual,
+reset to zero, late starts and `from_model`'s other options (a threshold, a lower bound, a
+bias rescaling); `--graphs` draws the graph cases of `sinabs_golden.py` (residual,
 branches, merges, two outputs) with random gains and weights instead of chains;
 `--random-graphs` draws graphs at random (`draw_random_graph`): layers fed by any earlier one,
 the input, or a merge of two or three, each path through poolings of its own (none, average or
@@ -106,7 +107,7 @@ def draw(rng):
 def widen(rng, ann, gains):
     """More of what sinabs converts, for `--wide`: batch norm after some convs, sinabs' own
     `SumPool2d` for some poolings, a hidden linear layer before a linear read-out. Returns the
-    ANN, its gains, and the case's bias range, reset and start time."""
+    ANN, its gains, and the case's `options`."""
     modules, out_gains, weighted = [], [], 0
     items = list(ann)
     for i, m in enumerate(items):
@@ -130,11 +131,19 @@ def widen(rng, ann, gains):
 
 
 def options(rng):
-    """The case's bias range, reset (`None`: subtract) and start time, for `--wide`."""
+    """The case's bias range, reset (`None`: subtract), start time and `from_model` options
+    (threshold, lower bound, bias rescaling; empty: its defaults), for `--wide`."""
     bias_range = rng.choice([(0.0, 0.05), (-0.05, 0.1), (-1.5, 2.5)])
     reset = MembraneReset() if rng.random() < 0.2 else None
     start_us = rng.choice([0, 0, rng.randint(1, 20_000)])
-    return bias_range, reset, start_us
+    from_model = {}
+    if rng.random() < 0.3:
+        from_model["spike_threshold"] = rng.choice([0.5, 0.8, 1.5, 2.0, round(rng.uniform(0.3, 4.0), 3)])
+    if rng.random() < 0.3:
+        from_model["min_v_mem"] = rng.choice([-0.5, -2.0, -5.0, round(-rng.uniform(0.1, 8.0), 3)])
+    if rng.random() < 0.2:
+        from_model["bias_rescaling"] = rng.choice([0.5, 2.0, 3.0, round(rng.uniform(0.2, 5.0), 3)])
+    return bias_range, reset, start_us, from_model
 
 
 def draw_graph(rng, graphs):
@@ -331,6 +340,11 @@ def compare(case, exp, binary, model_files=("model.onnx",)):
     common = ["--model", *files, "--input-shape", shape, "--device", exp["device"]]
     if exp.get("reset_fn") == "MembraneReset":
         common += ["--reset", "zero"]
+    if model_files[0] != "snn.pt":
+        # sinabs' `from_model` options; a spiking state_dict holds them itself (its thresholds,
+        # bounds and biases as `from_model` left them).
+        for key, value in exp.get("from_model", {}).items():
+            common += [f"--{key.replace('_', '-')}", str(value)]
     model, err = run([binary, "model", *common, "--json"])
     if model is None:
         return [f"model: {err}"]
@@ -378,7 +392,7 @@ def main():
     ap.add_argument("--keep", type=Path)
     ap.add_argument("--binary", default=str(here / "target/release/dynapviz"))
     ap.add_argument("--shared", default=str(here / "../shared"))
-    ap.add_argument("--wide", action="store_true", help="also batch norm, SumPool2d, hidden linear layers, strong biases of both signs, reset to zero, late starts")
+    ap.add_argument("--wide", action="store_true", help="also batch norm, SumPool2d, hidden linear layers, strong biases of both signs, reset to zero, late starts, from_model's spike_threshold, min_v_mem and bias_rescaling")
     ap.add_argument("--graphs", action="store_true", help="the graph cases of sinabs_golden.py (residual, branches, merges, two outputs) with random weights, gains and biases instead of chains")
     ap.add_argument("--random-graphs", action="store_true", help="graphs drawn at random (layers fed by any earlier one or by merges of two or three, poolings per destination) instead of chains")
     ap.add_argument("--nir", action="store_true", help="also write each network as NIR and compare dynapviz's import of it (run with target/nir-venv/bin/python, which tools/nir-cases makes)")
@@ -418,12 +432,15 @@ def main():
             # A graph keeps its modules; a chain may get more of them.
             extra = random.Random(seed)
             if args.graphs or args.random_graphs:
-                bias_range, reset, start_us = options(extra)
+                bias_range, reset, start_us, from_model = options(extra)
             else:
-                ann, gains, bias_range, reset, start_us = widen(extra, ann, gains)
+                ann, gains, bias_range, reset, start_us, from_model = widen(extra, ann, gains)
             golden.RESET_FN.pop(name, None)
+            golden.FROM_MODEL.pop(name, None)
             if reset is not None:
                 golden.RESET_FN[name] = reset
+            if from_model:
+                golden.FROM_MODEL[name] = from_model
         ann = golden.randomize(ann, gains, seed, bias_range)
         ev = source[::6]
         ev = ev if shape[1:] == (128, 128) else golden.resample(ev, shape)
@@ -451,8 +468,9 @@ def main():
             # dynapviz folds it as sinabs does (see README, `model`).
             golden.torch.onnx.export(ann, golden.torch.zeros(1, *shape), str(root / name / "model.onnx"), dynamo=False,
                                      do_constant_folding=not norm, input_names=["input"], opset_version=opset)
-        if args.nir and not any(isinstance(m, nn.BatchNorm2d) for m in ann.modules()) and name not in golden.RESET_FN:
-            # sinabs' NIR reader takes every IF as subtracting, and NIR has no batch norm.
+        if args.nir and not norm and name not in golden.RESET_FN and name not in golden.FROM_MODEL:
+            # sinabs' NIR reader takes every IF as subtracting, NIR has no batch norm, and the
+            # exports here make every IF as `from_model`'s defaults do.
             export_nir(root / name, name, ann, shape, device, ev, chain=isinstance(ann, nn.Sequential))
         if args.state_dict and isinstance(ann, nn.Sequential):
             # The spiking network as sinabs' `from_model` makes it, saved as a state_dict with

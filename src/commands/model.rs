@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use dynapviz_chip::{BusyModel, Config, OutputDecimator};
 use dynapviz_model::network::{Crop, Reset};
-use dynapviz_model::{ChipProfile, DvsOptions, Network, Ordering, Pipeline, report};
+use dynapviz_model::{ChipProfile, DvsOptions, Network, Neurons, Ordering, Pipeline, report};
 use serde::Serialize;
 
 /// How the simulated chip computes (`--mode`).
@@ -124,6 +124,18 @@ pub struct ModelArgs {
     /// subtract unless an architecture file's IAF layer says `reset = "zero"`.
     #[arg(long, value_enum)]
     pub reset: Option<ResetArg>,
+    /// Every layer's spike threshold, as sinabs' `from_model(..., spike_threshold=T)` sets it.
+    /// Default: as the model says (1 for a ReLU, an imported IAF's own).
+    #[arg(long, value_name = "T", allow_hyphen_values = true)]
+    pub spike_threshold: Option<f32>,
+    /// Every layer's lower bound of the potential, as `from_model(..., min_v_mem=V)` sets it.
+    /// Default: as the model says (-1 for a ReLU, an imported IAF's own).
+    #[arg(long, value_name = "V", allow_hyphen_values = true)]
+    pub min_v_mem: Option<f32>,
+    /// Every conv's and linear layer's bias divided by R, as `from_model(...,
+    /// bias_rescaling=R)` does (before batch norm folds in).
+    #[arg(long, value_name = "R", allow_hyphen_values = true)]
+    pub bias_rescaling: Option<f32>,
 }
 
 /// `--reset`.
@@ -171,7 +183,8 @@ impl ModelArgs {
             .device(&self.device)
             .ordering(ordering)
             .dvs(DvsOptions { crop: self.crop, flip_x: self.flip_x, flip_y: self.flip_y, swap_xy: self.swap_xy })
-            .reset(self.reset.map(Reset::from));
+            .reset(self.reset.map(Reset::from))
+            .neurons(Neurons { spike_threshold: self.spike_threshold, min_v_mem: self.min_v_mem, bias_rescaling: self.bias_rescaling });
         if let Some(shape) = self.input_shape {
             p = p.input_shape(shape);
         }

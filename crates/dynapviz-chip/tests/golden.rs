@@ -7,12 +7,19 @@
 use std::path::{Path, PathBuf};
 
 use dynapviz_chip::{Config, Kernel, Mode, Monitors, Simulator};
-use dynapviz_model::Pipeline;
 use dynapviz_model::network::Reset;
+use dynapviz_model::{Neurons, Pipeline};
 
 fn shared() -> Option<PathBuf> {
     // The shared folder itself: the tests name paths below it.
     dynapviz_testkit::shared("fixtures/golden").map(|d| d.join("../.."))
+}
+
+/// sinabs' `from_model` options of a case besides `reset_fn` (see `tools/sinabs_golden.py`'s
+/// `FROM_MODEL`), or its defaults.
+fn from_model(expected: &serde_json::Value) -> Neurons {
+    let option = |name: &str| expected["from_model"][name].as_f64().map(|v| v as f32);
+    Neurons { spike_threshold: option("spike_threshold"), min_v_mem: option("min_v_mem"), bias_rescaling: option("bias_rescaling") }
 }
 
 /// Runs `model` on `case`'s input (`case`'s own `model.onnx` when `None`) and compares.
@@ -32,6 +39,7 @@ fn run_case(case: &Path, model: Option<&Path>, kernel: Kernel, threads: usize) {
         .input_shape([shape[0], shape[1], shape[2]])
         .device(device)
         .reset(reset)
+        .neurons(from_model(&expected))
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
     let mut reader = dynapviz_events::open(&case.join("input.csv")).expect("input");
@@ -125,5 +133,5 @@ fn binned_mode_reproduces_sinabs_from_a_nir_export() {
 #[test]
 fn binned_mode_reproduces_sinabs_on_other_networks() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/sinabs-cases");
-    assert!(run_cases(&dir) >= 20, "the repository's sinabs cases are missing from {}", dir.display());
+    assert!(run_cases(&dir) >= 21, "the repository's sinabs cases are missing from {}", dir.display());
 }

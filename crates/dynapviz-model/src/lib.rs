@@ -31,5 +31,5 @@ pub use chip::{ChipProfile, MemoryUse};
 pub use convert::DvsOptions;
 pub use error::{ModelError, Result};
 pub use network::{ChipLayer, Network};
-pub use pipeline::{Ordering, Pipeline};
+pub use pipeline::{Neurons, Ordering, Pipeline};
 pub use tensor::Tensor;

@@ -6,7 +6,7 @@ use crate::chip::{self, ChipProfile};
 use crate::convert::{self, DvsOptions};
 use crate::error::{ModelError, Result};
 use crate::network::{Network, Reset};
-use crate::{Ann, discretize, import, mapping};
+use crate::{Ann, AnnLayer, discretize, import, mapping};
 
 /// How layers are assigned to cores.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -29,6 +29,47 @@ pub struct Pipeline {
     discretize: bool,
     dvs: DvsOptions,
     reset: Option<Reset>,
+    neurons: Neurons,
+}
+
+/// The options of sinabs' `from_model` besides `reset_fn`: each `None` keeps what the model says
+/// (a ReLU's IAF: threshold 1, min_v_mem -1; an imported IAF: its own; the biases as they are).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Neurons {
+    /// `spike_threshold`: every layer's.
+    pub spike_threshold: Option<f32>,
+    /// `min_v_mem`: every layer's lower bound of the potential.
+    pub min_v_mem: Option<f32>,
+    /// `bias_rescaling`: every conv's and linear layer's bias divided by it (in f32, as torch's
+    /// `bias /= r`), before batch norm folds in, as sinabs divides them before its
+    /// `DynapcnnNetwork` folds the norms.
+    pub bias_rescaling: Option<f32>,
+}
+
+impl Neurons {
+    /// Refuses values sinabs would take but no network can run with: a threshold that is not
+    /// positive, a bound above 0, a rescaling of 0; and anything not finite.
+    fn check(&self) -> Result<()> {
+        let bad = |what: &str, v: f32, want: &str| Err(ModelError::Invalid(format!("{what} {v}: expected {want}")));
+        match *self {
+            Neurons { spike_threshold: Some(t), .. } if !(t.is_finite() && t > 0.0) => bad("spike threshold", t, "a positive number"),
+            Neurons { min_v_mem: Some(m), .. } if !(m.is_finite() && m <= 0.0) => bad("min_v_mem", m, "a number of at most 0"),
+            Neurons { bias_rescaling: Some(r), .. } if !(r.is_finite() && r != 0.0) => bad("bias rescaling", r, "a number other than 0"),
+            _ => Ok(()),
+        }
+    }
+
+    /// The ANN with its biases divided by `bias_rescaling`, when that is set.
+    fn rescaled(&self, ann: &Ann) -> Option<Ann> {
+        let r = self.bias_rescaling.filter(|&r| r != 1.0)?;
+        let mut ann = ann.clone();
+        for l in &mut ann.layers {
+            if let AnnLayer::Conv { bias: Some(b), .. } | AnnLayer::Linear { bias: Some(b), .. } = &mut l.layer {
+                b.iter_mut().for_each(|v| *v /= r);
+            }
+        }
+        Some(ann)
+    }
 }
 
 impl Pipeline {
@@ -43,6 +84,7 @@ impl Pipeline {
             discretize: true,
             dvs: DvsOptions::default(),
             reset: None,
+            neurons: Neurons::default(),
         }
     }
 
@@ -90,6 +132,13 @@ impl Pipeline {
         self
     }
 
+    /// The threshold, lower bound and bias rescaling sinabs' `from_model` was given (see
+    /// [`Neurons`]).
+    pub fn neurons(mut self, neurons: Neurons) -> Self {
+        self.neurons = neurons;
+        self
+    }
+
     /// Runs every stage.
     pub fn build(self) -> Result<Network> {
         let (ann, arch_shape) = import::load(&self.model, self.arch.as_deref())?;
@@ -106,9 +155,19 @@ impl Pipeline {
             .input_shape
             .or(arch_shape)
             .ok_or_else(|| named(ModelError::Invalid("the input shape is unknown: pass --input-shape C,H,W".into())))?;
-        let mut net = convert::convert(ann, shape, &self.dvs).map_err(named)?;
-        if let Some(reset) = self.reset {
-            net.layers.iter_mut().for_each(|l| l.reset = reset);
+        self.neurons.check()?;
+        let rescaled = self.neurons.rescaled(ann);
+        let mut net = convert::convert(rescaled.as_ref().unwrap_or(ann), shape, &self.dvs).map_err(named)?;
+        for l in &mut net.layers {
+            if let Some(reset) = self.reset {
+                l.reset = reset;
+            }
+            if let Some(threshold) = self.neurons.spike_threshold {
+                l.float.threshold = threshold;
+            }
+            if let Some(min_v_mem) = self.neurons.min_v_mem {
+                l.float.min_v_mem = min_v_mem;
+            }
         }
         if self.discretize {
             discretize::discretize(&mut net);

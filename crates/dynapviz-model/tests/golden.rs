@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use dynapviz_model::network::Reset;
-use dynapviz_model::{Network, Pipeline, report};
+use dynapviz_model::{Network, Neurons, Pipeline, report};
 
 fn shared() -> Option<PathBuf> {
     // The shared folder itself: the tests name paths below it.
@@ -43,6 +43,13 @@ fn check(net: &Network, expected: &serde_json::Value, what: &str) {
         assert_eq!(got.weight_sha256_i8_oihw.as_deref(), want["weight_sha256_i8_oihw"].as_str(), "{what} layer {i}: weights sha256");
     }
     assert_eq!(net.dvs.merge_polarities, expected["dvs"]["merge_polarities"].as_bool().expect("dvs"), "{what}: dvs merge");
+}
+
+/// sinabs' `from_model` options of a case besides `reset_fn` (see `tools/sinabs_golden.py`'s
+/// `FROM_MODEL`), or its defaults.
+fn from_model(expected: &serde_json::Value) -> Neurons {
+    let option = |name: &str| expected["from_model"][name].as_f64().map(|v| v as f32);
+    Neurons { spike_threshold: option("spike_threshold"), min_v_mem: option("min_v_mem"), bias_rescaling: option("bias_rescaling") }
 }
 
 /// sinabs' `reset_fn` of a case (the argument of `from_model`, see `tools/sinabs_golden.py`),
@@ -83,7 +90,10 @@ fn other_networks_convert_discretize_and_map_as_sinabs_does() {
             match file {
                 "model.nir" => {}
                 "snn.pt" => pipeline = pipeline.arch(Some(&case.join("snn.toml"))),
-                _ => pipeline = pipeline.input_shape([shape[0], shape[1], shape[2]]).reset(reset_fn(&expected)),
+                _ => {
+                    pipeline =
+                        pipeline.input_shape([shape[0], shape[1], shape[2]]).reset(reset_fn(&expected)).neurons(from_model(&expected))
+                }
             }
             let net = pipeline.build().unwrap_or_else(|e| panic!("{}: {e}", model.display()));
             check(&net, &expected, &model.display().to_string());
@@ -98,7 +108,7 @@ fn other_networks_convert_discretize_and_map_as_sinabs_does() {
             }
         }
     }
-    assert!(cases >= 20, "the repository's sinabs cases are missing from {}", dir.display());
+    assert!(cases >= 21, "the repository's sinabs cases are missing from {}", dir.display());
     assert!(dynamo >= 17, "the dynamo exports of the sinabs cases are missing from {}", dir.display());
     assert!(nir >= 15, "the NIR exports of the sinabs cases (tools/nir-cases) are missing from {}", dir.display());
     assert!(snn >= 9, "the spiking state_dicts of the sinabs cases (sinabs_golden.py --snn-state) are missing from {}", dir.display());
