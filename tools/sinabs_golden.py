@@ -529,6 +529,11 @@ def expected_of_snn(name, snn, shape, device, ev):
     layers = {i: l for i, l in net.dynapcnn_layers.items() if not isinstance(l, DVSLayer)}
     for i, layer in layers.items():
         layer.register_forward_hook(hook(i))
+    # The largest weighted sum a layer got: beyond 2^24, float32 rounds integers, and sinabs'
+    # simulation is no longer exact (dynapviz's binned mode stays exact).
+    largest = [0.0]
+    for layer in layers.values():
+        layer.conv_layer.register_forward_hook(lambda _m, _i, out: largest.__setitem__(0, max(largest[0], float(out.abs().max()))))
     with torch.no_grad():
         out = net(frames(ev, shape))
     if isinstance(out, dict):
@@ -573,6 +578,7 @@ def expected_of_snn(name, snn, shape, device, ev):
         "class_counts_per_bin": per_bin,
         "layers": report,
         "dvs": {"merge_polarities": bool(dvs.merge_polarities), "pooling": list(dvs.pool_layer.kernel_size)},
+        "largest_input": int(largest[0]),
     }
 
 

@@ -27,6 +27,11 @@ as a PyTorch state_dict with its architecture file (`snn.pt`, `snn.toml`) and co
 `--opsets` exports each `model.onnx` at an ONNX opset drawn from 9-17 instead of torch's default;
 `--bins` runs sinabs and the binned mode in bins of a width drawn from 100 µs to 10 ms.
 
+sinabs simulates in float32, which holds every integer up to 2^24: a network whose layer gets a
+larger weighted sum in a bin (wide bins of busy layers) is rounded by sinabs, not by dynapviz's
+exact integers. `expected.json` records the largest (`largest_input`), and a difference there is
+reported as sinabs' and does not fail the run.
+
 Usage: `target/sinabs-venv/bin/python tools/sinabs_random.py [--wide] [--graphs | --random-graphs] [--count N]
 [--seed S] [--keep DIR]` (needs `target/release/dynapviz` and the venv `tools/bench-sinabs`
 makes). Prints one line per network and exits non-zero when one differs; `--keep DIR` leaves the
@@ -54,6 +59,10 @@ from sinabs.activation import MembraneReset  # noqa: E402
 # The opsets `--opsets` draws for the TorchScript export: its oldest, and later ones that
 # write sum pooling, padding and linear layers differently.
 OPSETS = [9, 10, 11, 13, 15, 17]
+
+# float32 holds every integer up to 2^24: past it sinabs' sums round, and a difference from
+# dynapviz's exact integers is sinabs'.
+FLOAT32_EXACT = 1 << 24
 
 # The bin widths (µs) `--bins` draws for sinabs' frames and the binned mode.
 BIN_WIDTHS = [100, 250, 500, 1000, 2000, 3000, 10_000]
@@ -405,7 +414,11 @@ def main():
         cases = sorted(p.parent for p in args.recheck.glob("*/expected.json"))
         failed = 0
         for case in cases:
-            diffs = compare_all(case, json.loads((case / "expected.json").read_text()), args.binary)
+            exp = json.loads((case / "expected.json").read_text())
+            diffs = compare_all(case, exp, args.binary)
+            if diffs and exp.get("largest_input", 0) >= FLOAT32_EXACT:
+                print(f"{case.name}: differs where sinabs is not exact ({', '.join(diffs[:3])})")
+                continue
             failed += bool(diffs)
             print(f"{case.name}: {'DIFFERS (' + ', '.join(diffs[:6]) + ')' if diffs else 'equal'}")
         print(f"{len(cases)} networks, {failed} differ")
@@ -415,7 +428,7 @@ def main():
     golden.torch.set_num_threads(1)
     rng = random.Random(args.seed)
     root = args.keep or Path(tempfile.mkdtemp(prefix="sinabs-random-"))
-    done, failed, refused = 0, 0, 0
+    done, failed, refused, inexact = 0, 0, 0, 0
     graphs = list(golden.graph_cases().values())
     while done < args.count:
         if args.random_graphs:
@@ -478,12 +491,15 @@ def main():
             golden.write_snn_state(root / name, ann, shape)
         diffs = compare_all(root / name, exp, args.binary)
         done += 1
-        if diffs:
+        if diffs and exp["largest_input"] >= FLOAT32_EXACT:
+            inexact += 1
+            print(f"{name}: differs where sinabs is not exact ({', '.join(diffs[:3])}): a layer's input reached {exp['largest_input']}, past 2^24")
+        elif diffs:
             failed += 1
             print(f"{name}: DIFFERS ({', '.join(diffs[:6])})\n  {ann}")
         else:
             print(f"{name}: equal ({len(exp['layers'])} layers, spikes {[l['spikes_after_pool'] for l in exp['layers']]})")
-    print(f"{done} networks, {failed} differ, {refused} refused by sinabs; cases in {root}")
+    print(f"{done} networks, {failed} differ, {inexact} differ where sinabs' float32 is not exact, {refused} refused by sinabs; cases in {root}")
     sys.exit(1 if failed else 0)
 
 
