@@ -792,7 +792,13 @@ fn simulate_on_a_live_camera_equals_simulate_on_its_events() {
 /// `dynapviz replay ARGS --serve tcp://127.0.0.1:0`, started; returns it and the address it
 /// printed.
 fn replay(args: &[&str]) -> (std::process::Child, String) {
+    replay_in(args, &std::env::temp_dir())
+}
+
+/// `replay` with `tmp` as its temporary directory (`TMPDIR`).
+fn replay_in(args: &[&str], tmp: &std::path::Path) -> (std::process::Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_dynapviz"))
+        .env("TMPDIR", tmp)
         .arg("replay")
         .args(args)
         .args(["--serve", "tcp://127.0.0.1:0"])
@@ -863,15 +869,16 @@ fn replay_waiting_for_its_first_client_stops_at_ctrl_c() {
 /// behind.
 #[test]
 fn replay_demo_serves_the_demos_subject() {
-    let (mut server, address) = replay(&["demo", "--speed", "0"]);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (mut server, address) = replay_in(&["demo", "--speed", "0"], tmp.path());
     let (ok, json, err) = dynapviz(&["inspect", &address, "--json"]);
     assert!(ok, "{err}");
     assert!(server.wait().expect("replay ends").success());
     let v: serde_json::Value = serde_json::from_str(&json).expect("json");
     assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(128), Some(128)), "{v}");
     assert!(v["events"].as_u64().is_some_and(|n| n > 100_000) && v["duration"].as_f64().is_some_and(|d| d > 20.0), "{v}");
-    let dir = std::env::temp_dir().join(format!("dynapviz-replay-{}", server.id()));
-    assert!(!dir.exists(), "{} is left", dir.display());
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).expect("tmp").map(|e| e.expect("entry").path()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 /// Events outside the sensor size the stream states are left out, and counted.

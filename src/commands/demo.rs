@@ -4,7 +4,7 @@
 //! `tools/train-gesture`) on the simulated chip, into the dashboard with all four plots, looping.
 //! Without a display (or with `--text`) the readout is printed beside the true gesture.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -55,7 +55,7 @@ impl Args {
 pub fn run(args: Args, started: Instant) -> Result<()> {
     let seg_us = super::synth::segment_us(args.segment_seconds, 100_000)?;
     // Removed when the demo ends, however it ends.
-    let scratch = ScratchDir::new("demo")?;
+    let scratch = scratch_dir("demo")?;
     let tmp = scratch.path();
     let dir = args.keep.clone().unwrap_or_else(|| tmp.to_path_buf());
     std::fs::create_dir_all(&dir).with_context(|| format!("--keep {}: cannot create the directory", dir.display()))?;
@@ -182,27 +182,14 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
     Ok(())
 }
 
-/// A directory of this process's own under the system's temporary one
-/// (`dynapviz-WHAT-PID`), removed with everything in it when dropped: the demo's recording
-/// and pictures, on every way out.
-pub(super) struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    pub(super) fn new(what: &str) -> Result<Self> {
-        let dir = std::env::temp_dir().join(format!("dynapviz-{what}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        Ok(Self(dir))
-    }
-
-    pub(super) fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A new directory under the system's temporary one (`dynapviz-WHAT-` and a random name, made
+/// so that no other process can have it), removed with everything in it when dropped: the
+/// demo's recording and pictures, on every way out.
+pub(super) fn scratch_dir(what: &str) -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(&format!("dynapviz-{what}-"))
+        .tempdir()
+        .with_context(|| format!("cannot create a directory under {}", std::env::temp_dir().display()))
 }
 
 /// The dashboard's options: the demo's own defaults (every plot, the built-in icons, a window

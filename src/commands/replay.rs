@@ -10,7 +10,7 @@ use dynapviz_events::formats::aedat4::Compression;
 use dynapviz_events::serve::DvServer;
 use dynapviz_streams::source::{Controls, FileSource};
 
-use super::demo::ScratchDir;
+use super::demo::scratch_dir;
 
 /// Serve a recording as a live camera: the AEDAT 4.0 network stream of DV's "Output to
 /// network", in real time (or --speed), from its first client on.
@@ -53,7 +53,7 @@ pub fn run(args: Args) -> Result<()> {
     let controls = Controls::new(args.speed);
     // Removes the demo's recording at the end.
     let (_demo, mut source) = if args.input == Path::new("demo") && !args.input.exists() {
-        let demo = ScratchDir::new("replay")?;
+        let demo = scratch_dir("replay")?;
         let subject = super::synth::Synthesis::start(demo.path(), 1, 0, DEMO_SEGMENT_US)?;
         let path = subject.path.clone();
         (Some(demo), FileSource::with_reader(&path, Box::new(subject), args.looped, controls))
