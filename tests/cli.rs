@@ -606,13 +606,20 @@ struct Served {
     addr: String,
     /// The token printed with the address, if any.
     token: Option<String>,
+    /// Its temporary directory (`TMPDIR`): what it leaves there goes with the test.
+    tmp: tempfile::TempDir,
 }
 
 impl Served {
     fn start(args: &[&str]) -> Self {
         use std::io::BufRead;
-        let mut child =
-            Command::new(env!("CARGO_BIN_EXE_dynapviz")).args(args).stdout(std::process::Stdio::piped()).spawn().expect("run dynapviz");
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dynapviz"))
+            .env("TMPDIR", tmp.path())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run dynapviz");
         let stdout = child.stdout.take().expect("piped");
         let mut lines = std::io::BufReader::new(stdout).lines();
         for line in lines.by_ref() {
@@ -622,7 +629,7 @@ impl Served {
                 let token = rest.split_once("?token=").map(|(_, t)| t.split([' ', ';']).next().unwrap_or("").to_string());
                 // The rest of its output is read, so that its pipe never closes under it.
                 std::thread::spawn(move || lines.for_each(drop));
-                return Served { child, addr, token };
+                return Served { child, addr, token, tmp };
             }
         }
         let _ = child.kill();
@@ -672,6 +679,28 @@ impl Drop for Served {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Ctrl-C ends a served session as it should end: the session stops, the process exits with
+/// success, and the demo's scratch directory (its recording and pictures) goes with it.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_ends_a_served_demo_and_leaves_nothing_behind() {
+    let mut served = Served::start(&["demo", "--serve", "127.0.0.1:0", "--segment-seconds", "0.3", "--image-size", "320,180"]);
+    served.wait_for("playing", |s| s["events"].as_u64().is_some_and(|n| n > 0));
+    // SAFETY: `kill` with a live child's pid and a signal number has no memory effects.
+    assert_eq!(unsafe { libc::kill(served.child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = served.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "still serving 30 s after Ctrl-C");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    let left: Vec<_> = std::fs::read_dir(served.tmp.path()).expect("tmp").map(|e| e.expect("entry").path()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 /// Served to every machine, the live view needs the random token printed with its address;

@@ -181,7 +181,10 @@ pub fn show(args: &VizArgs, mut dashboard: Dashboard, session: Session, controls
     }
     let Some(dir) = &args.headless else {
         let display = std::sync::Arc::clone(&session.display);
-        let shown = dynapviz_viewer::run_window(dashboard, display, &session.analysis, controls, started);
+        // Ctrl-C in the terminal closes the window, and the session ends as after its close
+        // button (a second Ctrl-C ends the process at once).
+        super::interrupt::catch();
+        let shown = dynapviz_viewer::run_window(dashboard, display, &session.analysis, controls, started, super::interrupt::asked);
         // The window is closed: stop the source and complete any recording.
         let stats = session.stop().map_err(anyhow::Error::msg)?;
         if args.record_input.is_some() {

@@ -35,7 +35,12 @@ struct ViewerApp<'a> {
     first_frame: bool,
     /// Frames left in which to size the window to the screen once its size is known.
     sizing_frames: u32,
+    /// Asked every frame: true closes the window as its close button would.
+    close_when: Box<dyn Fn() -> bool + 'a>,
 }
+
+/// How often a paused window, which draws nothing new, still looks at `close_when`.
+const CLOSE_POLL: Duration = Duration::from_millis(200);
 
 /// The window's size for a screen of `screen` points: `window_scale` / (16, 9) of it, as the
 /// original sizes its window, and no larger than the screen.
@@ -133,9 +138,10 @@ impl eframe::App for ViewerApp<'_> {
                 eprintln!("first frame drawn {ms:.0} ms after start");
             }
         }
-        if !self.dashboard.stats.paused {
-            ctx.request_repaint_after(Duration::from_millis(16));
+        if (self.close_when)() {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
         }
+        ctx.request_repaint_after(if self.dashboard.stats.paused { CLOSE_POLL } else { Duration::from_millis(16) });
     }
 }
 
@@ -144,14 +150,16 @@ pub fn has_display() -> bool {
     ["DISPLAY", "WAYLAND_DISPLAY"].iter().any(|v| std::env::var_os(v).is_some_and(|d| !d.is_empty()))
 }
 
-/// Opens the window and runs until it is closed. `started` is the process start, for the
-/// start-to-first-frame figure.
-pub fn run_window(
+/// Opens the window and runs until it is closed, or until `close_when` says so (a Ctrl-C in the
+/// terminal, say, so that the caller ends as cleanly as after the close button). `started` is
+/// the process start, for the start-to-first-frame figure.
+pub fn run_window<'a>(
     dashboard: Dashboard,
     display: Arc<LatestSlot<DisplayFrame>>,
-    analysis: &Receiver<Vec<Analysis>>,
+    analysis: &'a Receiver<Vec<Analysis>>,
     controls: Option<Controls>,
     started: Instant,
+    close_when: impl Fn() -> bool + 'a,
 ) -> Result<(), ViewerError> {
     if !has_display() {
         return Err(ViewerError::NoDisplay);
@@ -164,7 +172,8 @@ pub fn run_window(
         renderer: eframe::Renderer::Glow,
         ..eframe::NativeOptions::default()
     };
-    let app = ViewerApp { dashboard, display, analysis, controls, started, first_frame: true, sizing_frames: 30 };
+    let close_when = Box::new(close_when);
+    let app = ViewerApp { dashboard, display, analysis, controls, started, first_frame: true, sizing_frames: 30, close_when };
     eframe::run_native(
         "dynapviz",
         options,
