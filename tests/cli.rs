@@ -681,6 +681,34 @@ impl Drop for Served {
     }
 }
 
+/// Ctrl-C ends the demo's pictures (`--headless`) where they are: the dashboard picture of the
+/// moment is written, the process exits with success, and the scratch directory goes.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_ends_headless_pictures_and_leaves_nothing_behind() {
+    let (tmp, out) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let pictures = out.path().join("pictures");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dynapviz"))
+        .env("TMPDIR", tmp.path())
+        .args(["demo", "--headless", pictures.to_str().expect("path"), "--segment-seconds", "2", "--image-size", "320,180"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run dynapviz");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !pictures.join("frame-00002.png").exists() {
+        assert!(std::time::Instant::now() < deadline && child.try_wait().expect("wait").is_none(), "no pictures");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // SAFETY: `kill` with a live child's pid and a signal number has no memory effects.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    let output = child.wait_with_output().expect("wait");
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success() && said.contains("stopped by Ctrl-C"), "{}: {said}", output.status);
+    assert!(pictures.join("dashboard.png").exists(), "the picture of the moment");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).expect("tmp").map(|e| e.expect("entry").path()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
 /// Ctrl-C ends a served session as it should end: the session stops, the process exits with
 /// success, and the demo's scratch directory (its recording and pictures) goes with it.
 #[cfg(unix)]

@@ -105,7 +105,8 @@ pub fn run(args: Args, started: Instant) -> Result<()> {
             opts,
             started,
         );
-        if args.viz.headless.is_none() || result.is_err() {
+        // A Ctrl-C that stopped the pictures stops the demo.
+        if args.viz.headless.is_none() || result.is_err() || super::interrupt::asked() {
             return result;
         }
         // Headless: the pictures are written; the report below goes beside them.

@@ -223,7 +223,12 @@ fn headless(args: &VizArgs, dashboard: &mut Dashboard, session: Session, dir: &P
     // Frames come as snapshots through the lossless analysis channel, in order with the plots'
     // data: every --frame-every of event time gets its frame, however fast the source runs.
     let mut n = 0u64;
+    // Ctrl-C ends the pictures where they are, as the end of the recording would.
+    super::interrupt::catch();
     loop {
+        if super::interrupt::asked() {
+            break;
+        }
         // Checked first: everything sent before the end is drained below.
         let finished = session.is_finished();
         while let Ok(batch) = session.analysis.recv_timeout(Duration::from_millis(20)) {
@@ -243,10 +248,17 @@ fn headless(args: &VizArgs, dashboard: &mut Dashboard, session: Session, dir: &P
     if let Some(f) = display.take() {
         dashboard.on_frame(&f);
     }
-    let stats = session.join().map_err(anyhow::Error::msg)?;
+    let stopped = super::interrupt::asked();
+    let stats = if stopped { session.stop() } else { session.join() }.map_err(anyhow::Error::msg)?;
     save(dashboard, "dashboard")?;
     let kinds = if args.svg { "PNG and SVG" } else { "PNG" };
-    println!("wrote {frames} {kinds} frames to {} ({} input events, {} output spikes)", dir.display(), stats.events, stats.output_spikes);
+    println!(
+        "wrote {frames} {kinds} frames to {} ({} input events, {} output spikes){}",
+        dir.display(),
+        stats.events,
+        stats.output_spikes,
+        if stopped { "; stopped by Ctrl-C" } else { "" }
+    );
     if let (Some(g), Some(p)) = (gif, &args.gif) {
         println!("wrote {} GIF frames to {}", g.frames(), p.display());
     }
