@@ -537,8 +537,13 @@ def expected_of_snn(name, snn, shape, device, ev):
     with torch.no_grad():
         out = net(frames(ev, shape))
     if isinstance(out, dict):
-        # Several outputs, by layer and destination: the classes are the last layer's.
-        (out,) = out[max(out)].values()
+        # Several outputs, by layer and destination: the classes are the read-out's, the layer
+        # of the network's last weights (the model's last output, which sinabs may number
+        # before a side output: its numbers follow its own sort of the graph).
+        readout = [m for m in snn.modules() if isinstance(m, (nn.Conv2d, nn.Linear))][-1]
+        last = layers_by_weight(net, readout)
+        last = last if last in out else max(out)
+        (out,) = out[last].values()
     per_bin = out.reshape(out.shape[0], -1).round().long().tolist()
     report = []
     for number, (i, layer) in enumerate(sorted(layers.items()), start=1):
@@ -580,6 +585,23 @@ def expected_of_snn(name, snn, shape, device, ev):
         "dvs": {"merge_polarities": bool(dvs.merge_polarities), "pooling": list(dvs.pool_layer.kernel_size)},
         "largest_input": int(largest[0]),
     }
+
+
+def layers_by_weight(net, module):
+    """The index of the DynapcnnLayer made of `module` (a Conv2d or a Linear of the spiking
+    network), found by its weights, which sinabs keeps up to their discretization: the closest."""
+    w = module.weight.detach().flatten()
+    best, index = None, None
+    for i, layer in net.dynapcnn_layers.items():
+        if isinstance(layer, DVSLayer):
+            continue
+        v = layer.conv_layer.weight.detach().flatten()
+        if v.numel() == w.numel():
+            # Discretized: a positive multiple of the float weights, rounded.
+            score = float(torch.nn.functional.cosine_similarity(v, w, dim=0))
+            if best is None or score > best:
+                best, index = score, i
+    return index
 
 
 def write_case(out, name, ann, shape, device, ev):

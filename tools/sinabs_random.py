@@ -16,7 +16,8 @@ bias rescaling); `--graphs` draws the graph cases of `sinabs_golden.py` (residua
 branches, merges, two outputs) with random gains and weights instead of chains;
 `--random-graphs` draws graphs at random (`draw_random_graph`): layers fed by any earlier one,
 the input, or a merge of two or three, each path through poolings of its own (none, average or
-sum, 2 or 4, two in a row), read out by a conv or a linear layer; with `--wide`, batch norm
+sum, 2 or 4, two in a row), read out by a conv or a linear layer (`--side-outputs`: one in
+four with a second output, a layer no other reads); with `--wide`, batch norm
 after some convs, so that merges meet batch norm. sinabs 3.1.3 fails on some such graphs
 (an IndexError in its edge handler): those count as refused and are drawn again. `--nir`
 also writes each network as NIR (`model.nir`, as `tools/nir_cases.py` writes the fixed cases;
@@ -170,9 +171,13 @@ class RandomGraph(nn.Module):
     with -1 for the input, `poolings` a list of `("avg"|"sum", k)`; `conv` an `nn.Conv2d` or
     `nn.Linear`."""
 
-    def __init__(self, dvs_pool, layers):
+    def __init__(self, dvs_pool, layers, side=None):
         super().__init__()
         self.dvs_pool = nn.AvgPool2d(dvs_pool) if dvs_pool > 1 else None
+        # A layer no other reads, besides the read-out: a second output (see `draw_random_graph`).
+        self.side = side
+        # sinabs converts a network of two outputs without an input shape (see `sinabs_golden`).
+        self.tuple_output = side is not None
         self.wiring = []
         for i, (sources, conv, norm) in enumerate(layers):
             wired = []
@@ -213,7 +218,8 @@ class RandomGraph(nn.Module):
             if norm:
                 y = getattr(self, f"norm{i}")(y)
             outs[i] = getattr(self, f"relu{i}")(y)
-        return outs[len(self.wiring) - 1]
+        last = outs[len(self.wiring) - 1]
+        return last if self.side is None else (outs[self.side], last)
 
 
 def draw_poolings(rng, size, kind_of_layer):
@@ -228,10 +234,13 @@ def draw_poolings(rng, size, kind_of_layer):
     return [(rng.choice(["avg", "sum"]), k) for k in ks]
 
 
-def draw_random_graph(rng, wide):
+def draw_random_graph(rng, wide, side_outputs=False):
     """A random graph the chip can hold, or None: (input shape, device, ANN, gains). Every layer
     but the read-out feeds one or two others (the chip's two destinations), so no layer dangles;
-    a merge takes two or three sources of one shape."""
+    a merge takes two or three sources of one shape. With `side_outputs`, one graph in four
+    leaves a layer besides the read-out unread: a second output of the network. Such a graph has
+    no biases and no batch norm: sinabs converts a network of two outputs without an input
+    shape, so without its step of zeros, where a bias would charge the neurons."""
     c = rng.choice([1, 2])
     h = rng.choice([16, 32, 32, 48, 64])
     w = rng.choice([h, h, rng.choice([16, 32, 64])])
@@ -242,6 +251,8 @@ def draw_random_graph(rng, wide):
     uses = {-1: 0}
     layers, gains = [], []
     hidden = rng.randint(2, 7)
+    two = side_outputs and rng.random() < 0.25
+    side = None
 
     def pooled(source, poolings):
         ch, hh, ww = shapes[source]
@@ -255,6 +266,8 @@ def draw_random_graph(rng, wide):
         last = i == hidden
         waiting = [s for s in shapes if s >= 0 and uses[s] == 0]
         if last:
+            if two and len(waiting) >= 2:
+                side = waiting.pop(0)
             if not waiting:
                 return None
             first = waiting[-1]
@@ -290,22 +303,24 @@ def draw_random_graph(rng, wide):
             uses[s] += 1
         ch, hh, ww = target
         if last and rng.random() < 0.5 and hh == ww <= 16:
-            conv, norm = nn.Linear(ch * hh * ww, rng.randint(2, 12), bias=rng.random() < 0.3), False
+            conv, norm = nn.Linear(ch * hh * ww, rng.randint(2, 12), bias=rng.random() < 0.3 and not two), False
             out = (conv.out_features, 1, 1)
         else:
             k = min(rng.choice([1, 3, 3, 5]), hh, ww)
             stride = rng.choice([1, 1, 1, 2]) if k > 1 else 1
             pad = rng.choice([k // 2, k // 2, 0])
             cout = rng.randint(2, 12) if last else rng.choice([4, 8, 8, 8, 16])
-            conv = nn.Conv2d(ch, cout, k, stride=stride, padding=pad, bias=rng.random() < 0.3)
-            norm = wide and not last and rng.random() < 0.3
+            conv = nn.Conv2d(ch, cout, k, stride=stride, padding=pad, bias=rng.random() < 0.3 and not two)
+            norm = wide and not last and rng.random() < 0.3 and not two
             out = (cout, (hh + 2 * pad - k) // stride + 1, (ww + 2 * pad - k) // stride + 1)
             if min(out[1:]) < 1 or max(out[1:]) > 64:
                 return None
         layers.append((sources, conv, norm))
         gains.append(rng.uniform(1.2, 2.5) / math.sqrt(len(sources)))
         shapes[i], uses[i] = out, 0
-    return (c, h, w), rng.choice(DEVICES), RandomGraph(dvs_pool, layers), gains
+    if two and side is None:
+        return None
+    return (c, h, w), rng.choice(DEVICES), RandomGraph(dvs_pool, layers, side), gains
 
 
 def export_nir(case, name, ann, shape, device, ev, chain):
@@ -404,6 +419,7 @@ def main():
     ap.add_argument("--wide", action="store_true", help="also batch norm, SumPool2d, hidden linear layers, strong biases of both signs, reset to zero, late starts, from_model's spike_threshold, min_v_mem and bias_rescaling")
     ap.add_argument("--graphs", action="store_true", help="the graph cases of sinabs_golden.py (residual, branches, merges, two outputs) with random weights, gains and biases instead of chains")
     ap.add_argument("--random-graphs", action="store_true", help="graphs drawn at random (layers fed by any earlier one or by merges of two or three, poolings per destination) instead of chains")
+    ap.add_argument("--side-outputs", action="store_true", help="with --random-graphs, one graph in four has a second output (and no biases)")
     ap.add_argument("--nir", action="store_true", help="also write each network as NIR and compare dynapviz's import of it (run with target/nir-venv/bin/python, which tools/nir-cases makes)")
     ap.add_argument("--state-dict", action="store_true", help="also save each chain's spiking network as a state_dict with an architecture file (snn.pt, snn.toml) and compare dynapviz's import of it")
     ap.add_argument("--opsets", action="store_true", help="export each network's model.onnx at an opset drawn from %s (the default: torch's)" % OPSETS)
@@ -432,7 +448,7 @@ def main():
     graphs = list(golden.graph_cases().values())
     while done < args.count:
         if args.random_graphs:
-            drawn = draw_random_graph(rng, args.wide)
+            drawn = draw_random_graph(rng, args.wide, args.side_outputs)
         else:
             drawn = draw_graph(rng, graphs) if args.graphs else draw(rng)
         if drawn is None:
