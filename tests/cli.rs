@@ -699,14 +699,32 @@ fn ctrl_c_ends_headless_pictures_and_leaves_nothing_behind() {
         assert!(std::time::Instant::now() < deadline && child.try_wait().expect("wait").is_none(), "no pictures");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    let status = interrupt(&mut child);
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().expect("piped"), &mut said).expect("stdout");
+    assert!(status.success() && said.contains("stopped by Ctrl-C"), "{status}: {said}");
+    assert!(pictures.join("dashboard.png").exists(), "the picture of the moment");
+    assert_eq!(left_in(tmp.path()), Vec::<std::path::PathBuf>::new(), "left behind");
+}
+
+/// Sends Ctrl-C (SIGINT) to `child` and waits up to 30 s for it to end.
+#[cfg(unix)]
+fn interrupt(child: &mut std::process::Child) -> std::process::ExitStatus {
     // SAFETY: `kill` with a live child's pid and a signal number has no memory effects.
     assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
-    let output = child.wait_with_output().expect("wait");
-    let said = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success() && said.contains("stopped by Ctrl-C"), "{}: {said}", output.status);
-    assert!(pictures.join("dashboard.png").exists(), "the picture of the moment");
-    let left: Vec<_> = std::fs::read_dir(tmp.path()).expect("tmp").map(|e| e.expect("entry").path()).collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(std::time::Instant::now() < deadline, "still running 30 s after Ctrl-C");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// What a process left in `dir`, its temporary directory.
+fn left_in(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir).expect("tmp").map(|e| e.expect("entry").path()).collect()
 }
 
 /// Ctrl-C ends a served session as it should end: the session stops, the process exits with
@@ -716,19 +734,9 @@ fn ctrl_c_ends_headless_pictures_and_leaves_nothing_behind() {
 fn ctrl_c_ends_a_served_demo_and_leaves_nothing_behind() {
     let mut served = Served::start(&["demo", "--serve", "127.0.0.1:0", "--segment-seconds", "0.3", "--image-size", "320,180"]);
     served.wait_for("playing", |s| s["events"].as_u64().is_some_and(|n| n > 0));
-    // SAFETY: `kill` with a live child's pid and a signal number has no memory effects.
-    assert_eq!(unsafe { libc::kill(served.child.id() as libc::pid_t, libc::SIGINT) }, 0);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = served.child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(std::time::Instant::now() < deadline, "still serving 30 s after Ctrl-C");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let status = interrupt(&mut served.child);
     assert!(status.success(), "{status}");
-    let left: Vec<_> = std::fs::read_dir(served.tmp.path()).expect("tmp").map(|e| e.expect("entry").path()).collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_eq!(left_in(served.tmp.path()), Vec::<std::path::PathBuf>::new(), "left behind");
 }
 
 /// Served to every machine, the live view needs the random token printed with its address;
@@ -934,8 +942,7 @@ fn replay_demo_serves_the_demos_subject() {
     let v: serde_json::Value = serde_json::from_str(&json).expect("json");
     assert_eq!((v["width"].as_u64(), v["height"].as_u64()), (Some(128), Some(128)), "{v}");
     assert!(v["events"].as_u64().is_some_and(|n| n > 100_000) && v["duration"].as_f64().is_some_and(|d| d > 20.0), "{v}");
-    let left: Vec<_> = std::fs::read_dir(tmp.path()).expect("tmp").map(|e| e.expect("entry").path()).collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_eq!(left_in(tmp.path()), Vec::<std::path::PathBuf>::new(), "left behind");
 }
 
 /// Events outside the sensor size the stream states are left out, and counted.

@@ -17,9 +17,9 @@ use super::viz::VizArgs;
 /// A picture at least this often while watched, changed or not: the status line's clock.
 const STILL_PICTURE_EVERY: Duration = Duration::from_secs(1);
 
-/// Serves the session's dashboard at `addr` until Ctrl-C, which stops the session (its
-/// recordings completed) and returns, so that the caller's scratch files go too; a second
-/// Ctrl-C ends the process at once. When the recording ends, the last picture stays up.
+/// Serves the session's dashboard at `addr` until Ctrl-C (caught by `viz::show`), which stops
+/// the session (its recordings completed) and returns, so that the caller's scratch files go
+/// too. When the recording ends, the last picture stays up.
 pub fn serve(args: &VizArgs, addr: &str, mut dashboard: Dashboard, session: Session, controls: Option<Controls>) -> Result<()> {
     let (w, h) = args.image_size()?;
     anyhow::ensure!(
@@ -60,7 +60,6 @@ pub fn serve(args: &VizArgs, addr: &str, mut dashboard: Dashboard, session: Sess
     let local = server.local_addr();
     let exposed = if local.ip().is_unspecified() { " (every address of this machine)" } else { "" };
     let query = token.map_or(String::new(), |t| format!("?token={t}"));
-    super::interrupt::catch();
     println!("serving the dashboard at http://{local}/{query}{exposed}; Ctrl-C stops");
     let mut renderer = Headless::new(w, h);
     let display = Arc::clone(&session.display);

@@ -174,16 +174,16 @@ impl VizArgs {
 }
 
 /// Shows a running session: in the window, as PNG frames with `--headless`, or to browsers
-/// with `--serve`.
+/// with `--serve`. Ctrl-C ends each as its own end would (the window closed, the pictures cut
+/// short, the serving stopped), so that recordings are completed and scratch files removed; a
+/// second Ctrl-C ends the process at once.
 pub fn show(args: &VizArgs, mut dashboard: Dashboard, session: Session, controls: Option<Controls>, started: Instant) -> Result<()> {
+    super::interrupt::catch();
     if let Some(addr) = &args.serve {
         return super::live::serve(args, addr, dashboard, session, controls);
     }
     let Some(dir) = &args.headless else {
         let display = std::sync::Arc::clone(&session.display);
-        // Ctrl-C in the terminal closes the window, and the session ends as after its close
-        // button (a second Ctrl-C ends the process at once).
-        super::interrupt::catch();
         let shown = dynapviz_viewer::run_window(dashboard, display, &session.analysis, controls, started, super::interrupt::asked);
         // The window is closed: stop the source and complete any recording.
         let stats = session.stop().map_err(anyhow::Error::msg)?;
@@ -223,8 +223,7 @@ fn headless(args: &VizArgs, dashboard: &mut Dashboard, session: Session, dir: &P
     // Frames come as snapshots through the lossless analysis channel, in order with the plots'
     // data: every --frame-every of event time gets its frame, however fast the source runs.
     let mut n = 0u64;
-    // Ctrl-C ends the pictures where they are, as the end of the recording would.
-    super::interrupt::catch();
+    // Ctrl-C (see `show`) ends the pictures where they are, as the end of the recording would.
     loop {
         if super::interrupt::asked() {
             break;
