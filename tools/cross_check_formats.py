@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """dynapviz's event-file readers and writers against two independent implementations users
-have, faery and expelliarmus, on the real recordings of `../shared/fixtures/events`: each
+have, faery, expelliarmus and evlib, on the real recordings of `../shared/fixtures/events`: each
 recording, its times shifted to start at 0, is written by one side and read by the other, both
 ways, in every format both sides have; the events must be the same, one by one.
 
@@ -12,7 +12,11 @@ printed as such, with the reason, and do not fail the run:
   word moved the time on. Prophesee's format (and faery) take the time as TIME_HIGH << 12 |
   TIME_LOW, as dynapviz does: such a file reads 4096 µs apart from the first wrap on.
 - faery 0.7 has no EVT 2.1 (its encoder and decoder say "not yet implemented"), nor does
-  expelliarmus: dynapviz's EVT 2.1 has no second implementation to meet here.
+  expelliarmus: dynapviz's EVT 2.1 meets evlib's reader (evlib writes only HDF5 and text, so
+  that direction is one way).
+- evlib also reads each recording itself, beside dynapviz: a third decoding of the originals.
+  evlib 0.13 has no reader for Prophesee's DAT (it takes the file for text), so N-CARS' is left
+  out there.
 """
 
 import subprocess
@@ -59,6 +63,15 @@ def expelliarmus_read(path, encoding):
     return rows(a["t"], a["x"], a["y"], a["p"])
 
 
+def evlib_read(path, _kind=None):
+    import evlib
+
+    df = evlib.load_events(str(path)).collect()
+    t = df["t"].dt.total_microseconds().to_numpy()
+    # evlib gives polarity as -1 / 1.
+    return rows(t, df["x"].to_numpy(), df["y"].to_numpy(), df["polarity"].to_numpy() > 0)
+
+
 def expelliarmus_write(events, path, encoding):
     from expelliarmus import Wizard
 
@@ -91,12 +104,17 @@ def main():
         for src in recordings:
             want = dynapviz_csv(binary, src, tmp / "want.csv", rebase=True)
             checks = []
+            # The recording itself, read by both (times as recorded, not rebased).
+            originals = []
+            if src.suffix != ".dat":
+                originals.append(("the original, evlib reads as dynapviz", lambda src=src: evlib_read(src), None))
             # dynapviz writes, they read.
             for fmt, who, kind in [("evt2", "faery", "evt"), ("evt3", "faery", "evt"), ("aedat4", "faery", "aedat"), ("es", "faery", "es"),
-                                   ("evt2", "expelliarmus", "evt2"), ("evt3", "expelliarmus", "evt3")]:
+                                   ("evt2", "expelliarmus", "evt2"), ("evt3", "expelliarmus", "evt3"),
+                                   ("evt2", "evlib", None), ("evt21", "evlib", None), ("evt3", "evlib", None), ("aedat4", "evlib", None)]:
                 out = tmp / f"dv.{fmt}.{'raw' if fmt.startswith('evt') else fmt}"
                 subprocess.run([binary, "convert", str(src), str(out), "--to", fmt, "--rebase-time"], check=True, capture_output=True)
-                read = faery_read if who == "faery" else expelliarmus_read
+                read = {"faery": faery_read, "expelliarmus": expelliarmus_read, "evlib": evlib_read}[who]
                 known = EXPELLIARMUS_EVT3 if (who, fmt) == ("expelliarmus", "evt3") else None
                 checks.append((f"dynapviz writes {fmt}, {who} reads", lambda out=out, read=read, kind=kind: read(out, kind), known))
             # They write, dynapviz reads (faery cannot read N-CARS' DAT, of type "2d"; its AEDAT 4
@@ -113,9 +131,10 @@ def main():
                 checks.append((f"expelliarmus writes {encoding}, dynapviz reads",
                                lambda out=out, encoding=encoding: (expelliarmus_write(want, out, encoding),
                                                                    dynapviz_csv(binary, out, tmp / "got.csv"))[1], known))
-            for name, read, known in checks:
+            as_recorded = dynapviz_csv(binary, src, tmp / "orig.csv")
+            for name, read, known, expected in [c + (as_recorded,) for c in originals] + [c + (want,) for c in checks]:
                 try:
-                    line, good = verdict(want, read(), known)
+                    line, good = verdict(expected, read(), known)
                 except Exception as e:  # noqa: BLE001  (a tool that fails is reported, not fatal)
                     line, good = f"DIFFERS: failed: {type(e).__name__}: {str(e)[:200]}", False
                 ok &= good
