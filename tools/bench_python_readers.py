@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Times the Python event-file readers users have (faery, aedat, expelliarmus; numpy and pandas
-for CSV) on the given
+"""Times the Python event-file readers users have (faery, aedat, expelliarmus, evlib; numpy and
+pandas for CSV) on the given
 files: best of N full decodes, printed as `reader<TAB>file<TAB>events<TAB>M events/s`.
 Run by tools/bench-readers, which compares them with dynapviz in the same run."""
 
@@ -34,6 +34,12 @@ def expelliarmus_count(path, encoding):
     return len(Wizard(encoding=encoding, fpath=path).read())
 
 
+def evlib_count(path):
+    import evlib
+
+    return len(evlib.load_events(path).collect())
+
+
 def numpy_csv_count(path):
     import numpy as np
 
@@ -53,6 +59,8 @@ def readers_for(path):
         out += [("numpy", numpy_csv_count), ("pandas", pandas_csv_count)]
     if ext == ".aedat4":
         out.append(("aedat", aedat_count))
+    if ext in (".raw", ".aedat4"):
+        out.append(("evlib", evlib_count))
     if ext in (".raw", ".evt2"):
         out.append(("expelliarmus", lambda p: expelliarmus_count(p, "evt2")))
     if ext == ".evt3":
