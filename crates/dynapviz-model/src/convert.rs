@@ -17,6 +17,18 @@ use crate::ann::{Ann, AnnLayer, NamedLayer, Source};
 use crate::error::{ModelError, Result};
 use crate::network::{AnnForm, ChipLayer, Crop, DvsLayer, FloatParams, Network, Reset};
 
+/// The most neurons one layer may have, and the most values the input may: 2^26 (67 M; a
+/// 1280x720 sensor's two polarities at full resolution through 36 channels, a thousand times the
+/// chip's largest core). The pipeline keeps arrays per neuron (the zero step's potentials, the
+/// simulator's state); past this they would take gigabytes, and a shape that large is a wrong
+/// `--input-shape` or a corrupt model, better refused at once than met as an allocation failure.
+pub const MAX_LAYER_NEURONS: usize = 1 << 26;
+
+/// The number of values of `shape`, if it is within [`MAX_LAYER_NEURONS`].
+fn within_limit(shape: [usize; 3]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).filter(|&n| n <= MAX_LAYER_NEURONS)
+}
+
 /// Options of the DVS input layer.
 #[derive(Clone, Debug, Default)]
 pub struct DvsOptions {
@@ -141,12 +153,22 @@ fn paths(layers: &[NamedLayer], consumers: &[Vec<usize>], from: Option<usize>, s
     if todo.is_empty() {
         found.push(start);
     }
+    // A pooling, padding or merge met twice would lead to its ends twice, which the chip cannot
+    // do (a layer sends to each destination once): refused here, before the routes multiply (a
+    // chain of merges of a layer with itself doubles them at each).
+    let mut met = vec![false; layers.len()];
     while let Some((i, mut p)) = todo.pop() {
         let l = &layers[i];
         match &l.layer {
             AnnLayer::Conv { .. } | AnnLayer::Linear { .. } => {
                 found.push(Path { to: Some(i), ..p });
                 continue;
+            }
+            _ if std::mem::replace(&mut met[i], true) => {
+                return Err(unsupported(
+                    l,
+                    "is reached twice by the spikes of one layer (or by the input): the chip sends a layer's spikes to each layer once",
+                ));
             }
             AnnLayer::AvgPool { kernel: k, stride } | AnnLayer::SumPool { kernel: k, stride } => {
                 if k != stride {
@@ -168,7 +190,13 @@ fn paths(layers: &[NamedLayer], consumers: &[Vec<usize>], from: Option<usize>, s
                 }
                 p.names.push(l.name.clone());
             }
-            AnnLayer::PadEnd { pads } => p.shape = [0, 1, 2].map(|d| p.shape[d] + pads[d]),
+            AnnLayer::PadEnd { pads } => {
+                let padded = [0, 1, 2].map(|d| p.shape[d].saturating_add(pads[d]));
+                if within_limit(padded).is_none() {
+                    return Err(unsupported(l, format!("padding {pads:?} makes {padded:?}: more than {MAX_LAYER_NEURONS} values")));
+                }
+                p.shape = padded;
+            }
             AnnLayer::Flatten | AnnLayer::Merge => {}
             AnnLayer::Relu | AnnLayer::Iaf { .. } => {
                 return Err(unsupported(l, format!("{} must follow a Conv2d or Linear layer", l.layer.kind())));
@@ -209,6 +237,12 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
     if !(1..=2).contains(&c) || h == 0 || w == 0 {
         return Err(ModelError::Invalid(format!(
             "input shape {input_shape:?}: expected (C, H, W) with C = 2 polarities or 1 (merged) and H, W > 0"
+        )));
+    }
+    // Event coordinates are 16-bit.
+    if h > 1 << 16 || w > 1 << 16 || within_limit(input_shape).is_none() {
+        return Err(ModelError::Invalid(format!(
+            "input shape {input_shape:?}: expected H and W at most 65536 (an event's coordinates are 16-bit) and at most {MAX_LAYER_NEURONS} values in all"
         )));
     }
     // consumers[0]: of the input; consumers[i + 1]: of layer i.
@@ -312,6 +346,7 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
                 let [_, fin] = weight.shape[..] else {
                     return Err(unsupported(l, "weight is not 2-D"));
                 };
+                // Within the limit: every shape that arrives is.
                 let flat = shape.iter().product::<usize>();
                 if fin != flat {
                     return Err(unsupported(l, format!("expects {fin} input features, receives {flat} ({shape:?} flattened)")));
@@ -323,13 +358,16 @@ pub fn convert(ann: &Ann, input_shape: [usize; 3], dvs_options: &DvsOptions) -> 
         };
         let out_channels = weights.len() / (shape[0] * kernel[0] * kernel[1]).max(1);
         let mut source = vec![l.name.clone()];
-        let conv_out = [0, 1].map(|d| (shape[d + 1] + 2 * padding[d]).checked_sub(kernel[d]).map(|v| v / stride[d] + 1));
-        let [Some(fh), Some(fw)] = conv_out else {
-            return Err(unsupported(
-                l,
-                format!("kernel {kernel:?} is larger than the padded input {}x{}", shape[1] + 2 * padding[0], shape[2] + 2 * padding[1]),
-            ));
+        let padded = [0, 1].map(|d| padding[d].checked_mul(2).and_then(|p| p.checked_add(shape[d + 1])));
+        let [Some(ph), Some(pw)] = padded else {
+            return Err(unsupported(l, format!("padding {padding:?} is out of range")));
         };
+        let [Some(fh), Some(fw)] = [0, 1].map(|d| [ph, pw][d].checked_sub(kernel[d]).map(|v| v / stride[d] + 1)) else {
+            return Err(unsupported(l, format!("kernel {kernel:?} is larger than the padded input {ph}x{pw}")));
+        };
+        if within_limit([out_channels, fh, fw]).is_none() {
+            return Err(unsupported(l, format!("{out_channels} channels of {fh}x{fw}: more than {MAX_LAYER_NEURONS} neurons")));
+        }
         // The spiking layer: the ReLU that alone takes the weights' output, or the one sinabs
         // appends after a network's last layer.
         let spiking = match &consumers[wi + 1][..] {

@@ -10,9 +10,10 @@ pub struct Tensor {
 }
 
 impl Tensor {
-    /// A tensor; `data.len()` must equal the product of `shape`.
+    /// A tensor; `data.len()` must equal the product of `shape` (a product that overflows, as
+    /// a corrupt file's dimensions may, equals nothing).
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Option<Self> {
-        (shape.iter().product::<usize>() == data.len()).then_some(Self { shape, data })
+        (shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) == Some(data.len())).then_some(Self { shape, data })
     }
 
     /// Number of values.
@@ -35,5 +36,17 @@ impl Tensor {
             }
         }
         Some(Tensor { shape: vec![c, r], data })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shape_whose_product_overflows_fits_no_data() {
+        assert!(Tensor::new(vec![1 << 32, 1 << 32], Vec::new()).is_none());
+        assert!(Tensor::new(vec![usize::MAX, 2], vec![0.0; 2]).is_none());
+        assert!(Tensor::new(vec![2, 0], Vec::new()).is_some());
     }
 }

@@ -242,6 +242,27 @@ fn structural_errors_are_clear() {
     );
 }
 
+#[test]
+fn shapes_past_the_layer_limit_are_refused_not_allocated() {
+    use dynapviz_model::convert::MAX_LAYER_NEURONS;
+    let e = |layers, shape| convert(&ann(layers), shape, &DvsOptions::default()).expect_err("too large").to_string();
+    let small = || vec![conv(2, 2, 1, 1, 0, 0.1), AnnLayer::Relu];
+    // The input: an event's coordinates are 16-bit, and its values count as a layer's.
+    for shape in [[2, 1 << 17, 8], [2, 8, 1 << 32], [2, 1 << 16, 1 << 16], [2, usize::MAX, usize::MAX]] {
+        assert!(e(small(), shape).contains("at most 65536"), "{shape:?}");
+    }
+    // A layer's neurons: 64 channels of a 1024x1024 input is 2^26, one more channel too many.
+    let wide = |o| vec![conv(o, 2, 1, 1, 0, 0.1), AnnLayer::Relu];
+    assert!(convert(&ann(wide(64)), [2, 1024, 1024], &DvsOptions::default()).is_ok());
+    assert!(e(wide(65), [2, 1024, 1024]).contains(&format!("65 channels of 1024x1024: more than {MAX_LAYER_NEURONS} neurons")));
+    // Paddings that overflow, or that reach past the limit.
+    assert!(e(vec![conv(2, 2, 1, 1, usize::MAX / 2, 0.1), AnnLayer::Relu], [2, 8, 8]).contains("padding"));
+    assert!(e(vec![conv(2, 2, 1, 1, 1 << 20, 0.1), AnnLayer::Relu], [2, 8, 8]).contains("more than"));
+    let pad = |pads| vec![conv(2, 2, 1, 1, 0, 0.1), AnnLayer::Relu, AnnLayer::PadEnd { pads }, conv(2, 2, 1, 1, 0, 0.1)];
+    assert!(e(pad([0, usize::MAX, 0]), [2, 8, 8]).contains("padding"));
+    assert!(e(pad([0, 1 << 30, 0]), [2, 8, 8]).contains("padding"));
+}
+
 /// A residual block: conv, ReLU and average pooling (layer 1), whose pooled spikes go to a
 /// second conv and ReLU (layer 2) and, merged with its spikes, to a third conv (layer 3).
 fn residual(first_pool: bool) -> Ann {
@@ -287,7 +308,7 @@ fn graphs_the_chip_cannot_take_are_refused_with_the_reason() {
     // The input reaching one layer by two ways.
     let mut a = input_to_two(None);
     a.layers.iter_mut().find(|l| l.name == "m").expect("merge").inputs[1] = Source::Input;
-    assert!(e(&a).contains("each layer it reaches once"), "{}", e(&a));
+    assert!(e(&a).contains("layer m (Merge): is reached twice"), "{}", e(&a));
     // The input reaching the output.
     let mut a = residual(false);
     a.push_from("out2", AnnLayer::Flatten, vec![Source::Input]);
@@ -402,4 +423,18 @@ fn a_layer_pools_per_destination_by_its_finest_and_each_destination_by_its_own()
     assert_eq!((l1.shape_to(0), l1.shape_to(1)), ([4, 8, 8], [4, 4, 4]));
     assert_eq!(net.layers[2].in_shape, [4, 4, 4]);
     chip::validate(&net, &ChipProfile::by_name("speck2e").expect("profile")).expect("the chip takes it");
+}
+
+#[test]
+fn merges_of_one_layer_with_itself_do_not_explode_into_routes() {
+    // A layer's spikes through 64 merges, each of the one before with itself: 2^64 routes, if
+    // each were followed.
+    let mut a = ann(vec![conv(2, 2, 1, 1, 0, 0.1), AnnLayer::Relu]);
+    for i in 0..64 {
+        let from = Source::Layer(i + 1);
+        a.push_from(format!("m{i}"), AnnLayer::Merge, vec![from, from]);
+    }
+    a.push_from("last", conv(2, 2, 1, 1, 0, 0.1), vec![Source::Layer(65)]);
+    let err = convert(&a, [2, 8, 8], &DvsOptions::default()).expect_err("two ways").to_string();
+    assert!(err.contains("(Merge): is reached twice"), "{err}");
 }

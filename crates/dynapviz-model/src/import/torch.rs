@@ -31,11 +31,34 @@ enum Value {
     Mark,
 }
 
+impl Value {
+    /// How many values this one holds, itself included: what copying it costs.
+    fn size(&self) -> usize {
+        1 + match self {
+            Value::Tuple(v) | Value::List(v) => v.iter().map(Value::size).sum(),
+            Value::Dict(v) => v.iter().map(|(k, v)| k.size() + v.size()).sum(),
+            Value::Tensor { storage, .. } => storage.size(),
+            _ => 0,
+        }
+    }
+}
+
+/// The most values the machine copies in all. The memo's puts and gets copy a value; a
+/// state_dict copies a few per tensor, but a pickle that copies its own copies (a "pickle bomb")
+/// doubles with every few bytes, and would fill the memory.
+const MAX_COPIED: usize = 1 << 22;
+
+/// The most elements one tensor may have: 2^28 (1 GiB as f32). A chip network's largest weight
+/// has a few hundred thousand; a tensor past this is a corrupt size, and reading it a long wait.
+const MAX_ELEMENTS: usize = 1 << 28;
+
 struct Machine<'a> {
     data: &'a [u8],
     pos: usize,
     stack: Vec<Value>,
     memo: HashMap<u32, Value>,
+    /// Values copied so far (see [`MAX_COPIED`]).
+    copied: usize,
     path: &'a Path,
 }
 
@@ -66,6 +89,23 @@ impl Machine<'_> {
         let s = String::from_utf8_lossy(&rest[..end]).into_owned();
         self.pos += end + 1;
         Ok(s)
+    }
+
+    /// A copy of `v`, counted against [`MAX_COPIED`].
+    fn copy(&mut self, v: &Value) -> Result<Value> {
+        self.copied = self.copied.saturating_add(v.size());
+        if self.copied > MAX_COPIED {
+            return Err(self.err(format!("the memo copies more than {MAX_COPIED} values: not a plain state_dict")));
+        }
+        Ok(v.clone())
+    }
+
+    /// Puts a copy of the top of the stack in the memo at `k`.
+    fn put(&mut self, k: u32) -> Result<()> {
+        let top = self.top()?.clone();
+        let v = self.copy(&top)?;
+        self.memo.insert(k, v);
+        Ok(())
     }
 
     fn pop(&mut self) -> Result<Value> {
@@ -186,23 +226,22 @@ impl Machine<'_> {
                 }
                 b'q' => {
                     let k = u32::from(self.u8()?);
-                    let v = self.top()?.clone();
-                    self.memo.insert(k, v);
+                    self.put(k)?;
                 }
                 b'r' => {
                     let k = self.u32()?;
-                    let v = self.top()?.clone();
-                    self.memo.insert(k, v);
+                    self.put(k)?;
                 }
                 0x94 => {
                     let k = self.memo.len() as u32;
-                    let v = self.top()?.clone();
-                    self.memo.insert(k, v);
+                    self.put(k)?;
                 }
                 b'h' | b'j' => {
                     let k = if op == b'h' { u32::from(self.u8()?) } else { self.u32()? };
-                    let v = self.memo.get(&k).cloned().ok_or_else(|| self.err(format!("memo {k} unset")))?;
-                    self.stack.push(v);
+                    let v = self.memo.remove(&k).ok_or_else(|| self.err(format!("memo {k} unset")))?;
+                    let copy = self.copy(&v);
+                    self.memo.insert(k, v);
+                    self.stack.push(copy?);
                 }
                 b't' => {
                     let items = self.pop_mark()?;
@@ -316,7 +355,7 @@ pub fn load_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>> {
         Ok(buf)
     };
     let pickle = read(&pkl_name, 64 << 20)?;
-    let mut m = Machine { data: &pickle, pos: 0, stack: Vec::new(), memo: HashMap::new(), path };
+    let mut m = Machine { data: &pickle, pos: 0, stack: Vec::new(), memo: HashMap::new(), copied: 0, path };
     let root = m.run()?;
     let Value::Dict(items) = root else {
         return Err(file_error(path, "data.pkl does not hold a dict: save `model.state_dict()`, not the model"));
@@ -334,16 +373,37 @@ pub fn load_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>> {
         let Some(size) = dtype_size(&dtype) else {
             continue;
         };
-        let bytes = read(&format!("{prefix}data/{skey}"), 1 << 32)?;
-        let numel: usize = shape.iter().product();
+        let bad = |what: String| file_error(path, format!("{key}: {what}"));
+        if shape.len() != stride.len() {
+            return Err(bad(format!("{} sizes but {} strides", shape.len(), stride.len())));
+        }
+        let numel = shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .filter(|&n| n <= MAX_ELEMENTS)
+            .ok_or_else(|| bad(format!("size {shape:?}: more than {MAX_ELEMENTS} elements")))?;
+        // The storage bytes the view reaches: up to its last element, offset + sum of
+        // (size - 1) * stride; none for an empty tensor.
+        let needed = if numel == 0 {
+            Some(0)
+        } else {
+            shape
+                .iter()
+                .zip(&stride)
+                .try_fold(offset, |end, (&n, &s)| end.checked_add((n - 1).checked_mul(s)?))
+                .and_then(|last| last.checked_add(1)?.checked_mul(size))
+        };
+        let needed = needed.ok_or_else(|| bad(format!("offset {offset}, size {shape:?} and stride {stride:?} reach past any storage")))?;
+        let bytes = read(&format!("{prefix}data/{skey}"), needed as u64)?;
+        if bytes.len() < needed {
+            return Err(bad(format!("storage {skey} has {} bytes, the tensor needs {needed}", bytes.len())));
+        }
         let mut data = Vec::with_capacity(numel);
-        // Walk the strided view in row-major order of `shape`.
+        // Walk the strided view in row-major order of `shape` (every index within `needed`).
         let mut idx = vec![0usize; shape.len()];
         for _ in 0..numel {
             let at = offset + idx.iter().zip(&stride).map(|(i, s)| i * s).sum::<usize>();
-            let b = bytes
-                .get(at * size..(at + 1) * size)
-                .ok_or_else(|| file_error(path, format!("{key}: storage {skey} is shorter than the tensor needs")))?;
+            let b = bytes.get(at * size..(at + 1) * size).ok_or_else(|| bad(format!("storage {skey} is shorter than the tensor needs")))?;
             data.push(element(&dtype, b));
             for d in (0..shape.len()).rev() {
                 idx[d] += 1;
@@ -353,8 +413,105 @@ pub fn load_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>> {
                 idx[d] = 0;
             }
         }
-        let t = Tensor::new(shape, data).ok_or_else(|| file_error(path, format!("{key}: inconsistent shape")))?;
+        let t = Tensor::new(shape, data).ok_or_else(|| bad("inconsistent shape".into()))?;
         out.push((key, t));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+
+    /// A `torch.save` zip of `pickle` with one storage, `data/0`, of `storage` bytes.
+    fn saved(pickle: &[u8], storage: &[u8]) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        let mut zip = zip::ZipWriter::new(file.reopen().expect("reopen"));
+        let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        for (name, bytes) in [("archive/data.pkl", pickle), ("archive/data/0", storage)] {
+            zip.start_file(name, stored).expect("entry");
+            zip.write_all(bytes).expect("write");
+        }
+        zip.finish().expect("finish");
+        file
+    }
+
+    fn int(v: i64) -> Vec<u8> {
+        let mut b = vec![0x8a, 8];
+        b.extend(v.to_le_bytes());
+        b
+    }
+
+    fn text(s: &str) -> Vec<u8> {
+        let mut b = vec![b'X'];
+        b.extend((s.len() as u32).to_le_bytes());
+        b.extend(s.as_bytes());
+        b
+    }
+
+    /// The pickle torch writes for `{"w": tensor}`: a float tensor on storage `0`.
+    fn state_dict(offset: i64, shape: &[i64], stride: &[i64]) -> Vec<u8> {
+        let mut p = vec![0x80, 2, b'}'];
+        p.extend(text("w"));
+        p.extend(b"ctorch._utils\n_rebuild_tensor_v2\n(");
+        p.push(b'(');
+        p.extend(text("storage"));
+        p.extend(b"ctorch\nFloatStorage\n");
+        p.extend(text("0"));
+        p.extend(text("cpu"));
+        p.extend([b't', b'Q']);
+        p.extend(int(offset));
+        for dims in [shape, stride] {
+            p.push(b'(');
+            dims.iter().for_each(|&d| p.extend(int(d)));
+            p.push(b't');
+        }
+        p.extend([0x89, b't', b'R', b's', b'.']);
+        p
+    }
+
+    fn floats(v: &[f32]) -> Vec<u8> {
+        v.iter().flat_map(|f| f.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn a_strided_view_reads_in_the_order_of_its_size() {
+        // A transposed 2x3 view of a 3x2 storage, one element in.
+        let file = saved(&state_dict(1, &[2, 3], &[1, 2]), &floats(&[9.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0]));
+        let got = load_state_dict(file.path()).expect("a valid state_dict");
+        assert_eq!(got, vec![("w".to_string(), Tensor::new(vec![2, 3], vec![0.0, 2.0, 4.0, 1.0, 3.0, 5.0]).expect("tensor"))]);
+    }
+
+    #[test]
+    fn sizes_and_strides_out_of_range_are_refused_before_reading() {
+        let storage = floats(&[1.0; 4]);
+        for (shape, stride, offset, says) in [
+            (vec![1 << 40], vec![1], 0, "more than 268435456 elements"),
+            (vec![1 << 32, 1 << 32], vec![1, 1], 0, "more than 268435456 elements"),
+            (vec![4], vec![1 << 62], 0, "reach past any storage"),
+            (vec![2], vec![1], i64::MAX, "reach past any storage"),
+            (vec![4, 1], vec![1], 0, "2 sizes but 1 strides"),
+            (vec![5], vec![1], 0, "has 16 bytes, the tensor needs 20"),
+        ] {
+            let file = saved(&state_dict(offset, &shape, &stride), &storage);
+            let err = load_state_dict(file.path()).expect_err("out of range").to_string();
+            assert!(err.contains(says) && err.contains("w:"), "{shape:?} {stride:?} {offset}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_pickle_that_copies_its_own_copies_is_refused_not_grown() {
+        // A list, then 40 times: a pair of two copies of the last value, memoized in its place.
+        // Each step doubles what a copy costs: 2^40 values if nothing stopped it.
+        let mut p = vec![0x80, 2, b']', b'q', 0];
+        for _ in 0..40 {
+            p.extend([b'h', 0, b'h', 0, 0x86, b'q', 0]);
+        }
+        p.extend([b'}', b'.']);
+        let file = saved(&p, &[]);
+        let err = load_state_dict(file.path()).expect_err("a pickle bomb").to_string();
+        assert!(err.contains("copies more than"), "{err}");
+    }
 }
