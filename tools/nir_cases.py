@@ -261,6 +261,21 @@ def bad_graphs():
     }
 
 
+def declare_huge(src, dst):
+    """`src` with its neuron's `r` replaced by a dataset that declares 302 M values and stores
+    none (HDF5 fills them in from its fill value when read): a file of kilobytes that would read
+    as 1.2 GB, as a fuzzer found one. The tests check it is refused before it is read."""
+    import shutil
+
+    import h5py
+
+    shutil.copy(src, dst)
+    with h5py.File(dst, "r+") as f:
+        node = f["node/nodes/neuron"]
+        del node["r"]
+        node.create_dataset("r", shape=(3, 33554435, 3), dtype="f4", fillvalue=1.0)
+
+
 def main():
     here = Path(__file__).resolve().parent.parent
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else here / "tests/sinabs-cases"
@@ -269,6 +284,7 @@ def main():
     for name, graph in bad_graphs().items():
         (here / "tests/nir/bad").mkdir(parents=True, exist_ok=True)
         write(here / "tests/nir/bad" / name, graph)
+    declare_huge(here / "tests/nir/flat.nir", here / "tests/nir/bad/huge_dataset.nir")
     gesture = shared / "golden/gesture_r50"
     if gesture.exists():
         ann = golden.gesture_ann()

@@ -27,6 +27,8 @@ fn what_the_chip_cannot_run_is_refused_naming_the_node() {
         ("cycle.nir", &["cycle"]),
         ("no_input.nir", &["no Input node"]),
         ("output_and_on.nir", &["NIR node neuron", "feeds an Output node and other nodes"]),
+        // 302 M values declared in a file of 31 kB (HDF5 fills them in): refused unread.
+        ("huge_dataset.nir", &["node neuron `r`", "shape [3, 33554435, 3]", "more than 67108864 values"]),
     ] {
         let message = error_of(&bad(file));
         for w in words {

@@ -12,6 +12,18 @@ use std::path::Path;
 use crate::ann::{Ann, AnnLayer, BatchNorm};
 use crate::error::{ModelError, Result, file_error};
 
+/// The most elements an imported array may have: 2^26 (256 MiB as f32), a Linear layer of
+/// 4096 x 16384, far past what a chip core holds (its kernel memory has 32 Ki entries). A file
+/// that declares more is corrupt or not a chip network; it is refused before anything is read,
+/// where reading would take gigabytes (a few hundred bytes of HDF5 can declare 300 M values
+/// filled in from one).
+pub const MAX_TENSOR_ELEMENTS: usize = 1 << 26;
+
+/// The number of elements of `shape`, if it is within [`MAX_TENSOR_ELEMENTS`].
+pub(crate) fn elements(shape: impl IntoIterator<Item = u64>) -> Option<usize> {
+    shape.into_iter().try_fold(1u64, |n, d| n.checked_mul(d)).and_then(|n| usize::try_from(n).ok()).filter(|&n| n <= MAX_TENSOR_ELEMENTS)
+}
+
 /// An eval-mode batch norm from its parameters; every array has one value per channel.
 pub(crate) fn batch_norm(gamma: &[f32], beta: &[f32], mean: &[f32], var: &[f32], eps: f32) -> AnnLayer {
     AnnLayer::BatchNorm(BatchNorm {

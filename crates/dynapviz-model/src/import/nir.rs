@@ -70,6 +70,10 @@ struct Values {
 
 impl Values {
     fn read(ds: &Dataset, at: &str) -> NirResult<Self> {
+        let shape = ds.shape();
+        if super::elements(shape.iter().copied()).is_none() {
+            return Err(NirError::File(format!("{at}: shape {shape:?}: more than {} values", super::MAX_TENSOR_ELEMENTS)));
+        }
         /// The dataset's values as `T`, widened to f64.
         fn widened<T: H5Type>(ds: &Dataset, widen: fn(T) -> f64) -> hdf5_reader::error::Result<Vec<f64>> {
             Ok(ds.read_array::<T>()?.into_iter().map(widen).collect())
@@ -91,7 +95,7 @@ impl Values {
             other => return Err(NirError::File(format!("{at}: expected numbers, found {other:?}"))),
         }
         .map_err(|e| NirError::File(format!("{at}: {e}")))?;
-        Ok(Self { shape: ds.shape().iter().map(|&d| d as usize).collect(), data })
+        Ok(Self { shape: shape.iter().map(|&d| d as usize).collect(), data })
     }
 
     /// The values as non-negative integers (sizes, strides, paddings).
@@ -239,10 +243,16 @@ impl Graph {
             self.nodes.insert(full, read_node(&node, &kind)?);
         }
         let edges = g.dataset("edges").map_err(|e| NirError::File(format!("graph {prefix:?}: no `edges`: {e}")))?;
-        let ends = if edges.shape().iter().product::<u64>() == 0 {
-            Vec::new()
-        } else {
-            edges.read_strings().map_err(|e| NirError::File(format!("graph {prefix:?} `edges`: {e}")))?
+        let ends = match super::elements(edges.shape().iter().copied()) {
+            None => {
+                return Err(NirError::File(format!(
+                    "graph {prefix:?} `edges`: shape {:?}: more than {} names",
+                    edges.shape(),
+                    super::MAX_TENSOR_ELEMENTS
+                )));
+            }
+            Some(0) => Vec::new(),
+            Some(_) => edges.read_strings().map_err(|e| NirError::File(format!("graph {prefix:?} `edges`: {e}")))?,
         };
         if ends.len() % 2 != 0 {
             return Err(NirError::File(format!("graph {prefix:?} `edges`: {} names, expected pairs", ends.len())));

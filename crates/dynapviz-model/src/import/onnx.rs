@@ -186,6 +186,10 @@ impl<'a> ExternalData<'a> {
         if offset.checked_add(length).is_none_or(|end| end > size) {
             return Err(bad(format!("external data asks bytes {offset}..+{length} of `{location}`, which has {size}")));
         }
+        // Eight bytes for the widest element type.
+        if length > (super::MAX_TENSOR_ELEMENTS as u64) * 8 {
+            return Err(bad(format!("external data of {length} bytes: more than {} elements", super::MAX_TENSOR_ELEMENTS)));
+        }
         let mut bytes = vec![0; length as usize];
         file.seek(SeekFrom::Start(offset))
             .and_then(|_| file.read_exact(&mut bytes))

@@ -48,10 +48,6 @@ impl Value {
 /// doubles with every few bytes, and would fill the memory.
 const MAX_COPIED: usize = 1 << 22;
 
-/// The most elements one tensor may have: 2^28 (1 GiB as f32). A chip network's largest weight
-/// has a few hundred thousand; a tensor past this is a corrupt size, and reading it a long wait.
-const MAX_ELEMENTS: usize = 1 << 28;
-
 struct Machine<'a> {
     data: &'a [u8],
     pos: usize,
@@ -377,11 +373,8 @@ pub fn load_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>> {
         if shape.len() != stride.len() {
             return Err(bad(format!("{} sizes but {} strides", shape.len(), stride.len())));
         }
-        let numel = shape
-            .iter()
-            .try_fold(1usize, |n, &d| n.checked_mul(d))
-            .filter(|&n| n <= MAX_ELEMENTS)
-            .ok_or_else(|| bad(format!("size {shape:?}: more than {MAX_ELEMENTS} elements")))?;
+        let numel = super::elements(shape.iter().map(|&d| d as u64))
+            .ok_or_else(|| bad(format!("size {shape:?}: more than {} elements", super::MAX_TENSOR_ELEMENTS)))?;
         // The storage bytes the view reaches: up to its last element, offset + sum of
         // (size - 1) * stride; none for an empty tensor.
         let needed = if numel == 0 {
@@ -488,8 +481,8 @@ mod tests {
     fn sizes_and_strides_out_of_range_are_refused_before_reading() {
         let storage = floats(&[1.0; 4]);
         for (shape, stride, offset, says) in [
-            (vec![1 << 40], vec![1], 0, "more than 268435456 elements"),
-            (vec![1 << 32, 1 << 32], vec![1, 1], 0, "more than 268435456 elements"),
+            (vec![1 << 40], vec![1], 0, "more than 67108864 elements"),
+            (vec![1 << 32, 1 << 32], vec![1, 1], 0, "more than 67108864 elements"),
             (vec![4], vec![1 << 62], 0, "reach past any storage"),
             (vec![2], vec![1], i64::MAX, "reach past any storage"),
             (vec![4, 1], vec![1], 0, "2 sizes but 1 strides"),
