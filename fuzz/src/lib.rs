@@ -42,7 +42,7 @@ pub fn simulate(network: &Network) {
     let events: Vec<Event> =
         (0..64u32).map(|i| Event::new(i64::from(i) * 50, (i * 7) as u16 % w as u16, (i * 13) as u16 % h as u16, i % 2 == 0)).collect();
     for mode in [Mode::Event, Mode::Binned { bin_us: 1000 }] {
-        if let Ok(mut sim) = Simulator::new(&network, Config { mode, ..Config::default() }) {
+        if let Ok(mut sim) = Simulator::new(network, Config { mode, ..Config::default() }) {
             sim.process(&events, &mut Vec::new());
         }
     }
