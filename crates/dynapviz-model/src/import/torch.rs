@@ -87,20 +87,31 @@ impl Machine<'_> {
         Ok(s)
     }
 
-    /// A copy of `v`, counted against [`MAX_COPIED`].
-    fn copy(&mut self, v: &Value) -> Result<Value> {
-        self.copied = self.copied.saturating_add(v.size());
+    /// Counts a copy of `size` values against [`MAX_COPIED`], before it is made.
+    fn charge(&mut self, size: usize) -> Result<()> {
+        self.copied = self.copied.saturating_add(size);
         if self.copied > MAX_COPIED {
             return Err(self.err(format!("the memo copies more than {MAX_COPIED} values: not a plain state_dict")));
         }
-        Ok(v.clone())
+        Ok(())
     }
 
     /// Puts a copy of the top of the stack in the memo at `k`.
     fn put(&mut self, k: u32) -> Result<()> {
-        let top = self.top()?.clone();
-        let v = self.copy(&top)?;
+        let size = self.top()?.size();
+        self.charge(size)?;
+        let v = self.top()?.clone();
         self.memo.insert(k, v);
+        Ok(())
+    }
+
+    /// Pushes a copy of the memo's value at `k`.
+    fn get(&mut self, k: u32) -> Result<()> {
+        let size = self.memo.get(&k).map(Value::size).ok_or_else(|| self.err(format!("memo {k} unset")))?;
+        self.charge(size)?;
+        if let Some(v) = self.memo.get(&k).cloned() {
+            self.stack.push(v);
+        }
         Ok(())
     }
 
@@ -234,10 +245,7 @@ impl Machine<'_> {
                 }
                 b'h' | b'j' => {
                     let k = if op == b'h' { u32::from(self.u8()?) } else { self.u32()? };
-                    let v = self.memo.remove(&k).ok_or_else(|| self.err(format!("memo {k} unset")))?;
-                    let copy = self.copy(&v);
-                    self.memo.insert(k, v);
-                    self.stack.push(copy?);
+                    self.get(k)?;
                 }
                 b't' => {
                     let items = self.pop_mark()?;
