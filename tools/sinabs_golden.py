@@ -529,11 +529,20 @@ def expected_of_snn(name, snn, shape, device, ev):
     layers = {i: l for i, l in net.dynapcnn_layers.items() if not isinstance(l, DVSLayer)}
     for i, layer in layers.items():
         layer.register_forward_hook(hook(i))
-    # The largest weighted sum a layer got: beyond 2^24, float32 rounds integers, and sinabs'
-    # simulation is no longer exact (dynapviz's binned mode stays exact).
+    # The largest weighted sum a layer got, or part of one: beyond 2^24, float32 rounds integers,
+    # and sinabs' simulation is no longer exact (dynapviz's binned mode stays exact). A sum
+    # adds its terms in whatever order torch's convolution takes them, so its positive terms
+    # alone (or its negative ones) bound what a partial sum may reach: measured in float64.
     largest = [0.0]
+
+    def partial_sums(conv, inputs, out):
+        x = inputs[0].double()
+        w = conv.weight.double()
+        parts = [nn.functional.conv2d(x, part, None, conv.stride, conv.padding) for part in (w.clamp(min=0), (-w).clamp(min=0))]
+        largest[0] = max([largest[0], float(out.abs().max())] + [float(p.max()) for p in parts])
+
     for layer in layers.values():
-        layer.conv_layer.register_forward_hook(lambda _m, _i, out: largest.__setitem__(0, max(largest[0], float(out.abs().max()))))
+        layer.conv_layer.register_forward_hook(partial_sums)
     with torch.no_grad():
         out = net(frames(ev, shape))
     if isinstance(out, dict):
