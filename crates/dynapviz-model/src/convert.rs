@@ -26,7 +26,7 @@ pub const MAX_LAYER_NEURONS: usize = 1 << 26;
 
 /// The number of values of `shape`, if it is within [`MAX_LAYER_NEURONS`].
 fn within_limit(shape: [usize; 3]) -> Option<usize> {
-    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).filter(|&n| n <= MAX_LAYER_NEURONS)
+    crate::tensor::len_of(shape).filter(|&n| n <= MAX_LAYER_NEURONS)
 }
 
 /// Options of the DVS input layer.

@@ -13,7 +13,7 @@ impl Tensor {
     /// A tensor; `data.len()` must equal the product of `shape` (a product that overflows, as
     /// a corrupt file's dimensions may, equals nothing).
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Option<Self> {
-        (shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) == Some(data.len())).then_some(Self { shape, data })
+        (len_of(shape.iter().copied()) == Some(data.len())).then_some(Self { shape, data })
     }
 
     /// Number of values.
@@ -37,6 +37,12 @@ impl Tensor {
         }
         Some(Tensor { shape: vec![c, r], data })
     }
+}
+
+/// The number of values of an array of `dims`; `None` where the product overflows, as a
+/// corrupt file's dimensions may make it.
+pub(crate) fn len_of(dims: impl IntoIterator<Item = usize>) -> Option<usize> {
+    dims.into_iter().try_fold(1usize, |n, d| n.checked_mul(d))
 }
 
 #[cfg(test)]

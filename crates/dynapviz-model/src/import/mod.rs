@@ -21,7 +21,8 @@ pub const MAX_TENSOR_ELEMENTS: usize = 1 << 26;
 
 /// The number of elements of `shape`, if it is within [`MAX_TENSOR_ELEMENTS`].
 pub(crate) fn elements(shape: impl IntoIterator<Item = u64>) -> Option<usize> {
-    shape.into_iter().try_fold(1u64, |n, d| n.checked_mul(d)).and_then(|n| usize::try_from(n).ok()).filter(|&n| n <= MAX_TENSOR_ELEMENTS)
+    // A dimension past usize (on a 32-bit machine) overflows the product unless another is 0.
+    crate::tensor::len_of(shape.into_iter().map(|d| usize::try_from(d).unwrap_or(usize::MAX))).filter(|&n| n <= MAX_TENSOR_ELEMENTS)
 }
 
 /// An eval-mode batch norm from its parameters; every array has one value per channel.

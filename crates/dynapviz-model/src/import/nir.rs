@@ -243,11 +243,11 @@ impl Graph {
             self.nodes.insert(full, read_node(&node, &kind)?);
         }
         let edges = g.dataset("edges").map_err(|e| NirError::File(format!("graph {prefix:?}: no `edges`: {e}")))?;
-        let ends = match super::elements(edges.shape().iter().copied()) {
+        let shape = edges.shape();
+        let ends = match super::elements(shape.iter().copied()) {
             None => {
                 return Err(NirError::File(format!(
-                    "graph {prefix:?} `edges`: shape {:?}: more than {} names",
-                    edges.shape(),
+                    "graph {prefix:?} `edges`: shape {shape:?}: more than {} names",
                     super::MAX_TENSOR_ELEMENTS
                 )));
             }
